@@ -1,0 +1,30 @@
+//! Tessera's session core.
+//!
+//! Sessions, tokens, policies, events and the [`SessionStore`] contract. It
+//! knows nothing about HTTP or any particular database: the service
+//! (`tessera-server`) and the library faces are thin layers over
+//! [`Sessions`], and every store implements [`SessionStore`] and passes the
+//! shared conformance suite (`tessera-conformance`).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod error;
+pub mod memory;
+pub mod model;
+pub mod policy;
+pub mod sessions;
+pub mod store;
+pub mod time;
+pub mod token;
+
+pub use error::{Error, Result};
+pub use memory::MemoryStore;
+pub use model::{
+    ApiKeyRecord, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, PublicSession, Revocation, RevokeReason,
+    SessionRecord,
+};
+pub use policy::SessionPolicy;
+pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Sessions, TtlInput};
+pub use store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError, StoreResult};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use token::{SecretToken, TokenHash, TokenKind};

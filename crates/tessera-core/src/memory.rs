@@ -1,0 +1,281 @@
+//! `memory://` — an in-process store for tests and single-process demos.
+//!
+//! One mutex guards all maps, which makes every trait method trivially
+//! atomic. Records are kept behind `Arc`, so a read is a map lookup and a
+//! reference-count increment, with no copying of the session.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::model::{ApiKeyRecord, Event, EventKind, NewEvent, Revocation, RevokeReason, SessionRecord};
+use crate::store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError, StoreResult};
+use crate::time::Timestamp;
+use crate::token::TokenHash;
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: HashMap<String, Arc<SessionRecord>>,
+    by_token: HashMap<TokenHash, String>,
+    by_subject: HashMap<String, HashSet<String>>,
+    events: Vec<Event>,
+    api_keys: Vec<ApiKeyRecord>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied change:
+        // every method validates before it mutates, so the data is usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    fn push_event(&mut self, e: NewEvent) {
+        let id = self.events.last().map_or(1, |l| l.id + 1);
+        self.events.push(Event { id, event: e });
+    }
+
+    fn revoke(&mut self, handle: &str, reason: RevokeReason, now: Timestamp) -> bool {
+        let Some(cur) = self.sessions.get(handle) else { return false };
+        if cur.revoked.is_some() {
+            return false;
+        }
+        let mut next = SessionRecord::clone(cur);
+        next.version += 1;
+        next.revoked = Some(Revocation { at: now, reason });
+        let ev = NewEvent::revoked(&next, reason, now);
+        self.sessions.insert(handle.to_owned(), Arc::new(next));
+        self.push_event(ev);
+        true
+    }
+
+    fn active_of(&self, subject: &str, now: Timestamp) -> Vec<Arc<SessionRecord>> {
+        self.by_subject
+            .get(subject)
+            .into_iter()
+            .flatten()
+            .filter_map(|h| self.sessions.get(h))
+            .filter(|s| s.is_active(now))
+            .cloned()
+            .collect()
+    }
+
+    fn remove(&mut self, handle: &str) -> Option<Arc<SessionRecord>> {
+        let s = self.sessions.remove(handle)?;
+        self.by_token.remove(&s.token_hash);
+        if let Some(set) = self.by_subject.get_mut(&s.subject) {
+            set.remove(handle);
+            if set.is_empty() {
+                self.by_subject.remove(&s.subject);
+            }
+        }
+        Some(s)
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(
+        &self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+    ) -> StoreResult<CreateOutcome> {
+        let mut g = self.lock();
+        if g.sessions.contains_key(&session.handle) || g.by_token.contains_key(&session.token_hash) {
+            return Err(StoreError::Duplicate);
+        }
+        if let Some((h, v)) = &opts.replace {
+            match g.sessions.get(h) {
+                Some(p) if p.version == *v && p.revoked.is_none() => {}
+                _ => return Ok(CreateOutcome::Conflict),
+            }
+            g.revoke(h, RevokeReason::Replaced, opts.now);
+        }
+        g.sessions.insert(session.handle.clone(), Arc::new(session.clone()));
+        g.by_token.insert(session.token_hash, session.handle.clone());
+        g.by_subject
+            .entry(session.subject.clone())
+            .or_default()
+            .insert(session.handle.clone());
+        for e in events {
+            g.push_event(e.clone());
+        }
+        let mut evicted = Vec::new();
+        if let Some(max) = opts.max_per_subject {
+            let mut active = g.active_of(&session.subject, opts.now);
+            let excess = active.len().saturating_sub(max as usize);
+            active.sort_by(|a, b| (a.created_at, &a.handle).cmp(&(b.created_at, &b.handle)));
+            for s in active.into_iter().take(excess) {
+                g.revoke(&s.handle, RevokeReason::SessionLimit, opts.now);
+                evicted.push(s.handle.clone());
+            }
+        }
+        Ok(CreateOutcome::Created { evicted })
+    }
+
+    async fn get(&self, handle: &str) -> StoreResult<Option<Arc<SessionRecord>>> {
+        Ok(self.lock().sessions.get(handle).cloned())
+    }
+
+    async fn get_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Arc<SessionRecord>>> {
+        let g = self.lock();
+        Ok(g.by_token.get(hash).and_then(|h| g.sessions.get(h)).cloned())
+    }
+
+    async fn touch(
+        &self,
+        handle: &str,
+        token_hash: &TokenHash,
+        last_seen_at: Timestamp,
+        idle_expires_at: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let Some(cur) = g.sessions.get_mut(handle) else { return Ok(false) };
+        if cur.token_hash != *token_hash || cur.revoked.is_some() {
+            return Ok(false);
+        }
+        let s = Arc::make_mut(cur);
+        s.last_seen_at = s.last_seen_at.max(last_seen_at);
+        s.idle_expires_at = s.idle_expires_at.max(idle_expires_at);
+        Ok(true)
+    }
+
+    async fn update(
+        &self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let Some(cur) = g.sessions.get(&session.handle).cloned() else { return Ok(false) };
+        if cur.version != expected_version {
+            return Ok(false);
+        }
+        let old_hash = cur.token_hash;
+        if old_hash != session.token_hash {
+            if g.by_token.contains_key(&session.token_hash) {
+                return Err(StoreError::Duplicate);
+            }
+            g.by_token.remove(&old_hash);
+            g.by_token.insert(session.token_hash, session.handle.clone());
+        }
+        let mut next = session.clone();
+        next.last_seen_at = next.last_seen_at.max(cur.last_seen_at);
+        next.idle_expires_at = next.idle_expires_at.max(cur.idle_expires_at);
+        g.sessions.insert(session.handle.clone(), Arc::new(next));
+        for e in events {
+            g.push_event(e.clone());
+        }
+        Ok(true)
+    }
+
+    async fn list_by_subject(&self, subject: &str) -> StoreResult<Vec<Arc<SessionRecord>>> {
+        let g = self.lock();
+        Ok(g.by_subject
+            .get(subject)
+            .into_iter()
+            .flatten()
+            .filter_map(|h| g.sessions.get(h).cloned())
+            .collect())
+    }
+
+    async fn revoke_subject(
+        &self,
+        subject: &str,
+        except: Option<&str>,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        let mut g = self.lock();
+        let targets: Vec<String> = g
+            .active_of(subject, now)
+            .into_iter()
+            .filter(|s| Some(s.handle.as_str()) != except)
+            .map(|s| s.handle.clone())
+            .collect();
+        for h in &targets {
+            g.revoke(h, reason, now);
+        }
+        Ok(targets)
+    }
+
+    async fn events(&self, q: &EventQuery) -> StoreResult<Vec<Event>> {
+        let g = self.lock();
+        let start = g.events.partition_point(|e| e.id <= q.after);
+        Ok(g.events[start..]
+            .iter()
+            .filter(|e| q.subject.as_deref().is_none_or(|s| e.event.subject == s))
+            .filter(|e| q.handle.as_deref().is_none_or(|h| e.event.handle == h))
+            .filter(|e| q.kind.is_none_or(|k| e.event.kind == k))
+            .take(q.limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
+        let mut g = self.lock();
+        let dead: Vec<String> = g
+            .sessions
+            .values()
+            .filter(|s| s.is_expired(now))
+            .take(batch as usize)
+            .map(|s| s.handle.clone())
+            .collect();
+        for h in &dead {
+            if let Some(s) = g.remove(h)
+                && s.revoked.is_none()
+            {
+                g.push_event(NewEvent::new(EventKind::Expired, &s, now));
+            }
+        }
+        Ok(dead.len() as u32)
+    }
+
+    async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
+        Ok(self.lock().sessions.values().filter(|s| s.is_active(now)).count() as u64)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let mut g = self.lock();
+        if g.api_keys.iter().any(|k| k.id == key.id || k.hash == key.hash) {
+            return Err(StoreError::Duplicate);
+        }
+        g.api_keys.push(key.clone());
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
+        Ok(self.lock().api_keys.iter().find(|k| k.hash == *hash).cloned())
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        Ok(self.lock().api_keys.clone())
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let mut g = self.lock();
+        match g.api_keys.iter_mut().find(|k| k.id == id) {
+            Some(k) if k.revoked_at.is_none() => {
+                k.revoked_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}

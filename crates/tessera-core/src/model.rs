@@ -1,0 +1,332 @@
+//! The records the core keeps and the stores persist.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::time::Timestamp;
+use crate::token::TokenHash;
+
+/// One logged-in device or browser of a subject (SPEC §1).
+///
+/// `version` increases with every change made through
+/// [`SessionStore::update`](crate::store::SessionStore::update), which is a
+/// compare-and-swap on it. Sliding the idle expiry (`touch`) deliberately
+/// does not bump it: it commutes with every other change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub handle: String,
+    pub token_hash: TokenHash,
+    pub subject: String,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    /// Length of the sliding idle window, fixed when the session is created.
+    pub idle_timeout_ms: i64,
+    pub idle_expires_at: Timestamp,
+    pub absolute_expires_at: Timestamp,
+    pub auth: AuthInfo,
+    pub device: DeviceInfo,
+    pub data: Map<String, Value>,
+    pub binding: Option<Binding>,
+    pub revoked: Option<Revocation>,
+}
+
+impl SessionRecord {
+    /// The earlier of the two expiries: after it the session is dead and the
+    /// sweeper may delete the record. Stores index this.
+    pub fn expires_at(&self) -> Timestamp {
+        self.idle_expires_at.min(self.absolute_expires_at)
+    }
+
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        now >= self.expires_at()
+    }
+
+    /// Neither revoked nor expired at `now`.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.revoked.is_none() && !self.is_expired(now)
+    }
+
+    /// The public view of SPEC §4.1. It has no field for the token or its hash.
+    pub fn public_view(&self) -> PublicSession<'_> {
+        PublicSession {
+            handle: &self.handle,
+            subject: &self.subject,
+            created_at: self.created_at,
+            last_seen_at: self.last_seen_at,
+            idle_expires_at: self.idle_expires_at,
+            absolute_expires_at: self.absolute_expires_at,
+            auth: &self.auth,
+            device: PublicDevice {
+                user_agent: self.device.user_agent.as_deref(),
+                ip: self.device.ip.as_deref(),
+                label: &self.device.label,
+                first_seen_at: self.created_at,
+                last_seen_at: self.last_seen_at,
+            },
+            binding: self.binding.as_ref(),
+            data: &self.data,
+        }
+    }
+}
+
+/// How and when the subject last authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthInfo {
+    /// 1 = single factor, 2 = multi-factor, higher as the application defines.
+    pub level: u8,
+    /// RFC 8176 `amr` values, in the order they were first used.
+    pub methods: Vec<String>,
+    /// Time of the last authentication.
+    pub time: Timestamp,
+}
+
+/// What the session knows about the device it was created on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// A human label derived from the user agent, e.g. "Chrome on Linux".
+    pub label: String,
+}
+
+/// What a session is bound to, if anything (filled by the DPoP, mTLS and DBSC
+/// features; stored as JSON so later kinds need no schema change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Binding {
+    /// RFC 9449: the JWK SHA-256 thumbprint of the client's key.
+    Dpop { jkt: String },
+    /// RFC 8705: the SHA-256 thumbprint of the client certificate.
+    Mtls {
+        #[serde(rename = "x5t#S256")]
+        x5t_s256: String,
+    },
+    /// DBSC: the registered device key.
+    Dbsc { session_id: String, jkt: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub at: Timestamp,
+    pub reason: RevokeReason,
+}
+
+/// Why a session ended early. Recorded in events; never contains a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    /// The holder logged out with its token.
+    Logout,
+    /// The backend revoked it by handle.
+    Revoked,
+    /// A login presented it as `previous_session_token`; a new session took over.
+    Replaced,
+    /// The subject went over its concurrent-session limit; the oldest went.
+    SessionLimit,
+    /// All of the subject's sessions were revoked ("sign out everywhere").
+    RevokeAll,
+    /// A consumed refresh token was presented again outside the grace window.
+    RefreshTokenReuse,
+    /// Revoked by an operator through the CLI.
+    Operator,
+}
+
+impl RevokeReason {
+    pub const ALL: [RevokeReason; 7] = [
+        RevokeReason::Logout,
+        RevokeReason::Revoked,
+        RevokeReason::Replaced,
+        RevokeReason::SessionLimit,
+        RevokeReason::RevokeAll,
+        RevokeReason::RefreshTokenReuse,
+        RevokeReason::Operator,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Logout => "logout",
+            RevokeReason::Revoked => "revoked",
+            RevokeReason::Replaced => "replaced",
+            RevokeReason::SessionLimit => "session_limit",
+            RevokeReason::RevokeAll => "revoke_all",
+            RevokeReason::RefreshTokenReuse => "refresh_token_reuse",
+            RevokeReason::Operator => "operator",
+        }
+    }
+}
+
+impl fmt::Display for RevokeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RevokeReason {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s).ok_or(())
+    }
+}
+
+/// Kinds of audit event (SPEC §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Created,
+    Refreshed,
+    Elevated,
+    Revoked,
+    Expired,
+    RefreshTokenReuse,
+    BindingFailed,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 7] = [
+        EventKind::Created,
+        EventKind::Refreshed,
+        EventKind::Elevated,
+        EventKind::Revoked,
+        EventKind::Expired,
+        EventKind::RefreshTokenReuse,
+        EventKind::BindingFailed,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Refreshed => "refreshed",
+            EventKind::Elevated => "elevated",
+            EventKind::Revoked => "revoked",
+            EventKind::Expired => "expired",
+            EventKind::RefreshTokenReuse => "refresh_token_reuse",
+            EventKind::BindingFailed => "binding_failed",
+        }
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or(())
+    }
+}
+
+/// An event before the store has given it a sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub at: Timestamp,
+    pub kind: EventKind,
+    pub subject: String,
+    pub handle: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RevokeReason>,
+}
+
+impl NewEvent {
+    pub fn new(kind: EventKind, s: &SessionRecord, at: Timestamp) -> Self {
+        Self {
+            at,
+            kind,
+            subject: s.subject.clone(),
+            handle: s.handle.clone(),
+            reason: None,
+        }
+    }
+
+    pub fn revoked(s: &SessionRecord, reason: RevokeReason, at: Timestamp) -> Self {
+        Self {
+            reason: Some(reason),
+            ..Self::new(EventKind::Revoked, s, at)
+        }
+    }
+}
+
+/// A stored event. `id` increases strictly in the order events were written
+/// and is the cursor of `GET /v1/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: u64,
+    #[serde(flatten)]
+    pub event: NewEvent,
+}
+
+/// A backend API key. Only the hash of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub hash: TokenHash,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// The public JSON view of a session (SPEC §4.1).
+#[derive(Debug, Serialize)]
+pub struct PublicSession<'a> {
+    pub handle: &'a str,
+    pub subject: &'a str,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub idle_expires_at: Timestamp,
+    pub absolute_expires_at: Timestamp,
+    pub auth: &'a AuthInfo,
+    pub device: PublicDevice<'a>,
+    pub binding: Option<&'a Binding>,
+    pub data: &'a Map<String, Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PublicDevice<'a> {
+    pub user_agent: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub label: &'a str,
+    pub first_seen_at: Timestamp,
+    pub last_seen_at: Timestamp,
+}
+
+/// "Chrome on Linux" from a user-agent string, by woothee's parser.
+pub fn device_label(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent.filter(|s| !s.is_empty()) else {
+        return String::from("Unknown device");
+    };
+    let parsed = woothee::parser::Parser::new().parse(ua);
+    let known = |s: &str| !s.is_empty() && s != woothee::woothee::VALUE_UNKNOWN;
+    match parsed {
+        Some(r) if known(r.name) && known(r.os) => format!("{} on {}", r.name, r.os),
+        Some(r) if known(r.name) => r.name.to_string(),
+        Some(r) if known(r.os) => format!("Unknown browser on {}", r.os),
+        _ => String::from("Unknown device"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_common_browsers() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+        assert_eq!(device_label(Some(chrome)), "Chrome on Linux");
+        let firefox = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0";
+        assert_eq!(device_label(Some(firefox)), "Firefox on Windows 10");
+        assert_eq!(device_label(None), "Unknown device");
+        assert_eq!(device_label(Some("curl/8.5.0")), "Unknown device");
+    }
+
+    #[test]
+    fn reasons_and_kinds_round_trip() {
+        for r in RevokeReason::ALL {
+            assert_eq!(r.as_str().parse::<RevokeReason>(), Ok(r));
+            assert_eq!(serde_json::to_value(r).unwrap(), Value::from(r.as_str()));
+        }
+        for k in EventKind::ALL {
+            assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), Value::from(k.as_str()));
+        }
+    }
+}

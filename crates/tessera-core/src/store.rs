@@ -1,0 +1,155 @@
+//! The store contract: what every backend (memory, SQLite, Redis, …) must do.
+//!
+//! The trait is async and every method is one atomic step on the store, so a
+//! networked store can implement each with one round trip (a transaction, a
+//! Lua script). Domain rules live in [`Sessions`](crate::Sessions); stores
+//! only keep records, maintain their indexes, and apply the conditional
+//! writes described on each method. `tessera-conformance` holds the tests
+//! every implementation must pass.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::{ApiKeyRecord, Event, EventKind, NewEvent, RevokeReason, SessionRecord};
+use crate::time::Timestamp;
+use crate::token::TokenHash;
+
+/// A store failure. Every variant means "the store could not answer": callers
+/// fail closed (503 at the HTTP edge), never open.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend is unreachable, timed out, or refused the operation.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record could not be decoded.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    /// A uniqueness constraint was hit (e.g. a duplicate handle or token hash).
+    #[error("duplicate key")]
+    Duplicate,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Options of [`SessionStore::create`].
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Revoke this session (handle, expected version) with reason
+    /// [`RevokeReason::Replaced`] and one `revoked` event, in the same atomic
+    /// step (the new session's own events follow it). If it is no longer
+    /// at that version or is already revoked, nothing at all is written and
+    /// the outcome is [`CreateOutcome::Conflict`].
+    pub replace: Option<(String, u64)>,
+    /// After inserting, revoke the subject's oldest active sessions (by
+    /// `created_at`, then handle) until at most this many remain active,
+    /// with reason [`RevokeReason::SessionLimit`] and one `revoked` event each.
+    pub max_per_subject: Option<u32>,
+    /// The time used to decide which sessions are active and to stamp the
+    /// revocations this call makes.
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// Inserted; the handles of sessions revoked to respect the limit.
+    Created { evicted: Vec<String> },
+    /// `replace` did not match; nothing was written.
+    Conflict,
+}
+
+/// A page request for the event log.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub subject: Option<String>,
+    pub handle: Option<String>,
+    pub kind: Option<EventKind>,
+    /// Only events with `id > after`.
+    pub after: u64,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Inserts a new session and appends `events`, atomically with the
+    /// `replace` and `max_per_subject` effects of `opts`.
+    ///
+    /// A duplicate handle or token hash is [`StoreError::Duplicate`] and
+    /// writes nothing.
+    async fn create(
+        &self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+    ) -> StoreResult<CreateOutcome>;
+
+    /// The session with this handle, revoked or not, until the sweeper deletes it.
+    async fn get(&self, handle: &str) -> StoreResult<Option<Arc<SessionRecord>>>;
+
+    /// The session whose current token hashes to `hash`. A token replaced by
+    /// [`update`](Self::update) no longer finds it.
+    async fn get_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Arc<SessionRecord>>>;
+
+    /// Slides the idle window: sets `last_seen_at` and `idle_expires_at` to
+    /// the later of their stored and given values, only if the session still
+    /// has this token hash and is not revoked. Does not change `version`.
+    /// Returns whether it matched.
+    async fn touch(
+        &self,
+        handle: &str,
+        token_hash: &TokenHash,
+        last_seen_at: Timestamp,
+        idle_expires_at: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Compare-and-swap: replaces the stored session with `session` (whose
+    /// `version` must be `expected_version + 1`) and appends `events`, only if
+    /// the stored version is `expected_version`. `last_seen_at` and
+    /// `idle_expires_at` keep the later of stored and given values, so a
+    /// concurrent `touch` is never undone. Returns whether it swapped.
+    async fn update(
+        &self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> StoreResult<bool>;
+
+    /// Every stored session of `subject` (revoked and expired included, until
+    /// swept), in no particular order.
+    async fn list_by_subject(&self, subject: &str) -> StoreResult<Vec<Arc<SessionRecord>>>;
+
+    /// Revokes every active (at `now`) session of `subject` except `except`,
+    /// with one `revoked` event each; returns their handles.
+    async fn revoke_subject(
+        &self,
+        subject: &str,
+        except: Option<&str>,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>>;
+
+    /// Events matching `query`, in increasing `id` order.
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
+
+    /// Deletes up to `batch` sessions whose `expires_at() <= now`, appending
+    /// an `expired` event for each that had not been revoked. Returns how many
+    /// were deleted; callers repeat while it returns `batch`.
+    async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32>;
+
+    /// How many sessions are active at `now`.
+    async fn count_active(&self, now: Timestamp) -> StoreResult<u64>;
+
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Stores a new API key ([`StoreError::Duplicate`] if the id or hash exists).
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+
+    async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>>;
+
+    /// All API keys, revoked included, oldest first.
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+
+    /// Marks the key revoked; false if no such key or already revoked.
+    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+}
