@@ -5,7 +5,13 @@
 //! (`tessera-server`) and the library faces are thin layers over
 //! [`Sessions`], and every store implements [`SessionStore`] and passes the
 //! shared conformance suite (`tessera-conformance`).
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::todo,
+    clippy::unimplemented
+)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod error;
@@ -20,8 +26,8 @@ pub mod token;
 pub use error::{Error, Result};
 pub use memory::MemoryStore;
 pub use model::{
-    ApiKeyRecord, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, PublicSession, Revocation, RevokeReason,
-    SessionRecord,
+    ApiKeyRecord, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, PublicSession, Revocation,
+    RevokeReason, SessionRecord,
 };
 pub use policy::SessionPolicy;
 pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Sessions, TtlInput};

@@ -47,7 +47,9 @@ impl Inner {
     }
 
     fn revoke(&mut self, handle: &str, reason: RevokeReason, now: Timestamp) -> bool {
-        let Some(cur) = self.sessions.get(handle) else { return false };
+        let Some(cur) = self.sessions.get(handle) else {
+            return false;
+        };
         if cur.revoked.is_some() {
             return false;
         }
@@ -103,7 +105,8 @@ impl SessionStore for MemoryStore {
             }
             g.revoke(h, RevokeReason::Replaced, opts.now);
         }
-        g.sessions.insert(session.handle.clone(), Arc::new(session.clone()));
+        g.sessions
+            .insert(session.handle.clone(), Arc::new(session.clone()));
         g.by_token.insert(session.token_hash, session.handle.clone());
         g.by_subject
             .entry(session.subject.clone())
@@ -142,7 +145,9 @@ impl SessionStore for MemoryStore {
         idle_expires_at: Timestamp,
     ) -> StoreResult<bool> {
         let mut g = self.lock();
-        let Some(cur) = g.sessions.get_mut(handle) else { return Ok(false) };
+        let Some(cur) = g.sessions.get_mut(handle) else {
+            return Ok(false);
+        };
         if cur.token_hash != *token_hash || cur.revoked.is_some() {
             return Ok(false);
         }
@@ -159,7 +164,9 @@ impl SessionStore for MemoryStore {
         events: &[NewEvent],
     ) -> StoreResult<bool> {
         let mut g = self.lock();
-        let Some(cur) = g.sessions.get(&session.handle).cloned() else { return Ok(false) };
+        let Some(cur) = g.sessions.get(&session.handle).cloned() else {
+            return Ok(false);
+        };
         if cur.version != expected_version {
             return Ok(false);
         }

@@ -315,7 +315,8 @@ mod tests {
         let firefox = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0";
         assert_eq!(device_label(Some(firefox)), "Firefox on Windows 10");
         assert_eq!(device_label(None), "Unknown device");
-        assert_eq!(device_label(Some("curl/8.5.0")), "Unknown device");
+        assert_eq!(device_label(Some("curl/8.5.0")), "HTTP Library");
+        assert_eq!(device_label(Some("\u{1}\u{2}")), "Unknown device");
     }
 
     #[test]

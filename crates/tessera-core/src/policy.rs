@@ -45,7 +45,11 @@ impl SessionPolicy {
     /// Checks the policy itself; the service refuses to start on an error.
     pub fn validate(&self) -> Result<(), String> {
         let pos = |name: &str, v: i64| {
-            if v <= 0 { Err(format!("{name} must be positive")) } else { Ok(()) }
+            if v <= 0 {
+                Err(format!("{name} must be positive"))
+            } else {
+                Ok(())
+            }
         };
         pos("idle_timeout_secs", self.idle_timeout_secs)?;
         pos("absolute_timeout_secs", self.absolute_timeout_secs)?;

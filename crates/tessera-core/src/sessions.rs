@@ -86,7 +86,9 @@ pub struct Sessions {
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions").field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("Sessions")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
     }
 }
 
@@ -177,7 +179,10 @@ impl Sessions {
             match self.store.create(&record, &opts, &events).await {
                 Ok(CreateOutcome::Created { evicted }) => {
                     if !evicted.is_empty() {
-                        tracing::info!(subject_sessions_evicted = evicted.len(), "session limit reached; oldest revoked");
+                        tracing::info!(
+                            subject_sessions_evicted = evicted.len(),
+                            "session limit reached; oldest revoked"
+                        );
                     }
                     return Ok(IssuedSession {
                         session: Arc::new(record),
@@ -200,8 +205,13 @@ impl Sessions {
     ///
     /// A failure writes nothing.
     pub async fn verify(&self, presented: &str) -> Result<Arc<SessionRecord>> {
-        let hash = token::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
-        let rec = self.store.get_by_token(&hash).await?.ok_or(Error::SessionInvalid)?;
+        let hash =
+            token::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
+        let rec = self
+            .store
+            .get_by_token(&hash)
+            .await?
+            .ok_or(Error::SessionInvalid)?;
         if !rec.token_hash.ct_eq(&hash) {
             return Err(Error::SessionInvalid);
         }
@@ -229,9 +239,14 @@ impl Sessions {
     /// in the same atomic step.
     pub async fn elevate(&self, presented: &str, auth: AuthInput) -> Result<IssuedSession> {
         let level = validate_level(auth.level, self.policy.max_auth_level)?;
-        let hash = token::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
+        let hash =
+            token::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
         for _ in 0..CAS_ATTEMPTS {
-            let rec = self.store.get_by_token(&hash).await?.ok_or(Error::SessionInvalid)?;
+            let rec = self
+                .store
+                .get_by_token(&hash)
+                .await?
+                .ok_or(Error::SessionInvalid)?;
             if !rec.token_hash.ct_eq(&hash) {
                 return Err(Error::SessionInvalid);
             }
@@ -267,8 +282,13 @@ impl Sessions {
     /// revoked or expired session succeeds (logout is idempotent); an
     /// unknown token is [`Error::SessionInvalid`].
     pub async fn revoke_token(&self, presented: &str, reason: RevokeReason) -> Result<()> {
-        let hash = token::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
-        let rec = self.store.get_by_token(&hash).await?.ok_or(Error::SessionInvalid)?;
+        let hash =
+            token::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
+        let rec = self
+            .store
+            .get_by_token(&hash)
+            .await?
+            .ok_or(Error::SessionInvalid)?;
         if !rec.token_hash.ct_eq(&hash) {
             return Err(Error::SessionInvalid);
         }
@@ -311,13 +331,20 @@ impl Sessions {
     /// found).
     pub async fn get(&self, handle: &str) -> Result<Arc<SessionRecord>> {
         let rec = self.get_any(handle).await?;
-        if rec.is_active(self.clock.now()) { Ok(rec) } else { Err(Error::NotFound) }
+        if rec.is_active(self.clock.now()) {
+            Ok(rec)
+        } else {
+            Err(Error::NotFound)
+        }
     }
 
     /// Applies an RFC 7396 JSON merge patch to the session's `data`.
     pub async fn patch_data(&self, handle: &str, patch: &Value) -> Result<Arc<SessionRecord>> {
         if !patch.is_object() {
-            return Err(Error::invalid("data", "must be a JSON object (RFC 7396 merge patch)"));
+            return Err(Error::invalid(
+                "data",
+                "must be a JSON object (RFC 7396 merge patch)",
+            ));
         }
         for _ in 0..CAS_ATTEMPTS {
             let rec = self.get(handle).await?;
@@ -354,7 +381,12 @@ impl Sessions {
 
     /// Revokes every active session of the subject except `except` ("sign
     /// out everywhere", password change, account deletion).
-    pub async fn revoke_all(&self, subject: &str, except: Option<&str>, reason: RevokeReason) -> Result<usize> {
+    pub async fn revoke_all(
+        &self,
+        subject: &str,
+        except: Option<&str>,
+        reason: RevokeReason,
+    ) -> Result<usize> {
         let subject = validate_subject(subject)?;
         let revoked = self
             .store
@@ -369,7 +401,10 @@ impl Sessions {
             validate_subject(s)?;
         }
         if q.limit == 0 || q.limit > MAX_EVENTS_PAGE {
-            return Err(Error::invalid("limit", format!("must be between 1 and {MAX_EVENTS_PAGE}")));
+            return Err(Error::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_EVENTS_PAGE}"),
+            ));
         }
         q.limit = q.limit.min(MAX_EVENTS_PAGE);
         Ok(self.store.events(&q).await?)
@@ -464,7 +499,10 @@ fn check_live(rec: &SessionRecord, now: Timestamp) -> Result<()> {
 /// real identifier and break logs and terminals.
 pub fn validate_subject(s: &str) -> Result<&str> {
     if s.is_empty() || s.len() > MAX_SUBJECT_BYTES {
-        return Err(Error::invalid("subject", format!("must be 1 to {MAX_SUBJECT_BYTES} bytes")));
+        return Err(Error::invalid(
+            "subject",
+            format!("must be 1 to {MAX_SUBJECT_BYTES} bytes"),
+        ));
     }
     if s.chars().any(char::is_control) {
         return Err(Error::invalid("subject", "must not contain control characters"));
@@ -475,7 +513,10 @@ pub fn validate_subject(s: &str) -> Result<&str> {
 fn validate_level(level: Option<u8>, max: u8) -> Result<u8> {
     let level = level.unwrap_or(1);
     if level == 0 || level > max {
-        return Err(Error::invalid("auth.level", format!("must be between 1 and {max}")));
+        return Err(Error::invalid(
+            "auth.level",
+            format!("must be between 1 and {max}"),
+        ));
     }
     Ok(level)
 }
@@ -486,7 +527,8 @@ fn validate_methods(methods: &[String], mut base: Vec<String>) -> Result<Vec<Str
     for m in methods {
         let ok = !m.is_empty()
             && m.len() <= MAX_METHOD_BYTES
-            && m.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            && m.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if !ok {
             return Err(Error::invalid(
                 "auth.methods",
@@ -498,7 +540,10 @@ fn validate_methods(methods: &[String], mut base: Vec<String>) -> Result<Vec<Str
         }
     }
     if base.len() > MAX_METHODS {
-        return Err(Error::invalid("auth.methods", format!("at most {MAX_METHODS} methods")));
+        return Err(Error::invalid(
+            "auth.methods",
+            format!("at most {MAX_METHODS} methods"),
+        ));
     }
     Ok(base)
 }
@@ -506,7 +551,10 @@ fn validate_methods(methods: &[String], mut base: Vec<String>) -> Result<Vec<Str
 fn validate_device(d: DeviceInput) -> Result<DeviceInfo> {
     let user_agent = match d.user_agent {
         Some(ua) if ua.chars().any(|c| c.is_control() && c != '\t') => {
-            return Err(Error::invalid("device.user_agent", "must not contain control characters"));
+            return Err(Error::invalid(
+                "device.user_agent",
+                "must not contain control characters",
+            ));
         }
         Some(mut ua) => {
             if ua.len() > MAX_USER_AGENT_BYTES {

@@ -43,7 +43,7 @@ impl TokenKind {
     }
 
     /// Total length of a well-formed token of this kind.
-    pub const fn len(self) -> usize {
+    pub const fn encoded_len(self) -> usize {
         self.prefix().len() + SECRET_CHARS
     }
 }
@@ -99,7 +99,7 @@ impl SecretToken {
     pub fn generate(kind: TokenKind) -> Self {
         let mut secret = [0u8; SECRET_BYTES];
         fill_random(&mut secret);
-        let mut value = String::with_capacity(kind.len());
+        let mut value = String::with_capacity(kind.encoded_len());
         value.push_str(kind.prefix());
         URL_SAFE_NO_PAD.encode_string(secret, &mut value);
         let hash = TokenHash::of_secret(&secret);
@@ -142,7 +142,7 @@ pub enum MalformedToken {
 /// decode that refuses non-canonical trailing bits (so no two strings map to
 /// the same secret).
 pub fn parse(kind: TokenKind, presented: &[u8]) -> Result<TokenHash, MalformedToken> {
-    if presented.len() != kind.len() {
+    if presented.len() != kind.encoded_len() {
         return Err(MalformedToken::Length);
     }
     let (prefix, body) = presented.split_at(kind.prefix().len());
@@ -213,12 +213,16 @@ mod tests {
         let mut ones = [0u32; SECRET_BYTES * 8];
         for _ in 0..n {
             let t = SecretToken::generate(TokenKind::Session);
-            assert_eq!(t.expose().len(), TokenKind::Session.len());
+            assert_eq!(t.expose().len(), TokenKind::Session.encoded_len());
             let raw = URL_SAFE_NO_PAD
                 .decode(&t.expose()[4..])
                 .expect("issued tokens decode");
             assert_eq!(raw.len(), 32, "256 bits of secret");
-            for (i, bit) in raw.iter().flat_map(|b| (0..8).map(move |k| (b >> k) & 1)).enumerate() {
+            for (i, bit) in raw
+                .iter()
+                .flat_map(|b| (0..8).map(move |k| (b >> k) & 1))
+                .enumerate()
+            {
                 ones[i] += u32::from(bit);
             }
             assert!(seen.insert(t.expose().to_owned()), "duplicate token");
@@ -270,7 +274,7 @@ mod tests {
             vec![b'a'; 10 * 1024],
             nul,
             b"' OR 1=1--".to_vec(),
-            vec![0xff; TokenKind::Session.len()],
+            vec![0xff; TokenKind::Session.encoded_len()],
             format!("tss_{}", "=".repeat(43)).into_bytes(),
             Vec::new(),
         ];
