@@ -417,3 +417,237 @@ fn merge_patch_follows_rfc_7396_examples() {
         assert_eq!(target, want);
     }
 }
+
+/// Model-based property test of the session state machine: random
+/// sequences of create / verify / elevate / revoke / revoke-all / clock moves
+/// / sweeps, checked step by step against a plain model of SPEC §1.
+mod state_machine {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    const MAX_PER_SUBJECT: u32 = 3;
+    const TOUCH_SECS: i64 = 60;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Create { subject: u8, idle: i64, abs: i64 },
+        Verify(usize),
+        Elevate(usize),
+        Logout(usize),
+        RevokeAll(u8),
+        Advance(i64),
+        Sweep,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u8..3, 1i64..400, 1i64..1200).prop_map(|(subject, idle, abs)| Op::Create { subject, idle, abs }),
+            5 => any::<usize>().prop_map(Op::Verify),
+            2 => any::<usize>().prop_map(Op::Elevate),
+            1 => any::<usize>().prop_map(Op::Logout),
+            1 => (0u8..3).prop_map(Op::RevokeAll),
+            3 => (0i64..300).prop_map(Op::Advance),
+            1 => Just(Op::Sweep),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    struct ModelSession {
+        subject: u8,
+        created_ms: i64,
+        handle: String,
+        last_seen_ms: i64,
+        idle_ms: i64,
+        idle_exp_ms: i64,
+        abs_exp_ms: i64,
+        revoked: bool,
+        current: String,
+        deleted: bool,
+    }
+
+    impl ModelSession {
+        fn expired(&self, now: i64) -> bool {
+            now >= self.idle_exp_ms.min(self.abs_exp_ms)
+        }
+        fn active(&self, now: i64) -> bool {
+            !self.revoked && !self.deleted && !self.expired(now)
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Outcome {
+        Ok,
+        Invalid,
+        Expired,
+        Revoked,
+    }
+
+    fn outcome<T>(r: &Result<T>) -> Outcome {
+        match r {
+            Ok(_) => Outcome::Ok,
+            Err(Error::SessionInvalid) => Outcome::Invalid,
+            Err(Error::SessionExpired) => Outcome::Expired,
+            Err(Error::SessionRevoked) => Outcome::Revoked,
+            Err(e) => panic!("unexpected error {e:?}"),
+        }
+    }
+
+    /// What presenting `token` should give, per the model.
+    fn expect(model: &[ModelSession], token: &str, now: i64) -> (Outcome, Option<usize>) {
+        match model.iter().position(|m| m.current == token && !m.deleted) {
+            None => (Outcome::Invalid, None),
+            Some(i) if model[i].revoked => (Outcome::Revoked, Some(i)),
+            Some(i) if model[i].expired(now) => (Outcome::Expired, Some(i)),
+            Some(i) => (Outcome::Ok, Some(i)),
+        }
+    }
+
+    fn slide(m: &mut ModelSession, now: i64) {
+        if now - m.last_seen_ms >= (TOUCH_SECS * 1000).min(m.idle_ms / 4) {
+            m.last_seen_ms = now;
+            m.idle_exp_ms = m.idle_exp_ms.max((now + m.idle_ms).min(m.abs_exp_ms));
+        }
+    }
+
+    async fn run(ops: Vec<Op>) {
+        let (s, clock, store) = setup(SessionPolicy {
+            touch_interval_secs: TOUCH_SECS,
+            max_sessions_per_subject: Some(MAX_PER_SUBJECT),
+            ..Default::default()
+        });
+        let mut model: Vec<ModelSession> = Vec::new();
+        // Every token ever issued, so old ones get presented too.
+        let mut tokens: Vec<String> = Vec::new();
+        for op in ops {
+            let now = clock.now().unix_millis();
+            match op {
+                Op::Create { subject, idle, abs } => {
+                    let req = CreateSession {
+                        subject: format!("s{subject}"),
+                        ttl: Some(TtlInput {
+                            idle_secs: Some(idle),
+                            absolute_secs: Some(abs),
+                        }),
+                        ..Default::default()
+                    };
+                    let got = s.create(req).await.unwrap();
+                    let idle_ms = idle.min(abs) * 1000;
+                    model.push(ModelSession {
+                        subject,
+                        created_ms: now,
+                        handle: got.session.handle.clone(),
+                        last_seen_ms: now,
+                        idle_ms,
+                        idle_exp_ms: now + idle_ms,
+                        abs_exp_ms: now + abs * 1000,
+                        revoked: false,
+                        current: got.token.expose().to_owned(),
+                        deleted: false,
+                    });
+                    // The limit: the oldest active ones beyond it are revoked.
+                    let mut active: Vec<usize> = (0..model.len())
+                        .filter(|&i| model[i].subject == subject && model[i].active(now))
+                        .collect();
+                    active.sort_by(|&a, &b| {
+                        (model[a].created_ms, &model[a].handle).cmp(&(model[b].created_ms, &model[b].handle))
+                    });
+                    let excess = active.len().saturating_sub(MAX_PER_SUBJECT as usize);
+                    for &i in active.iter().take(excess) {
+                        model[i].revoked = true;
+                    }
+                    tokens.push(got.token.expose().to_owned());
+                }
+                Op::Verify(i) if !tokens.is_empty() => {
+                    let t = &tokens[i % tokens.len()];
+                    let (want, idx) = expect(&model, t, now);
+                    let got = s.verify(t).await;
+                    assert_eq!(outcome(&got), want, "verify");
+                    if let (Ok(rec), Some(idx)) = (got, idx) {
+                        slide(&mut model[idx], now);
+                        assert_eq!(rec.last_seen_at.unix_millis(), model[idx].last_seen_ms);
+                        assert_eq!(rec.idle_expires_at.unix_millis(), model[idx].idle_exp_ms);
+                    }
+                }
+                Op::Elevate(i) if !tokens.is_empty() => {
+                    let t = tokens[i % tokens.len()].clone();
+                    let (want, idx) = expect(&model, &t, now);
+                    let got = s
+                        .elevate(
+                            &t,
+                            AuthInput {
+                                level: Some(2),
+                                methods: vec!["otp".into()],
+                            },
+                        )
+                        .await;
+                    assert_eq!(outcome(&got), want, "elevate");
+                    if let (Ok(issued), Some(idx)) = (got, idx) {
+                        let m = &mut model[idx];
+                        assert_eq!(issued.session.handle, m.handle);
+                        m.current = issued.token.expose().to_owned();
+                        m.last_seen_ms = now;
+                        m.idle_exp_ms = m.idle_exp_ms.max((now + m.idle_ms).min(m.abs_exp_ms));
+                        tokens.push(m.current.clone());
+                    }
+                }
+                Op::Logout(i) if !tokens.is_empty() => {
+                    let t = tokens[i % tokens.len()].clone();
+                    let (want, idx) = expect(&model, &t, now);
+                    let got = s.revoke_token(&t, RevokeReason::Logout).await;
+                    // Logout of a revoked or expired session succeeds.
+                    let want = if want == Outcome::Invalid {
+                        Outcome::Invalid
+                    } else {
+                        Outcome::Ok
+                    };
+                    assert_eq!(outcome(&got), want, "logout");
+                    if let Some(idx) = idx {
+                        model[idx].revoked = true;
+                    }
+                }
+                Op::RevokeAll(subject) => {
+                    let n = s
+                        .revoke_all(&format!("s{subject}"), None, RevokeReason::RevokeAll)
+                        .await
+                        .unwrap();
+                    let mut want = 0;
+                    for m in model.iter_mut().filter(|m| m.subject == subject && m.active(now)) {
+                        m.revoked = true;
+                        want += 1;
+                    }
+                    assert_eq!(n, want, "revoke_all count");
+                }
+                Op::Advance(secs) => clock.advance_secs(secs),
+                Op::Sweep => {
+                    s.sweep(2).await.unwrap();
+                    for m in model.iter_mut().filter(|m| m.expired(now)) {
+                        m.deleted = true;
+                    }
+                }
+                _ => {}
+            }
+            // Invariants after every step.
+            let now = clock.now().unix_millis();
+            for subject in 0..3u8 {
+                let listed = s.list(&format!("s{subject}")).await.unwrap();
+                let want = model
+                    .iter()
+                    .filter(|m| m.subject == subject && m.active(now))
+                    .count();
+                assert_eq!(listed.len(), want, "active sessions of s{subject}");
+                assert!(listed.len() <= MAX_PER_SUBJECT as usize);
+            }
+            let active = model.iter().filter(|m| m.active(now)).count() as u64;
+            assert_eq!(store.count_active(clock.now()).await.unwrap(), active);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+        #[test]
+        fn sessions_follow_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(run(ops));
+        }
+    }
+}
