@@ -424,7 +424,6 @@ fn merge_patch_follows_rfc_7396_examples() {
 mod state_machine {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::HashMap;
 
     const MAX_PER_SUBJECT: u32 = 3;
     const TOUCH_SECS: i64 = 60;
