@@ -1,0 +1,7 @@
+//! Black-box tests of the real `tessera` binary over HTTP (one test binary,
+//! so the suite links once).
+
+mod api;
+mod bad_input;
+mod harness;
+mod restart;
