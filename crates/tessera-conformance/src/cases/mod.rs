@@ -1,0 +1,11 @@
+//! The cases. Each is a `pub async fn(Arc<dyn SessionStore>)` that panics
+//! on a violation; [`conformance_suite!`](crate::conformance_suite) runs each
+//! as its own test on a fresh store.
+
+mod concurrency;
+mod domain;
+mod store;
+
+pub use concurrency::*;
+pub use domain::*;
+pub use store::*;

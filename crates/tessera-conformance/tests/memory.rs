@@ -1,0 +1,11 @@
+//! The conformance suite on the reference in-process store.
+
+use std::sync::Arc;
+
+use tessera_core::{MemoryStore, SessionStore};
+
+async fn make_store() -> Arc<dyn SessionStore> {
+    Arc::new(MemoryStore::new())
+}
+
+tessera_conformance::conformance_suite!(make_store);
