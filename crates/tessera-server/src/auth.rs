@@ -1,0 +1,208 @@
+//! Backend API keys: `Authorization: Bearer tsk_…`.
+//!
+//! A presented key is shape-checked (length, prefix, alphabet) before
+//! anything else, then looked up by the SHA-256 of its secret. Valid keys
+//! are cached for `api_key_cache_secs`, so a revoked key may keep working
+//! for at most that long; unknown keys are never cached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use tessera_core::token::{self, API_KEY_ID_PREFIX, TokenKind};
+use tessera_core::{ApiKeyRecord, SecretToken, SessionStore, StoreResult, Timestamp, TokenHash};
+
+use crate::app::AppState;
+use crate::problem::ApiError;
+
+/// Longest `Authorization` value looked at; anything longer is refused unread.
+const MAX_AUTHORIZATION_BYTES: usize = 256;
+/// Cached keys; past this the cache is cleared rather than grown.
+const CACHE_CAPACITY: usize = 1024;
+
+/// The authenticated caller, put into request extensions.
+#[derive(Debug, Clone)]
+pub struct ApiKeyId(pub String);
+
+/// A small time-bounded cache of valid keys, by hash.
+#[derive(Debug)]
+pub struct ApiKeyCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<TokenHash, (String, Instant)>>,
+}
+
+impl ApiKeyCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, hash: &TokenHash) -> Option<String> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(hash) {
+            Some((id, at)) if at.elapsed() < self.ttl => Some(id.clone()),
+            Some(_) => {
+                map.remove(hash);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, hash: TokenHash, id: String) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CACHE_CAPACITY {
+            map.clear();
+        }
+        map.insert(hash, (id, Instant::now()));
+    }
+
+    /// Forgets every cached key (after a revocation in this process).
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// Checks a presented `Authorization` header value; returns the key's id.
+pub async fn authenticate(
+    store: &dyn SessionStore,
+    cache: &ApiKeyCache,
+    authorization: Option<&[u8]>,
+) -> Result<String, ApiError> {
+    let Some(value) = authorization else {
+        return Err(ApiError::Unauthorized(
+            "an API key is required: Authorization: Bearer tsk_…",
+        ));
+    };
+    if value.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(ApiError::Unauthorized("the API key is not valid"));
+    }
+    let presented = match value.split_first_chunk::<7>() {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"Bearer ") => rest.trim_ascii(),
+        _ => return Err(ApiError::Unauthorized("the Authorization scheme must be Bearer")),
+    };
+    let hash = token::parse(TokenKind::ApiKey, presented)
+        .map_err(|_| ApiError::Unauthorized("the API key is not valid"))?;
+    if let Some(id) = cache.get(&hash) {
+        return Ok(id);
+    }
+    let rec = store.api_key_by_hash(&hash).await?;
+    match rec {
+        Some(k) if k.hash.ct_eq(&hash) && k.revoked_at.is_none() => {
+            cache.put(hash, k.id.clone());
+            Ok(k.id)
+        }
+        _ => Err(ApiError::Unauthorized("the API key is not valid")),
+    }
+}
+
+/// Middleware guarding the backend API.
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let value = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let id = authenticate(state.store.as_ref(), &state.api_keys, value).await?;
+    tracing::Span::current().record("api_key", id.as_str());
+    req.extensions_mut().insert(ApiKeyId(id));
+    Ok(next.run(req).await)
+}
+
+/// A new API key: the record to store and the secret to show once.
+pub fn new_api_key(name: &str, now: Timestamp) -> (ApiKeyRecord, SecretToken) {
+    let secret = SecretToken::generate(TokenKind::ApiKey);
+    let rec = ApiKeyRecord {
+        id: token::new_id(API_KEY_ID_PREFIX),
+        name: name.to_owned(),
+        hash: secret.hash(),
+        created_at: now,
+        revoked_at: None,
+    };
+    (rec, secret)
+}
+
+/// Creates and stores a new API key; returns its record and the secret.
+pub async fn create_api_key(
+    store: &Arc<dyn SessionStore>,
+    name: &str,
+    now: Timestamp,
+) -> StoreResult<(ApiKeyRecord, SecretToken)> {
+    let (rec, secret) = new_api_key(name, now);
+    store.insert_api_key(&rec).await?;
+    Ok((rec, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::MemoryStore;
+
+    #[tokio::test]
+    async fn keys_authenticate_until_revoked() {
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let (rec, secret) = create_api_key(&store, "t", Timestamp::from_unix_secs(1))
+            .await
+            .unwrap();
+        let cache = ApiKeyCache::new(Duration::ZERO);
+        let header = format!("Bearer {}", secret.expose());
+        assert_eq!(
+            authenticate(store.as_ref(), &cache, Some(header.as_bytes())).await,
+            Ok(rec.id.clone())
+        );
+        let lower = format!("bearer {}", secret.expose());
+        assert!(
+            authenticate(store.as_ref(), &cache, Some(lower.as_bytes()))
+                .await
+                .is_ok()
+        );
+        assert!(
+            store
+                .revoke_api_key(&rec.id, Timestamp::from_unix_secs(2))
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            authenticate(store.as_ref(), &cache, Some(header.as_bytes())).await,
+            Err(ApiError::Unauthorized(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn malformed_and_missing_keys_are_refused() {
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let cache = ApiKeyCache::new(Duration::from_secs(5));
+        let long = format!("Bearer {}", "a".repeat(10_000));
+        for v in [
+            None,
+            Some("Basic dXNlcjpwYXNz"),
+            Some("Bearer"),
+            Some("Bearer tsk_short"),
+            Some(long.as_str()),
+            Some("Bearer tss_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        ] {
+            let r = authenticate(store.as_ref(), &cache, v.map(str::as_bytes)).await;
+            assert!(matches!(r, Err(ApiError::Unauthorized(_))), "{v:?}");
+        }
+        // Well-formed but unknown.
+        let (_, secret) = new_api_key("x", Timestamp::from_unix_secs(1));
+        let h = format!("Bearer {}", secret.expose());
+        assert!(
+            authenticate(store.as_ref(), &cache, Some(h.as_bytes()))
+                .await
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,332 @@
+//! The `tessera` command line.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tessera_core::{Clock, RevokeReason, SessionStore, Sessions, SystemClock};
+
+use crate::config::{Config, LogFormat, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Tessera: server-side sessions with revocation that takes effect",
+    long_about = "Tessera: server-side sessions with revocation that takes effect.\n\n\
+Configuration comes from a TOML file (--config), TESSERA_<SECTION>_<KEY> environment \
+variables over it, and the flags below over both. See docs/configuration.md."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand takes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true, value_name = "FILE", env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 [default: 127.0.0.1:8080].
+    #[arg(long, global = true, value_name = "ADDR", env = "TESSERA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Store URL: sqlite://PATH or memory:// [default: sqlite://<data-dir>/tessera.db].
+    #[arg(long, global = true, value_name = "URL", env = "TESSERA_STORE")]
+    pub store: Option<String>,
+    /// Directory for the SQLite file and the bootstrap API key [default: ./data].
+    #[arg(long, global = true, value_name = "DIR", env = "TESSERA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, global = true, value_enum, env = "TESSERA_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl CommonArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            store: self.store.clone(),
+            data_dir: self.data_dir.clone(),
+            log_format: self.log_format,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service until SIGTERM or SIGINT.
+    Serve,
+    /// Manage backend API keys (Authorization: Bearer tsk_…).
+    #[command(subcommand)]
+    ApiKeys(ApiKeysCommand),
+    /// Inspect and revoke sessions directly in the store.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Create an API key and print it once on stdout.
+    Create {
+        /// A label for the key.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List API keys (ids and names; never the keys).
+    List,
+    /// Revoke an API key by id (key_…).
+    Revoke {
+        /// The key's id, as shown by `api-keys list`.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List a subject's active sessions, newest first.
+    List {
+        /// The subject (user id).
+        #[arg(long)]
+        subject: String,
+        /// Print JSON (the API's session view) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one session by handle, or all of a subject's sessions.
+    Revoke {
+        /// The session handle (ses_…).
+        #[arg(required_unless_present = "subject", conflicts_with = "subject")]
+        handle: Option<String>,
+        /// Revoke every active session of this subject.
+        #[arg(long)]
+        subject: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it, as TOML, with secrets masked.
+    Check,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(
+        cli.common.config.as_deref(),
+        std::env::vars_os(),
+        &cli.common.overrides(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init(config.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tessera: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command, config)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("tessera: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => crate::serve::serve(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Config(ConfigCommand::Check) => {
+            print!("{}", config.to_masked_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ApiKeys(cmd) => api_keys(cmd, &open(&config)?).await,
+        Command::Sessions(cmd) => {
+            let store = open(&config)?;
+            let sessions = Sessions::new(store, Arc::new(SystemClock), config.policy());
+            sessions_cmd(cmd, &sessions).await
+        }
+    }
+}
+
+fn open(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>> {
+    let url = crate::config::mask_url_password(&config.store_url());
+    if url == "memory://" {
+        eprintln!(
+            "tessera: note: memory:// is an empty in-process store; this command cannot see a running server's data"
+        );
+    }
+    crate::store_url::open_store(config).with_context(|| format!("cannot open the store {url}"))
+}
+
+async fn api_keys(cmd: ApiKeysCommand, store: &Arc<dyn SessionStore>) -> anyhow::Result<ExitCode> {
+    let now = SystemClock.now();
+    match cmd {
+        ApiKeysCommand::Create { name } => {
+            let (rec, secret) = crate::auth::create_api_key(store, &name, now)
+                .await
+                .context("cannot store the API key")?;
+            println!("{}", secret.expose());
+            eprintln!(
+                "created API key {} ({:?}); it is shown only this once",
+                rec.id, rec.name
+            );
+        }
+        ApiKeysCommand::List => {
+            let keys = store.list_api_keys().await.context("cannot list API keys")?;
+            println!("{:<26}  {:<24}  {:<24}  STATUS", "ID", "NAME", "CREATED");
+            for k in keys {
+                let status = match k.revoked_at {
+                    Some(t) => format!("revoked {t}"),
+                    None => String::from("active"),
+                };
+                println!(
+                    "{:<26}  {:<24}  {:<24}  {status}",
+                    k.id,
+                    k.name,
+                    k.created_at.to_string()
+                );
+            }
+        }
+        ApiKeysCommand::Revoke { id } => {
+            if store
+                .revoke_api_key(&id, now)
+                .await
+                .context("cannot revoke the API key")?
+            {
+                eprintln!(
+                    "revoked API key {id} (running servers may accept it for up to [http] api_key_cache_secs)"
+                );
+            } else {
+                eprintln!("tessera: no active API key {id}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sessions_cmd(cmd: SessionsCommand, sessions: &Sessions) -> anyhow::Result<ExitCode> {
+    match cmd {
+        SessionsCommand::List { subject, json } => {
+            let list = sessions
+                .list(&subject)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                let views: Vec<_> = list.iter().map(|s| s.public_view()).collect();
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                println!(
+                    "{:<26}  {:<24}  {:<24}  {:<5}  DEVICE",
+                    "HANDLE", "CREATED", "LAST SEEN", "LEVEL"
+                );
+                for s in list {
+                    println!(
+                        "{:<26}  {:<24}  {:<24}  {:<5}  {}",
+                        s.handle,
+                        s.created_at.to_string(),
+                        s.last_seen_at.to_string(),
+                        s.auth.level,
+                        s.device.label
+                    );
+                }
+            }
+        }
+        SessionsCommand::Revoke { handle, subject } => match (handle, subject) {
+            (Some(h), _) => match sessions.revoke(&h, RevokeReason::Operator).await {
+                Ok(true) => eprintln!("revoked {h}"),
+                Ok(false) => eprintln!("{h} was already revoked"),
+                Err(tessera_core::Error::NotFound) => {
+                    eprintln!("tessera: no session {h}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(e) => return Err(anyhow::anyhow!("{e}")),
+            },
+            (None, Some(s)) => {
+                let n = sessions
+                    .revoke_all(&s, None, RevokeReason::Operator)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                eprintln!("revoked {n} session(s) of {s:?}");
+            }
+            (None, None) => anyhow::bail!("give a HANDLE or --subject"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses arguments as the binary would (for tests).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    Cli::try_parse_from(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_every_command() {
+        let c = parse_from([
+            "tessera",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "memory://",
+        ])
+        .unwrap();
+        assert!(matches!(c.command, Command::Serve));
+        assert_eq!(c.common.store.as_deref(), Some("memory://"));
+        let c = parse_from([
+            "tessera",
+            "--data-dir",
+            "/tmp/x",
+            "api-keys",
+            "create",
+            "--name",
+            "ci",
+        ])
+        .unwrap();
+        assert!(matches!(c.command, Command::ApiKeys(ApiKeysCommand::Create { ref name }) if name == "ci"));
+        assert!(parse_from(["tessera", "api-keys", "list"]).is_ok());
+        assert!(parse_from(["tessera", "api-keys", "revoke", "key_x"]).is_ok());
+        assert!(parse_from(["tessera", "sessions", "list", "--subject", "u"]).is_ok());
+        assert!(parse_from(["tessera", "sessions", "revoke", "ses_x"]).is_ok());
+        assert!(parse_from(["tessera", "sessions", "revoke", "--subject", "u"]).is_ok());
+        assert!(parse_from(["tessera", "sessions", "revoke"]).is_err());
+        assert!(parse_from(["tessera", "sessions", "revoke", "ses_x", "--subject", "u"]).is_err());
+        let c = parse_from(["tessera", "config", "check", "--log-format", "json"]).unwrap();
+        assert_eq!(c.common.log_format, Some(LogFormat::Json));
+        assert!(parse_from(["tessera", "serve", "--log-format", "xml"]).is_err());
+    }
+}

@@ -1,0 +1,282 @@
+//! The backend API (SPEC §4.1).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tessera_core::{
+    AuthInput, CreateSession, DeviceInput, Event, EventKind, EventQuery, IssuedSession, PublicSession,
+    RevokeReason, SessionRecord, TtlInput,
+};
+
+use crate::app::AppState;
+use crate::cookie::session_cookie;
+use crate::extract::{Json, Path, Query};
+use crate::metrics::record_verify;
+use crate::problem::{ApiError, ApiResult};
+
+/// Default and largest page of `GET /v1/events`.
+pub const EVENTS_DEFAULT_LIMIT: u32 = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub subject: String,
+    #[serde(default)]
+    pub auth: Option<AuthInput>,
+    #[serde(default)]
+    pub device: Option<DeviceInput>,
+    #[serde(default)]
+    pub data: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub ttl: Option<TtlInput>,
+    #[serde(default)]
+    pub previous_session_token: Option<String>,
+    /// Access/refresh tokens: accepted by the schema, refused until they exist.
+    #[serde(default)]
+    pub tokens: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub session_token: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElevateRequest {
+    pub session_token: String,
+    pub auth: AuthInput,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchRequest {
+    pub data: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptQuery {
+    #[serde(default)]
+    pub except: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub handle: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub limit: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct SessionBody<'a> {
+    pub session: PublicSession<'a>,
+}
+
+#[derive(Serialize)]
+pub struct IssuedBody<'a> {
+    pub session: PublicSession<'a>,
+    pub session_token: &'a str,
+    pub cookie: String,
+}
+
+#[derive(Serialize)]
+pub struct SessionsBody<'a> {
+    pub sessions: Vec<PublicSession<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct EventsBody {
+    pub events: Vec<Event>,
+    pub next: String,
+}
+
+fn issued_body<'a>(state: &AppState, issued: &'a IssuedSession) -> IssuedBody<'a> {
+    let cookie = session_cookie(
+        &state.config.cookie,
+        issued.token.expose(),
+        issued.session.absolute_expires_at,
+        state.sessions.now(),
+    );
+    IssuedBody {
+        session: issued.session.public_view(),
+        session_token: issued.token.expose(),
+        cookie,
+    }
+}
+
+fn session_json(rec: &SessionRecord) -> axum::Json<SessionBody<'_>> {
+    axum::Json(SessionBody {
+        session: rec.public_view(),
+    })
+}
+
+/// `POST /v1/sessions`: login.
+pub async fn create(
+    State(state): State<AppState>,
+    Json(req): Json<CreateRequest>,
+) -> ApiResult<impl IntoResponse> {
+    if req.tokens.as_ref().is_some_and(|t| !t.is_null()) {
+        return Err(ApiError::validation(
+            "tokens: access and refresh tokens are not supported yet; omit `tokens`",
+        ));
+    }
+    let issued = state
+        .sessions
+        .create(CreateSession {
+            subject: req.subject,
+            auth: req.auth,
+            device: req.device,
+            data: req.data,
+            ttl: req.ttl,
+            previous_session_token: req.previous_session_token,
+        })
+        .await?;
+    let body = serde_json::to_vec(&issued_body(&state, &issued)).map_err(|_| ApiError::Internal)?;
+    Ok((
+        StatusCode::CREATED,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    ))
+}
+
+/// `POST /v1/sessions/verify`: checks a token and slides the idle expiry.
+pub async fn verify(
+    State(state): State<AppState>,
+    Json(req): Json<TokenRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let result = state.sessions.verify(&req.session_token).await;
+    record_verify(&result);
+    let rec = result?;
+    Ok(axum::Json(SessionBody {
+        session: rec.public_view(),
+    })
+    .into_response())
+}
+
+/// `POST /v1/sessions/elevate`: step-up; replaces the token.
+pub async fn elevate(
+    State(state): State<AppState>,
+    Json(req): Json<ElevateRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let issued = state.sessions.elevate(&req.session_token, req.auth).await?;
+    let body = serde_json::to_vec(&issued_body(&state, &issued)).map_err(|_| ApiError::Internal)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body))
+}
+
+/// `POST /v1/sessions/revoke`: logout with the token. Idempotent for
+/// revoked or expired sessions; an unknown token is `session_invalid`.
+pub async fn revoke(State(state): State<AppState>, Json(req): Json<TokenRequest>) -> ApiResult<StatusCode> {
+    state
+        .sessions
+        .revoke_token(&req.session_token, RevokeReason::Logout)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/sessions/{handle}`.
+pub async fn get_session(
+    State(state): State<AppState>,
+    Path(handle): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let rec = state.sessions.get(&handle).await?;
+    Ok(session_json(&rec).into_response())
+}
+
+/// `PATCH /v1/sessions/{handle}`: RFC 7396 merge patch of `data`.
+pub async fn patch_session(
+    State(state): State<AppState>,
+    Path(handle): Path<String>,
+    Json(req): Json<PatchRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let rec = state.sessions.patch_data(&handle, &req.data).await?;
+    Ok(session_json(&rec).into_response())
+}
+
+/// `DELETE /v1/sessions/{handle}`: 204, also when already revoked.
+pub async fn delete_session(
+    State(state): State<AppState>,
+    Path(handle): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.sessions.revoke(&handle, RevokeReason::Revoked).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/subjects/{subject}/sessions`: active sessions, newest first.
+pub async fn list_subject(
+    State(state): State<AppState>,
+    Path(subject): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let list = state.sessions.list(&subject).await?;
+    Ok(axum::Json(SessionsBody {
+        sessions: list.iter().map(|s| s.public_view()).collect(),
+    })
+    .into_response())
+}
+
+/// `DELETE /v1/subjects/{subject}/sessions[?except=HANDLE]`: sign out everywhere.
+pub async fn revoke_subject(
+    State(state): State<AppState>,
+    Path(subject): Path<String>,
+    Query(q): Query<ExceptQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let except = q.except.filter(|e| !e.is_empty());
+    let n = state
+        .sessions
+        .revoke_all(&subject, except.as_deref(), RevokeReason::RevokeAll)
+        .await?;
+    Ok(axum::Json(serde_json::json!({ "revoked": n })))
+}
+
+/// `GET /v1/events?subject=&handle=&kind=&after=&limit=`.
+pub async fn events(
+    State(state): State<AppState>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<axum::Json<EventsBody>> {
+    let nonempty = |s: Option<String>| s.filter(|v| !v.is_empty());
+    let after = match nonempty(q.after) {
+        Some(a) => a
+            .parse::<u64>()
+            .map_err(|_| ApiError::validation("after: must be a decimal event id"))?,
+        None => 0,
+    };
+    let limit = match nonempty(q.limit) {
+        Some(l) => l.parse::<u32>().map_err(|_| {
+            ApiError::validation(format!(
+                "limit: must be an integer between 1 and {}",
+                tessera_core::sessions::MAX_EVENTS_PAGE
+            ))
+        })?,
+        None => EVENTS_DEFAULT_LIMIT,
+    };
+    let kind = match nonempty(q.kind) {
+        Some(k) => Some(k.parse::<EventKind>().map_err(|()| {
+            let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+            ApiError::validation(format!("kind: must be one of {}", names.join(", ")))
+        })?),
+        None => None,
+    };
+    let events = state
+        .sessions
+        .events(EventQuery {
+            subject: nonempty(q.subject),
+            handle: nonempty(q.handle),
+            kind,
+            after,
+            limit,
+        })
+        .await?;
+    let next = events.last().map_or(after, |e| e.id).to_string();
+    Ok(axum::Json(EventsBody { events, next }))
+}

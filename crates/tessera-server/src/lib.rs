@@ -1,0 +1,35 @@
+//! `tessera`, the session-management service: the HTTP edge over
+//! [`tessera_core`].
+//!
+//! - [`config`]: TOML + `TESSERA_*` env + flags, validated.
+//! - [`cli`]: the `tessera` command line.
+//! - [`app`]: the axum router and its middleware; [`handlers`] are thin.
+//! - [`problem`]: [`problem::ApiError`], the one error type, as RFC 9457.
+//! - [`auth`]: backend API keys; [`metrics`]: Prometheus and the timed store.
+//! - [`serve`]: startup, bootstrap key, sweeper, graceful shutdown.
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::todo,
+    clippy::unimplemented
+)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod cookie;
+pub mod extract;
+pub mod handlers;
+pub mod logging;
+pub mod metrics;
+pub mod problem;
+pub mod serve;
+pub mod store_url;
+
+pub use app::{App, AppState};
+pub use config::Config;
+pub use problem::ApiError;

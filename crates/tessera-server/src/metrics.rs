@@ -1,0 +1,251 @@
+//! Prometheus metrics: the recorder, the HTTP middleware, and
+//! [`InstrumentedStore`], the decorator that times every store call.
+//!
+//! Labels never carry a token, a key, a subject or a handle: routes are the
+//! matched route template, never the raw path.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tessera_core::{
+    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventQuery, NewEvent, RevokeReason, SessionRecord,
+    SessionStore, StoreResult, Timestamp, TokenHash,
+};
+
+pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
+pub const HTTP_DURATION: &str = "tessera_http_request_duration_seconds";
+pub const VERIFY: &str = "tessera_session_verify_total";
+pub const SESSIONS_ACTIVE: &str = "tessera_sessions_active";
+pub const STORE_DURATION: &str = "tessera_store_operation_duration_seconds";
+pub const STORE_ERRORS: &str = "tessera_store_errors_total";
+pub const SWEPT: &str = "tessera_sessions_swept_total";
+
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide Prometheus recorder, installed on first use. If another
+/// recorder is already installed (a test harness), a detached handle is
+/// returned so `/metrics` still renders.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = || {
+                PrometheusBuilder::new()
+                    .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), BUCKETS)
+                    .unwrap_or_else(|_| PrometheusBuilder::new())
+            };
+            let h = match builder().install_recorder() {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a metrics recorder is already installed; /metrics will be empty");
+                    builder().build_recorder().handle()
+                }
+            };
+            describe();
+            h
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests by route template, method and status."
+    );
+    metrics::describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "HTTP request latency by route template and method."
+    );
+    metrics::describe_counter!(
+        VERIFY,
+        "Session verifications by outcome (ok, invalid, expired, revoked, error)."
+    );
+    metrics::describe_gauge!(
+        SESSIONS_ACTIVE,
+        "Sessions neither expired nor revoked (updated periodically)."
+    );
+    metrics::describe_histogram!(
+        STORE_DURATION,
+        metrics::Unit::Seconds,
+        "Store call latency by operation."
+    );
+    metrics::describe_counter!(STORE_ERRORS, "Store calls that failed, by operation.");
+    metrics::describe_counter!(SWEPT, "Expired sessions deleted by the sweeper.");
+}
+
+/// Outcome label of `tessera_session_verify_total` for a verify result.
+pub fn record_verify(result: &Result<Arc<SessionRecord>, tessera_core::Error>) {
+    use tessera_core::Error as E;
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(E::SessionInvalid) => "invalid",
+        Err(E::SessionExpired) => "expired",
+        Err(E::SessionRevoked) => "revoked",
+        Err(_) => "error",
+    };
+    metrics::counter!(VERIFY, "outcome" => outcome).increment(1);
+}
+
+/// Middleware: counts and times every request by its matched route.
+pub async fn track_http(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| String::from("unmatched"), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method)
+        .record(start.elapsed().as_secs_f64());
+    res
+}
+
+/// A [`SessionStore`] that times every call of the store it wraps in
+/// `tessera_store_operation_duration_seconds{op}` and counts failures in
+/// `tessera_store_errors_total{op}`.
+#[derive(Debug)]
+pub struct InstrumentedStore<S> {
+    inner: S,
+}
+
+impl<S> InstrumentedStore<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+async fn timed<T>(op: &'static str, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    let start = Instant::now();
+    let r = fut.await;
+    metrics::histogram!(STORE_DURATION, "op" => op).record(start.elapsed().as_secs_f64());
+    if r.is_err() {
+        metrics::counter!(STORE_ERRORS, "op" => op).increment(1);
+    }
+    r
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
+    async fn create(
+        &self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+    ) -> StoreResult<CreateOutcome> {
+        timed("create", self.inner.create(session, opts, events)).await
+    }
+
+    async fn get(&self, handle: &str) -> StoreResult<Option<Arc<SessionRecord>>> {
+        timed("get", self.inner.get(handle)).await
+    }
+
+    async fn get_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Arc<SessionRecord>>> {
+        timed("get_by_token", self.inner.get_by_token(hash)).await
+    }
+
+    async fn touch(
+        &self,
+        handle: &str,
+        token_hash: &TokenHash,
+        last_seen_at: Timestamp,
+        idle_expires_at: Timestamp,
+    ) -> StoreResult<bool> {
+        timed(
+            "touch",
+            self.inner
+                .touch(handle, token_hash, last_seen_at, idle_expires_at),
+        )
+        .await
+    }
+
+    async fn update(
+        &self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        timed("update", self.inner.update(session, expected_version, events)).await
+    }
+
+    async fn list_by_subject(&self, subject: &str) -> StoreResult<Vec<Arc<SessionRecord>>> {
+        timed("list_by_subject", self.inner.list_by_subject(subject)).await
+    }
+
+    async fn revoke_subject(
+        &self,
+        subject: &str,
+        except: Option<&str>,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        timed(
+            "revoke_subject",
+            self.inner.revoke_subject(subject, except, reason, now),
+        )
+        .await
+    }
+
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+        timed("events", self.inner.events(query)).await
+    }
+
+    async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
+        timed("sweep", self.inner.sweep(now, batch)).await
+    }
+
+    async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
+        timed("count_active", self.inner.count_active(now)).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        timed("ping", self.inner.ping()).await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        timed("insert_api_key", self.inner.insert_api_key(key)).await
+    }
+
+    async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
+        timed("api_key_by_hash", self.inner.api_key_by_hash(hash)).await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        timed("list_api_keys", self.inner.list_api_keys()).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        timed("revoke_api_key", self.inner.revoke_api_key(id, now)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::MemoryStore;
+
+    #[tokio::test]
+    async fn instrumented_store_times_calls() {
+        let h = handle();
+        let store = InstrumentedStore::new(MemoryStore::new());
+        store.ping().await.unwrap();
+        assert!(store.list_api_keys().await.unwrap().is_empty());
+        let text = h.render();
+        assert!(text.contains(STORE_DURATION), "{text}");
+        assert!(text.contains("op=\"ping\""), "{text}");
+    }
+}
