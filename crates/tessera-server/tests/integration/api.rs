@@ -904,3 +904,42 @@ async fn bootstrap_api_key_file() {
     srv.create(json!({"subject": "pat"})).await;
     srv.finish().await;
 }
+
+/// SC-04/SC-15: a real token misplaced in a URL is neither accepted nor
+/// logged, and error messages never echo it.
+#[tokio::test]
+async fn sc_15_token_in_url_is_not_logged_or_accepted() {
+    let srv = TestServer::start(Opts::default()).await;
+    let c = srv.create(json!({"subject": "zoe"})).await;
+    let r = srv.get(&format!("/v1/sessions/{}", c.token)).await;
+    r.assert_problem(404, "not_found");
+    assert!(
+        !r.text().contains(&c.token[4..]),
+        "404 echoes the token: {}",
+        r.text()
+    );
+    let r = srv.get(&format!("/v1/events?after={}", c.token)).await;
+    r.assert_problem(400, "validation_failed");
+    assert!(
+        !r.text().contains(&c.token[4..]),
+        "400 echoes the token: {}",
+        r.text()
+    );
+    let r = srv
+        .post(
+            &format!("/v1/sessions/verify?session_token={}", c.token),
+            &json!({}),
+        )
+        .await;
+    r.assert_problem(400, "validation_failed");
+    let r = srv
+        .post(
+            "/v1/sessions/verify",
+            &json!({"session_token": format!("{} ", c.token)}),
+        )
+        .await;
+    r.assert_problem(401, "session_invalid");
+    assert!(!r.text().contains(&c.token[4..]), "401 echoes the token");
+    srv.assert_logs_clean();
+    srv.finish().await;
+}

@@ -725,3 +725,57 @@ pub fn mode_of(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
 }
+
+/// Runs `tessera serve` with options that must make it refuse to start;
+/// returns the exit status and everything it printed.
+pub fn serve_must_fail(opts: &Opts) -> (ExitStatus, String) {
+    let dir = tempfile::Builder::new()
+        .prefix("tessera-it-fail-")
+        .tempdir()
+        .expect("temp dir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--store")
+        .arg(format!("sqlite://{}", dir.path().join("t.db").display()))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"));
+    if let Some(cfg) = &opts.config {
+        std::fs::write(dir.path().join("tessera.toml"), cfg).expect("config file");
+        cmd.arg("--config").arg(dir.path().join("tessera.toml"));
+    }
+    let mut child = cmd
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tessera");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "tessera serve kept running with a bad configuration {opts:?}; output:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (status, text)
+}

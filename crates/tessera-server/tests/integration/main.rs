@@ -3,5 +3,7 @@
 
 mod api;
 mod bad_input;
+mod concurrency;
+mod config_cli;
 mod harness;
 mod restart;
