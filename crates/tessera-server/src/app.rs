@@ -143,8 +143,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The request span: method, route template, path, request id. Never a
-/// header value or the query string.
+/// The request span: method, route template, request id. Never the raw
+/// path (a client may misplace a token there), a header value or the query.
 fn make_span(req: &Request) -> tracing::Span {
     let route = req
         .extensions()
@@ -159,7 +159,6 @@ fn make_span(req: &Request) -> tracing::Span {
         "request",
         method = %req.method(),
         route = %route,
-        path = %req.uri().path(),
         request_id = %request_id,
         api_key = tracing::field::Empty,
     )

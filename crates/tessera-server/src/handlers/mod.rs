@@ -3,15 +3,14 @@
 pub mod ops;
 pub mod sessions;
 
-use axum::http::{Method, Uri};
+use axum::http::Method;
 
 use crate::problem::ApiError;
 
 /// Fallback for unknown routes.
-pub async fn not_found(uri: Uri) -> ApiError {
-    // The path is public (handles are not credentials; tokens never travel in URLs).
-    let path: String = uri.path().chars().take(200).collect();
-    ApiError::not_found(format!("no route for {path}"))
+pub async fn not_found(method: Method) -> ApiError {
+    // The path is not echoed: a client may have misplaced a token in it.
+    ApiError::not_found(format!("no route answers {method} at this path"))
 }
 
 /// Fallback for a known route with a method it does not answer.
