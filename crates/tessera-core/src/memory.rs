@@ -272,7 +272,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        Ok(self.lock().api_keys.clone())
+        // "Oldest first" is by creation time, not by insertion order: a key
+        // imported with an earlier `created_at` sorts before newer ones.
+        let mut keys = self.lock().api_keys.clone();
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(keys)
     }
 
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
