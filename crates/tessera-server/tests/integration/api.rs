@@ -363,6 +363,10 @@ async fn ex_01_idle_timeout_and_slide() {
                 .assert_problem(404, "not_found");
         }
     }
+    // Logout of an expired session is still 204 (CONTRACTS).
+    srv.post("/v1/sessions/revoke", &json!({"session_token": idle.token}))
+        .await
+        .assert_status(204);
     // t ≈ 3 s > the first idle expiry (2 s): alive thanks to the slide.
     assert!(secs_between(&created_idle_exp, &last_exp) > 0.9);
     let list = srv.get("/v1/subjects/erin/sessions").await.json();
@@ -373,6 +377,16 @@ async fn ex_01_idle_timeout_and_slide() {
     );
     let ev = srv.all_events("&subject=erin").await;
     assert_eq!(ev.iter().filter(|e| e["kind"] == "created").count(), 2);
+    // "Sign out everywhere" counts the active session only, not the expired one.
+    let r = srv.delete("/v1/subjects/erin/sessions").await;
+    assert_eq!(
+        r.json(),
+        json!({"revoked": 1}),
+        "expired sessions are not revoked again"
+    );
+    srv.verify(&slide.token)
+        .await
+        .assert_problem(401, "session_revoked");
     srv.finish().await;
 }
 
@@ -885,6 +899,48 @@ async fn ops_healthz_readyz_metrics() {
     srv.finish().await;
 }
 
+/// Media types: `application/json` with parameters or in another case is
+/// JSON; PATCH also takes `application/merge-patch+json`.
+#[tokio::test]
+async fn json_media_type_variants_are_accepted() {
+    let srv = TestServer::start(Opts::default()).await;
+    for ct in [
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/json;charset=UTF-8",
+    ] {
+        let r = srv
+            .send(
+                srv.req(Method::POST, "/v1/sessions")
+                    .header("content-type", ct)
+                    .body(r#"{"subject":"ct"}"#),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{ct}: {}", r.text());
+    }
+    // A UTF-8 BOM is not JSON (RFC 8259 §8.1 lets us refuse it) — but never a 5xx.
+    let r = srv
+        .send(
+            srv.req(Method::POST, "/v1/sessions")
+                .header("content-type", "application/json")
+                .body(b"\xEF\xBB\xBF{\"subject\":\"ct\"}".to_vec()),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 400, "BOM: {}", r.text());
+    // Exactly 256 bytes of multi-byte UTF-8 is a valid subject; 257 is not.
+    let s256 = "é".repeat(128);
+    assert_eq!(s256.len(), 256);
+    srv.create(json!({"subject": s256})).await;
+    let r = srv
+        .post("/v1/sessions", &json!({"subject": format!("{s256}a")}))
+        .await;
+    r.assert_problem(400, "validation_failed");
+    let r = srv.get(&format!("/v1/subjects/{}/sessions", pct(&s256))).await;
+    r.assert_status(200);
+    assert_eq!(r.json()["sessions"].as_array().unwrap().len(), 1);
+    srv.finish().await;
+}
+
 /// The bootstrap key file: mode 0600, the key and a newline, kept across
 /// restarts; its path is logged, the key never.
 #[tokio::test]
@@ -940,6 +996,19 @@ async fn sc_15_token_in_url_is_not_logged_or_accepted() {
         .await;
     r.assert_problem(401, "session_invalid");
     assert!(!r.text().contains(&c.token[4..]), "401 echoes the token");
+    // Nor in metric labels; unknown paths do not mint label values.
+    srv.get(&format!("/v1/nope/{}", c.token))
+        .await
+        .assert_problem(404, "not_found");
+    srv.get(&format!("/{}", c.token))
+        .await
+        .assert_problem(404, "not_found");
+    let m = srv.send(srv.http.get(srv.url("/metrics"))).await.text();
+    assert!(!m.contains(&c.token[4..]), "token in /metrics:\n{m}");
+    assert!(
+        !m.contains("/v1/nope"),
+        "raw unknown path as a metric label:\n{m}"
+    );
     srv.assert_logs_clean();
     srv.finish().await;
 }

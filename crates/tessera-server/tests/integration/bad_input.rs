@@ -25,6 +25,8 @@ struct Case {
     content_type: Option<&'static str>,
     extra_headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
+    /// Send the body with `Transfer-Encoding: chunked` (no length up front).
+    chunked: bool,
     /// Acceptable (status, code) answers; almost always exactly one.
     expect: Vec<(u16, &'static str)>,
     /// A word the problem `detail` must contain (the field it names).
@@ -45,6 +47,7 @@ fn case(
         content_type: Some("application/json"),
         extra_headers: Vec::new(),
         body: body.into(),
+        chunked: false,
         expect: Vec::new(),
         detail: None,
     }
@@ -67,6 +70,10 @@ impl Case {
         self.auth = a;
         self
     }
+    fn chunked(mut self) -> Self {
+        self.chunked = true;
+        self
+    }
     fn header(mut self, k: &str, v: impl Into<Vec<u8>>) -> Self {
         self.extra_headers.push((k.to_owned(), v.into()));
         self
@@ -77,7 +84,7 @@ fn j(v: Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-fn cases(live_handle: &str) -> Vec<Case> {
+fn cases(live_handle: &str, live_token: &str) -> Vec<Case> {
     let big_token = format!("tss_{}", "A".repeat(10 * 1024));
     let deep = format!("{{\"subject\":\"x\",\"data\":{{\"a\":{}}}}}", "[".repeat(10_000));
     let huge_data = json!({"subject": "x", "data": {"blob": "x".repeat(20 * 1024)}});
@@ -178,7 +185,16 @@ fn cases(live_handle: &str) -> Vec<Case> {
             .expect(413, "payload_too_large")
             .expect(400, vf),
         case("create: body > 64 KiB", "POST", s, j(over_body.clone())).expect(413, "payload_too_large"),
+        case("create: body > 64 KiB, chunked", "POST", s, j(over_body.clone()))
+            .chunked()
+            .expect(413, "payload_too_large"),
         case("create: 10,000 nested [", "POST", s, deep.into_bytes()).expect(400, vf),
+        case("create: duplicate subject key", "POST", s, br#"{"subject":"x","subject":"canary"}"#.to_vec())
+            .expect(400, vf)
+            .detail("subject"),
+        case("create: application/jsonx", "POST", s, j(json!({"subject": "x"})))
+            .ct(Some("application/jsonx"))
+            .expect(415, "unsupported_media_type"),
         // ---- ttl ----
         case("create: idle 0", "POST", s, j(json!({"subject": "x", "ttl": {"idle_secs": 0}}))).expect(400, vf).detail("idle_secs"),
         case("create: idle -5", "POST", s, j(json!({"subject": "x", "ttl": {"idle_secs": -5}}))).expect(400, vf).detail("idle_secs"),
@@ -228,6 +244,48 @@ fn cases(live_handle: &str) -> Vec<Case> {
             .expect(400, vf)
             .detail("level"),
         case("elevate: text/plain", "POST", e, b"{}".to_vec()).ct(Some("text/plain")).expect(415, "unsupported_media_type"),
+        // ---- refused requests that name the live canary: no partial write ----
+        case("elevate canary: level 0", "POST", e, j(json!({"session_token": live_token, "auth": {"level": 0}})))
+            .expect(400, vf)
+            .detail("level"),
+        case("elevate canary: level 10", "POST", e, j(json!({"session_token": live_token, "auth": {"level": 10}})))
+            .expect(400, vf)
+            .detail("level"),
+        case("elevate canary: bad method", "POST", e, j(json!({"session_token": live_token, "auth": {"level": 2, "methods": ["a/b"]}})))
+            .expect(400, vf)
+            .detail("methods"),
+        case("elevate canary: unknown field", "POST", e, j(json!({"session_token": live_token, "auth": {"level": 2}, "x": 1})))
+            .expect(400, vf)
+            .detail("x"),
+        case("elevate canary: text/plain", "POST", e, j(json!({"session_token": live_token, "auth": {"level": 2}})))
+            .ct(Some("text/plain"))
+            .expect(415, "unsupported_media_type"),
+        case("elevate canary: no API key", "POST", e, j(json!({"session_token": live_token, "auth": {"level": 2}})))
+            .auth(Auth::Missing)
+            .expect(401, "unauthorized"),
+        case("revoke canary: form", "POST", r, format!("session_token={live_token}").into_bytes())
+            .ct(Some("application/x-www-form-urlencoded"))
+            .expect(415, "unsupported_media_type"),
+        case("revoke canary: unknown API key", "POST", r, j(json!({"session_token": live_token})))
+            .auth(Auth::Raw(format!("Bearer {}", forged_token("tsk_", 9)).into_bytes()))
+            .expect(401, "unauthorized"),
+        case("login over canary: bad subject", "POST", s, j(json!({"subject": "", "previous_session_token": live_token})))
+            .expect(400, vf)
+            .detail("subject"),
+        case("login over canary: bad ip", "POST", s, j(json!({"subject": "x", "previous_session_token": live_token, "device": {"ip": "x"}})))
+            .expect(400, vf)
+            .detail("ip"),
+        case("login over canary: data too large", "POST", s, j(json!({"subject": "x", "previous_session_token": live_token, "data": {"blob": "z".repeat(20 * 1024)}})))
+            .expect(413, "payload_too_large")
+            .expect(400, vf),
+        case("delete canary: no API key", "DELETE", handle_path.clone(), Vec::new())
+            .ct(None)
+            .auth(Auth::Missing)
+            .expect(401, "unauthorized"),
+        case("revoke-all canary: no API key", "DELETE", "/v1/subjects/canary/sessions", Vec::new())
+            .ct(None)
+            .auth(Auth::Missing)
+            .expect(401, "unauthorized"),
         case("revoke: unknown token", "POST", r, j(json!({"session_token": forged_token("tss_", 6)}))).expect(401, si),
         case("revoke: NUL token", "POST", r, j(json!({"session_token": "\u{0}\u{0}"}))).expect(401, si),
         case("revoke: 10 KB token", "POST", r, j(json!({"session_token": big_token}))).expect(401, si),
@@ -271,6 +329,9 @@ fn cases(live_handle: &str) -> Vec<Case> {
             .expect(413, "payload_too_large")
             .expect(400, vf),
         case("patch: body > 64 KiB", "PATCH", handle_path.clone(), j(json!({"data": {"blob": "y".repeat(70 * 1024)}})))
+            .expect(413, "payload_too_large"),
+        case("patch: body > 64 KiB, chunked", "PATCH", handle_path.clone(), j(json!({"data": {"blob": "y".repeat(70 * 1024)}})))
+            .chunked()
             .expect(413, "payload_too_large"),
         case("patch: deep nesting", "PATCH", handle_path.clone(), format!("{{\"data\":{{\"a\":{}}}}}", "{\"a\":".repeat(5000)).into_bytes())
             .expect(400, vf),
@@ -357,11 +418,25 @@ fn head_for(srv: &TestServer, c: &Case) -> Vec<u8> {
         h.extend_from_slice(v);
         h.extend_from_slice(b"\r\n");
     }
-    if !c.body.is_empty() || matches!(c.method, "POST" | "PATCH" | "PUT") {
+    if c.chunked {
+        h.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    } else if !c.body.is_empty() || matches!(c.method, "POST" | "PATCH" | "PUT") {
         h.extend_from_slice(format!("Content-Length: {}\r\n", c.body.len()).as_bytes());
     }
     h.extend_from_slice(b"\r\n");
     h
+}
+
+/// HTTP/1.1 chunked encoding in 4 KiB chunks.
+fn chunk(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in body.chunks(4096) {
+        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
 }
 
 fn judge(c: &Case, r: &Resp) -> Result<(), String> {
@@ -423,13 +498,14 @@ async fn bad_input_table() {
         )
         .await;
     let before = snapshot(&srv).await;
-    let table = cases(&canary.handle);
+    let table = cases(&canary.handle, &canary.token);
     assert!(table.len() >= 40, "at least 40 cases");
 
     let mut failures = Vec::new();
     for c in &table {
         let head = head_for(&srv, c);
-        let r = raw_http(srv.addr, &head, &c.body).await;
+        let body = if c.chunked { chunk(&c.body) } else { c.body.clone() };
+        let r = raw_http(srv.addr, &head, &body).await;
         srv.note_secrets(&r.text());
         if let Err(e) = judge(c, &r) {
             failures.push(format!("[{}] {} {:.80}: {e}", c.name, c.method, c.target));

@@ -84,3 +84,36 @@ async fn revoke_races_verify() {
     }
     srv.finish().await;
 }
+
+/// FX-01 under a race: six logins present the same pre-login token at
+/// once. All succeed with new tokens, the pre-login session is revoked
+/// exactly once, and its data is carried over to exactly one of them.
+#[tokio::test]
+async fn fx_01_concurrent_logins_share_one_previous_session() {
+    let srv = TestServer::start(Opts::default()).await;
+    let pre = srv.create(json!({"subject": "anon", "data": {"cart": 3}})).await;
+    let body = json!({"subject": "zack", "previous_session_token": pre.token});
+    let results = join_all((0..6).map(|_| srv.post("/v1/sessions", &body))).await;
+    let mut carried = 0;
+    for r in &results {
+        r.assert_status(201);
+        let v = r.json();
+        assert_ne!(v["session_token"], pre.token.as_str());
+        if v["session"]["data"] == json!({"cart": 3}) {
+            carried += 1;
+        } else {
+            assert_eq!(v["session"]["data"], json!({}));
+        }
+    }
+    assert_eq!(carried, 1, "the pre-login data goes to exactly one login");
+    srv.verify(&pre.token)
+        .await
+        .assert_problem(401, "session_revoked");
+    let ev = srv.all_events("&subject=anon").await;
+    let replaced = ev
+        .iter()
+        .filter(|e| e["kind"] == "revoked" && e["reason"] == "replaced")
+        .count();
+    assert_eq!(replaced, 1, "{ev:?}");
+    srv.finish().await;
+}

@@ -102,6 +102,21 @@ async fn sigterm_exits_cleanly_and_promptly() {
     srv.assert_logs_clean();
 }
 
+/// SIGINT (Ctrl-C) is a graceful stop too.
+#[tokio::test]
+async fn sigint_exits_cleanly() {
+    let mut srv = TestServer::start(Opts::default()).await;
+    srv.create(json!({"subject": "sam"})).await;
+    send_signal(srv.pid(), "INT");
+    let status = srv.stop_within_after_signal(Duration::from_secs(5)).await;
+    assert!(
+        status.success(),
+        "exit status after SIGINT: {status}; log:\n{}",
+        srv.logs()
+    );
+    srv.assert_logs_clean();
+}
+
 /// Graceful shutdown finishes in-flight requests: a request whose body is
 /// still arriving when SIGTERM lands is answered in full (201, and the
 /// session exists after a restart), then the process exits 0.
