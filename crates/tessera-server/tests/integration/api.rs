@@ -819,6 +819,9 @@ async fn sql_looking_subjects_are_plain_data() {
         "_",
         "victim' OR subject LIKE '%",
         "ユーザー🙂",
+        "a/b",
+        "../../v1/events",
+        "x?y#z",
     ];
     for s in subjects {
         let c = srv

@@ -389,6 +389,17 @@ fn cases(live_handle: &str, live_token: &str) -> Vec<Case> {
         case("method: POST /v1/events", "POST", "/v1/events", j(json!({}))).expect(405, "method_not_allowed"),
         case("method: PUT handle", "PUT", handle_path.clone(), j(json!({"data": {}}))).expect(405, "method_not_allowed"),
         case("method: POST /healthz", "POST", "/healthz", Vec::new()).ct(None).auth(Auth::Missing).expect(405, "method_not_allowed"),
+        case("method: OPTIONS /v1/sessions", "OPTIONS", s, Vec::new()).ct(None).expect(405, "method_not_allowed"),
+        case("method: TRACE /v1/events", "TRACE", "/v1/events", Vec::new()).ct(None).expect(405, "method_not_allowed"),
+        case("route: trailing slash", "POST", "/v1/sessions/", j(json!({"subject": "x"}))).expect(404, "not_found"),
+        case("route: empty subject segment", "GET", "/v1/subjects//sessions", Vec::new())
+            .ct(None)
+            .expect(404, "not_found")
+            .expect(400, vf),
+        case("events: 10 KB after", "GET", format!("/v1/events?after={}", "1".repeat(10 * 1024)), Vec::new())
+            .ct(None)
+            .expect(400, vf)
+            .detail("after"),
         case("route: unknown", "GET", "/v1/nope", Vec::new()).ct(None).expect(404, "not_found"),
         case("route: unknown, no key", "GET", "/v2/sessions", Vec::new()).ct(None).auth(Auth::Missing).expect(404, "not_found"),
     ]
