@@ -60,6 +60,7 @@ macro_rules! conformance_suite {
             store_create_replace_revokes_previous_atomically,
             store_create_replace_conflict_writes_nothing,
             store_create_session_limit_evicts_oldest,
+            store_create_session_limit_never_evicts_the_new_session,
             store_update_cas,
             store_update_never_regresses_last_seen,
             store_touch_conditional_and_monotonic,

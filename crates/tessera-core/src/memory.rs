@@ -119,6 +119,7 @@ impl SessionStore for MemoryStore {
         if let Some(max) = opts.max_per_subject {
             let mut active = g.active_of(&session.subject, opts.now);
             let excess = active.len().saturating_sub(max as usize);
+            active.retain(|s| s.handle != session.handle);
             active.sort_by(|a, b| (a.created_at, &a.handle).cmp(&(b.created_at, &b.handle)));
             for s in active.into_iter().take(excess) {
                 g.revoke(&s.handle, RevokeReason::SessionLimit, opts.now);

@@ -42,8 +42,11 @@ pub struct CreateOptions {
     /// the outcome is [`CreateOutcome::Conflict`].
     pub replace: Option<(String, u64)>,
     /// After inserting, revoke the subject's oldest active sessions (by
-    /// `created_at`, then handle) until at most this many remain active,
-    /// with reason [`RevokeReason::SessionLimit`] and one `revoked` event each.
+    /// `created_at`, then handle) *other than the one being inserted* until
+    /// at most this many remain active, with reason
+    /// [`RevokeReason::SessionLimit`] and one `revoked` event each (written
+    /// after the new session's own events). The new session is never evicted:
+    /// a login always yields a working session.
     pub max_per_subject: Option<u32>,
     /// The time used to decide which sessions are active and to stamp the
     /// revocations this call makes.
@@ -54,7 +57,8 @@ pub struct CreateOptions {
 pub enum CreateOutcome {
     /// Inserted; the handles of sessions revoked to respect the limit.
     Created { evicted: Vec<String> },
-    /// `replace` did not match; nothing was written.
+    /// `replace` did not match (wrong version, already revoked, or no such
+    /// handle); nothing was written.
     Conflict,
 }
 
@@ -69,6 +73,19 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+/// Rules that hold across methods (the conformance suite checks each):
+///
+/// - Every change a store makes to a session itself (revocation by `replace`,
+///   by the subject limit, by `revoke_subject`) bumps `version`, so a
+///   concurrent compare-and-swap built on the old record fails instead of
+///   writing the session back un-revoked.
+/// - A duplicate handle or token hash wins over every other effect: nothing
+///   is written.
+/// - Event ids start at 1 and strictly increase; `after` is unsigned, so a
+///   store with signed ids must treat values above `i64::MAX` as "nothing
+///   after". `limit` applies after the filters.
+/// - `touch` appends no events. Subjects are opaque: quotes, wildcards and
+///   glob characters are plain bytes.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Inserts a new session and appends `events`, atomically with the

@@ -1357,3 +1357,34 @@ pub async fn store_api_keys(store: Arc<dyn SessionStore>) {
         "revoked keys are listed"
     );
 }
+
+/// Two logins in the same millisecond must not evict the session being
+/// created, even when its handle sorts first: a login always yields a
+/// working session, and the older one goes.
+pub async fn store_create_session_limit_never_evicts_the_new_session(store: Arc<dyn SessionStore>) {
+    let s = &*store;
+    let (_, old) = session_ranked("alice", T0, 'Z');
+    insert(s, &old).await;
+    let (_, new) = session_ranked("alice", T0, 'A');
+    let opts = CreateOptions {
+        replace: None,
+        max_per_subject: Some(1),
+        now: T0,
+    };
+    let out = s
+        .create(&new, &opts, &[created_event(&new)])
+        .await
+        .expect("create");
+    assert_eq!(
+        out,
+        CreateOutcome::Created {
+            evicted: vec![old.handle.clone()]
+        },
+        "the existing session goes, not the new one"
+    );
+    assert!(
+        get(s, &new.handle).await.revoked.is_none(),
+        "the new session stays active"
+    );
+    assert!(get(s, &old.handle).await.revoked.is_some());
+}
