@@ -94,6 +94,12 @@ pub async fn bootstrap_api_key(
     }
     let (rec, secret) = new_api_key("bootstrap", now);
     let path = data_dir.join(BOOTSTRAP_KEY_FILE);
+    if path.exists() {
+        tracing::warn!(
+            path = %path.display(),
+            "the store has no API keys but a bootstrap key file exists (another store?); replacing it"
+        );
+    }
     // The file first: if the insert then fails, the next start retries with a
     // new key; the other order could store a key nobody knows.
     write_secret_file(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
