@@ -388,6 +388,12 @@ impl Sessions {
         reason: RevokeReason,
     ) -> Result<usize> {
         let subject = validate_subject(subject)?;
+        // A mistyped `except` must not silently sign the caller out too.
+        if let Some(e) = except
+            && !token::is_id(SESSION_HANDLE_PREFIX, e)
+        {
+            return Err(Error::invalid("except", "must be a session handle (ses_…)"));
+        }
         let revoked = self
             .store
             .revoke_subject(subject, except, reason, self.clock.now())

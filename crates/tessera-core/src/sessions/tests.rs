@@ -329,6 +329,19 @@ async fn patch_data_is_a_merge_patch_and_bounded() {
 }
 
 #[tokio::test]
+async fn ex_08_revoke_all_refuses_a_malformed_except() {
+    let (s, _, _) = setup(SessionPolicy::default());
+    let kept = s.create(login("u")).await.unwrap();
+    for bad in ["", "ses_typo", "tss_x"] {
+        assert!(matches!(
+            s.revoke_all("u", Some(bad), RevokeReason::RevokeAll).await,
+            Err(Error::Validation { field: "except", .. })
+        ));
+    }
+    s.verify(kept.token.expose()).await.unwrap();
+}
+
+#[tokio::test]
 async fn events_page_limits_are_checked() {
     let (s, _, _) = setup(SessionPolicy::default());
     s.create(login("u")).await.unwrap();
@@ -544,14 +557,19 @@ mod state_machine {
                         current: got.token.expose().to_owned(),
                         deleted: false,
                     });
-                    // The limit: the oldest active ones beyond it are revoked.
-                    let mut active: Vec<usize> = (0..model.len())
+                    // The limit: the oldest active ones beyond it are revoked,
+                    // never the session just created.
+                    let new_idx = model.len() - 1;
+                    let n_active = (0..model.len())
+                        .filter(|&i| model[i].subject == subject && model[i].active(now))
+                        .count();
+                    let mut active: Vec<usize> = (0..new_idx)
                         .filter(|&i| model[i].subject == subject && model[i].active(now))
                         .collect();
                     active.sort_by(|&a, &b| {
                         (model[a].created_ms, &model[a].handle).cmp(&(model[b].created_ms, &model[b].handle))
                     });
-                    let excess = active.len().saturating_sub(MAX_PER_SUBJECT as usize);
+                    let excess = n_active.saturating_sub(MAX_PER_SUBJECT as usize);
                     for &i in active.iter().take(excess) {
                         model[i].revoked = true;
                     }

@@ -231,7 +231,7 @@ pub async fn revoke_subject(
     Path(subject): Path<String>,
     Query(q): Query<ExceptQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let except = q.except.filter(|e| !e.is_empty());
+    let except = q.except;
     let n = state
         .sessions
         .revoke_all(&subject, except.as_deref(), RevokeReason::RevokeAll)

@@ -344,6 +344,16 @@ fn cases(live_handle: &str, live_token: &str) -> Vec<Case> {
         case("list: NUL subject", "GET", "/v1/subjects/a%00b/sessions", Vec::new()).ct(None).expect(400, vf).detail("subject"),
         case("list: non-UTF-8 subject", "GET", "/v1/subjects/%FF/sessions", Vec::new()).ct(None).expect(400, vf),
         case("revoke-all: NUL subject", "DELETE", "/v1/subjects/%00/sessions", Vec::new()).ct(None).expect(400, vf).detail("subject"),
+        // A mistyped `except` must not sign the caller out too: the canary
+        // subject's sessions are checked intact after the table.
+        case("revoke-all canary: malformed except", "DELETE", "/v1/subjects/canary/sessions?except=ses_typo", Vec::new())
+            .ct(None)
+            .expect(400, vf)
+            .detail("except"),
+        case("revoke-all canary: empty except", "DELETE", "/v1/subjects/canary/sessions?except=", Vec::new())
+            .ct(None)
+            .expect(400, vf)
+            .detail("except"),
         case("revoke-all: 257-byte subject", "DELETE", format!("/v1/subjects/{}/sessions", "s".repeat(257)), Vec::new())
             .ct(None)
             .expect(400, vf)
