@@ -1,0 +1,213 @@
+//! Rows to records and back.
+//!
+//! Encoding happens on the caller's task, before a write is queued, so the
+//! writer thread (the one serial resource) only binds ready values.
+
+use rusqlite::{Row, ToSql};
+use serde_json::{Map, Value};
+use tessera_core::{
+    ApiKeyRecord, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, Revocation, RevokeReason,
+    SessionRecord, StoreError, StoreResult, Timestamp, TokenHash,
+};
+
+use crate::error::{SqlResultExt, corrupt};
+
+/// The session columns, in the order [`decode_session`] reads them (a macro
+/// so queries can be `concat!`ed into `&'static str`s).
+macro_rules! session_columns {
+    () => {
+        "handle, token_hash, subject, version, created_at, last_seen_at, idle_timeout_ms, \
+         idle_expires_at, absolute_expires_at, auth_level, auth_methods, auth_time, \
+         device_user_agent, device_ip, device_label, binding, data, revoked_at, revoke_reason"
+    };
+}
+pub(crate) use session_columns;
+
+/// A session as bound to SQL parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionRow {
+    pub handle: String,
+    pub token_hash: [u8; 32],
+    pub subject: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub idle_timeout_ms: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub auth_level: i64,
+    pub auth_methods: String,
+    pub auth_time: i64,
+    pub device_user_agent: Option<String>,
+    pub device_ip: Option<String>,
+    pub device_label: String,
+    pub binding: Option<String>,
+    pub data: String,
+    pub revoked_at: Option<i64>,
+    pub revoke_reason: Option<&'static str>,
+}
+
+pub(crate) fn version_to_sql(v: u64) -> StoreResult<i64> {
+    i64::try_from(v)
+        .map_err(|_| StoreError::Unavailable(format!("session version {v} does not fit the store")))
+}
+
+fn json<T: serde::Serialize + ?Sized>(what: &str, v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Unavailable(format!("cannot encode {what}: {e}")))
+}
+
+impl SessionRow {
+    pub(crate) fn encode(s: &SessionRecord) -> StoreResult<Self> {
+        Ok(Self {
+            handle: s.handle.clone(),
+            token_hash: s.token_hash.0,
+            subject: s.subject.clone(),
+            version: version_to_sql(s.version)?,
+            created_at: s.created_at.unix_millis(),
+            last_seen_at: s.last_seen_at.unix_millis(),
+            idle_timeout_ms: s.idle_timeout_ms,
+            idle_expires_at: s.idle_expires_at.unix_millis(),
+            absolute_expires_at: s.absolute_expires_at.unix_millis(),
+            auth_level: i64::from(s.auth.level),
+            auth_methods: json("auth.methods", &s.auth.methods)?,
+            auth_time: s.auth.time.unix_millis(),
+            device_user_agent: s.device.user_agent.clone(),
+            device_ip: s.device.ip.clone(),
+            device_label: s.device.label.clone(),
+            binding: s.binding.as_ref().map(|b| json("binding", b)).transpose()?,
+            data: json("data", &s.data)?,
+            revoked_at: s.revoked.map(|r| r.at.unix_millis()),
+            revoke_reason: s.revoked.map(|r| r.reason.as_str()),
+        })
+    }
+}
+
+impl SessionRow {
+    /// The values of [`session_columns!`], in order, as `?1`..`?19`.
+    pub(crate) fn params(&self) -> [&dyn ToSql; 19] {
+        [
+            &self.handle,
+            &self.token_hash,
+            &self.subject,
+            &self.version,
+            &self.created_at,
+            &self.last_seen_at,
+            &self.idle_timeout_ms,
+            &self.idle_expires_at,
+            &self.absolute_expires_at,
+            &self.auth_level,
+            &self.auth_methods,
+            &self.auth_time,
+            &self.device_user_agent,
+            &self.device_ip,
+            &self.device_label,
+            &self.binding,
+            &self.data,
+            &self.revoked_at,
+            &self.revoke_reason,
+        ]
+    }
+}
+
+fn ts(row: &Row<'_>, i: usize) -> StoreResult<Timestamp> {
+    Ok(Timestamp::from_unix_millis(row.get(i).store()?))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+fn hash(what: &str, b: &[u8]) -> StoreResult<TokenHash> {
+    TokenHash::from_slice(b).ok_or_else(|| corrupt(what, format!("expected 32 bytes, found {}", b.len())))
+}
+
+fn reason(s: &str) -> StoreResult<RevokeReason> {
+    s.parse()
+        .map_err(|()| corrupt("revoke reason", format!("unknown value {s:?}")))
+}
+
+/// Reads a row selected with [`session_columns!`].
+pub(crate) fn decode_session(row: &Row<'_>) -> StoreResult<SessionRecord> {
+    let version: i64 = row.get(3).store()?;
+    let level: i64 = row.get(9).store()?;
+    let methods: String = row.get(10).store()?;
+    let binding: Option<String> = row.get(15).store()?;
+    let data: String = row.get(16).store()?;
+    let revoked_at: Option<i64> = row.get(17).store()?;
+    let revoke_reason: Option<String> = row.get(18).store()?;
+    let revoked = match (revoked_at, revoke_reason) {
+        (None, None) => None,
+        (Some(at), Some(r)) => Some(Revocation {
+            at: Timestamp::from_unix_millis(at),
+            reason: reason(&r)?,
+        }),
+        _ => return Err(corrupt("revocation", "revoked_at and revoke_reason disagree")),
+    };
+    Ok(SessionRecord {
+        handle: row.get(0).store()?,
+        token_hash: hash(
+            "token_hash",
+            row.get_ref(1)
+                .store()?
+                .as_blob()
+                .map_err(|e| corrupt("token_hash", e))?,
+        )?,
+        subject: row.get(2).store()?,
+        version: u64::try_from(version).map_err(|_| corrupt("version", version))?,
+        created_at: ts(row, 4)?,
+        last_seen_at: ts(row, 5)?,
+        idle_timeout_ms: row.get(6).store()?,
+        idle_expires_at: ts(row, 7)?,
+        absolute_expires_at: ts(row, 8)?,
+        auth: AuthInfo {
+            level: u8::try_from(level).map_err(|_| corrupt("auth.level", level))?,
+            methods: from_json("auth.methods", &methods)?,
+            time: ts(row, 11)?,
+        },
+        device: DeviceInfo {
+            user_agent: row.get(12).store()?,
+            ip: row.get(13).store()?,
+            label: row.get(14).store()?,
+        },
+        binding: binding.map(|b| from_json::<Binding>("binding", &b)).transpose()?,
+        data: from_json::<Map<String, Value>>("data", &data)?,
+        revoked,
+    })
+}
+
+/// Reads `id, at, kind, subject, handle, reason`.
+pub(crate) fn decode_event(row: &Row<'_>) -> StoreResult<Event> {
+    let id: i64 = row.get(0).store()?;
+    let kind: String = row.get(2).store()?;
+    let why: Option<String> = row.get(5).store()?;
+    Ok(Event {
+        id: u64::try_from(id).map_err(|_| corrupt("event id", id))?,
+        event: NewEvent {
+            at: ts(row, 1)?,
+            kind: kind
+                .parse::<EventKind>()
+                .map_err(|()| corrupt("event kind", format!("unknown value {kind:?}")))?,
+            subject: row.get(3).store()?,
+            handle: row.get(4).store()?,
+            reason: why.as_deref().map(reason).transpose()?,
+        },
+    })
+}
+
+/// Reads `id, name, hash, created_at, revoked_at`.
+pub(crate) fn decode_api_key(row: &Row<'_>) -> StoreResult<ApiKeyRecord> {
+    let revoked_at: Option<i64> = row.get(4).store()?;
+    Ok(ApiKeyRecord {
+        id: row.get(0).store()?,
+        name: row.get(1).store()?,
+        hash: hash(
+            "api key hash",
+            row.get_ref(2)
+                .store()?
+                .as_blob()
+                .map_err(|e| corrupt("api key hash", e))?,
+        )?,
+        created_at: ts(row, 3)?,
+        revoked_at: revoked_at.map(Timestamp::from_unix_millis),
+    })
+}

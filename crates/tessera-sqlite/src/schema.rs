@@ -1,0 +1,187 @@
+//! Connection setup and schema migrations.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tessera_core::{StoreError, StoreResult};
+
+use crate::Synchronous;
+use crate::error::SqlResultExt;
+
+/// How long a connection waits for a lock held by another connection (or
+/// another process, e.g. an operator's `sqlite3` shell) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Enough for every distinct statement a connection runs, so none is ever
+/// re-prepared (the default of 16 is smaller than the writer's set).
+const STATEMENT_CACHE: usize = 64;
+
+/// The schema, one entry per version: entry `i` takes the database from
+/// `user_version = i` to `i + 1`. Entries are append-only; a released
+/// migration is never edited.
+///
+/// Notes on version 1:
+/// - `expires_at` is a stored generated column, so the index the sweeper and
+///   `count_active` use can never disagree with the two expiries it derives
+///   from, whatever statement writes them.
+/// - Timestamps are INTEGER Unix milliseconds, what `Timestamp` holds.
+/// - `STRICT` makes SQLite refuse a value of the wrong type instead of
+///   storing it, so a bug cannot write something we later fail to decode.
+/// - `events.id` is AUTOINCREMENT so ids are never reused, even after the
+///   newest events are deleted: it is a public cursor.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE sessions (
+    handle              TEXT    NOT NULL PRIMARY KEY,
+    token_hash          BLOB    NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+    subject             TEXT    NOT NULL,
+    version             INTEGER NOT NULL,
+    created_at          INTEGER NOT NULL,
+    last_seen_at        INTEGER NOT NULL,
+    idle_timeout_ms     INTEGER NOT NULL,
+    idle_expires_at     INTEGER NOT NULL,
+    absolute_expires_at INTEGER NOT NULL,
+    expires_at          INTEGER NOT NULL
+        GENERATED ALWAYS AS (min(idle_expires_at, absolute_expires_at)) STORED,
+    auth_level          INTEGER NOT NULL,
+    auth_methods        TEXT    NOT NULL,
+    auth_time           INTEGER NOT NULL,
+    device_user_agent   TEXT,
+    device_ip           TEXT,
+    device_label        TEXT    NOT NULL,
+    binding             TEXT,
+    data                TEXT    NOT NULL,
+    revoked_at          INTEGER,
+    revoke_reason       TEXT,
+    CHECK ((revoked_at IS NULL) = (revoke_reason IS NULL))
+) STRICT;
+CREATE INDEX sessions_subject ON sessions (subject);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+
+CREATE TABLE events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    kind    TEXT    NOT NULL,
+    subject TEXT    NOT NULL,
+    handle  TEXT    NOT NULL,
+    reason  TEXT
+) STRICT;
+CREATE INDEX events_subject ON events (subject);
+CREATE INDEX events_handle ON events (handle);
+
+CREATE TABLE api_keys (
+    id         TEXT    NOT NULL PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    hash       BLOB    NOT NULL UNIQUE CHECK (length(hash) = 32),
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+) STRICT;
+"];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Creates the file if missing, owner-only on unix: it holds token hashes
+/// and session data. SQLite gives the `-wal` and `-shm` files it creates
+/// the same permissions as the database file.
+pub(crate) fn create_file(path: &Path) -> StoreResult<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot create database file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn open_flags() -> OpenFlags {
+    // No URI flag: the path is a path, even if it starts with "file:".
+    // NO_MUTEX: each connection is used by one thread at a time (the writer
+    // thread, or a reader behind its own mutex).
+    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+}
+
+fn base_setup(conn: &Connection) -> StoreResult<()> {
+    conn.busy_timeout(BUSY_TIMEOUT).store()?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// Opens the writer connection: WAL, the chosen durability, and the schema
+/// brought up to date.
+pub(crate) fn open_writer(path: &Path, sync: Synchronous) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(path, open_flags()).store()?;
+    base_setup(&conn)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .store()?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Without WAL readers and the writer would block each other and the
+        // reader pool would turn into SQLITE_BUSY errors under load.
+        return Err(StoreError::Unavailable(format!(
+            "{} cannot use WAL journaling (got {mode:?}); is it on a network file system?",
+            path.display()
+        )));
+    }
+    let sync = match sync {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync).store()?;
+    conn.pragma_update(None, "foreign_keys", "ON").store()?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Opens a reader connection. `query_only` turns an accidental write
+/// through a reader into an error instead of a second writer.
+pub(crate) fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(path, open_flags()).store()?;
+    base_setup(&conn)?;
+    conn.pragma_update(None, "query_only", "ON").store()?;
+    Ok(conn)
+}
+
+/// Applies the pending migrations in one IMMEDIATE transaction, so two
+/// processes opening the same new file cannot both migrate it, and a crash
+/// half-way leaves the previous version intact.
+pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch("BEGIN IMMEDIATE").store()?;
+    let result = apply_pending(conn);
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = conn.execute_batch(end).store();
+    result.and(ended)
+}
+
+fn apply_pending(conn: &Connection) -> StoreResult<()> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .store()?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Unavailable(format!(
+            "the database schema is version {current}, newer than this build of tessera understands \
+             ({SCHEMA_VERSION}); run a newer tessera or restore a backup"
+        )));
+    }
+    if current < 0 {
+        return Err(StoreError::Unavailable(format!(
+            "the database has an invalid schema version ({current})"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        conn.execute_batch(sql).store()?;
+        tracing::info!(schema_version = i + 1, "applied SQLite schema migration");
+    }
+    if current < SCHEMA_VERSION {
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION).store()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! Tests that need the store's insides: the writer thread and its batches.
+
+use std::sync::Arc;
+
+use serde_json::Map;
+use tessera_core::{
+    AuthInfo, CreateOptions, DeviceInfo, EventQuery, SessionRecord, SessionStore, StoreError, Timestamp,
+    TokenHash,
+};
+
+use super::*;
+
+fn record(n: u32) -> SessionRecord {
+    let now = Timestamp::from_unix_secs(1_000_000);
+    let mut hash = [0u8; 32];
+    hash[..4].copy_from_slice(&n.to_be_bytes());
+    SessionRecord {
+        handle: format!("ses_{n:022}"),
+        token_hash: TokenHash(hash),
+        subject: "alice".into(),
+        version: 0,
+        created_at: now,
+        last_seen_at: now,
+        idle_timeout_ms: 60_000,
+        idle_expires_at: now.plus_secs(60),
+        absolute_expires_at: now.plus_secs(3600),
+        auth: AuthInfo {
+            level: 1,
+            methods: vec!["pwd".into()],
+            time: now,
+        },
+        device: DeviceInfo {
+            user_agent: None,
+            ip: None,
+            label: "Unknown device".into(),
+        },
+        data: Map::new(),
+        binding: None,
+        revoked: None,
+    }
+}
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+    (dir, store)
+}
+
+fn opts() -> CreateOptions {
+    CreateOptions {
+        now: Timestamp::from_unix_secs(1_000_000),
+        ..CreateOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn stopped_writer_is_unavailable_not_a_panic() {
+    let (_dir, mut store) = open();
+    store.create(&record(1), &opts(), &[]).await.unwrap();
+    store.stop_writer();
+    assert!(matches!(
+        store.create(&record(2), &opts(), &[]).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.sweep(Timestamp::from_unix_secs(2_000_000), 10).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    // Reads still answer from the file.
+    assert!(store.get(&record(1).handle).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_panicking_job_fails_alone_and_the_writer_lives_on() {
+    let (_dir, store) = open();
+    let r: StoreResult<()> = store
+        .writer
+        .call(|c| {
+            c.execute(
+                "INSERT INTO api_keys (id, name, hash, created_at) VALUES ('k', 'n', zeroblob(32), 0)",
+                [],
+            )
+            .map_err(error::map)?;
+            panic!("boom");
+        })
+        .await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))));
+    // Its savepoint was rolled back.
+    assert!(store.list_api_keys().await.unwrap().is_empty());
+    store.create(&record(1), &opts(), &[]).await.unwrap();
+    store.ping().await.unwrap();
+}
+
+/// Jobs queued together share one transaction; one that fails must roll
+/// back its own changes only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_job_in_a_batch_rolls_back_only_itself() {
+    let (_dir, store) = open();
+    let store = Arc::new(store);
+    store.create(&record(0), &opts(), &[]).await.unwrap();
+    // Hold the writer busy so the next jobs queue up into one batch.
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let blocker = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .writer
+                .call(move |_| {
+                    let _ = hold.recv();
+                    Ok(())
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut tasks = Vec::new();
+    for n in 1..=20u32 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            // Every third one reuses session 0's token hash: a duplicate
+            // detected after its `created` event would otherwise be written.
+            let mut r = record(n);
+            if n.is_multiple_of(3) {
+                r.token_hash = record(0).token_hash;
+            }
+            let ev = [tessera_core::NewEvent::new(
+                tessera_core::EventKind::Created,
+                &r,
+                r.created_at,
+            )];
+            store.create(&r, &opts(), &ev).await
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    release.send(()).unwrap();
+    blocker.await.unwrap().unwrap();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let n = i as u32 + 1;
+        let r = t.await.unwrap();
+        if n.is_multiple_of(3) {
+            assert!(matches!(r, Err(StoreError::Duplicate)), "{n}: {r:?}");
+            assert!(store.get(&record(n).handle).await.unwrap().is_none());
+        } else {
+            assert!(r.is_ok(), "{n}: {r:?}");
+        }
+    }
+    let events = store
+        .events(&EventQuery {
+            limit: 1000,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 14, "only the successful creates logged events");
+    assert_eq!(store.list_by_subject("alice").await.unwrap().len(), 15);
+}

@@ -1,0 +1,209 @@
+//! The single writer: one connection on a dedicated thread, with group commit.
+//!
+//! SQLite allows one writer at a time, and what a write costs is mostly the
+//! commit (a WAL append, plus an fsync with `synchronous=FULL`). So the
+//! thread takes one job, drains whatever else is already queued, and runs
+//! the lot in one `BEGIN IMMEDIATE` transaction, each job inside its own
+//! SAVEPOINT. A job that fails rolls back only its savepoint and gets its
+//! own error; the others commit together and are answered after the one
+//! COMMIT, so no caller is told "done" before its write is durable.
+//!
+//! Under no load a batch is one job, so latency is one commit; under load
+//! the batch grows and the commit cost is shared.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tessera_core::{StoreError, StoreResult};
+use tokio::sync::oneshot;
+
+/// Most jobs in one transaction: bounds how long the writer holds the lock
+/// and how much work one failed commit throws away.
+const MAX_BATCH: usize = 256;
+
+/// A queued write, type-erased so one channel carries every operation.
+trait Job: Send {
+    /// Runs on the writer connection inside the job's savepoint. Returns
+    /// whether to keep its changes.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Replies to the caller. `lost` says why the changes the job kept were
+    /// not committed after all.
+    fn finish(self: Box<Self>, lost: Option<&str>);
+}
+
+struct Call<F, R> {
+    f: Option<F>,
+    result: Option<StoreResult<R>>,
+    reply: oneshot::Sender<StoreResult<R>>,
+}
+
+impl<F, R> Job for Call<F, R>
+where
+    F: FnOnce(&Connection) -> StoreResult<R> + Send,
+    R: Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        // A bug in one operation must not take the writer, and with it
+        // every later write, down.
+        let r = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
+            tracing::error!("a SQLite write job panicked; its savepoint is rolled back");
+            Err(StoreError::Unavailable(
+                "internal error in the SQLite writer".into(),
+            ))
+        });
+        let keep = r.is_ok();
+        self.result = Some(r);
+        keep
+    }
+
+    fn finish(self: Box<Self>, lost: Option<&str>) {
+        let reply = match (self.result, lost) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), None) => Ok(v),
+            (_, Some(why)) => Err(StoreError::Unavailable(why.to_owned())),
+            (None, None) => Err(StoreError::Unavailable("the write was not run".into())),
+        };
+        // The caller may have gone away (its future dropped); the write
+        // stands regardless, as it would with any database.
+        let _ = self.reply.send(reply);
+    }
+}
+
+pub(crate) struct Writer {
+    tx: Option<mpsc::Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub(crate) fn spawn(conn: Connection) -> StoreResult<Self> {
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let thread = std::thread::Builder::new()
+            .name("tessera-sqlite-writer".into())
+            .spawn(move || run(&conn, &rx))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer thread: {e}")))?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `f` and waits for the commit of the batch it lands in.
+    pub(crate) async fn call<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let stopped = || StoreError::Unavailable("the SQLite writer thread has stopped".into());
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Call {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.tx
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())?;
+        // A dropped reply sender means the thread died with the job queued.
+        rx.await.map_err(|_| stopped())?
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Closes the queue and waits for the thread to finish the jobs already
+    /// in it and close its connection.
+    pub(crate) fn shutdown(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the SQLite writer thread panicked");
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(conn: &Connection, rx: &mpsc::Receiver<Box<dyn Job>>) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    // recv() fails once every sender is gone and the queue is empty.
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(conn, &mut batch);
+    }
+}
+
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) {
+    // Jobs that ran in the open transaction and wait for its outcome.
+    let mut pending: Vec<Box<dyn Job>> = Vec::with_capacity(batch.len());
+    for mut job in batch.drain(..) {
+        if conn.is_autocommit()
+            && let Err(e) = exec(conn, "BEGIN IMMEDIATE")
+        {
+            job.finish(Some(&format!("cannot start a write transaction: {e}")));
+            continue;
+        }
+        if let Err(e) = exec(conn, "SAVEPOINT job") {
+            job.finish(Some(&format!("cannot open a savepoint: {e}")));
+            continue;
+        }
+        let end = if job.run(conn) {
+            exec(conn, "RELEASE job")
+        } else {
+            exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
+        };
+        if let Err(e) = end.as_ref().map_err(ToString::to_string).and_then(|()| {
+            // Some errors (I/O, disk full) make SQLite roll back the whole
+            // transaction, taking the earlier jobs' changes with it.
+            if conn.is_autocommit() {
+                Err("SQLite rolled back the write transaction".into())
+            } else {
+                Ok(())
+            }
+        }) {
+            let why = format!("the write was rolled back: {e}");
+            if !conn.is_autocommit() {
+                let _ = exec(conn, "ROLLBACK");
+            }
+            for j in pending.drain(..) {
+                j.finish(Some(&why));
+            }
+            job.finish(Some(&why));
+            continue;
+        }
+        pending.push(job);
+    }
+    if conn.is_autocommit() {
+        return;
+    }
+    let lost = exec(conn, "COMMIT").err().map(|e| {
+        tracing::error!(error = %e, jobs = pending.len(), "SQLite commit failed");
+        format!("the commit failed: {e}")
+    });
+    if lost.is_some() && !conn.is_autocommit() {
+        let _ = exec(conn, "ROLLBACK");
+    }
+    for j in pending {
+        j.finish(lost.as_deref());
+    }
+}
