@@ -6,7 +6,8 @@
 //! - **Writes** go through one connection owned by a dedicated thread
 //!   (`writer`), which batches whatever is queued into one transaction
 //!   ("group commit") with a savepoint per operation, so each trait method
-//!   stays one atomic step while concurrent writers share the commit.
+//!   stays one atomic step while concurrent writers share the commit. A
+//!   second thread checkpoints the WAL so commits never wait for it.
 //! - **Reads** use a small pool of reader connections (`readers`); WAL lets
 //!   them run beside the writer on consistent snapshots.
 //!
@@ -91,11 +92,12 @@ impl SqliteStore {
         let path = path.as_ref();
         schema::create_file(path)?;
         let writer_conn = schema::open_writer(path, options.synchronous).map_err(|e| context(e, path))?;
+        let checkpoint_conn = schema::open_checkpointer(path).map_err(|e| context(e, path))?;
         let readers = Readers::open(path, options.readers).map_err(|e| context(e, path))?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             readers: Arc::new(readers),
-            writer: Writer::spawn(writer_conn)?,
+            writer: Writer::spawn(writer_conn, checkpoint_conn)?,
         })
     }
 

@@ -13,6 +13,13 @@ use crate::error::SqlResultExt;
 /// another process, e.g. an operator's `sqlite3` shell) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Bytes of WAL kept after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// WAL pages (64 MiB of 4 KiB pages) after which the writer checkpoints
+/// by itself.
+const AUTOCHECKPOINT_BACKSTOP: i64 = 16 * 1024;
+
 /// Enough for every distinct statement a connection runs, so none is ever
 /// re-prepared (the default of 16 is smaller than the writer's set).
 const STATEMENT_CACHE: usize = 64;
@@ -137,7 +144,23 @@ pub(crate) fn open_writer(path: &Path, sync: Synchronous) -> StoreResult<Connect
     };
     conn.pragma_update(None, "synchronous", sync).store()?;
     conn.pragma_update(None, "foreign_keys", "ON").store()?;
+    // A burst can grow the WAL far past its usual size, and SQLite reuses
+    // the file rather than shrinking it; this truncates it back after a
+    // checkpoint so one spike does not hold the disk space for good.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+        .store()?;
+    // Checkpoints run on their own thread (see `writer`); this only bounds
+    // the WAL if that thread cannot keep up or has stopped.
+    conn.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_BACKSTOP)
+        .store()?;
     migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Opens the connection the background checkpointer uses.
+pub(crate) fn open_checkpointer(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(path, open_flags()).store()?;
+    base_setup(&conn)?;
     Ok(conn)
 }
 

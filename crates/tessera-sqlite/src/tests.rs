@@ -155,3 +155,23 @@ async fn a_failing_job_in_a_batch_rolls_back_only_itself() {
     assert_eq!(events.len(), 14, "only the successful creates logged events");
     assert_eq!(store.list_by_subject("alice").await.unwrap().len(), 15);
 }
+
+/// The background checkpointer copies the WAL into the main file while the
+/// store is open, so the WAL does not just grow until the backstop.
+#[tokio::test]
+async fn the_wal_is_checkpointed_in_the_background() {
+    let (dir, store) = open();
+    let main = dir.path().join("t.db");
+    let before = std::fs::metadata(&main).unwrap().len();
+    for n in 1..=500 {
+        store.create(&record(n), &opts(), &[]).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(&main).unwrap().len() < before + 64 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint reached the main file"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
