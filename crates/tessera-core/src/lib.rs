@@ -26,8 +26,8 @@ pub mod token;
 pub use error::{Error, Result};
 pub use memory::MemoryStore;
 pub use model::{
-    ApiKeyRecord, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, PublicSession, Revocation,
-    RevokeReason, SessionRecord,
+    ApiKeyRecord, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, PublicSession, RefreshFamily,
+    RefreshLookup, Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord,
 };
 pub use policy::SessionPolicy;
 pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Sessions, TtlInput};

@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::model::{ApiKeyRecord, Event, EventKind, NewEvent, Revocation, RevokeReason, SessionRecord};
+use crate::model::{
+    ApiKeyRecord, Event, EventKind, NewEvent, RefreshFamily, RefreshLookup, Revocation, RevokeReason, SessionRecord,
+    SigningKeyRecord,
+};
 use crate::store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError, StoreResult};
 use crate::time::Timestamp;
 use crate::token::TokenHash;
@@ -26,6 +29,12 @@ struct Inner {
     by_subject: HashMap<String, HashSet<String>>,
     events: Vec<Event>,
     api_keys: Vec<ApiKeyRecord>,
+    families: HashMap<String, Arc<RefreshFamily>>,
+    /// Every refresh token hash ever issued → (family, generation).
+    refresh_tokens: HashMap<TokenHash, (String, u64)>,
+    /// family id → its token hashes, so a sweep can drop them.
+    family_tokens: HashMap<String, Vec<TokenHash>>,
+    signing_keys: Vec<SigningKeyRecord>,
 }
 
 impl MemoryStore {
@@ -75,6 +84,18 @@ impl Inner {
 
     fn remove(&mut self, handle: &str) -> Option<Arc<SessionRecord>> {
         let s = self.sessions.remove(handle)?;
+        let fams: Vec<String> = self
+            .families
+            .values()
+            .filter(|f| f.handle == handle)
+            .map(|f| f.id.clone())
+            .collect();
+        for f in fams {
+            self.families.remove(&f);
+            for h in self.family_tokens.remove(&f).unwrap_or_default() {
+                self.refresh_tokens.remove(&h);
+            }
+        }
         self.by_token.remove(&s.token_hash);
         if let Some(set) = self.by_subject.get_mut(&s.subject) {
             set.remove(handle);
@@ -289,5 +310,122 @@ impl SessionStore for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn create_refresh_family(
+        &self,
+        family: &RefreshFamily,
+        first: &TokenHash,
+        events: &[NewEvent],
+    ) -> StoreResult<()> {
+        let mut g = self.lock();
+        if g.families.contains_key(&family.id) || g.refresh_tokens.contains_key(first) {
+            return Err(StoreError::Duplicate);
+        }
+        g.families.insert(family.id.clone(), Arc::new(family.clone()));
+        g.refresh_tokens.insert(*first, (family.id.clone(), family.generation));
+        g.family_tokens.insert(family.id.clone(), vec![*first]);
+        for e in events {
+            g.push_event(e.clone());
+        }
+        Ok(())
+    }
+
+    async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
+        let g = self.lock();
+        Ok(g.refresh_tokens.get(hash).and_then(|(fid, generation)| {
+            g.families.get(fid).map(|f| RefreshLookup {
+                family: f.clone(),
+                generation: *generation,
+            })
+        }))
+    }
+
+    async fn rotate_refresh(
+        &self,
+        family_id: &str,
+        expected_generation: u64,
+        successor: &TokenHash,
+        successor_sealed: &[u8],
+        now: Timestamp,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let Some(cur) = g.families.get(family_id) else { return Ok(false) };
+        if cur.generation != expected_generation || cur.revoked.is_some() {
+            return Ok(false);
+        }
+        if g.refresh_tokens.contains_key(successor) {
+            return Err(StoreError::Duplicate);
+        }
+        let mut next = RefreshFamily::clone(cur);
+        next.generation += 1;
+        next.rotated_at = now;
+        next.current_sealed = Some(successor_sealed.to_vec());
+        g.refresh_tokens
+            .insert(*successor, (family_id.to_owned(), next.generation));
+        g.family_tokens.entry(family_id.to_owned()).or_default().push(*successor);
+        g.families.insert(family_id.to_owned(), Arc::new(next));
+        for e in events {
+            g.push_event(e.clone());
+        }
+        Ok(true)
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        reason: RevokeReason,
+        now: Timestamp,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let Some(cur) = g.families.get(family_id) else { return Ok(false) };
+        if cur.revoked.is_some() {
+            return Ok(false);
+        }
+        let mut next = RefreshFamily::clone(cur);
+        next.revoked = Some(Revocation { at: now, reason });
+        next.current_sealed = None;
+        g.families.insert(family_id.to_owned(), Arc::new(next));
+        for e in events {
+            g.push_event(e.clone());
+        }
+        Ok(true)
+    }
+
+    async fn refresh_families_of(&self, handle: &str) -> StoreResult<Vec<Arc<RefreshFamily>>> {
+        let g = self.lock();
+        Ok(g.families.values().filter(|f| f.handle == handle).cloned().collect())
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool> {
+        let mut g = self.lock();
+        if g.signing_keys.iter().any(|k| k.kid == key.kid) {
+            return Err(StoreError::Duplicate);
+        }
+        let newest = g
+            .signing_keys
+            .iter()
+            .max_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)))
+            .map(|k| k.kid.as_str());
+        if newest != if_newest {
+            return Ok(false);
+        }
+        g.signing_keys.push(key.clone());
+        g.signing_keys
+            .sort_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)));
+        Ok(true)
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        Ok(self.lock().signing_keys.clone())
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let before = g.signing_keys.len();
+        g.signing_keys.retain(|k| k.kid != kid);
+        Ok(g.signing_keys.len() != before)
     }
 }

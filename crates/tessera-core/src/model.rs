@@ -265,6 +265,92 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A refresh-token family: the chain of refresh tokens (`tsr_…`) issued to
+/// one client for one session (SPEC §1). Each use rotates it; `generation`
+/// counts the rotations. Only hashes of the tokens are stored, plus the
+/// current token sealed (encrypted with the at-rest key) so that a retry
+/// inside the grace window gets the very same successor back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshFamily {
+    /// `rtf_…`.
+    pub id: String,
+    /// The session the family belongs to. Its idle and absolute limits are
+    /// the family's; revoking the session ends the family.
+    pub handle: String,
+    /// The session's token hash when the family was issued: a token
+    /// regeneration (login, step-up) ends the family without a write here.
+    pub session_token_hash: TokenHash,
+    pub client_id: String,
+    /// The granted scope; refreshes may narrow the access token's scope,
+    /// never widen it.
+    pub scope: Vec<String>,
+    pub audience: Vec<String>,
+    /// Generation of the current (unconsumed) refresh token; starts at 0.
+    pub generation: u64,
+    pub created_at: Timestamp,
+    /// When the current generation was issued (= when its predecessor was
+    /// consumed): the start of the reuse grace window.
+    pub rotated_at: Timestamp,
+    /// The current refresh token, sealed; `None` for generation 0 (nobody
+    /// can retry into a generation that was never a successor).
+    pub current_sealed: Option<Vec<u8>>,
+    pub binding: Option<Binding>,
+    pub revoked: Option<Revocation>,
+}
+
+/// What a presented refresh token's hash points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshLookup {
+    pub family: std::sync::Arc<RefreshFamily>,
+    /// The generation this token was issued as.
+    pub generation: u64,
+}
+
+/// Signature algorithms Tessera signs access tokens with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningAlg {
+    EdDSA,
+    ES256,
+    RS256,
+}
+
+impl SigningAlg {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::RS256 => "RS256",
+        }
+    }
+}
+
+impl FromStr for SigningAlg {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        [SigningAlg::EdDSA, SigningAlg::ES256, SigningAlg::RS256]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// A signing key as stored. The private key is sealed with the at-rest key;
+/// the public JWK is kept in the clear for the JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub alg: SigningAlg,
+    pub created_at: Timestamp,
+    /// From this instant the key signs (if it is the newest active one).
+    /// It is published in the JWKS from `created_at`, so verifiers know it
+    /// before the first token it signs.
+    pub activates_at: Timestamp,
+    /// PKCS#8 DER of the private key, sealed (AES-256-GCM, AAD = kid).
+    pub private_sealed: Vec<u8>,
+    /// The public JWK (JSON object with `kid`, `alg`, `use`).
+    pub public_jwk: String,
+}
+
 /// The public JSON view of a session (SPEC §4.1).
 #[derive(Debug, Serialize)]
 pub struct PublicSession<'a> {

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::{ApiKeyRecord, Event, EventKind, NewEvent, RevokeReason, SessionRecord};
+use crate::model::{
+    ApiKeyRecord, Event, EventKind, NewEvent, RefreshFamily, RefreshLookup, RevokeReason, SessionRecord,
+    SigningKeyRecord,
+};
 use crate::time::Timestamp;
 use crate::token::TokenHash;
 
@@ -149,7 +152,8 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
 
     /// Deletes up to `batch` sessions whose `expires_at() <= now`, appending
-    /// an `expired` event for each that had not been revoked. Returns how many
+    /// an `expired` event for each that had not been revoked, together with
+    /// their refresh-token families and those families' token hashes. Returns how many
     /// were deleted; callers repeat while it returns `batch`.
     async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32>;
 
@@ -169,4 +173,59 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Marks the key revoked; false if no such key or already revoked.
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+
+    /// Stores a new refresh-token family whose generation-0 token hashes to
+    /// `first`, and appends `events` ([`StoreError::Duplicate`] if the id or
+    /// hash exists; nothing is written then).
+    async fn create_refresh_family(
+        &self,
+        family: &RefreshFamily,
+        first: &TokenHash,
+        events: &[NewEvent],
+    ) -> StoreResult<()>;
+
+    /// The family a refresh token belongs to and the generation it was
+    /// issued as; consumed tokens keep pointing at their family (that is how
+    /// reuse is detected) until the family is deleted.
+    async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>>;
+
+    /// Compare-and-swap rotation: only if the family is at
+    /// `expected_generation` and not revoked, records `successor` as
+    /// generation `expected_generation + 1`, sets `generation`,
+    /// `rotated_at = now` and `current_sealed = successor_sealed`, and
+    /// appends `events`. Returns whether it rotated.
+    async fn rotate_refresh(
+        &self,
+        family_id: &str,
+        expected_generation: u64,
+        successor: &TokenHash,
+        successor_sealed: &[u8],
+        now: Timestamp,
+        events: &[NewEvent],
+    ) -> StoreResult<bool>;
+
+    /// Marks the family revoked (and clears `current_sealed`) and appends
+    /// `events`; false if unknown or already revoked.
+    async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        reason: RevokeReason,
+        now: Timestamp,
+        events: &[NewEvent],
+    ) -> StoreResult<bool>;
+
+    /// Every family of a session, revoked ones included.
+    async fn refresh_families_of(&self, handle: &str) -> StoreResult<Vec<std::sync::Arc<RefreshFamily>>>;
+
+    /// Adds a signing key only if the newest stored key (by `activates_at`,
+    /// then `kid`) is `if_newest` (`None`: only if there is no key at all).
+    /// This is how several processes sharing a store agree on one rotation.
+    /// Returns whether it was added.
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool>;
+
+    /// Every stored signing key, oldest `activates_at` first.
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+
+    /// Deletes a retired key; false if there was none.
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool>;
 }

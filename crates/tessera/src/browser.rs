@@ -1,0 +1,1 @@
+//! Cookie sessions for axum/tower apps.

@@ -1,0 +1,1 @@
+//! Verifying Tessera access tokens in a resource server.
