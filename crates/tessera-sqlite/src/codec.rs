@@ -6,8 +6,8 @@
 use rusqlite::{Row, ToSql};
 use serde_json::{Map, Value};
 use tessera_core::{
-    ApiKeyRecord, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, Revocation, RevokeReason,
-    SessionRecord, StoreError, StoreResult, Timestamp, TokenHash,
+    ApiKeyRecord, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, RefreshFamily, Revocation,
+    RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord, StoreError, StoreResult, Timestamp, TokenHash,
 };
 
 use crate::error::{SqlResultExt, corrupt};
@@ -209,5 +209,141 @@ pub(crate) fn decode_api_key(row: &Row<'_>) -> StoreResult<ApiKeyRecord> {
         )?,
         created_at: ts(row, 3)?,
         revoked_at: revoked_at.map(Timestamp::from_unix_millis),
+    })
+}
+
+/// The refresh-family columns, in the order [`decode_family`] reads them.
+macro_rules! family_columns {
+    () => {
+        "id, handle, session_token_hash, client_id, scope, audience, generation, created_at, \
+         rotated_at, current_sealed, binding, revoked_at, revoke_reason"
+    };
+}
+pub(crate) use family_columns;
+
+/// A refresh family as bound to SQL parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct FamilyRow {
+    pub id: String,
+    pub handle: String,
+    pub session_token_hash: [u8; 32],
+    pub client_id: String,
+    pub scope: String,
+    pub audience: String,
+    pub generation: i64,
+    pub created_at: i64,
+    pub rotated_at: i64,
+    pub current_sealed: Option<Vec<u8>>,
+    pub binding: Option<String>,
+    pub revoked_at: Option<i64>,
+    pub revoke_reason: Option<&'static str>,
+}
+
+/// A generation as SQLite stores it (a signed 64-bit integer).
+pub(crate) fn generation_to_sql(g: u64) -> StoreResult<i64> {
+    i64::try_from(g)
+        .map_err(|_| StoreError::Unavailable(format!("refresh generation {g} does not fit the store")))
+}
+
+impl FamilyRow {
+    pub(crate) fn encode(f: &RefreshFamily) -> StoreResult<Self> {
+        Ok(Self {
+            id: f.id.clone(),
+            handle: f.handle.clone(),
+            session_token_hash: f.session_token_hash.0,
+            client_id: f.client_id.clone(),
+            scope: json("scope", &f.scope)?,
+            audience: json("audience", &f.audience)?,
+            generation: generation_to_sql(f.generation)?,
+            created_at: f.created_at.unix_millis(),
+            rotated_at: f.rotated_at.unix_millis(),
+            current_sealed: f.current_sealed.clone(),
+            binding: f.binding.as_ref().map(|b| json("binding", b)).transpose()?,
+            revoked_at: f.revoked.map(|r| r.at.unix_millis()),
+            revoke_reason: f.revoked.map(|r| r.reason.as_str()),
+        })
+    }
+
+    /// The values of [`family_columns!`], in order, as `?1`..`?13`.
+    pub(crate) fn params(&self) -> [&dyn ToSql; 13] {
+        [
+            &self.id,
+            &self.handle,
+            &self.session_token_hash,
+            &self.client_id,
+            &self.scope,
+            &self.audience,
+            &self.generation,
+            &self.created_at,
+            &self.rotated_at,
+            &self.current_sealed,
+            &self.binding,
+            &self.revoked_at,
+            &self.revoke_reason,
+        ]
+    }
+}
+
+fn revocation(at: Option<i64>, why: Option<String>) -> StoreResult<Option<Revocation>> {
+    match (at, why) {
+        (None, None) => Ok(None),
+        (Some(at), Some(r)) => Ok(Some(Revocation {
+            at: Timestamp::from_unix_millis(at),
+            reason: reason(&r)?,
+        })),
+        _ => Err(corrupt("revocation", "revoked_at and revoke_reason disagree")),
+    }
+}
+
+fn blob_hash(row: &Row<'_>, i: usize, what: &str) -> StoreResult<TokenHash> {
+    hash(
+        what,
+        row.get_ref(i).store()?.as_blob().map_err(|e| corrupt(what, e))?,
+    )
+}
+
+fn generation(row: &Row<'_>, i: usize) -> StoreResult<u64> {
+    let g: i64 = row.get(i).store()?;
+    u64::try_from(g).map_err(|_| corrupt("generation", g))
+}
+
+/// Reads the [`family_columns!`] starting at column `at`.
+pub(crate) fn decode_family(row: &Row<'_>, at: usize) -> StoreResult<RefreshFamily> {
+    let scope: String = row.get(at + 4).store()?;
+    let audience: String = row.get(at + 5).store()?;
+    let binding: Option<String> = row.get(at + 10).store()?;
+    Ok(RefreshFamily {
+        id: row.get(at).store()?,
+        handle: row.get(at + 1).store()?,
+        session_token_hash: blob_hash(row, at + 2, "session_token_hash")?,
+        client_id: row.get(at + 3).store()?,
+        scope: from_json("scope", &scope)?,
+        audience: from_json("audience", &audience)?,
+        generation: generation(row, at + 6)?,
+        created_at: ts(row, at + 7)?,
+        rotated_at: ts(row, at + 8)?,
+        current_sealed: row.get(at + 9).store()?,
+        binding: binding.map(|b| from_json::<Binding>("binding", &b)).transpose()?,
+        revoked: revocation(row.get(at + 11).store()?, row.get(at + 12).store()?)?,
+    })
+}
+
+/// Reads a generation at column 0 followed by the [`family_columns!`].
+pub(crate) fn decode_lookup(row: &Row<'_>) -> StoreResult<(u64, RefreshFamily)> {
+    Ok((generation(row, 0)?, decode_family(row, 1)?))
+}
+
+/// Reads `kid, alg, created_at, activates_at, private_sealed, public_jwk`.
+pub(crate) fn decode_signing_key(row: &Row<'_>) -> StoreResult<SigningKeyRecord> {
+    let alg: String = row.get(1).store()?;
+    Ok(SigningKeyRecord {
+        kid: row.get(0).store()?,
+        alg: alg
+            .parse::<SigningAlg>()
+            .map_err(|()| corrupt("signing key alg", format!("unknown value {alg:?}")))?,
+        created_at: ts(row, 2)?,
+        activates_at: ts(row, 3)?,
+        private_sealed: row.get(4).store()?,
+        public_jwk: row.get(5).store()?,
     })
 }

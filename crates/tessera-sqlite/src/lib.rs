@@ -29,11 +29,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tessera_core::{
-    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventQuery, NewEvent, RevokeReason, SessionRecord,
-    SessionStore, StoreError, StoreResult, Timestamp, TokenHash,
+    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventQuery, NewEvent, RefreshFamily, RefreshLookup,
+    RevokeReason, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult, Timestamp,
+    TokenHash,
 };
 
-use crate::codec::SessionRow;
+use crate::codec::{FamilyRow, SessionRow};
 use crate::readers::Readers;
 use crate::writer::Writer;
 
@@ -246,6 +247,84 @@ impl SessionStore for SqliteStore {
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
         let id = id.to_owned();
         self.writer.call(move |c| ops::revoke_api_key(c, &id, now)).await
+    }
+
+    async fn create_refresh_family(
+        &self,
+        family: &RefreshFamily,
+        first: &TokenHash,
+        events: &[NewEvent],
+    ) -> StoreResult<()> {
+        let row = FamilyRow::encode(family)?;
+        let first = *first.as_bytes();
+        let events = events.to_vec();
+        self.writer
+            .call(move |c| ops::create_refresh_family(c, &row, &first, &events))
+            .await
+    }
+
+    async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
+        let found = self.readers.with(|c| ops::find_refresh(c, hash.as_bytes()))?;
+        Ok(found.map(|(generation, family)| RefreshLookup {
+            family: Arc::new(family),
+            generation,
+        }))
+    }
+
+    async fn rotate_refresh(
+        &self,
+        family_id: &str,
+        expected_generation: u64,
+        successor: &TokenHash,
+        successor_sealed: &[u8],
+        now: Timestamp,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        let job = ops::Rotate {
+            family_id: family_id.to_owned(),
+            expected_generation,
+            successor: *successor.as_bytes(),
+            successor_sealed: successor_sealed.to_vec(),
+            now,
+            events: events.to_vec(),
+        };
+        self.writer.call(move |c| ops::rotate_refresh(c, &job)).await
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        reason: RevokeReason,
+        now: Timestamp,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        let family_id = family_id.to_owned();
+        let events = events.to_vec();
+        self.writer
+            .call(move |c| ops::revoke_refresh_family(c, &family_id, reason, now, &events))
+            .await
+    }
+
+    async fn refresh_families_of(&self, handle: &str) -> StoreResult<Vec<Arc<RefreshFamily>>> {
+        let all = self.readers.with(|c| ops::refresh_families_of(c, handle))?;
+        Ok(all.into_iter().map(Arc::new).collect())
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool> {
+        let key = key.clone();
+        let if_newest = if_newest.map(str::to_owned);
+        self.writer
+            .call(move |c| ops::insert_signing_key(c, &key, if_newest.as_deref()))
+            .await
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        self.readers.with(ops::signing_keys)
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool> {
+        let kid = kid.to_owned();
+        self.writer.call(move |c| ops::delete_signing_key(c, &kid)).await
     }
 }
 

@@ -7,11 +7,14 @@
 
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use tessera_core::{
-    ApiKeyRecord, CreateOutcome, Event, EventKind, EventQuery, NewEvent, RevokeReason, SessionRecord,
-    StoreError, StoreResult, Timestamp,
+    ApiKeyRecord, CreateOutcome, Event, EventKind, EventQuery, NewEvent, RefreshFamily, RevokeReason,
+    SessionRecord, SigningKeyRecord, StoreError, StoreResult, Timestamp,
 };
 
-use crate::codec::{SessionRow, decode_api_key, decode_event, decode_session, session_columns};
+use crate::codec::{
+    FamilyRow, SessionRow, decode_api_key, decode_event, decode_family, decode_lookup, decode_session,
+    decode_signing_key, family_columns, session_columns,
+};
 use crate::error::SqlResultExt;
 
 // ---------------------------------------------------------------- writes
@@ -245,7 +248,9 @@ pub(crate) fn revoke_subject(
 
 pub(crate) fn sweep(c: &Connection, now: Timestamp, batch: u32) -> StoreResult<u32> {
     // Both statements pick the same rows: the same total order, in the same
-    // transaction, and the first one does not touch `sessions`.
+    // transaction, and the first one does not touch `sessions`. Deleting a
+    // session cascades to its refresh families and their token hashes
+    // (foreign keys, schema version 2), in the same statement.
     let now = now.unix_millis();
     let batch = i64::from(batch);
     c.prepare_cached(
@@ -290,6 +295,166 @@ pub(crate) fn revoke_api_key(c: &Connection, id: &str, now: Timestamp) -> StoreR
         .prepare_cached("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")
         .store()?
         .execute(params![id, now.unix_millis()])
+        .store()?;
+    Ok(n > 0)
+}
+
+pub(crate) fn create_refresh_family(
+    c: &Connection,
+    row: &FamilyRow,
+    first: &[u8; 32],
+    events: &[NewEvent],
+) -> StoreResult<()> {
+    c.prepare_cached(concat!(
+        "INSERT INTO refresh_families (",
+        family_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))
+    .store()?
+    .execute(&row.params()[..])
+    .map_err(|e| no_session(e, &row.handle))?;
+    // A duplicate hash fails here; the savepoint rollback takes the family
+    // row with it.
+    c.prepare_cached("INSERT INTO refresh_tokens (hash, family_id, generation) VALUES (?1, ?2, ?3)")
+        .store()?
+        .execute(params![first, row.id, row.generation])
+        .store()?;
+    insert_events(c, events)
+}
+
+/// A family whose session does not exist (any more: the sweeper may have
+/// just deleted it) violates the foreign key; say so instead of passing on
+/// SQLite's bare "FOREIGN KEY constraint failed".
+fn no_session(e: rusqlite::Error, handle: &str) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+        {
+            StoreError::Unavailable(format!(
+                "refresh family for session {handle}, which is not stored"
+            ))
+        }
+        _ => crate::error::map(e),
+    }
+}
+
+pub(crate) struct Rotate {
+    pub family_id: String,
+    pub expected_generation: u64,
+    pub successor: [u8; 32],
+    pub successor_sealed: Vec<u8>,
+    pub now: Timestamp,
+    pub events: Vec<NewEvent>,
+}
+
+pub(crate) fn rotate_refresh(c: &Connection, job: &Rotate) -> StoreResult<bool> {
+    // A generation beyond i64 cannot be stored, so it cannot match.
+    let Ok(expected) = i64::try_from(job.expected_generation) else {
+        return Ok(false);
+    };
+    let Some(next) = expected.checked_add(1) else {
+        return Err(StoreError::Unavailable(format!(
+            "refresh generation {expected} cannot be incremented"
+        )));
+    };
+    // The compare-and-swap: only one rotation from a generation matches.
+    let n = c
+        .prepare_cached(
+            "UPDATE refresh_families SET generation = ?3, rotated_at = ?4, current_sealed = ?5 \
+             WHERE id = ?1 AND generation = ?2 AND revoked_at IS NULL",
+        )
+        .store()?
+        .execute(params![
+            job.family_id,
+            expected,
+            next,
+            job.now.unix_millis(),
+            job.successor_sealed
+        ])
+        .store()?;
+    if n == 0 {
+        return Ok(false);
+    }
+    // A duplicate successor fails here and the caller's savepoint rollback
+    // undoes the swap above: nothing is written.
+    c.prepare_cached("INSERT INTO refresh_tokens (hash, family_id, generation) VALUES (?1, ?2, ?3)")
+        .store()?
+        .execute(params![job.successor, job.family_id, next])
+        .store()?;
+    insert_events(c, &job.events)?;
+    Ok(true)
+}
+
+pub(crate) fn revoke_refresh_family(
+    c: &Connection,
+    family_id: &str,
+    reason: RevokeReason,
+    now: Timestamp,
+    events: &[NewEvent],
+) -> StoreResult<bool> {
+    let n = c
+        .prepare_cached(
+            "UPDATE refresh_families SET revoked_at = ?2, revoke_reason = ?3, current_sealed = NULL \
+             WHERE id = ?1 AND revoked_at IS NULL",
+        )
+        .store()?
+        .execute(params![family_id, now.unix_millis(), reason.as_str()])
+        .store()?;
+    if n == 0 {
+        return Ok(false);
+    }
+    insert_events(c, events)?;
+    Ok(true)
+}
+
+pub(crate) fn insert_signing_key(
+    c: &Connection,
+    key: &SigningKeyRecord,
+    if_newest: Option<&str>,
+) -> StoreResult<bool> {
+    // A duplicate kid is reported even when the newest does not match, as
+    // the reference store does.
+    let exists: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM signing_keys WHERE kid = ?1)")
+        .store()?
+        .query_row([&key.kid], |r| r.get(0))
+        .store()?;
+    if exists {
+        return Err(StoreError::Duplicate);
+    }
+    // The writer is the only connection that writes, and this runs inside
+    // its transaction: nothing can insert between this check and the insert.
+    let newest: Option<String> = c
+        .prepare_cached("SELECT kid FROM signing_keys ORDER BY activates_at DESC, kid DESC LIMIT 1")
+        .store()?
+        .query_row([], |r| r.get(0))
+        .optional()
+        .store()?;
+    if newest.as_deref() != if_newest {
+        return Ok(false);
+    }
+    c.prepare_cached(
+        "INSERT INTO signing_keys (kid, alg, created_at, activates_at, private_sealed, public_jwk) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .store()?
+    .execute(params![
+        key.kid,
+        key.alg.as_str(),
+        key.created_at.unix_millis(),
+        key.activates_at.unix_millis(),
+        key.private_sealed,
+        key.public_jwk
+    ])
+    .store()?;
+    Ok(true)
+}
+
+pub(crate) fn delete_signing_key(c: &Connection, kid: &str) -> StoreResult<bool> {
+    let n = c
+        .prepare_cached("DELETE FROM signing_keys WHERE kid = ?1")
+        .store()?
+        .execute([kid])
         .store()?;
     Ok(n > 0)
 }
@@ -410,6 +575,55 @@ pub(crate) fn list_api_keys(c: &Connection) -> StoreResult<Vec<ApiKeyRecord>> {
     let mut out = Vec::new();
     while let Some(row) = rows.next().store()? {
         out.push(decode_api_key(row)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn find_refresh(c: &Connection, hash: &[u8; 32]) -> StoreResult<Option<(u64, RefreshFamily)>> {
+    // One statement: the token and its family come from the same snapshot.
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT t.generation, f.id, f.handle, f.session_token_hash, f.client_id, f.scope, \
+                 f.audience, f.generation, f.created_at, f.rotated_at, f.current_sealed, f.binding, \
+                 f.revoked_at, f.revoke_reason \
+             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+             WHERE t.hash = ?1",
+        )
+        .store()?;
+    let mut rows = stmt.query([hash]).store()?;
+    match rows.next().store()? {
+        Some(row) => decode_lookup(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn refresh_families_of(c: &Connection, handle: &str) -> StoreResult<Vec<RefreshFamily>> {
+    let mut stmt = c
+        .prepare_cached(concat!(
+            "SELECT ",
+            family_columns!(),
+            " FROM refresh_families WHERE handle = ?1 ORDER BY created_at, id"
+        ))
+        .store()?;
+    let mut rows = stmt.query([handle]).store()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().store()? {
+        out.push(decode_family(row, 0)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn signing_keys(c: &Connection) -> StoreResult<Vec<SigningKeyRecord>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT kid, alg, created_at, activates_at, private_sealed, public_jwk FROM signing_keys \
+             ORDER BY activates_at, kid",
+        )
+        .store()?;
+    let mut rows = stmt.query([]).store()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().store()? {
+        out.push(decode_signing_key(row)?);
     }
     Ok(out)
 }

@@ -37,7 +37,8 @@ const STATEMENT_CACHE: usize = 64;
 ///   storing it, so a bug cannot write something we later fail to decode.
 /// - `events.id` is AUTOINCREMENT so ids are never reused, even after the
 ///   newest events are deleted: it is a public cursor.
-const MIGRATIONS: &[&str] = &[r"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE sessions (
     handle              TEXT    NOT NULL PRIMARY KEY,
     token_hash          BLOB    NOT NULL UNIQUE CHECK (length(token_hash) = 32),
@@ -83,7 +84,53 @@ CREATE TABLE api_keys (
     created_at INTEGER NOT NULL,
     revoked_at INTEGER
 ) STRICT;
-"];
+",
+    // Version 2: refresh-token families and signing keys.
+    // - A family belongs to a session: deleting the session (the sweeper)
+    //   deletes its families, and a family's token hashes go with it, by
+    //   cascade in the same statement. The writer connection enables
+    //   `foreign_keys`; the core always creates a session before its families.
+    // - `refresh_tokens` keeps every hash a family ever issued, consumed ones
+    //   included: that is how a replayed token is recognised.
+    // - The newest signing key is the greatest (`activates_at`, `kid`); the
+    //   index answers that with one step from its end.
+    r"
+CREATE TABLE refresh_families (
+    id                 TEXT    NOT NULL PRIMARY KEY,
+    handle             TEXT    NOT NULL REFERENCES sessions (handle) ON DELETE CASCADE,
+    session_token_hash BLOB    NOT NULL CHECK (length(session_token_hash) = 32),
+    client_id          TEXT    NOT NULL,
+    scope              TEXT    NOT NULL,
+    audience           TEXT    NOT NULL,
+    generation         INTEGER NOT NULL CHECK (generation >= 0),
+    created_at         INTEGER NOT NULL,
+    rotated_at         INTEGER NOT NULL,
+    current_sealed     BLOB,
+    binding            TEXT,
+    revoked_at         INTEGER,
+    revoke_reason      TEXT,
+    CHECK ((revoked_at IS NULL) = (revoke_reason IS NULL))
+) STRICT;
+CREATE INDEX refresh_families_handle ON refresh_families (handle);
+
+CREATE TABLE refresh_tokens (
+    hash       BLOB    NOT NULL PRIMARY KEY CHECK (length(hash) = 32),
+    family_id  TEXT    NOT NULL REFERENCES refresh_families (id) ON DELETE CASCADE,
+    generation INTEGER NOT NULL CHECK (generation >= 0)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+
+CREATE TABLE signing_keys (
+    kid            TEXT    NOT NULL PRIMARY KEY,
+    alg            TEXT    NOT NULL,
+    created_at     INTEGER NOT NULL,
+    activates_at   INTEGER NOT NULL,
+    private_sealed BLOB    NOT NULL,
+    public_jwk     TEXT    NOT NULL
+) STRICT;
+CREATE INDEX signing_keys_activates_at ON signing_keys (activates_at, kid);
+",
+];
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -88,7 +88,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     drop(open(&path));
-    assert_eq!(user_version(&path), 1);
+    assert_eq!(user_version(&path), 2);
     let tables: Vec<String> = raw(&path)
         .prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
@@ -98,13 +98,23 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["api_keys", "events", "sessions"]);
-    // Re-running version 1 would fail on CREATE TABLE; reopening must not.
+    assert_eq!(
+        tables,
+        [
+            "api_keys",
+            "events",
+            "refresh_families",
+            "refresh_tokens",
+            "sessions",
+            "signing_keys"
+        ]
+    );
+    // Re-running a migration would fail on CREATE TABLE; reopening must not.
     for _ in 0..3 {
         let s = open(&path);
         s.ping().await.unwrap();
     }
-    assert_eq!(user_version(&path), 1);
+    assert_eq!(user_version(&path), 2);
     let mode: String = raw(&path)
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
