@@ -14,10 +14,13 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod access;
 pub mod error;
+pub mod keys;
 pub mod memory;
 pub mod model;
 pub mod policy;
+pub mod seal;
 pub mod sessions;
 pub mod store;
 pub mod time;
