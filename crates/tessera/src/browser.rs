@@ -1,1 +1,329 @@
-//! Cookie sessions for axum/tower apps.
+//! Cookie sessions and CSRF protection for axum/tower apps (SPEC §4.2),
+//! over the same core and stores as the `tessera` service.
+//!
+//! ```no_run
+//! use axum::{Router, routing::{get, post}};
+//! use tessera::browser::{CookieConfig, CsrfConfig, RequireSession, Session, SessionLayer};
+//! use tessera::core::{AuthInput, DeviceInput, SessionPolicy};
+//!
+//! async fn me(RequireSession(s): RequireSession) -> String {
+//!     s.subject().unwrap_or_default()
+//! }
+//!
+//! async fn login(s: Session) -> Result<&'static str, tessera::browser::Error> {
+//!     // … check the password first …
+//!     s.login("user-42", AuthInput { level: Some(1), methods: vec!["pwd".into()] }, DeviceInput::default())
+//!         .await?;
+//!     Ok("welcome")
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let layer = SessionLayer::from_store_url("sqlite://./data/sessions.db", SessionPolicy::default(), CookieConfig::default())?
+//!     .with_csrf(CsrfConfig::new().allowed_origin("https://app.example")?);
+//! let app: Router = Router::new().route("/me", get(me)).route("/login", post(login)).layer(layer);
+//! # Ok(()) }
+//! ```
+//!
+//! What the layer does on every request:
+//!
+//! - reads the session cookie from the `Cookie` header only (never from a
+//!   URL, a form or another header) and verifies it with
+//!   [`Sessions::verify`](tessera_core::Sessions::verify), which also slides
+//!   the idle expiry. Malformed, unknown, expired or revoked: the request is
+//!   signed out, and the response expires the cookie. A store failure
+//!   answers 503 `store_unavailable` (fails closed);
+//! - for unsafe methods, runs the CSRF checks of [`CsrfConfig`] (also before
+//!   login, against login CSRF) and answers 403 `csrf_rejected` on failure;
+//! - puts a [`Session`] into the request extensions; handlers use it
+//!   directly or through [`MaybeSession`], [`RequireSession`],
+//!   [`RequireLevel`] and [`RequireRecentAuth`];
+//! - writes what the handler did to the session onto the response:
+//!   `Set-Cookie`, `Clear-Site-Data` on logout, and `Cache-Control: no-store`
+//!   on every response that sets a cookie (and, unless turned off, on every
+//!   response to a signed-in request that set no `Cache-Control` itself).
+//!
+//! Non-browser clients calling unsafe routes behind the layer must send an
+//! allowed `Origin` or a token; mount machine endpoints (webhooks) outside it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Response, StatusCode, header};
+use tessera_core::{DeviceInput, SessionPolicy, Sessions, SystemClock};
+use tower::{Layer, Service};
+
+mod config;
+mod cookies;
+mod csrf;
+mod extract;
+mod headers;
+mod problem;
+mod session;
+mod store;
+#[cfg(test)]
+mod tests;
+
+pub use config::{ConfigError, CookieConfig, CsrfConfig, CsrfKey, SameSite, TokenPolicy};
+pub use csrf::{CSRF_FIELD, CSRF_HEADER};
+pub use extract::{MaybeSession, Rejection, RequireLevel, RequireRecentAuth, RequireSession};
+pub use headers::{SecurityHeaders, SecurityHeadersLayer, json_only};
+pub use problem::Error;
+pub use session::Session;
+pub use store::StoreUrl;
+
+/// Configuration shared by every request of one layer.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    pub(crate) sessions: Sessions,
+    pub(crate) cookie: CookieConfig,
+    pub(crate) csrf: CsrfConfig,
+    pub(crate) login_redirect: Option<String>,
+    pub(crate) step_up_redirect: Option<String>,
+    pub(crate) no_store_authenticated: bool,
+}
+
+/// The tower layer for cookie sessions and CSRF; see the [module
+/// docs](self).
+#[derive(Debug, Clone)]
+pub struct SessionLayer {
+    shared: Arc<Shared>,
+}
+
+static INSECURE_WARNED: AtomicBool = AtomicBool::new(false);
+
+impl SessionLayer {
+    /// A layer over `sessions` with the given cookie and a default
+    /// [`CsrfConfig`] (random per-process key, origin = the request's host).
+    pub fn new(sessions: Sessions, cookie: CookieConfig) -> Self {
+        if let Err(e) = cookie.validate() {
+            tracing::error!(error = %e, "the session cookie configuration is invalid; browsers may drop the cookie");
+        }
+        if !cookie.secure && !INSECURE_WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                cookie = cookie.effective_name(),
+                "session cookies lack `Secure` and the `__Host-` prefix (insecure_dev); use this only for plain-HTTP development"
+            );
+        }
+        Self {
+            shared: Arc::new(Shared {
+                sessions,
+                cookie,
+                csrf: CsrfConfig::new(),
+                login_redirect: None,
+                step_up_redirect: None,
+                no_store_authenticated: true,
+            }),
+        }
+    }
+
+    /// Opens the store a URL names (`memory://`, `sqlite://PATH`; the same
+    /// format as the service's, so both can share one SQLite file) with the
+    /// system clock.
+    pub fn from_store_url(
+        url: &str,
+        policy: SessionPolicy,
+        cookie: CookieConfig,
+    ) -> Result<Self, ConfigError> {
+        cookie.validate()?;
+        policy.validate().map_err(ConfigError::Policy)?;
+        let store = StoreUrl::parse(url)?.open()?;
+        Ok(Self::new(
+            Sessions::new(store, Arc::new(SystemClock), policy),
+            cookie,
+        ))
+    }
+
+    pub fn with_csrf(mut self, csrf: CsrfConfig) -> Self {
+        Arc::make_mut(&mut self.shared).csrf = csrf;
+        self
+    }
+
+    /// Signed-out requests to [`RequireSession`] and friends get a 303 to
+    /// this URL instead of a 401 problem (for HTML apps). `{next}` in it is
+    /// replaced by the request path, e.g. `/login?next={next}`.
+    pub fn login_redirect(mut self, url: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.shared).login_redirect = Some(url.into());
+        self
+    }
+
+    /// Signed-in requests without the level [`RequireLevel`] or
+    /// [`RequireRecentAuth`] asks for get a 303 to this URL instead of a 403
+    /// (`{next}` as in [`SessionLayer::login_redirect`]), e.g.
+    /// `/reauth?next={next}`.
+    pub fn step_up_redirect(mut self, url: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.shared).step_up_redirect = Some(url.into());
+        self
+    }
+
+    /// Whether responses to signed-in requests get `Cache-Control: no-store`
+    /// when the handler set no `Cache-Control` (default true).
+    pub fn no_store_when_authenticated(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.shared).no_store_authenticated = on;
+        self
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.shared.sessions
+    }
+
+    pub fn cookie_config(&self) -> &CookieConfig {
+        &self.shared.cookie
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service of [`SessionLayer`].
+#[derive(Debug, Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Service<Request<Body>> for SessionService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // The clone that was driven to readiness handles this request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(handle(self.shared.clone(), inner, req))
+    }
+}
+
+async fn handle<S>(shared: Arc<Shared>, mut inner: S, req: Request<Body>) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+{
+    let (mut parts, mut body) = req.into_parts();
+    let presented = cookies::read(&parts.headers, &shared.cookie);
+    let unsafe_method = !csrf::is_safe(&parts.method);
+
+    // Header checks first: a cross-site request is refused before the
+    // store is touched.
+    let verdict = if unsafe_method {
+        match csrf::check_headers(&parts, &shared.csrf) {
+            csrf::Verdict::Reject(why) => {
+                tracing::info!(reason = why, method = %parts.method, "CSRF check refused a request");
+                return Ok(problem::csrf_rejected(why));
+            }
+            v => v,
+        }
+    } else {
+        csrf::Verdict::SameOrigin
+    };
+
+    let mut current = None;
+    let mut bad_cookie = presented.garbage;
+    for token in presented.session {
+        match shared.sessions.verify(&token).await {
+            Ok(rec) => {
+                current = Some((rec, token));
+                break;
+            }
+            Err(
+                e @ (tessera_core::Error::SessionInvalid
+                | tessera_core::Error::SessionExpired
+                | tessera_core::Error::SessionRevoked),
+            ) => {
+                // Never adopted (SC-03); the response expires it. The value
+                // itself is never logged.
+                tracing::info!(reason = %e, "session cookie refused");
+                bad_cookie = true;
+            }
+            Err(e) => return Ok(axum::response::IntoResponse::into_response(Error::Core(e))),
+        }
+    }
+    let bad_cookie = bad_cookie && current.is_none();
+
+    let session = session::Session::new(
+        shared.clone(),
+        device_of(&parts),
+        current,
+        presented.nonce,
+        bad_cookie,
+    );
+
+    if unsafe_method {
+        let need_token = verdict == csrf::Verdict::Unknown || shared.csrf.token_policy == TokenPolicy::Always;
+        let header_token = parts
+            .headers
+            .get(CSRF_HEADER)
+            .map(|v| v.to_str().unwrap_or("").to_owned());
+        let token = match header_token {
+            Some(t) => Some(t),
+            None if need_token && csrf::is_urlencoded_form(&parts.headers) => {
+                let bytes = match axum::body::to_bytes(body, shared.csrf.max_form_bytes).await {
+                    Ok(b) => b,
+                    Err(_) => {
+                        return Ok(problem::problem(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "payload_too_large",
+                            "form body too large",
+                        ));
+                    }
+                };
+                let t = csrf::form_token(&bytes);
+                body = Body::from(bytes);
+                t
+            }
+            None => None,
+        };
+        match token {
+            Some(t) if !session.verify_csrf_token(&t) => {
+                return Ok(problem::csrf_rejected("CSRF token invalid for this session"));
+            }
+            None if need_token => {
+                return Ok(problem::csrf_rejected(
+                    "CSRF token missing (no Sec-Fetch-Site or Origin header)",
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    parts.extensions.insert(session.clone());
+    let mut resp = inner.call(Request::from_parts(parts, body)).await?;
+    session.apply(&mut resp);
+    Ok(resp)
+}
+
+/// The user agent (if printable) and the peer IP from `ConnectInfo`.
+fn device_of(parts: &axum::http::request::Parts) -> DeviceInput {
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.chars().any(|c| c.is_control() && c != '\t'))
+        .map(str::to_owned);
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    DeviceInput { user_agent, ip }
+}
