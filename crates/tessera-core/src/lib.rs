@@ -15,6 +15,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod access;
+pub mod clients;
 pub mod error;
 pub mod keys;
 pub mod memory;
@@ -25,6 +26,7 @@ pub mod sessions;
 pub mod store;
 pub mod time;
 pub mod token;
+pub mod tokens;
 
 pub use error::{Error, Result};
 pub use memory::MemoryStore;
@@ -37,3 +39,8 @@ pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Session
 pub use store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError, StoreResult};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use token::{SecretToken, TokenHash, TokenKind};
+pub use access::{AccessClaims, Audience};
+pub use clients::{Client, ClientKind, ClientRegistry};
+pub use keys::{KeyManager, KeyPolicy};
+pub use seal::Sealer;
+pub use tokens::{Introspection, IssuedTokens, OAuthError, TokenPolicy, TokenRequest, TokenService};

@@ -234,6 +234,21 @@ impl Sessions {
         }
     }
 
+    /// Slides the idle window of a live session on activity that did not
+    /// present its session token (a refresh-token use). Subject to the same
+    /// touch throttle as [`verify`](Self::verify).
+    pub async fn slide(&self, rec: &SessionRecord) -> Result<()> {
+        let now = self.clock.now();
+        if now.millis_since(rec.last_seen_at) < self.policy.touch_after_ms(rec.idle_timeout_ms) {
+            return Ok(());
+        }
+        let idle_expires_at = now.plus_millis(rec.idle_timeout_ms).min(rec.absolute_expires_at);
+        self.store
+            .touch(&rec.handle, &rec.token_hash, now, idle_expires_at)
+            .await?;
+        Ok(())
+    }
+
     /// Step-up or any privilege change: records the new authentication and
     /// replaces the token, keeping the handle. The old token stops working
     /// in the same atomic step.

@@ -107,6 +107,12 @@ impl SecretToken {
         Self { value, hash }
     }
 
+    /// Rebuilds a token from its text and the hash [`parse`] computed for it
+    /// (a sealed token read back from the store).
+    pub fn from_parts(value: String, hash: TokenHash) -> Self {
+        Self { value, hash }
+    }
+
     /// The token as handed to its holder.
     pub fn expose(&self) -> &str {
         &self.value

@@ -1,0 +1,429 @@
+use super::*;
+use crate::clients::ClientKind;
+use crate::keys::KeyPolicy;
+use crate::memory::MemoryStore;
+use crate::policy::SessionPolicy;
+use crate::sessions::{AuthInput, CreateSession};
+use crate::store::{EventQuery, SessionStore};
+use crate::time::{Clock, ManualClock};
+use crate::token::TokenHash;
+
+const T0: Timestamp = Timestamp::from_unix_secs(1_800_000_000);
+
+struct H {
+    svc: TokenService,
+    clock: ManualClock,
+    store: Arc<MemoryStore>,
+}
+
+async fn setup_with(clients: Vec<Client>, grace: i64) -> H {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(MemoryStore::new());
+    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+    let sessions = Sessions::new(store.clone(), clock_arc.clone(), SessionPolicy::default());
+    let sealer = Arc::new(Sealer::new(&Sealer::generate_key()));
+    let keys = Arc::new(KeyManager::new(
+        store.clone(),
+        clock_arc,
+        sealer.clone(),
+        KeyPolicy::default(),
+    ));
+    keys.ensure_key().await.unwrap();
+    keys.reload().await.unwrap();
+    let policy = TokenPolicy {
+        reuse_grace_secs: grace,
+        ..TokenPolicy::default()
+    };
+    let svc = TokenService::new(
+        sessions,
+        keys,
+        Arc::new(ClientRegistry::new(clients).unwrap()),
+        sealer,
+        policy,
+    );
+    H { svc, clock, store }
+}
+
+async fn setup() -> H {
+    setup_with(vec![], 10).await
+}
+
+fn confidential(id: &str, secret: &str, refresh: bool) -> Client {
+    Client {
+        client_id: id.into(),
+        kind: ClientKind::Confidential,
+        secret_sha256: Some(TokenHash::of_secret(secret.as_bytes()).0),
+        scopes: vec!["read".into(), "write".into()],
+        audiences: vec!["api".into()],
+        refresh_tokens: refresh,
+    }
+}
+
+async fn login(h: &H, scope: &str) -> (crate::sessions::IssuedSession, IssuedTokens) {
+    let s = h
+        .svc
+        .sessions()
+        .create(CreateSession {
+            subject: "alice".into(),
+            auth: Some(AuthInput {
+                level: Some(1),
+                methods: vec!["pwd".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let t = h
+        .svc
+        .issue_for_session(
+            &s.session,
+            &TokenRequest {
+                scope: Some(scope.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (s, t)
+}
+
+fn default_client(h: &H) -> Client {
+    h.svc.clients().get("default").unwrap().clone()
+}
+
+async fn events_of(h: &H, kind: EventKind) -> usize {
+    h.store
+        .events(&EventQuery {
+            kind: Some(kind),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn jw_13_access_token_carries_rfc_9068_claims() {
+    let h = setup().await;
+    let (s, t) = login(&h, "read write").await;
+    let claims = h
+        .svc
+        .decode_own_access_token(&t.access_token)
+        .expect("own token verifies");
+    assert_eq!(claims.iss, h.svc.policy().issuer);
+    assert_eq!(claims.sub, "alice");
+    assert_eq!(claims.sid, s.session.handle);
+    assert_eq!(claims.client_id, "default");
+    assert_eq!(claims.scope.as_deref(), Some("read write"));
+    assert_eq!(claims.exp - claims.iat, 300);
+    assert_eq!(claims.acr.as_deref(), Some("1"));
+    assert_eq!(claims.amr, Some(vec!["pwd".to_string()]));
+    assert!(claims.auth_time.is_some());
+    assert!(!claims.jti.is_empty());
+    assert_eq!(t.scope, "read write");
+    assert!(t.refresh_token.is_some());
+}
+
+#[tokio::test]
+async fn rt_01_rotation_issues_new_token_and_consumes_old() {
+    let h = setup().await;
+    let (_, t) = login(&h, "read").await;
+    let c = default_client(&h);
+    let rt1 = t.refresh_token.unwrap();
+    let r2 = h.svc.refresh(rt1.expose(), &c, None).await.unwrap();
+    let rt2 = r2.refresh_token.unwrap();
+    assert_ne!(rt1.expose(), rt2.expose());
+    assert!(rt2.expose().starts_with("tsr_"));
+    // The next rotation works with the successor.
+    h.clock.advance_secs(1);
+    let r3 = h.svc.refresh(rt2.expose(), &c, None).await.unwrap();
+    assert_ne!(r3.refresh_token.unwrap().expose(), rt2.expose());
+    assert_eq!(events_of(&h, EventKind::Refreshed).await, 2);
+}
+
+#[tokio::test]
+async fn rt_11_retry_inside_grace_gets_the_same_successor() {
+    let h = setup().await;
+    let (_, t) = login(&h, "read").await;
+    let c = default_client(&h);
+    let rt1 = t.refresh_token.unwrap();
+    let a = h.svc.refresh(rt1.expose(), &c, None).await.unwrap();
+    h.clock.advance_secs(9);
+    let b = h.svc.refresh(rt1.expose(), &c, None).await.unwrap();
+    assert_eq!(
+        a.refresh_token.unwrap().expose(),
+        b.refresh_token.unwrap().expose()
+    );
+    assert_eq!(events_of(&h, EventKind::Refreshed).await, 1, "one rotation");
+}
+
+#[tokio::test]
+async fn rt_02_reuse_after_grace_revokes_session_and_family() {
+    let h = setup().await;
+    let (s, t) = login(&h, "read").await;
+    let c = default_client(&h);
+    let rt1 = t.refresh_token.unwrap();
+    let r2 = h.svc.refresh(rt1.expose(), &c, None).await.unwrap();
+    let rt2 = r2.refresh_token.unwrap();
+    h.clock.advance_secs(11);
+    let e = h.svc.refresh(rt1.expose(), &c, None).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_grant");
+    // The active successor is dead too, and so is the session.
+    assert_eq!(
+        h.svc.refresh(rt2.expose(), &c, None).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+    assert!(matches!(
+        h.svc.sessions().verify(s.token.expose()).await,
+        Err(Error::SessionRevoked)
+    ));
+    assert_eq!(events_of(&h, EventKind::RefreshTokenReuse).await, 1);
+    assert_eq!(
+        h.svc.introspect(&r2.access_token).await.unwrap(),
+        Introspection::Inactive,
+        "the access token minted from RT2 is inactive"
+    );
+}
+
+#[tokio::test]
+async fn rt_11_grace_zero_is_strict() {
+    let h = setup_with(vec![], 0).await;
+    let (_, t) = login(&h, "").await;
+    let c = default_client(&h);
+    let rt1 = t.refresh_token.unwrap();
+    h.svc.refresh(rt1.expose(), &c, None).await.unwrap();
+    assert_eq!(
+        h.svc.refresh(rt1.expose(), &c, None).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+    assert_eq!(events_of(&h, EventKind::RefreshTokenReuse).await, 1);
+}
+
+#[tokio::test]
+async fn rt_07_refresh_narrows_never_widens() {
+    let h = setup().await;
+    let (_, t) = login(&h, "read write").await;
+    let c = default_client(&h);
+    let rt = t.refresh_token.unwrap();
+    let e = h
+        .svc
+        .refresh(rt.expose(), &c, Some("read admin"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_scope");
+    let n = h.svc.refresh(rt.expose(), &c, Some("read")).await.unwrap();
+    assert_eq!(n.scope, "read");
+    let claims = h.svc.decode_own_access_token(&n.access_token).unwrap();
+    assert_eq!(claims.scope.as_deref(), Some("read"));
+    // The family keeps the full grant.
+    let n2 = h
+        .svc
+        .refresh(n.refresh_token.unwrap().expose(), &c, None)
+        .await
+        .unwrap();
+    assert_eq!(n2.scope, "read write");
+}
+
+#[tokio::test]
+async fn rt_06_token_bound_to_its_client() {
+    let h = setup_with(vec![confidential("svc", "s3cret", true)], 10).await;
+    let (_, t) = login(&h, "read").await;
+    let svc = h.svc.clients().get("svc").unwrap().clone();
+    let e = h
+        .svc
+        .refresh(t.refresh_token.unwrap().expose(), &svc, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_grant");
+    assert_eq!(
+        events_of(&h, EventKind::RefreshTokenReuse).await,
+        0,
+        "not a reuse"
+    );
+}
+
+#[tokio::test]
+async fn rt_14_client_without_refresh_tokens_gets_none() {
+    let h = setup_with(vec![confidential("svc", "s3cret", false)], 10).await;
+    let s = h
+        .svc
+        .sessions()
+        .create(CreateSession {
+            subject: "bob".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let t = h
+        .svc
+        .issue_for_session(
+            &s.session,
+            &TokenRequest {
+                client_id: Some("svc".into()),
+                scope: Some("read".into()),
+                audience: Some(Audience::new(vec!["api".into()])),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(t.refresh_token.is_none());
+    let bad = h
+        .svc
+        .issue_for_session(
+            &s.session,
+            &TokenRequest {
+                client_id: Some("svc".into()),
+                scope: Some("admin".into()),
+                audience: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), "invalid_scope");
+}
+
+#[tokio::test]
+async fn rt_04_rt_05_family_follows_session_limits() {
+    let h = setup().await;
+    let (_, t) = login(&h, "").await;
+    let c = default_client(&h);
+    let mut rt = t.refresh_token.unwrap();
+    // Refreshing every 20 minutes keeps the 30-minute idle window alive…
+    for _ in 0..30 {
+        h.clock.advance_secs(20 * 60);
+        match h.svc.refresh(rt.expose(), &c, None).await {
+            Ok(n) => rt = n.refresh_token.unwrap(),
+            Err(e) => {
+                // …until the 8-hour absolute limit.
+                assert_eq!(e.code(), "invalid_grant");
+                assert!(h.clock.now() >= T0.plus_secs(8 * 3600));
+                break;
+            }
+        }
+    }
+    assert!(
+        h.clock.now() >= T0.plus_secs(8 * 3600),
+        "absolute expiry ended the family"
+    );
+    // Idle: a fresh login, then 31 minutes of silence.
+    let (_, t) = login(&h, "").await;
+    h.clock.advance_secs(31 * 60);
+    assert_eq!(
+        h.svc
+            .refresh(t.refresh_token.unwrap().expose(), &c, None)
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_grant"
+    );
+}
+
+#[tokio::test]
+async fn rt_10_logout_and_elevate_end_the_family() {
+    let h = setup().await;
+    let c = default_client(&h);
+    let (s, t) = login(&h, "").await;
+    h.svc
+        .sessions()
+        .elevate(
+            s.token.expose(),
+            AuthInput {
+                level: Some(2),
+                methods: vec!["otp".into()],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        h.svc
+            .refresh(t.refresh_token.unwrap().expose(), &c, None)
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_grant"
+    );
+
+    let (s, t) = login(&h, "").await;
+    h.svc
+        .sessions()
+        .revoke_token(s.token.expose(), RevokeReason::Logout)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.svc
+            .refresh(t.refresh_token.unwrap().expose(), &c, None)
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_grant"
+    );
+}
+
+#[tokio::test]
+async fn rv_revoke_and_introspect() {
+    let h = setup().await;
+    let c = default_client(&h);
+    let (_, t) = login(&h, "read").await;
+    let rt = t.refresh_token.unwrap();
+    match h.svc.introspect(rt.expose()).await.unwrap() {
+        Introspection::Active(m) => {
+            assert_eq!(m["active"], true);
+            assert_eq!(m["client_id"], "default");
+            assert_eq!(m["sub"], "alice");
+        }
+        Introspection::Inactive => panic!("fresh refresh token is active"),
+    }
+    match h.svc.introspect(&t.access_token).await.unwrap() {
+        Introspection::Active(m) => {
+            assert_eq!(m["scope"], "read");
+            assert!(m.contains_key("exp") && m.contains_key("iat") && m.contains_key("aud"));
+        }
+        Introspection::Inactive => panic!("fresh access token is active"),
+    }
+    // RV-05: unknown tokens revoke fine, RV-09: and introspect inactive.
+    h.svc.revoke("garbage", &c).await.unwrap();
+    for junk in [
+        "garbage",
+        "tsr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "a.b.c",
+        "",
+    ] {
+        let i = h.svc.introspect(junk).await.unwrap();
+        assert_eq!(serde_json::to_string(&i).unwrap(), r#"{"active":false}"#);
+    }
+    // RV-06: a refresh token revoked whatever the hint; its access tokens die.
+    h.svc.revoke(rt.expose(), &c).await.unwrap();
+    assert_eq!(
+        h.svc.introspect(rt.expose()).await.unwrap(),
+        Introspection::Inactive
+    );
+    assert_eq!(
+        h.svc.introspect(&t.access_token).await.unwrap(),
+        Introspection::Inactive
+    );
+    assert_eq!(
+        h.svc.refresh(rt.expose(), &c, None).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+}
+
+#[tokio::test]
+async fn rv_11_expired_access_token_is_inactive() {
+    let h = setup().await;
+    let (_, t) = login(&h, "").await;
+    h.clock.advance_secs(301);
+    assert_eq!(
+        h.svc.introspect(&t.access_token).await.unwrap(),
+        Introspection::Inactive
+    );
+}
+
+#[test]
+fn scope_parsing() {
+    assert_eq!(parse_scope(Some("a  b a")).unwrap(), vec!["a", "b"]);
+    assert_eq!(parse_scope(None).unwrap(), Vec::<String>::new());
+    assert!(parse_scope(Some("a\"b")).is_err());
+    assert!(parse_scope(Some("é")).is_err());
+    assert!(parse_scope(Some(&"a".repeat(2000))).is_err());
+}
