@@ -21,7 +21,7 @@ use tracing::Level;
 use crate::auth::{ApiKeyCache, require_api_key};
 use crate::config::Config;
 use crate::extract::BodyLimit;
-use crate::handlers::{self, ops, sessions};
+use crate::handlers::{self, forward_auth, ops, sessions};
 use crate::problem::ApiError;
 use crate::store_url::{OpenError, open_store};
 
@@ -106,6 +106,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
 
+    // Browser-facing forward auth (SPEC §4.2); no API key.
+    let browser = Router::new()
+        .route("/auth/verify", get(forward_auth::verify))
+        .route("/auth/logout", post(forward_auth::logout));
+
     let http = &state.config.http;
     let edge = EdgeLimits {
         max_header_bytes: http.max_header_bytes,
@@ -120,6 +125,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1)
         .merge(ops)
+        .merge(browser)
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(http.max_body_bytes))

@@ -38,6 +38,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub sweeper: SweeperConfig,
     pub sqlite: SqliteConfig,
+    pub forward_auth: ForwardAuthConfig,
 }
 
 impl Default for Config {
@@ -52,6 +53,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             sweeper: SweeperConfig::default(),
             sqlite: SqliteConfig::default(),
+            forward_auth: ForwardAuthConfig::default(),
         }
     }
 }
@@ -163,6 +165,82 @@ impl Default for SweeperConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SqliteConfig {
     pub synchronous: Synchronous,
+}
+
+/// `[forward_auth]`: the CSRF policy of `GET /auth/verify` (for the proxied
+/// request) and `POST /auth/logout`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardAuthConfig {
+    /// Origins (`https://app.example`) trusted for unsafe cookie requests
+    /// besides the request's own origin, also when `Sec-Fetch-Site` says
+    /// `same-site`. Never widens `cross-site`.
+    pub allowed_origins: Vec<String>,
+    /// Accept `Sec-Fetch-Site: same-site` for unsafe requests from any origin.
+    pub allow_same_site: bool,
+}
+
+impl ForwardAuthConfig {
+    /// Whether `origin` (an `Origin` header value) is listed, compared
+    /// ASCII-case-insensitively.
+    pub fn is_allowed_origin(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// Checks an `allowed_origins` entry: `http(s)://host[:port]` as a browser
+/// serializes it in `Origin` (no path, no trailing slash, no default port).
+fn check_origin(o: &str) -> Result<(), String> {
+    let rest = o
+        .strip_prefix("https://")
+        .map(|r| (r, "443"))
+        .or_else(|| o.strip_prefix("http://").map(|r| (r, "80")));
+    let Some((authority, default_port)) = rest else {
+        return Err(format!("{o:?} must start with https:// or http://"));
+    };
+    if authority.is_empty()
+        || !authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    {
+        return Err(format!(
+            "{o:?} must be scheme://host[:port] with nothing after the host (no path, no trailing slash)"
+        ));
+    }
+    let bad_host = || format!("{o:?}: the host is not valid");
+    let (host, port) = match authority.strip_prefix('[') {
+        // An IPv6 literal: `[::1]` or `[::1]:8080`.
+        Some(v6) => {
+            let (addr, tail) = v6.split_once(']').ok_or_else(bad_host)?;
+            if addr.is_empty() || addr.contains(['[', ']']) {
+                return Err(bad_host());
+            }
+            match tail {
+                "" => (addr, None),
+                t => (addr, Some(t.strip_prefix(':').ok_or_else(bad_host)?)),
+            }
+        }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() || (!authority.starts_with('[') && host.contains(['[', ']'])) {
+        return Err(bad_host());
+    }
+    if let Some(port) = port {
+        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{o:?}: the port must be a number"));
+        }
+        if port == default_port {
+            return Err(format!(
+                "{o:?}: omit the default port; browsers send the origin without it"
+            ));
+        }
+    }
+    Ok(())
 }
 
 macro_rules! string_enum {
@@ -293,6 +371,13 @@ const ENV_KEYS: &[EnvKey] = env_keys! {
     "TESSERA_SWEEPER_INTERVAL_SECS" => |c, v| c.sweeper.interval_secs = parse(v)?;
     "TESSERA_SWEEPER_BATCH_SIZE" => |c, v| c.sweeper.batch_size = parse(v)?;
     "TESSERA_SQLITE_SYNCHRONOUS" => |c, v| c.sqlite.synchronous = parse(v)?;
+    "TESSERA_FORWARD_AUTH_ALLOWED_ORIGINS" => |c, v| c.forward_auth.allowed_origins = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    "TESSERA_FORWARD_AUTH_ALLOW_SAME_SITE" => |c, v| c.forward_auth.allow_same_site = parse(v)?;
 };
 
 /// The names of every configuration environment variable.
@@ -438,6 +523,10 @@ impl Config {
         }
         if self.sweeper.batch_size == 0 {
             return bad("[sweeper] batch_size must be positive".into());
+        }
+        for o in &self.forward_auth.allowed_origins {
+            check_origin(o)
+                .map_err(|e| ConfigError::Invalid(format!("[forward_auth] allowed_origins: {e}")))?;
         }
         Ok(())
     }

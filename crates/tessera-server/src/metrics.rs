@@ -24,6 +24,7 @@ pub const SESSIONS_ACTIVE: &str = "tessera_sessions_active";
 pub const STORE_DURATION: &str = "tessera_store_operation_duration_seconds";
 pub const STORE_ERRORS: &str = "tessera_store_errors_total";
 pub const SWEPT: &str = "tessera_sessions_swept_total";
+pub const FORWARD_AUTH: &str = "tessera_forward_auth_total";
 
 const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -79,6 +80,10 @@ fn describe() {
     );
     metrics::describe_counter!(STORE_ERRORS, "Store calls that failed, by operation.");
     metrics::describe_counter!(SWEPT, "Expired sessions deleted by the sweeper.");
+    metrics::describe_counter!(
+        FORWARD_AUTH,
+        "Forward-auth answers (/auth/verify, /auth/logout) by outcome."
+    );
 }
 
 /// Outcome label of `tessera_session_verify_total` for a verify result.

@@ -5,5 +5,6 @@ mod api;
 mod bad_input;
 mod concurrency;
 mod config_cli;
+mod forward_auth;
 mod harness;
 mod restart;
