@@ -13,8 +13,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tessera_core::{
-    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventQuery, NewEvent, RevokeReason, SessionRecord,
-    SessionStore, StoreResult, Timestamp, TokenHash,
+    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventQuery, NewEvent, RefreshFamily, RefreshLookup,
+    RevokeReason, SessionRecord, SessionStore, SigningKeyRecord, StoreResult, Timestamp, TokenHash,
 };
 
 pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
@@ -235,6 +235,76 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
 
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
         timed("revoke_api_key", self.inner.revoke_api_key(id, now)).await
+    }
+
+    async fn create_refresh_family(
+        &self,
+        family: &RefreshFamily,
+        first: &TokenHash,
+        events: &[NewEvent],
+    ) -> StoreResult<()> {
+        timed(
+            "create_refresh_family",
+            self.inner.create_refresh_family(family, first, events),
+        )
+        .await
+    }
+
+    async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
+        timed("find_refresh", self.inner.find_refresh(hash)).await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        family_id: &str,
+        expected_generation: u64,
+        successor: &TokenHash,
+        successor_sealed: &[u8],
+        now: Timestamp,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        timed(
+            "rotate_refresh",
+            self.inner.rotate_refresh(
+                family_id,
+                expected_generation,
+                successor,
+                successor_sealed,
+                now,
+                events,
+            ),
+        )
+        .await
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        reason: RevokeReason,
+        now: Timestamp,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        timed(
+            "revoke_refresh_family",
+            self.inner.revoke_refresh_family(family_id, reason, now, events),
+        )
+        .await
+    }
+
+    async fn refresh_families_of(&self, handle: &str) -> StoreResult<Vec<Arc<RefreshFamily>>> {
+        timed("refresh_families_of", self.inner.refresh_families_of(handle)).await
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool> {
+        timed("insert_signing_key", self.inner.insert_signing_key(key, if_newest)).await
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        timed("signing_keys", self.inner.signing_keys()).await
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool> {
+        timed("delete_signing_key", self.inner.delete_signing_key(kid)).await
     }
 }
 

@@ -786,6 +786,53 @@ impl SessionStore for DownStore {
     async fn revoke_api_key(&self, _: &str, _: Timestamp) -> StoreResult<bool> {
         down()
     }
+    async fn create_refresh_family(
+        &self,
+        _: &tessera_core::RefreshFamily,
+        _: &TokenHash,
+        _: &[NewEvent],
+    ) -> StoreResult<()> {
+        down()
+    }
+    async fn find_refresh(&self, _: &TokenHash) -> StoreResult<Option<tessera_core::RefreshLookup>> {
+        down()
+    }
+    async fn rotate_refresh(
+        &self,
+        _: &str,
+        _: u64,
+        _: &TokenHash,
+        _: &[u8],
+        _: Timestamp,
+        _: &[NewEvent],
+    ) -> StoreResult<bool> {
+        down()
+    }
+    async fn revoke_refresh_family(
+        &self,
+        _: &str,
+        _: RevokeReason,
+        _: Timestamp,
+        _: &[NewEvent],
+    ) -> StoreResult<bool> {
+        down()
+    }
+    async fn refresh_families_of(&self, _: &str) -> StoreResult<Vec<Arc<tessera_core::RefreshFamily>>> {
+        down()
+    }
+    async fn insert_signing_key(
+        &self,
+        _: &tessera_core::SigningKeyRecord,
+        _: Option<&str>,
+    ) -> StoreResult<bool> {
+        down()
+    }
+    async fn signing_keys(&self) -> StoreResult<Vec<tessera_core::SigningKeyRecord>> {
+        down()
+    }
+    async fn delete_signing_key(&self, _: &str) -> StoreResult<bool> {
+        down()
+    }
 }
 
 #[tokio::test]
