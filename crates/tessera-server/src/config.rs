@@ -39,6 +39,12 @@ pub struct Config {
     pub sweeper: SweeperConfig,
     pub sqlite: SqliteConfig,
     pub forward_auth: ForwardAuthConfig,
+    pub oauth: OAuthConfig,
+    pub refresh: RefreshConfig,
+    pub keys: KeysConfig,
+    /// `[[clients]]`: OAuth clients besides the built-in `default`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<ClientConfig>,
 }
 
 impl Default for Config {
@@ -54,6 +60,10 @@ impl Default for Config {
             sweeper: SweeperConfig::default(),
             sqlite: SqliteConfig::default(),
             forward_auth: ForwardAuthConfig::default(),
+            oauth: OAuthConfig::default(),
+            refresh: RefreshConfig::default(),
+            keys: KeysConfig::default(),
+            clients: Vec::new(),
         }
     }
 }
@@ -298,6 +308,12 @@ string_enum!(
     Synchronous { Normal => "normal", Full => "full" } default Normal
 );
 
+mod tokens;
+pub use tokens::{
+    ClientConfig, ClientKindConfig, KEY_ENCRYPTION_KEY_FILE, KeyAlg, KeysConfig, LEEWAY_SECS, OAuthConfig,
+    RefreshConfig,
+};
+
 /// Values from the common command-line flags; they win over file and env.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -378,6 +394,18 @@ const ENV_KEYS: &[EnvKey] = env_keys! {
         .map(str::to_owned)
         .collect();
     "TESSERA_FORWARD_AUTH_ALLOW_SAME_SITE" => |c, v| c.forward_auth.allow_same_site = parse(v)?;
+    "TESSERA_OAUTH_ISSUER" => |c, v| c.oauth.issuer = Some(v.trim().to_owned());
+    "TESSERA_OAUTH_ACCESS_TOKEN_TTL_SECS" => |c, v| c.oauth.access_token_ttl_secs = parse(v)?;
+    "TESSERA_OAUTH_DEFAULT_AUDIENCE" => |c, v| c.oauth.default_audience = v.to_owned();
+    "TESSERA_OAUTH_JWKS_MAX_AGE_SECS" => |c, v| c.oauth.jwks_max_age_secs = parse(v)?;
+    "TESSERA_REFRESH_REUSE_GRACE_SECS" => |c, v| c.refresh.reuse_grace_secs = parse(v)?;
+    "TESSERA_KEYS_ALG" => |c, v| c.keys.alg = parse(v)?;
+    "TESSERA_KEYS_ROTATION_INTERVAL_SECS" => |c, v| c.keys.rotation_interval_secs = parse(v)?;
+    "TESSERA_KEYS_PREPUBLISH_SECS" => |c, v| c.keys.prepublish_secs = parse(v)?;
+    // The value is never echoed in an error.
+    "TESSERA_KEYS_ENCRYPTION_KEY" => |c, v| c.keys.encryption_key = Some(v.trim().to_owned());
+    "TESSERA_KEYS_ENCRYPTION_KEY_FILE" => |c, v| c.keys.encryption_key_file = Some(PathBuf::from(v));
+    "TESSERA_CLIENTS" => |c, v| c.clients = tokens::parse_clients_env(v)?;
 };
 
 /// The names of every configuration environment variable.
@@ -528,6 +556,7 @@ impl Config {
             check_origin(o)
                 .map_err(|e| ConfigError::Invalid(format!("[forward_auth] allowed_origins: {e}")))?;
         }
+        self.validate_tokens().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -536,6 +565,7 @@ impl Config {
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
         shown.store = Some(mask_url_password(&self.store_url()));
+        self.mask_tokens(&mut shown);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
 }
@@ -762,10 +792,15 @@ synchronous = "full"
     #[test]
     fn every_key_has_an_env_variable() {
         // Serialize the defaults and check each key maps to a known variable.
-        let c = Config {
+        let mut c = Config {
             store: Some("memory://".into()),
             ..Config::default()
         };
+        // Optional keys are left out when unset; set them so each is counted.
+        c.oauth.issuer = Some("https://auth.example".into());
+        c.keys.encryption_key = Some("k".into());
+        c.keys.encryption_key_file = Some("f".into());
+        c.clients = tokens::parse_clients_env(r#"[{client_id = "x"}]"#).unwrap();
         let v: toml::Table = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
         let mut n = 0;
         for (k, val) in &v {

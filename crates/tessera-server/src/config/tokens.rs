@@ -1,0 +1,476 @@
+//! `[oauth]`, `[refresh]`, `[keys]` and `[[clients]]`: stateless tokens
+//! (CONTRACTS "Stateless tokens").
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use tessera_core::{Client, ClientKind, ClientRegistry, KeyPolicy, Sealer, SigningAlg, TokenPolicy};
+
+use super::Config;
+
+/// File in `data_dir` holding the generated key-encryption key.
+pub const KEY_ENCRYPTION_KEY_FILE: &str = "key-encryption-key";
+/// Clock-skew leeway verifiers get (JW-09); also the feed's `until` margin.
+pub const LEEWAY_SECS: i64 = 60;
+
+/// `[oauth]`: the issuer and its access tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthConfig {
+    /// `iss` of every access token and the metadata's `issuer`
+    /// (byte-identical). `None`: `http://<listen>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    pub access_token_ttl_secs: i64,
+    /// `aud` when a token request names none.
+    pub default_audience: String,
+    /// `Cache-Control: max-age` of the JWKS; must be below
+    /// `[keys] prepublish_secs`, so verifiers see a new key before it signs.
+    pub jwks_max_age_secs: i64,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        let p = TokenPolicy::default();
+        Self {
+            issuer: None,
+            access_token_ttl_secs: p.access_token_ttl_secs,
+            default_audience: p.default_audience,
+            jwks_max_age_secs: 300,
+        }
+    }
+}
+
+/// `[refresh]`: refresh-token rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefreshConfig {
+    /// Seconds after a rotation in which the consumed token returns the
+    /// same successor (0: strict rotation).
+    pub reuse_grace_secs: i64,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        Self {
+            reuse_grace_secs: TokenPolicy::default().reuse_grace_secs,
+        }
+    }
+}
+
+string_enum!(
+    /// Algorithm of newly generated signing keys.
+    KeyAlg { EdDSA => "EdDSA", ES256 => "ES256", RS256 => "RS256" } default EdDSA
+);
+
+impl KeyAlg {
+    pub fn signing_alg(self) -> SigningAlg {
+        match self {
+            KeyAlg::EdDSA => SigningAlg::EdDSA,
+            KeyAlg::ES256 => SigningAlg::ES256,
+            KeyAlg::RS256 => SigningAlg::RS256,
+        }
+    }
+}
+
+/// `[keys]`: signing keys and the key that encrypts them at rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    pub alg: KeyAlg,
+    pub rotation_interval_secs: i64,
+    pub prepublish_secs: i64,
+    /// base64url (no padding) of 32 bytes. A secret: masked by `config check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<String>,
+    /// Where the key is read from (and generated on first start) when
+    /// `encryption_key` is not set. `None`: `<data_dir>/key-encryption-key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        let p = KeyPolicy::default();
+        Self {
+            alg: KeyAlg::EdDSA,
+            rotation_interval_secs: p.rotation_interval_secs,
+            prepublish_secs: p.prepublish_secs,
+            encryption_key: None,
+            encryption_key_file: None,
+        }
+    }
+}
+
+string_enum!(
+    /// RFC 6749 §2.1 client type.
+    ClientKindConfig { Public => "public", Confidential => "confidential" } default Public
+);
+
+fn all() -> Vec<String> {
+    vec![String::from("*")]
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One `[[clients]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    #[serde(default)]
+    pub kind: ClientKindConfig,
+    /// Hex of the SHA-256 of the client secret (confidential clients only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_sha256: Option<String>,
+    /// Allowed scopes; `"*"` allows any.
+    #[serde(default = "all")]
+    pub scopes: Vec<String>,
+    /// Allowed audiences; `"*"` allows any.
+    #[serde(default = "all")]
+    pub audiences: Vec<String>,
+    /// Whether the client gets refresh tokens.
+    #[serde(default = "yes")]
+    pub refresh_tokens: bool,
+}
+
+impl ClientConfig {
+    fn to_client(&self) -> Result<Client, String> {
+        let secret_sha256 = match &self.secret_sha256 {
+            None => None,
+            Some(hex) => Some(decode_sha256_hex(hex).ok_or_else(|| {
+                format!(
+                    "client {}: secret_sha256 must be 64 hex digits (the SHA-256 of the secret)",
+                    self.client_id
+                )
+            })?),
+        };
+        Ok(Client {
+            client_id: self.client_id.clone(),
+            kind: match self.kind {
+                ClientKindConfig::Public => ClientKind::Public,
+                ClientKindConfig::Confidential => ClientKind::Confidential,
+            },
+            secret_sha256,
+            scopes: self.scopes.clone(),
+            audiences: self.audiences.clone(),
+            refresh_tokens: self.refresh_tokens,
+        })
+    }
+}
+
+fn decode_sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        *out.get_mut(i)? = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `TESSERA_CLIENTS`: a TOML array of inline tables, e.g.
+/// `[{client_id = "spa"}, {client_id = "api", kind = "confidential", secret_sha256 = "…"}]`.
+pub(super) fn parse_clients_env(v: &str) -> Result<Vec<ClientConfig>, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wrapper {
+        clients: Vec<ClientConfig>,
+    }
+    toml::from_str::<Wrapper>(&format!("clients = {v}"))
+        .map(|w| w.clients)
+        .map_err(|e| {
+            format!(
+                "expected a TOML array of client tables: {}",
+                e.message().trim_end()
+            )
+        })
+}
+
+/// Checks an issuer: an `http(s)` URL with a host, no query, no fragment,
+/// no trailing slash, and a path (if any) of plain URL characters, so it
+/// can be compared byte for byte and used as a route.
+fn check_issuer(iss: &str) -> Result<(), String> {
+    let rest = iss
+        .strip_prefix("https://")
+        .or_else(|| iss.strip_prefix("http://"))
+        .ok_or_else(|| format!("issuer {iss:?} must start with https:// (or http:// for development)"))?;
+    if iss.len() > 1024 {
+        return Err("issuer is longer than 1024 bytes".into());
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.is_empty()
+        || !authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    {
+        return Err(format!("issuer {iss:?}: the host is not valid"));
+    }
+    if !path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
+    {
+        return Err(format!(
+            "issuer {iss:?}: no query, fragment or special characters (only letters, digits, '-', '.', '_', '~' and '/' in the path)"
+        ));
+    }
+    if path.ends_with('/') || path.contains("//") {
+        return Err(format!(
+            "issuer {iss:?} must not end with '/' or contain '//'; tokens carry it byte for byte"
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The issuer in effect: `[oauth] issuer`, or `http://<listen>`.
+    pub fn issuer(&self) -> String {
+        match &self.oauth.issuer {
+            Some(i) => i.clone(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    pub fn token_policy(&self) -> TokenPolicy {
+        TokenPolicy {
+            issuer: self.issuer(),
+            access_token_ttl_secs: self.oauth.access_token_ttl_secs,
+            reuse_grace_secs: self.refresh.reuse_grace_secs,
+            default_audience: self.oauth.default_audience.clone(),
+        }
+    }
+
+    pub fn key_policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            alg: self.keys.alg.signing_alg(),
+            rotation_interval_secs: self.keys.rotation_interval_secs,
+            prepublish_secs: self.keys.prepublish_secs,
+            access_token_ttl_secs: self.oauth.access_token_ttl_secs,
+            leeway_secs: LEEWAY_SECS,
+        }
+    }
+
+    /// The client registry `[[clients]]` describes, plus the built-in
+    /// public `default` client unless one is configured.
+    pub fn client_registry(&self) -> Result<ClientRegistry, String> {
+        let clients = self
+            .clients
+            .iter()
+            .map(ClientConfig::to_client)
+            .collect::<Result<Vec<_>, _>>()?;
+        ClientRegistry::new(clients)
+    }
+
+    /// Where the key-encryption key lives when `encryption_key` is unset.
+    pub fn encryption_key_path(&self) -> PathBuf {
+        self.keys
+            .encryption_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(KEY_ENCRYPTION_KEY_FILE))
+    }
+
+    /// The rules of the token sections (called by [`Config::validate`]).
+    pub(super) fn validate_tokens(&self) -> Result<(), String> {
+        check_issuer(&self.issuer()).map_err(|e| format!("[oauth] {e}"))?;
+        let o = &self.oauth;
+        if !(1..=86_400).contains(&o.access_token_ttl_secs) {
+            return Err("[oauth] access_token_ttl_secs must be between 1 and 86400".into());
+        }
+        let aud = &o.default_audience;
+        if aud.is_empty() || aud.len() > 256 || aud.chars().any(char::is_control) {
+            return Err("[oauth] default_audience must be 1-256 printable characters".into());
+        }
+        if o.jwks_max_age_secs < 0 || o.jwks_max_age_secs >= self.keys.prepublish_secs {
+            return Err(format!(
+                "[oauth] jwks_max_age_secs ({}) must be >= 0 and below [keys] prepublish_secs ({}), so verifiers learn a new key before it signs",
+                o.jwks_max_age_secs, self.keys.prepublish_secs
+            ));
+        }
+        if !(0..=3600).contains(&self.refresh.reuse_grace_secs) {
+            return Err("[refresh] reuse_grace_secs must be between 0 and 3600".into());
+        }
+        self.key_policy().validate().map_err(|e| format!("[keys] {e}"))?;
+        if let Some(k) = &self.keys.encryption_key {
+            if self.keys.encryption_key_file.is_some() {
+                return Err("[keys] set encryption_key or encryption_key_file, not both".into());
+            }
+            // The error never echoes the value.
+            Sealer::from_base64url(k).map_err(|e| format!("[keys] encryption_key: {e}"))?;
+        }
+        if self
+            .keys
+            .encryption_key_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err("[keys] encryption_key_file must not be empty".into());
+        }
+        self.client_registry().map_err(|e| format!("[[clients]] {e}"))?;
+        Ok(())
+    }
+
+    /// Masks the token sections' secrets for `config check`, and shows the
+    /// issuer in effect.
+    pub(super) fn mask_tokens(&self, shown: &mut Config) {
+        shown.oauth.issuer = Some(self.issuer());
+        if shown.keys.encryption_key.is_some() {
+            shown.keys.encryption_key = Some(String::from("****"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::super::{ConfigError, Overrides};
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut vars: Vec<(OsString, OsString)> = pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
+        vars.push(("TESSERA_STORE".into(), "memory://".into()));
+        Config::load(None, vars, &Overrides::default())
+    }
+
+    #[test]
+    fn token_defaults_match_the_contract() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.issuer(), "http://127.0.0.1:8080");
+        let p = c.token_policy();
+        assert_eq!(p.access_token_ttl_secs, 300);
+        assert_eq!(p.reuse_grace_secs, 10);
+        assert_eq!(p.default_audience, "tessera");
+        assert_eq!(c.oauth.jwks_max_age_secs, 300);
+        let k = c.key_policy();
+        assert_eq!(k.alg, SigningAlg::EdDSA);
+        assert_eq!(k.rotation_interval_secs, 2_592_000);
+        assert_eq!(k.prepublish_secs, 86_400);
+        assert_eq!(
+            c.encryption_key_path(),
+            PathBuf::from("./data/key-encryption-key")
+        );
+        let r = c.client_registry().unwrap();
+        assert!(r.get("default").is_some());
+    }
+
+    #[test]
+    fn token_sections_parse_from_a_file() {
+        let text = format!(
+            r#"
+[oauth]
+issuer = "https://auth.example/t1"
+access_token_ttl_secs = 120
+default_audience = "api"
+jwks_max_age_secs = 60
+
+[refresh]
+reuse_grace_secs = 0
+
+[keys]
+alg = "ES256"
+rotation_interval_secs = 86400
+prepublish_secs = 3600
+encryption_key = "{}"
+
+[[clients]]
+client_id = "spa"
+
+[[clients]]
+client_id = "backend"
+kind = "confidential"
+secret_sha256 = "{}"
+scopes = ["read"]
+audiences = ["api"]
+refresh_tokens = false
+"#,
+            "A".repeat(43),
+            "ab".repeat(32)
+        );
+        let c = Config::from_toml(&text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.issuer(), "https://auth.example/t1");
+        assert_eq!(c.key_policy().alg, SigningAlg::ES256);
+        let r = c.client_registry().unwrap();
+        let b = r.get("backend").unwrap();
+        assert_eq!(b.kind, ClientKind::Confidential);
+        assert!(!b.refresh_tokens && b.allows_scope("read") && !b.allows_scope("x"));
+        let spa = r.get("spa").unwrap();
+        assert!(spa.refresh_tokens && spa.allows_audience("anything"));
+        // The encryption key never shows in `config check`.
+        let shown = c.to_masked_toml();
+        assert!(!shown.contains(&"A".repeat(43)), "{shown}");
+        assert!(shown.contains("encryption_key = \"****\""), "{shown}");
+        assert!(shown.contains("[[clients]]"), "{shown}");
+    }
+
+    #[test]
+    fn token_env_keys_apply() {
+        let c = load(&[
+            ("TESSERA_OAUTH_ISSUER", "https://auth.example"),
+            ("TESSERA_OAUTH_ACCESS_TOKEN_TTL_SECS", "60"),
+            ("TESSERA_REFRESH_REUSE_GRACE_SECS", "3"),
+            ("TESSERA_KEYS_ALG", "RS256"),
+            ("TESSERA_KEYS_ENCRYPTION_KEY_FILE", "/tmp/kek"),
+            ("TESSERA_CLIENTS", r#"[{client_id = "spa", scopes = ["read"]}]"#),
+        ])
+        .unwrap();
+        assert_eq!(c.token_policy().issuer, "https://auth.example");
+        assert_eq!(c.token_policy().access_token_ttl_secs, 60);
+        assert_eq!(c.refresh.reuse_grace_secs, 3);
+        assert_eq!(c.keys.alg, KeyAlg::RS256);
+        assert_eq!(c.encryption_key_path(), PathBuf::from("/tmp/kek"));
+        assert_eq!(c.clients.len(), 1);
+        assert!(!c.client_registry().unwrap().get("spa").unwrap().allows_scope("x"));
+    }
+
+    #[test]
+    fn bad_token_settings_are_refused() {
+        let cases = [
+            ("TESSERA_OAUTH_ISSUER", "auth.example"),
+            ("TESSERA_OAUTH_ISSUER", "https://auth.example/"),
+            ("TESSERA_OAUTH_ISSUER", "https://auth.example?x=1"),
+            ("TESSERA_OAUTH_ISSUER", "https://auth.example/#f"),
+            ("TESSERA_OAUTH_ISSUER", "https://"),
+            ("TESSERA_OAUTH_ACCESS_TOKEN_TTL_SECS", "0"),
+            ("TESSERA_OAUTH_DEFAULT_AUDIENCE", ""),
+            ("TESSERA_OAUTH_JWKS_MAX_AGE_SECS", "86400"),
+            ("TESSERA_OAUTH_JWKS_MAX_AGE_SECS", "-1"),
+            ("TESSERA_KEYS_PREPUBLISH_SECS", "100"),
+            ("TESSERA_KEYS_ROTATION_INTERVAL_SECS", "10"),
+            ("TESSERA_KEYS_ENCRYPTION_KEY", "too-short"),
+            ("TESSERA_REFRESH_REUSE_GRACE_SECS", "-1"),
+            ("TESSERA_CLIENTS", r#"[{client_id = "x", kind = "confidential"}]"#),
+            (
+                "TESSERA_CLIENTS",
+                r#"[{client_id = "x", kind = "confidential", secret_sha256 = "zz"}]"#,
+            ),
+            ("TESSERA_CLIENTS", r#"[{client_id = "a"}, {client_id = "a"}]"#),
+        ];
+        for (k, v) in cases {
+            let r = load(&[(k, v)]);
+            assert!(matches!(r, Err(ConfigError::Invalid(_))), "{k}={v}: {r:?}");
+        }
+        let secret = "A".repeat(43);
+        let e = load(&[("TESSERA_KEYS_ENCRYPTION_KEY", "short-secret-value")])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("short-secret-value"), "{e}");
+        let r = load(&[
+            ("TESSERA_KEYS_ENCRYPTION_KEY", secret.as_str()),
+            ("TESSERA_KEYS_ENCRYPTION_KEY_FILE", "/tmp/kek"),
+        ]);
+        assert!(matches!(r, Err(ConfigError::Invalid(_))), "{r:?}");
+        let r = load(&[("TESSERA_CLIENTS", "not toml")]);
+        assert!(matches!(r, Err(ConfigError::Env { .. })), "{r:?}");
+    }
+}
