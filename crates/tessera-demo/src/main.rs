@@ -1,0 +1,113 @@
+//! `tessera-demo`: a small web app with accounts and sessions, built on the
+//! `tessera::browser` layer.
+//!
+//! ```text
+//! cargo run --release -p tessera-demo -- --listen 127.0.0.1:3000 --data-dir ./demo-data
+//! ```
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+mod app;
+mod html;
+#[cfg(test)]
+mod tests;
+mod users;
+
+/// A demo web app on Tessera's cookie sessions: sign up, sign in, see and end
+/// your sessions, confirm your password for sensitive changes.
+#[derive(Debug, Parser)]
+#[command(name = "tessera-demo", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000", env = "TESSERA_DEMO_LISTEN")]
+    listen: SocketAddr,
+    /// Directory for users.db, sessions.db and csrf-key (created if missing).
+    #[arg(long, default_value = "./demo-data", env = "TESSERA_DEMO_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Origins allowed to post forms (repeatable). Default: http://<listen>.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// Plain-HTTP cookies: no `Secure`, no `__Host-` prefix. Not needed for
+    /// Chromium on localhost/127.0.0.1, which accepts secure cookies over http.
+    #[arg(long)]
+    insecure_dev_cookies: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let allowed_origins = if args.allowed_origins.is_empty() {
+        vec![format!("http://{}", args.listen)]
+    } else {
+        args.allowed_origins.clone()
+    };
+    let cfg = app::Config {
+        data_dir: args.data_dir.clone(),
+        allowed_origins,
+        insecure_dev_cookies: args.insecure_dev_cookies,
+    };
+    let (router, sessions) = app::build(&cfg, users::Passwords::new()?)?;
+
+    // Expired sessions are refused on every read; this only reclaims space.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = sessions.sweep(500).await {
+                tracing::warn!(error = %e, "session sweep failed");
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        data_dir = %cfg.data_dir.display(),
+        origins = ?cfg.allowed_origins,
+        "tessera-demo listening on http://{addr}"
+    );
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

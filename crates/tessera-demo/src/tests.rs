@@ -1,0 +1,476 @@
+//! In-process tests of the demo: a tiny cookie-keeping "browser" drives the
+//! router with `oneshot`, as Chromium would (same-origin Fetch Metadata,
+//! forms with their hidden `csrf_token`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use crate::app;
+use crate::users::Passwords;
+
+struct Demo {
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+fn demo() -> Demo {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = app::Config {
+        data_dir: dir.path().join("data"),
+        allowed_origins: vec!["http://127.0.0.1:3000".into()],
+        insecure_dev_cookies: false,
+    };
+    // Cheap argon2 parameters: the tests are about flows, not hashing cost.
+    let passwords = Passwords::with_params(argon2::Params::new(8, 1, 1, None).unwrap()).unwrap();
+    let (router, _) = app::build(&cfg, passwords).unwrap();
+    Demo { router, _dir: dir }
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> Option<&str> {
+        self.headers.get(header::LOCATION).map(|v| v.to_str().unwrap())
+    }
+
+    fn header(&self, n: &str) -> Option<&str> {
+        self.headers.get(n).map(|v| v.to_str().unwrap())
+    }
+
+    /// The first hidden `csrf_token` of the page.
+    fn csrf(&self) -> String {
+        let marker = "name=\"csrf_token\" value=\"";
+        let i = self.body.find(marker).expect("a csrf_token field") + marker.len();
+        let j = self.body[i..].find('"').unwrap();
+        self.body[i..i + j].to_owned()
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.body.matches(needle).count()
+    }
+}
+
+/// A browser with a cookie jar.
+struct Browser {
+    router: Router,
+    jar: BTreeMap<String, String>,
+    ip: [u8; 4],
+}
+
+impl Browser {
+    fn new(d: &Demo, ip: [u8; 4]) -> Self {
+        Browser {
+            router: d.router.clone(),
+            jar: BTreeMap::new(),
+            ip,
+        }
+    }
+
+    async fn send(&mut self, method: Method, uri: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::HOST, "127.0.0.1:3000")
+            .header("sec-fetch-site", "same-origin")
+            .header(
+                header::USER_AGENT,
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+            )
+            .extension(ConnectInfo(SocketAddr::from((self.ip, 40000))));
+        if !self.jar.is_empty() {
+            let c: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            b = b.header(header::COOKIE, c.join("; "));
+        }
+        let body = match form {
+            Some(f) => {
+                b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                let mut s = url_encode_form(f);
+                if s.is_empty() {
+                    s.push('_');
+                }
+                Body::from(s)
+            }
+            None => Body::empty(),
+        };
+        let resp = self.router.clone().oneshot(b.body(body).unwrap()).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        for sc in headers.get_all(header::SET_COOKIE) {
+            let sc = sc.to_str().unwrap();
+            let pair = sc.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if sc.contains("Max-Age=0") {
+                self.jar.remove(k);
+            } else {
+                self.jar.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        if headers
+            .get("clear-site-data")
+            .is_some_and(|v| v.to_str().unwrap().contains("\"cookies\""))
+        {
+            self.jar.clear();
+        }
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+
+    async fn get(&mut self, uri: &str) -> Page {
+        self.send(Method::GET, uri, None).await
+    }
+
+    /// Submits a form of the page at `page_uri` (taking its csrf_token).
+    async fn submit(&mut self, page_uri: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+        let page = self.get(page_uri).await;
+        assert_eq!(page.status, StatusCode::OK, "{page_uri}: {}", page.body);
+        let token = page.csrf();
+        let mut f = fields.to_vec();
+        f.push(("csrf_token", &token));
+        self.send(Method::POST, action, Some(&f)).await
+    }
+
+    fn session_cookie(&self) -> Option<&String> {
+        self.jar.get("__Host-tessera")
+    }
+
+    async fn signup(&mut self, user: &str, pw: &str) -> Page {
+        self.submit("/signup", "/signup", &[("username", user), ("password", pw)])
+            .await
+    }
+
+    async fn login(&mut self, user: &str, pw: &str) -> Page {
+        self.submit("/login", "/login", &[("username", user), ("password", pw)])
+            .await
+    }
+}
+
+fn url_encode_form(f: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    f.iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test]
+async fn signup_account_logout_happy_path() {
+    let d = demo();
+    let mut b = Browser::new(&d, [127, 0, 0, 1]);
+    let r = b.get("/").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, Some("/login")));
+
+    let r = b.get("/signup").await;
+    for id in ["id=\"username\"", "id=\"password\"", "id=\"signup\""] {
+        assert!(r.body.contains(id), "{id}");
+    }
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(
+        r.header("content-security-policy")
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+
+    let r = b.signup("alice", "correct horse battery").await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, Some("/account"))
+    );
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(b.session_cookie().is_some());
+    // The login-form nonce cookie is retired once signed in.
+    assert!(!b.jar.contains_key("__Host-tessera-csrf"));
+
+    let r = b.get("/").await;
+    assert_eq!(r.location(), Some("/account"));
+    let r = b.get("/account").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains("<strong id=\"whoami\">alice</strong>"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.count("<tr class=\"session"), 1);
+    assert_eq!(r.count("<tr class=\"session this-device\" data-handle=\"ses_"), 1);
+    assert!(r.body.contains("Chrome on Linux"));
+    assert!(r.body.contains("<td class=\"ip\">127.0.0.1</td>"));
+    for id in [
+        "id=\"sessions\"",
+        "id=\"revoke-others\"",
+        "id=\"change-password\"",
+        "id=\"logout\"",
+        "id=\"delete-account\"",
+        "class=\"revoke ",
+    ] {
+        assert!(r.body.contains(id), "{id}");
+    }
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+
+    let token = r.csrf();
+    let r = b
+        .send(Method::POST, "/logout", Some(&[("csrf_token", &token)]))
+        .await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, Some("/login")));
+    assert_eq!(
+        r.header("clear-site-data"),
+        Some("\"cache\", \"cookies\", \"storage\"")
+    );
+    assert!(b.session_cookie().is_none());
+    let r = b.get("/account").await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, Some("/login")));
+}
+
+#[tokio::test]
+async fn login_failures_and_success() {
+    let d = demo();
+    let mut b = Browser::new(&d, [127, 0, 0, 1]);
+    b.signup("bob", "hunter2hunter2").await;
+    let mut other = Browser::new(&d, [10, 0, 0, 2]);
+    for (u, p) in [("bob", "wrong-password"), ("nobody", "hunter2hunter2"), ("", "")] {
+        let r = other.login(u, p).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{u}");
+        assert!(r.body.contains("id=\"error\""));
+        assert!(other.session_cookie().is_none());
+    }
+    let r = other.login("BOB", "hunter2hunter2").await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, Some("/account"))
+    );
+    let r = other.get("/account").await;
+    assert_eq!(r.count("<tr class=\"session"), 2);
+    assert!(r.body.contains("<td class=\"ip\">10.0.0.2</td>"));
+    // Signed in, /login goes to the account page.
+    assert_eq!(other.get("/login").await.location(), Some("/account"));
+}
+
+#[tokio::test]
+async fn signup_validation_and_escaping() {
+    let d = demo();
+    let mut b = Browser::new(&d, [127, 0, 0, 1]);
+    let r = b.signup("carol", "short").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("id=\"error\""));
+    let r = b.signup("<script>x</script>", "long enough pw").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = b.get("/account").await;
+    assert!(!r.body.contains("<script>"));
+    assert!(r.body.contains("&lt;script&gt;x&lt;/script&gt;"));
+    let mut b2 = Browser::new(&d, [127, 0, 0, 1]);
+    let r = b2.signup("<SCRIPT>x</script>", "long enough pw").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn step_up_then_password_change_ends_other_sessions() {
+    let d = demo();
+    let mut a = Browser::new(&d, [127, 0, 0, 1]);
+    a.signup("dave", "first password").await;
+    let mut other = Browser::new(&d, [10, 0, 0, 9]);
+    other.login("dave", "first password").await;
+
+    let r = a.get("/account/password").await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, Some("/reauth?next=/account/password"))
+    );
+    let r = a.get("/reauth?next=/account/password").await;
+    for id in ["id=\"password\"", "id=\"reauth\""] {
+        assert!(r.body.contains(id), "{id}");
+    }
+    let r = a
+        .submit(
+            "/reauth?next=/account/password",
+            "/reauth",
+            &[("password", "nope nope"), ("next", "/account/password")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("id=\"error\""));
+
+    let before = a.session_cookie().cloned().unwrap();
+    let r = a
+        .submit(
+            "/reauth?next=/account/password",
+            "/reauth",
+            &[("password", "first password"), ("next", "/account/password")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, Some("/account/password"))
+    );
+    let after = a.session_cookie().cloned().unwrap();
+    assert_ne!(before, after, "step-up rotates the cookie");
+
+    let r = a.get("/account/password").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("id=\"new-password\"") && r.body.contains("id=\"save-password\""));
+    let r = a
+        .submit(
+            "/account/password",
+            "/account/password",
+            &[("new_password", "second password")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, Some("/account"))
+    );
+    assert_ne!(
+        a.session_cookie().cloned().unwrap(),
+        after,
+        "password change rotates"
+    );
+    let r = a.get("/account").await;
+    assert_eq!(r.count("<tr class=\"session"), 1);
+    // The other browser is signed out; the old password no longer works.
+    assert_eq!(other.get("/account").await.location(), Some("/login"));
+    assert_eq!(
+        other.login("dave", "first password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        other.login("dave", "second password").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn revoke_one_and_others() {
+    let d = demo();
+    let mut a = Browser::new(&d, [127, 0, 0, 1]);
+    a.signup("erin", "erin's password").await;
+    let mut b = Browser::new(&d, [10, 0, 0, 2]);
+    b.login("erin", "erin's password").await;
+    let mut c = Browser::new(&d, [10, 0, 0, 3]);
+    c.login("erin", "erin's password").await;
+
+    let page = b.get("/account").await;
+    let this = "<tr class=\"session this-device\" data-handle=\"";
+    let i = page.body.find(this).unwrap() + this.len();
+    let b_handle = page.body[i..i + 26].to_owned();
+    assert!(b_handle.starts_with("ses_"));
+
+    let r = a
+        .submit("/account", &format!("/account/sessions/{b_handle}/revoke"), &[])
+        .await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, Some("/account"))
+    );
+    assert_eq!(b.get("/account").await.location(), Some("/login"));
+    assert_eq!(a.get("/account").await.count("<tr class=\"session"), 2);
+
+    let r = a.submit("/account", "/account/sessions/revoke-others", &[]).await;
+    assert_eq!(r.location(), Some("/account"));
+    assert_eq!(c.get("/account").await.location(), Some("/login"));
+    assert_eq!(a.get("/account").await.count("<tr class=\"session"), 1);
+
+    // Another user's handle cannot be revoked.
+    let mut m = Browser::new(&d, [10, 0, 0, 4]);
+    m.signup("mallory", "mallory's password").await;
+    let page = a.get("/account").await;
+    let i = page.body.find(this).unwrap() + this.len();
+    let a_handle = page.body[i..i + 26].to_owned();
+    let r = m
+        .submit("/account", &format!("/account/sessions/{a_handle}/revoke"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.get("/account").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn delete_account_ends_everything() {
+    let d = demo();
+    let mut a = Browser::new(&d, [127, 0, 0, 1]);
+    a.signup("frank", "frank's password").await;
+    let mut b = Browser::new(&d, [10, 0, 0, 2]);
+    b.login("frank", "frank's password").await;
+    let r = a.submit("/account", "/account/delete", &[]).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, Some("/login")));
+    assert!(r.header("clear-site-data").is_some());
+    assert_eq!(a.get("/account").await.location(), Some("/login"));
+    assert_eq!(b.get("/account").await.location(), Some("/login"));
+    assert_eq!(
+        a.login("frank", "frank's password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn forms_without_token_or_cross_site_are_refused() {
+    let d = demo();
+    let mut a = Browser::new(&d, [127, 0, 0, 1]);
+    a.signup("gina", "gina's password").await;
+    // Same-origin but no token: refused (the demo always wants the token).
+    let r = a.send(Method::POST, "/logout", Some(&[])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.get("/account").await.status, StatusCode::OK);
+    // Cross-site with a valid token: refused.
+    let token = a.get("/account").await.csrf();
+    let req = Request::post("/logout")
+        .header(
+            header::COOKIE,
+            format!("__Host-tessera={}", a.session_cookie().unwrap()),
+        )
+        .header("sec-fetch-site", "cross-site")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf_token={token}")))
+        .unwrap();
+    let r = d.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Login CSRF: a cross-site login post is refused and sets no cookie.
+    let req = Request::post("/login")
+        .header("origin", "https://evil.example")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("username=gina&password=gina%27s+password"))
+        .unwrap();
+    let r = d.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.headers().get(header::SET_COOKIE).is_none());
+    // GET /logout is not a thing.
+    assert_eq!(a.get("/logout").await.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn reauth_next_is_local_only() {
+    let d = demo();
+    let mut a = Browser::new(&d, [127, 0, 0, 1]);
+    a.signup("hank", "hank's password").await;
+    for evil in ["https://evil.example/", "//evil.example/", "/\\evil.example"] {
+        let r = a
+            .submit(
+                "/reauth",
+                "/reauth",
+                &[("password", "hank's password"), ("next", evil)],
+            )
+            .await;
+        assert_eq!(r.location(), Some("/account"), "{evil}");
+    }
+}
