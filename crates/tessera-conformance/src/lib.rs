@@ -70,6 +70,16 @@ macro_rules! conformance_suite {
             store_sweep_in_batches,
             store_count_active,
             store_api_keys,
+            // Refresh-token families and signing keys (stateless tokens).
+            store_tokens_fresh_store_is_empty,
+            store_refresh_family_round_trip,
+            store_refresh_family_duplicate_writes_nothing,
+            store_refresh_rotate_cas,
+            store_refresh_rotate_duplicate_successor_writes_nothing,
+            store_refresh_revoke_family,
+            store_refresh_families_of,
+            store_sweep_deletes_refresh_families,
+            store_signing_keys,
             // Domain rules through `Sessions`, named after the checklist.
             sc_01_tokens_unique_and_hashed_at_rest,
             sc_03_unknown_token_never_adopted,
@@ -97,6 +107,8 @@ macro_rules! conformance_suite {
             concurrent_touch_and_revoke_never_resurrects,
             concurrent_2_logins_replace_previous_once,
             concurrent_duplicate_creates_exactly_one_wins,
+            concurrent_refresh_rotation_exactly_one_wins,
+            concurrent_key_rotation_one_insert,
         }
     };
 }

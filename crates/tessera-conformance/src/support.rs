@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use tessera_core::token::{self, SESSION_HANDLE_PREFIX};
 use tessera_core::{
     AuthInfo, CreateOptions, CreateOutcome, CreateSession, DeviceInfo, Error, Event, EventKind, EventQuery,
-    IssuedSession, ManualClock, NewEvent, SecretToken, SessionPolicy, SessionRecord, SessionStore, Sessions,
-    Timestamp, TokenKind,
+    IssuedSession, ManualClock, NewEvent, RefreshFamily, SecretToken, SessionPolicy, SessionRecord,
+    SessionStore, Sessions, SigningAlg, SigningKeyRecord, Timestamp, TokenKind,
 };
 
 /// The suite's "now" at the start of every case. It has a non-zero
@@ -62,6 +62,47 @@ pub fn session_ranked(subject: &str, at: Timestamp, rank: char) -> (SecretToken,
 /// before, 30 min idle window never slid).
 pub fn expired_session(subject: &str, now: Timestamp) -> (SecretToken, SessionRecord) {
     session(subject, now.plus_millis(-2 * HOUR))
+}
+
+/// A new generation-0 refresh family of `session` issued at `at` to client
+/// `app`, and its first refresh token.
+pub fn refresh_family(session: &SessionRecord, at: Timestamp) -> (SecretToken, RefreshFamily) {
+    let token = SecretToken::generate(TokenKind::Refresh);
+    let family = RefreshFamily {
+        id: token::new_id("rtf_"),
+        handle: session.handle.clone(),
+        session_token_hash: session.token_hash,
+        client_id: "app".to_owned(),
+        scope: vec!["openid".to_owned(), "profile".to_owned()],
+        audience: vec!["tessera".to_owned()],
+        generation: 0,
+        created_at: at,
+        rotated_at: at,
+        current_sealed: None,
+        binding: None,
+        revoked: None,
+    };
+    (token, family)
+}
+
+/// An event the token service would log with a refresh-family write.
+pub fn refreshed_event(session: &SessionRecord, at: Timestamp) -> NewEvent {
+    NewEvent::new(EventKind::Refreshed, session, at)
+}
+
+/// A signing key record; the key material is made-up bytes (stores keep it
+/// opaque).
+pub fn signing_key(kid: &str, created_at: Timestamp, activates_at: Timestamp) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.to_owned(),
+        alg: SigningAlg::EdDSA,
+        created_at,
+        activates_at,
+        private_sealed: format!("sealed:{kid}").into_bytes(),
+        public_jwk: format!(
+            r#"{{"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"{kid}","alg":"EdDSA","use":"sig"}}"#
+        ),
+    }
 }
 
 /// A JSON object from a `json!` literal; panics if it is not an object.

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeSet;
 
-const CASE_SOURCES: [&str; 3] = [
+const CASE_SOURCES: [&str; 4] = [
     include_str!("../src/cases/store.rs"),
     include_str!("../src/cases/domain.rs"),
     include_str!("../src/cases/concurrency.rs"),
+    include_str!("../src/cases/tokens.rs"),
 ];
 const LIB: &str = include_str!("../src/lib.rs");
 

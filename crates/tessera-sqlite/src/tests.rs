@@ -175,3 +175,56 @@ async fn the_wal_is_checkpointed_in_the_background() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A database written by the previous release (schema version 1) is brought
+/// to version 2 on open, keeps its sessions, and takes refresh families for
+/// them.
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        let row = SessionRow::encode(&record(1)).unwrap();
+        c.execute(
+            concat!(
+                "INSERT INTO sessions (",
+                codec::session_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+            ),
+            &row.params()[..],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::SCHEMA_VERSION);
+    assert_eq!(version, 2);
+    assert_eq!(*store.get(&record(1).handle).await.unwrap().unwrap(), record(1));
+
+    let now = Timestamp::from_unix_secs(1_000_000);
+    let family = tessera_core::RefreshFamily {
+        id: "rtf_1".into(),
+        handle: record(1).handle,
+        session_token_hash: record(1).token_hash,
+        client_id: "app".into(),
+        scope: vec![],
+        audience: vec!["tessera".into()],
+        generation: 0,
+        created_at: now,
+        rotated_at: now,
+        current_sealed: None,
+        binding: None,
+        revoked: None,
+    };
+    let first = TokenHash([9; 32]);
+    store.create_refresh_family(&family, &first, &[]).await.unwrap();
+    // The sweeper takes the family with its session.
+    assert_eq!(store.sweep(now.plus_secs(7200), 10).await.unwrap(), 1);
+    assert!(store.find_refresh(&first).await.unwrap().is_none());
+}

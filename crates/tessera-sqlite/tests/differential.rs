@@ -1,7 +1,8 @@
 //! Differential test: a long random sequence of operations, run on the
 //! reference `MemoryStore` and on `SqliteStore`, must give the same answers
 //! and leave the same state. The conformance suite pins each method; this
-//! catches the interactions between them (replace + limit + sweep + CAS).
+//! catches the interactions between them (replace + limit + sweep + CAS,
+//! refresh rotation and signing-key CAS against the sweeper).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +10,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tessera_core::{
     ApiKeyRecord, AuthInfo, CreateOptions, DeviceInfo, EventKind, EventQuery, MemoryStore, NewEvent,
-    Revocation, RevokeReason, SessionRecord, SessionStore, StoreError, Timestamp, TokenHash,
+    RefreshFamily, RefreshLookup, Revocation, RevokeReason, SessionRecord, SessionStore, SigningAlg,
+    SigningKeyRecord, StoreError, Timestamp, TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore};
 
@@ -91,6 +93,14 @@ struct World {
     mem: MemoryStore,
     sql: SqliteStore,
     next: u64,
+    /// Refresh families ever created, oldest first: (id, session handle).
+    families: Vec<(String, String)>,
+    /// Every refresh token hash ever offered to a store.
+    refresh_hashes: Vec<TokenHash>,
+}
+
+fn lookup(l: Option<RefreshLookup>) -> Option<(RefreshFamily, u64)> {
+    l.map(|l| (RefreshFamily::clone(&l.family), l.generation))
 }
 
 impl World {
@@ -139,7 +149,7 @@ impl World {
 
     async fn step(&mut self, step: usize) {
         let ctx = format!("step {step}");
-        match self.rng.below(10) {
+        match self.rng.below(13) {
             0..=2 => {
                 let mut r = self.record();
                 let mut replace = None;
@@ -292,12 +302,173 @@ impl World {
                     assert_eq!(a, b, "{ctx}: revoke_api_key");
                 }
             }
+            9 | 10 => self.refresh_step(&ctx).await,
+            11 => self.signing_key_step(&ctx).await,
             _ => {
                 self.now = self.now.plus_millis(self.rng.below(90_000) as i64);
             }
         }
         if step.is_multiple_of(25) {
             self.compare(&ctx).await;
+        }
+    }
+
+    /// A refresh hash: usually new, sometimes one already issued.
+    fn refresh_hash(&mut self) -> TokenHash {
+        if self.rng.chance(10) && !self.refresh_hashes.is_empty() {
+            let i = self.rng.below(self.refresh_hashes.len() as u64) as usize;
+            return self.refresh_hashes[i];
+        }
+        let h = self.rng.hash();
+        self.refresh_hashes.push(h);
+        h
+    }
+
+    fn pick_family(&mut self) -> Option<(String, String)> {
+        if self.families.is_empty() || self.rng.chance(5) {
+            return Some(("rtf_unknown".into(), "ses_unknown".into()));
+        }
+        // Mostly a recent one: older families have mostly been swept.
+        let n = self.families.len() as u64;
+        let i = if self.rng.chance(80) {
+            n - 1 - self.rng.below(n.min(6))
+        } else {
+            self.rng.below(n)
+        };
+        self.families.get(i as usize).cloned()
+    }
+
+    async fn refresh_step(&mut self, ctx: &str) {
+        let roll = self.rng.below(100);
+        if roll < 30 {
+            // Families are only created for stored sessions, as the token
+            // service does (SQLite ties them to their session).
+            // Mostly a recent session: older ones have mostly been swept.
+            let n = self.handles.len() as u64;
+            if n == 0 {
+                return;
+            }
+            let h = self.handles[(n - 1 - self.rng.below(n.min(6))) as usize].clone();
+            let Some(session) = self.mem.get(&h).await.unwrap() else {
+                return;
+            };
+            let id = match self.pick_family() {
+                Some((f, _)) if self.rng.chance(10) => f,
+                _ => {
+                    self.next += 1;
+                    format!("rtf_{:022}", self.next)
+                }
+            };
+            let family = RefreshFamily {
+                id: id.clone(),
+                handle: h.clone(),
+                session_token_hash: session.token_hash,
+                client_id: "app".into(),
+                scope: vec!["openid".into()],
+                audience: vec!["tessera".into()],
+                generation: 0,
+                created_at: self.now,
+                rotated_at: self.now,
+                current_sealed: None,
+                binding: self
+                    .rng
+                    .chance(30)
+                    .then(|| tessera_core::Binding::Dpop { jkt: "j".into() }),
+                revoked: None,
+            };
+            let first = self.refresh_hash();
+            let ev = [NewEvent::new(EventKind::Refreshed, &session, self.now)];
+            let a = self.mem.create_refresh_family(&family, &first, &ev).await;
+            let b = self.sql.create_refresh_family(&family, &first, &ev).await;
+            assert_eq!(err_kind(&a), err_kind(&b), "{ctx}: create_refresh_family");
+            if a.is_ok() {
+                self.families.push((id, h));
+            }
+        } else if roll < 75 {
+            let Some((id, handle)) = self.pick_family() else {
+                return;
+            };
+            let current = self
+                .mem
+                .refresh_families_of(&handle)
+                .await
+                .unwrap()
+                .iter()
+                .find(|f| f.id == id)
+                .map_or(0, |f| f.generation);
+            let expected = match self.rng.below(10) {
+                0 => current + 1,
+                1 => current.saturating_sub(1),
+                _ => current,
+            };
+            let successor = self.refresh_hash();
+            let sealed = self.rng.next().to_le_bytes();
+            let ev = [NewEvent {
+                at: self.now,
+                kind: EventKind::Refreshed,
+                subject: "alice".into(),
+                handle: handle.clone(),
+                reason: None,
+            }];
+            let a = self
+                .mem
+                .rotate_refresh(&id, expected, &successor, &sealed, self.now, &ev)
+                .await;
+            let b = self
+                .sql
+                .rotate_refresh(&id, expected, &successor, &sealed, self.now, &ev)
+                .await;
+            assert_eq!(err_kind(&a), err_kind(&b), "{ctx}: rotate_refresh");
+            assert_eq!(a.ok(), b.ok(), "{ctx}: rotate_refresh");
+        } else {
+            let Some((id, _)) = self.pick_family() else { return };
+            let reason = RevokeReason::ALL[self.rng.below(7) as usize];
+            let a = self
+                .mem
+                .revoke_refresh_family(&id, reason, self.now, &[])
+                .await
+                .unwrap();
+            let b = self
+                .sql
+                .revoke_refresh_family(&id, reason, self.now, &[])
+                .await
+                .unwrap();
+            assert_eq!(a, b, "{ctx}: revoke_refresh_family");
+        }
+    }
+
+    async fn signing_key_step(&mut self, ctx: &str) {
+        let kid = format!("kid-{:02}", self.rng.below(16));
+        if self.rng.chance(65) {
+            let newest = self
+                .mem
+                .signing_keys()
+                .await
+                .unwrap()
+                .last()
+                .map(|k| k.kid.clone());
+            let if_newest = match self.rng.below(10) {
+                0 => None,
+                1 => Some(format!("kid-{:02}", self.rng.below(16))),
+                _ => newest,
+            };
+            let key = SigningKeyRecord {
+                kid,
+                alg: SigningAlg::EdDSA,
+                created_at: self.now,
+                // Ties in activates_at happen: the kid decides those.
+                activates_at: self.now.plus_secs(self.rng.below(3) as i64 * 3600),
+                private_sealed: self.rng.next().to_le_bytes().to_vec(),
+                public_jwk: "{}".into(),
+            };
+            let a = self.mem.insert_signing_key(&key, if_newest.as_deref()).await;
+            let b = self.sql.insert_signing_key(&key, if_newest.as_deref()).await;
+            assert_eq!(err_kind(&a), err_kind(&b), "{ctx}: insert_signing_key");
+            assert_eq!(a.ok(), b.ok(), "{ctx}: insert_signing_key");
+        } else {
+            let a = self.mem.delete_signing_key(&kid).await.unwrap();
+            let b = self.sql.delete_signing_key(&kid).await.unwrap();
+            assert_eq!(a, b, "{ctx}: delete_signing_key");
         }
     }
 
@@ -371,6 +542,30 @@ impl World {
                 "{ctx}: key by hash"
             );
         }
+        for h in self.handles.iter().chain(self.families.iter().map(|(_, h)| h)) {
+            let by_id = |v: Vec<Arc<RefreshFamily>>| {
+                v.into_iter()
+                    .map(|f| (f.id.clone(), f))
+                    .collect::<BTreeMap<_, _>>()
+            };
+            assert_eq!(
+                by_id(self.mem.refresh_families_of(h).await.unwrap()),
+                by_id(self.sql.refresh_families_of(h).await.unwrap()),
+                "{ctx}: refresh_families_of {h}"
+            );
+        }
+        for h in &self.refresh_hashes {
+            assert_eq!(
+                lookup(self.mem.find_refresh(h).await.unwrap()),
+                lookup(self.sql.find_refresh(h).await.unwrap()),
+                "{ctx}: find_refresh"
+            );
+        }
+        assert_eq!(
+            self.mem.signing_keys().await.unwrap(),
+            self.sql.signing_keys().await.unwrap(),
+            "{ctx}: signing keys"
+        );
     }
 }
 
@@ -385,6 +580,8 @@ async fn sqlite_matches_the_reference_store() {
             mem: MemoryStore::new(),
             sql: SqliteStore::open(dir.path().join("d.db"), SqliteOptions::default()).unwrap(),
             next: 0,
+            families: Vec::new(),
+            refresh_hashes: Vec::new(),
         };
         for step in 0..1500 {
             w.step(step).await;

@@ -5,7 +5,9 @@
 mod concurrency;
 mod domain;
 mod store;
+mod tokens;
 
 pub use concurrency::*;
 pub use domain::*;
 pub use store::*;
+pub use tokens::*;

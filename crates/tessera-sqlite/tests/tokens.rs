@@ -1,0 +1,219 @@
+//! SQLite-specific behaviour of refresh families and signing keys that the
+//! shared conformance suite cannot see: durability across reopen, the tie
+//! between a family and its session, and failing closed on bad rows.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Map;
+use tessera_core::{
+    AuthInfo, Binding, CreateOptions, DeviceInfo, EventKind, EventQuery, NewEvent, RefreshFamily,
+    RevokeReason, SessionRecord, SessionStore, SigningAlg, SigningKeyRecord, StoreError, Timestamp,
+    TokenHash,
+};
+use tessera_sqlite::{SqliteOptions, SqliteStore};
+
+const T0: Timestamp = Timestamp::from_unix_millis(1_800_000_000_123);
+
+fn db(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("tessera.db")
+}
+
+fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(path, SqliteOptions::default()).expect("open")
+}
+
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).expect("raw connection")
+}
+
+fn hash(n: u32, salt: u8) -> TokenHash {
+    let mut h = [salt; 32];
+    h[..4].copy_from_slice(&n.to_be_bytes());
+    TokenHash(h)
+}
+
+fn record(n: u32) -> SessionRecord {
+    SessionRecord {
+        handle: format!("ses_{n:022}"),
+        token_hash: hash(n, 0xab),
+        subject: "alice".into(),
+        version: 0,
+        created_at: T0,
+        last_seen_at: T0,
+        idle_timeout_ms: 600_000,
+        idle_expires_at: T0.plus_secs(600),
+        absolute_expires_at: T0.plus_secs(3600),
+        auth: AuthInfo {
+            level: 1,
+            methods: vec!["pwd".into()],
+            time: T0,
+        },
+        device: DeviceInfo {
+            user_agent: None,
+            ip: None,
+            label: "Unknown device".into(),
+        },
+        data: Map::new(),
+        binding: None,
+        revoked: None,
+    }
+}
+
+fn family(n: u32, session: &SessionRecord) -> RefreshFamily {
+    RefreshFamily {
+        id: format!("rtf_{n:022}"),
+        handle: session.handle.clone(),
+        session_token_hash: session.token_hash,
+        client_id: "app".into(),
+        scope: vec!["openid".into(), "ünï".into()],
+        audience: vec!["tessera".into()],
+        generation: 0,
+        created_at: T0,
+        rotated_at: T0,
+        current_sealed: None,
+        binding: Some(Binding::Dpop { jkt: "jkt".into() }),
+        revoked: None,
+    }
+}
+
+fn key(kid: &str, activates_at: Timestamp) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.into(),
+        alg: SigningAlg::ES256,
+        created_at: T0,
+        activates_at,
+        private_sealed: vec![0, 1, 2, 0, 255],
+        public_jwk: format!(r#"{{"kid":"{kid}"}}"#),
+    }
+}
+
+async fn create_session(s: &SqliteStore, r: &SessionRecord) {
+    let opts = CreateOptions {
+        now: T0,
+        ..CreateOptions::default()
+    };
+    s.create(r, &opts, &[]).await.expect("create");
+}
+
+#[tokio::test]
+async fn families_and_keys_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let a = record(1);
+    let f = family(1, &a);
+    let (k1, k2) = (key("kid-1", T0), key("kid-2", T0.plus_secs(86_400)));
+    {
+        let s = open(&path);
+        create_session(&s, &a).await;
+        s.create_refresh_family(&f, &hash(1, 0x01), &[]).await.unwrap();
+        assert!(
+            s.rotate_refresh(&f.id, 0, &hash(2, 0x01), b"sealed\0two", T0.plus_secs(1), &[])
+                .await
+                .unwrap()
+        );
+        assert!(s.insert_signing_key(&k1, None).await.unwrap());
+        assert!(s.insert_signing_key(&k2, Some("kid-1")).await.unwrap());
+    }
+    let s = open(&path);
+    let want = RefreshFamily {
+        generation: 1,
+        rotated_at: T0.plus_secs(1),
+        current_sealed: Some(b"sealed\0two".to_vec()),
+        ..f
+    };
+    let old = s.find_refresh(&hash(1, 0x01)).await.unwrap().unwrap();
+    assert_eq!((&*old.family, old.generation), (&want, 0));
+    let cur = s.find_refresh(&hash(2, 0x01)).await.unwrap().unwrap();
+    assert_eq!((&*cur.family, cur.generation), (&want, 1));
+    assert_eq!(s.signing_keys().await.unwrap(), vec![k1, k2.clone()]);
+    // The CAS sees the reopened state.
+    assert!(
+        !s.insert_signing_key(&key("kid-3", T0), Some("kid-1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.insert_signing_key(&key("kid-3", T0), Some("kid-2"))
+            .await
+            .unwrap()
+    );
+}
+
+/// A family is tied to its session (the sweeper deletes them together), so
+/// one for a session that is not stored, e.g. swept a moment ago, is
+/// refused rather than left behind for good.
+#[tokio::test]
+async fn a_family_needs_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&db(&dir));
+    let a = record(1);
+    let f = family(1, &a);
+    let ev = [NewEvent::new(EventKind::Refreshed, &a, T0)];
+    let r = s.create_refresh_family(&f, &hash(1, 0x01), &ev).await;
+    match r {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains(&a.handle), "{m}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(s.find_refresh(&hash(1, 0x01)).await.unwrap().is_none());
+    let q = EventQuery {
+        limit: 10,
+        ..EventQuery::default()
+    };
+    assert!(s.events(&q).await.unwrap().is_empty(), "nothing written");
+    // With the session stored, the same call goes through.
+    create_session(&s, &a).await;
+    s.create_refresh_family(&f, &hash(1, 0x01), &ev).await.unwrap();
+}
+
+#[tokio::test]
+async fn undecodable_family_and_key_rows_are_corrupt_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = open(&path);
+    let a = record(1);
+    create_session(&s, &a).await;
+    for n in 1..=3 {
+        s.create_refresh_family(&family(n, &a), &hash(n, 0x01), &[])
+            .await
+            .unwrap();
+    }
+    assert!(s.insert_signing_key(&key("kid-1", T0), None).await.unwrap());
+    let c = raw(&path);
+    c.execute(
+        "UPDATE refresh_families SET scope = 'not json' WHERE id = ?1",
+        [&family(1, &a).id],
+    )
+    .unwrap();
+    assert!(
+        c.execute(
+            "UPDATE refresh_families SET revoked_at = 5 WHERE id = ?1",
+            [&family(2, &a).id],
+        )
+        .is_err(),
+        "the CHECK keeps revoked_at and revoke_reason together"
+    );
+    c.execute(
+        "UPDATE refresh_families SET revoked_at = 5, revoke_reason = 'bogus' WHERE id = ?1",
+        [&family(2, &a).id],
+    )
+    .unwrap();
+    c.execute("UPDATE signing_keys SET alg = 'HS256'", []).unwrap();
+    drop(c);
+    for n in [1, 2] {
+        let r = s.find_refresh(&hash(n, 0x01)).await;
+        assert!(matches!(r, Err(StoreError::Corrupt(_))), "family {n}: {r:?}");
+    }
+    assert!(matches!(
+        s.refresh_families_of(&a.handle).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(s.signing_keys().await, Err(StoreError::Corrupt(_))));
+    // The intact family still reads and rotates.
+    let ok = s.find_refresh(&hash(3, 0x01)).await.unwrap().unwrap();
+    assert_eq!(*ok.family, family(3, &a));
+    assert!(
+        s.revoke_refresh_family(&family(3, &a).id, RevokeReason::Revoked, T0, &[])
+            .await
+            .unwrap()
+    );
+}
