@@ -107,6 +107,10 @@ macro_rules! conformance_suite {
             concurrent_touch_and_revoke_never_resurrects,
             concurrent_2_logins_replace_previous_once,
             concurrent_duplicate_creates_exactly_one_wins,
+            // Refresh rotation through the token service.
+            rt_11_concurrent_refreshes_rotate_once_and_share_the_successor,
+            rt_11_strict_rotation_exactly_one_success,
+            rt_02_reuse_after_grace_revokes_the_session,
             concurrent_refresh_rotation_exactly_one_wins,
             concurrent_key_rotation_one_insert,
         }

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeSet;
 
-const CASE_SOURCES: [&str; 4] = [
+const CASE_SOURCES: [&str; 5] = [
     include_str!("../src/cases/store.rs"),
     include_str!("../src/cases/domain.rs"),
     include_str!("../src/cases/concurrency.rs"),
     include_str!("../src/cases/tokens.rs"),
+    include_str!("../src/cases/refresh.rs"),
 ];
 const LIB: &str = include_str!("../src/lib.rs");
 

@@ -4,10 +4,12 @@
 
 mod concurrency;
 mod domain;
+mod refresh;
 mod store;
 mod tokens;
 
 pub use concurrency::*;
 pub use domain::*;
+pub use refresh::*;
 pub use store::*;
 pub use tokens::*;
