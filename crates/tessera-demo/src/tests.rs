@@ -474,3 +474,17 @@ async fn reauth_next_is_local_only() {
         assert_eq!(r.location(), Some("/account"), "{evil}");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn secrets_on_disk_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = demo();
+    for f in ["users.db", "csrf-key"] {
+        let mode = std::fs::metadata(d._dir.path().join("data").join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{f}: {mode:o}");
+    }
+}

@@ -41,7 +41,20 @@ pub struct Users {
 }
 
 impl Users {
+    /// Opens (creating it owner-only, 0600, if missing: it holds password
+    /// hashes) the user database.
     pub fn open(path: &Path) -> anyhow::Result<Users> {
+        if !path.exists() {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            opts.open(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+        }
         let conn = Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
