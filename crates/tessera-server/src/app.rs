@@ -33,6 +33,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub api_keys: Arc<ApiKeyCache>,
     pub metrics: PrometheusHandle,
+    /// Access/refresh tokens, signing keys, OAuth endpoints.
+    pub oauth: Arc<crate::oauth::OAuth>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,9 +64,26 @@ pub fn build_with_store(config: Config, store: Arc<dyn SessionStore>) -> App {
 }
 
 /// Builds the application with an explicit clock (tests move a `ManualClock`).
+/// Signing keys are sealed with `[keys] encryption_key`, or else with a key
+/// that lives only in memory; `serve` uses [`build_with_sealer`] with the
+/// key file.
 pub fn build_with_clock(config: Config, store: Arc<dyn SessionStore>, clock: Arc<dyn Clock>) -> App {
-    let sessions = Sessions::new(store.clone(), clock, config.policy());
+    let sealer = crate::oauth::config_sealer(&config);
+    build_with_sealer(config, store, clock, sealer)
+}
+
+/// Builds the application with the key that seals signing keys at rest.
+/// Call [`crate::oauth::start`] before issuing tokens.
+pub fn build_with_sealer(
+    config: Config,
+    store: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    sealer: tessera_core::Sealer,
+) -> App {
+    let sessions = Sessions::new(store.clone(), clock.clone(), config.policy());
+    let oauth = crate::oauth::OAuth::new(&config, sessions.clone(), store.clone(), clock, sealer);
     let state = AppState {
+        oauth: Arc::new(oauth),
         sessions,
         store,
         api_keys: Arc::new(ApiKeyCache::new(Duration::from_secs(
@@ -99,6 +118,7 @@ pub fn router(state: AppState) -> Router {
             get(sessions::list_subject).delete(sessions::revoke_subject),
         )
         .route("/v1/events", get(sessions::events))
+        .route("/v1/revocations", get(handlers::revocations::feed))
         .route_layer(from_fn_with_state(state.clone(), require_api_key));
 
     let ops = Router::new()
@@ -126,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .merge(v1)
         .merge(ops)
         .merge(browser)
+        .merge(handlers::oauth::routes(&state))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(http.max_body_bytes))

@@ -69,6 +69,9 @@ pub enum Command {
     /// Inspect and revoke sessions directly in the store.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Access-token signing keys in the store.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -110,6 +113,23 @@ pub enum SessionsCommand {
         /// Revoke every active session of this subject.
         #[arg(long)]
         subject: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys: kid, alg, state, created, activates, retires, published.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a signing key that signs SECS from now (published at once).
+    Rotate {
+        /// Seconds until the new key signs [default: [keys] prepublish_secs];
+        /// 0 = at once (emergency: verifiers must refetch the JWKS).
+        #[arg(long = "in", value_name = "SECS", value_parser = clap::value_parser!(i64).range(0..))]
+        activate_in: Option<i64>,
     },
 }
 
@@ -160,6 +180,14 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ApiKeys(cmd) => api_keys(cmd, &open(&config)?).await,
+        Command::Keys(KeysCommand::List { json }) => {
+            crate::oauth::keys_list(&config, open(&config)?, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCommand::Rotate { activate_in }) => {
+            crate::oauth::keys_rotate(&config, open(&config)?, activate_in).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sessions(cmd) => {
             let store = open(&config)?;
             let sessions = Sessions::new(store, Arc::new(SystemClock), config.policy());
@@ -325,6 +353,13 @@ mod tests {
         assert!(parse_from(["tessera", "sessions", "revoke", "--subject", "u"]).is_ok());
         assert!(parse_from(["tessera", "sessions", "revoke"]).is_err());
         assert!(parse_from(["tessera", "sessions", "revoke", "ses_x", "--subject", "u"]).is_err());
+        assert!(parse_from(["tessera", "keys", "list", "--json"]).is_ok());
+        let c = parse_from(["tessera", "keys", "rotate", "--in", "0"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Keys(KeysCommand::Rotate { activate_in: Some(0) })
+        ));
+        assert!(parse_from(["tessera", "keys", "rotate", "--in", "-5"]).is_err());
         let c = parse_from(["tessera", "config", "check", "--log-format", "json"]).unwrap();
         assert_eq!(c.common.log_format, Some(LogFormat::Json));
         assert!(parse_from(["tessera", "serve", "--log-format", "xml"]).is_err());

@@ -26,6 +26,7 @@ pub mod extract;
 pub mod handlers;
 pub mod logging;
 pub mod metrics;
+pub mod oauth;
 pub mod problem;
 pub mod serve;
 pub mod store_url;

@@ -296,7 +296,11 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
     }
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool> {
-        timed("insert_signing_key", self.inner.insert_signing_key(key, if_newest)).await
+        timed(
+            "insert_signing_key",
+            self.inner.insert_signing_key(key, if_newest),
+        )
+        .await
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {

@@ -33,9 +33,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let store_url = crate::config::mask_url_password(&config.store_url());
-    let app = app::build(config.clone()).with_context(|| format!("cannot open the store {store_url}"))?;
+    let store = crate::store_url::open_store(&config)
+        .with_context(|| format!("cannot open the store {store_url}"))?;
     tracing::info!(store = %store_url, "store opened");
+    let sealer = crate::oauth::load_sealer(&config, true)?;
+    let app = app::build_with_sealer(config.clone(), store, Arc::new(tessera_core::SystemClock), sealer);
     bootstrap_api_key(&app.state.store, &config.data_dir, app.state.sessions.now()).await?;
+    crate::oauth::start(&app.state.oauth).await?;
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -50,6 +54,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.sweeper.batch_size,
         )),
         tokio::spawn(gauges(app.state.sessions.clone(), app.state.metrics.clone())),
+        tokio::spawn(crate::oauth::key_maintenance(app.state.oauth.keys.clone())),
     ];
 
     let (stop_tx, mut stop_rx) = watch::channel(false);

@@ -571,7 +571,10 @@ async fn bad_bodies_are_problems() {
         (r#"{"subject":"x","auth":{"level":10}}"#, "auth.level"),
         (r#"{"subject":"x","device":{"ip":"999.1.1.1"}}"#, "device.ip"),
         (r#"{"subject":"x","ttl":{"idle_secs":0}}"#, "ttl.idle_secs"),
-        (r#"{"subject":"x","tokens":{"client_id":"default"}}"#, "tokens"),
+        (
+            r#"{"subject":"x","tokens":{"client_id":"ghost"}}"#,
+            "tokens.client_id",
+        ),
         (r#"{"subject":"x","data":[1]}"#, "data"),
         (r#"[1]"#, "invalid type"),
     ];

@@ -67,6 +67,9 @@ enum Refusal {
     Csrf(&'static str),
     /// 403 with the RFC 9470 step-up challenge.
     StepUp { required: u8, actual: u8 },
+    /// 401 for a presented access token that is not (or no longer) valid,
+    /// with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1).
+    InvalidToken(&'static str),
 }
 
 impl Refusal {
@@ -75,6 +78,7 @@ impl Refusal {
             Refusal::Api(_, outcome) => outcome,
             Refusal::Csrf(_) => "csrf_rejected",
             Refusal::StepUp { .. } => "insufficient_level",
+            Refusal::InvalidToken(_) => "invalid_token",
         }
     }
 
@@ -82,6 +86,14 @@ impl Refusal {
         match self {
             Refusal::Api(e, _) => e.into_response(),
             Refusal::Csrf(detail) => csrf_rejected(detail),
+            Refusal::InvalidToken(detail) => {
+                let mut res = ApiError::Unauthorized(detail).into_response();
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+                res
+            }
             Refusal::StepUp { required, actual } => {
                 let mut res = ApiError::Forbidden(format!(
                     "this resource requires authentication level {required}; the session has level {actual}"
@@ -236,22 +248,54 @@ async fn verify_cookie(state: &AppState, token: &str) -> Result<Identity, Refusa
     })
 }
 
-/// The access-token branch (RFC 9068 JWTs, Bearer and DPoP-bound). Until
-/// the service issues access tokens, a request that presents only one is
-/// refused like one without a credential. When it lands: verify the
-/// signature, `typ`, `iss`, `aud`, expiry and the binding, refuse a revoked
-/// `sid`, and map `sub`/`sid`/`acr` onto [`Identity`]; no CSRF check applies
-/// (browsers never attach these headers on their own).
+/// The access-token branch: one of our RFC 9068 access tokens as a Bearer
+/// token (signature with a published key, `typ`, `iss`, expiry), for the
+/// `[oauth] default_audience`, whose session (`sid`) is still active in the
+/// store. `acr` is the level. No CSRF check applies (browsers never attach
+/// these headers on their own). Sender-constrained (DPoP) tokens are not
+/// accepted here yet.
 async fn verify_access_token(
-    _state: &AppState,
+    state: &AppState,
     scheme: &'static str,
     token: &str,
 ) -> Result<Identity, Refusal> {
-    let _ = (scheme, token);
-    Err(Refusal::Api(
-        ApiError::Unauthorized("access tokens are not accepted on /auth/verify yet; use the session cookie"),
-        "bearer_unsupported",
-    ))
+    if scheme != "Bearer" {
+        return Err(Refusal::InvalidToken(
+            "DPoP-bound access tokens are not accepted on /auth/verify yet",
+        ));
+    }
+    let claims = state
+        .oauth
+        .tokens
+        .decode_own_access_token(token)
+        .ok_or(Refusal::InvalidToken("the access token is not valid"))?;
+    if claims.cnf.is_some() {
+        return Err(Refusal::InvalidToken(
+            "a sender-constrained access token needs its proof of possession",
+        ));
+    }
+    if !claims.aud.contains(&state.config.oauth.default_audience) {
+        return Err(Refusal::InvalidToken("the access token is not for this audience"));
+    }
+    let session = state
+        .store
+        .get(&claims.sid)
+        .await
+        .map_err(|e| Refusal::Api(ApiError::from(e), "error"))?;
+    match session {
+        Some(s) if s.is_active(state.sessions.now()) && s.subject == claims.sub => {}
+        _ => return Err(Refusal::InvalidToken("the access token's session has ended")),
+    }
+    let level = claims
+        .acr
+        .as_deref()
+        .and_then(|a| a.parse::<u8>().ok())
+        .unwrap_or(1);
+    Ok(Identity {
+        subject: claims.sub,
+        handle: claims.sid,
+        level,
+    })
 }
 
 /// `?level=N` (1–255); any other parameter is ignored, so a token put in the

@@ -1,7 +1,9 @@
 //! Request handlers: parse, call the core, shape the answer. Nothing else.
 
 pub mod forward_auth;
+pub mod oauth;
 pub mod ops;
+pub mod revocations;
 pub mod sessions;
 
 use axum::http::Method;

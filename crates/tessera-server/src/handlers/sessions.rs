@@ -5,9 +5,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tessera_core::tokens::TokenRequest as TokensRequest;
 use tessera_core::{
-    AuthInput, CreateSession, DeviceInput, Event, EventKind, EventQuery, IssuedSession, PublicSession,
-    RevokeReason, SessionRecord, TtlInput,
+    AuthInput, CreateSession, DeviceInput, Event, EventKind, EventQuery, IssuedSession, IssuedTokens,
+    OAuthError, PublicSession, RevokeReason, SessionRecord, TtlInput,
 };
 
 use crate::app::AppState;
@@ -33,9 +34,10 @@ pub struct CreateRequest {
     pub ttl: Option<TtlInput>,
     #[serde(default)]
     pub previous_session_token: Option<String>,
-    /// Access/refresh tokens: accepted by the schema, refused until they exist.
+    /// Also issue an access token (and a refresh token, if the client
+    /// gets them) for the new session.
     #[serde(default)]
-    pub tokens: Option<Value>,
+    pub tokens: Option<TokensRequest>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +51,10 @@ pub struct TokenRequest {
 pub struct ElevateRequest {
     pub session_token: String,
     pub auth: AuthInput,
+    /// New tokens for the elevated session (the old refresh tokens end
+    /// with the old session token).
+    #[serde(default)]
+    pub tokens: Option<TokensRequest>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +95,71 @@ pub struct IssuedBody<'a> {
     pub session: PublicSession<'a>,
     pub session_token: &'a str,
     pub cookie: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokensBody<'a>>,
+}
+
+/// The token members of a create/elevate answer.
+#[derive(Serialize)]
+pub struct TokensBody<'a> {
+    pub access_token: &'a str,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<&'a str>,
+    pub scope: &'a str,
+}
+
+fn tokens_body(t: &IssuedTokens) -> TokensBody<'_> {
+    TokensBody {
+        access_token: &t.access_token,
+        token_type: "Bearer",
+        expires_in: t.expires_in,
+        refresh_token: t.refresh_token.as_ref().map(|r| r.expose()),
+        scope: &t.scope,
+    }
+}
+
+/// A token request error as a problem naming the `tokens` member.
+fn tokens_error(e: OAuthError) -> ApiError {
+    match e {
+        OAuthError::Unavailable(detail) => {
+            tracing::error!(error = %detail, "cannot issue tokens");
+            ApiError::StoreUnavailable
+        }
+        OAuthError::InvalidScope(m) => ApiError::validation(format!("tokens.scope: {m}")),
+        OAuthError::InvalidTarget(m) => ApiError::validation(format!("tokens.audience: {m}")),
+        OAuthError::InvalidRequest(m) => ApiError::validation(format!("tokens.client_id: {m}")),
+        other => ApiError::validation(format!("tokens: {other}")),
+    }
+}
+
+/// Issues the requested tokens for a session this request just created or
+/// elevated. The request was checked beforehand, so only an outage fails
+/// here; then the session is revoked again rather than left behind.
+async fn issue_tokens(
+    state: &AppState,
+    issued: &IssuedSession,
+    req: Option<&TokensRequest>,
+) -> ApiResult<Option<IssuedTokens>> {
+    let Some(req) = req else { return Ok(None) };
+    let result = match state.oauth.ensure_signer().await {
+        Ok(()) => state.oauth.tokens.issue_for_session(&issued.session, req).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(t) => Ok(Some(t)),
+        Err(e) => {
+            if let Err(r) = state
+                .sessions
+                .revoke(&issued.session.handle, RevokeReason::Revoked)
+                .await
+            {
+                tracing::error!(error = %r, handle = %issued.session.handle, "cannot revoke a session whose tokens failed");
+            }
+            Err(tokens_error(e))
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -102,7 +173,11 @@ pub struct EventsBody {
     pub next: String,
 }
 
-fn issued_body<'a>(state: &AppState, issued: &'a IssuedSession) -> IssuedBody<'a> {
+fn issued_body<'a>(
+    state: &AppState,
+    issued: &'a IssuedSession,
+    tokens: Option<&'a IssuedTokens>,
+) -> IssuedBody<'a> {
     let cookie = session_cookie(
         &state.config.cookie,
         issued.token.expose(),
@@ -113,6 +188,7 @@ fn issued_body<'a>(state: &AppState, issued: &'a IssuedSession) -> IssuedBody<'a
         session: issued.session.public_view(),
         session_token: issued.token.expose(),
         cookie,
+        tokens: tokens.map(tokens_body),
     }
 }
 
@@ -127,10 +203,9 @@ pub async fn create(
     State(state): State<AppState>,
     Json(req): Json<CreateRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    if req.tokens.as_ref().is_some_and(|t| !t.is_null()) {
-        return Err(ApiError::validation(
-            "tokens: access and refresh tokens are not supported yet; omit `tokens`",
-        ));
+    // Checked before anything is written: a bad `tokens` leaves no session.
+    if let Some(t) = &req.tokens {
+        crate::oauth::check_token_request(&state.oauth.tokens, t).map_err(tokens_error)?;
     }
     let issued = state
         .sessions
@@ -143,7 +218,9 @@ pub async fn create(
             previous_session_token: req.previous_session_token,
         })
         .await?;
-    let body = serde_json::to_vec(&issued_body(&state, &issued)).map_err(|_| ApiError::Internal)?;
+    let tokens = issue_tokens(&state, &issued, req.tokens.as_ref()).await?;
+    let body =
+        serde_json::to_vec(&issued_body(&state, &issued, tokens.as_ref())).map_err(|_| ApiError::Internal)?;
     Ok((
         StatusCode::CREATED,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -170,8 +247,13 @@ pub async fn elevate(
     State(state): State<AppState>,
     Json(req): Json<ElevateRequest>,
 ) -> ApiResult<impl IntoResponse> {
+    if let Some(t) = &req.tokens {
+        crate::oauth::check_token_request(&state.oauth.tokens, t).map_err(tokens_error)?;
+    }
     let issued = state.sessions.elevate(&req.session_token, req.auth).await?;
-    let body = serde_json::to_vec(&issued_body(&state, &issued)).map_err(|_| ApiError::Internal)?;
+    let tokens = issue_tokens(&state, &issued, req.tokens.as_ref()).await?;
+    let body =
+        serde_json::to_vec(&issued_body(&state, &issued, tokens.as_ref())).map_err(|_| ApiError::Internal)?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body))
 }
 

@@ -1,0 +1,622 @@
+//! OAuth 2.0 endpoints (SPEC §4.3): `POST /oauth2/token` (the
+//! `refresh_token` grant), `POST /oauth2/revoke` (RFC 7009),
+//! `POST /oauth2/introspect` (RFC 7662), `GET /.well-known/jwks.json` and
+//! `GET /.well-known/oauth-authorization-server` (RFC 8414).
+//!
+//! Requests are `application/x-www-form-urlencoded` (anything else is 400
+//! `invalid_request`); a parameter given twice is `invalid_request` and an
+//! empty one counts as absent (RFC 6749 §3.1–3.2). Answers are JSON with
+//! `Cache-Control: no-store` and `Pragma: no-cache`; errors are RFC 6749
+//! §5.2 `{"error","error_description"}`: 400, `invalid_client` 401 (with
+//! `WWW-Authenticate: Basic realm="tessera"` when HTTP Basic was used), and
+//! `temporarily_unavailable` 503 when the store is down.
+//!
+//! Client authentication: `client_secret_basic` (RFC 6749 §2.3.1: id and
+//! secret form-urlencoded, then Base64), `client_secret_post`, or a public
+//! client naming itself with `client_id`. A public client may also omit
+//! `client_id`: the client the presented token was issued to is used (it
+//! has no secret to prove anyway); a confidential client's token then gets
+//! 401 `invalid_client`.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use serde::Serialize;
+use serde_json::Value;
+use tessera_core::token::{self, TokenKind};
+use tessera_core::{Client, ClientKind, ClientRegistry, Introspection, IssuedTokens, OAuthError};
+
+use crate::app::AppState;
+use crate::extract::BodyLimit;
+use crate::problem::{ApiError, ErrorCode};
+
+const WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
+/// Most parameters a form may carry.
+const MAX_PARAMS: usize = 32;
+/// Longest `Authorization` header looked at.
+const MAX_AUTHORIZATION_BYTES: usize = 1024;
+const BASIC_CHALLENGE: &str = "Basic realm=\"tessera\"";
+
+/// The OAuth routes; the metadata also at the issuer's path (RFC 8414 §3).
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let mut r = Router::new()
+        .route("/oauth2/token", post(token))
+        .route("/oauth2/revoke", post(revoke))
+        .route("/oauth2/introspect", post(introspect))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route(WELL_KNOWN, get(metadata));
+    let path = &state.oauth.issuer_path;
+    if !path.is_empty() {
+        r = r.route(&format!("{WELL_KNOWN}{path}"), get(metadata));
+    }
+    r
+}
+
+// ------------------------------------------------------------------ errors
+
+/// An RFC 6749 §5.2 error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthFailure {
+    status: StatusCode,
+    code: &'static str,
+    description: String,
+    challenge: Option<&'static str>,
+}
+
+impl OAuthFailure {
+    fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        OAuthFailure {
+            status,
+            code,
+            description: clean_description(&description.into()),
+            challenge: None,
+        }
+    }
+
+    fn request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// 401 `invalid_client`; with the Basic challenge when HTTP Basic was
+    /// used (RFC 6749 §5.2).
+    fn client(basic: bool, description: impl Into<String>) -> Self {
+        OAuthFailure {
+            challenge: basic.then_some(BASIC_CHALLENGE),
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
+        }
+    }
+
+    fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the service is temporarily unavailable; retry",
+        )
+    }
+
+    fn from_core(e: OAuthError, basic: bool) -> Self {
+        match e {
+            OAuthError::InvalidClient => Self::client(basic, e.to_string()),
+            OAuthError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "token service unavailable");
+                Self::unavailable()
+            }
+            other => Self::new(StatusCode::BAD_REQUEST, other.code(), other.to_string()),
+        }
+    }
+}
+
+impl From<tessera_core::StoreError> for OAuthFailure {
+    fn from(e: tessera_core::StoreError) -> Self {
+        tracing::error!(error = %e, "store error");
+        Self::unavailable()
+    }
+}
+
+/// `error_description` allows only `%x20-21 / %x23-5B / %x5D-7E`.
+fn clean_description(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if c == ' ' || c.is_ascii_graphic() => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl IntoResponse for OAuthFailure {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code,
+            error_description: &self.description,
+        };
+        let mut res = (self.status, axum::Json(body)).into_response();
+        if let Some(c) = self.challenge {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        res.extensions_mut().insert(ErrorCode(self.code));
+        no_store(res)
+    }
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1, EX-13).
+fn no_store(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+fn answer(r: Result<Response, OAuthFailure>) -> Response {
+    match r {
+        Ok(res) => no_store(res),
+        Err(e) => e.into_response(),
+    }
+}
+
+// ------------------------------------------------------------------ forms
+
+/// A decoded `application/x-www-form-urlencoded` body.
+#[derive(Debug, Default)]
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// The parameter's value; an empty value counts as absent.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse(body: &[u8]) -> Result<Form, OAuthFailure> {
+        let text = std::str::from_utf8(body).map_err(|_| OAuthFailure::request("the body is not UTF-8"))?;
+        let mut out: Vec<(String, String)> = Vec::new();
+        for pair in text.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let bad = || OAuthFailure::request("the body is not valid application/x-www-form-urlencoded");
+            let k = form_decode(k).ok_or_else(bad)?;
+            let v = form_decode(v).ok_or_else(bad)?;
+            if out.iter().any(|(o, _)| *o == k) {
+                return Err(OAuthFailure::request(format!(
+                    "parameter {k} is given more than once"
+                )));
+            }
+            if out.len() >= MAX_PARAMS {
+                return Err(OAuthFailure::request("too many parameters"));
+            }
+            out.push((k, v));
+        }
+        Ok(Form(out))
+    }
+}
+
+/// Decodes one form-urlencoded component (`+` is a space).
+fn form_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The headers and the form of a POST to an OAuth endpoint.
+async fn read_form(req: Request) -> Result<(HeaderMap, Form), OAuthFailure> {
+    let headers = req.headers().clone();
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if essence != "application/x-www-form-urlencoded" {
+        return Err(OAuthFailure::request(
+            "Content-Type must be application/x-www-form-urlencoded",
+        ));
+    }
+    let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
+    let body = Bytes::from_request(req, &()).await.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            OAuthFailure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                match limit {
+                    Some(n) => format!("the request body is larger than {n} bytes"),
+                    None => "the request body is too large".into(),
+                },
+            )
+        } else {
+            OAuthFailure::request("the request body could not be read")
+        }
+    })?;
+    Ok((headers, Form::parse(&body)?))
+}
+
+// ------------------------------------------------------------------ client authentication
+
+/// What a request presents in `Authorization`.
+enum Authorization<'h> {
+    None,
+    Basic(&'h str),
+    Bearer(&'h [u8]),
+    Other,
+}
+
+fn authorization(headers: &HeaderMap) -> Authorization<'_> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Authorization::None;
+    };
+    let raw = v.as_bytes();
+    if raw.len() > MAX_AUTHORIZATION_BYTES {
+        return Authorization::Other;
+    }
+    match raw.split_first_chunk::<6>() {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"Basic ") => {
+            std::str::from_utf8(rest).map_or(Authorization::Other, |s| Authorization::Basic(s.trim()))
+        }
+        _ => match raw.split_first_chunk::<7>() {
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case(b"Bearer ") => Authorization::Bearer(raw),
+            _ => Authorization::Other,
+        },
+    }
+}
+
+/// Base64 of RFC 4648 §4, padding optional.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The client credentials a request presents.
+#[derive(Debug, PartialEq, Eq)]
+enum Presented {
+    None,
+    Basic { id: String, secret: Option<String> },
+    Post { id: String, secret: Option<String> },
+}
+
+impl Presented {
+    fn is_basic(&self) -> bool {
+        matches!(self, Presented::Basic { .. })
+    }
+}
+
+/// Reads the client credentials: HTTP Basic, or `client_id` (and
+/// `client_secret`) in the form; both at once is `invalid_request`.
+fn presented_client(headers: &HeaderMap, form: &Form) -> Result<Presented, OAuthFailure> {
+    let form_id = form.get("client_id");
+    let form_secret = form.get("client_secret");
+    match authorization(headers) {
+        Authorization::Basic(b64) => {
+            let malformed = || OAuthFailure::client(true, "malformed Basic credentials");
+            let raw = BASE64.decode(b64).map_err(|_| malformed())?;
+            let text = String::from_utf8(raw).map_err(|_| malformed())?;
+            let (id, secret) = text.split_once(':').ok_or_else(malformed)?;
+            let id = form_decode(id).filter(|i| !i.is_empty()).ok_or_else(malformed)?;
+            let secret = form_decode(secret).ok_or_else(malformed)?;
+            if form_secret.is_some() {
+                return Err(OAuthFailure::request(
+                    "use one client authentication method, not Basic and client_secret",
+                ));
+            }
+            if form_id.is_some_and(|f| f != id) {
+                return Err(OAuthFailure::request(
+                    "client_id differs from the Basic credentials",
+                ));
+            }
+            Ok(Presented::Basic {
+                id,
+                secret: (!secret.is_empty()).then_some(secret),
+            })
+        }
+        Authorization::Bearer(_) | Authorization::Other => Err(OAuthFailure::client(
+            true,
+            "unsupported Authorization scheme; use Basic client credentials",
+        )),
+        Authorization::None => match (form_id, form_secret) {
+            (Some(id), secret) => Ok(Presented::Post {
+                id: id.to_owned(),
+                secret: secret.map(str::to_owned),
+            }),
+            (None, Some(_)) => Err(OAuthFailure::request("client_secret without client_id")),
+            (None, None) => Ok(Presented::None),
+        },
+    }
+}
+
+/// Authenticates presented credentials; `Ok(None)` when none were presented.
+fn authenticate<'r>(
+    registry: &'r ClientRegistry,
+    presented: &Presented,
+) -> Result<Option<&'r Client>, OAuthFailure> {
+    let (id, secret, basic) = match presented {
+        Presented::None => return Ok(None),
+        Presented::Basic { id, secret } => (id, secret, true),
+        Presented::Post { id, secret } => (id, secret, false),
+    };
+    registry
+        .authenticate(id, secret.as_deref())
+        .map(Some)
+        .map_err(|e| {
+            tracing::debug!(reason = %e, "client authentication failed");
+            OAuthFailure::client(basic, "client authentication failed")
+        })
+}
+
+/// A client that presented nothing: the public client `client_id` names
+/// (the token's), or `invalid_client` for a confidential one.
+fn implied_client<'r>(registry: &'r ClientRegistry, client_id: &str) -> Result<&'r Client, OAuthFailure> {
+    registry
+        .authenticate(client_id, None)
+        .map_err(|_| OAuthFailure::client(false, "client authentication is required"))
+}
+
+/// The client a refresh token was issued to, if it is one we know.
+async fn refresh_token_client(state: &AppState, presented: &str) -> Result<Option<String>, OAuthFailure> {
+    let Ok(hash) = token::parse(TokenKind::Refresh, presented.as_bytes()) else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .find_refresh(&hash)
+        .await?
+        .map(|l| l.family.client_id.clone()))
+}
+
+/// The client any of our tokens (refresh or access) was issued to.
+async fn token_client(state: &AppState, presented: &str) -> Result<Option<String>, OAuthFailure> {
+    if token::parse(TokenKind::Refresh, presented.as_bytes()).is_ok() {
+        return refresh_token_client(state, presented).await;
+    }
+    Ok(state
+        .oauth
+        .tokens
+        .decode_own_access_token(presented)
+        .map(|c| c.client_id))
+}
+
+// ------------------------------------------------------------------ token
+
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+}
+
+fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
+    TokenBody {
+        access_token: &t.access_token,
+        token_type: "Bearer",
+        expires_in: t.expires_in,
+        refresh_token: t.refresh_token.as_ref().map(|r| r.expose()),
+        scope: &t.scope,
+    }
+}
+
+/// `POST /oauth2/token`: `grant_type=refresh_token` only (MD-07).
+pub async fn token(State(state): State<AppState>, req: Request) -> Response {
+    answer(token_inner(&state, req).await)
+}
+
+async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFailure> {
+    let (headers, form) = read_form(req).await?;
+    let grant = form
+        .get("grant_type")
+        .ok_or_else(|| OAuthFailure::request("grant_type is required"))?;
+    if grant != "refresh_token" {
+        return Err(OAuthFailure::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only grant_type=refresh_token is supported",
+        ));
+    }
+    let presented = presented_client(&headers, &form)?;
+    let refresh_token = form
+        .get("refresh_token")
+        .ok_or_else(|| OAuthFailure::request("refresh_token is required"))?;
+    let registry = state.oauth.tokens.clients();
+    let client = match authenticate(registry, &presented)? {
+        Some(c) => c,
+        None => match refresh_token_client(state, refresh_token).await? {
+            Some(id) => implied_client(registry, &id)?,
+            None => {
+                return Err(OAuthFailure::from_core(
+                    OAuthError::InvalidGrant("unknown refresh token"),
+                    false,
+                ));
+            }
+        },
+    };
+    let issued = state
+        .oauth
+        .tokens
+        .refresh(refresh_token, client, form.get("scope"))
+        .await
+        .map_err(|e| OAuthFailure::from_core(e, presented.is_basic()))?;
+    Ok(axum::Json(token_body(&issued)).into_response())
+}
+
+// ------------------------------------------------------------------ revoke
+
+/// `POST /oauth2/revoke` (RFC 7009): 200 whether or not the token was
+/// known (RV-05); `token_type_hint` is ignored, every type is searched
+/// (RV-06). Revoking any token of a session ends the session.
+pub async fn revoke(State(state): State<AppState>, req: Request) -> Response {
+    answer(revoke_inner(&state, req).await)
+}
+
+async fn revoke_inner(state: &AppState, req: Request) -> Result<Response, OAuthFailure> {
+    let (headers, form) = read_form(req).await?;
+    let presented = presented_client(&headers, &form)?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthFailure::request("token is required"))?;
+    let registry = state.oauth.tokens.clients();
+    let client = match authenticate(registry, &presented)? {
+        Some(c) => c,
+        None => match token_client(state, token).await? {
+            Some(id) => implied_client(registry, &id)?,
+            // Not one of ours: nothing to revoke, and no oracle.
+            None => return Ok(StatusCode::OK.into_response()),
+        },
+    };
+    state
+        .oauth
+        .tokens
+        .revoke(token, client)
+        .await
+        .map_err(|e| OAuthFailure::from_core(e, presented.is_basic()))?;
+    state.oauth.revoked.notify_waiters();
+    Ok(StatusCode::OK.into_response())
+}
+
+// ------------------------------------------------------------------ introspect
+
+/// Who asks an introspection question.
+enum Caller<'r> {
+    /// A backend API key: may learn about any token.
+    Backend,
+    /// A confidential client (a resource server): learns only about tokens
+    /// for audiences it is allowed (RV-12).
+    Client(&'r Client),
+}
+
+/// `POST /oauth2/introspect` (RFC 7662): the caller authenticates with an
+/// API key (`Authorization: Bearer tsk_…`) or as a confidential client
+/// (RV-08, RV-13); an inactive token is exactly `{"active":false}` (RV-09).
+pub async fn introspect(State(state): State<AppState>, req: Request) -> Response {
+    answer(introspect_inner(&state, req).await)
+}
+
+async fn introspect_inner(state: &AppState, req: Request) -> Result<Response, OAuthFailure> {
+    let (headers, form) = read_form(req).await?;
+    let registry = state.oauth.tokens.clients();
+    let caller = match authorization(&headers) {
+        Authorization::Bearer(value) => {
+            match crate::auth::authenticate(state.store.as_ref(), &state.api_keys, Some(value)).await {
+                Ok(_) => Caller::Backend,
+                Err(ApiError::StoreUnavailable) => return Err(OAuthFailure::unavailable()),
+                Err(_) => {
+                    return Err(OAuthFailure {
+                        challenge: Some("Bearer error=\"invalid_token\""),
+                        ..OAuthFailure::new(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_token",
+                            "the API key is not valid",
+                        )
+                    });
+                }
+            }
+        }
+        _ => {
+            let presented = presented_client(&headers, &form)?;
+            let client = authenticate(registry, &presented)?.ok_or_else(|| OAuthFailure {
+                challenge: Some("Basic realm=\"tessera\", Bearer"),
+                ..OAuthFailure::client(false, "authenticate as a confidential client or with an API key")
+            })?;
+            if client.kind != ClientKind::Confidential {
+                return Err(OAuthFailure::client(
+                    presented.is_basic(),
+                    "only confidential clients (or API keys) may introspect",
+                ));
+            }
+            Caller::Client(client)
+        }
+    };
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthFailure::request("token is required"))?;
+    let mut result = state
+        .oauth
+        .tokens
+        .introspect(token)
+        .await
+        .map_err(|e| OAuthFailure::from_core(e, false))?;
+    if let (Caller::Client(c), Introspection::Active(m)) = (&caller, &result)
+        && !audience_visible(c, m.get("aud"))
+    {
+        result = Introspection::Inactive;
+    }
+    Ok(axum::Json(result).into_response())
+}
+
+/// Whether a client may see a token with this `aud` (one of them allowed).
+fn audience_visible(client: &Client, aud: Option<&Value>) -> bool {
+    match aud {
+        Some(Value::String(a)) => client.allows_audience(a),
+        Some(Value::Array(v)) => v
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| client.allows_audience(a)),
+        _ => false,
+    }
+}
+
+// ------------------------------------------------------------------ discovery
+
+fn cacheable(mut res: Response, max_age: i64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", max_age.max(0))) {
+        res.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    res
+}
+
+/// `GET /.well-known/jwks.json`: public keys only (JW-19), cached for
+/// less than a new key's pre-publication period.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    cacheable(
+        axum::Json(state.oauth.keys.jwks()).into_response(),
+        state.oauth.jwks_max_age_secs,
+    )
+}
+
+/// `GET /.well-known/oauth-authorization-server[/<issuer path>]` (RFC 8414).
+pub async fn metadata(State(state): State<AppState>) -> Response {
+    cacheable(
+        axum::Json(state.oauth.metadata.clone()).into_response(),
+        state.oauth.jwks_max_age_secs,
+    )
+}
+
+#[cfg(test)]
+mod tests;

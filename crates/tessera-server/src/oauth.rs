@@ -1,0 +1,431 @@
+//! Stateless tokens in the service: the token service and signing keys the
+//! handlers share, the key-encryption key, key maintenance, and
+//! `tessera keys list|rotate`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use tessera_core::clients::DEFAULT_CLIENT_ID;
+use tessera_core::keys::{KeyError, KeyInfo};
+use tessera_core::tokens::parse_scope;
+use tessera_core::{
+    Clock, KeyManager, OAuthError, Sealer, SessionStore, Sessions, Timestamp, TokenRequest, TokenService,
+};
+use tokio::sync::Notify;
+use zeroize::Zeroizing;
+
+use crate::config::{Config, LEEWAY_SECS};
+
+/// How often signing keys are rotated when due, reloaded and pruned.
+pub const KEY_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
+/// Largest number of audiences a token request may name (as the core).
+const MAX_AUDIENCES: usize = 8;
+
+/// What the OAuth endpoints, the revocation feed and token issuance share.
+pub struct OAuth {
+    pub tokens: TokenService,
+    pub keys: Arc<KeyManager>,
+    /// Notified whenever this process revokes through the OAuth endpoints,
+    /// so long-polls of the revocation feed answer at once (they poll the
+    /// store as well, for revocations made elsewhere).
+    pub revoked: Notify,
+    /// `Cache-Control: max-age` of the JWKS.
+    pub jwks_max_age_secs: i64,
+    /// The RFC 8414 metadata document.
+    pub metadata: Value,
+    /// The issuer's path (`""` or `/t1`): the metadata is also served at
+    /// `/.well-known/oauth-authorization-server<path>` (RFC 8414 §3).
+    pub issuer_path: String,
+}
+
+impl std::fmt::Debug for OAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth")
+            .field("issuer", &self.tokens.policy().issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuth {
+    /// Builds the token service over `sessions`. `config` must have passed
+    /// [`Config::validate`] (the client registry and policies are checked
+    /// there); call [`start`] before issuing tokens.
+    pub fn new(
+        config: &Config,
+        sessions: Sessions,
+        store: Arc<dyn SessionStore>,
+        clock: Arc<dyn Clock>,
+        sealer: Sealer,
+    ) -> Self {
+        let sealer = Arc::new(sealer);
+        let keys = Arc::new(KeyManager::new(store, clock, sealer.clone(), config.key_policy()));
+        let clients = config.client_registry().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "invalid [[clients]]; only the built-in default client is available");
+            tessera_core::ClientRegistry::new(Vec::new()).unwrap_or_else(|_| unreachable_registry())
+        });
+        let policy = config.token_policy();
+        let issuer = policy.issuer.clone();
+        let tokens = TokenService::new(sessions, keys.clone(), Arc::new(clients), sealer, policy);
+        OAuth {
+            tokens,
+            keys,
+            revoked: Notify::new(),
+            jwks_max_age_secs: config.oauth.jwks_max_age_secs,
+            metadata: metadata(&issuer),
+            issuer_path: issuer_path(&issuer).to_owned(),
+        }
+    }
+
+    /// Makes sure there is a key to sign with: normally [`start`] loaded
+    /// it; an application built without calling it (a test, an embedder)
+    /// creates or loads it on first use.
+    pub async fn ensure_signer(&self) -> Result<(), OAuthError> {
+        if self.keys.signer().is_ok() {
+            return Ok(());
+        }
+        self.keys
+            .ensure_key()
+            .await
+            .map(|_| ())
+            .map_err(|e| OAuthError::Unavailable(e.to_string()))
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.tokens.policy().issuer
+    }
+
+    /// Until when access tokens of a session revoked at `at` may still be
+    /// valid somewhere: revoked_at + access-token TTL + 60 s leeway.
+    pub fn revocation_until(&self, at: Timestamp) -> Timestamp {
+        at.plus_secs(self.tokens.policy().access_token_ttl_secs)
+            .plus_secs(LEEWAY_SECS)
+    }
+}
+
+/// `ClientRegistry::new(vec![])` cannot fail; this keeps the type checker
+/// happy without a panic path.
+fn unreachable_registry() -> tessera_core::ClientRegistry {
+    tracing::error!("cannot build even the default client registry");
+    std::process::abort()
+}
+
+/// The path component of an issuer URL (`""` when it has none).
+fn issuer_path(issuer: &str) -> &str {
+    let rest = issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"))
+        .unwrap_or(issuer);
+    rest.find('/').map_or("", |i| &rest[i..])
+}
+
+/// RFC 8414 metadata. Endpoint URLs are the issuer followed by the route,
+/// so with a path in the issuer the reverse proxy forwards `<issuer>/…` to
+/// the service root. There is no authorization endpoint, so neither
+/// `response_types_supported` nor PKCE metadata is advertised.
+fn metadata(issuer: &str) -> Value {
+    let auth_methods = json!(["client_secret_basic", "client_secret_post", "none"]);
+    json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth2/token"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "grant_types_supported": ["refresh_token"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        // Introspection also takes a backend API key as a Bearer token.
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+    })
+}
+
+/// At start: loads the signing keys, creating the first one on a fresh
+/// store, and warns about a plain-HTTP issuer.
+pub async fn start(oauth: &OAuth) -> anyhow::Result<()> {
+    let created = oauth.keys.ensure_key().await.map_err(key_error)?;
+    if let Some(kid) = created {
+        tracing::info!(%kid, "created the first access-token signing key");
+    }
+    oauth.keys.reload().await.map_err(key_error)?;
+    if !oauth.issuer().starts_with("https://") {
+        tracing::warn!(
+            issuer = oauth.issuer(),
+            "[oauth] issuer is not https: access tokens and metadata name a plain-HTTP issuer; set [oauth] issuer for production"
+        );
+    }
+    Ok(())
+}
+
+fn key_error(e: KeyError) -> anyhow::Error {
+    match e {
+        KeyError::Seal { .. } => anyhow::anyhow!(
+            "{e}: the stored signing keys were encrypted with another key-encryption key ([keys] encryption_key or encryption_key_file)"
+        ),
+        other => anyhow::anyhow!("signing keys: {other}"),
+    }
+}
+
+/// Every [`KEY_MAINTENANCE_INTERVAL`]: adds the next signing key when due
+/// (which reloads the snapshot, so keys other processes added are picked
+/// up) and deletes keys no longer published.
+pub async fn key_maintenance(keys: Arc<KeyManager>) {
+    let mut tick = tokio::time::interval(KEY_MAINTENANCE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = keys.rotate_if_due().await {
+            tracing::warn!(error = %e, "signing-key rotation check failed");
+        }
+        if let Err(e) = keys.prune().await {
+            tracing::warn!(error = %e, "pruning retired signing keys failed");
+        }
+    }
+}
+
+/// The at-rest key for an application built without [`load_sealer`]:
+/// `[keys] encryption_key`, else a random key that lives only in memory
+/// (fine for `memory://`; a persistent store needs [`load_sealer`]).
+pub fn config_sealer(config: &Config) -> Sealer {
+    if let Some(k) = &config.keys.encryption_key
+        && let Ok(s) = Sealer::from_base64url(k)
+    {
+        return s;
+    }
+    let key = Zeroizing::new(Sealer::generate_key());
+    Sealer::new(&key)
+}
+
+/// The key-encryption key: `[keys] encryption_key`, else the key file
+/// (`encryption_key_file`, default `<data_dir>/key-encryption-key`). With
+/// `create`, a missing file is generated (base64url and a newline, mode
+/// 0600); its path is logged, the key never.
+pub fn load_sealer(config: &Config, create: bool) -> anyhow::Result<Sealer> {
+    if let Some(k) = &config.keys.encryption_key {
+        return Sealer::from_base64url(k).context("[keys] encryption_key");
+    }
+    let path = config.encryption_key_path();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let text = Zeroizing::new(text);
+            Sealer::from_base64url(&text)
+                .with_context(|| format!("key-encryption key file {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            let key = Zeroizing::new(Sealer::generate_key());
+            let text = Zeroizing::new(URL_SAFE_NO_PAD.encode(*key));
+            match write_new_secret_file(&path, &text) {
+                Ok(()) => {
+                    tracing::info!(
+                        path = %path.display(),
+                        "generated the key-encryption key for signing keys; it is in this file (mode 0600) — back it up with the store"
+                    );
+                    Ok(Sealer::new(&key))
+                }
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_sealer(config, false),
+                Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "no key-encryption key: {} does not exist (start `tessera serve` once, or set [keys] encryption_key)",
+            path.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Creates `path` (not overwriting anything) with `text` and a newline,
+/// mode 0600.
+fn write_new_secret_file(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    writeln!(f, "{text}")?;
+    f.sync_all()
+}
+
+/// Checks a `tokens` request of `POST /v1/sessions` the way
+/// [`TokenService::issue_for_session`] will, before the session is created,
+/// so a bad request leaves nothing behind. Mirrors the core's checks
+/// (client, scope, audience).
+pub fn check_token_request(tokens: &TokenService, req: &TokenRequest) -> Result<(), OAuthError> {
+    let client_id = req.client_id.as_deref().unwrap_or(DEFAULT_CLIENT_ID);
+    let client = tokens
+        .clients()
+        .get(client_id)
+        .ok_or_else(|| OAuthError::InvalidRequest(format!("unknown client_id {client_id:?}")))?;
+    let scope = parse_scope(req.scope.as_deref())?;
+    if let Some(s) = scope.iter().find(|s| !client.allows_scope(s)) {
+        return Err(OAuthError::InvalidScope(format!(
+            "scope {s:?} is not allowed for this client"
+        )));
+    }
+    let default = [tokens.policy().default_audience.clone()];
+    let aud = match &req.audience {
+        Some(a) => a.as_slice(),
+        None => &default[..],
+    };
+    if aud.is_empty() || aud.len() > MAX_AUDIENCES {
+        return Err(OAuthError::InvalidTarget(format!(
+            "between 1 and {MAX_AUDIENCES} audiences"
+        )));
+    }
+    for a in aud {
+        if a.is_empty() || a.len() > 256 || a.chars().any(char::is_control) {
+            return Err(OAuthError::InvalidTarget(
+                "audience must be 1-256 printable characters".into(),
+            ));
+        }
+        if !client.allows_audience(a) {
+            return Err(OAuthError::InvalidTarget(format!(
+                "audience {a:?} is not allowed for this client"
+            )));
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ CLI
+
+/// `tessera keys list [--json]`.
+pub async fn keys_list(config: &Config, store: Arc<dyn SessionStore>, json: bool) -> anyhow::Result<()> {
+    let keys = cli_key_manager(config, store)?;
+    keys.reload().await.map_err(key_error)?;
+    print_keys(&keys.list(), json)
+}
+
+/// `tessera keys rotate [--in SECS]`: adds a key that signs `SECS` from now
+/// (default `[keys] prepublish_secs`; 0 = at once, an emergency).
+pub async fn keys_rotate(
+    config: &Config,
+    store: Arc<dyn SessionStore>,
+    activate_in: Option<i64>,
+) -> anyhow::Result<()> {
+    let keys = cli_key_manager(config, store)?;
+    keys.reload().await.map_err(key_error)?;
+    let secs = activate_in.unwrap_or(config.keys.prepublish_secs);
+    let kid = keys.rotate(secs).await.map_err(key_error)?;
+    let info = keys.list().into_iter().find(|k| k.kid == kid);
+    println!("{kid}");
+    match info {
+        Some(k) => eprintln!(
+            "added signing key {kid} ({}), published now, signing from {}; running servers pick it up within {} s",
+            k.alg.as_str(),
+            k.activates_at,
+            KEY_MAINTENANCE_INTERVAL.as_secs()
+        ),
+        None => eprintln!("added signing key {kid}"),
+    }
+    if secs < config.oauth.jwks_max_age_secs {
+        eprintln!(
+            "warning: the key signs before verifiers' cached JWKS ([oauth] jwks_max_age_secs = {}) expire; they must refetch on the unknown kid",
+            config.oauth.jwks_max_age_secs
+        );
+    }
+    Ok(())
+}
+
+fn cli_key_manager(config: &Config, store: Arc<dyn SessionStore>) -> anyhow::Result<KeyManager> {
+    let sealer = load_sealer(config, false)?;
+    Ok(KeyManager::new(
+        store,
+        Arc::new(tessera_core::SystemClock),
+        Arc::new(sealer),
+        config.key_policy(),
+    ))
+}
+
+fn print_keys(keys: &[KeyInfo], json: bool) -> anyhow::Result<()> {
+    if json {
+        let rows: Vec<Value> = keys
+            .iter()
+            .map(|k| {
+                json!({
+                    "kid": k.kid,
+                    "alg": k.alg.as_str(),
+                    "state": k.state,
+                    "created_at": k.created_at.to_rfc3339(),
+                    "activates_at": k.activates_at.to_rfc3339(),
+                    "retires_at": k.retires_at.map(Timestamp::to_rfc3339),
+                    "published": k.published,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<43}  {:<5}  {:<7}  {:<24}  {:<24}  {:<24}  PUBLISHED",
+        "KID", "ALG", "STATE", "CREATED", "ACTIVATES", "RETIRES"
+    );
+    for k in keys {
+        let state = serde_json::to_value(k.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        println!(
+            "{:<43}  {:<5}  {:<7}  {:<24}  {:<24}  {:<24}  {}",
+            k.kid,
+            k.alg.as_str(),
+            state,
+            k.created_at.to_string(),
+            k.activates_at.to_string(),
+            k.retires_at.map_or_else(|| String::from("-"), |t| t.to_string()),
+            if k.published { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_paths() {
+        assert_eq!(issuer_path("https://h"), "");
+        assert_eq!(issuer_path("https://h:8443/t1"), "/t1");
+        assert_eq!(issuer_path("http://127.0.0.1:8080"), "");
+        assert_eq!(issuer_path("https://h/a/b"), "/a/b");
+    }
+
+    #[test]
+    fn key_file_is_generated_once_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            store: Some("memory://".into()),
+            ..Config::default()
+        };
+        assert!(load_sealer(&config, false).is_err(), "no file, no create");
+        let a = load_sealer(&config, true).unwrap();
+        let path = dir.path().join("key-encryption-key");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with('\n') && text.trim_end().len() == 43, "{text:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // The same key on the next start: what one seals the other opens.
+        let b = load_sealer(&config, true).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "not rewritten");
+        let sealed = a.seal(b"x", b"kid");
+        assert_eq!(b.open(&sealed, b"kid").unwrap(), b"x");
+    }
+}
