@@ -1,0 +1,220 @@
+//! Access-token verification throughput (`tessera::resource`).
+//!
+//! ```text
+//! cargo bench -p tessera --no-default-features --features resource --bench verify
+//! ```
+//!
+//! - `raw_aws_lc_ed25519`: the floor — `UnparsedPublicKey::verify` of the
+//!   same signing input and signature, nothing else.
+//! - `first_sight_eddsa`: `Verifier::verify_sync` with the cache disabled:
+//!   form checks, header, key lookup, signature, claims, revocation.
+//! - `first_sight_fresh_token`: cache enabled, a new token every iteration
+//!   (includes the cache insert).
+//! - `jsonwebtoken_decode_eddsa`: `jsonwebtoken::decode` with an equivalent
+//!   `Validation`, for reference (the alternative we did not choose).
+//! - `cached`: the same token again and again (a cache hit re-checking
+//!   expiry and revocation), on 1 and 2 threads.
+//!
+//! After divan's table, an interleaved A/B run prints the ratio
+//! first-sight / raw throughput (goal ≥ 0.95) and the cached rate per core.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use divan::Bencher;
+use serde_json::json;
+use tessera::resource::{Verifier, VerifierConfig};
+
+const ISS: &str = "http://127.0.0.1:8080";
+
+struct Fixture {
+    kp: Ed25519KeyPair,
+    public: Vec<u8>,
+    jwks: serde_json::Value,
+    token: String,
+    now: i64,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn fixture() -> Fixture {
+    let doc = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new()).unwrap();
+    let kp = Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap();
+    let public = kp.public_key().as_ref().to_vec();
+    let jwks = json!({"keys":[{"kty":"OKP","crv":"Ed25519","x":URL_SAFE_NO_PAD.encode(&public),"kid":"k-2026-01","alg":"EdDSA","use":"sig"}]});
+    let mut f = Fixture {
+        kp,
+        public,
+        jwks,
+        token: String::new(),
+        now: now(),
+    };
+    f.token = f.token(0);
+    f
+}
+
+impl Fixture {
+    /// A token like the ones the service mints; `n` varies `jti`.
+    fn token(&self, n: u64) -> String {
+        let header = json!({"alg":"EdDSA","typ":"at+jwt","kid":"k-2026-01"});
+        let claims = json!({
+            "iss": ISS, "sub": "user-42", "aud": "tessera", "exp": self.now + 3600, "iat": self.now,
+            "jti": format!("Jt{n:020}"), "client_id": "default",
+            "sid": "ses_Qm9vdHN0cmFwLXNlc3Npb24taGFuZGxlLTAwMDAwMDAx", "scope": "read write",
+            "auth_time": self.now - 5, "acr": "1", "amr": ["pwd"]
+        });
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap())
+        );
+        let sig = self.kp.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    fn verifier(&self, cache_capacity: usize) -> Verifier {
+        let mut c = VerifierConfig::new(ISS, "tessera", "http://127.0.0.1:9/jwks".parse().unwrap());
+        c.cache_capacity = cache_capacity;
+        Verifier::with_jwks(c, self.jwks.clone()).unwrap()
+    }
+
+    fn signing_input_and_signature(&self) -> (Vec<u8>, Vec<u8>) {
+        let (input, sig) = self.token.rsplit_once('.').unwrap();
+        (input.as_bytes().to_vec(), URL_SAFE_NO_PAD.decode(sig).unwrap())
+    }
+}
+
+fn main() {
+    divan::main();
+    // Only on a full run (no name filter given).
+    if !std::env::args().skip(1).any(|a| !a.starts_with('-')) {
+        ab_summary();
+    }
+}
+
+#[divan::bench]
+fn raw_aws_lc_ed25519(b: Bencher) {
+    let f = fixture();
+    let (input, sig) = f.signing_input_and_signature();
+    b.bench(|| {
+        UnparsedPublicKey::new(&ED25519, &f.public)
+            .verify(black_box(&input), black_box(&sig))
+            .is_ok()
+    });
+}
+
+#[divan::bench]
+fn first_sight_eddsa(b: Bencher) {
+    let f = fixture();
+    let v = f.verifier(0);
+    b.bench(|| v.verify_sync(black_box(&f.token)).is_ok());
+}
+
+#[divan::bench]
+fn first_sight_fresh_token(b: Bencher) {
+    let f = fixture();
+    let v = f.verifier(10_000);
+    let mut n = 0;
+    b.with_inputs(|| {
+        n += 1;
+        f.token(n)
+    })
+    .bench_local_refs(|t| v.verify_sync(t).is_ok());
+}
+
+#[divan::bench]
+fn jsonwebtoken_decode_eddsa(b: Bencher) {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let f = fixture();
+    let key = DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(&f.public)).unwrap();
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&[ISS]);
+    validation.set_audience(&["tessera"]);
+    b.bench(|| jsonwebtoken::decode::<serde_json::Value>(black_box(&f.token), &key, &validation).is_ok());
+}
+
+#[divan::bench(threads = [1, 2])]
+fn cached(b: Bencher) {
+    let f = fixture();
+    let v = f.verifier(10_000);
+    v.verify_sync(&f.token).unwrap();
+    b.bench(|| v.verify_sync(black_box(&f.token)).is_ok());
+}
+
+/// Interleaved rounds of raw verification and first-sight verification, so
+/// both see the same machine load; reports the median ratio.
+fn ab_summary() {
+    let f = fixture();
+    let (input, sig) = f.signing_input_and_signature();
+    let v = f.verifier(0);
+    assert!(v.verify_sync(&f.token).is_ok());
+    const N: u32 = 1_000;
+    const ROUNDS: usize = 30;
+    let mut ratios = Vec::new();
+    let (mut raw_best, mut ours_best) = (Duration::MAX, Duration::MAX);
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        for _ in 0..N {
+            black_box(
+                UnparsedPublicKey::new(&ED25519, &f.public)
+                    .verify(black_box(&input), black_box(&sig))
+                    .is_ok(),
+            );
+        }
+        let raw = t.elapsed();
+        let t = Instant::now();
+        for _ in 0..N {
+            black_box(v.verify_sync(black_box(&f.token)).is_ok());
+        }
+        let ours = t.elapsed();
+        raw_best = raw_best.min(raw);
+        ours_best = ours_best.min(ours);
+        ratios.push(raw.as_secs_f64() / ours.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    let per_sec = |d: Duration| f64::from(N) / d.as_secs_f64();
+    println!();
+    println!("A/B (interleaved, {N} verifications × {ROUNDS} rounds, one thread):");
+    println!(
+        "  raw aws-lc-rs Ed25519 verify : {:>9.0}/s (best round)",
+        per_sec(raw_best)
+    );
+    println!(
+        "  Verifier first sight (EdDSA) : {:>9.0}/s (best round)",
+        per_sec(ours_best)
+    );
+    println!(
+        "  throughput ratio first-sight/raw: median {:.3}, best-vs-best {:.3} (goal ≥ 0.95)",
+        ratios[ratios.len() / 2],
+        raw_best.as_secs_f64() / ours_best.as_secs_f64()
+    );
+
+    let cached = f.verifier(10_000);
+    assert!(cached.verify_sync(&f.token).is_ok());
+    const M: u32 = 2_000_000;
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..M {
+            black_box(cached.verify_sync(black_box(&f.token)).is_ok());
+        }
+        best = best.min(t.elapsed());
+    }
+    println!(
+        "  Verifier cached hit          : {:>9.0}/s on one thread (goal ≥ 2M/s)",
+        per_sec_m(M, best)
+    );
+}
+
+fn per_sec_m(n: u32, d: Duration) -> f64 {
+    f64::from(n) / d.as_secs_f64()
+}

@@ -1,1 +1,0 @@
-//! Verifying Tessera access tokens in a resource server.

@@ -1,0 +1,273 @@
+//! The issuer's signing keys: JWKS import (via `jsonwebtoken`'s `Jwk` and
+//! `DecodingKey::from_jwk`) into aws-lc-rs public keys that are parsed once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use url::Url;
+
+use super::error::JwksError;
+
+/// A JWKS larger than this is refused.
+pub(crate) const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// The JWS algorithms a Tessera issuer may sign access tokens with. Symmetric
+/// (`HS*`) algorithms are deliberately absent: a MAC is never verified with a
+/// public key (checklist JW-03).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyAlg {
+    EdDSA,
+    ES256,
+    ES384,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+}
+
+impl KeyAlg {
+    /// The `alg` value, compared byte for byte with the token header's `alg`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::EdDSA => "EdDSA",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+        }
+    }
+
+    fn from_jwk_alg(alg: KeyAlgorithm) -> Option<Self> {
+        Some(match alg {
+            KeyAlgorithm::EdDSA => Self::EdDSA,
+            KeyAlgorithm::ES256 => Self::ES256,
+            KeyAlgorithm::ES384 => Self::ES384,
+            KeyAlgorithm::RS256 => Self::RS256,
+            KeyAlgorithm::RS384 => Self::RS384,
+            KeyAlgorithm::RS512 => Self::RS512,
+            KeyAlgorithm::PS256 => Self::PS256,
+            KeyAlgorithm::PS384 => Self::PS384,
+            KeyAlgorithm::PS512 => Self::PS512,
+            _ => return None,
+        })
+    }
+
+    fn rsa_params(self) -> Option<&'static RsaParameters> {
+        Some(match self {
+            Self::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            Self::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+            Self::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+            Self::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+            Self::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+            Self::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+            _ => return None,
+        })
+    }
+}
+
+/// One verification key: its algorithm (the only one it verifies) and the
+/// public key, parsed once.
+pub(crate) struct VerifyKey {
+    pub(crate) alg: KeyAlg,
+    key: ParsedPublicKey,
+}
+
+impl VerifyKey {
+    #[inline]
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.key.verify_sig(message, signature).is_ok()
+    }
+}
+
+/// The keys by `kid`.
+#[derive(Default)]
+pub(crate) struct KeySet {
+    keys: HashMap<Box<str>, Arc<VerifyKey>>,
+}
+
+impl KeySet {
+    /// Imports a JWKS document. Keys that cannot verify access tokens are
+    /// skipped with a warning (symmetric keys, keys with private members,
+    /// `use` other than `sig`, unknown or inconsistent algorithms, RSA keys
+    /// without `alg`, keys without `kid`, duplicate `kid`s after the first).
+    /// A document without any usable key is an error.
+    pub(crate) fn from_jwks(doc: &serde_json::Value) -> Result<Self, JwksError> {
+        let keys = doc
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| JwksError::Malformed("no `keys` array".into()))?;
+        let mut set = KeySet::default();
+        for (index, raw) in keys.iter().enumerate() {
+            match import_key(raw) {
+                Ok((kid, key)) => {
+                    if set.keys.contains_key(kid.as_str()) {
+                        tracing::warn!(index, "JWKS: duplicate kid; keeping the first key with it");
+                        continue;
+                    }
+                    set.keys.insert(kid.into_boxed_str(), Arc::new(key));
+                }
+                Err(reason) => tracing::warn!(index, reason, "JWKS: skipping a key"),
+            }
+        }
+        if set.keys.is_empty() {
+            return Err(JwksError::NoUsableKeys);
+        }
+        Ok(set)
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, kid: &str) -> Option<&Arc<VerifyKey>> {
+        self.keys.get(kid)
+    }
+
+    pub(crate) fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    pub(crate) fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(|k| &**k)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// Members that only a private or symmetric JWK has.
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
+
+fn import_key(raw: &serde_json::Value) -> Result<(String, VerifyKey), &'static str> {
+    let obj = raw.as_object().ok_or("not a JSON object")?;
+    if PRIVATE_MEMBERS.iter().any(|m| obj.contains_key(*m)) {
+        return Err("private or symmetric key material in a JWKS");
+    }
+    let jwk: Jwk = serde_json::from_value(raw.clone()).map_err(|_| "not a JWK")?;
+    let kid = jwk.common.key_id.clone().ok_or("no kid")?;
+    if kid.is_empty() || kid.len() > super::MAX_KID_BYTES {
+        return Err("kid empty or too long");
+    }
+    if let Some(usage) = &jwk.common.public_key_use
+        && *usage != PublicKeyUse::Signature
+    {
+        return Err("use is not sig");
+    }
+    let declared = match jwk.common.key_algorithm {
+        Some(alg) => Some(KeyAlg::from_jwk_alg(alg).ok_or("alg not an accepted signature algorithm")?),
+        None => None,
+    };
+    // The key's algorithm must agree with its type; without `alg` only the
+    // unambiguous cases (OKP Ed25519, EC P-256/P-384) are inferred.
+    let alg = match (&jwk.algorithm, declared) {
+        (AlgorithmParameters::OctetKeyPair(p), alg) => {
+            if p.curve != EllipticCurve::Ed25519 {
+                return Err("OKP curve is not Ed25519");
+            }
+            match alg {
+                None | Some(KeyAlg::EdDSA) => KeyAlg::EdDSA,
+                Some(_) => return Err("alg does not match an Ed25519 key"),
+            }
+        }
+        (AlgorithmParameters::EllipticCurve(p), alg) => match (&p.curve, alg) {
+            (EllipticCurve::P256, None | Some(KeyAlg::ES256)) => KeyAlg::ES256,
+            (EllipticCurve::P384, None | Some(KeyAlg::ES384)) => KeyAlg::ES384,
+            _ => return Err("alg does not match the EC curve"),
+        },
+        (AlgorithmParameters::RSA(_), Some(alg)) if alg.rsa_params().is_some() => alg,
+        (AlgorithmParameters::RSA(_), _) => return Err("RSA key without an RS*/PS* alg"),
+        _ => return Err("unsupported key type"),
+    };
+    let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| "invalid key parameters")?;
+    let key = match alg {
+        KeyAlg::EdDSA => {
+            let bytes = decoding.try_get_as_bytes().map_err(|_| "invalid Ed25519 key")?;
+            ParsedPublicKey::new(&signature::ED25519, bytes).map_err(|_| "invalid Ed25519 key")?
+        }
+        KeyAlg::ES256 | KeyAlg::ES384 => {
+            let bytes = decoding.try_get_as_bytes().map_err(|_| "invalid EC key")?;
+            let expected = if alg == KeyAlg::ES256 { 65 } else { 97 };
+            if bytes.len() != expected {
+                return Err("EC coordinates of the wrong length");
+            }
+            let algorithm = if alg == KeyAlg::ES256 {
+                &signature::ECDSA_P256_SHA256_FIXED
+            } else {
+                &signature::ECDSA_P384_SHA384_FIXED
+            };
+            ParsedPublicKey::new(algorithm, bytes).map_err(|_| "invalid EC key")?
+        }
+        _ => {
+            let params = alg.rsa_params().ok_or("unsupported RSA alg")?;
+            let jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, e } = decoding.kind() else {
+                return Err("invalid RSA key");
+            };
+            let components = RsaPublicKeyComponents {
+                n: strip_leading_zeros(n),
+                e: strip_leading_zeros(e),
+            };
+            components
+                .to_parsed_public_key(params)
+                .map_err(|_| "invalid RSA key")?
+        }
+    };
+    Ok((kid, VerifyKey { alg, key }))
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// Fetches and imports the JWKS at `url` (no redirects, bounded size).
+pub(crate) async fn fetch(http: &reqwest::Client, url: &Url, timeout: Duration) -> Result<KeySet, JwksError> {
+    let response = http
+        .get(url.clone())
+        .header(
+            reqwest::header::ACCEPT,
+            "application/jwk-set+json, application/json",
+        )
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| JwksError::Http(e.without_url().to_string()))?;
+    if response.status() != reqwest::StatusCode::OK {
+        return Err(JwksError::Status(response.status().as_u16()));
+    }
+    let body = read_capped(response, MAX_JWKS_BYTES)
+        .await?
+        .ok_or(JwksError::TooLarge)?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| JwksError::Malformed(e.to_string()))?;
+    KeySet::from_jwks(&doc)
+}
+
+/// Reads a response body, `Ok(None)` when it exceeds `cap` bytes.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Option<Vec<u8>>, JwksError> {
+    if response.content_length().is_some_and(|len| len > cap as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| JwksError::Http(e.without_url().to_string()))?
+    {
+        if body.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
