@@ -8,3 +8,4 @@ mod config_cli;
 mod forward_auth;
 mod harness;
 mod restart;
+mod tokens;
