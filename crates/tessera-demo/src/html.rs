@@ -27,7 +27,7 @@ const STYLE: &str = r#"
 *{box-sizing:border-box}
 body{margin:0;min-height:100vh;display:flex;align-items:flex-start;justify-content:center;
  background:#eef1f5;color:#1d2330;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-main{margin:8vh 16px;width:100%;max-width:760px;background:#fff;border-radius:12px;
+main{margin:8vh 16px;width:100%;max-width:920px;background:#fff;border-radius:12px;
  box-shadow:0 2px 12px rgba(20,30,60,.08);padding:32px 36px}
 main.narrow{max-width:420px}
 h1{margin:0 0 4px;font-size:1.6rem}
@@ -51,7 +51,8 @@ form.inline{display:inline-block;margin:0}
 a{color:#2f5fc4}
 table{width:100%;border-collapse:collapse;font-size:.92rem}
 th,td{text-align:left;padding:9px 8px;border-bottom:1px solid #e6e9ef;vertical-align:middle}
-th{font-size:.78rem;text-transform:uppercase;letter-spacing:.04em;color:#5a6475}
+th{font-size:.78rem;text-transform:uppercase;letter-spacing:.04em;color:#5a6475;white-space:nowrap}
+td:nth-child(n+2),td button{white-space:nowrap}
 tr.this-device td{background:#f3f7ff}
 .badge{display:inline-block;margin-left:6px;padding:1px 8px;border-radius:999px;background:#2f5fc4;
  color:#fff;font-size:.72rem;font-weight:600;vertical-align:middle}
