@@ -130,8 +130,15 @@ impl KeySet {
         self.keys.get(kid)
     }
 
-    pub(crate) fn contains(&self, kid: &str) -> bool {
-        self.keys.contains_key(kid)
+    /// Whether `other` has every key of `self` with the same algorithm and
+    /// key material (so nothing verified with `self` needs re-checking).
+    pub(crate) fn is_subset_of(&self, other: &KeySet) -> bool {
+        self.keys.iter().all(|(kid, key)| {
+            other
+                .keys
+                .get(kid)
+                .is_some_and(|k| k.alg == key.alg && k.key.as_ref() == key.key.as_ref())
+        })
     }
 
     pub(crate) fn kids(&self) -> impl Iterator<Item = &str> {

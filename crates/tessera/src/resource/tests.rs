@@ -956,6 +956,20 @@ fn cache_is_bounded_and_follows_key_removal() {
     install_keys(&v.inner, KeySet::from_jwks(&jwks(&[&other])).unwrap());
     assert_eq!(v.inner.cache.len(), 0);
     assert_eq!(err(&v, &t), VerifyError::UnknownKid);
+    // The same kid re-published with other key material: also dropped.
+    let t2 = other.good();
+    v.verify_sync(&t2).unwrap();
+    let mut impostor = TestKey::ed("k2").jwk;
+    impostor["kid"] = json!("k2");
+    install_keys(&v.inner, KeySet::from_jwks(&json!({"keys": [impostor]})).unwrap());
+    assert_eq!(v.inner.cache.len(), 0);
+    assert_eq!(err(&v, &t2), VerifyError::BadSignature);
+    // Re-installing identical keys keeps the cache.
+    let same = TestKey::ed("k3");
+    install_keys(&v.inner, KeySet::from_jwks(&jwks(&[&same])).unwrap());
+    v.verify_sync(&same.good()).unwrap();
+    install_keys(&v.inner, KeySet::from_jwks(&jwks(&[&same])).unwrap());
+    assert_eq!(v.inner.cache.len(), 1);
     // Disabled cache.
     let mut c = config(clock);
     c.cache_capacity = 0;
