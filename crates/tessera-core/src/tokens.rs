@@ -217,18 +217,7 @@ impl TokenService {
         session: &SessionRecord,
         req: &TokenRequest,
     ) -> Result<IssuedTokens, OAuthError> {
-        let client_id = req.client_id.as_deref().unwrap_or(DEFAULT_CLIENT_ID);
-        let client = self
-            .clients
-            .get(client_id)
-            .ok_or_else(|| OAuthError::InvalidRequest(format!("unknown client_id {client_id:?}")))?;
-        let scope = parse_scope(req.scope.as_deref())?;
-        if let Some(s) = scope.iter().find(|s| !client.allows_scope(s)) {
-            return Err(OAuthError::InvalidScope(format!(
-                "scope {s:?} is not allowed for this client"
-            )));
-        }
-        let audience = self.audience_for(client, req.audience.as_ref())?;
+        let (client, scope, audience) = self.resolve_request(req)?;
         let now = self.sessions.now();
         let access_token = self.mint_for(session, client, &scope, &audience, now)?;
         let refresh_token = if client.refresh_tokens {
@@ -261,6 +250,30 @@ impl TokenService {
             refresh_token,
             scope: scope.join(" "),
         })
+    }
+
+    /// Checks a token request exactly as [`issue_for_session`](Self::issue_for_session)
+    /// will, so a caller can refuse it before writing anything.
+    pub fn check_request(&self, req: &TokenRequest) -> Result<(), OAuthError> {
+        self.resolve_request(req).map(|_| ())
+    }
+
+    /// The client, scope and audience a request names, each allowed for the
+    /// client (least privilege: exactly what was asked for).
+    fn resolve_request(&self, req: &TokenRequest) -> Result<(&Client, Vec<String>, Vec<String>), OAuthError> {
+        let client_id = req.client_id.as_deref().unwrap_or(DEFAULT_CLIENT_ID);
+        let client = self
+            .clients
+            .get(client_id)
+            .ok_or_else(|| OAuthError::InvalidRequest(format!("unknown client_id {client_id:?}")))?;
+        let scope = parse_scope(req.scope.as_deref())?;
+        if let Some(s) = scope.iter().find(|s| !client.allows_scope(s)) {
+            return Err(OAuthError::InvalidScope(format!(
+                "scope {s:?} is not allowed for this client"
+            )));
+        }
+        let audience = self.audience_for(client, req.audience.as_ref())?;
+        Ok((client, scope, audience))
     }
 
     /// The `refresh_token` grant: rotation, the grace window, and reuse

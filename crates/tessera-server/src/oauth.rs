@@ -10,9 +10,7 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use tessera_core::clients::DEFAULT_CLIENT_ID;
 use tessera_core::keys::{KeyError, KeyInfo};
-use tessera_core::tokens::parse_scope;
 use tessera_core::{
     Clock, KeyManager, OAuthError, Sealer, SessionStore, Sessions, Timestamp, TokenRequest, TokenService,
 };
@@ -23,8 +21,6 @@ use crate::config::{Config, LEEWAY_SECS};
 
 /// How often signing keys are rotated when due, reloaded and pruned.
 pub const KEY_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
-/// Largest number of audiences a token request may name (as the core).
-const MAX_AUDIENCES: usize = 8;
 
 /// What the OAuth endpoints, the revocation feed and token issuance share.
 pub struct OAuth {
@@ -258,45 +254,11 @@ fn write_new_secret_file(path: &Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Checks a `tokens` request of `POST /v1/sessions` the way
-/// [`TokenService::issue_for_session`] will, before the session is created,
-/// so a bad request leaves nothing behind. Mirrors the core's checks
-/// (client, scope, audience).
+/// Checks a `tokens` request of `POST /v1/sessions` exactly as issuance
+/// will, before the session is created, so a bad request leaves nothing
+/// behind.
 pub fn check_token_request(tokens: &TokenService, req: &TokenRequest) -> Result<(), OAuthError> {
-    let client_id = req.client_id.as_deref().unwrap_or(DEFAULT_CLIENT_ID);
-    let client = tokens
-        .clients()
-        .get(client_id)
-        .ok_or_else(|| OAuthError::InvalidRequest(format!("unknown client_id {client_id:?}")))?;
-    let scope = parse_scope(req.scope.as_deref())?;
-    if let Some(s) = scope.iter().find(|s| !client.allows_scope(s)) {
-        return Err(OAuthError::InvalidScope(format!(
-            "scope {s:?} is not allowed for this client"
-        )));
-    }
-    let default = [tokens.policy().default_audience.clone()];
-    let aud = match &req.audience {
-        Some(a) => a.as_slice(),
-        None => &default[..],
-    };
-    if aud.is_empty() || aud.len() > MAX_AUDIENCES {
-        return Err(OAuthError::InvalidTarget(format!(
-            "between 1 and {MAX_AUDIENCES} audiences"
-        )));
-    }
-    for a in aud {
-        if a.is_empty() || a.len() > 256 || a.chars().any(char::is_control) {
-            return Err(OAuthError::InvalidTarget(
-                "audience must be 1-256 printable characters".into(),
-            ));
-        }
-        if !client.allows_audience(a) {
-            return Err(OAuthError::InvalidTarget(format!(
-                "audience {a:?} is not allowed for this client"
-            )));
-        }
-    }
-    Ok(())
+    tokens.check_request(req)
 }
 
 // ------------------------------------------------------------------ CLI
