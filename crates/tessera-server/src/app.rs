@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tessera_core::{Clock, SessionStore, Sessions, SystemClock};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -25,9 +25,19 @@ use crate::handlers::{self, forward_auth, ops, sessions};
 use crate::problem::ApiError;
 use crate::store_url::{OpenError, open_store};
 
-/// Everything a handler can reach.
+/// Everything a handler can reach. Cloned for every extractor of every
+/// request, so it is one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub sessions: Sessions,
     pub store: Arc<dyn SessionStore>,
     pub config: Arc<Config>,
@@ -82,7 +92,7 @@ pub fn build_with_sealer(
 ) -> App {
     let sessions = Sessions::new(store.clone(), clock.clone(), config.policy());
     let oauth = crate::oauth::OAuth::new(&config, sessions.clone(), store.clone(), clock, sealer);
-    let state = AppState {
+    let state = AppState(Arc::new(AppStateInner {
         oauth: Arc::new(oauth),
         sessions,
         store,
@@ -91,7 +101,7 @@ pub fn build_with_sealer(
         ))),
         config: Arc::new(config),
         metrics: crate::metrics::handle(),
-    };
+    }));
     App {
         router: router(state.clone()),
         state,
@@ -156,7 +166,9 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(make_span)
-                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                // One line per request is the cost of a verify several times over at
+                // high rates; metrics count every request, the line is for debugging.
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(DefaultOnFailure::new().level(Level::ERROR)),
         )
         .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
@@ -166,8 +178,39 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("dpop"),
         ]))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, SequentialRequestId::new()))
         .with_state(state)
+}
+
+/// Request ids: a random per-process prefix and a counter. Unique and cheap;
+/// a UUID per request cost a getrandom system call on the hot path, and a
+/// request id needs no unpredictability.
+#[derive(Clone)]
+struct SequentialRequestId {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SequentialRequestId {
+    fn new() -> Self {
+        Self {
+            prefix: tessera_core::token::new_id("")
+                .chars()
+                .take(8)
+                .collect::<String>()
+                .into(),
+            next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for SequentialRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// The request span: method, route template, request id. Never the raw
