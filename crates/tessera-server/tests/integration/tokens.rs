@@ -665,7 +665,7 @@ async fn jw_20_cli_rotation_old_kid_still_verifies() {
 /// consumed one returns the same successor, after it → 400 invalid_grant.
 #[tokio::test]
 async fn rt_01_rotation() {
-    let srv = TestServer::start(Opts::default().env("TESSERA_REFRESH_REUSE_GRACE_SECS", "1")).await;
+    let srv = TestServer::start(Opts::default().env("TESSERA_REFRESH_REUSE_GRACE_SECS", "2")).await;
     let l = login(&srv, "rt01", json!({})).await;
     let rt1 = l.refresh.unwrap();
     let t = assert_token_response(&refresh(&srv, &rt1, None).await);
@@ -678,7 +678,7 @@ async fn rt_01_rotation() {
     // Within the grace window: the same successor again (a retry).
     let again = assert_token_response(&refresh(&srv, &rt1, None).await);
     assert_eq!(again["refresh_token"], rt2.as_str(), "grace: the same successor");
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     assert_oauth_error(&refresh(&srv, &rt1, None).await, 400, "invalid_grant");
     srv.finish().await;
 }
