@@ -28,19 +28,19 @@ pub mod time;
 pub mod token;
 pub mod tokens;
 
+pub use access::{AccessClaims, Audience};
+pub use clients::{Client, ClientKind, ClientRegistry};
 pub use error::{Error, Result};
+pub use keys::{KeyManager, KeyPolicy};
 pub use memory::MemoryStore;
 pub use model::{
     ApiKeyRecord, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, PublicSession, RefreshFamily,
     RefreshLookup, Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord,
 };
 pub use policy::SessionPolicy;
+pub use seal::Sealer;
 pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Sessions, TtlInput};
 pub use store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError, StoreResult};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use token::{SecretToken, TokenHash, TokenKind};
-pub use access::{AccessClaims, Audience};
-pub use clients::{Client, ClientKind, ClientRegistry};
-pub use keys::{KeyManager, KeyPolicy};
-pub use seal::Sealer;
 pub use tokens::{Introspection, IssuedTokens, OAuthError, TokenPolicy, TokenRequest, TokenService};

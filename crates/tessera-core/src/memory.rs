@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::model::{
-    ApiKeyRecord, Event, EventKind, NewEvent, RefreshFamily, RefreshLookup, Revocation, RevokeReason, SessionRecord,
-    SigningKeyRecord,
+    ApiKeyRecord, Event, EventKind, NewEvent, RefreshFamily, RefreshLookup, Revocation, RevokeReason,
+    SessionRecord, SigningKeyRecord,
 };
 use crate::store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError, StoreResult};
 use crate::time::Timestamp;
@@ -323,7 +323,8 @@ impl SessionStore for MemoryStore {
             return Err(StoreError::Duplicate);
         }
         g.families.insert(family.id.clone(), Arc::new(family.clone()));
-        g.refresh_tokens.insert(*first, (family.id.clone(), family.generation));
+        g.refresh_tokens
+            .insert(*first, (family.id.clone(), family.generation));
         g.family_tokens.insert(family.id.clone(), vec![*first]);
         for e in events {
             g.push_event(e.clone());
@@ -351,7 +352,9 @@ impl SessionStore for MemoryStore {
         events: &[NewEvent],
     ) -> StoreResult<bool> {
         let mut g = self.lock();
-        let Some(cur) = g.families.get(family_id) else { return Ok(false) };
+        let Some(cur) = g.families.get(family_id) else {
+            return Ok(false);
+        };
         if cur.generation != expected_generation || cur.revoked.is_some() {
             return Ok(false);
         }
@@ -364,7 +367,10 @@ impl SessionStore for MemoryStore {
         next.current_sealed = Some(successor_sealed.to_vec());
         g.refresh_tokens
             .insert(*successor, (family_id.to_owned(), next.generation));
-        g.family_tokens.entry(family_id.to_owned()).or_default().push(*successor);
+        g.family_tokens
+            .entry(family_id.to_owned())
+            .or_default()
+            .push(*successor);
         g.families.insert(family_id.to_owned(), Arc::new(next));
         for e in events {
             g.push_event(e.clone());
@@ -380,7 +386,9 @@ impl SessionStore for MemoryStore {
         events: &[NewEvent],
     ) -> StoreResult<bool> {
         let mut g = self.lock();
-        let Some(cur) = g.families.get(family_id) else { return Ok(false) };
+        let Some(cur) = g.families.get(family_id) else {
+            return Ok(false);
+        };
         if cur.revoked.is_some() {
             return Ok(false);
         }
@@ -396,7 +404,11 @@ impl SessionStore for MemoryStore {
 
     async fn refresh_families_of(&self, handle: &str) -> StoreResult<Vec<Arc<RefreshFamily>>> {
         let g = self.lock();
-        Ok(g.families.values().filter(|f| f.handle == handle).cloned().collect())
+        Ok(g.families
+            .values()
+            .filter(|f| f.handle == handle)
+            .cloned()
+            .collect())
     }
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool> {

@@ -5,7 +5,13 @@
 //!   `tessera` service (SPEC §4.2).
 //! - [`resource`]: a resource-server verifier for Tessera's RFC 9068 access
 //!   tokens with JWKS caching and the pushed revocation feed (SPEC §4.4).
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::todo,
+    clippy::unimplemented
+)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 #[cfg(feature = "browser")]
