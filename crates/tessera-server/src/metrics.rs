@@ -102,18 +102,59 @@ pub fn record_verify(result: &Result<Arc<SessionRecord>, tessera_core::Error>) {
 /// Middleware: counts and times every request by its matched route.
 pub async fn track_http(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| String::from("unmatched"), |m| m.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = method_label(req.method());
     let res = next.run(req).await;
-    let status = res.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method)
-        .record(start.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", |m| m.as_str());
+    let (count, time) = http_handles(route, method, res.status().as_u16());
+    count.increment(1);
+    time.record(start.elapsed().as_secs_f64());
     res
+}
+
+/// Standard methods by name; anything else is one label, so a client
+/// cannot grow the label set (and this cache) with made-up methods.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+type HttpHandles = (metrics::Counter, metrics::Histogram);
+
+/// The request counter and latency histogram of one (route, method,
+/// status), looked up once and then reused: registering labels allocates
+/// and hashes them, which showed in the verify profile. Routes are the
+/// router's templates, so the cache is bounded.
+fn http_handles(route: &str, method: &'static str, status: u16) -> HttpHandles {
+    type Cache = std::sync::RwLock<
+        std::collections::HashMap<Box<str>, std::collections::HashMap<(&'static str, u16), HttpHandles>>,
+    >;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Ok(g) = cache.read()
+        && let Some(h) = g.get(route).and_then(|m| m.get(&(method, status)))
+    {
+        return h.clone();
+    }
+    let handles = (
+        metrics::counter!(HTTP_REQUESTS, "route" => route.to_owned(), "method" => method, "status" => status.to_string()),
+        metrics::histogram!(HTTP_DURATION, "route" => route.to_owned(), "method" => method),
+    );
+    if let Ok(mut g) = cache.write() {
+        g.entry(route.into())
+            .or_default()
+            .insert((method, status), handles.clone());
+    }
+    handles
 }
 
 /// A [`SessionStore`] that times every call of the store it wraps in
@@ -134,10 +175,28 @@ impl<S> InstrumentedStore<S> {
     }
 }
 
+/// The latency histogram of one store operation, registered once (the
+/// operations are a fixed set of names).
+fn store_histogram(op: &'static str) -> metrics::Histogram {
+    type Cache = std::sync::RwLock<std::collections::HashMap<&'static str, metrics::Histogram>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Ok(g) = cache.read()
+        && let Some(h) = g.get(op)
+    {
+        return h.clone();
+    }
+    let h = metrics::histogram!(STORE_DURATION, "op" => op);
+    if let Ok(mut g) = cache.write() {
+        g.insert(op, h.clone());
+    }
+    h
+}
+
 async fn timed<T>(op: &'static str, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
     let start = Instant::now();
     let r = fut.await;
-    metrics::histogram!(STORE_DURATION, "op" => op).record(start.elapsed().as_secs_f64());
+    store_histogram(op).record(start.elapsed().as_secs_f64());
     if r.is_err() {
         metrics::counter!(STORE_ERRORS, "op" => op).increment(1);
     }
