@@ -263,7 +263,7 @@ where
 
     let session = session::Session::new(
         shared.clone(),
-        device_of(&parts),
+        DeviceSource::of(&parts),
         current,
         presented.nonce,
         bad_cookie,
@@ -313,17 +313,35 @@ where
     Ok(resp)
 }
 
-/// The user agent (if printable) and the peer IP from `ConnectInfo`.
-fn device_of(parts: &axum::http::request::Parts) -> DeviceInput {
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.chars().any(|c| c.is_control() && c != '\t'))
-        .map(str::to_owned);
-    let ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    DeviceInput { user_agent, ip }
+/// Where the device facts of a login come from: the `User-Agent` header and
+/// the peer address from `ConnectInfo`. Kept as they are (a refcounted header
+/// value and a copy) and turned into strings only if the request logs in,
+/// so ordinary requests allocate nothing for them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeviceSource {
+    user_agent: Option<axum::http::HeaderValue>,
+    peer: Option<SocketAddr>,
+}
+
+impl DeviceSource {
+    fn of(parts: &axum::http::request::Parts) -> Self {
+        Self {
+            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+            peer: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
+        }
+    }
+
+    /// The user agent (if printable) and the peer IP.
+    pub(crate) fn to_input(&self) -> DeviceInput {
+        let user_agent = self
+            .user_agent
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.chars().any(|c| c.is_control() && c != '\t'))
+            .map(str::to_owned);
+        DeviceInput {
+            user_agent,
+            ip: self.peer.map(|p| p.ip().to_string()),
+        }
+    }
 }

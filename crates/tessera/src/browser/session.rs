@@ -29,7 +29,7 @@ pub struct Session {
 struct Inner {
     shared: Arc<Shared>,
     /// Device facts of this request (user agent, peer IP), used by `login`.
-    device: DeviceInput,
+    device: super::DeviceSource,
     state: Mutex<State>,
 }
 
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Session {
 impl Session {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        device: DeviceInput,
+        device: super::DeviceSource,
         current: Option<(Arc<SessionRecord>, String)>,
         presented_nonce: Option<String>,
         expire_cookie: bool,
@@ -190,9 +190,10 @@ impl Session {
     /// the peer address from axum's `ConnectInfo<SocketAddr>`).
     pub async fn login(&self, subject: &str, auth: AuthInput, device: DeviceInput) -> Result<(), Error> {
         let previous = self.state().current.as_ref().map(|c| c.token.clone());
+        let from_request = self.inner.device.to_input();
         let device = DeviceInput {
-            user_agent: device.user_agent.or_else(|| self.inner.device.user_agent.clone()),
-            ip: device.ip.or_else(|| self.inner.device.ip.clone()),
+            user_agent: device.user_agent.or(from_request.user_agent),
+            ip: device.ip.or(from_request.ip),
         };
         let issued = self
             .sessions()
