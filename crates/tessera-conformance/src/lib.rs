@@ -92,6 +92,7 @@ macro_rules! conformance_suite {
             ex_07_revoke_all_ends_every_session,
             ex_08_revoke_all_except_current,
             ex_09_admin_revokes_one_subject,
+            ex_09_operator_revokes_everyone_in_batches,
             ex_11_session_limit_revokes_oldest,
             fx_01_login_replaces_previous_session_and_carries_data,
             fx_02_elevate_rotates_token_keeps_handle,

@@ -240,6 +240,22 @@ impl SessionStore for MemoryStore {
         Ok(targets)
     }
 
+    async fn revoke_all_active(&self, reason: RevokeReason, now: Timestamp, batch: u32) -> StoreResult<u32> {
+        let mut g = self.lock();
+        let mut targets: Vec<String> = g
+            .sessions
+            .values()
+            .filter(|s| s.is_active(now))
+            .take(batch as usize)
+            .map(|s| s.handle.clone())
+            .collect();
+        targets.sort_unstable();
+        for h in &targets {
+            g.revoke(h, reason, now);
+        }
+        Ok(targets.len() as u32)
+    }
+
     async fn events(&self, q: &EventQuery) -> StoreResult<Vec<Event>> {
         let g = self.lock();
         let start = g.events.partition_point(|e| e.id <= q.after);

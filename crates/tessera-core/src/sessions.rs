@@ -416,6 +416,24 @@ impl Sessions {
         Ok(revoked.len())
     }
 
+    /// Revokes every active session of every subject (EX-09: after a breach
+    /// or a signing-secret leak), in batches so requests interleave.
+    pub async fn revoke_everyone(&self, reason: RevokeReason, batch: u32) -> Result<u64> {
+        let batch = batch.max(1);
+        let mut total = 0u64;
+        loop {
+            let n = self
+                .store
+                .revoke_all_active(reason, self.clock.now(), batch)
+                .await?;
+            total += u64::from(n);
+            if n < batch {
+                return Ok(total);
+            }
+            tokio_yield().await;
+        }
+    }
+
     /// A page of the audit log.
     pub async fn events(&self, mut q: EventQuery) -> Result<Vec<Event>> {
         if let Some(s) = &q.subject {

@@ -148,6 +148,11 @@ pub trait SessionStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<Vec<String>>;
 
+    /// Revokes up to `batch` active (at `now`) sessions of any subject, with
+    /// one `revoked` event each; returns how many. Callers repeat while it
+    /// returns `batch` ("sign everyone out", after a breach).
+    async fn revoke_all_active(&self, reason: RevokeReason, now: Timestamp, batch: u32) -> StoreResult<u32>;
+
     /// Events matching `query`, in increasing `id` order.
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
 

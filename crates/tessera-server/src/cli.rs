@@ -105,14 +105,18 @@ pub enum SessionsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke one session by handle, or all of a subject's sessions.
+    /// Revoke one session by handle, all of a subject's sessions, or every
+    /// active session of every subject (`--all`, e.g. after a breach).
     Revoke {
         /// The session handle (ses_…).
-        #[arg(required_unless_present = "subject", conflicts_with = "subject")]
+        #[arg(required_unless_present_any = ["subject", "all"], conflicts_with_all = ["subject", "all"])]
         handle: Option<String>,
         /// Revoke every active session of this subject.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all")]
         subject: Option<String>,
+        /// Revoke every active session of every subject.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -280,7 +284,14 @@ async fn sessions_cmd(cmd: SessionsCommand, sessions: &Sessions) -> anyhow::Resu
                 }
             }
         }
-        SessionsCommand::Revoke { handle, subject } => match (handle, subject) {
+        SessionsCommand::Revoke { all: true, .. } => {
+            let n = sessions
+                .revoke_everyone(RevokeReason::Operator, 500)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("revoked {n} session(s) of every subject");
+        }
+        SessionsCommand::Revoke { handle, subject, .. } => match (handle, subject) {
             (Some(h), _) => match sessions.revoke(&h, RevokeReason::Operator).await {
                 Ok(true) => eprintln!("revoked {h}"),
                 Ok(false) => eprintln!("{h} was already revoked"),

@@ -264,6 +264,14 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
         .await
     }
 
+    async fn revoke_all_active(&self, reason: RevokeReason, now: Timestamp, batch: u32) -> StoreResult<u32> {
+        timed(
+            "revoke_all_active",
+            self.inner.revoke_all_active(reason, now, batch),
+        )
+        .await
+    }
+
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
         timed("events", self.inner.events(query)).await
     }

@@ -197,6 +197,12 @@ impl SessionStore for SqliteStore {
             .await
     }
 
+    async fn revoke_all_active(&self, reason: RevokeReason, now: Timestamp, batch: u32) -> StoreResult<u32> {
+        self.writer
+            .call(move |c| ops::revoke_all_active(c, reason, now, batch))
+            .await
+    }
+
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
         self.readers.with(|c| ops::events(c, query))
     }

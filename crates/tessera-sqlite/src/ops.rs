@@ -246,6 +246,35 @@ pub(crate) fn revoke_subject(
     Ok(handles)
 }
 
+pub(crate) fn revoke_all_active(
+    c: &Connection,
+    reason: RevokeReason,
+    now: Timestamp,
+    batch: u32,
+) -> StoreResult<u32> {
+    let mut revoked = c
+        .prepare_cached(
+            "UPDATE sessions SET version = version + 1, revoked_at = ?1, revoke_reason = ?2 \
+             WHERE handle IN (SELECT handle FROM sessions WHERE revoked_at IS NULL AND expires_at > ?1 \
+                              ORDER BY handle LIMIT ?3) \
+             RETURNING subject, handle",
+        )
+        .store()?
+        .query_map(
+            params![now.unix_millis(), reason.as_str(), i64::from(batch)],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )
+        .store()?
+        .collect::<rusqlite::Result<Vec<(String, String)>>>()
+        .store()?;
+    // RETURNING order is unspecified; sort so the event log is reproducible.
+    revoked.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+    for (subject, handle) in &revoked {
+        insert_event(c, now, EventKind::Revoked, subject, handle, Some(reason))?;
+    }
+    Ok(revoked.len() as u32)
+}
+
 pub(crate) fn sweep(c: &Connection, now: Timestamp, batch: u32) -> StoreResult<u32> {
     // Both statements pick the same rows: the same total order, in the same
     // transaction, and the first one does not touch `sessions`. Deleting a

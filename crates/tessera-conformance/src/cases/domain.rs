@@ -1096,3 +1096,71 @@ pub async fn sweep_through_sessions_loops_until_done(store: Arc<dyn SessionStore
     assert_eq!(sorted(&expired), sorted(&handles));
     assert_eq!(h.sessions.sweep(2).await.expect("sweep"), 0);
 }
+
+/// EX-09, the other half: an operator ends every active session of every
+/// subject, in batches; sessions already revoked or expired are left as
+/// they are, and each revocation is one `revoked` event.
+pub async fn ex_09_operator_revokes_everyone_in_batches(store: Arc<dyn SessionStore>) {
+    let h = Harness::new(store);
+    let mut live = Vec::new();
+    for i in 0..3 {
+        for _ in 0..4 {
+            live.push(h.login(&format!("everyone-{i}")).await);
+        }
+    }
+    let gone = h.login("everyone-0").await;
+    h.sessions
+        .revoke(&gone.session.handle, RevokeReason::Logout)
+        .await
+        .expect("revoke");
+    // A session that expires before the operator acts.
+    let mut short = login_request("everyone-1");
+    short.ttl = Some(tessera_core::TtlInput {
+        idle_secs: Some(5),
+        absolute_secs: None,
+    });
+    let expired = h.sessions.create(short).await.expect("create");
+    h.advance_ms(6 * SEC);
+    let before = all_events(&*h.store).await.len();
+
+    let n = h
+        .sessions
+        .revoke_everyone(RevokeReason::Operator, 5)
+        .await
+        .expect("revoke_everyone");
+    assert_eq!(n, live.len() as u64, "every active session, across batches of 5");
+    for s in &live {
+        assert_eq!(
+            kind(&h.sessions.verify(s.token.expose()).await),
+            "session_revoked"
+        );
+        assert_eq!(
+            h.stored(&s.session.handle).await.revoked.map(|r| r.reason),
+            Some(RevokeReason::Operator)
+        );
+    }
+    assert_eq!(
+        h.stored(&gone.session.handle).await.revoked.map(|r| r.reason),
+        Some(RevokeReason::Logout),
+        "an earlier revocation keeps its reason"
+    );
+    assert!(
+        h.stored(&expired.session.handle).await.revoked.is_none(),
+        "expired ones are the sweeper's"
+    );
+    let new_events = &all_events(&*h.store).await[before..];
+    assert_eq!(new_events.len(), live.len(), "one event per revoked session");
+    assert!(
+        new_events
+            .iter()
+            .all(|e| e.event.kind == EventKind::Revoked && e.event.reason == Some(RevokeReason::Operator))
+    );
+    assert_eq!(
+        h.sessions
+            .revoke_everyone(RevokeReason::Operator, 5)
+            .await
+            .expect("again"),
+        0,
+        "nothing left to revoke"
+    );
+}

@@ -765,6 +765,9 @@ impl SessionStore for DownStore {
     ) -> StoreResult<Vec<String>> {
         down()
     }
+    async fn revoke_all_active(&self, _: RevokeReason, _: Timestamp, _: u32) -> StoreResult<u32> {
+        down()
+    }
     async fn events(&self, _: &EventQuery) -> StoreResult<Vec<Event>> {
         down()
     }

@@ -156,5 +156,15 @@ async fn cli_sessions_list_and_revoke() {
     srv.verify(&c.token).await.assert_problem(401, "session_revoked");
     let (st, _, _) = srv.cli(&["sessions", "revoke", "ses_AAAAAAAAAAAAAAAAAAAAAA"]);
     assert!(!st.success(), "revoking an unknown handle is an error");
+
+    // EX-09: every subject's sessions at once.
+    let d = srv.create(json!({"subject": "walt"})).await;
+    let e = srv.create(json!({"subject": "xena"})).await;
+    let (st, out, err) = srv.cli(&["sessions", "revoke", "--all"]);
+    assert!(st.success(), "sessions revoke --all: {out}\n{err}");
+    srv.verify(&d.token).await.assert_problem(401, "session_revoked");
+    srv.verify(&e.token).await.assert_problem(401, "session_revoked");
+    let (st, _, _) = srv.cli(&["sessions", "revoke", "--all", "--subject", "walt"]);
+    assert!(!st.success(), "--all and --subject conflict");
     srv.finish().await;
 }
