@@ -24,6 +24,7 @@ pub mod policy;
 pub mod seal;
 pub mod sessions;
 pub mod store;
+pub mod store_url;
 pub mod time;
 pub mod token;
 pub mod tokens;

@@ -14,8 +14,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use tessera_core::SessionPolicy;
 
-use crate::store_url::StoreUrl;
-
 /// Environment variables with the `TESSERA_` prefix that are not
 /// configuration keys (the `--config` flag's variable).
 pub const NON_KEY_ENV: &[&str] = &["TESSERA_CONFIG"];
@@ -522,7 +520,8 @@ impl Config {
         if let Err(e) = self.policy().validate() {
             return bad(format!("[session] {e}"));
         }
-        StoreUrl::parse(&self.store_url()).map_err(|e| ConfigError::Invalid(format!("store: {e}")))?;
+        crate::store_url::parse(&self.store_url())
+            .map_err(|e| ConfigError::Invalid(format!("store: {e}")))?;
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir must not be empty".into());
         }

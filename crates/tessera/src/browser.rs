@@ -132,7 +132,7 @@ impl SessionLayer {
     ) -> Result<Self, ConfigError> {
         cookie.validate()?;
         policy.validate().map_err(ConfigError::Policy)?;
-        let store = StoreUrl::parse(url)?.open()?;
+        let store = store::open(&StoreUrl::parse(url)?)?;
         Ok(Self::new(
             Sessions::new(store, Arc::new(SystemClock), policy),
             cookie,
