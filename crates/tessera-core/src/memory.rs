@@ -1,11 +1,18 @@
 //! `memory://` — an in-process store for tests and single-process demos.
 //!
-//! One mutex guards all maps, which makes every trait method trivially
-//! atomic. Records are kept behind `Arc`, so a read is a map lookup and a
+//! One lock guards all maps, and every trait method holds it for its whole
+//! run, which makes each method trivially atomic. It is a `RwLock` because
+//! the hot path, resolving a presented token on every request, only reads.
+//! Records are kept behind `Arc`, so a read is a map lookup and a
 //! reference-count increment, with no copying of the session.
+//!
+//! Sessions are keyed by their current token hash, not by handle: a request
+//! that presents a token finds its record with one probe, and the handle
+//! index is only used by the less frequent calls that name a handle.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
@@ -17,21 +24,50 @@ use crate::store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, Store
 use crate::time::Timestamp;
 use crate::token::TokenHash;
 
+/// Hashes [`TokenHash`] keys by taking the bits they already carry.
+///
+/// A token hash is a SHA-256 output of a server-drawn random secret, so its
+/// bits are uniform and nobody can choose them: running them through SipHash
+/// again buys no protection against crafted collisions, only cost. Keys whose
+/// `Hash` feeds arbitrary bytes still get spread by an FNV-1a fold.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+type ByDigest<V> = HashMap<TokenHash, V, BuildHasherDefault<DigestHasher>>;
+
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    inner: RwLock<Inner>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    sessions: HashMap<String, Arc<SessionRecord>>,
-    by_token: HashMap<TokenHash, String>,
+    /// Every session, by its current token hash.
+    sessions: ByDigest<Arc<SessionRecord>>,
+    /// handle → the session's current token hash.
+    handles: HashMap<String, TokenHash>,
     by_subject: HashMap<String, HashSet<String>>,
     events: Vec<Event>,
     api_keys: Vec<ApiKeyRecord>,
     families: HashMap<String, Arc<RefreshFamily>>,
     /// Every refresh token hash ever issued → (family, generation).
-    refresh_tokens: HashMap<TokenHash, (String, u64)>,
+    refresh_tokens: ByDigest<(String, u64)>,
     /// family id → its token hashes, so a sweep can drop them.
     family_tokens: HashMap<String, Vec<TokenHash>>,
     signing_keys: Vec<SigningKeyRecord>,
@@ -42,10 +78,14 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-applied change:
-        // every method validates before it mutates, so the data is usable.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    // A panic while holding the lock cannot leave a half-applied change:
+    // every method validates before it mutates, so the data is usable.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -55,8 +95,23 @@ impl Inner {
         self.events.push(Event { id, event: e });
     }
 
+    fn session(&self, handle: &str) -> Option<&Arc<SessionRecord>> {
+        self.handles.get(handle).and_then(|h| self.sessions.get(h))
+    }
+
+    /// Puts `record` in place of the session with its handle, under its own
+    /// token hash. The caller has checked that no other session holds that hash.
+    fn put(&mut self, record: SessionRecord) {
+        if let Some(old) = self.handles.insert(record.handle.clone(), record.token_hash)
+            && old != record.token_hash
+        {
+            self.sessions.remove(&old);
+        }
+        self.sessions.insert(record.token_hash, Arc::new(record));
+    }
+
     fn revoke(&mut self, handle: &str, reason: RevokeReason, now: Timestamp) -> bool {
-        let Some(cur) = self.sessions.get(handle) else {
+        let Some(cur) = self.session(handle) else {
             return false;
         };
         if cur.revoked.is_some() {
@@ -66,7 +121,7 @@ impl Inner {
         next.version += 1;
         next.revoked = Some(Revocation { at: now, reason });
         let ev = NewEvent::revoked(&next, reason, now);
-        self.sessions.insert(handle.to_owned(), Arc::new(next));
+        self.put(next);
         self.push_event(ev);
         true
     }
@@ -76,14 +131,14 @@ impl Inner {
             .get(subject)
             .into_iter()
             .flatten()
-            .filter_map(|h| self.sessions.get(h))
+            .filter_map(|h| self.session(h))
             .filter(|s| s.is_active(now))
             .cloned()
             .collect()
     }
 
     fn remove(&mut self, handle: &str) -> Option<Arc<SessionRecord>> {
-        let s = self.sessions.remove(handle)?;
+        let s = self.sessions.remove(&self.handles.remove(handle)?)?;
         let fams: Vec<String> = self
             .families
             .values()
@@ -96,7 +151,6 @@ impl Inner {
                 self.refresh_tokens.remove(&h);
             }
         }
-        self.by_token.remove(&s.token_hash);
         if let Some(set) = self.by_subject.get_mut(&s.subject) {
             set.remove(handle);
             if set.is_empty() {
@@ -115,20 +169,18 @@ impl SessionStore for MemoryStore {
         opts: &CreateOptions,
         events: &[NewEvent],
     ) -> StoreResult<CreateOutcome> {
-        let mut g = self.lock();
-        if g.sessions.contains_key(&session.handle) || g.by_token.contains_key(&session.token_hash) {
+        let mut g = self.write();
+        if g.handles.contains_key(&session.handle) || g.sessions.contains_key(&session.token_hash) {
             return Err(StoreError::Duplicate);
         }
         if let Some((h, v)) = &opts.replace {
-            match g.sessions.get(h) {
+            match g.session(h) {
                 Some(p) if p.version == *v && p.revoked.is_none() => {}
                 _ => return Ok(CreateOutcome::Conflict),
             }
             g.revoke(h, RevokeReason::Replaced, opts.now);
         }
-        g.sessions
-            .insert(session.handle.clone(), Arc::new(session.clone()));
-        g.by_token.insert(session.token_hash, session.handle.clone());
+        g.put(session.clone());
         g.by_subject
             .entry(session.subject.clone())
             .or_default()
@@ -151,12 +203,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn get(&self, handle: &str) -> StoreResult<Option<Arc<SessionRecord>>> {
-        Ok(self.lock().sessions.get(handle).cloned())
+        Ok(self.read().session(handle).cloned())
     }
 
     async fn get_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Arc<SessionRecord>>> {
-        let g = self.lock();
-        Ok(g.by_token.get(hash).and_then(|h| g.sessions.get(h)).cloned())
+        Ok(self.read().sessions.get(hash).cloned())
     }
 
     async fn touch(
@@ -166,11 +217,12 @@ impl SessionStore for MemoryStore {
         last_seen_at: Timestamp,
         idle_expires_at: Timestamp,
     ) -> StoreResult<bool> {
-        let mut g = self.lock();
-        let Some(cur) = g.sessions.get_mut(handle) else {
+        let mut g = self.write();
+        // Keyed by the token hash: a hit is the session's current token.
+        let Some(cur) = g.sessions.get_mut(token_hash) else {
             return Ok(false);
         };
-        if cur.token_hash != *token_hash || cur.revoked.is_some() {
+        if cur.handle != handle || cur.revoked.is_some() {
             return Ok(false);
         }
         let s = Arc::make_mut(cur);
@@ -185,25 +237,20 @@ impl SessionStore for MemoryStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
-        let mut g = self.lock();
-        let Some(cur) = g.sessions.get(&session.handle).cloned() else {
+        let mut g = self.write();
+        let Some(cur) = g.session(&session.handle).cloned() else {
             return Ok(false);
         };
         if cur.version != expected_version {
             return Ok(false);
         }
-        let old_hash = cur.token_hash;
-        if old_hash != session.token_hash {
-            if g.by_token.contains_key(&session.token_hash) {
-                return Err(StoreError::Duplicate);
-            }
-            g.by_token.remove(&old_hash);
-            g.by_token.insert(session.token_hash, session.handle.clone());
+        if cur.token_hash != session.token_hash && g.sessions.contains_key(&session.token_hash) {
+            return Err(StoreError::Duplicate);
         }
         let mut next = session.clone();
         next.last_seen_at = next.last_seen_at.max(cur.last_seen_at);
         next.idle_expires_at = next.idle_expires_at.max(cur.idle_expires_at);
-        g.sessions.insert(session.handle.clone(), Arc::new(next));
+        g.put(next);
         for e in events {
             g.push_event(e.clone());
         }
@@ -211,12 +258,12 @@ impl SessionStore for MemoryStore {
     }
 
     async fn list_by_subject(&self, subject: &str) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        let g = self.lock();
+        let g = self.read();
         Ok(g.by_subject
             .get(subject)
             .into_iter()
             .flatten()
-            .filter_map(|h| g.sessions.get(h).cloned())
+            .filter_map(|h| g.session(h).cloned())
             .collect())
     }
 
@@ -227,7 +274,7 @@ impl SessionStore for MemoryStore {
         reason: RevokeReason,
         now: Timestamp,
     ) -> StoreResult<Vec<String>> {
-        let mut g = self.lock();
+        let mut g = self.write();
         let targets: Vec<String> = g
             .active_of(subject, now)
             .into_iter()
@@ -241,7 +288,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn revoke_all_active(&self, reason: RevokeReason, now: Timestamp, batch: u32) -> StoreResult<u32> {
-        let mut g = self.lock();
+        let mut g = self.write();
         let mut targets: Vec<String> = g
             .sessions
             .values()
@@ -257,7 +304,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn events(&self, q: &EventQuery) -> StoreResult<Vec<Event>> {
-        let g = self.lock();
+        let g = self.read();
         let start = g.events.partition_point(|e| e.id <= q.after);
         Ok(g.events[start..]
             .iter()
@@ -270,7 +317,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
-        let mut g = self.lock();
+        let mut g = self.write();
         let dead: Vec<String> = g
             .sessions
             .values()
@@ -289,7 +336,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
-        Ok(self.lock().sessions.values().filter(|s| s.is_active(now)).count() as u64)
+        Ok(self.read().sessions.values().filter(|s| s.is_active(now)).count() as u64)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -297,7 +344,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
-        let mut g = self.lock();
+        let mut g = self.write();
         if g.api_keys.iter().any(|k| k.id == key.id || k.hash == key.hash) {
             return Err(StoreError::Duplicate);
         }
@@ -306,19 +353,19 @@ impl SessionStore for MemoryStore {
     }
 
     async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
-        Ok(self.lock().api_keys.iter().find(|k| k.hash == *hash).cloned())
+        Ok(self.read().api_keys.iter().find(|k| k.hash == *hash).cloned())
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
         // "Oldest first" is by creation time, not by insertion order: a key
         // imported with an earlier `created_at` sorts before newer ones.
-        let mut keys = self.lock().api_keys.clone();
+        let mut keys = self.read().api_keys.clone();
         keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(keys)
     }
 
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        let mut g = self.lock();
+        let mut g = self.write();
         match g.api_keys.iter_mut().find(|k| k.id == id) {
             Some(k) if k.revoked_at.is_none() => {
                 k.revoked_at = Some(now);
@@ -334,7 +381,7 @@ impl SessionStore for MemoryStore {
         first: &TokenHash,
         events: &[NewEvent],
     ) -> StoreResult<()> {
-        let mut g = self.lock();
+        let mut g = self.write();
         if g.families.contains_key(&family.id) || g.refresh_tokens.contains_key(first) {
             return Err(StoreError::Duplicate);
         }
@@ -349,7 +396,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
-        let g = self.lock();
+        let g = self.read();
         Ok(g.refresh_tokens.get(hash).and_then(|(fid, generation)| {
             g.families.get(fid).map(|f| RefreshLookup {
                 family: f.clone(),
@@ -367,7 +414,7 @@ impl SessionStore for MemoryStore {
         now: Timestamp,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
-        let mut g = self.lock();
+        let mut g = self.write();
         let Some(cur) = g.families.get(family_id) else {
             return Ok(false);
         };
@@ -401,7 +448,7 @@ impl SessionStore for MemoryStore {
         now: Timestamp,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
-        let mut g = self.lock();
+        let mut g = self.write();
         let Some(cur) = g.families.get(family_id) else {
             return Ok(false);
         };
@@ -419,7 +466,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn refresh_families_of(&self, handle: &str) -> StoreResult<Vec<Arc<RefreshFamily>>> {
-        let g = self.lock();
+        let g = self.read();
         Ok(g.families
             .values()
             .filter(|f| f.handle == handle)
@@ -428,7 +475,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool> {
-        let mut g = self.lock();
+        let mut g = self.write();
         if g.signing_keys.iter().any(|k| k.kid == key.kid) {
             return Err(StoreError::Duplicate);
         }
@@ -447,11 +494,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        Ok(self.lock().signing_keys.clone())
+        Ok(self.read().signing_keys.clone())
     }
 
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool> {
-        let mut g = self.lock();
+        let mut g = self.write();
         let before = g.signing_keys.len();
         g.signing_keys.retain(|k| k.kid != kid);
         Ok(g.signing_keys.len() != before)
