@@ -94,6 +94,13 @@ impl Fixture {
 }
 
 fn main() {
+    // `VERIFY_LOOP=raw|first|fresh|cached:N` runs just that loop N times and
+    // exits: a fixed amount of work for `valgrind --tool=callgrind`, whose
+    // instruction counts stay comparable when the machine is busy.
+    if let Ok(spec) = std::env::var("VERIFY_LOOP") {
+        fixed_loop(&spec);
+        return;
+    }
     divan::main();
     // Only on a full run (no name filter given).
     if !std::env::args().skip(1).any(|a| !a.starts_with('-')) {
@@ -213,6 +220,50 @@ fn ab_summary() {
         "  Verifier cached hit          : {:>9.0}/s on one thread (goal ≥ 2M/s)",
         per_sec_m(M, best)
     );
+}
+
+fn fixed_loop(spec: &str) {
+    let (what, n) = spec.split_once(':').unwrap_or((spec, "10000"));
+    let n: u64 = n.parse().unwrap();
+    let f = fixture();
+    match what {
+        "raw" => {
+            let (input, sig) = f.signing_input_and_signature();
+            counted_raw(&f.public, &input, &sig, n);
+        }
+        "first" => counted_verify(&f.verifier(0), std::iter::repeat_n(&f.token, n as usize)),
+        "fresh" => {
+            let tokens: Vec<String> = (1..=n).map(|i| f.token(i)).collect();
+            counted_verify(&f.verifier(10_000), tokens.iter());
+        }
+        "cached" => {
+            let v = f.verifier(10_000);
+            v.verify_sync(&f.token).unwrap();
+            counted_verify(&v, std::iter::repeat_n(&f.token, n as usize));
+        }
+        other => panic!("VERIFY_LOOP: unknown loop {other}"),
+    }
+}
+
+// The two loops are separate functions so that callgrind can count only them
+// (`--toggle-collect='*counted_*'`); the result is dropped inside, as in the
+// timed loops.
+#[inline(never)]
+fn counted_raw(public: &[u8], input: &[u8], sig: &[u8], n: u64) {
+    for _ in 0..n {
+        black_box(
+            UnparsedPublicKey::new(&ED25519, public)
+                .verify(black_box(input), black_box(sig))
+                .is_ok(),
+        );
+    }
+}
+
+#[inline(never)]
+fn counted_verify<'a>(v: &Verifier, tokens: impl Iterator<Item = &'a String>) {
+    for t in tokens {
+        assert!(v.verify_sync(black_box(t)).is_ok());
+    }
 }
 
 fn per_sec_m(n: u32, d: Duration) -> f64 {

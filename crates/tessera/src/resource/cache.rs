@@ -57,13 +57,18 @@ impl TokenCache {
         }
     }
 
+    /// The map key of `token`; `None` when the cache is disabled. Computed
+    /// once per verification and passed to both the lookup and the insert.
     #[inline]
-    fn key(&self, token: &str) -> u64 {
+    pub(crate) fn key(&self, token: &str) -> Option<u64> {
+        if self.shards.is_empty() {
+            return None;
+        }
         let bytes = token.as_bytes();
         let mut h = self.hasher.build_hasher();
         h.write_usize(bytes.len());
         h.write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
-        h.finish()
+        Some(h.finish())
     }
 
     #[inline]
@@ -73,13 +78,10 @@ impl TokenCache {
         self.shards.get(((key >> 40) as usize) % SHARDS.max(1))
     }
 
-    /// Runs `f` on the entry for exactly this token, under the shard's read lock.
+    /// Runs `f` on the entry for exactly this token, under the shard's read
+    /// lock. `key`: [`TokenCache::key`] of `token`.
     #[inline]
-    pub(crate) fn with_hit<R>(&self, token: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
-        if self.shards.is_empty() {
-            return None;
-        }
-        let key = self.key(token);
+    pub(crate) fn with_hit<R>(&self, key: u64, token: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let shard = read(self.shard(key)?);
         let entry = shard.map.get(&key)?;
         if *entry.token != *token {
@@ -88,20 +90,17 @@ impl TokenCache {
         Some(f(entry))
     }
 
-    /// Caches a verified token. `expired_before`: entries whose `exp` is
-    /// before this may be dropped.
+    /// Caches a verified token. `key`: [`TokenCache::key`] of `token`.
+    /// `expired_before`: entries whose `exp` is before this may be dropped.
     pub(crate) fn insert(
         &self,
+        key: u64,
         token: &str,
         verified: Arc<VerifiedToken>,
         exp: i64,
         epoch: u64,
         expired_before: i64,
     ) {
-        if self.shards.is_empty() {
-            return;
-        }
-        let key = self.key(token);
         let Some(lock) = self.shard(key) else { return };
         let mut shard = write(lock);
         if shard.map.len() >= self.per_shard && !shard.map.contains_key(&key) {

@@ -2,7 +2,7 @@
 //! `DecodingKey::from_jwk`) into aws-lc-rs public keys that are parsed once.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
@@ -89,10 +89,21 @@ impl VerifyKey {
     }
 }
 
+/// Protected headers (base64url, as in the token) remembered per key set.
+const HEADER_MEMO_SLOTS: usize = 4;
+
 /// The keys by `kid`.
 #[derive(Default)]
 pub(crate) struct KeySet {
     keys: HashMap<Box<str>, Arc<VerifyKey>>,
+    /// Encoded protected headers of tokens that verified completely with this
+    /// key set, and the key each one selected. Every issuer-minted token
+    /// carries one of a handful of byte-identical headers, and the header
+    /// checks depend only on those bytes and on this (immutable) key set, so
+    /// a byte-equal header needs neither decoding nor parsing again. Filled
+    /// only after a signature verified, so forged headers cannot take the
+    /// slots; a new key set (any JWKS install) starts empty.
+    header_memo: [OnceLock<(Box<str>, Arc<VerifyKey>)>; HEADER_MEMO_SLOTS],
 }
 
 impl KeySet {
@@ -128,6 +139,29 @@ impl KeySet {
     #[inline]
     pub(crate) fn get(&self, kid: &str) -> Option<&Arc<VerifyKey>> {
         self.keys.get(kid)
+    }
+
+    /// The key selected by an encoded header that passed every header check
+    /// with this key set before.
+    #[inline]
+    pub(crate) fn known_header(&self, header_b64: &str) -> Option<&Arc<VerifyKey>> {
+        self.header_memo
+            .iter()
+            .filter_map(OnceLock::get)
+            .find(|(h, _)| **h == *header_b64)
+            .map(|(_, key)| key)
+    }
+
+    /// Remembers a header that passed the header checks and whose token then
+    /// verified with `key`. A full memo stays as it is.
+    pub(crate) fn remember_header(&self, header_b64: &str, key: &Arc<VerifyKey>) {
+        if self.known_header(header_b64).is_some() {
+            return;
+        }
+        if let Some(slot) = self.header_memo.iter().find(|slot| slot.get().is_none()) {
+            // Losing a race to another thread only leaves this header out.
+            let _ = slot.set((header_b64.into(), Arc::clone(key)));
+        }
     }
 
     /// Whether `other` has every key of `self` with the same algorithm and

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::VerifyError;
+use super::jwks::{KeySet, VerifyKey};
 use super::{Inner, MAX_KID_BYTES, MAX_TOKEN_BYTES, read};
 
 /// The protected header may take at most this many base64url characters.
@@ -158,12 +159,16 @@ static BASE64URL: [bool; 256] = {
     t
 };
 
-/// Splits a compact JWS after checking its form: at most `MAX_TOKEN_BYTES`,
-/// only base64url characters and exactly two dots, no empty segment. This
-/// refuses padding (`=`), whitespace, JSON serialization and JWE before
-/// anything is decoded.
-#[inline]
-fn split(token: &str) -> Result<(&str, &str, &str), VerifyError> {
+/// Checks the form of a compact JWS: at most `MAX_TOKEN_BYTES`, only
+/// base64url characters and exactly two dots, no empty segment. This refuses
+/// padding (`=`), whitespace, JSON serialization and JWE.
+///
+/// The common path does not run it: [`locate`] finds the segments and the
+/// base64url decoder refuses every byte outside the alphabet, so only a token
+/// whose decoding failed is checked here, to answer `Malformed` before any
+/// other error exactly as if the form had been checked first.
+#[cold]
+fn check_form(token: &str) -> Result<(), VerifyError> {
     let bytes = token.as_bytes();
     if bytes.len() > MAX_TOKEN_BYTES {
         return Err(VerifyError::TooLong);
@@ -188,7 +193,67 @@ fn split(token: &str) -> Result<(&str, &str, &str), VerifyError> {
     if s_start + s != bytes.len() || h == 0 || p == 0 || s == 0 {
         return Err(VerifyError::Malformed);
     }
-    Ok((&token[..h], &token[h + 1..h + 1 + p], &token[s_start..]))
+    Ok(())
+}
+
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const DOTS: u64 = 0x2e2e_2e2e_2e2e_2e2e;
+
+/// The high bit of every byte of `word` that is `.`, and no other bit (exact
+/// per byte: no carry crosses a byte).
+#[inline]
+fn dot_bits(word: u64) -> u64 {
+    let x = word ^ DOTS;
+    !((x & LOW7).wrapping_add(LOW7) | x) & !LOW7
+}
+
+/// The index of the first `.`, eight bytes at a time.
+#[inline]
+fn find_dot(bytes: &[u8]) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let bits = dot_bits(u64::from_le_bytes(chunk.try_into().ok()?));
+        if bits != 0 {
+            return Some(at + bits.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    chunks.remainder().iter().position(|b| *b == b'.').map(|i| at + i)
+}
+
+/// The index of the last `.`, eight bytes at a time.
+#[inline]
+fn rfind_dot(bytes: &[u8]) -> Option<usize> {
+    let mut chunks = bytes.rchunks_exact(8);
+    let mut end = bytes.len();
+    for chunk in &mut chunks {
+        end -= 8;
+        let bits = dot_bits(u64::from_le_bytes(chunk.try_into().ok()?));
+        if bits != 0 {
+            return Some(end + 7 - bits.leading_zeros() as usize / 8);
+        }
+    }
+    chunks.remainder().iter().rposition(|b| *b == b'.')
+}
+
+/// The three segments: up to the first dot, between the first and the last,
+/// after the last. Only the length and the dots are looked at; a token
+/// whose segments all decode has the form [`check_form`] requires (the
+/// payload decodes only without dots in it).
+#[inline]
+fn locate(token: &str) -> Result<(&str, &str, &str), VerifyError> {
+    let bytes = token.as_bytes();
+    if bytes.len() > MAX_TOKEN_BYTES {
+        return Err(VerifyError::TooLong);
+    }
+    let (Some(first), Some(last)) = (find_dot(bytes), rfind_dot(bytes)) else {
+        return Err(VerifyError::Malformed);
+    };
+    if first == 0 || last <= first + 1 || last + 1 == bytes.len() {
+        return Err(VerifyError::Malformed);
+    }
+    Ok((&token[..first], &token[first + 1..last], &token[last + 1..]))
 }
 
 /// Decodes base64url (no padding, canonical trailing bits) into `buf`.
@@ -208,90 +273,104 @@ fn is_access_token_type(typ: &str) -> bool {
 /// The verification (see the module docs for the order of the checks).
 pub(crate) fn verify(inner: &Inner, token: &str) -> Result<Arc<VerifiedToken>, VerifyError> {
     inner.check_feed()?;
+    let cache_key = inner.cache.key(token);
     // Fast path: a token verified before. Expiry and revocation are checked
     // again on every hit.
-    if let Some(result) = inner.cache.with_hit(token, |entry| {
-        let now = inner.clock.now_unix();
-        if now >= entry.exp.saturating_add(inner.leeway) {
-            return Err(VerifyError::Expired);
-        }
-        let epoch = inner.revocations.epoch();
-        if entry.epoch() != epoch {
-            if inner.revocations.is_revoked(&entry.verified.claims.sid) {
-                return Err(VerifyError::Revoked);
+    if let Some(key) = cache_key
+        && let Some(result) = inner.cache.with_hit(key, token, |entry| {
+            let now = inner.clock.now_unix();
+            if now >= entry.exp.saturating_add(inner.leeway) {
+                return Err(VerifyError::Expired);
             }
-            entry.set_epoch(epoch);
-        }
-        Ok(Arc::clone(&entry.verified))
-    }) {
+            let epoch = inner.revocations.epoch();
+            if entry.epoch() != epoch {
+                if inner.revocations.is_revoked(&entry.verified.claims.sid) {
+                    return Err(VerifyError::Revoked);
+                }
+                entry.set_epoch(epoch);
+            }
+            Ok(Arc::clone(&entry.verified))
+        })
+    {
         return result;
     }
-    first_sight(inner, token)
+    first_sight(inner, token, cache_key)
 }
 
-fn first_sight(inner: &Inner, token: &str) -> Result<Arc<VerifiedToken>, VerifyError> {
-    let (header_b64, payload_b64, signature_b64) = split(token)?;
+/// Decoded payloads up to this size stay on the stack.
+const PAYLOAD_STACK_BYTES: usize = 1024;
 
-    // 1. Header.
-    if header_b64.len() > MAX_HEADER_B64 {
-        return Err(VerifyError::BadHeader);
-    }
-    let mut header_buf = [0u8; MAX_HEADER_B64 / 4 * 3 + 3];
-    let header_json = decode_into(header_b64, &mut header_buf, VerifyError::BadHeader)?;
-    // A JSON object (serde would also map an array onto the struct).
-    if header_json.first() != Some(&b'{') {
-        return Err(VerifyError::BadHeader);
-    }
-    let header: RawHeader<'_> = serde_json::from_slice(header_json).map_err(|_| VerifyError::BadHeader)?;
-    if header.crit.0 {
-        return Err(VerifyError::CriticalExtension);
-    }
-    if header.jwk.0 || header.jku.0 || header.x5u.0 || header.x5c.0 || header.enc.0 || header.zip.0 {
-        return Err(VerifyError::UnsupportedHeader);
-    }
-    match header.typ.as_deref() {
-        Some(typ) if is_access_token_type(typ) => {}
-        _ => return Err(VerifyError::WrongType),
-    }
-    let alg = header.alg.as_deref().ok_or(VerifyError::AlgorithmMismatch)?;
-    if alg.eq_ignore_ascii_case("none") {
-        return Err(VerifyError::AlgorithmMismatch);
-    }
-    let kid = match header.kid.as_deref() {
-        Some(kid) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => kid,
-        _ => return Err(VerifyError::BadKid),
+fn first_sight(
+    inner: &Inner,
+    token: &str,
+    cache_key: Option<u64>,
+) -> Result<Arc<VerifiedToken>, VerifyError> {
+    let (header_b64, payload_b64, signature_b64) = locate(token)?;
+
+    // Everything is base64url-decoded first (nothing is interpreted yet): a
+    // failure may be a byte outside the alphabet, which must be reported as
+    // `Malformed` before any header error. The other decoding errors are
+    // reported below, at the step that needs the bytes.
+    let mut sig_buf = [0u8; MAX_SIGNATURE_B64 / 4 * 3 + 3];
+    let signature = if signature_b64.len() > MAX_SIGNATURE_B64 {
+        Err(VerifyError::BadSignature)
+    } else {
+        decode_into(signature_b64, &mut sig_buf, VerifyError::BadSignature)
+    };
+    let mut payload_stack = [0u8; PAYLOAD_STACK_BYTES];
+    let mut payload_heap = Vec::new();
+    let payload_max = payload_b64.len() / 4 * 3 + 3;
+    let payload_buf: &mut [u8] = if payload_max <= PAYLOAD_STACK_BYTES {
+        &mut payload_stack
+    } else {
+        payload_heap.resize(payload_max, 0);
+        &mut payload_heap
+    };
+    let payload_json = decode_into(payload_b64, payload_buf, VerifyError::InvalidClaims);
+
+    // 1. Header, and 2. the key, the algorithm coming from it.
+    let keys = Arc::clone(&*read(&inner.keys));
+    let known = keys.known_header(header_b64);
+    let key = match known {
+        Some(key) => {
+            if signature.is_err() || payload_json.is_err() {
+                check_form(token)?;
+            }
+            key
+        }
+        None => {
+            let mut header_buf = [0u8; MAX_HEADER_B64 / 4 * 3 + 3];
+            let header_json = if header_b64.len() > MAX_HEADER_B64 {
+                Err(VerifyError::BadHeader)
+            } else {
+                decode_into(header_b64, &mut header_buf, VerifyError::BadHeader)
+            };
+            if header_json.is_err() || signature.is_err() || payload_json.is_err() {
+                check_form(token)?;
+            }
+            check_header(&keys, header_json?)?
+        }
     };
 
-    // 2. Key, and the algorithm comes from it.
-    let key = read(&inner.keys)
-        .get(kid)
-        .cloned()
-        .ok_or(VerifyError::UnknownKid)?;
-    if alg != key.alg.name() {
-        return Err(VerifyError::AlgorithmMismatch);
-    }
-
     // 3. Signature over the exact signing input.
-    if signature_b64.len() > MAX_SIGNATURE_B64 {
-        return Err(VerifyError::BadSignature);
-    }
-    let mut sig_buf = [0u8; MAX_SIGNATURE_B64 / 4 * 3 + 3];
-    let signature = decode_into(signature_b64, &mut sig_buf, VerifyError::BadSignature)?;
+    let signature = signature?;
     let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
     if !key.verify(signing_input, signature) {
         return Err(VerifyError::BadSignature);
     }
+    if known.is_none() {
+        keys.remember_header(header_b64, key);
+    }
 
     // 4. Claims, only now.
-    let mut payload_json = Vec::with_capacity(payload_b64.len() / 4 * 3 + 3);
-    URL_SAFE_NO_PAD
-        .decode_vec(payload_b64, &mut payload_json)
-        .map_err(|_| VerifyError::InvalidClaims)?;
+    let payload_json = payload_json?;
     if payload_json.first() != Some(&b'{') {
         return Err(VerifyError::InvalidClaims);
     }
-    let claims: AccessClaims =
-        serde_json::from_slice(&payload_json).map_err(|_| VerifyError::InvalidClaims)?;
+    // Validated once as a whole, so that serde_json does not validate every
+    // string again.
+    let payload_json = std::str::from_utf8(payload_json).map_err(|_| VerifyError::InvalidClaims)?;
+    let claims: AccessClaims = serde_json::from_str(payload_json).map_err(|_| VerifyError::InvalidClaims)?;
     if claims.sub.is_empty() || claims.sid.is_empty() || claims.client_id.is_empty() || claims.jti.is_empty()
     {
         return Err(VerifyError::InvalidClaims);
@@ -337,12 +416,73 @@ fn first_sight(inner: &Inner, token: &str) -> Result<Arc<VerifiedToken>, VerifyE
         .unwrap_or_default();
     let exp = claims.exp;
     let verified = Arc::new(VerifiedToken { claims, scopes });
-    inner.cache.insert(
-        token,
-        Arc::clone(&verified),
-        exp,
-        epoch,
-        now.saturating_sub(leeway),
-    );
+    if let Some(cache_key) = cache_key {
+        inner.cache.insert(
+            cache_key,
+            token,
+            Arc::clone(&verified),
+            exp,
+            epoch,
+            now.saturating_sub(leeway),
+        );
+    }
     Ok(verified)
+}
+
+/// The header checks, on the decoded protected header; returns the key that
+/// `kid` names, whose algorithm `alg` must equal.
+fn check_header<'k>(keys: &'k KeySet, header_json: &[u8]) -> Result<&'k Arc<VerifyKey>, VerifyError> {
+    // A JSON object (serde would also map an array onto the struct).
+    if header_json.first() != Some(&b'{') {
+        return Err(VerifyError::BadHeader);
+    }
+    let header_json = std::str::from_utf8(header_json).map_err(|_| VerifyError::BadHeader)?;
+    let header: RawHeader<'_> = serde_json::from_str(header_json).map_err(|_| VerifyError::BadHeader)?;
+    if header.crit.0 {
+        return Err(VerifyError::CriticalExtension);
+    }
+    if header.jwk.0 || header.jku.0 || header.x5u.0 || header.x5c.0 || header.enc.0 || header.zip.0 {
+        return Err(VerifyError::UnsupportedHeader);
+    }
+    match header.typ.as_deref() {
+        Some(typ) if is_access_token_type(typ) => {}
+        _ => return Err(VerifyError::WrongType),
+    }
+    let alg = header.alg.as_deref().ok_or(VerifyError::AlgorithmMismatch)?;
+    if alg.eq_ignore_ascii_case("none") {
+        return Err(VerifyError::AlgorithmMismatch);
+    }
+    let kid = match header.kid.as_deref() {
+        Some(kid) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => kid,
+        _ => return Err(VerifyError::BadKid),
+    };
+    let key = keys.get(kid).ok_or(VerifyError::UnknownKid)?;
+    if alg != key.alg.name() {
+        return Err(VerifyError::AlgorithmMismatch);
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::{find_dot, rfind_dot};
+
+    #[test]
+    fn dot_search_matches_a_plain_scan() {
+        // Dots at every offset around the 8-byte chunks, next to bytes one bit
+        // away from `.` (`/` is 0x2f, `,` 0x2c) and to non-ASCII bytes.
+        for len in 0..40 {
+            for a in 0..len {
+                for b in a..len {
+                    let mut bytes: Vec<u8> = (0..len).map(|i| [b'/', b',', 0xae, b'A'][i % 4]).collect();
+                    bytes[a] = b'.';
+                    bytes[b] = b'.';
+                    assert_eq!(find_dot(&bytes), bytes.iter().position(|c| *c == b'.'));
+                    assert_eq!(rfind_dot(&bytes), bytes.iter().rposition(|c| *c == b'.'));
+                }
+            }
+            let none = vec![b'/'; len];
+            assert_eq!((find_dot(&none), rfind_dot(&none)), (None, None));
+        }
+    }
 }
