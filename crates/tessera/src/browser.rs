@@ -55,7 +55,7 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response, StatusCode, header};
-use tessera_core::{DeviceInput, SessionPolicy, Sessions, SystemClock};
+use tessera_core::{DeviceInput, SessionPolicy, SessionRecord, Sessions, SystemClock};
 use tower::{Layer, Service};
 
 mod config;
@@ -68,6 +68,8 @@ mod session;
 mod store;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_waiting;
 
 pub use config::{ConfigError, CookieConfig, CsrfConfig, CsrfKey, SameSite, TokenPolicy};
 pub use csrf::{CSRF_FIELD, CSRF_HEADER};
@@ -82,10 +84,25 @@ pub use store::StoreUrl;
 pub(crate) struct Shared {
     pub(crate) sessions: Sessions,
     pub(crate) cookie: CookieConfig,
+    /// `cookie.csrf_nonce_name()`, made once rather than on every request.
+    pub(crate) nonce_cookie: String,
     pub(crate) csrf: CsrfConfig,
     pub(crate) login_redirect: Option<String>,
     pub(crate) step_up_redirect: Option<String>,
     pub(crate) no_store_authenticated: bool,
+    /// Set once the store made a verification wait (see `verify_now`).
+    pub(crate) store_waits: StoreWaits,
+}
+
+/// Whether the store has ever made a request wait; clones start from the
+/// value at the time.
+#[derive(Debug, Default)]
+pub(crate) struct StoreWaits(AtomicBool);
+
+impl Clone for StoreWaits {
+    fn clone(&self) -> Self {
+        Self(AtomicBool::new(self.0.load(Ordering::Relaxed)))
+    }
 }
 
 /// The tower layer for cookie sessions and CSRF; see the [module
@@ -113,11 +130,13 @@ impl SessionLayer {
         Self {
             shared: Arc::new(Shared {
                 sessions,
+                nonce_cookie: cookie.csrf_nonce_name(),
                 cookie,
                 csrf: CsrfConfig::new(),
                 login_redirect: None,
                 step_up_redirect: None,
                 no_store_authenticated: true,
+                store_waits: StoreWaits::default(),
             }),
         }
     }
@@ -208,11 +227,90 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // A safe method needs no CSRF check, so the store lookup is its only
+        // wait. When the store answers at once (the memory store always does;
+        // SQLite does for reads), the service that was driven ready handles
+        // the request here: no clone of it and no boxed state for the whole
+        // exchange, which is most of this layer's cost per request.
+        if csrf::is_safe(req.method()) {
+            let shared = &self.shared;
+            let presented = cookies::read(
+                req.headers(),
+                shared.cookie.effective_name(),
+                &shared.nonce_cookie,
+            );
+            if let Some(verified) = verify_now(shared, &presented) {
+                let nonce = presented.nonce.map(str::to_owned);
+                let (current, bad_cookie) = match verified {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let resp = axum::response::IntoResponse::into_response(Error::Core(e));
+                        return Box::pin(async move { Ok(resp) });
+                    }
+                };
+                let device = DeviceSource::of(req.headers(), req.extensions());
+                let session = session::Session::new(shared.clone(), device, current, nonce, bad_cookie);
+                req.extensions_mut().insert(session.clone());
+                let fut = self.inner.call(req);
+                return Box::pin(async move {
+                    let mut resp = fut.await?;
+                    session.apply(&mut resp);
+                    Ok(resp)
+                });
+            }
+        }
         // The clone that was driven to readiness handles this request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(handle(self.shared.clone(), inner, req))
+    }
+}
+
+/// What verifying the presented session cookies gave: the session (with the
+/// cookie value that verified) and whether a cookie was refused.
+type Verified = Result<(Option<(Arc<SessionRecord>, session::Token)>, bool), tessera_core::Error>;
+
+/// Tries the cookies in header order; the first that verifies is the
+/// session. A store failure is an error (the request fails closed).
+async fn verify_presented(shared: &Shared, presented: &cookies::Presented<'_>) -> Verified {
+    let mut bad_cookie = presented.garbage;
+    for &token in presented.session() {
+        match shared.sessions.verify(token).await {
+            Ok(rec) => return Ok((Some((rec, session::Token::new(token))), false)),
+            Err(
+                e @ (tessera_core::Error::SessionInvalid
+                | tessera_core::Error::SessionExpired
+                | tessera_core::Error::SessionRevoked),
+            ) => {
+                // Never adopted (SC-03); the response expires it. The value
+                // itself is never logged.
+                tracing::info!(reason = %e, "session cookie refused");
+                bad_cookie = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((None, bad_cookie))
+}
+
+/// [`verify_presented`] if it completes without waiting, else `None`.
+///
+/// A store that had to wait once is not tried this way again: its lookup
+/// started here is dropped (stores are cancel-safe, as any future may be
+/// dropped) and redone on the general path, and that waste must not repeat
+/// on every request.
+fn verify_now(shared: &Shared, presented: &cookies::Presented<'_>) -> Option<Verified> {
+    if shared.store_waits.0.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(verify_presented(shared, presented)).poll(&mut cx) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => {
+            shared.store_waits.0.store(true, Ordering::Relaxed);
+            None
+        }
     }
 }
 
@@ -221,7 +319,11 @@ where
     S: Service<Request<Body>, Response = Response<Body>>,
 {
     let (mut parts, mut body) = req.into_parts();
-    let presented = cookies::read(&parts.headers, &shared.cookie);
+    let presented = cookies::read(
+        &parts.headers,
+        shared.cookie.effective_name(),
+        &shared.nonce_cookie,
+    );
     let unsafe_method = !csrf::is_safe(&parts.method);
 
     // Header checks first: a cross-site request is refused before the
@@ -238,34 +340,17 @@ where
         csrf::Verdict::SameOrigin
     };
 
-    let mut current = None;
-    let mut bad_cookie = presented.garbage;
-    for token in presented.session {
-        match shared.sessions.verify(&token).await {
-            Ok(rec) => {
-                current = Some((rec, token));
-                break;
-            }
-            Err(
-                e @ (tessera_core::Error::SessionInvalid
-                | tessera_core::Error::SessionExpired
-                | tessera_core::Error::SessionRevoked),
-            ) => {
-                // Never adopted (SC-03); the response expires it. The value
-                // itself is never logged.
-                tracing::info!(reason = %e, "session cookie refused");
-                bad_cookie = true;
-            }
-            Err(e) => return Ok(axum::response::IntoResponse::into_response(Error::Core(e))),
-        }
-    }
-    let bad_cookie = bad_cookie && current.is_none();
+    let (current, bad_cookie) = match verify_presented(&shared, &presented).await {
+        Ok(v) => v,
+        Err(e) => return Ok(axum::response::IntoResponse::into_response(Error::Core(e))),
+    };
+    let nonce = presented.nonce.map(str::to_owned);
 
     let session = session::Session::new(
         shared.clone(),
-        DeviceSource::of(&parts),
+        DeviceSource::of(&parts.headers, &parts.extensions),
         current,
-        presented.nonce,
+        nonce,
         bad_cookie,
     );
 
@@ -324,10 +409,10 @@ pub(crate) struct DeviceSource {
 }
 
 impl DeviceSource {
-    fn of(parts: &axum::http::request::Parts) -> Self {
+    fn of(headers: &axum::http::HeaderMap, extensions: &axum::http::Extensions) -> Self {
         Self {
-            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
-            peer: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
+            user_agent: headers.get(header::USER_AGENT).cloned(),
+            peer: extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
         }
     }
 

@@ -14,35 +14,55 @@ const MAX_CANDIDATES: usize = 4;
 /// and nonces are 47 and 43 characters.
 const MAX_VALUE_LEN: usize = 128;
 
-/// What the request's `Cookie` headers carry for us.
+/// What the request's `Cookie` headers carry for us, borrowed from them: the
+/// layer reads this on every request, so it copies nothing.
 #[derive(Debug, Default)]
-pub(crate) struct Presented {
-    /// Values of the session cookie, in header order.
-    pub session: Vec<String>,
+pub(crate) struct Presented<'h> {
+    session: [&'h str; MAX_CANDIDATES],
+    session_count: usize,
     /// A cookie of the session's name was present but too long or garbled.
     pub garbage: bool,
     /// The pre-session CSRF nonce, if well-formed.
-    pub nonce: Option<String>,
+    pub nonce: Option<&'h str>,
+}
+
+impl<'h> Presented<'h> {
+    /// Values of the session cookie, in header order.
+    pub fn session(&self) -> &[&'h str] {
+        &self.session[..self.session_count]
+    }
 }
 
 /// Reads only the `Cookie` header(s): never the URL, a form or any other
-/// header (SC-04).
-pub(crate) fn read(headers: &HeaderMap, cfg: &CookieConfig) -> Presented {
-    let name = cfg.effective_name();
-    let nonce_name = cfg.csrf_nonce_name();
+/// header (SC-04). `name` is the session cookie's effective name and
+/// `nonce_name` the CSRF nonce cookie's.
+///
+/// Splits like `cookie::Cookie::split_parse` without percent-decoding: pairs
+/// at `;`, name and value at the first `=`, both trimmed; a pair without `=`
+/// is skipped. (A valid header value holds only visible ASCII, space and tab,
+/// so trimming ASCII whitespace trims what `str::trim` would.)
+pub(crate) fn read<'h>(headers: &'h HeaderMap, name: &str, nonce_name: &str) -> Presented<'h> {
     let mut out = Presented::default();
     for value in headers.get_all(COOKIE) {
         let Ok(s) = value.to_str() else { continue };
-        for c in Cookie::split_parse(s).flatten() {
-            if c.name() == name {
-                let v = c.value();
+        for pair in s.split(';') {
+            let Some(eq) = pair.bytes().position(|b| b == b'=') else {
+                continue;
+            };
+            let (n, v) = (pair[..eq].trim_ascii(), &pair[eq + 1..]);
+            if n == name {
+                let v = v.trim_ascii();
                 if v.len() > MAX_VALUE_LEN || v.is_empty() {
                     out.garbage = true;
-                } else if out.session.len() < MAX_CANDIDATES {
-                    out.session.push(v.to_owned());
+                } else if out.session_count < MAX_CANDIDATES {
+                    out.session[out.session_count] = v;
+                    out.session_count += 1;
                 }
-            } else if c.name() == nonce_name && out.nonce.is_none() && is_nonce(c.value()) {
-                out.nonce = Some(c.value().to_owned());
+            } else if n == nonce_name && out.nonce.is_none() {
+                let v = v.trim_ascii();
+                if is_nonce(v) {
+                    out.nonce = Some(v);
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Response, header};
 use serde_json::{Map, Value};
+use tessera_core::token::TokenKind;
 use tessera_core::{AuthInput, CreateSession, DeviceInput, RevokeReason, SessionRecord};
 
 use super::Shared;
@@ -36,7 +37,36 @@ struct Inner {
 struct Current {
     record: Arc<SessionRecord>,
     /// The cookie value; never logged, never in a body.
-    token: String,
+    token: Token,
+}
+
+/// A session token (the cookie value) held for the request. Every verified
+/// or issued token has the session-token length, so it is kept inline: a
+/// request that only reads its session allocates nothing for it. Any other
+/// length (only if the core's token format changed) goes to the heap.
+#[derive(Clone)]
+pub(crate) enum Token {
+    Inline([u8; TOKEN_LEN]),
+    Heap(Box<str>),
+}
+
+const TOKEN_LEN: usize = TokenKind::Session.encoded_len();
+
+impl Token {
+    pub(crate) fn new(token: &str) -> Self {
+        match <[u8; TOKEN_LEN]>::try_from(token.as_bytes()) {
+            Ok(b) => Token::Inline(b),
+            Err(_) => Token::Heap(token.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a `&str`, so always valid UTF-8.
+            Token::Inline(b) => std::str::from_utf8(b).unwrap_or_default(),
+            Token::Heap(s) => s,
+        }
+    }
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -79,7 +109,7 @@ impl Session {
     pub(crate) fn new(
         shared: Arc<Shared>,
         device: super::DeviceSource,
-        current: Option<(Arc<SessionRecord>, String)>,
+        current: Option<(Arc<SessionRecord>, Token)>,
         presented_nonce: Option<String>,
         expire_cookie: bool,
     ) -> Self {
@@ -189,7 +219,7 @@ impl Session {
     /// Missing device facts are taken from the request (`User-Agent`, and
     /// the peer address from axum's `ConnectInfo<SocketAddr>`).
     pub async fn login(&self, subject: &str, auth: AuthInput, device: DeviceInput) -> Result<(), Error> {
-        let previous = self.state().current.as_ref().map(|c| c.token.clone());
+        let previous = self.state().current.as_ref().map(|c| c.token.as_str().to_owned());
         let from_request = self.inner.device.to_input();
         let device = DeviceInput {
             user_agent: device.user_agent.or(from_request.user_agent),
@@ -208,7 +238,7 @@ impl Session {
         let mut st = self.state();
         st.current = Some(Current {
             record: issued.session,
-            token: issued.token.expose().to_owned(),
+            token: Token::new(issued.token.expose()),
         });
         st.cookie = CookieChange::Set;
         st.clear_site_data = false;
@@ -223,14 +253,14 @@ impl Session {
         let (token, level) = {
             let st = self.state();
             let c = st.current.as_ref().ok_or(Error::NotAuthenticated)?;
-            (c.token.clone(), c.record.auth.level)
+            (c.token.as_str().to_owned(), c.record.auth.level)
         };
         auth.level = auth.level.or(Some(level));
         let issued = self.sessions().elevate(&token, auth).await?;
         let mut st = self.state();
         st.current = Some(Current {
             record: issued.session,
-            token: issued.token.expose().to_owned(),
+            token: Token::new(issued.token.expose()),
         });
         st.cookie = CookieChange::Set;
         Ok(())
@@ -240,7 +270,7 @@ impl Session {
     /// `Max-Age=0`) and sends `Clear-Site-Data: "cache", "cookies",
     /// "storage"` (EX-12). Idempotent: without a session it still clears.
     pub async fn logout(&self) -> Result<(), Error> {
-        let token = self.state().current.as_ref().map(|c| c.token.clone());
+        let token = self.state().current.as_ref().map(|c| c.token.as_str().to_owned());
         if let Some(t) = token {
             match self.sessions().revoke_token(&t, RevokeReason::Logout).await {
                 // Rotated or deleted meanwhile: nothing left to revoke.
@@ -376,7 +406,7 @@ impl Session {
             (CookieChange::Set, Some(c)) => {
                 set_cookie.push(cookies::session(
                     &shared.cookie,
-                    &c.token,
+                    c.token.as_str(),
                     c.record.absolute_expires_at,
                     shared.sessions.now(),
                 ));
@@ -413,11 +443,10 @@ impl Session {
         if private {
             // EX-13: nothing that sets a session cookie may be cached.
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        } else if st.current.is_some()
-            && shared.no_store_authenticated
-            && !h.contains_key(header::CACHE_CONTROL)
-        {
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        } else if st.current.is_some() && shared.no_store_authenticated {
+            // Only when the handler set none of its own.
+            h.entry(header::CACHE_CONTROL)
+                .or_insert(HeaderValue::from_static("no-store"));
         }
     }
 }
