@@ -16,11 +16,13 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod cache;
 mod codec;
 mod error;
 mod ops;
 mod readers;
 mod schema;
+mod walindex;
 mod writer;
 
 use std::fmt;
@@ -148,7 +150,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn get_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Arc<SessionRecord>>> {
-        shared(self.readers.with(|c| ops::get_by_token(c, hash.as_bytes())))
+        self.readers.session_by_token(hash.as_bytes())
     }
 
     async fn touch(

@@ -12,14 +12,22 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, TryLockError};
 
-use rusqlite::Connection;
-use tessera_core::StoreResult;
+use std::sync::Arc;
 
-use crate::schema;
+use rusqlite::Connection;
+use tessera_core::{SessionRecord, StoreResult};
+
+use crate::cache::SessionCache;
+use crate::walindex::WalIndex;
+use crate::{ops, schema};
 
 pub(crate) struct Readers {
     conns: Box<[Mutex<Connection>]>,
     next: AtomicUsize,
+    // Points into the shared memory of `conns[0]`, which stays open as long
+    // as this does. `None` (no cache) if the VFS offers no wal-index.
+    wal: Option<WalIndex>,
+    sessions: SessionCache,
 }
 
 impl Readers {
@@ -28,10 +36,46 @@ impl Readers {
         let conns = (0..n.max(1))
             .map(|_| schema::open_reader(path).map(Mutex::new))
             .collect::<StoreResult<Vec<_>>>()?;
+        let wal = match conns.first() {
+            Some(c) => {
+                let c = c.lock().unwrap_or_else(PoisonError::into_inner);
+                // A read opens and maps the wal-index.
+                ops::ping(&c)?;
+                WalIndex::of(&c)
+            }
+            None => None,
+        };
+        if wal.is_none() {
+            tracing::warn!("no shared WAL index; session reads will not be cached");
+        }
         Ok(Self {
             conns: conns.into_boxed_slice(),
             next: AtomicUsize::new(0),
+            wal,
+            sessions: SessionCache::new(),
         })
+    }
+
+    /// `get_by_token`, answered from memory when nothing at all has been
+    /// committed since the session was last read (see `cache`).
+    pub(crate) fn session_by_token(&self, hash: &[u8; 32]) -> StoreResult<Option<Arc<SessionRecord>>> {
+        let Some(wal) = &self.wal else {
+            return Ok(self.with(|c| ops::get_by_token(c, hash))?.map(Arc::new));
+        };
+        let before = wal.header();
+        if let Some(h) = &before
+            && let Some(hit) = self.sessions.get(hash, h)
+        {
+            return Ok(Some(hit));
+        }
+        let found = self.with(|c| ops::get_by_token(c, hash))?.map(Arc::new);
+        // Equal headers around the read: its snapshot is that state.
+        if let (Some(h), Some(rec)) = (before, &found)
+            && wal.header() == Some(h)
+        {
+            self.sessions.put(hash, h, Arc::clone(rec));
+        }
+        Ok(found)
     }
 
     pub(crate) fn with<R>(&self, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {

@@ -539,3 +539,73 @@ async fn sweep_takes_the_earliest_expiries_first_in_bounded_batches() {
         .unwrap();
     assert!(expired.is_empty());
 }
+
+/// Reads by token hash may be answered from memory, but only while nothing
+/// at all has been committed: a revocation by this store, or by another
+/// connection to the file (standing in for another process), is seen by
+/// the very next read.
+#[tokio::test]
+async fn cached_session_reads_never_outlive_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let store = open(&path);
+    for n in 1..=2 {
+        store.create(&record(n, "alice"), &opts(), &[]).await.unwrap();
+    }
+    let h1 = record(1, "alice").token_hash;
+    let first = store.get_by_token(&h1).await.unwrap().unwrap();
+    let again = store.get_by_token(&h1).await.unwrap().unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "an unchanged database should be answered from memory"
+    );
+
+    // A revocation by this store's writer.
+    let revoked = store
+        .revoke_subject(
+            "alice",
+            Some(&record(2, "alice").handle),
+            tessera_core::RevokeReason::Logout,
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked, [record(1, "alice").handle]);
+    assert!(store.get_by_token(&h1).await.unwrap().unwrap().revoked.is_some());
+
+    // A revocation committed by another connection, as another process would.
+    let h2 = record(2, "alice").token_hash;
+    assert!(store.get_by_token(&h2).await.unwrap().unwrap().revoked.is_none());
+    assert!(store.get_by_token(&h2).await.unwrap().unwrap().revoked.is_none());
+    let other = raw(&path);
+    other
+        .execute(
+            "UPDATE sessions SET version = version + 1, revoked_at = ?1, revoke_reason = 'logout' \
+             WHERE token_hash = ?2",
+            rusqlite::params![T0.unix_millis(), h2.as_bytes()],
+        )
+        .unwrap();
+    let seen = store.get_by_token(&h2).await.unwrap().unwrap();
+    assert!(
+        seen.revoked.is_some(),
+        "a commit by another connection was not seen"
+    );
+    assert_eq!(seen.version, 1);
+
+    // So is a deletion, and a commit that touches another table entirely
+    // (every commit invalidates, which keeps the rule simple).
+    other
+        .execute("DELETE FROM sessions WHERE token_hash = ?1", [h2.as_bytes()])
+        .unwrap();
+    assert!(store.get_by_token(&h2).await.unwrap().is_none());
+    let kept = store.get_by_token(&h1).await.unwrap().unwrap();
+    other
+        .execute(
+            "INSERT INTO events (at, kind, subject, handle) VALUES (1, 'created', 'x', 'y')",
+            [],
+        )
+        .unwrap();
+    let after = store.get_by_token(&h1).await.unwrap().unwrap();
+    assert!(!Arc::ptr_eq(&kept, &after));
+    assert_eq!(*kept, *after);
+}
