@@ -61,9 +61,75 @@ impl Timestamp {
 
     /// RFC 3339, UTC, with millisecond precision when it is not zero.
     pub fn to_rfc3339(self) -> String {
+        let mut buf = [0u8; RFC3339_MAX];
+        match self.write_rfc3339(&mut buf) {
+            Some(s) => s.to_owned(),
+            None => self.to_rfc3339_slow(),
+        }
+    }
+
+    fn to_rfc3339_slow(self) -> String {
         self.to_offset_date_time()
             .format(&Rfc3339)
             .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+    }
+
+    /// The RFC 3339 form written into `buf` without allocating, for years
+    /// 1970–9999 (every timestamp a session can carry); `None` outside.
+    /// Every session view carries seven timestamps, and formatting them
+    /// through `time`'s general formatter into fresh strings was a sixth of
+    /// the cost of a verify answer. The output is exactly `time`'s (a test
+    /// compares the two): fractional digits only when the milliseconds are
+    /// not zero, trailing zeros dropped.
+    fn write_rfc3339(self, buf: &mut [u8; RFC3339_MAX]) -> Option<&str> {
+        const MAX_MS: i64 = 253_402_300_800_000; // 10000-01-01T00:00:00Z
+        if !(0..MAX_MS).contains(&self.0) {
+            return None;
+        }
+        let days = self.0.div_euclid(86_400_000);
+        let ms_of_day = self.0.rem_euclid(86_400_000);
+        // Howard Hinnant's days-to-civil algorithm, for days >= 0.
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+
+        let secs = ms_of_day / 1000;
+        let ms = ms_of_day % 1000;
+        let digits = |buf: &mut [u8], at: usize, mut v: i64, n: usize| {
+            for i in (0..n).rev() {
+                // v is non-negative and below 10^n here: the digit fits a u8.
+                buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        digits(buf, 0, year, 4);
+        buf[4] = b'-';
+        digits(buf, 5, month, 2);
+        buf[7] = b'-';
+        digits(buf, 8, day, 2);
+        buf[10] = b'T';
+        digits(buf, 11, secs / 3600, 2);
+        buf[13] = b':';
+        digits(buf, 14, secs / 60 % 60, 2);
+        buf[16] = b':';
+        digits(buf, 17, secs % 60, 2);
+        let mut len = 19;
+        if ms != 0 {
+            buf[19] = b'.';
+            digits(buf, 20, ms, 3);
+            len = 23;
+            while buf[len - 1] == b'0' {
+                len -= 1;
+            }
+        }
+        buf[len] = b'Z';
+        std::str::from_utf8(&buf[..=len]).ok()
     }
 
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
@@ -85,9 +151,16 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// Longest fast-path RFC 3339 form: `9999-12-31T23:59:59.999Z`.
+const RFC3339_MAX: usize = 24;
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        let mut buf = [0u8; RFC3339_MAX];
+        match self.write_rfc3339(&mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_str(&self.to_rfc3339_slow()),
+        }
     }
 }
 
@@ -151,6 +224,46 @@ mod tests {
         let s = t.to_rfc3339();
         assert!(s.ends_with('Z'), "{s}");
         assert_eq!(Timestamp::parse_rfc3339(&s), Some(t));
+    }
+
+    #[test]
+    fn fast_rfc3339_is_exactly_times_format() {
+        let mut samples: Vec<i64> = vec![
+            0,
+            1,
+            10,
+            100,
+            999,
+            1000,
+            86_399_999,
+            86_400_000,
+            951_782_400_000,   // 2000-02-29
+            4_107_542_400_000, // 2100-03-01
+            253_402_300_799_999,
+            1_764_154_019_120,
+            1_764_154_019_100,
+        ];
+        // A deterministic spread over the whole range (xorshift).
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            samples.push((x % 253_402_300_800_000) as i64);
+        }
+        for ms in samples {
+            let t = Timestamp::from_unix_millis(ms);
+            assert_eq!(t.to_rfc3339(), t.to_rfc3339_slow(), "{ms}");
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", t.to_rfc3339_slow())
+            );
+        }
+        // Outside the fast range the general formatter answers.
+        for ms in [-1, -86_400_001, 253_402_300_800_000, i64::MAX, i64::MIN] {
+            let t = Timestamp::from_unix_millis(ms);
+            assert_eq!(t.to_rfc3339(), t.to_rfc3339_slow(), "{ms}");
+        }
     }
 
     #[test]
