@@ -1,28 +1,19 @@
 //! The axum application: state, routes and the middleware stack.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tessera_core::{Clock, SessionStore, Sessions, SystemClock};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
-use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower::Layer;
 
-use crate::auth::{ApiKeyCache, require_api_key};
+use crate::auth::ApiKeyCache;
 use crate::config::Config;
-use crate::extract::BodyLimit;
+use crate::edge::{Edge, EdgeLimits, Routes};
 use crate::handlers::{self, forward_auth, ops, sessions};
-use crate::problem::ApiError;
 use crate::store_url::{OpenError, open_store};
 
 /// Everything a handler can reach. Cloned for every extractor of every
@@ -108,9 +99,8 @@ pub fn build_with_sealer(
     }
 }
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The full router with every layer.
+/// The full router: the routes, behind the [`Edge`] (request id, span,
+/// limits, API key for `/v1`, timeout, panic catcher, metrics).
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/sessions", post(sessions::create))
@@ -128,8 +118,7 @@ pub fn router(state: AppState) -> Router {
             get(sessions::list_subject).delete(sessions::revoke_subject),
         )
         .route("/v1/events", get(sessions::events))
-        .route("/v1/revocations", get(handlers::revocations::feed))
-        .route_layer(from_fn_with_state(state.clone(), require_api_key));
+        .route("/v1/revocations", get(handlers::revocations::feed));
 
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
@@ -142,146 +131,25 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", post(forward_auth::logout));
 
     let http = &state.config.http;
-    let edge = EdgeLimits {
+    let limits = EdgeLimits {
         max_header_bytes: http.max_header_bytes,
         max_body_bytes: http.max_body_bytes,
         timeout: Duration::from_secs(http.request_timeout_secs),
     };
+    let routes = Routes::new(&state.oauth.issuer_path);
 
-    // Layers run outermost-last: request id → sensitive headers → trace →
-    // panic catcher → edge checks → metrics → body limit → handler. axum
-    // applies them per route (and to the fallback), after routing, so the
-    // matched route template is known to all of them.
-    Router::new()
+    let inner = Router::new()
         .merge(v1)
         .merge(ops)
         .merge(browser)
         .merge(handlers::oauth::routes(&state))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
-        .layer(DefaultBodyLimit::max(http.max_body_bytes))
-        .layer(from_fn(crate::metrics::track_http))
-        .layer(from_fn_with_state(edge, edge_middleware))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(make_span)
-                // One line per request is the cost of a verify several times over at
-                // high rates; metrics count every request, the line is for debugging.
-                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
-                .on_failure(DefaultOnFailure::new().level(Level::ERROR)),
-        )
-        .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-            HeaderName::from_static("dpop"),
-        ]))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, SequentialRequestId::new()))
-        .with_state(state)
-}
-
-/// Request ids: a random per-process prefix and a counter. Unique and cheap;
-/// a UUID per request cost a getrandom system call on the hot path, and a
-/// request id needs no unpredictability.
-#[derive(Clone)]
-struct SequentialRequestId {
-    prefix: Arc<str>,
-    next: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl SequentialRequestId {
-    fn new() -> Self {
-        Self {
-            prefix: tessera_core::token::new_id("")
-                .chars()
-                .take(8)
-                .collect::<String>()
-                .into(),
-            next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
-        }
-    }
-}
-
-impl MakeRequestId for SequentialRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
-            .ok()
-            .map(RequestId::new)
-    }
-}
-
-/// The request span: method, route template, request id. Never the raw
-/// path (a client may misplace a token there), a header value or the query.
-fn make_span(req: &Request) -> tracing::Span {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str());
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    tracing::info_span!(
-        "request",
-        method = %req.method(),
-        route = %route,
-        request_id = %request_id,
-        api_key = tracing::field::Empty,
-    )
-}
-
-fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let msg = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    tracing::error!(panic = %msg, "handler panicked");
-    ApiError::Internal.into_response()
-}
-
-#[derive(Debug, Clone, Copy)]
-struct EdgeLimits {
-    max_header_bytes: usize,
-    max_body_bytes: usize,
-    timeout: Duration,
-}
-
-/// Header size limit (431), the request timeout, the body limit extension
-/// for error details, and `Cache-Control: no-store` on every `/v1` answer.
-async fn edge_middleware(State(limits): State<EdgeLimits>, mut req: Request, next: Next) -> Response {
-    let v1 = is_v1(req.uri().path());
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len())
-        .sum();
-    let mut res = if header_bytes > limits.max_header_bytes {
-        ApiError::HeadersTooLarge(format!(
-            "the request headers total {header_bytes} bytes, more than the limit of {}",
-            limits.max_header_bytes
-        ))
-        .into_response()
-    } else {
-        req.extensions_mut().insert(BodyLimit(limits.max_body_bytes));
-        match tokio::time::timeout(limits.timeout, next.run(req)).await {
-            Ok(res) => res,
-            Err(_) => ApiError::RequestTimeout(limits.timeout.as_secs()).into_response(),
-        }
-    };
-    if v1 {
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    res
-}
-
-fn is_v1(path: &str) -> bool {
-    path == "/v1" || path.starts_with("/v1/")
+        .with_state(state.clone());
+    // No `Router::layer` here: axum would wrap (and box) every route
+    // separately. The edge wraps the router once.
+    let inner = DefaultBodyLimit::max(limits.max_body_bytes).layer(inner);
+    Router::new().fallback_service(Edge::new(inner, state, limits, routes))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod cookie;
+pub mod edge;
 pub mod extract;
 pub mod handlers;
 pub mod logging;

@@ -1,9 +1,14 @@
 //! `tracing` setup: text or JSON lines on stderr, filtered by `RUST_LOG`
 //! (default `info`).
 
+use std::fmt;
 use std::io::IsTerminal;
 
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
 
 use crate::config::LogFormat;
 
@@ -15,7 +20,7 @@ pub fn init(format: LogFormat) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(PlainFields).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -23,4 +28,112 @@ pub fn init(format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+}
+
+/// Text fields as `name=value` (values `Debug`-quoted, so a value cannot
+/// forge a field; the message bare), like `tracing_subscriber`'s default
+/// but without its styling wrappers: every request opens a span whose
+/// fields are formatted at once, and the default formatter's per-field
+/// ANSI plumbing cost more than the rest of the request's logging.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainFields;
+
+impl<'w> FormatFields<'w> for PlainFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut visitor = PlainVisitor {
+            writer,
+            result: Ok(()),
+            first: true,
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct PlainVisitor<'w> {
+    writer: Writer<'w>,
+    result: fmt::Result,
+    first: bool,
+}
+
+impl PlainVisitor<'_> {
+    fn write(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        if self.result.is_err() {
+            return;
+        }
+        let name = field.name();
+        if name.starts_with("log.") {
+            return;
+        }
+        let w = &mut self.writer;
+        let sep = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = if name == "message" {
+            w.write_str(sep).and_then(|()| w.write_fmt(value))
+        } else {
+            let name = name.strip_prefix("r#").unwrap_or(name);
+            w.write_str(sep)
+                .and_then(|()| w.write_str(name))
+                .and_then(|()| w.write_char('='))
+                .and_then(|()| w.write_fmt(value))
+        };
+    }
+}
+
+impl Visit for PlainVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.write(field, format_args!("{value}"));
+        } else {
+            self.write(field, format_args!("{value:?}"));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.write(field, format_args!("{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        static CAPTURED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    struct CaptureWriter;
+
+    impl std::io::Write for CaptureWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            CAPTURED.with(|c| c.borrow_mut().extend_from_slice(buf));
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn plain_fields_quote_values_and_keep_the_message_bare() {
+        let collector = tracing_subscriber::fmt()
+            .fmt_fields(PlainFields)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(|| CaptureWriter)
+            .finish();
+        tracing::subscriber::with_default(collector, || {
+            let span = tracing::info_span!("request", route = "/v1/x", n = 3);
+            let _g = span.enter();
+            tracing::info!(user = "a\"b\nc", "hello world");
+        });
+        let text = String::from_utf8(CAPTURED.with(|c| c.borrow().clone())).unwrap();
+        // A quote or newline in a value stays inside its quotes.
+        assert!(
+            text.contains(
+                r#"request{route="/v1/x" n=3}: tessera_server::logging::tests: hello world user="a\"b\nc""#
+            ),
+            "{text}"
+        );
+    }
 }

@@ -8,9 +8,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tessera_core::{
     ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventQuery, NewEvent, RefreshFamily, RefreshLookup,
@@ -96,25 +93,25 @@ pub fn record_verify(result: &Result<Arc<SessionRecord>, tessera_core::Error>) {
         Err(E::SessionRevoked) => "revoked",
         Err(_) => "error",
     };
-    metrics::counter!(VERIFY, "outcome" => outcome).increment(1);
+    verify_counter(outcome).increment(1);
 }
 
-/// Middleware: counts and times every request by its matched route.
-pub async fn track_http(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = method_label(req.method());
-    let res = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", |m| m.as_str());
-    let (count, time) = http_handles(route, method, res.status().as_u16());
-    count.increment(1);
-    time.record(start.elapsed().as_secs_f64());
-    res
+/// The verify counters, one per outcome, registered once: registering
+/// labels allocates and hashes them, on every verify.
+fn verify_counter(outcome: &'static str) -> &'static metrics::Counter {
+    const OUTCOMES: [&str; 5] = ["ok", "invalid", "expired", "revoked", "error"];
+    static COUNTERS: OnceLock<[metrics::Counter; 5]> = OnceLock::new();
+    let counters = COUNTERS.get_or_init(|| OUTCOMES.map(|o| metrics::counter!(VERIFY, "outcome" => o)));
+    let i = OUTCOMES
+        .iter()
+        .position(|o| *o == outcome)
+        .unwrap_or(OUTCOMES.len() - 1);
+    &counters[i]
 }
 
 /// Standard methods by name; anything else is one label, so a client
 /// cannot grow the label set (and this cache) with made-up methods.
-fn method_label(m: &axum::http::Method) -> &'static str {
+pub(crate) fn method_label(m: &axum::http::Method) -> &'static str {
     use axum::http::Method;
     match *m {
         Method::GET => "GET",
@@ -134,7 +131,7 @@ type HttpHandles = (metrics::Counter, metrics::Histogram);
 /// status), looked up once and then reused: registering labels allocates
 /// and hashes them, which showed in the verify profile. Routes are the
 /// router's templates, so the cache is bounded.
-fn http_handles(route: &str, method: &'static str, status: u16) -> HttpHandles {
+pub(crate) fn http_handles(route: &str, method: &'static str, status: u16) -> HttpHandles {
     type Cache = std::sync::RwLock<
         std::collections::HashMap<Box<str>, std::collections::HashMap<(&'static str, u16), HttpHandles>>,
     >;

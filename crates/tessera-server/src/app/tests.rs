@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::routing::{get, post};
 use serde_json::{Value, json};
+use tessera_core::SystemClock;
 use tessera_core::{
     ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventQuery, ManualClock, MemoryStore, NewEvent,
     RevokeReason, SessionRecord, SessionStore, StoreError, StoreResult, Timestamp, TokenHash,
@@ -891,26 +893,148 @@ async fn insecure_cookie_config_drops_prefix_and_secure() {
 
 #[tokio::test]
 async fn panics_become_500_problems() {
+    use crate::edge::{Edge, EdgeLimits, Routes, panic_response};
     let res = panic_response(Box::new("boom"));
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
-    // And through a real layer.
-    let router: Router = Router::new()
-        .route(
-            "/boom",
-            get(|| async {
-                #[allow(clippy::panic)]
-                {
-                    panic!("boom")
+    // And through the real edge: the handler panics, the client gets a 500
+    // problem with its request id, and the service keeps answering.
+    let app = build_with_clock(test_config(), Arc::new(MemoryStore::new()), Arc::new(SystemClock));
+    let inner: Router = Router::new().route(
+        "/boom",
+        get(|| async {
+            #[allow(clippy::panic)]
+            {
+                panic!("boom")
+            }
+            #[allow(unreachable_code)]
+            ""
+        }),
+    );
+    let limits = EdgeLimits {
+        max_header_bytes: 1024,
+        max_body_bytes: 1024,
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let edge: Router = Router::new().fallback_service(Edge::new(inner, app.state, limits, Routes::new("")));
+    for _ in 0..2 {
+        let res = edge
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.headers().contains_key("x-request-id"));
+    }
+}
+
+/// The edge labels spans and metrics with its own copy of the route table;
+/// it must name every path exactly as axum's router does.
+#[tokio::test]
+async fn edge_route_templates_match_the_router() {
+    use axum::extract::MatchedPath;
+    let mut config = test_config();
+    config.oauth.issuer = Some("https://auth.example/tenant".into());
+    let app = build_with_clock(config, Arc::new(MemoryStore::new()), Arc::new(SystemClock));
+    let routes = crate::edge::Routes::new(&app.state.oauth.issuer_path);
+    let probe = |router: Router| {
+        router.layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                let m = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|m| m.as_str().to_owned());
+                let mut res = next.run(req).await;
+                if let Some(m) = m {
+                    res.headers_mut()
+                        .insert("x-matched", axum::http::HeaderValue::from_str(&m).unwrap());
                 }
-                #[allow(unreachable_code)]
-                ""
-            }),
-        )
-        .layer(CatchPanicLayer::custom(panic_response));
-    let res = router
-        .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+                res
+            },
+        ))
+    };
+    // The same table as `router`, without the edge, so nothing answers
+    // before routing.
+    let inner = probe(
+        Router::new()
+            .route("/v1/sessions", post(sessions::create))
+            .route("/v1/sessions/verify", post(sessions::verify))
+            .route("/v1/sessions/elevate", post(sessions::elevate))
+            .route("/v1/sessions/revoke", post(sessions::revoke))
+            .route(
+                "/v1/sessions/{handle}",
+                get(sessions::get_session)
+                    .patch(sessions::patch_session)
+                    .delete(sessions::delete_session),
+            )
+            .route(
+                "/v1/subjects/{subject}/sessions",
+                get(sessions::list_subject).delete(sessions::revoke_subject),
+            )
+            .route("/v1/events", get(sessions::events))
+            .route("/v1/revocations", get(handlers::revocations::feed))
+            .route("/healthz", get(ops::healthz))
+            .route("/readyz", get(ops::readyz))
+            .route("/metrics", get(ops::metrics))
+            .route("/auth/verify", get(forward_auth::verify))
+            .route("/auth/logout", post(forward_auth::logout))
+            .merge(handlers::oauth::routes(&app.state))
+            .with_state(app.state.clone()),
+    );
+    let paths = [
+        "/v1/sessions",
+        "/v1/sessions/verify",
+        "/v1/sessions/elevate",
+        "/v1/sessions/revoke",
+        "/v1/sessions/ses_AAAAAAAAAAAAAAAAAAAAAA",
+        "/v1/sessions/verify2",
+        "/v1/sessions/a%2Fb",
+        "/v1/sessions/",
+        "/v1/sessions/x/y",
+        "/v1/subjects/alice/sessions",
+        "/v1/subjects/a%20b/sessions",
+        "/v1/subjects//sessions",
+        "/v1/subjects/alice/sessions/",
+        "/v1/subjects/alice",
+        "/v1/events",
+        "/v1/revocations",
+        "/v1",
+        "/v1/",
+        "/v1/nope",
+        "/healthz",
+        "/healthz/",
+        "/readyz",
+        "/metrics",
+        "/auth/verify",
+        "/auth/logout",
+        "/oauth2/token",
+        "/oauth2/revoke",
+        "/oauth2/introspect",
+        "/.well-known/jwks.json",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/tenant",
+        "/.well-known/oauth-authorization-server/other",
+        "/",
+        "/nope",
+    ];
+    for path in paths {
+        for method in [Method::GET, Method::POST] {
+            let res = inner
+                .clone()
+                .oneshot(
+                    Request::builder()
+                        .method(method.clone())
+                        .uri(path)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let matched = res
+                .headers()
+                .get("x-matched")
+                .map_or("unmatched", |v| v.to_str().unwrap());
+            assert_eq!(routes.template(path), matched, "{method} {path}");
+        }
+    }
 }

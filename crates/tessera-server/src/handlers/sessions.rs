@@ -1,8 +1,8 @@
 //! The backend API (SPEC §4.1).
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tessera_core::tokens::TokenRequest as TokensRequest;
@@ -192,10 +192,22 @@ fn issued_body<'a>(
     }
 }
 
-fn session_json(rec: &SessionRecord) -> axum::Json<SessionBody<'_>> {
-    axum::Json(SessionBody {
+/// `{"session": …}` as a JSON response. Serialized straight into a buffer
+/// sized for a typical session (axum's `Json` starts at 128 bytes and grows
+/// several times for one).
+fn session_json(rec: &SessionRecord) -> Response {
+    let mut buf = Vec::with_capacity(640);
+    let body = SessionBody {
         session: rec.public_view(),
-    })
+    };
+    match serde_json::to_writer(&mut buf, &body) {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            buf,
+        )
+            .into_response(),
+        Err(_) => ApiError::Internal.into_response(),
+    }
 }
 
 /// `POST /v1/sessions`: login.
@@ -236,10 +248,7 @@ pub async fn verify(
     let result = state.sessions.verify(&req.session_token).await;
     record_verify(&result);
     let rec = result?;
-    Ok(axum::Json(SessionBody {
-        session: rec.public_view(),
-    })
-    .into_response())
+    Ok(session_json(&rec))
 }
 
 /// `POST /v1/sessions/elevate`: step-up; replaces the token.

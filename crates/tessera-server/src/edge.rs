@@ -1,0 +1,336 @@
+//! The service's edge: everything every request goes through before and
+//! after routing, in one tower service around the router.
+//!
+//! It used to be eight stacked layers (request id, its propagation,
+//! sensitive request and response headers, the trace span, the panic
+//! catcher, the edge limits, metrics) plus a route layer for the API key.
+//! axum applies `Router::layer` to every route separately, so each layer
+//! boxed its own future and cloned its own boxed service on every request:
+//! on `POST /v1/sessions/verify` that plumbing cost more CPU than the
+//! session lookup. Here it is one future per request, in this order:
+//!
+//! 1. the request id (kept when the client sent one, else a counter), also
+//!    set on the response;
+//! 2. `Authorization`, `Cookie` and `DPoP` marked sensitive (never printed
+//!    by `Debug`), `Set-Cookie` on the response likewise;
+//! 3. the request span (the request id; method, route template and API key
+//!    id go into the line that ends the request);
+//! 4. the header size limit (431);
+//! 5. the API key for every path under `/v1` — before routing, so an
+//!    unauthenticated caller learns nothing about which routes exist;
+//! 6. the body limit (an extension the extractors read for their error
+//!    detail), the request timeout (408) and the panic catcher (500);
+//! 7. metrics by route template, method and status;
+//! 8. `Cache-Control: no-store` on every `/v1` answer.
+//!
+//! Routes are labelled by [`Routes::template`], which mirrors the router's
+//! table (a test checks it against axum's own `MatchedPath`); labels never
+//! carry the raw path, which may hold a token a client misplaced.
+
+use std::any::Any;
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::http::header;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tower::Service;
+use tracing::Instrument;
+
+use crate::app::AppState;
+use crate::extract::BodyLimit;
+use crate::problem::ApiError;
+
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const DPOP: HeaderName = HeaderName::from_static("dpop");
+
+/// Limits the edge enforces before a handler runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EdgeLimits {
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    pub timeout: Duration,
+}
+
+/// What every request's edge future shares.
+struct Shared {
+    state: AppState,
+    limits: EdgeLimits,
+    routes: Routes,
+    request_ids: RequestIds,
+}
+
+/// The edge around an inner service (the router).
+#[derive(Clone)]
+pub(crate) struct Edge<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Edge<S> {
+    pub(crate) fn new(inner: S, state: AppState, limits: EdgeLimits, routes: Routes) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared {
+                state,
+                limits,
+                routes,
+                request_ids: RequestIds::new(),
+            }),
+        }
+    }
+}
+
+impl<S> Service<Request> for Edge<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // The clone is the one that was just polled ready; the stored one
+        // gets polled again before the next call (tower's usual swap).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(handle(self.shared.clone(), inner, req))
+    }
+}
+
+async fn handle<S>(shared: Arc<Shared>, mut inner: S, mut req: Request) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let start = Instant::now();
+    let method = crate::metrics::method_label(req.method());
+    let path = req.uri().path();
+    let route = shared.routes.template(path);
+    let v1 = path == "/v1" || path.starts_with("/v1/");
+
+    let request_id = match req.headers().get(&REQUEST_ID) {
+        Some(v) => v.clone(),
+        None => {
+            let v = shared.request_ids.next();
+            req.headers_mut().insert(REQUEST_ID, v.clone());
+            v
+        }
+    };
+    // One pass over the few headers a request has: looking each name up
+    // through `HeaderMap::entry` cost more than the rest of this function.
+    for (name, value) in req.headers_mut().iter_mut() {
+        if name == header::AUTHORIZATION || name == header::COOKIE || name == DPOP {
+            value.set_sensitive(true);
+        }
+    }
+
+    // Only the request id goes into the span: it is what ties a log line
+    // to the client's `x-request-id`, and every span field is formatted
+    // when the span opens (per request, whether anything logs or not).
+    // Method, route and caller go into the lines that end the request.
+    let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or(""));
+    let (mut res, api_key) = async {
+        tracing::debug!(method, route, "started processing request");
+        guarded(&shared, &mut inner, req, v1).await
+    }
+    .instrument(span.clone())
+    .await;
+
+    let status = res.status();
+    let latency = start.elapsed();
+    let (count, time) = crate::metrics::http_handles(route, method, status.as_u16());
+    count.increment(1);
+    time.record(latency.as_secs_f64());
+
+    let headers = res.headers_mut();
+    if v1 {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    headers.insert(REQUEST_ID, request_id);
+    for (name, value) in headers.iter_mut() {
+        if name == header::SET_COOKIE {
+            value.set_sensitive(true);
+        }
+    }
+
+    let latency_ms = latency.as_millis();
+    let api_key = api_key.as_deref().unwrap_or("");
+    let status = status.as_u16();
+    if res.status().is_server_error() {
+        tracing::error!(parent: &span, method, route, api_key, status, latency_ms, "request failed");
+    } else {
+        tracing::debug!(parent: &span, method, route, api_key, status, latency_ms, "finished processing request");
+    }
+    Ok(res)
+}
+
+/// Steps 4–6: the checks that may answer instead of the router. Also
+/// returns the authenticated API key's id, for the log.
+async fn guarded<S>(
+    shared: &Shared,
+    inner: &mut S,
+    mut req: Request,
+    v1: bool,
+) -> (Response, Option<Arc<str>>)
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let limits = shared.limits;
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        let e = ApiError::HeadersTooLarge(format!(
+            "the request headers total {header_bytes} bytes, more than the limit of {}",
+            limits.max_header_bytes
+        ));
+        return (e.into_response(), None);
+    }
+    let mut api_key = None;
+    if v1 {
+        let state = &shared.state;
+        let value = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        match crate::auth::authenticate(state.store.as_ref(), &state.api_keys, value).await {
+            Ok(id) => api_key = Some(id),
+            Err(e) => return (e.into_response(), None),
+        }
+    }
+    req.extensions_mut().insert(BodyLimit(limits.max_body_bytes));
+
+    // A panic while routing (synchronous) or in the handler (the future)
+    // becomes a 500 problem; the connection and the process carry on.
+    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
+        Ok(fut) => fut,
+        Err(panic) => return (panic_response(panic), api_key),
+    };
+    let res = match tokio::time::timeout(limits.timeout, AssertUnwindSafe(fut).catch_unwind()).await {
+        Ok(Ok(Ok(res))) => res,
+        Ok(Ok(Err(never))) => match never {},
+        Ok(Err(panic)) => panic_response(panic),
+        Err(_) => ApiError::RequestTimeout(limits.timeout.as_secs()).into_response(),
+    };
+    (res, api_key)
+}
+
+/// The answer to a panicked handler: a 500 problem, and the panic message
+/// in the log (not in the answer).
+pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %msg, "handler panicked");
+    ApiError::Internal.into_response()
+}
+
+/// Request ids: a random per-process prefix and a counter. Unique and cheap;
+/// a UUID per request cost a getrandom system call on the hot path, and a
+/// request id needs no unpredictability.
+struct RequestIds {
+    prefix: Box<str>,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        Self {
+            prefix: tessera_core::token::new_id("").chars().take(8).collect(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> HeaderValue {
+        use std::fmt::Write as _;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut s = String::with_capacity(self.prefix.len() + 17);
+        s.push_str(&self.prefix);
+        let _ = write!(s, "-{n:x}");
+        // Base64url prefix, '-', hex digits: always a valid header value.
+        HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("-"))
+    }
+}
+
+/// The router's route templates, for span and metric labels.
+#[derive(Debug, Clone)]
+pub(crate) struct Routes {
+    /// The RFC 8414 metadata route at the issuer's path, when it has one.
+    metadata_at_issuer: Option<Box<str>>,
+}
+
+pub(crate) const WELL_KNOWN_METADATA: &str = "/.well-known/oauth-authorization-server";
+
+impl Routes {
+    pub(crate) fn new(issuer_path: &str) -> Self {
+        Self {
+            metadata_at_issuer: (!issuer_path.is_empty())
+                .then(|| format!("{WELL_KNOWN_METADATA}{issuer_path}").into()),
+        }
+    }
+
+    /// The template of the route `path` matches, as axum's `MatchedPath`
+    /// would name it, or `"unmatched"`.
+    pub(crate) fn template(&self, path: &str) -> &str {
+        const STATIC: &[&str] = &[
+            "/v1/sessions",
+            "/v1/sessions/verify",
+            "/v1/sessions/elevate",
+            "/v1/sessions/revoke",
+            "/v1/events",
+            "/v1/revocations",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/auth/verify",
+            "/auth/logout",
+            "/oauth2/token",
+            "/oauth2/revoke",
+            "/oauth2/introspect",
+            "/.well-known/jwks.json",
+            WELL_KNOWN_METADATA,
+        ];
+        if let Some(t) = STATIC.iter().find(|t| **t == path) {
+            return t;
+        }
+        if let Some(t) = self.metadata_at_issuer.as_deref()
+            && t == path
+        {
+            return t;
+        }
+        if let Some(rest) = path.strip_prefix("/v1/sessions/")
+            && is_segment(rest)
+        {
+            return "/v1/sessions/{handle}";
+        }
+        if let Some(rest) = path.strip_prefix("/v1/subjects/")
+            && let Some(subject) = rest.strip_suffix("/sessions")
+            // axum's matcher takes an empty parameter before a static
+            // suffix (`/v1/subjects//sessions`), though not at the end.
+            && !subject.contains('/')
+        {
+            return "/v1/subjects/{subject}/sessions";
+        }
+        "unmatched"
+    }
+}
+
+/// What a `{param}` matches: one non-empty path segment.
+fn is_segment(s: &str) -> bool {
+    !s.is_empty() && !s.contains('/')
+}
