@@ -11,6 +11,15 @@
 //! Under no load a batch is one job, so latency is one commit; under load
 //! the batch grows and the commit cost is shared.
 //!
+//! Savepoints are not free: SAVEPOINT and RELEASE are two more statements
+//! per job, and every page a job changes is first copied to the savepoint
+//! journal. Jobs almost never fail, so a batch first runs without them; if
+//! a job does fail, the transaction is rolled back, the failed job keeps
+//! its error, and the others are run again, each in its own savepoint. That
+//! is why jobs are `FnMut`: they are functions of the database state and
+//! their captured arguments, so running one again on the same state does
+//! the same thing.
+//!
 //! Checkpoints (copying the WAL back into the main file, two fsyncs each)
 //! run on a second thread with its own connection, nudged after commits and
 //! at most every [`CHECKPOINT_GAP`]. Left to SQLite's auto-checkpoint they
@@ -39,8 +48,9 @@ const CHECKPOINT_GAP: Duration = Duration::from_millis(100);
 
 /// A queued write, type-erased so one channel carries every operation.
 trait Job: Send {
-    /// Runs on the writer connection inside the job's savepoint. Returns
-    /// whether to keep its changes.
+    /// Runs on the writer connection inside the batch's transaction (and
+    /// maybe the job's savepoint). Returns whether to keep its changes. May
+    /// be called again after its changes were rolled back.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Replies to the caller. `lost` says why the changes the job kept were
     /// not committed after all.
@@ -48,18 +58,18 @@ trait Job: Send {
 }
 
 struct Call<F, R> {
-    f: Option<F>,
+    f: F,
     result: Option<StoreResult<R>>,
     reply: oneshot::Sender<StoreResult<R>>,
 }
 
 impl<F, R> Job for Call<F, R>
 where
-    F: FnOnce(&Connection) -> StoreResult<R> + Send,
+    F: FnMut(&Connection) -> StoreResult<R> + Send,
     R: Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
-        let Some(f) = self.f.take() else { return false };
+        let f = &mut self.f;
         // A bug in one operation must not take the writer, and with it
         // every later write, down.
         let r = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
@@ -121,13 +131,13 @@ impl Writer {
     /// Queues `f` and waits for the commit of the batch it lands in.
     pub(crate) async fn call<R, F>(&self, f: F) -> StoreResult<R>
     where
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        F: FnMut(&Connection) -> StoreResult<R> + Send + 'static,
         R: Send + 'static,
     {
         let stopped = || StoreError::Unavailable("the SQLite writer thread has stopped".into());
         let (reply, rx) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Call {
-            f: Some(f),
+            f,
             result: None,
             reply,
         });
@@ -213,6 +223,56 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// Runs and commits one batch, answering every job; true if it committed.
 fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) -> bool {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        let why = format!("cannot start a write transaction: {e}");
+        for job in batch.drain(..) {
+            job.finish(Some(&why));
+        }
+        return false;
+    }
+    let mut failed = None;
+    for (i, job) in batch.iter_mut().enumerate() {
+        // A job that errs, or an error that made SQLite end the
+        // transaction, sends the batch down the savepoint path.
+        if !job.run(conn) || conn.is_autocommit() {
+            failed = Some(i);
+            break;
+        }
+    }
+    let Some(i) = failed else {
+        let lost = exec(conn, "COMMIT").err().map(|e| {
+            tracing::error!(error = %e, jobs = batch.len(), "SQLite commit failed");
+            format!("the commit failed: {e}")
+        });
+        if lost.is_some() && !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
+        }
+        for job in batch.drain(..) {
+            job.finish(lost.as_deref());
+        }
+        return lost.is_none();
+    };
+    if !conn.is_autocommit()
+        && let Err(e) = exec(conn, "ROLLBACK")
+    {
+        // The transaction is still open with unknown changes in it: nothing
+        // of this batch can be committed.
+        let why = format!("the write was rolled back: {e}");
+        for job in batch.drain(..) {
+            job.finish(Some(&why));
+        }
+        return false;
+    }
+    // The failed job's changes are gone with the rollback; it answers with
+    // its own error (or, if it had none, the transaction's loss).
+    let failed_job = batch.remove(i);
+    failed_job.finish(Some("SQLite rolled back the write transaction"));
+    commit_in_savepoints(conn, batch)
+}
+
+/// Runs and commits one batch with a savepoint per job, answering every
+/// job; true if it committed.
+fn commit_in_savepoints(conn: &Connection, batch: &mut Vec<Box<dyn Job>>) -> bool {
     // Jobs that ran in the open transaction and wait for its outcome.
     let mut pending: Vec<Box<dyn Job>> = Vec::with_capacity(batch.len());
     for mut job in batch.drain(..) {
