@@ -97,6 +97,7 @@ fn main() {
     // `VERIFY_LOOP=raw|first|fresh|cached:N` runs just that loop N times and
     // exits: a fixed amount of work for `valgrind --tool=callgrind`, whose
     // instruction counts stay comparable when the machine is busy.
+    // `VERIFY_LOOP=ab` runs only the A/B summary.
     if let Ok(spec) = std::env::var("VERIFY_LOOP") {
         fixed_loop(&spec);
         return;
@@ -223,6 +224,10 @@ fn ab_summary() {
 }
 
 fn fixed_loop(spec: &str) {
+    if spec == "ab" {
+        ab_summary();
+        return;
+    }
     let (what, n) = spec.split_once(':').unwrap_or((spec, "10000"));
     let n: u64 = n.parse().unwrap();
     let f = fixture();

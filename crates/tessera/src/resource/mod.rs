@@ -31,9 +31,11 @@
 //!
 //! # What is checked, in order
 //!
-//! 1. Length (at most [`MAX_TOKEN_BYTES`]) and form before any decoding:
-//!    exactly three non-empty base64url segments, no padding, no whitespace.
-//!    JWS JSON serialization and JWE (five segments) are refused.
+//! 1. Length (at most [`MAX_TOKEN_BYTES`]) and form before anything is
+//!    interpreted: exactly three non-empty base64url segments, no padding, no
+//!    whitespace. JWS JSON serialization and JWE (five segments) are refused.
+//!    (The segments are base64url-decoded up front and the full form scan runs
+//!    only when a decoding fails; the outcome is the same as scanning first.)
 //! 2. The protected header, parsed as raw JSON: any `crit` is refused (no
 //!    extension is understood); `jwk`, `jku`, `x5u`, `x5c` are refused (keys
 //!    come only from the configured JWKS); `enc`/`zip` (JWE) refused; `typ`
@@ -72,6 +74,14 @@
 //! against the clock and the revocation set, so the cache never extends a
 //! token's life or hides a revocation. The cache is emptied whenever a key
 //! disappears from the JWKS or a `kid` comes back with other key material.
+//!
+//! Each installed key set also remembers a few encoded protected headers of
+//! tokens whose signature verified with it, and the key each one selected: a
+//! new token with a byte-identical header (every token of one issuer key has
+//! the same one) skips decoding and parsing the header again. The header
+//! checks depend only on those bytes and on the key set, so the outcome is the
+//! same; forged headers never get in (no verified signature), and any JWKS
+//! install starts with an empty memo.
 //!
 //! # When the revocation feed is down
 //!
