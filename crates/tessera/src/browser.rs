@@ -232,7 +232,7 @@ where
         // wait. When the store answers at once (the memory store always does;
         // SQLite does for reads), the service that was driven ready handles
         // the request here: no clone of it and no boxed state for the whole
-        // exchange, which is most of this layer's cost per request.
+        // exchange, only a small future that writes the cookie changes.
         if csrf::is_safe(req.method()) {
             let shared = &self.shared;
             let presented = cookies::read(
