@@ -1393,3 +1393,44 @@ fn config_debug_masks_the_api_key() {
     assert!(!s.contains("tsk_secret_value"));
     assert!(s.contains("[redacted]"));
 }
+
+#[test]
+fn header_memo_is_filled_only_by_verified_tokens_and_checks_still_apply() {
+    let key = TestKey::ed("k1");
+    let (v, clock) = verifier(&[&key]);
+    let good = key.good();
+    let (h, p, s) = parts(&good);
+    let known = |v: &Verifier| read(&v.inner.keys).known_header(&h).is_some();
+    // A valid header under a bad signature is not remembered.
+    let mut sig = URL_SAFE_NO_PAD.decode(&s).unwrap();
+    sig[0] ^= 0x01;
+    assert_eq!(
+        err(&v, &format!("{h}.{p}.{}", b64(&sig))),
+        VerifyError::BadSignature
+    );
+    assert!(!known(&v));
+    v.verify_sync(&good).unwrap();
+    assert!(known(&v));
+    // With the header remembered, everything after it is still checked.
+    v.clear_cache();
+    let mut forged = p.clone().into_bytes();
+    forged[5] = if forged[5] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert_eq!(err(&v, &format!("{h}.{forged}.{s}")), VerifyError::BadSignature);
+    for t in [
+        format!("{h}.{p} .{s}"),
+        format!("{h}.{p}.{s}="),
+        format!("{h}.{p}.{s}.{s}"),
+        format!("{h}..{s}"),
+    ] {
+        assert_eq!(err(&v, &t), VerifyError::Malformed, "{t:?}");
+    }
+    let other = key.token(&key.header(), &with(claims(), "aud", json!("someone-else")));
+    assert!(other.starts_with(&format!("{h}.")));
+    assert_eq!(err(&v, &other), VerifyError::WrongAudience);
+    clock.advance(3600);
+    assert_eq!(err(&v, &good), VerifyError::Expired);
+    // Any JWKS install starts with an empty memo.
+    install_keys(&v.inner, KeySet::from_jwks(&jwks(&[&key])).unwrap());
+    assert!(!known(&v));
+}
