@@ -126,20 +126,38 @@ fn reason(s: &str) -> StoreResult<RevokeReason> {
         .map_err(|()| corrupt("revoke reason", format!("unknown value {s:?}")))
 }
 
+/// A TEXT column borrowed from the row: the JSON columns are parsed
+/// straight from SQLite's buffer instead of a copy of it.
+fn text<'r>(row: &'r Row<'_>, i: usize, what: &str) -> StoreResult<&'r str> {
+    row.get_ref(i).store()?.as_str().map_err(|e| corrupt(what, e))
+}
+
+fn opt_text<'r>(row: &'r Row<'_>, i: usize, what: &str) -> StoreResult<Option<&'r str>> {
+    row.get_ref(i)
+        .store()?
+        .as_str_or_null()
+        .map_err(|e| corrupt(what, e))
+}
+
+/// Session data is usually empty; that needs no JSON parser.
+fn data_map(s: &str) -> StoreResult<Map<String, Value>> {
+    if s == "{}" {
+        Ok(Map::new())
+    } else {
+        from_json("data", s)
+    }
+}
+
 /// Reads a row selected with [`session_columns!`].
 pub(crate) fn decode_session(row: &Row<'_>) -> StoreResult<SessionRecord> {
     let version: i64 = row.get(3).store()?;
     let level: i64 = row.get(9).store()?;
-    let methods: String = row.get(10).store()?;
-    let binding: Option<String> = row.get(15).store()?;
-    let data: String = row.get(16).store()?;
     let revoked_at: Option<i64> = row.get(17).store()?;
-    let revoke_reason: Option<String> = row.get(18).store()?;
-    let revoked = match (revoked_at, revoke_reason) {
+    let revoked = match (revoked_at, opt_text(row, 18, "revoke_reason")?) {
         (None, None) => None,
         (Some(at), Some(r)) => Some(Revocation {
             at: Timestamp::from_unix_millis(at),
-            reason: reason(&r)?,
+            reason: reason(r)?,
         }),
         _ => return Err(corrupt("revocation", "revoked_at and revoke_reason disagree")),
     };
@@ -161,7 +179,7 @@ pub(crate) fn decode_session(row: &Row<'_>) -> StoreResult<SessionRecord> {
         absolute_expires_at: ts(row, 8)?,
         auth: AuthInfo {
             level: u8::try_from(level).map_err(|_| corrupt("auth.level", level))?,
-            methods: from_json("auth.methods", &methods)?,
+            methods: from_json("auth.methods", text(row, 10, "auth.methods")?)?,
             time: ts(row, 11)?,
         },
         device: DeviceInfo {
@@ -169,8 +187,10 @@ pub(crate) fn decode_session(row: &Row<'_>) -> StoreResult<SessionRecord> {
             ip: row.get(13).store()?,
             label: row.get(14).store()?,
         },
-        binding: binding.map(|b| from_json::<Binding>("binding", &b)).transpose()?,
-        data: from_json::<Map<String, Value>>("data", &data)?,
+        binding: opt_text(row, 15, "binding")?
+            .map(|b| from_json::<Binding>("binding", b))
+            .transpose()?,
+        data: data_map(text(row, 16, "data")?)?,
         revoked,
     })
 }
@@ -284,12 +304,12 @@ impl FamilyRow {
     }
 }
 
-fn revocation(at: Option<i64>, why: Option<String>) -> StoreResult<Option<Revocation>> {
+fn revocation(at: Option<i64>, why: Option<&str>) -> StoreResult<Option<Revocation>> {
     match (at, why) {
         (None, None) => Ok(None),
         (Some(at), Some(r)) => Ok(Some(Revocation {
             at: Timestamp::from_unix_millis(at),
-            reason: reason(&r)?,
+            reason: reason(r)?,
         })),
         _ => Err(corrupt("revocation", "revoked_at and revoke_reason disagree")),
     }
@@ -309,22 +329,24 @@ fn generation(row: &Row<'_>, i: usize) -> StoreResult<u64> {
 
 /// Reads the [`family_columns!`] starting at column `at`.
 pub(crate) fn decode_family(row: &Row<'_>, at: usize) -> StoreResult<RefreshFamily> {
-    let scope: String = row.get(at + 4).store()?;
-    let audience: String = row.get(at + 5).store()?;
-    let binding: Option<String> = row.get(at + 10).store()?;
     Ok(RefreshFamily {
         id: row.get(at).store()?,
         handle: row.get(at + 1).store()?,
         session_token_hash: blob_hash(row, at + 2, "session_token_hash")?,
         client_id: row.get(at + 3).store()?,
-        scope: from_json("scope", &scope)?,
-        audience: from_json("audience", &audience)?,
+        scope: from_json("scope", text(row, at + 4, "scope")?)?,
+        audience: from_json("audience", text(row, at + 5, "audience")?)?,
         generation: generation(row, at + 6)?,
         created_at: ts(row, at + 7)?,
         rotated_at: ts(row, at + 8)?,
         current_sealed: row.get(at + 9).store()?,
-        binding: binding.map(|b| from_json::<Binding>("binding", &b)).transpose()?,
-        revoked: revocation(row.get(at + 11).store()?, row.get(at + 12).store()?)?,
+        binding: opt_text(row, at + 10, "binding")?
+            .map(|b| from_json::<Binding>("binding", b))
+            .transpose()?,
+        revoked: revocation(
+            row.get(at + 11).store()?,
+            opt_text(row, at + 12, "revoke_reason")?,
+        )?,
     })
 }
 
