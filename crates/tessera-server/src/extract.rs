@@ -63,15 +63,17 @@ fn check_content_type(method: &Method, value: Option<&header::HeaderValue>) -> R
         .to_str()
         .ok()
         .and_then(|v| v.split(';').next())
-        .map(|s| s.trim().to_ascii_lowercase())
+        .map(str::trim)
         .unwrap_or_default();
-    match essence.as_str() {
-        "application/json" => Ok(()),
-        "application/merge-patch+json" if patch => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType(format!(
-            "{expected}; got {essence:?}"
-        ))),
+    if essence.eq_ignore_ascii_case("application/json")
+        || (patch && essence.eq_ignore_ascii_case("application/merge-patch+json"))
+    {
+        return Ok(());
     }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "{expected}; got {:?}",
+        essence.to_ascii_lowercase()
+    )))
 }
 
 /// Deserializes `bytes` as `T`, naming the failing field in the error.

@@ -141,16 +141,41 @@ enum Credential<'h> {
 
 impl<'h> Credential<'h> {
     fn of(headers: &'h HeaderMap, cookie_name: &str) -> Self {
-        match session_cookies(headers, cookie_name).as_slice() {
-            [] => {}
-            [one] => return Credential::Cookie(one),
-            _ => return Credential::ConflictingCookies,
+        match the_session_cookie(headers, cookie_name) {
+            Ok(None) => {}
+            Ok(Some(one)) => return Credential::Cookie(one),
+            Err(Conflict) => return Credential::ConflictingCookies,
         }
         match access_token(headers) {
             Some((scheme, token)) => Credential::AccessToken { scheme, token },
             None => Credential::None,
         }
     }
+}
+
+struct Conflict;
+
+/// The one value of the cookie `name`, or `Conflict` when several different
+/// values came (what [`session_cookies`] finds, without collecting them).
+fn the_session_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Conflict> {
+    let mut found = None;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            let v = v.trim();
+            if k.trim() == name {
+                match found {
+                    None => found = Some(v),
+                    Some(f) if f == v => {}
+                    Some(_) => return Err(Conflict),
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The distinct values of the cookie `name`, from every `Cookie` header
@@ -188,17 +213,33 @@ fn access_token(headers: &HeaderMap) -> Option<(&'static str, &str)> {
 }
 
 /// `GET|HEAD /auth/verify[?level=N]`.
-pub async fn verify(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let (outcome, res) = match check(&state, query.as_deref(), &headers).await {
+pub async fn verify(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    // The request itself rather than `HeaderMap` and `RawQuery` extractors,
+    // which would copy the headers and the query on every call.
+    let (outcome, res) = match check(&state, req.uri().query(), req.headers()).await {
         Ok(id) => ("ok", identity_response(&id)),
         Err(refusal) => (refusal.outcome(), refusal.into_response()),
     };
-    metrics::counter!(FORWARD_AUTH, "endpoint" => "verify", "outcome" => outcome).increment(1);
+    outcome_counter("verify", outcome).increment(1);
     no_store(res)
+}
+
+/// `tessera_forward_auth_total{endpoint, outcome}`, registered once per
+/// label pair (registering allocates and hashes the labels).
+fn outcome_counter(endpoint: &'static str, outcome: &'static str) -> metrics::Counter {
+    type Cache = std::sync::RwLock<std::collections::HashMap<(&'static str, &'static str), metrics::Counter>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Ok(g) = cache.read()
+        && let Some(c) = g.get(&(endpoint, outcome))
+    {
+        return c.clone();
+    }
+    let c = metrics::counter!(FORWARD_AUTH, "endpoint" => endpoint, "outcome" => outcome);
+    if let Ok(mut g) = cache.write() {
+        g.insert((endpoint, outcome), c.clone());
+    }
+    c
 }
 
 async fn check(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> Result<Identity, Refusal> {
@@ -491,7 +532,7 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Response {
     let (outcome, res) = logout_inner(&state, &method, query.as_deref(), &headers).await;
-    metrics::counter!(FORWARD_AUTH, "endpoint" => "logout", "outcome" => outcome).increment(1);
+    outcome_counter("logout", outcome).increment(1);
     no_store(res)
 }
 

@@ -192,20 +192,20 @@ fn issued_body<'a>(
     }
 }
 
-/// `{"session": …}` as a JSON response. Serialized straight into a buffer
-/// sized for a typical session (axum's `Json` starts at 128 bytes and grows
-/// several times for one).
+/// `{"session": …}` as a JSON response, written by the view's own writer
+/// into a buffer sized for a typical session.
 fn session_json(rec: &SessionRecord) -> Response {
     let mut buf = Vec::with_capacity(640);
-    let body = SessionBody {
-        session: rec.public_view(),
-    };
-    match serde_json::to_writer(&mut buf, &body) {
-        Ok(()) => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            buf,
-        )
-            .into_response(),
+    buf.extend_from_slice(b"{\"session\":");
+    match rec.public_view().write_json(&mut buf) {
+        Ok(()) => {
+            buf.push(b'}');
+            (
+                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                buf,
+            )
+                .into_response()
+        }
         Err(_) => ApiError::Internal.into_response(),
     }
 }
