@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use divan::Bencher;
 use divan::counter::ItemsCount;
-use tessera_core::{CreateSession, RevokeReason, SessionPolicy, Sessions, SystemClock};
+use tessera_core::{
+    CreateSession, EventKind, NewEvent, RefreshFamily, RevokeReason, SessionPolicy, SessionStore, Sessions,
+    SystemClock, TokenHash,
+};
 use tessera_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 fn main() {
@@ -132,4 +135,129 @@ fn revoke(bencher: Bencher, sync: Synchronous) {
             e.rt.block_on(e.sessions.revoke_token(token, RevokeReason::Logout))
                 .expect("revoke")
         });
+}
+
+/// The store read behind a verify, the same session over and over with no
+/// commit in between (as `scripts/bench-http` does): answered from memory.
+#[divan::bench(sample_count = 100, sample_size = 1000)]
+fn get_by_token_unchanged(bencher: Bencher) {
+    let e = env(Synchronous::Normal, None);
+    let hash = e.rt.block_on(async {
+        let t = e.sessions.create(login(1)).await.expect("create");
+        t.session.token_hash
+    });
+    let store = e.sessions.store();
+    bencher.counter(ItemsCount::new(1u32)).bench_local(|| {
+        e.rt.block_on(store.get_by_token(divan::black_box(&hash)))
+            .expect("get")
+            .expect("found")
+    });
+}
+
+/// The same read when something was committed since (here: just before
+/// every read), so it goes to SQLite. One read per sample: divan prepares
+/// a whole sample's inputs (the commits) before timing it.
+#[divan::bench(sample_count = 2000, sample_size = 1)]
+fn get_by_token_after_a_commit(bencher: Bencher) {
+    let e = env(Synchronous::Normal, None);
+    let (hash, handle, mut at) = e.rt.block_on(async {
+        let t = e.sessions.create(login(1)).await.expect("create");
+        (
+            t.session.token_hash,
+            t.session.handle.clone(),
+            t.session.created_at,
+        )
+    });
+    let store = e.sessions.store();
+    bencher
+        .counter(ItemsCount::new(1u32))
+        .with_inputs(|| {
+            at = at.plus_millis(1);
+            e.rt.block_on(store.touch(&handle, &hash, at, at)).expect("touch");
+        })
+        .bench_local_values(|()| {
+            e.rt.block_on(store.get_by_token(divan::black_box(&hash)))
+                .expect("get")
+                .expect("found")
+        });
+}
+
+fn family_of(s: &tessera_core::SessionRecord, n: u64) -> RefreshFamily {
+    RefreshFamily {
+        id: format!("rtf_bench_{n}"),
+        handle: s.handle.clone(),
+        session_token_hash: s.token_hash,
+        client_id: "bench".into(),
+        scope: vec!["openid".into()],
+        audience: vec!["tessera".into()],
+        generation: 0,
+        created_at: s.created_at,
+        rotated_at: s.created_at,
+        current_sealed: None,
+        binding: None,
+        revoked: None,
+    }
+}
+
+fn refresh_hash(n: u64, generation: u64) -> TokenHash {
+    let mut h = [0u8; 32];
+    h[..8].copy_from_slice(&n.to_le_bytes());
+    h[8..16].copy_from_slice(&generation.to_le_bytes());
+    h[16] = 0x5a;
+    TokenHash(h)
+}
+
+/// 64 refresh grants in flight at once, as the store sees them: find the
+/// token, read the session, rotate (compare-and-swap, successor hash and
+/// `refreshed` event), sharing group commits.
+#[divan::bench(sample_count = 30, sample_size = 5)]
+fn concurrent_rotations_64(bencher: Bencher) {
+    let e = env(Synchronous::Normal, Some(2));
+    let store: Arc<dyn SessionStore> = Arc::clone(e.sessions.store());
+    let families: Vec<(u64, tessera_core::SessionRecord)> = e.rt.block_on(async {
+        let mut v = Vec::new();
+        for n in 0..64u64 {
+            let t = e.sessions.create(login(n)).await.expect("create");
+            let s = (*t.session).clone();
+            store
+                .create_refresh_family(&family_of(&s, n), &refresh_hash(n, 0), &[])
+                .await
+                .expect("family");
+            v.push((n, s));
+        }
+        v
+    });
+    let families = Arc::new(families);
+    let mut generation = 0u64;
+    bencher.counter(ItemsCount::new(64u32)).bench_local(|| {
+        let g = generation;
+        generation += 1;
+        e.rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..64 {
+                let store = Arc::clone(&store);
+                let families = Arc::clone(&families);
+                set.spawn(async move {
+                    let (n, s) = &families[i];
+                    let found = store.find_refresh(&refresh_hash(*n, g)).await?.expect("known");
+                    let session = store.get(&found.family.handle).await?.expect("live");
+                    let now = session.created_at.plus_millis(g as i64 + 1);
+                    let events = [NewEvent::new(EventKind::Refreshed, s, now)];
+                    store
+                        .rotate_refresh(
+                            &found.family.id,
+                            g,
+                            &refresh_hash(*n, g + 1),
+                            &[7; 96],
+                            now,
+                            &events,
+                        )
+                        .await
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                assert!(r.expect("join").expect("rotate"));
+            }
+        });
+    });
 }
