@@ -9,7 +9,9 @@
 //!   stays one atomic step while concurrent writers share the commit. A
 //!   second thread checkpoints the WAL so commits never wait for it.
 //! - **Reads** use a small pool of reader connections (`readers`); WAL lets
-//!   them run beside the writer on consistent snapshots.
+//!   them run beside the writer on consistent snapshots. A session read by
+//!   token hash is reused while the shared WAL-index header shows that
+//!   nothing at all was committed since, by any process (`cache`).
 //!
 //! Only token hashes are stored. Every failure becomes a [`StoreError`];
 //! nothing here panics on bad input or a bad file.

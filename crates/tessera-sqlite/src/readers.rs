@@ -7,12 +7,15 @@
 //! finds every connection busy waits on one of them for those microseconds.
 //! The one read that can scan many rows, `count_active`, is sent to the
 //! blocking pool by the caller instead.
+//!
+//! Sessions read by token hash are also kept in a cache that is valid only
+//! until the next commit by anyone (see `cache` and `walindex`), so a
+//! verify of an unchanged session needs neither a connection nor a read
+//! transaction and its shared-memory locks.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError, TryLockError};
-
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 
 use rusqlite::Connection;
 use tessera_core::{SessionRecord, StoreResult};
