@@ -110,8 +110,13 @@ async fn rotate_one(store: &SqliteStore, n: u32, generation: u32) {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let op = args.next().unwrap_or_else(|| "get_by_token".into());
+    // `cargo bench` runs every bench target with flags such as `--bench`;
+    // this one only does something when given an operation.
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
+    let Some(op) = args.next() else {
+        eprintln!("usage: instr <get_by_token|get_hot|verify|rotate|rotate_concurrent> [n]");
+        return;
+    };
     let n: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
     let store =
