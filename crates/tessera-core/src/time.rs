@@ -101,28 +101,29 @@ impl Timestamp {
 
         let secs = ms_of_day / 1000;
         let ms = ms_of_day % 1000;
-        let digits = |buf: &mut [u8], at: usize, mut v: i64, n: usize| {
-            for i in (0..n).rev() {
-                // v is non-negative and below 10^n here: the digit fits a u8.
-                buf[at + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
+        // Two digits at a time: v is below 100 at every call.
+        let pair = |buf: &mut [u8], at: usize, v: i64| {
+            let v = v as usize;
+            buf[at] = b'0' + (v / 10) as u8;
+            buf[at + 1] = b'0' + (v % 10) as u8;
         };
-        digits(buf, 0, year, 4);
+        pair(buf, 0, year / 100);
+        pair(buf, 2, year % 100);
         buf[4] = b'-';
-        digits(buf, 5, month, 2);
+        pair(buf, 5, month);
         buf[7] = b'-';
-        digits(buf, 8, day, 2);
+        pair(buf, 8, day);
         buf[10] = b'T';
-        digits(buf, 11, secs / 3600, 2);
+        pair(buf, 11, secs / 3600);
         buf[13] = b':';
-        digits(buf, 14, secs / 60 % 60, 2);
+        pair(buf, 14, secs / 60 % 60);
         buf[16] = b':';
-        digits(buf, 17, secs % 60, 2);
+        pair(buf, 17, secs % 60);
         let mut len = 19;
         if ms != 0 {
             buf[19] = b'.';
-            digits(buf, 20, ms, 3);
+            buf[20] = b'0' + (ms / 100) as u8;
+            pair(buf, 21, ms % 100);
             len = 23;
             while buf[len - 1] == b'0' {
                 len -= 1;
