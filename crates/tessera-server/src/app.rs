@@ -102,6 +102,22 @@ pub fn build_with_sealer(
 /// The full router: the routes, behind the [`Edge`] (request id, span,
 /// limits, API key for `/v1`, timeout, panic catcher, metrics).
 pub fn router(state: AppState) -> Router {
+    let http = &state.config.http;
+    let limits = EdgeLimits {
+        max_header_bytes: http.max_header_bytes,
+        max_body_bytes: http.max_body_bytes,
+        timeout: Duration::from_secs(http.request_timeout_secs),
+    };
+    let labels = Routes::new(&state.oauth.issuer_path);
+    let inner = routes(&state).with_state(state.clone());
+    // No `Router::layer` here: axum would wrap (and box) every route
+    // separately. The edge wraps the router once.
+    let inner = DefaultBodyLimit::max(limits.max_body_bytes).layer(inner);
+    Router::new().fallback_service(Edge::new(inner, state, limits, labels))
+}
+
+/// The route table and its fallbacks, without the edge.
+fn routes(state: &AppState) -> Router<AppState> {
     let v1 = Router::new()
         .route("/v1/sessions", post(sessions::create))
         .route("/v1/sessions/verify", post(sessions::verify))
@@ -130,26 +146,13 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/verify", get(forward_auth::verify))
         .route("/auth/logout", post(forward_auth::logout));
 
-    let http = &state.config.http;
-    let limits = EdgeLimits {
-        max_header_bytes: http.max_header_bytes,
-        max_body_bytes: http.max_body_bytes,
-        timeout: Duration::from_secs(http.request_timeout_secs),
-    };
-    let routes = Routes::new(&state.oauth.issuer_path);
-
-    let inner = Router::new()
+    Router::new()
         .merge(v1)
         .merge(ops)
         .merge(browser)
-        .merge(handlers::oauth::routes(&state))
+        .merge(handlers::oauth::routes(state))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
-        .with_state(state.clone());
-    // No `Router::layer` here: axum would wrap (and box) every route
-    // separately. The edge wraps the router once.
-    let inner = DefaultBodyLimit::max(limits.max_body_bytes).layer(inner);
-    Router::new().fallback_service(Edge::new(inner, state, limits, routes))
 }
 
 #[cfg(test)]
