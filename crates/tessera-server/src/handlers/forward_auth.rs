@@ -155,43 +155,40 @@ impl<'h> Credential<'h> {
 
 struct Conflict;
 
+/// Every value of the cookie `name`, from every `Cookie` header (HTTP/2
+/// may split it), in order, repeats included. Nothing else is a source of
+/// tokens.
+fn cookie_values<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .into_iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.split_once('='))
+        .filter(move |(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim())
+}
+
 /// The one value of the cookie `name`, or `Conflict` when several different
-/// values came (what [`session_cookies`] finds, without collecting them).
+/// values came, without collecting them.
 fn the_session_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Conflict> {
     let mut found = None;
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            let Some((k, v)) = pair.split_once('=') else {
-                continue;
-            };
-            let v = v.trim();
-            if k.trim() == name {
-                match found {
-                    None => found = Some(v),
-                    Some(f) if f == v => {}
-                    Some(_) => return Err(Conflict),
-                }
-            }
+    for v in cookie_values(headers, name) {
+        match found {
+            None => found = Some(v),
+            Some(f) if f == v => {}
+            Some(_) => return Err(Conflict),
         }
     }
     Ok(found)
 }
 
-/// The distinct values of the cookie `name`, from every `Cookie` header
-/// (HTTP/2 may split it), in order. Nothing else is a source of tokens.
+/// The distinct values of the cookie `name`, in order.
 fn session_cookies<'h>(headers: &'h HeaderMap, name: &str) -> Vec<&'h str> {
     let mut out: Vec<&str> = Vec::new();
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            let Some((k, v)) = pair.split_once('=') else {
-                continue;
-            };
-            let v = v.trim();
-            if k.trim() == name && !out.contains(&v) {
-                out.push(v);
-            }
+    for v in cookie_values(headers, name) {
+        if !out.contains(&v) {
+            out.push(v);
         }
     }
     out
