@@ -96,8 +96,34 @@ pub fn record_verify(result: &Result<Arc<SessionRecord>, tessera_core::Error>) {
     verify_counter(outcome).increment(1);
 }
 
-/// The verify counters, one per outcome, registered once: registering
-/// labels allocates and hashes them, on every verify.
+/// Metric handles by their static label values, registered on first use
+/// and then reused: registering allocates and hashes the labels, which
+/// showed in every hot-path profile. The label values are fixed sets, so
+/// the map stays small.
+pub(crate) struct Registered<K, V>(OnceLock<std::sync::RwLock<std::collections::HashMap<K, V>>>);
+
+impl<K: Eq + std::hash::Hash + Copy, V: Clone> Registered<K, V> {
+    pub(crate) const fn new() -> Self {
+        Self(OnceLock::new())
+    }
+
+    pub(crate) fn get(&self, key: K, register: impl FnOnce() -> V) -> V {
+        let map = self.0.get_or_init(Default::default);
+        if let Ok(g) = map.read()
+            && let Some(v) = g.get(&key)
+        {
+            return v.clone();
+        }
+        let v = register();
+        if let Ok(mut g) = map.write() {
+            g.insert(key, v.clone());
+        }
+        v
+    }
+}
+
+/// The verify counters, one per outcome: a fixed array, so the busiest
+/// counter is found without a lock or a reference-count bump.
 fn verify_counter(outcome: &'static str) -> &'static metrics::Counter {
     const OUTCOMES: [&str; 5] = ["ok", "invalid", "expired", "revoked", "error"];
     static COUNTERS: OnceLock<[metrics::Counter; 5]> = OnceLock::new();
@@ -107,6 +133,15 @@ fn verify_counter(outcome: &'static str) -> &'static metrics::Counter {
         .position(|o| *o == outcome)
         .unwrap_or(OUTCOMES.len() - 1);
     &counters[i]
+}
+
+/// `tessera_forward_auth_total{endpoint, outcome}`.
+pub(crate) fn forward_auth_counter(endpoint: &'static str, outcome: &'static str) -> metrics::Counter {
+    static COUNTERS: Registered<(&'static str, &'static str), metrics::Counter> = Registered::new();
+    COUNTERS.get(
+        (endpoint, outcome),
+        || metrics::counter!(FORWARD_AUTH, "endpoint" => endpoint, "outcome" => outcome),
+    )
 }
 
 /// Standard methods by name; anything else is one label, so a client
@@ -172,22 +207,10 @@ impl<S> InstrumentedStore<S> {
     }
 }
 
-/// The latency histogram of one store operation, registered once (the
-/// operations are a fixed set of names).
+/// The latency histogram of one store operation.
 fn store_histogram(op: &'static str) -> metrics::Histogram {
-    type Cache = std::sync::RwLock<std::collections::HashMap<&'static str, metrics::Histogram>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Ok(g) = cache.read()
-        && let Some(h) = g.get(op)
-    {
-        return h.clone();
-    }
-    let h = metrics::histogram!(STORE_DURATION, "op" => op);
-    if let Ok(mut g) = cache.write() {
-        g.insert(op, h.clone());
-    }
-    h
+    static HISTOGRAMS: Registered<&'static str, metrics::Histogram> = Registered::new();
+    HISTOGRAMS.get(op, || metrics::histogram!(STORE_DURATION, "op" => op))
 }
 
 async fn timed<T>(op: &'static str, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {

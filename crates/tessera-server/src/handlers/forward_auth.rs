@@ -25,7 +25,7 @@ use tessera_core::{Error as CoreError, RevokeReason};
 
 use crate::app::AppState;
 use crate::config::{CookieConfig, ForwardAuthConfig, SameSiteConfig};
-use crate::metrics::{FORWARD_AUTH, record_verify};
+use crate::metrics::{forward_auth_counter, record_verify};
 use crate::problem::{ApiError, ErrorCode, PROBLEM_JSON};
 
 /// The authenticated subject (the session's, as the application chose it).
@@ -217,26 +217,8 @@ pub async fn verify(State(state): State<AppState>, req: axum::extract::Request) 
         Ok(id) => ("ok", identity_response(&id)),
         Err(refusal) => (refusal.outcome(), refusal.into_response()),
     };
-    outcome_counter("verify", outcome).increment(1);
+    forward_auth_counter("verify", outcome).increment(1);
     no_store(res)
-}
-
-/// `tessera_forward_auth_total{endpoint, outcome}`, registered once per
-/// label pair (registering allocates and hashes the labels).
-fn outcome_counter(endpoint: &'static str, outcome: &'static str) -> metrics::Counter {
-    type Cache = std::sync::RwLock<std::collections::HashMap<(&'static str, &'static str), metrics::Counter>>;
-    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Ok(g) = cache.read()
-        && let Some(c) = g.get(&(endpoint, outcome))
-    {
-        return c.clone();
-    }
-    let c = metrics::counter!(FORWARD_AUTH, "endpoint" => endpoint, "outcome" => outcome);
-    if let Ok(mut g) = cache.write() {
-        g.insert((endpoint, outcome), c.clone());
-    }
-    c
 }
 
 async fn check(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> Result<Identity, Refusal> {
@@ -529,7 +511,7 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Response {
     let (outcome, res) = logout_inner(&state, &method, query.as_deref(), &headers).await;
-    outcome_counter("logout", outcome).increment(1);
+    forward_auth_counter("logout", outcome).increment(1);
     no_store(res)
 }
 
