@@ -196,47 +196,6 @@ fn check_form(token: &str) -> Result<(), VerifyError> {
     Ok(())
 }
 
-const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-const DOTS: u64 = 0x2e2e_2e2e_2e2e_2e2e;
-
-/// The high bit of every byte of `word` that is `.`, and no other bit (exact
-/// per byte: no carry crosses a byte).
-#[inline]
-fn dot_bits(word: u64) -> u64 {
-    let x = word ^ DOTS;
-    !((x & LOW7).wrapping_add(LOW7) | x) & !LOW7
-}
-
-/// The index of the first `.`, eight bytes at a time.
-#[inline]
-fn find_dot(bytes: &[u8]) -> Option<usize> {
-    let mut chunks = bytes.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let bits = dot_bits(u64::from_le_bytes(chunk.try_into().ok()?));
-        if bits != 0 {
-            return Some(at + bits.trailing_zeros() as usize / 8);
-        }
-        at += 8;
-    }
-    chunks.remainder().iter().position(|b| *b == b'.').map(|i| at + i)
-}
-
-/// The index of the last `.`, eight bytes at a time.
-#[inline]
-fn rfind_dot(bytes: &[u8]) -> Option<usize> {
-    let mut chunks = bytes.rchunks_exact(8);
-    let mut end = bytes.len();
-    for chunk in &mut chunks {
-        end -= 8;
-        let bits = dot_bits(u64::from_le_bytes(chunk.try_into().ok()?));
-        if bits != 0 {
-            return Some(end + 7 - bits.leading_zeros() as usize / 8);
-        }
-    }
-    chunks.remainder().iter().rposition(|b| *b == b'.')
-}
-
 /// The three segments: up to the first dot, between the first and the last,
 /// after the last. Only the length and the dots are looked at; a token
 /// whose segments all decode has the form [`check_form`] requires (the
@@ -247,7 +206,8 @@ fn locate(token: &str) -> Result<(&str, &str, &str), VerifyError> {
     if bytes.len() > MAX_TOKEN_BYTES {
         return Err(VerifyError::TooLong);
     }
-    let (Some(first), Some(last)) = (find_dot(bytes), rfind_dot(bytes)) else {
+    // core's `find`/`rfind` of one byte already scan a word at a time.
+    let (Some(first), Some(last)) = (token.find('.'), token.rfind('.')) else {
         return Err(VerifyError::Malformed);
     };
     if first == 0 || last <= first + 1 || last + 1 == bytes.len() {
@@ -461,28 +421,4 @@ fn check_header<'k>(keys: &'k KeySet, header_json: &[u8]) -> Result<&'k Arc<Veri
         return Err(VerifyError::AlgorithmMismatch);
     }
     Ok(key)
-}
-
-#[cfg(test)]
-mod unit {
-    use super::{find_dot, rfind_dot};
-
-    #[test]
-    fn dot_search_matches_a_plain_scan() {
-        // Dots at every offset around the 8-byte chunks, next to bytes one bit
-        // away from `.` (`/` is 0x2f, `,` 0x2c) and to non-ASCII bytes.
-        for len in 0..40 {
-            for a in 0..len {
-                for b in a..len {
-                    let mut bytes: Vec<u8> = (0..len).map(|i| [b'/', b',', 0xae, b'A'][i % 4]).collect();
-                    bytes[a] = b'.';
-                    bytes[b] = b'.';
-                    assert_eq!(find_dot(&bytes), bytes.iter().position(|c| *c == b'.'));
-                    assert_eq!(rfind_dot(&bytes), bytes.iter().rposition(|c| *c == b'.'));
-                }
-            }
-            let none = vec![b'/'; len];
-            assert_eq!((find_dot(&none), rfind_dot(&none)), (None, None));
-        }
-    }
 }
