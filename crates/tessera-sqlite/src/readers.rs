@@ -82,11 +82,12 @@ impl Readers {
     }
 
     pub(crate) fn with<R>(&self, f: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
-        let n = self.conns.len();
-        // Start at a rotating index so concurrent callers spread out.
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        for i in 0..n {
-            let slot = &self.conns[(start + i) % n];
+        // The lowest-numbered free connection, not a rotating one: each
+        // connection drops its page cache at its first read after a commit,
+        // so under writes the reads between two commits should share one
+        // warm cache rather than each warm up its own. The others serve
+        // reads that overlap.
+        for slot in &self.conns[..] {
             match slot.try_lock() {
                 Ok(conn) => return f(&conn),
                 // A read that panicked leaves its statement reset by unwinding;
@@ -95,6 +96,8 @@ impl Readers {
                 Err(TryLockError::WouldBlock) => {}
             }
         }
+        // All busy: queue on one, spreading such waiters out.
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         let conn = self.conns[start].lock().unwrap_or_else(PoisonError::into_inner);
         f(&conn)
     }
