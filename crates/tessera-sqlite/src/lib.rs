@@ -42,6 +42,10 @@ use crate::codec::{FamilyRow, SessionRow};
 use crate::readers::Readers;
 use crate::writer::Writer;
 
+/// Token hashes one writer job of the refresh-token collector deletes at
+/// most (a few milliseconds of the writer's time).
+const GC_STEPS: u32 = 500;
+
 /// How hard a commit tries to reach the disk (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
@@ -215,7 +219,19 @@ impl SessionStore for SqliteStore {
         if batch == 0 {
             return Ok(0);
         }
-        self.writer.call(move |c| ops::sweep(c, now, batch)).await
+        let n = self.writer.call(move |c| ops::sweep(c, now, batch)).await?;
+        if n < batch {
+            // The end of a sweep round: delete the token hashes of the
+            // families it (and earlier rounds) deleted, one bounded writer
+            // job at a time so requests interleave.
+            while self
+                .writer
+                .call(|c| ops::collect_refresh_tokens(c, GC_STEPS))
+                .await?
+                == GC_STEPS
+            {}
+        }
+        Ok(n)
     }
 
     async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {

@@ -278,8 +278,9 @@ pub(crate) fn revoke_all_active(
 pub(crate) fn sweep(c: &Connection, now: Timestamp, batch: u32) -> StoreResult<u32> {
     // Both statements pick the same rows: the same total order, in the same
     // transaction, and the first one does not touch `sessions`. Deleting a
-    // session cascades to its refresh families and their token hashes
-    // (foreign keys, schema version 2), in the same statement.
+    // session cascades to its refresh families (foreign key) in the same
+    // statement, and each deleted family queues its token hashes for
+    // `collect_refresh_tokens` (trigger, schema version 3).
     let now = now.unix_millis();
     let batch = i64::from(batch);
     c.prepare_cached(
@@ -301,6 +302,56 @@ pub(crate) fn sweep(c: &Connection, now: Timestamp, batch: u32) -> StoreResult<u
         .execute(params![now, batch])
         .store()?;
     u32::try_from(n).map_err(|_| StoreError::Unavailable(format!("sweep deleted {n} rows, more than asked")))
+}
+
+/// Deletes the token hashes of deleted refresh families, walking each
+/// queued chain from its newest hash back through `previous`, for at most
+/// `budget` steps (one hash each); returns the steps taken, so fewer than
+/// `budget` means the queue is empty. A chain cut short keeps its place in
+/// the queue, and the next call resumes where this one stopped.
+pub(crate) fn collect_refresh_tokens(c: &Connection, budget: u32) -> StoreResult<u32> {
+    let mut steps = 0u32;
+    let mut next_head = c
+        .prepare_cached("SELECT head FROM refresh_tokens_gc LIMIT 1")
+        .store()?;
+    let mut unlink = c
+        .prepare_cached("DELETE FROM refresh_tokens WHERE hash = ?1 RETURNING previous")
+        .store()?;
+    while steps < budget {
+        let Some(head) = next_head
+            .query_row([], |r| r.get::<_, Vec<u8>>(0))
+            .optional()
+            .store()?
+        else {
+            break;
+        };
+        let mut at = Some(head.clone());
+        while steps < budget
+            && let Some(hash) = at.take()
+        {
+            // No row: the chain ends (or was never stored, as for a family
+            // migrated without its newest hash).
+            at = unlink
+                .query_row([&hash], |r| r.get::<_, Option<Vec<u8>>>(0))
+                .optional()
+                .store()?
+                .flatten();
+            steps += 1;
+        }
+        match at {
+            None => c
+                .prepare_cached("DELETE FROM refresh_tokens_gc WHERE head = ?1")
+                .store()?
+                .execute([&head])
+                .store()?,
+            Some(rest) => c
+                .prepare_cached("UPDATE OR REPLACE refresh_tokens_gc SET head = ?2 WHERE head = ?1")
+                .store()?
+                .execute([&head, &rest])
+                .store()?,
+        };
+    }
+    Ok(steps)
 }
 
 pub(crate) fn insert_api_key(c: &Connection, key: &ApiKeyRecord) -> StoreResult<()> {
@@ -334,20 +385,24 @@ pub(crate) fn create_refresh_family(
     first: &[u8; 32],
     events: &[NewEvent],
 ) -> StoreResult<()> {
+    let mut params = row.params().to_vec();
+    params.push(first);
     c.prepare_cached(concat!(
         "INSERT INTO refresh_families (",
         family_columns!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ", current_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))
     .store()?
-    .execute(&row.params()[..])
+    .execute(&params[..])
     .map_err(|e| no_session(e, &row.handle))?;
     // A duplicate hash fails here; the savepoint rollback takes the family
     // row with it.
-    c.prepare_cached("INSERT INTO refresh_tokens (hash, family_id, generation) VALUES (?1, ?2, ?3)")
-        .store()?
-        .execute(params![first, row.id, row.generation])
-        .store()?;
+    c.prepare_cached(
+        "INSERT INTO refresh_tokens (hash, family_id, generation, previous) VALUES (?1, ?2, ?3, NULL)",
+    )
+    .store()?
+    .execute(params![first, row.id, row.generation])
+    .store()?;
     insert_events(c, events)
 }
 
@@ -386,10 +441,26 @@ pub(crate) fn rotate_refresh(c: &Connection, job: &Rotate) -> StoreResult<bool> 
             "refresh generation {expected} cannot be incremented"
         )));
     };
-    // The compare-and-swap: only one rotation from a generation matches.
+    // The compare-and-swap: only one rotation from a generation matches. The
+    // successor's hash goes in first, linked to the hash it replaces (the
+    // family's current one), from the same family row the swap then
+    // updates. A duplicate successor fails here, before anything is written.
     let n = c
         .prepare_cached(
-            "UPDATE refresh_families SET generation = ?3, rotated_at = ?4, current_sealed = ?5 \
+            "INSERT INTO refresh_tokens (hash, family_id, generation, previous) \
+             SELECT ?1, id, ?3, current_hash FROM refresh_families \
+             WHERE id = ?2 AND generation = ?4 AND revoked_at IS NULL",
+        )
+        .store()?
+        .execute(params![job.successor, job.family_id, next, expected])
+        .store()?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let n = c
+        .prepare_cached(
+            "UPDATE refresh_families SET generation = ?3, rotated_at = ?4, current_sealed = ?5, \
+                 current_hash = ?6 \
              WHERE id = ?1 AND generation = ?2 AND revoked_at IS NULL",
         )
         .store()?
@@ -398,18 +469,18 @@ pub(crate) fn rotate_refresh(c: &Connection, job: &Rotate) -> StoreResult<bool> 
             expected,
             next,
             job.now.unix_millis(),
-            job.successor_sealed
+            job.successor_sealed,
+            job.successor
         ])
         .store()?;
-    if n == 0 {
-        return Ok(false);
+    if n != 1 {
+        // Cannot happen inside one transaction; failing the job rolls the
+        // insert above back rather than leave a token outside its family.
+        return Err(StoreError::Unavailable(format!(
+            "refresh family {} changed during its rotation",
+            job.family_id
+        )));
     }
-    // A duplicate successor fails here and the caller's savepoint rollback
-    // undoes the swap above: nothing is written.
-    c.prepare_cached("INSERT INTO refresh_tokens (hash, family_id, generation) VALUES (?1, ?2, ?3)")
-        .store()?
-        .execute(params![job.successor, job.family_id, next])
-        .store()?;
     insert_events(c, &job.events)?;
     Ok(true)
 }

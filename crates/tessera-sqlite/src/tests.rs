@@ -177,8 +177,8 @@ async fn the_wal_is_checkpointed_in_the_background() {
 }
 
 /// A database written by the previous release (schema version 1) is brought
-/// to version 2 on open, keeps its sessions, and takes refresh families for
-/// them.
+/// to the current version on open, keeps its sessions, and takes refresh
+/// families for them.
 #[tokio::test]
 async fn a_version_1_database_is_upgraded_in_place() {
     let dir = tempfile::tempdir().unwrap();
@@ -204,7 +204,7 @@ async fn a_version_1_database_is_upgraded_in_place() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, schema::SCHEMA_VERSION);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     assert_eq!(*store.get(&record(1).handle).await.unwrap().unwrap(), record(1));
 
     let now = Timestamp::from_unix_secs(1_000_000);
@@ -227,4 +227,220 @@ async fn a_version_1_database_is_upgraded_in_place() {
     // The sweeper takes the family with its session.
     assert_eq!(store.sweep(now.plus_secs(7200), 10).await.unwrap(), 1);
     assert!(store.find_refresh(&first).await.unwrap().is_none());
+}
+
+fn family(n: u32, generation: u64) -> tessera_core::RefreshFamily {
+    let now = Timestamp::from_unix_secs(1_000_000);
+    tessera_core::RefreshFamily {
+        id: format!("rtf_{n}"),
+        handle: record(n).handle,
+        session_token_hash: record(n).token_hash,
+        client_id: "app".into(),
+        scope: vec!["read".into()],
+        audience: vec!["tessera".into()],
+        generation,
+        created_at: now,
+        rotated_at: now,
+        current_sealed: None,
+        binding: None,
+        revoked: None,
+    }
+}
+
+/// Token hash `g` of family `f`, distinct across families and generations.
+fn hash(f: u8, g: u8) -> [u8; 32] {
+    let mut h = [f; 32];
+    h[31] = g;
+    h
+}
+
+fn count(c: &rusqlite::Connection, sql: &str) -> i64 {
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// A version 2 database (refresh hashes found through a family index) is
+/// upgraded to the chained layout: every stored hash still finds its family
+/// and generation, the family keeps rotating, and when its session goes the
+/// sweeper deletes the whole chain, including the hashes from before the
+/// upgrade, and nothing of the other family (RT-02 reuse detection needs
+/// every consumed hash of a live family).
+#[tokio::test]
+async fn a_version_2_database_keeps_its_refresh_chains_and_collects_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        c.execute_batch(schema::MIGRATIONS[1]).unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+        for (n, generations, absolute) in [(1u32, 3u8, 3600i64), (2, 2, 7200)] {
+            let mut rec = record(n);
+            rec.absolute_expires_at = rec.created_at.plus_secs(absolute);
+            rec.idle_expires_at = rec.absolute_expires_at;
+            let row = SessionRow::encode(&rec).unwrap();
+            c.execute(
+                concat!(
+                    "INSERT INTO sessions (",
+                    codec::session_columns!(),
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+                ),
+                &row.params()[..],
+            )
+            .unwrap();
+            let fam = FamilyRow::encode(&family(n, u64::from(generations) - 1)).unwrap();
+            c.execute(
+                concat!(
+                    "INSERT INTO refresh_families (",
+                    codec::family_columns!(),
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                ),
+                &fam.params()[..],
+            )
+            .unwrap();
+            for g in 0..generations {
+                c.execute(
+                    "INSERT INTO refresh_tokens (hash, family_id, generation) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![hash(n as u8, g), fam.id, g],
+                )
+                .unwrap();
+            }
+        }
+    }
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    for g in 0..3u8 {
+        let found = store.find_refresh(&TokenHash(hash(1, g))).await.unwrap().unwrap();
+        assert_eq!(
+            (found.generation, found.family.id.as_str()),
+            (u64::from(g), "rtf_1")
+        );
+        assert_eq!(found.family.generation, 2);
+    }
+    let now = Timestamp::from_unix_secs(1_000_010);
+    assert!(
+        store
+            .rotate_refresh("rtf_1", 2, &TokenHash(hash(1, 3)), b"sealed", now, &[])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .rotate_refresh("rtf_1", 2, &TokenHash(hash(1, 9)), b"sealed", now, &[])
+            .await
+            .unwrap(),
+        "the swap still refuses a stale generation"
+    );
+    let found = store.find_refresh(&TokenHash(hash(1, 3))).await.unwrap().unwrap();
+    assert_eq!((found.generation, found.family.generation), (3, 3));
+    assert!(
+        store
+            .find_refresh(&TokenHash(hash(1, 9)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Session 1 ends (absolute expiry), session 2 lives on.
+    assert_eq!(
+        store
+            .sweep(Timestamp::from_unix_secs(1_000_000 + 4000), 10)
+            .await
+            .unwrap(),
+        1
+    );
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(
+        count(
+            &raw,
+            "SELECT count(*) FROM refresh_tokens WHERE family_id = 'rtf_1'"
+        ),
+        0
+    );
+    assert_eq!(count(&raw, "SELECT count(*) FROM refresh_tokens_gc"), 0);
+    assert_eq!(
+        count(
+            &raw,
+            "SELECT count(*) FROM refresh_tokens WHERE family_id = 'rtf_2'"
+        ),
+        2
+    );
+    for g in 0..2u8 {
+        let found = store.find_refresh(&TokenHash(hash(2, g))).await.unwrap().unwrap();
+        assert_eq!(found.generation, u64::from(g));
+    }
+    for g in 0..4u8 {
+        assert!(
+            store
+                .find_refresh(&TokenHash(hash(1, g)))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+/// The collector walks a long chain in bounded steps, resuming where it
+/// stopped; until it reaches them the orphaned hashes find nothing.
+#[tokio::test]
+async fn refresh_chains_are_collected_in_bounded_steps() {
+    let (dir, store) = open();
+    let now = Timestamp::from_unix_secs(1_000_000);
+    for n in [1u32, 2] {
+        store.create(&record(n), &opts(), &[]).await.unwrap();
+        store
+            .create_refresh_family(&family(n, 0), &TokenHash(hash(n as u8, 0)), &[])
+            .await
+            .unwrap();
+        for g in 0..7u8 {
+            let id = format!("rtf_{n}");
+            let next = TokenHash(hash(n as u8, g + 1));
+            assert!(
+                store
+                    .rotate_refresh(&id, g.into(), &next, b"s", now, &[])
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+    // Deleting the session (as the sweeper does) queues the chain's head.
+    let raw = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    raw.pragma_update(None, "foreign_keys", "ON").unwrap();
+    raw.execute("DELETE FROM sessions WHERE handle = ?1", [record(1).handle])
+        .unwrap();
+    assert_eq!(count(&raw, "SELECT count(*) FROM refresh_tokens_gc"), 1);
+    assert_eq!(count(&raw, "SELECT count(*) FROM refresh_tokens"), 16);
+    assert!(
+        store
+            .find_refresh(&TokenHash(hash(1, 5)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert_eq!(ops::collect_refresh_tokens(&raw, 3).unwrap(), 3);
+    assert_eq!(count(&raw, "SELECT count(*) FROM refresh_tokens"), 13);
+    assert_eq!(
+        count(&raw, "SELECT count(*) FROM refresh_tokens_gc"),
+        1,
+        "resumes later"
+    );
+    assert_eq!(ops::collect_refresh_tokens(&raw, 3).unwrap(), 3);
+    assert_eq!(ops::collect_refresh_tokens(&raw, 3).unwrap(), 2, "queue empty");
+    assert_eq!(ops::collect_refresh_tokens(&raw, 3).unwrap(), 0);
+    assert_eq!(count(&raw, "SELECT count(*) FROM refresh_tokens_gc"), 0);
+    assert_eq!(
+        count(
+            &raw,
+            "SELECT count(*) FROM refresh_tokens WHERE family_id = 'rtf_1'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &raw,
+            "SELECT count(*) FROM refresh_tokens WHERE family_id = 'rtf_2'"
+        ),
+        8
+    );
+    let found = store.find_refresh(&TokenHash(hash(2, 0))).await.unwrap().unwrap();
+    assert_eq!((found.generation, found.family.generation), (0, 7));
 }
