@@ -609,7 +609,7 @@ pub(crate) fn list_by_subject(c: &Connection, subject: &str) -> StoreResult<Vec<
 pub(crate) fn events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<Event>> {
     // One statement text per combination of filters (at most eight, each
     // cached), rather than `(?2 IS NULL OR subject = ?2)`, which would keep
-    // SQLite from using the subject and handle indexes.
+    // SQLite from using the subject index.
     let after = i64::try_from(q.after).unwrap_or(i64::MAX);
     let limit = i64::from(q.limit);
     let kind = q.kind.map(EventKind::as_str);
@@ -621,7 +621,17 @@ pub(crate) fn events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<Event>> 
     }
     if let Some(h) = &q.handle {
         params.push(h);
-        sql.push_str(&format!(" AND handle = ?{}", params.len()));
+        let i = params.len();
+        // Events have no handle index (schema version 3): walk the subject
+        // index with the handle's subject, live or ended. A handle that
+        // never had a session has no subject, and so no events.
+        if q.subject.is_none() {
+            sql.push_str(&format!(
+                " AND subject = (SELECT subject FROM sessions WHERE handle = ?{i} \
+                 UNION ALL SELECT subject FROM ended_sessions WHERE handle = ?{i} LIMIT 1)"
+            ));
+        }
+        sql.push_str(&format!(" AND handle = ?{i}"));
     }
     if let Some(k) = &kind {
         params.push(k);

@@ -306,7 +306,26 @@ async fn a_version_2_database_keeps_its_refresh_chains_and_collects_them() {
             }
         }
     }
+    {
+        // The audit trail of a session swept before the upgrade.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute(
+            "INSERT INTO events (at, kind, subject, handle, reason) VALUES (1, 'expired', 'bob', 'ses_gone', NULL)",
+            [],
+        )
+        .unwrap();
+    }
     let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let gone = store
+        .events(&EventQuery {
+            handle: Some("ses_gone".into()),
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(gone.len(), 1, "found by handle alone after the upgrade");
+    assert_eq!(gone[0].event.subject, "bob");
     for g in 0..3u8 {
         let found = store.find_refresh(&TokenHash(hash(1, g))).await.unwrap().unwrap();
         assert_eq!(
@@ -443,4 +462,85 @@ async fn refresh_chains_are_collected_in_bounded_steps() {
     );
     let found = store.find_refresh(&TokenHash(hash(2, 0))).await.unwrap().unwrap();
     assert_eq!((found.generation, found.family.generation), (0, 7));
+}
+
+/// Events have no handle index: a query by handle alone goes through the
+/// handle's subject, from the live session or, once it is swept, from
+/// `ended_sessions`, and walks the subject index rather than the table.
+#[tokio::test]
+async fn events_by_handle_alone_outlive_the_session_and_use_the_subject_index() {
+    let (dir, store) = open();
+    let t0 = Timestamp::from_unix_secs(1_000_000);
+    let mut recs = Vec::new();
+    for (n, subject) in [(1u32, "alice"), (2, "alice"), (3, "bob")] {
+        let mut r = record(n);
+        r.subject = subject.into();
+        if n == 1 {
+            r.absolute_expires_at = t0.plus_secs(10);
+        }
+        store
+            .create(
+                &r,
+                &opts(),
+                &[tessera_core::NewEvent::new(
+                    tessera_core::EventKind::Created,
+                    &r,
+                    t0,
+                )],
+            )
+            .await
+            .unwrap();
+        recs.push(r);
+    }
+    let by = |handle: &str, subject: Option<&str>| EventQuery {
+        handle: Some(handle.to_owned()),
+        subject: subject.map(str::to_owned),
+        limit: 100,
+        ..EventQuery::default()
+    };
+    let live = store.events(&by(&recs[0].handle, None)).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(store.sweep(t0.plus_secs(20), 10).await.unwrap(), 1);
+    let ended = store.events(&by(&recs[0].handle, None)).await.unwrap();
+    assert_eq!(ended.len(), 2, "created and expired, after the session is gone");
+    assert!(
+        ended
+            .iter()
+            .all(|e| e.event.handle == recs[0].handle && e.event.subject == "alice")
+    );
+    assert_eq!(store.events(&by(&recs[1].handle, None)).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .events(&by(&recs[2].handle, Some("bob")))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .events(&by(&recs[2].handle, Some("alice")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.events(&by("ses_never", None)).await.unwrap().is_empty());
+
+    let raw = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    let plan: Vec<String> = raw
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT id FROM events WHERE id > 0 AND subject = \
+             (SELECT subject FROM sessions WHERE handle = ?1 \
+              UNION ALL SELECT subject FROM ended_sessions WHERE handle = ?1 LIMIT 1) \
+             AND handle = ?1 ORDER BY id LIMIT 10",
+        )
+        .unwrap()
+        .query_map(["ses_x"], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|p| p.contains("USING INDEX events_subject")),
+        "{plan:?}"
+    );
 }

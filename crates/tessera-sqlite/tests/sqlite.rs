@@ -102,6 +102,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
         tables,
         [
             "api_keys",
+            "ended_sessions",
             "events",
             "refresh_families",
             "refresh_tokens",
