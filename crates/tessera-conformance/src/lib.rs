@@ -79,6 +79,7 @@ macro_rules! conformance_suite {
             store_refresh_revoke_family,
             store_refresh_families_of,
             store_sweep_deletes_refresh_families,
+            store_find_refresh_with_session_matches_separate_reads,
             store_signing_keys,
             // Domain rules through `Sessions`, named after the checklist.
             sc_01_tokens_unique_and_hashed_at_rest,

@@ -99,6 +99,14 @@ impl Inner {
         self.handles.get(handle).and_then(|h| self.sessions.get(h))
     }
 
+    fn find_refresh(&self, hash: &TokenHash) -> Option<RefreshLookup> {
+        let (fid, generation) = self.refresh_tokens.get(hash)?;
+        self.families.get(fid).map(|f| RefreshLookup {
+            family: f.clone(),
+            generation: *generation,
+        })
+    }
+
     /// Puts `record` in place of the session with its handle, under its own
     /// token hash. The caller has checked that no other session holds that hash.
     fn put(&mut self, record: SessionRecord) {
@@ -396,12 +404,18 @@ impl SessionStore for MemoryStore {
     }
 
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
+        Ok(self.read().find_refresh(hash))
+    }
+
+    async fn find_refresh_with_session(
+        &self,
+        hash: &TokenHash,
+    ) -> StoreResult<Option<(RefreshLookup, Option<Arc<SessionRecord>>)>> {
+        // Under one lock, so the session is the one of the same state.
         let g = self.read();
-        Ok(g.refresh_tokens.get(hash).and_then(|(fid, generation)| {
-            g.families.get(fid).map(|f| RefreshLookup {
-                family: f.clone(),
-                generation: *generation,
-            })
+        Ok(g.find_refresh(hash).map(|l| {
+            let session = g.session(&l.family.handle).cloned();
+            (l, session)
         }))
     }
 

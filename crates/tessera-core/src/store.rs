@@ -194,6 +194,27 @@ pub trait SessionStore: Send + Sync + 'static {
     /// reuse is detected) until the family is deleted.
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>>;
 
+    /// [`find_refresh`](Self::find_refresh) together with
+    /// [`get`](Self::get) of the family's session (`None` if it is gone):
+    /// what every refresh needs before it can decide anything.
+    ///
+    /// It exists so a store can answer both from one snapshot in one round
+    /// trip (one SQL statement, one read transaction) instead of two. The
+    /// provided implementation is the two separate reads, which is correct
+    /// but gains nothing; a store that can do better overrides it, and a
+    /// store that wraps another must forward it, or the inner store's
+    /// single read becomes two again.
+    async fn find_refresh_with_session(
+        &self,
+        hash: &TokenHash,
+    ) -> StoreResult<Option<(RefreshLookup, Option<Arc<SessionRecord>>)>> {
+        let Some(lookup) = self.find_refresh(hash).await? else {
+            return Ok(None);
+        };
+        let session = self.get(&lookup.family.handle).await?;
+        Ok(Some((lookup, session)))
+    }
+
     /// Compare-and-swap rotation: only if the family is at
     /// `expected_generation` and not revoked, records `successor` as
     /// generation `expected_generation + 1`, sets `generation`,

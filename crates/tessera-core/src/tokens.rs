@@ -290,12 +290,15 @@ impl TokenService {
         let hash = token::parse(TokenKind::Refresh, presented.as_bytes())
             .map_err(|_| OAuthError::InvalidGrant("malformed refresh token"))?;
         let store = self.sessions.store();
-        let mut lookup = store
-            .find_refresh(&hash)
+        // The token's family and the family's session in one store call (one
+        // snapshot, one round trip): every outcome below needs both.
+        let (mut lookup, mut found) = store
+            .find_refresh_with_session(&hash)
             .await?
             .ok_or(OAuthError::InvalidGrant("unknown refresh token"))?;
         // A token bound to another client is refused without revealing or
-        // touching anything (RT-06).
+        // touching anything (RT-06). Its session was read along with it, but
+        // reading writes nothing and nothing of it is revealed before this.
         if lookup.family.client_id != client.client_id {
             return Err(OAuthError::InvalidGrant(
                 "refresh token was issued to another client",
@@ -319,7 +322,7 @@ impl TokenService {
             if fam.revoked.is_some() {
                 return Err(OAuthError::InvalidGrant("refresh token has been revoked"));
             }
-            let session = self.live_session_of(&fam).await?;
+            let session = self.live_session(found, &fam)?;
             let now = self.sessions.now();
             let at_scope = requested.clone().unwrap_or_else(|| fam.scope.clone());
 
@@ -338,8 +341,8 @@ impl TokenService {
                     // Lost the race (or a hash collision): look again; the
                     // token is now one generation behind.
                     Ok(false) | Err(StoreError::Duplicate) => {
-                        lookup = store
-                            .find_refresh(&hash)
+                        (lookup, found) = store
+                            .find_refresh_with_session(&hash)
                             .await?
                             .ok_or(OAuthError::InvalidGrant("unknown refresh token"))?;
                         continue;
@@ -416,12 +419,19 @@ impl TokenService {
 
     /// The family's session, if it is still the same live session.
     async fn live_session_of(&self, fam: &RefreshFamily) -> Result<Arc<SessionRecord>, OAuthError> {
-        let s = self
-            .sessions
-            .store()
-            .get(&fam.handle)
-            .await?
-            .ok_or(OAuthError::InvalidGrant("the session has ended"))?;
+        let found = self.sessions.store().get(&fam.handle).await?;
+        self.live_session(found, fam)
+    }
+
+    /// `found`, the session stored under the family's handle (`None` if there
+    /// is none), if it is still the same live session the family was issued
+    /// on. Every check of a family's session is here, whichever read found it.
+    fn live_session(
+        &self,
+        found: Option<Arc<SessionRecord>>,
+        fam: &RefreshFamily,
+    ) -> Result<Arc<SessionRecord>, OAuthError> {
+        let s = found.ok_or(OAuthError::InvalidGrant("the session has ended"))?;
         if !s.is_active(self.sessions.now()) {
             return Err(OAuthError::InvalidGrant("the session has ended"));
         }

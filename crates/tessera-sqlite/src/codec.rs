@@ -3,6 +3,7 @@
 //! Encoding happens on the caller's task, before a write is queued, so the
 //! writer thread (the one serial resource) only binds ready values.
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Row, ToSql};
 use serde_json::{Map, Value};
 use tessera_core::{
@@ -13,12 +14,53 @@ use tessera_core::{
 use crate::error::{SqlResultExt, corrupt};
 
 /// The session columns, in the order [`decode_session`] reads them (a macro
-/// so queries can be `concat!`ed into `&'static str`s).
+/// so queries can be `concat!`ed into `&'static str`s). With a table alias
+/// (`session_columns!("s.")`) each column is qualified, for joins.
 macro_rules! session_columns {
     () => {
-        "handle, token_hash, subject, version, created_at, last_seen_at, idle_timeout_ms, \
-         idle_expires_at, absolute_expires_at, auth_level, auth_methods, auth_time, \
-         device_user_agent, device_ip, device_label, binding, data, revoked_at, revoke_reason"
+        $crate::codec::session_columns!("")
+    };
+    ($t:literal) => {
+        concat!(
+            $t,
+            "handle, ",
+            $t,
+            "token_hash, ",
+            $t,
+            "subject, ",
+            $t,
+            "version, ",
+            $t,
+            "created_at, ",
+            $t,
+            "last_seen_at, ",
+            $t,
+            "idle_timeout_ms, ",
+            $t,
+            "idle_expires_at, ",
+            $t,
+            "absolute_expires_at, ",
+            $t,
+            "auth_level, ",
+            $t,
+            "auth_methods, ",
+            $t,
+            "auth_time, ",
+            $t,
+            "device_user_agent, ",
+            $t,
+            "device_ip, ",
+            $t,
+            "device_label, ",
+            $t,
+            "binding, ",
+            $t,
+            "data, ",
+            $t,
+            "revoked_at, ",
+            $t,
+            "revoke_reason"
+        )
     };
 }
 pub(crate) use session_columns;
@@ -148,49 +190,44 @@ fn data_map(s: &str) -> StoreResult<Map<String, Value>> {
     }
 }
 
-/// Reads a row selected with [`session_columns!`].
-pub(crate) fn decode_session(row: &Row<'_>) -> StoreResult<SessionRecord> {
-    let version: i64 = row.get(3).store()?;
-    let level: i64 = row.get(9).store()?;
-    let revoked_at: Option<i64> = row.get(17).store()?;
-    let revoked = match (revoked_at, opt_text(row, 18, "revoke_reason")?) {
-        (None, None) => None,
-        (Some(at), Some(r)) => Some(Revocation {
-            at: Timestamp::from_unix_millis(at),
-            reason: reason(r)?,
-        }),
-        _ => return Err(corrupt("revocation", "revoked_at and revoke_reason disagree")),
-    };
+/// Reads the [`session_columns!`] starting at column `at`.
+pub(crate) fn decode_session(row: &Row<'_>, at: usize) -> StoreResult<SessionRecord> {
+    let version: i64 = row.get(at + 3).store()?;
+    let level: i64 = row.get(at + 9).store()?;
+    let revoked = revocation(
+        row.get(at + 17).store()?,
+        opt_text(row, at + 18, "revoke_reason")?,
+    )?;
     Ok(SessionRecord {
-        handle: row.get(0).store()?,
+        handle: row.get(at).store()?,
         token_hash: hash(
             "token_hash",
-            row.get_ref(1)
+            row.get_ref(at + 1)
                 .store()?
                 .as_blob()
                 .map_err(|e| corrupt("token_hash", e))?,
         )?,
-        subject: row.get(2).store()?,
+        subject: row.get(at + 2).store()?,
         version: u64::try_from(version).map_err(|_| corrupt("version", version))?,
-        created_at: ts(row, 4)?,
-        last_seen_at: ts(row, 5)?,
-        idle_timeout_ms: row.get(6).store()?,
-        idle_expires_at: ts(row, 7)?,
-        absolute_expires_at: ts(row, 8)?,
+        created_at: ts(row, at + 4)?,
+        last_seen_at: ts(row, at + 5)?,
+        idle_timeout_ms: row.get(at + 6).store()?,
+        idle_expires_at: ts(row, at + 7)?,
+        absolute_expires_at: ts(row, at + 8)?,
         auth: AuthInfo {
             level: u8::try_from(level).map_err(|_| corrupt("auth.level", level))?,
-            methods: from_json("auth.methods", text(row, 10, "auth.methods")?)?,
-            time: ts(row, 11)?,
+            methods: from_json("auth.methods", text(row, at + 10, "auth.methods")?)?,
+            time: ts(row, at + 11)?,
         },
         device: DeviceInfo {
-            user_agent: row.get(12).store()?,
-            ip: row.get(13).store()?,
-            label: row.get(14).store()?,
+            user_agent: row.get(at + 12).store()?,
+            ip: row.get(at + 13).store()?,
+            label: row.get(at + 14).store()?,
         },
-        binding: opt_text(row, 15, "binding")?
+        binding: opt_text(row, at + 15, "binding")?
             .map(|b| from_json::<Binding>("binding", b))
             .transpose()?,
-        data: data_map(text(row, 16, "data")?)?,
+        data: data_map(text(row, at + 16, "data")?)?,
         revoked,
     })
 }
@@ -233,13 +270,46 @@ pub(crate) fn decode_api_key(row: &Row<'_>) -> StoreResult<ApiKeyRecord> {
 }
 
 /// The refresh-family columns, in the order [`decode_family`] reads them.
+/// With a table alias (`family_columns!("f.")`) each column is qualified.
 macro_rules! family_columns {
     () => {
-        "id, handle, session_token_hash, client_id, scope, audience, generation, created_at, \
-         rotated_at, current_sealed, binding, revoked_at, revoke_reason"
+        $crate::codec::family_columns!("")
+    };
+    ($t:literal) => {
+        concat!(
+            $t,
+            "id, ",
+            $t,
+            "handle, ",
+            $t,
+            "session_token_hash, ",
+            $t,
+            "client_id, ",
+            $t,
+            "scope, ",
+            $t,
+            "audience, ",
+            $t,
+            "generation, ",
+            $t,
+            "created_at, ",
+            $t,
+            "rotated_at, ",
+            $t,
+            "current_sealed, ",
+            $t,
+            "binding, ",
+            $t,
+            "revoked_at, ",
+            $t,
+            "revoke_reason"
+        )
     };
 }
 pub(crate) use family_columns;
+
+/// How many [`family_columns!`] there are.
+const FAMILY_COLUMNS: usize = 13;
 
 /// A refresh family as bound to SQL parameters.
 #[derive(Debug, Clone)]
@@ -285,7 +355,7 @@ impl FamilyRow {
     }
 
     /// The values of [`family_columns!`], in order, as `?1`..`?13`.
-    pub(crate) fn params(&self) -> [&dyn ToSql; 13] {
+    pub(crate) fn params(&self) -> [&dyn ToSql; FAMILY_COLUMNS] {
         [
             &self.id,
             &self.handle,
@@ -355,6 +425,25 @@ pub(crate) fn decode_lookup(row: &Row<'_>) -> StoreResult<(u64, RefreshFamily)> 
     Ok((generation(row, 0)?, decode_family(row, 1)?))
 }
 
+/// Column of the first [`session_columns!`] after a lookup's generation and
+/// [`family_columns!`].
+const LOOKUP_SESSION_AT: usize = 1 + FAMILY_COLUMNS;
+
+/// Reads what [`decode_lookup`] reads, followed by the [`session_columns!`]
+/// of an outer join: `None` if they are NULL (no such session).
+pub(crate) fn decode_lookup_with_session(row: &Row<'_>) -> StoreResult<LookupWithSession> {
+    let (generation, family) = decode_lookup(row)?;
+    // `handle` is NOT NULL in `sessions`: NULL means the join found no row.
+    let session = match row.get_ref(LOOKUP_SESSION_AT).store()? {
+        ValueRef::Null => None,
+        _ => Some(decode_session(row, LOOKUP_SESSION_AT)?),
+    };
+    Ok((generation, family, session))
+}
+
+/// A token's generation, its family, and the family's session if it exists.
+pub(crate) type LookupWithSession = (u64, RefreshFamily, Option<SessionRecord>);
+
 /// Reads `kid, alg, created_at, activates_at, private_sealed, public_jwk`.
 pub(crate) fn decode_signing_key(row: &Row<'_>) -> StoreResult<SigningKeyRecord> {
     let alg: String = row.get(1).store()?;
@@ -368,4 +457,25 @@ pub(crate) fn decode_signing_key(row: &Row<'_>) -> StoreResult<SigningKeyRecord>
         private_sealed: row.get(4).store()?,
         public_jwk: row.get(5).store()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn column_lists_match_their_counts_and_aliases() {
+        let count = |cols: &str| cols.split(", ").count();
+        assert_eq!(count(family_columns!()), super::FAMILY_COLUMNS);
+        assert_eq!(count(session_columns!()), 19);
+        for (bare, aliased) in [
+            (family_columns!(), family_columns!("f.")),
+            (session_columns!(), session_columns!("s.")),
+        ] {
+            let stripped: Vec<&str> = aliased
+                .split(", ")
+                .map(|c| c.strip_prefix("f.").or(c.strip_prefix("s.")).unwrap_or(c))
+                .collect();
+            assert_eq!(stripped.join(", "), bare);
+            assert!(aliased.split(", ").all(|c| c.contains('.')), "{aliased}");
+        }
+    }
 }

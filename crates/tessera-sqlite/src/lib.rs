@@ -297,6 +297,23 @@ impl SessionStore for SqliteStore {
         }))
     }
 
+    async fn find_refresh_with_session(
+        &self,
+        hash: &TokenHash,
+    ) -> StoreResult<Option<(RefreshLookup, Option<Arc<SessionRecord>>)>> {
+        // One statement on one reader: one read transaction, not two.
+        let found = self
+            .readers
+            .with(|c| ops::find_refresh_with_session(c, hash.as_bytes()))?;
+        Ok(found.map(|(generation, family, session)| {
+            let lookup = RefreshLookup {
+                family: Arc::new(family),
+                generation,
+            };
+            (lookup, session.map(Arc::new))
+        }))
+    }
+
     async fn rotate_refresh(
         &self,
         family_id: &str,

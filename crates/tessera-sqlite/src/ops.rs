@@ -12,8 +12,8 @@ use tessera_core::{
 };
 
 use crate::codec::{
-    FamilyRow, SessionRow, decode_api_key, decode_event, decode_family, decode_lookup, decode_session,
-    decode_signing_key, family_columns, session_columns,
+    FamilyRow, LookupWithSession, SessionRow, decode_api_key, decode_event, decode_family, decode_lookup,
+    decode_lookup_with_session, decode_session, decode_signing_key, family_columns, session_columns,
 };
 use crate::error::SqlResultExt;
 
@@ -565,7 +565,7 @@ fn one_session(c: &Connection, sql: &str, key: &dyn ToSql) -> StoreResult<Option
     let mut stmt = c.prepare_cached(sql).store()?;
     let mut rows = stmt.query([key]).store()?;
     match rows.next().store()? {
-        Some(row) => decode_session(row).map(Some),
+        Some(row) => decode_session(row, 0).map(Some),
         None => Ok(None),
     }
 }
@@ -601,7 +601,7 @@ pub(crate) fn list_by_subject(c: &Connection, subject: &str) -> StoreResult<Vec<
     let mut rows = stmt.query([subject]).store()?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().store()? {
-        out.push(decode_session(row)?);
+        out.push(decode_session(row, 0)?);
     }
     Ok(out)
 }
@@ -692,17 +692,42 @@ pub(crate) fn list_api_keys(c: &Connection) -> StoreResult<Vec<ApiKeyRecord>> {
 pub(crate) fn find_refresh(c: &Connection, hash: &[u8; 32]) -> StoreResult<Option<(u64, RefreshFamily)>> {
     // One statement: the token and its family come from the same snapshot.
     let mut stmt = c
-        .prepare_cached(
-            "SELECT t.generation, f.id, f.handle, f.session_token_hash, f.client_id, f.scope, \
-                 f.audience, f.generation, f.created_at, f.rotated_at, f.current_sealed, f.binding, \
-                 f.revoked_at, f.revoke_reason \
-             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
-             WHERE t.hash = ?1",
-        )
+        .prepare_cached(concat!(
+            "SELECT t.generation, ",
+            family_columns!("f."),
+            " FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = ?1"
+        ))
         .store()?;
     let mut rows = stmt.query([hash]).store()?;
     match rows.next().store()? {
         Some(row) => decode_lookup(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// [`find_refresh`] and, outer-joined, the family's session (as `get` reads
+/// it): three primary-key searches in one statement.
+const FIND_REFRESH_WITH_SESSION: &str = concat!(
+    "SELECT t.generation, ",
+    family_columns!("f."),
+    ", ",
+    session_columns!("s."),
+    " FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+     LEFT JOIN sessions s ON s.handle = f.handle WHERE t.hash = ?1"
+);
+
+/// [`find_refresh`] and the family's session (`get`) in one statement, so
+/// one read transaction: the same snapshot, and half the cost of two reads.
+/// The session is read straight from the table, never from the session
+/// cache of `readers` (keyed by token hash).
+pub(crate) fn find_refresh_with_session(
+    c: &Connection,
+    hash: &[u8; 32],
+) -> StoreResult<Option<LookupWithSession>> {
+    let mut stmt = c.prepare_cached(FIND_REFRESH_WITH_SESSION).store()?;
+    let mut rows = stmt.query([hash]).store()?;
+    match rows.next().store()? {
+        Some(row) => decode_lookup_with_session(row).map(Some),
         None => Ok(None),
     }
 }
@@ -736,4 +761,117 @@ pub(crate) fn signing_keys(c: &Connection) -> StoreResult<Vec<SigningKeyRecord>>
         out.push(decode_signing_key(row)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+    use tessera_core::{AuthInfo, DeviceInfo, TokenHash};
+
+    use super::*;
+
+    fn db() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&c).unwrap();
+        c
+    }
+
+    fn session(now: Timestamp) -> SessionRecord {
+        SessionRecord {
+            handle: "ses_0000000000000000000001".into(),
+            token_hash: TokenHash([7; 32]),
+            subject: "alice".into(),
+            version: 3,
+            created_at: now,
+            last_seen_at: now.plus_secs(1),
+            idle_timeout_ms: 60_000,
+            idle_expires_at: now.plus_secs(61),
+            absolute_expires_at: now.plus_secs(3600),
+            auth: AuthInfo {
+                level: 2,
+                methods: vec!["pwd".into(), "otp".into()],
+                time: now,
+            },
+            device: DeviceInfo {
+                user_agent: Some("ua".into()),
+                ip: None,
+                label: "Unknown device".into(),
+            },
+            data: Map::new(),
+            binding: None,
+            revoked: None,
+        }
+    }
+
+    fn family(s: &SessionRecord) -> RefreshFamily {
+        RefreshFamily {
+            id: "rtf_1".into(),
+            handle: s.handle.clone(),
+            session_token_hash: s.token_hash,
+            client_id: "app".into(),
+            scope: vec!["read".into()],
+            audience: vec!["tessera".into()],
+            generation: 0,
+            // Columns the session also has, set apart from its values, so a
+            // join that read the wrong table's column would show.
+            created_at: s.created_at.plus_secs(5),
+            rotated_at: s.created_at.plus_secs(5),
+            current_sealed: None,
+            binding: None,
+            revoked: Some(tessera_core::Revocation {
+                at: s.created_at.plus_secs(6),
+                reason: RevokeReason::Revoked,
+            }),
+        }
+    }
+
+    /// The joined read decodes the family and the session from their own
+    /// columns, and a family whose session row is missing (impossible
+    /// through the store, whose foreign key cascades) gives `None`.
+    #[test]
+    fn find_refresh_with_session_decodes_both_and_a_missing_session() {
+        let c = db();
+        let now = Timestamp::from_unix_secs(1_000_000);
+        let s = session(now);
+        let f = family(&s);
+        let job = Create {
+            row: SessionRow::encode(&s).unwrap(),
+            replace: None,
+            max_per_subject: None,
+            now,
+            events: Vec::new(),
+        };
+        create(&c, &job).unwrap();
+        create_refresh_family(&c, &FamilyRow::encode(&f).unwrap(), &[1; 32], &[]).unwrap();
+
+        assert_eq!(
+            find_refresh_with_session(&c, &[1; 32]).unwrap(),
+            Some((0, f.clone(), Some(s.clone())))
+        );
+        assert_eq!(find_refresh_with_session(&c, &[2; 32]).unwrap(), None);
+
+        c.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        c.execute("DELETE FROM sessions WHERE handle = ?1", [&s.handle])
+            .unwrap();
+        assert_eq!(find_refresh(&c, &[1; 32]).unwrap(), Some((0, f.clone())));
+        assert_eq!(
+            find_refresh_with_session(&c, &[1; 32]).unwrap(),
+            Some((0, f, None))
+        );
+    }
+
+    /// Three primary-key searches, no scan.
+    #[test]
+    fn find_refresh_with_session_searches_by_keys_only() {
+        let c = db();
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {FIND_REFRESH_WITH_SESSION}"))
+            .unwrap()
+            .query_map([[0u8; 32]], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(plan.len(), 3, "{plan:?}");
+        assert!(plan.iter().all(|p| p.starts_with("SEARCH ")), "{plan:?}");
+    }
 }

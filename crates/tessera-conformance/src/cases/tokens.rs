@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use tessera_core::{
-    Binding, Event, EventKind, NewEvent, RefreshFamily, Revocation, RevokeReason, SecretToken, SessionStore,
-    SigningAlg, SigningKeyRecord, StoreError, Timestamp, TokenHash, TokenKind,
+    Binding, Event, EventKind, NewEvent, RefreshFamily, Revocation, RevokeReason, SecretToken, SessionRecord,
+    SessionStore, SigningAlg, SigningKeyRecord, StoreError, Timestamp, TokenHash, TokenKind,
 };
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
@@ -675,6 +675,140 @@ pub async fn store_sweep_deletes_refresh_families(store: Arc<dyn SessionStore>) 
         .await
         .expect("a swept family's token hash is free again");
     assert_eq!(lookup(s, &reused).await, Some((reborn, 0)));
+}
+
+/// What `find_refresh_with_session` finds for `hash`, after asserting that
+/// it is exactly what the two reads it stands for find: `find_refresh`, then
+/// `get` of the family's handle.
+async fn found_with_session(
+    s: &dyn SessionStore,
+    hash: &TokenHash,
+    what: &str,
+) -> Option<(RefreshFamily, u64, Option<SessionRecord>)> {
+    let together = s
+        .find_refresh_with_session(hash)
+        .await
+        .expect("find_refresh_with_session")
+        .map(|(l, session)| {
+            (
+                RefreshFamily::clone(&l.family),
+                l.generation,
+                session.map(|r| SessionRecord::clone(&r)),
+            )
+        });
+    let apart = match lookup(s, hash).await {
+        Some((family, generation)) => {
+            let session = s.get(&family.handle).await.expect("get");
+            Some((family, generation, session.map(|r| SessionRecord::clone(&r))))
+        }
+        None => None,
+    };
+    assert_eq!(
+        together, apart,
+        "{what}: find_refresh_with_session finds what find_refresh and then get find"
+    );
+    together
+}
+
+pub async fn store_find_refresh_with_session_matches_separate_reads(store: Arc<dyn SessionStore>) {
+    let s = &*store;
+    let now = T0.plus_millis(10 * HOUR);
+    let (_, a) = session("alice", now.plus_millis(-MIN));
+    let (_, mut b) = session("bob", now.plus_millis(-MIN));
+    let (_, dead) = expired_session("carol", now);
+    for r in [&a, &b, &dead] {
+        insert(s, r).await;
+    }
+
+    assert_eq!(
+        found_with_session(s, &refresh_token().hash(), "an unknown hash").await,
+        None,
+        "an unknown hash finds nothing"
+    );
+
+    // A rotated family: its consumed and its current token both find the
+    // family and its session.
+    let (a0, fa) = refresh_family(&a, a.created_at);
+    create_family(s, &fa, &a0.hash(), &[]).await;
+    let a1 = refresh_token();
+    let fa = rotate_ok(s, &fa, &a1.hash(), b"sealed-a", a.created_at.plus_millis(SEC)).await;
+    assert_eq!(
+        found_with_session(s, &a0.hash(), "a consumed token").await,
+        Some((fa.clone(), 0, Some(a.clone()))),
+    );
+    assert_eq!(
+        found_with_session(s, &a1.hash(), "the current token").await,
+        Some((fa.clone(), 1, Some(a.clone()))),
+    );
+    // A revoked family still finds its session.
+    let (r0, mut fr) = refresh_family(&a, a.created_at);
+    create_family(s, &fr, &r0.hash(), &[]).await;
+    let revoked_at = a.created_at.plus_millis(2 * SEC);
+    assert!(
+        s.revoke_refresh_family(&fr.id, RevokeReason::Revoked, revoked_at, &[])
+            .await
+            .expect("revoke_refresh_family")
+    );
+    fr.revoked = Some(Revocation {
+        at: revoked_at,
+        reason: RevokeReason::Revoked,
+    });
+    assert_eq!(
+        found_with_session(s, &r0.hash(), "a revoked family").await,
+        Some((fr, 0, Some(a.clone()))),
+    );
+
+    // The session as stored now, not as the family was issued on: bob's
+    // token was replaced after his family was created, and that shows.
+    let (b0, fb) = refresh_family(&b, b.created_at);
+    create_family(s, &fb, &b0.hash(), &[]).await;
+    b.version += 1;
+    b.token_hash = refresh_token().hash();
+    update_ok(s, &b, &[]).await;
+    let found = found_with_session(s, &b0.hash(), "a replaced session token").await;
+    assert_eq!(found, Some((fb.clone(), 0, Some(b.clone()))));
+    assert_ne!(fb.session_token_hash, b.token_hash);
+
+    // A revoked session is still stored, and found as it is.
+    let mut a_revoked = a.clone();
+    a_revoked.version += 1;
+    a_revoked.revoked = Some(Revocation {
+        at: now,
+        reason: RevokeReason::Revoked,
+    });
+    update_ok(s, &a_revoked, &[]).await;
+    assert_eq!(
+        found_with_session(s, &a1.hash(), "a revoked session").await,
+        Some((fa.clone(), 1, Some(a_revoked.clone()))),
+    );
+
+    // Swept past its expiry, a session takes its families and tokens along:
+    // nothing is found, neither token nor session.
+    let (d0, fd) = refresh_family(&dead, dead.created_at);
+    create_family(s, &fd, &d0.hash(), &[]).await;
+    assert_eq!(
+        found_with_session(s, &d0.hash(), "an expired session before the sweep").await,
+        Some((fd, 0, Some(dead.clone()))),
+        "expired but not yet swept: still stored"
+    );
+    assert_eq!(
+        s.sweep(now, 100).await.expect("sweep"),
+        1,
+        "only carol's session expired"
+    );
+    assert_eq!(
+        found_with_session(s, &d0.hash(), "a swept session").await,
+        None,
+        "a swept session's token finds nothing"
+    );
+    assert_eq!(
+        found_with_session(s, &a1.hash(), "a live session after the sweep").await,
+        Some((fa, 1, Some(a_revoked))),
+    );
+    assert_eq!(
+        found_with_session(s, &b0.hash(), "a live session after the sweep").await,
+        Some((fb, 0, Some(b))),
+    );
 }
 
 pub async fn store_signing_keys(store: Arc<dyn SessionStore>) {

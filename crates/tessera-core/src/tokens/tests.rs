@@ -427,3 +427,225 @@ fn scope_parsing() {
     assert!(parse_scope(Some("é")).is_err());
     assert!(parse_scope(Some(&"a".repeat(2000))).is_err());
 }
+
+/// The memory store, logging which reads it was asked for.
+#[derive(Default)]
+struct LoggedReads {
+    inner: MemoryStore,
+    log: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl LoggedReads {
+    fn note(&self, read: &'static str) {
+        self.log.lock().unwrap().push(read);
+    }
+
+    fn take(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for LoggedReads {
+    async fn create(
+        &self,
+        s: &SessionRecord,
+        o: &crate::store::CreateOptions,
+        e: &[NewEvent],
+    ) -> crate::store::StoreResult<crate::store::CreateOutcome> {
+        self.inner.create(s, o, e).await
+    }
+    async fn get(&self, handle: &str) -> crate::store::StoreResult<Option<Arc<SessionRecord>>> {
+        self.note("get");
+        self.inner.get(handle).await
+    }
+    async fn get_by_token(&self, hash: &TokenHash) -> crate::store::StoreResult<Option<Arc<SessionRecord>>> {
+        self.note("get_by_token");
+        self.inner.get_by_token(hash).await
+    }
+    async fn touch(
+        &self,
+        h: &str,
+        t: &TokenHash,
+        seen: Timestamp,
+        idle: Timestamp,
+    ) -> crate::store::StoreResult<bool> {
+        self.inner.touch(h, t, seen, idle).await
+    }
+    async fn update(&self, s: &SessionRecord, v: u64, e: &[NewEvent]) -> crate::store::StoreResult<bool> {
+        self.inner.update(s, v, e).await
+    }
+    async fn list_by_subject(&self, subject: &str) -> crate::store::StoreResult<Vec<Arc<SessionRecord>>> {
+        self.inner.list_by_subject(subject).await
+    }
+    async fn revoke_subject(
+        &self,
+        subject: &str,
+        except: Option<&str>,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> crate::store::StoreResult<Vec<String>> {
+        self.inner.revoke_subject(subject, except, reason, now).await
+    }
+    async fn revoke_all_active(
+        &self,
+        reason: RevokeReason,
+        now: Timestamp,
+        batch: u32,
+    ) -> crate::store::StoreResult<u32> {
+        self.inner.revoke_all_active(reason, now, batch).await
+    }
+    async fn events(&self, q: &EventQuery) -> crate::store::StoreResult<Vec<crate::model::Event>> {
+        self.inner.events(q).await
+    }
+    async fn sweep(&self, now: Timestamp, batch: u32) -> crate::store::StoreResult<u32> {
+        self.inner.sweep(now, batch).await
+    }
+    async fn count_active(&self, now: Timestamp) -> crate::store::StoreResult<u64> {
+        self.inner.count_active(now).await
+    }
+    async fn ping(&self) -> crate::store::StoreResult<()> {
+        self.inner.ping().await
+    }
+    async fn insert_api_key(&self, key: &crate::model::ApiKeyRecord) -> crate::store::StoreResult<()> {
+        self.inner.insert_api_key(key).await
+    }
+    async fn api_key_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> crate::store::StoreResult<Option<crate::model::ApiKeyRecord>> {
+        self.inner.api_key_by_hash(hash).await
+    }
+    async fn list_api_keys(&self) -> crate::store::StoreResult<Vec<crate::model::ApiKeyRecord>> {
+        self.inner.list_api_keys().await
+    }
+    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> crate::store::StoreResult<bool> {
+        self.inner.revoke_api_key(id, now).await
+    }
+    async fn create_refresh_family(
+        &self,
+        family: &RefreshFamily,
+        first: &TokenHash,
+        events: &[NewEvent],
+    ) -> crate::store::StoreResult<()> {
+        self.inner.create_refresh_family(family, first, events).await
+    }
+    async fn find_refresh(
+        &self,
+        hash: &TokenHash,
+    ) -> crate::store::StoreResult<Option<crate::model::RefreshLookup>> {
+        self.note("find_refresh");
+        self.inner.find_refresh(hash).await
+    }
+    async fn find_refresh_with_session(
+        &self,
+        hash: &TokenHash,
+    ) -> crate::store::StoreResult<Option<(crate::model::RefreshLookup, Option<Arc<SessionRecord>>)>> {
+        self.note("find_refresh_with_session");
+        self.inner.find_refresh_with_session(hash).await
+    }
+    async fn rotate_refresh(
+        &self,
+        family_id: &str,
+        expected_generation: u64,
+        successor: &TokenHash,
+        successor_sealed: &[u8],
+        now: Timestamp,
+        events: &[NewEvent],
+    ) -> crate::store::StoreResult<bool> {
+        self.inner
+            .rotate_refresh(
+                family_id,
+                expected_generation,
+                successor,
+                successor_sealed,
+                now,
+                events,
+            )
+            .await
+    }
+    async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        reason: RevokeReason,
+        now: Timestamp,
+        events: &[NewEvent],
+    ) -> crate::store::StoreResult<bool> {
+        self.inner
+            .revoke_refresh_family(family_id, reason, now, events)
+            .await
+    }
+    async fn refresh_families_of(&self, handle: &str) -> crate::store::StoreResult<Vec<Arc<RefreshFamily>>> {
+        self.inner.refresh_families_of(handle).await
+    }
+    async fn insert_signing_key(
+        &self,
+        key: &crate::model::SigningKeyRecord,
+        if_newest: Option<&str>,
+    ) -> crate::store::StoreResult<bool> {
+        self.inner.insert_signing_key(key, if_newest).await
+    }
+    async fn signing_keys(&self) -> crate::store::StoreResult<Vec<crate::model::SigningKeyRecord>> {
+        self.inner.signing_keys().await
+    }
+    async fn delete_signing_key(&self, kid: &str) -> crate::store::StoreResult<bool> {
+        self.inner.delete_signing_key(kid).await
+    }
+}
+
+/// A refresh reads the store once before it writes: the token's family and
+/// the family's session come from one `find_refresh_with_session` (one SQL
+/// statement on SQLite), not `find_refresh` and then `get`. The same holds
+/// for a retry inside the grace window.
+#[tokio::test]
+async fn refresh_reads_token_and_session_in_one_store_call() {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(LoggedReads::default());
+    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+    let sessions = Sessions::new(store.clone(), clock_arc.clone(), SessionPolicy::default());
+    let sealer = Arc::new(Sealer::new(&Sealer::generate_key()));
+    let keys = Arc::new(KeyManager::new(
+        store.clone(),
+        clock_arc,
+        sealer.clone(),
+        KeyPolicy::default(),
+    ));
+    keys.ensure_key().await.unwrap();
+    keys.reload().await.unwrap();
+    let svc = TokenService::new(
+        sessions,
+        keys,
+        Arc::new(ClientRegistry::new(vec![]).unwrap()),
+        sealer,
+        TokenPolicy::default(),
+    );
+    let s = svc
+        .sessions()
+        .create(CreateSession {
+            subject: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let t = svc
+        .issue_for_session(&s.session, &TokenRequest::default())
+        .await
+        .unwrap();
+    let c = svc.clients().get("default").unwrap().clone();
+    let rt = t.refresh_token.unwrap();
+    store.take();
+
+    let rotated = svc.refresh(rt.expose(), &c, None).await.unwrap();
+    assert_eq!(store.take(), ["find_refresh_with_session"], "rotation");
+    clock.advance_secs(1);
+    let again = svc.refresh(rt.expose(), &c, None).await.unwrap();
+    assert_eq!(
+        store.take(),
+        ["find_refresh_with_session"],
+        "retry inside the grace"
+    );
+    assert_eq!(
+        rotated.refresh_token.unwrap().expose(),
+        again.refresh_token.unwrap().expose()
+    );
+}
