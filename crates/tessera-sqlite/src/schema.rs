@@ -153,8 +153,9 @@ CREATE INDEX signing_keys_activates_at ON signing_keys (activates_at, kid);
     //   A query by handle alone looks up the handle's subject and walks the
     //   subject index: from `sessions` while the session lives, and from
     //   `ended_sessions` (filled by a trigger as sessions are deleted) after.
-    // Existing rows get their links from the old family index, and ended
-    // sessions their subjects from the old events index, here, once.
+    // Existing rows get their links here, once (through a temporary index
+    // on the old table), and ended sessions their subjects from one pass
+    // over the events.
     r"
 CREATE TABLE refresh_families_v3 (
     id                 TEXT    NOT NULL PRIMARY KEY,
@@ -180,6 +181,9 @@ CREATE TABLE refresh_tokens_v3 (
     generation INTEGER NOT NULL CHECK (generation >= 0),
     previous   BLOB    CHECK (previous IS NULL OR length(previous) = 32)
 ) STRICT, WITHOUT ROWID;
+
+-- Each link below is one search, not a walk over the family's hashes.
+CREATE INDEX refresh_tokens_v2_generation ON refresh_tokens (family_id, generation);
 
 INSERT INTO refresh_families_v3 (id, handle, session_token_hash, client_id, scope, audience, generation,
         created_at, rotated_at, current_sealed, binding, revoked_at, revoke_reason, current_hash)
