@@ -176,6 +176,20 @@ async fn the_wal_is_checkpointed_in_the_background() {
     }
 }
 
+/// Writes `rec` with raw SQL, as an older build would have stored it.
+fn insert_session_row(c: &rusqlite::Connection, rec: &SessionRecord) {
+    let row = SessionRow::encode(rec).unwrap();
+    c.execute(
+        concat!(
+            "INSERT INTO sessions (",
+            codec::session_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        ),
+        &row.params()[..],
+    )
+    .unwrap();
+}
+
 /// A database written by the previous release (schema version 1) is brought
 /// to the current version on open, keeps its sessions, and takes refresh
 /// families for them.
@@ -187,16 +201,7 @@ async fn a_version_1_database_is_upgraded_in_place() {
         let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch(schema::MIGRATIONS[0]).unwrap();
         c.pragma_update(None, "user_version", 1).unwrap();
-        let row = SessionRow::encode(&record(1)).unwrap();
-        c.execute(
-            concat!(
-                "INSERT INTO sessions (",
-                codec::session_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-            ),
-            &row.params()[..],
-        )
-        .unwrap();
+        insert_session_row(&c, &record(1));
     }
     let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
     let version: i64 = rusqlite::Connection::open(&path)
@@ -277,16 +282,7 @@ async fn a_version_2_database_keeps_its_refresh_chains_and_collects_them() {
             let mut rec = record(n);
             rec.absolute_expires_at = rec.created_at.plus_secs(absolute);
             rec.idle_expires_at = rec.absolute_expires_at;
-            let row = SessionRow::encode(&rec).unwrap();
-            c.execute(
-                concat!(
-                    "INSERT INTO sessions (",
-                    codec::session_columns!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-                ),
-                &row.params()[..],
-            )
-            .unwrap();
+            insert_session_row(&c, &rec);
             let fam = FamilyRow::encode(&family(n, u64::from(generations) - 1)).unwrap();
             c.execute(
                 concat!(

@@ -16,14 +16,18 @@ struct H {
     store: Arc<MemoryStore>,
 }
 
-async fn setup_with(clients: Vec<Client>, grace: i64) -> H {
-    let clock = ManualClock::new(T0);
-    let store = Arc::new(MemoryStore::new());
+/// A token service over `store`, with a signing key, reading `clock`.
+async fn service_on(
+    store: Arc<dyn SessionStore>,
+    clock: &ManualClock,
+    clients: Vec<Client>,
+    grace: i64,
+) -> TokenService {
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
     let sessions = Sessions::new(store.clone(), clock_arc.clone(), SessionPolicy::default());
     let sealer = Arc::new(Sealer::new(&Sealer::generate_key()));
     let keys = Arc::new(KeyManager::new(
-        store.clone(),
+        store,
         clock_arc,
         sealer.clone(),
         KeyPolicy::default(),
@@ -34,13 +38,19 @@ async fn setup_with(clients: Vec<Client>, grace: i64) -> H {
         reuse_grace_secs: grace,
         ..TokenPolicy::default()
     };
-    let svc = TokenService::new(
+    TokenService::new(
         sessions,
         keys,
         Arc::new(ClientRegistry::new(clients).unwrap()),
         sealer,
         policy,
-    );
+    )
+}
+
+async fn setup_with(clients: Vec<Client>, grace: i64) -> H {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(MemoryStore::new());
+    let svc = service_on(store.clone(), &clock, clients, grace).await;
     H { svc, clock, store }
 }
 
@@ -601,24 +611,13 @@ impl SessionStore for LoggedReads {
 async fn refresh_reads_token_and_session_in_one_store_call() {
     let clock = ManualClock::new(T0);
     let store = Arc::new(LoggedReads::default());
-    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
-    let sessions = Sessions::new(store.clone(), clock_arc.clone(), SessionPolicy::default());
-    let sealer = Arc::new(Sealer::new(&Sealer::generate_key()));
-    let keys = Arc::new(KeyManager::new(
+    let svc = service_on(
         store.clone(),
-        clock_arc,
-        sealer.clone(),
-        KeyPolicy::default(),
-    ));
-    keys.ensure_key().await.unwrap();
-    keys.reload().await.unwrap();
-    let svc = TokenService::new(
-        sessions,
-        keys,
-        Arc::new(ClientRegistry::new(vec![]).unwrap()),
-        sealer,
-        TokenPolicy::default(),
-    );
+        &clock,
+        vec![],
+        TokenPolicy::default().reuse_grace_secs,
+    )
+    .await;
     let s = svc
         .sessions()
         .create(CreateSession {
