@@ -258,6 +258,24 @@ unsafe fn settle(file: *mut ffi::sqlite3_file) -> (*mut ffi::sqlite3_file, c_int
     (real, rc)
 }
 
+/// Flushes `file`'s pending appends, then runs `op` with the real file and
+/// its methods; a failed flush is returned instead.
+///
+/// # Safety
+/// `file` must be a file opened by [`x_open`].
+unsafe fn settled(
+    file: *mut ffi::sqlite3_file,
+    op: impl FnOnce(*mut ffi::sqlite3_file, &ffi::sqlite3_io_methods) -> c_int,
+) -> c_int {
+    // SAFETY: per the contract.
+    let (real, rc) = unsafe { settle(file) };
+    if rc != ffi::SQLITE_OK {
+        return rc;
+    }
+    // SAFETY: `real` is the open real file.
+    op(real, unsafe { methods(real) })
+}
+
 unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: SQLite closes only files it opened through x_open.
     let (real, flushed) = unsafe { settle(file) };
@@ -313,8 +331,8 @@ unsafe extern "C" fn x_write(
         return if rc == ffi::SQLITE_OK { direct() } else { rc };
     }
     buf.end = offset + i64::from(amt);
-    let end = buf.start + buf.data.len() as i64;
-    if !buf.data.is_empty() && (offset != end || buf.data.len() + len > MAX_WRITE) {
+    let buffered_to = buf.start + buf.data.len() as i64;
+    if !buf.data.is_empty() && (offset != buffered_to || buf.data.len() + len > MAX_WRITE) {
         // SAFETY: the buffer belongs to `real`.
         let rc = unsafe { flush(real, buf) };
         if rc != ffi::SQLITE_OK {
@@ -346,96 +364,66 @@ unsafe extern "C" fn x_read(
     amt: c_int,
     offset: i64,
 ) -> c_int {
-    // SAFETY: SQLite calls this on files it opened through x_open.
-    let (real, rc) = unsafe { settle(file) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    // SAFETY: forwarding the caller's arguments to the real file.
+    // SAFETY: SQLite calls this on files it opened through x_open, and the
+    // real methods get its arguments unchanged.
     unsafe {
-        match methods(real).xRead {
-            Some(read) => read(real, data, amt, offset),
-            None => ffi::SQLITE_IOERR_READ,
-        }
+        settled(file, |real, m| {
+            m.xRead
+                .map_or(ffi::SQLITE_IOERR_READ, |f| f(real, data, amt, offset))
+        })
     }
 }
 
 unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    // SAFETY: as in x_read.
-    let (real, rc) = unsafe { settle(file) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    // SAFETY: as in x_read.
-    if let (_, Some(buf)) = unsafe { parts(file) } {
-        buf.end = buf.end.min(size);
-    }
-    // SAFETY: forwarding.
+    // SAFETY: SQLite calls this on files it opened through x_open, and the
+    // real methods get its arguments unchanged.
     unsafe {
-        match methods(real).xTruncate {
-            Some(f) => f(real, size),
-            None => ffi::SQLITE_IOERR_TRUNCATE,
-        }
+        settled(file, |real, m| {
+            if let (_, Some(buf)) = parts(file) {
+                buf.end = buf.end.min(size);
+            }
+            m.xTruncate.map_or(ffi::SQLITE_IOERR_TRUNCATE, |f| f(real, size))
+        })
     }
 }
 
 unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    // SAFETY: as in x_read.
-    let (real, rc) = unsafe { settle(file) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    // SAFETY: forwarding.
+    // SAFETY: SQLite calls this on files it opened through x_open, and the
+    // real methods get its arguments unchanged.
     unsafe {
-        match methods(real).xSync {
-            Some(f) => f(real, flags),
-            None => ffi::SQLITE_IOERR_FSYNC,
-        }
+        settled(file, |real, m| {
+            m.xSync.map_or(ffi::SQLITE_IOERR_FSYNC, |f| f(real, flags))
+        })
     }
 }
 
 unsafe extern "C" fn x_file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    // SAFETY: as in x_read.
-    let (real, rc) = unsafe { settle(file) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    // SAFETY: forwarding.
+    // SAFETY: SQLite calls this on files it opened through x_open, and the
+    // real methods get its arguments unchanged.
     unsafe {
-        match methods(real).xFileSize {
-            Some(f) => f(real, size),
-            None => ffi::SQLITE_IOERR_FSTAT,
-        }
+        settled(file, |real, m| {
+            m.xFileSize.map_or(ffi::SQLITE_IOERR_FSTAT, |f| f(real, size))
+        })
     }
 }
 
 unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    // SAFETY: as in x_read.
-    let (real, rc) = unsafe { settle(file) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    // SAFETY: forwarding.
+    // SAFETY: SQLite calls this on files it opened through x_open, and the
+    // real methods get its arguments unchanged.
     unsafe {
-        match methods(real).xLock {
-            Some(f) => f(real, level),
-            None => ffi::SQLITE_IOERR_LOCK,
-        }
+        settled(file, |real, m| {
+            m.xLock.map_or(ffi::SQLITE_IOERR_LOCK, |f| f(real, level))
+        })
     }
 }
 
 unsafe extern "C" fn x_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    // SAFETY: as in x_read.
-    let (real, rc) = unsafe { settle(file) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    // SAFETY: forwarding.
+    // SAFETY: SQLite calls this on files it opened through x_open, and the
+    // real methods get its arguments unchanged.
     unsafe {
-        match methods(real).xUnlock {
-            Some(f) => f(real, level),
-            None => ffi::SQLITE_IOERR_UNLOCK,
-        }
+        settled(file, |real, m| {
+            m.xUnlock.map_or(ffi::SQLITE_IOERR_UNLOCK, |f| f(real, level))
+        })
     }
 }
 
@@ -452,17 +440,12 @@ unsafe extern "C" fn x_check_reserved_lock(file: *mut ffi::sqlite3_file, out: *m
 }
 
 unsafe extern "C" fn x_file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
-    // SAFETY: as in x_read.
-    let (real, rc) = unsafe { settle(file) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    // SAFETY: forwarding.
+    // SAFETY: SQLite calls this on files it opened through x_open, and the
+    // real methods get its arguments unchanged.
     unsafe {
-        match methods(real).xFileControl {
-            Some(f) => f(real, op, arg),
-            None => ffi::SQLITE_NOTFOUND,
-        }
+        settled(file, |real, m| {
+            m.xFileControl.map_or(ffi::SQLITE_NOTFOUND, |f| f(real, op, arg))
+        })
     }
 }
 
@@ -544,20 +527,16 @@ unsafe extern "C" fn x_fetch(
     amt: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
-    // SAFETY: as in x_read: a mapping must show this file's own writes.
-    let (real, rc) = unsafe { settle(file) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    // SAFETY: forwarding; only installed when the real table has it.
+    // SAFETY: as in x_read; settled first, since a mapping must show this
+    // file's own writes. Only installed when the real table has xFetch.
     unsafe {
-        match methods(real).xFetch {
+        settled(file, |real, m| match m.xFetch {
             Some(f) => f(real, offset, amt, out),
             None => {
                 *out = ptr::null_mut();
                 ffi::SQLITE_OK
             }
-        }
+        })
     }
 }
 
