@@ -12,3 +12,10 @@ wrk.headers["Cookie"] = cookie
 
 -- wrk prints "Non-2xx or 3xx responses: N" when any request failed;
 -- scripts/bench-browser refuses a run with such responses.
+
+-- As a reverse proxy sends it to forward auth: the proxied request's method
+-- (scripts/bench-http sets it for GET /auth/verify).
+local fwd_method = os.getenv("BENCH_FORWARDED_METHOD")
+if fwd_method and fwd_method ~= "" then
+    wrk.headers["X-Forwarded-Method"] = fwd_method
+end

@@ -5,6 +5,10 @@
 //! (API-key check, token parse, hash, store lookup, idle slide, metrics,
 //! logging) costs over plain axum + hyper + serde_json on the same machine.
 //!
+//! It also answers `GET /auth/verify` the way a forward-auth endpoint does:
+//! it reads the `Cookie` header and answers 200 with the three identity
+//! headers and an empty body, the baseline of Tessera's `/auth/verify`.
+//!
 //! ```text
 //! cargo run --release -p tessera-server --example bare_axum -- 127.0.0.1:18081
 //! ```
@@ -13,7 +17,7 @@ use std::net::SocketAddr;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -37,6 +41,24 @@ async fn verify(headers: HeaderMap, Json(body): Json<VerifyBody>) -> impl IntoRe
     (StatusCode::OK, Json(serde_json::json!({"session": {}})))
 }
 
+async fn forward_auth(headers: HeaderMap) -> impl IntoResponse {
+    let has_cookie = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains('='));
+    if !has_cookie {
+        return (StatusCode::UNAUTHORIZED, [("x-tessera-subject", ""), ("x-tessera-session", ""), ("x-tessera-auth-level", "")]);
+    }
+    (
+        StatusCode::OK,
+        [
+            ("x-tessera-subject", "bench"),
+            ("x-tessera-session", "ses_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"),
+            ("x-tessera-auth-level", "1"),
+        ],
+    )
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let addr: SocketAddr = std::env::args()
@@ -44,7 +66,9 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:18081".to_owned())
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address: {e}")))?;
-    let app = Router::new().route("/v1/sessions/verify", post(verify));
+    let app = Router::new()
+        .route("/v1/sessions/verify", post(verify))
+        .route("/auth/verify", get(forward_auth));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     eprintln!("bare_axum listening on {}", listener.local_addr()?);
     axum::serve(listener, app)
