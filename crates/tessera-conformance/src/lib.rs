@@ -19,6 +19,7 @@
 //! a [`ManualClock`](tessera_core::ManualClock) (time is moved, never slept
 //! through); `store_*` cases pin the trait contract directly; `concurrent_*`
 //! cases check atomicity under real parallelism.
+#![forbid(unsafe_code)]
 
 pub mod cases;
 pub mod support;

@@ -1,5 +1,6 @@
 //! Guards the suite itself: every `pub async fn` case in `src/cases/` must be
 //! listed in `conformance_suite!`, or a backend would never run it.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
 

@@ -1,4 +1,5 @@
 //! The conformance suite on the reference in-process store.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

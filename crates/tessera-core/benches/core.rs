@@ -2,6 +2,7 @@
 //! store adds its own cost to.
 //!
 //! `cargo bench -p tessera-core --bench core`
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

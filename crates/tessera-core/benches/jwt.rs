@@ -2,6 +2,7 @@
 //! verifier is compared with.
 //!
 //! `cargo bench -p tessera-core --bench jwt`
+#![forbid(unsafe_code)]
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -5,6 +5,7 @@
 //! (`tessera-server`) and the library faces are thin layers over
 //! [`Sessions`], and every store implements [`SessionStore`] and passes the
 //! shared conformance suite (`tessera-conformance`).
+#![forbid(unsafe_code)]
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,

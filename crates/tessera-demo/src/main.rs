@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p tessera-demo -- --listen 127.0.0.1:3000 --data-dir ./demo-data
 //! ```
+#![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 

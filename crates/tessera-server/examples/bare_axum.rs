@@ -12,6 +12,7 @@
 //! ```text
 //! cargo run --release -p tessera-server --example bare_axum -- 127.0.0.1:18081
 //! ```
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 
@@ -47,13 +48,23 @@ async fn forward_auth(headers: HeaderMap) -> impl IntoResponse {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains('='));
     if !has_cookie {
-        return (StatusCode::UNAUTHORIZED, [("x-tessera-subject", ""), ("x-tessera-session", ""), ("x-tessera-auth-level", "")]);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [
+                ("x-tessera-subject", ""),
+                ("x-tessera-session", ""),
+                ("x-tessera-auth-level", ""),
+            ],
+        );
     }
     (
         StatusCode::OK,
         [
             ("x-tessera-subject", "bench"),
-            ("x-tessera-session", "ses_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"),
+            (
+                "x-tessera-session",
+                "ses_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+            ),
             ("x-tessera-auth-level", "1"),
         ],
     )

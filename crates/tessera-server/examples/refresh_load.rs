@@ -20,6 +20,7 @@
 //! happen) logs in again and carries on, and the refusal counts as an error.
 //! The last line is machine-readable:
 //! `RESULT rotations_per_sec=N rotations=N errors=N p50_ms=X p99_ms=X secs=X`.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

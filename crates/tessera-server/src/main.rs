@@ -1,4 +1,5 @@
 //! The `tessera` binary; everything lives in the library.
+#![forbid(unsafe_code)]
 
 // Every request allocates a few small buffers (headers, JSON, the session
 // view); glibc's malloc showed up at ~15% of a verify under load.

@@ -33,8 +33,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let store_url = crate::config::mask_url_password(&config.store_url());
-    let store = crate::store_url::open_store(&config)
-        .with_context(|| format!("cannot open the store {store_url}"))?;
+    // Opening may migrate the schema: not on a runtime worker.
+    let store = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || crate::store_url::open_store(&config)
+    })
+    .await
+    .context("the store-opening task failed")?
+    .with_context(|| format!("cannot open the store {store_url}"))?;
     tracing::info!(store = %store_url, "store opened");
     let sealer = crate::oauth::load_sealer(&config, true)?;
     let app = app::build_with_sealer(config.clone(), store, Arc::new(tessera_core::SystemClock), sealer);

@@ -12,6 +12,7 @@
 //! `verify` (through `Sessions`, like the service), or
 //! `rotate` (find, session read, rotation and its event, as a refresh grant
 //! does), `rotate_concurrent` (64 rotations in flight at a time).
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

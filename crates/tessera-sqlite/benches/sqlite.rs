@@ -5,6 +5,7 @@
 //!
 //! The database lives under Cargo's target tmp dir (a real disk), not
 //! /tmp, which may be a tmpfs where `synchronous = FULL` would cost nothing.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

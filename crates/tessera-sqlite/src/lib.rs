@@ -8,13 +8,22 @@
 //!   ("group commit") with a savepoint per operation, so each trait method
 //!   stays one atomic step while concurrent writers share the commit. A
 //!   second thread checkpoints the WAL so commits never wait for it.
-//! - **Reads** use a small pool of reader connections (`readers`); WAL lets
-//!   them run beside the writer on consistent snapshots. A session read by
-//!   token hash is reused while the shared WAL-index header shows that
-//!   nothing at all was committed since, by any process (`cache`).
+//! - **Reads** run on a small pool of reader threads, each with its own
+//!   read-only connection (`readers`); WAL lets them run beside the writer
+//!   on consistent snapshots. A session read by token hash is reused while
+//!   `PRAGMA data_version` on the reader's connection shows that no other
+//!   connection, in this process or another, has committed since (`cache`).
+//! - No SQLite call runs on the caller's thread once the store is open: an
+//!   async runtime's workers only queue work and await it, so a lock wait
+//!   or a checkpoint never stalls them. [`SqliteStore::open`] itself blocks
+//!   (it may migrate the schema): call it at startup, or from a blocking
+//!   task.
 //!
-//! Only token hashes are stored. Every failure becomes a [`StoreError`];
-//! nothing here panics on bad input or a bad file.
+//! Only SQLite's public interface is used: the default VFS, documented
+//! pragmas, no shared-memory layouts. Only token hashes are stored. Every
+//! failure becomes a [`StoreError`]; nothing here panics on bad input or a
+//! bad file.
+#![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -24,7 +33,6 @@ mod error;
 mod ops;
 mod readers;
 mod schema;
-mod walindex;
 mod writer;
 
 use std::fmt;
@@ -80,7 +88,7 @@ pub struct SqliteStore {
     path: PathBuf,
     // The readers are declared first so they close before the writer, which
     // as the last connection checkpoints the WAL into the main file.
-    readers: Arc<Readers>,
+    readers: Readers,
     writer: Writer,
 }
 
@@ -105,7 +113,7 @@ impl SqliteStore {
         let readers = Readers::open(path, options.readers).map_err(|e| context(e, path))?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
-            readers: Arc::new(readers),
+            readers,
             writer: Writer::spawn(writer_conn, checkpoint_conn)?,
         })
     }
@@ -152,11 +160,12 @@ impl SessionStore for SqliteStore {
     }
 
     async fn get(&self, handle: &str) -> StoreResult<Option<Arc<SessionRecord>>> {
-        shared(self.readers.with(|c| ops::get(c, handle)))
+        let handle = handle.to_owned();
+        shared(self.readers.with(move |c| ops::get(c, &handle)).await)
     }
 
     async fn get_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.readers.session_by_token(hash.as_bytes())
+        self.readers.session_by_token(*hash.as_bytes()).await
     }
 
     async fn touch(
@@ -187,7 +196,11 @@ impl SessionStore for SqliteStore {
     }
 
     async fn list_by_subject(&self, subject: &str) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        let all = self.readers.with(|c| ops::list_by_subject(c, subject))?;
+        let subject = subject.to_owned();
+        let all = self
+            .readers
+            .with(move |c| ops::list_by_subject(c, &subject))
+            .await?;
         Ok(all.into_iter().map(Arc::new).collect())
     }
 
@@ -212,7 +225,8 @@ impl SessionStore for SqliteStore {
     }
 
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
-        self.readers.with(|c| ops::events(c, query))
+        let query = query.clone();
+        self.readers.with(move |c| ops::events(c, &query)).await
     }
 
     async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
@@ -235,17 +249,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
-        // Unlike the point reads this walks one index entry per live
-        // session, which can take milliseconds: keep it off the async
-        // workers when there is a tokio runtime to lend a blocking thread.
-        let readers = Arc::clone(&self.readers);
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => rt
-                .spawn_blocking(move || readers.with(|c| ops::count_active(c, now)))
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("count task failed: {e}")))?,
-            Err(_) => readers.with(|c| ops::count_active(c, now)),
-        }
+        self.readers.with(move |c| ops::count_active(c, now)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -254,7 +258,12 @@ impl SessionStore for SqliteStore {
                 "the SQLite writer thread has stopped".into(),
             ));
         }
-        self.readers.with(ops::ping)
+        if !self.readers.is_running() {
+            return Err(StoreError::Unavailable(
+                "a SQLite reader thread has stopped".into(),
+            ));
+        }
+        self.readers.with(ops::ping).await
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
@@ -263,11 +272,12 @@ impl SessionStore for SqliteStore {
     }
 
     async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
-        self.readers.with(|c| ops::api_key_by_hash(c, hash.as_bytes()))
+        let hash = *hash.as_bytes();
+        self.readers.with(move |c| ops::api_key_by_hash(c, &hash)).await
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        self.readers.with(ops::list_api_keys)
+        self.readers.with(ops::list_api_keys).await
     }
 
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
@@ -290,7 +300,8 @@ impl SessionStore for SqliteStore {
     }
 
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
-        let found = self.readers.with(|c| ops::find_refresh(c, hash.as_bytes()))?;
+        let hash = *hash.as_bytes();
+        let found = self.readers.with(move |c| ops::find_refresh(c, &hash)).await?;
         Ok(found.map(|(generation, family)| RefreshLookup {
             family: Arc::new(family),
             generation,
@@ -302,9 +313,11 @@ impl SessionStore for SqliteStore {
         hash: &TokenHash,
     ) -> StoreResult<Option<(RefreshLookup, Option<Arc<SessionRecord>>)>> {
         // One statement on one reader: one read transaction, not two.
+        let hash = *hash.as_bytes();
         let found = self
             .readers
-            .with(|c| ops::find_refresh_with_session(c, hash.as_bytes()))?;
+            .with(move |c| ops::find_refresh_with_session(c, &hash))
+            .await?;
         Ok(found.map(|(generation, family, session)| {
             let lookup = RefreshLookup {
                 family: Arc::new(family),
@@ -349,7 +362,11 @@ impl SessionStore for SqliteStore {
     }
 
     async fn refresh_families_of(&self, handle: &str) -> StoreResult<Vec<Arc<RefreshFamily>>> {
-        let all = self.readers.with(|c| ops::refresh_families_of(c, handle))?;
+        let handle = handle.to_owned();
+        let all = self
+            .readers
+            .with(move |c| ops::refresh_families_of(c, &handle))
+            .await?;
         Ok(all.into_iter().map(Arc::new).collect())
     }
 
@@ -362,7 +379,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        self.readers.with(ops::signing_keys)
+        self.readers.with(ops::signing_keys).await
     }
 
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool> {

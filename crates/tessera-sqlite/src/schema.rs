@@ -9,8 +9,6 @@ use tessera_core::{StoreError, StoreResult};
 use crate::Synchronous;
 use crate::error::SqlResultExt;
 
-mod vfs;
-
 /// How long a connection waits for a lock held by another connection (or
 /// another process, e.g. an operator's `sqlite3` shell) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -285,13 +283,7 @@ const MMAP_SIZE: i64 = 1 << 30;
 /// Opens the writer connection: WAL, the chosen durability, and the schema
 /// brought up to date.
 pub(crate) fn open_writer(path: &Path, sync: Synchronous) -> StoreResult<Connection> {
-    // Through the shim that writes a commit's WAL frames in one call (see
-    // `vfs`); without it (no default VFS to wrap) SQLite's own writes.
-    let conn = match vfs::register() {
-        Some(name) => Connection::open_with_flags_and_vfs(path, open_flags(), name),
-        None => Connection::open_with_flags(path, open_flags()),
-    }
-    .store()?;
+    let conn = Connection::open_with_flags(path, open_flags()).store()?;
     base_setup(&conn)?;
     // The writer's page cache survives its own commits, so the map only
     // saves it copying pages it reads for the first time.

@@ -541,13 +541,10 @@ async fn events_by_handle_alone_outlive_the_session_and_use_the_subject_index() 
     );
 }
 
-/// The writer's WAL shim (`schema::vfs`) batches a commit's frames into
-/// writes of at most 64 KiB: a transaction of several megabytes commits,
-/// another connection (without the shim) sees all of it at once, and the
-/// file stays intact. The unix VFS truncates single writes above 128 KiB,
-/// which a larger batch would hit as SQLITE_FULL.
+/// A transaction of several megabytes commits whole: another connection
+/// sees all of it at once, and the file stays intact.
 #[tokio::test]
-async fn wal_batching_commits_large_transactions_whole() {
+async fn large_transactions_commit_whole() {
     let (dir, store) = open();
     let reason = "x".repeat(1000);
     let n = store
@@ -576,55 +573,108 @@ async fn wal_batching_commits_large_transactions_whole() {
     assert_eq!(check, "ok");
 }
 
-/// Every commit is visible and whole to a connection without the shim right
-/// after it returns, whatever its size: commits of 1 to ~100 frames put the
-/// commit frame at every position relative to a 64 KiB write, including
-/// the one where its page does not fit and the buffer goes out first (a
-/// commit page left behind there read as a disk I/O error).
+/// A write that spills pages into the WAL and is then rolled back (a large
+/// sweep or revoke-all that fails half-way) leaves nothing behind that a
+/// later commit could write over another process's commit: a revocation
+/// committed by another connection in between survives the store's next
+/// commit, in the live file and in a copy taken as a crash would leave it.
 #[tokio::test]
-async fn wal_batching_publishes_every_commit_page() {
+async fn a_rolled_back_spill_never_overwrites_another_commit() {
     let (dir, store) = open();
-    let raw = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
-    let mut total = 0i64;
-    for rows in 1..=120i64 {
-        store
-            .writer
-            .call(move |c| {
-                let mut stmt = c
-                    .prepare_cached(
-                        "INSERT INTO events (at, kind, subject, handle, reason) \
-                         VALUES (?1, 'created', 's', 'h', zeroblob(0) || printf('%.900c', 'x'))",
-                    )
-                    .map_err(error::map)?;
-                for i in 0..rows {
-                    stmt.execute([i]).map_err(error::map)?;
-                }
-                Ok(())
-            })
-            .await
-            .unwrap();
-        total += rows;
-        assert_eq!(
-            count(&raw, "SELECT count(*) FROM events"),
-            total,
-            "after a commit of {rows} rows"
-        );
-        assert_eq!(
-            count(&raw, "SELECT sum(length(reason)) FROM events"),
-            total * 900,
-            "after a commit of {rows} rows"
-        );
+    store.create(&record(1), &opts(), &[]).await.unwrap();
+    let failed = store
+        .writer
+        .call(|c| {
+            c.pragma_update(None, "cache_size", 16).map_err(error::map)?;
+            c.execute_batch(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
+                 INSERT INTO events (at, kind, subject, handle, reason) \
+                 SELECT i, 'created', 's' || (i % 50), 'h' || i, printf('%.300c', 'x') FROM n;",
+            )
+            .map_err(error::map)?;
+            Err::<(), _>(StoreError::Unavailable("fails after spilling".into()))
+        })
+        .await;
+    assert!(failed.is_err());
+    store
+        .writer
+        .call(|c| c.pragma_update(None, "cache_size", -2000).map_err(error::map))
+        .await
+        .unwrap();
+
+    // Another process revokes the session.
+    let other = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    other.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    other
+        .execute(
+            "UPDATE sessions SET version = version + 1, revoked_at = 1, revoke_reason = 'logout' \
+             WHERE handle = ?1",
+            [&record(1).handle],
+        )
+        .unwrap();
+    // The store commits again, more than a page's worth.
+    for n in 2..40 {
+        store.create(&record(n), &opts(), &[]).await.unwrap();
     }
+
+    let copy = tempfile::tempdir().unwrap();
+    for name in ["t.db", "t.db-wal"] {
+        std::fs::copy(dir.path().join(name), copy.path().join(name)).unwrap();
+    }
+    for path in [dir.path().join("t.db"), copy.path().join("t.db")] {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(
+            count(&raw, "SELECT count(*) FROM sessions WHERE revoked_at IS NOT NULL"),
+            1,
+            "the other process's revocation is lost in {}",
+            path.display()
+        );
+        assert_eq!(count(&raw, "SELECT count(*) FROM sessions"), 39);
+        assert_eq!(count(&raw, "SELECT count(*) FROM events"), 0);
+        let check: String = raw.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok");
+    }
+    let seen = store.get_by_token(&record(1).token_hash).await.unwrap().unwrap();
+    assert!(seen.revoked.is_some());
+}
+
+/// No SQLite call runs on the caller's thread: with a one-thread runtime,
+/// a write that waits for a lock another process holds leaves the runtime
+/// free to run reads and timers meanwhile.
+#[test]
+fn a_write_waiting_for_a_lock_does_not_stall_the_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (dir, store) = open();
+        let store = Arc::new(store);
+        store.create(&record(1), &opts(), &[]).await.unwrap();
+        let other = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let writing = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.create(&record(2), &opts(), &[]).await }
+        });
+        let started = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!writing.is_finished(), "the write should wait for the lock");
+        // Reads and timers ran while the write waited.
+        assert!(store.get_by_token(&record(1).token_hash).await.unwrap().is_some());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        other.execute_batch("COMMIT").unwrap();
+        writing.await.unwrap().unwrap();
+        assert!(store.get_by_token(&record(2).token_hash).await.unwrap().is_some());
+    });
 }
 
 /// A transaction larger than the writer's page cache spills frames to the
-/// WAL before it commits, may write a page twice (SQLite then rewrites that
-/// frame in place and redoes the checksums of the frames after it). When
-/// its commit returns, everything must be in the file: a copy taken at that
-/// moment, as a crashed process would leave it, recovers every row from the
-/// WAL, whose recovery checks each frame's checksum.
+/// WAL before it commits, and may write a page twice. When its commit
+/// returns, everything must be in the file: a copy taken at that moment, as
+/// a crashed process would leave it, recovers every row from the WAL.
 #[tokio::test]
-async fn wal_batching_leaves_nothing_behind_when_a_transaction_spills() {
+async fn a_spilled_transaction_is_whole_in_a_crash_copy() {
     let (dir, store) = open();
     store
         .writer

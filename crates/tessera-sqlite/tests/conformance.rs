@@ -1,4 +1,5 @@
 //! The shared store conformance suite, run against a fresh SQLite file per case.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

@@ -3,6 +3,7 @@
 //! and leave the same state. The conformance suite pins each method; this
 //! catches the interactions between them (replace + limit + sweep + CAS,
 //! refresh rotation and signing-key CAS against the sweeper).
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! SQLite-specific behaviour the shared conformance suite cannot see: the
 //! file, its schema version, durability across reopen, group commit under
 //! a burst, and failing closed on a damaged file.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! SQLite-specific behaviour of refresh families and signing keys that the
 //! shared conformance suite cannot see: durability across reopen, the tie
 //! between a family and its session, and failing closed on bad rows.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 

@@ -17,6 +17,7 @@
 //!
 //! After divan's table, an interleaved A/B run prints the ratio
 //! first-sight / raw throughput (goal ≥ 0.95) and the cached rate per core.
+#![forbid(unsafe_code)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

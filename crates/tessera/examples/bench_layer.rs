@@ -26,6 +26,7 @@
 //! `COOKIE <name>=<value>` on stdout, then `listening on http://ADDR`. The
 //! `bare` mode prints a dummy cookie of a session token's length, so every
 //! server receives requests of the same size.
+#![forbid(unsafe_code)]
 
 use std::io::Write as _;
 use std::net::SocketAddr;

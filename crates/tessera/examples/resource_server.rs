@@ -25,6 +25,7 @@
 //! Routes: `GET /api/me` → `{sub, sid, client_id, scope, scopes}` (any valid
 //! token); `POST /api/write` → `{ok: true}` (needs scope `write`, else 403
 //! `insufficient_scope`); `GET /healthz` → `{status, feed_healthy}`.
+#![forbid(unsafe_code)]
 
 use std::io::Write as _;
 use std::net::SocketAddr;

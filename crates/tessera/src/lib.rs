@@ -5,6 +5,7 @@
 //!   `tessera` service (SPEC §4.2).
 //! - [`resource`]: a resource-server verifier for Tessera's RFC 9068 access
 //!   tokens with JWKS caching and the pushed revocation feed (SPEC §4.4).
+#![forbid(unsafe_code)]
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -13,6 +13,7 @@
 //!
 //! `TESSERA_E2E_ONLY=fx_02,ex_08` runs only the scenarios whose names contain
 //! one of the given words.
+#![forbid(unsafe_code)]
 
 mod harness;
 mod scenarios;

@@ -168,3 +168,37 @@ async fn cli_sessions_list_and_revoke() {
     assert!(!st.success(), "--all and --subject conflict");
     srv.finish().await;
 }
+
+/// The server answers repeated verifies of a session from its read cache,
+/// but a revocation committed by another process on the same SQLite file
+/// (here the operator CLI) is refused by the very next verify, on both
+/// faces: the backend API and forward auth.
+#[tokio::test]
+async fn another_process_revocation_is_refused_by_the_very_next_verify() {
+    let srv = TestServer::start(Opts::default()).await;
+    let a = srv.create(json!({"subject": "nina"})).await;
+    let b = srv.create(json!({"subject": "nina"})).await;
+    let forward = |token: &str| {
+        srv.req(reqwest::Method::GET, "/auth/verify")
+            .header("Cookie", format!("__Host-tessera={token}"))
+            .header("X-Forwarded-Method", "GET")
+    };
+    for _ in 0..5 {
+        srv.assert_verifies(&a.token).await;
+        srv.send(forward(&a.token)).await.assert_status(200);
+    }
+
+    let (st, out, err) = srv.cli(&["sessions", "revoke", &a.handle]);
+    assert!(st.success(), "sessions revoke: {out}\n{err}");
+    srv.verify(&a.token).await.assert_problem(401, "session_revoked");
+    srv.send(forward(&a.token)).await.assert_status(401);
+
+    // And the other face first, for the second session.
+    srv.send(forward(&b.token)).await.assert_status(200);
+    srv.assert_verifies(&b.token).await;
+    let (st, out, err) = srv.cli(&["sessions", "revoke", &b.handle]);
+    assert!(st.success(), "sessions revoke: {out}\n{err}");
+    srv.send(forward(&b.token)).await.assert_status(401);
+    srv.verify(&b.token).await.assert_problem(401, "session_revoked");
+    srv.finish().await;
+}

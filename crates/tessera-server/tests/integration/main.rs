@@ -1,5 +1,6 @@
 //! Black-box tests of the real `tessera` binary over HTTP (one test binary,
 //! so the suite links once).
+#![forbid(unsafe_code)]
 
 mod api;
 mod bad_input;
