@@ -199,7 +199,7 @@ impl SessionStore for SqliteStore {
         let subject = subject.to_owned();
         let all = self
             .readers
-            .with(move |c| ops::list_by_subject(c, &subject))
+            .scan(move |c| ops::list_by_subject(c, &subject))
             .await?;
         Ok(all.into_iter().map(Arc::new).collect())
     }
@@ -226,7 +226,7 @@ impl SessionStore for SqliteStore {
 
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
         let query = query.clone();
-        self.readers.with(move |c| ops::events(c, &query)).await
+        self.readers.scan(move |c| ops::events(c, &query)).await
     }
 
     async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
@@ -249,7 +249,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
-        self.readers.with(move |c| ops::count_active(c, now)).await
+        self.readers.scan(move |c| ops::count_active(c, now)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

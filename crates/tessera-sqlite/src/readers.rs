@@ -7,6 +7,22 @@
 //! worker thread that would stall every request the worker serves. A read
 //! is queued here and its caller awaits the answer.
 //!
+//! Handing a read to another thread costs little if that thread is awake,
+//! and a context switch each way if it has to be woken. So a queued read
+//! wakes a thread only when none is running, or when the running ones have
+//! more than [`QUEUED_PER_RUNNING`] reads each waiting; a running thread
+//! takes whatever is queued (up to [`MAX_BATCH`]) and runs it in one read
+//! transaction. Under load one thread then answers reads back to back,
+//! sharing one snapshot per batch, while the async workers keep the other
+//! core. Each read in a batch was queued before the batch began, so it sees
+//! every commit that finished before it was asked for. A read that may scan
+//! many rows ([`Readers::scan`]) always wakes a thread of its own, so point
+//! reads do not queue behind it.
+//!
+//! The woken thread is the one idle the shortest time: under light load
+//! one thread serves every read, so its caches stay warm, instead of the
+//! reads rotating over threads that each warm up their own.
+//!
 //! Each thread keeps the sessions it read by token hash (see `cache`) and
 //! answers a repeated read from memory while `PRAGMA data_version` on its
 //! own connection shows that no other connection (the writer, the CLI, an
@@ -27,10 +43,21 @@ use crate::cache::SessionCache;
 use crate::error::SqlResultExt;
 use crate::{ops, schema};
 
+/// Queued reads per running thread above which another thread is woken.
+const QUEUED_PER_RUNNING: usize = 8;
+
+/// Times an idle thread yields the CPU and looks again before it parks.
+const SPINS: u32 = 20;
+
+/// Most reads one thread takes into one read transaction.
+const MAX_BATCH: usize = 32;
+
 /// What a reader thread lends a job: its connection and its session cache.
 pub(crate) struct Reader {
     conn: Connection,
     sessions: SessionCache,
+    /// `PRAGMA data_version` of the open batch transaction, once read.
+    batch_version: Option<i64>,
 }
 
 impl Reader {
@@ -41,14 +68,23 @@ impl Reader {
     /// `get_by_token`, answered from memory when no other connection has
     /// committed since the session was last read on this connection.
     fn session_by_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<Arc<SessionRecord>>> {
-        let version = data_version(&self.conn)?;
+        let version = match self.batch_version {
+            Some(v) => v,
+            None => {
+                let v = data_version(&self.conn)?;
+                if !self.conn.is_autocommit() {
+                    self.batch_version = Some(v);
+                }
+                v
+            }
+        };
         if let Some(hit) = self.sessions.get(hash, version) {
             return Ok(Some(hit));
         }
-        // The read below runs in a transaction of its own, after the one
-        // that read `version`, so it sees at least that state: the entry is
-        // never older than the version it is filed under, and any commit
-        // after it changes the version the next lookup compares.
+        // Outside a batch this read runs in a transaction of its own, after
+        // the one that read `version`, so it sees at least that state: the
+        // entry is never older than the version it is filed under, and any
+        // commit after it changes the version the next lookup compares.
         let found = ops::get_by_token(&self.conn, hash)?.map(Arc::new);
         match &found {
             Some(rec) => self.sessions.put(hash, version, Arc::clone(rec)),
@@ -56,6 +92,28 @@ impl Reader {
         }
         Ok(found)
     }
+
+    /// Runs `batch`, sharing one read transaction when there are several.
+    fn run_batch(&mut self, batch: &mut Vec<Job>) {
+        let shared = batch.len() > 1 && exec(&self.conn, "BEGIN").is_ok();
+        for job in batch.drain(..) {
+            job(self);
+        }
+        self.batch_version = None;
+        // A read ends its transaction by itself only on an error that
+        // rolled it back; otherwise end it here, releasing the snapshot.
+        if shared
+            && !self.conn.is_autocommit()
+            && let Err(e) = exec(&self.conn, "COMMIT")
+        {
+            tracing::warn!(error = %e, "ending a SQLite read transaction failed");
+            let _ = exec(&self.conn, "ROLLBACK");
+        }
+    }
+}
+
+fn exec(c: &Connection, sql: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn data_version(c: &Connection) -> StoreResult<i64> {
@@ -67,15 +125,12 @@ fn data_version(c: &Connection) -> StoreResult<i64> {
 
 type Job = Box<dyn FnOnce(&mut Reader) + Send>;
 
-#[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
-    /// The threads waiting for work, most recently idle last. A new read
-    /// wakes that one: under light load one thread serves every read, so
-    /// its cache and its connection's page cache stay warm, instead of the
-    /// reads rotating over threads that each warm up their own. A busy
-    /// pool has none idle and costs no wake-up call per read.
+    /// The threads parked waiting for work, most recently idle last.
     idle: Vec<usize>,
+    /// Threads not parked: running reads or about to look for more.
+    running: usize,
     closed: bool,
 }
 
@@ -83,6 +138,12 @@ struct Shared {
     queue: Mutex<Queue>,
     /// One per thread, all used with `queue`.
     ready: Box<[Condvar]>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 pub(crate) struct Readers {
@@ -97,7 +158,12 @@ impl Readers {
             .map(|_| schema::open_reader(path))
             .collect::<StoreResult<Vec<_>>>()?;
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                idle: Vec::with_capacity(conns.len()),
+                running: conns.len(),
+                closed: false,
+            }),
             ready: conns.iter().map(|_| Condvar::new()).collect(),
         });
         let mut readers = Readers {
@@ -109,19 +175,27 @@ impl Readers {
             let reader = Reader {
                 conn,
                 sessions: SessionCache::new(),
+                batch_version: None,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("tessera-sqlite-read-{i}"))
-                .spawn(move || run(i, reader, &shared))
-                .map_err(|e| StoreError::Unavailable(format!("cannot start a SQLite reader thread: {e}")))?;
-            // On an error above, dropping `readers` stops the threads started.
-            readers.threads.push(thread);
+                .spawn(move || run(i, reader, &shared));
+            match thread {
+                Ok(t) => readers.threads.push(t),
+                Err(e) => {
+                    // Dropping `readers` stops the threads already started;
+                    // this one never ran, so it never counts as running.
+                    readers.shared.lock().running -= 1;
+                    return Err(StoreError::Unavailable(format!(
+                        "cannot start a SQLite reader thread: {e}"
+                    )));
+                }
+            }
         }
         Ok(readers)
     }
 
-    /// Runs `f` on a reader thread and waits for its answer.
-    pub(crate) async fn call<R, F>(&self, f: F) -> StoreResult<R>
+    async fn submit<R, F>(&self, f: F, own_thread: bool) -> StoreResult<R>
     where
         F: FnOnce(&mut Reader) -> StoreResult<R> + Send + 'static,
         R: Send + 'static,
@@ -132,20 +206,21 @@ impl Readers {
             // share of every later read, down.
             let r = catch_unwind(AssertUnwindSafe(|| f(reader))).unwrap_or_else(|_| {
                 tracing::error!("a SQLite read panicked");
-                Err(StoreError::Unavailable(
-                    "internal error in a SQLite reader".into(),
-                ))
+                Err(StoreError::Unavailable("internal error in a SQLite reader".into()))
             });
             // The caller may have gone away; nothing was changed.
             let _ = tx.send(r);
         });
         {
-            let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut q = self.shared.lock();
             if q.closed {
                 return Err(stopped());
             }
             q.jobs.push_back(job);
-            if let Some(i) = q.idle.pop() {
+            if (own_thread || q.running == 0 || q.jobs.len() > q.running * QUEUED_PER_RUNNING)
+                && let Some(i) = q.idle.pop()
+            {
+                q.running += 1;
                 self.shared.ready[i].notify_one();
             }
         }
@@ -155,16 +230,26 @@ impl Readers {
 
     /// A read of a session by token hash, through the reader's cache.
     pub(crate) async fn session_by_token(&self, hash: [u8; 32]) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.call(move |r| r.session_by_token(&hash)).await
+        self.submit(move |r| r.session_by_token(&hash), false).await
     }
 
-    /// A plain read on a reader's connection.
+    /// A point read (a few index searches) on a reader's connection.
     pub(crate) async fn with<R, F>(&self, f: F) -> StoreResult<R>
     where
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.call(move |r| f(r.conn())).await
+        self.submit(move |r| f(r.conn()), false).await
+    }
+
+    /// A read that may walk many rows: it gets a thread of its own if one
+    /// is idle, so the point reads queued after it are not held up.
+    pub(crate) async fn scan<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.submit(move |r| f(r.conn()), true).await
     }
 
     /// Whether every reader thread still runs.
@@ -179,10 +264,7 @@ fn stopped() -> StoreError {
 
 impl Drop for Readers {
     fn drop(&mut self) {
-        {
-            let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            q.closed = true;
-        }
+        self.shared.lock().closed = true;
         for cv in &self.shared.ready[..] {
             cv.notify_all();
         }
@@ -195,24 +277,39 @@ impl Drop for Readers {
 }
 
 fn run(me: usize, mut reader: Reader, shared: &Shared) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     loop {
-        let job = {
-            let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            let mut q = shared.lock();
+            let mut spins = 0;
             loop {
-                if let Some(job) = q.jobs.pop_front() {
-                    break job;
+                if !q.jobs.is_empty() {
+                    let n = q.jobs.len().min(MAX_BATCH);
+                    batch.extend(q.jobs.drain(..n));
+                    break;
                 }
                 // Queued reads are answered before a close takes effect.
                 if q.closed {
                     return;
                 }
+                if spins < SPINS {
+                    spins += 1;
+                    drop(q);
+                    std::thread::yield_now();
+                    q = shared.lock();
+                    continue;
+                }
+                q.running -= 1;
                 q.idle.push(me);
                 q = shared.ready[me].wait(q).unwrap_or_else(PoisonError::into_inner);
-                // Woken by a read, which took this thread off the list, or
-                // spuriously, which did not.
-                q.idle.retain(|&i| i != me);
+                // Woken by a read, which took this thread off the idle list
+                // and counted it as running, or spuriously, which did not.
+                if let Some(pos) = q.idle.iter().position(|&i| i == me) {
+                    q.idle.remove(pos);
+                    q.running += 1;
+                }
             }
-        };
-        job(&mut reader);
+        }
+        reader.run_batch(&mut batch);
     }
 }
