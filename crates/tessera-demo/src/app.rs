@@ -63,10 +63,11 @@ pub fn build(cfg: &Config, passwords: Passwords) -> anyhow::Result<(Router, Sess
     let sessions = layer.sessions().clone();
 
     let security = SecurityHeadersLayer::new().content_security_policy(
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     let router = Router::new()
         .route("/", get(root))
+        .route("/style.css", get(stylesheet))
         .route("/signup", get(signup_page).post(signup))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
@@ -158,6 +159,14 @@ fn password_auth(level: u8) -> AuthInput {
         level: Some(level),
         methods: vec!["pwd".to_owned()],
     }
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        crate::html::STYLE,
+    )
+        .into_response()
 }
 
 async fn root(MaybeSession(s): MaybeSession) -> Response {

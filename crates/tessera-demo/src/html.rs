@@ -23,7 +23,9 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-const STYLE: &str = r#"
+/// The one stylesheet, served at `/style.css` so the CSP needs no inline
+/// styles.
+pub(crate) const STYLE: &str = r#"
 *{box-sizing:border-box}
 body{margin:0;min-height:100vh;display:flex;align-items:flex-start;justify-content:center;
  background:#eef1f5;color:#1d2330;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
@@ -67,7 +69,7 @@ pub fn page(title: &str, narrow: bool, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{} · Tessera demo</title><style>{STYLE}</style></head>\
+<title>{} · Tessera demo</title><link rel=\"stylesheet\" href=\"/style.css\"></head>\
 <body><main{class}>{body}</main></body></html>\n",
         esc(title)
     ))

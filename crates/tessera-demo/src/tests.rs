@@ -488,3 +488,21 @@ fn secrets_on_disk_are_owner_only() {
         assert_eq!(mode & 0o077, 0, "{f}: {mode:o}");
     }
 }
+
+/// Pages carry no inline styles, so the CSP allows none: the stylesheet is
+/// served from the app's own origin.
+#[tokio::test]
+async fn styles_come_from_the_own_origin_only() {
+    let d = demo();
+    let mut b = Browser::new(&d, [127, 0, 0, 1]);
+    let page = b.get("/login").await;
+    let csp = page.header("content-security-policy").unwrap().to_owned();
+    assert!(csp.contains("style-src 'self'"), "{csp}");
+    assert!(!csp.contains("-inline"), "{csp}");
+    assert!(!page.body.contains("<style"), "inline <style> in the page");
+    assert!(page.body.contains("href=\"/style.css\""));
+    let css = b.get("/style.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+    assert!(css.body.contains("main"));
+}

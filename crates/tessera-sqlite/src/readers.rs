@@ -206,7 +206,9 @@ impl Readers {
             // share of every later read, down.
             let r = catch_unwind(AssertUnwindSafe(|| f(reader))).unwrap_or_else(|_| {
                 tracing::error!("a SQLite read panicked");
-                Err(StoreError::Unavailable("internal error in a SQLite reader".into()))
+                Err(StoreError::Unavailable(
+                    "internal error in a SQLite reader".into(),
+                ))
             });
             // The caller may have gone away; nothing was changed.
             let _ = tx.send(r);
