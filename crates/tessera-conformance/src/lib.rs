@@ -96,6 +96,7 @@ macro_rules! conformance_suite {
             ex_09_operator_revokes_everyone_in_batches,
             ex_11_session_limit_revokes_oldest,
             fx_01_login_replaces_previous_session_and_carries_data,
+            fx_01_login_of_another_subject_drops_previous_data,
             fx_02_elevate_rotates_token_keeps_handle,
             fx_03_old_token_dead_after_elevate,
             verify_failures_leave_store_unchanged,

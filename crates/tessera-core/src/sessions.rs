@@ -64,7 +64,8 @@ pub struct CreateSession {
     pub device: Option<DeviceInput>,
     pub data: Option<Map<String, Value>>,
     pub ttl: Option<TtlInput>,
-    /// The pre-login session's token: it is revoked and its data carried over.
+    /// The pre-login session's token: it is revoked, and its data carried
+    /// over only when it belongs to the same subject.
     pub previous_session_token: Option<String>,
 }
 
@@ -114,8 +115,9 @@ impl Sessions {
     }
 
     /// Starts a session (login). Always issues a new token; a valid
-    /// `previous_session_token` is revoked in the same atomic step and its
-    /// data carried over (request data wins on conflicting keys).
+    /// `previous_session_token` is revoked in the same atomic step, and its
+    /// data carried over only if it is the same subject's (request data wins
+    /// on conflicting keys); another subject's data is dropped.
     pub async fn create(&self, req: CreateSession) -> Result<IssuedSession> {
         let subject = validate_subject(&req.subject)?;
         let auth_in = req.auth.unwrap_or_default();
@@ -141,7 +143,14 @@ impl Sessions {
                 && prev.token_hash.ct_eq(hash)
                 && prev.is_active(now)
             {
-                data = prev.data.clone();
+                // A shared browser must never hand one user's data to the
+                // next: another subject's session is still ended (it is this
+                // browser's, and must not outlive the login), but its data
+                // stays behind (SPEC §4.1). An app that wants a pre-login
+                // cart under the new subject passes it in `data` itself.
+                if prev.subject == subject {
+                    data = prev.data.clone();
+                }
                 replace = Some((prev.handle.clone(), prev.version));
             }
             data.extend(req_data.clone());

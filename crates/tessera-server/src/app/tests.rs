@@ -304,7 +304,7 @@ async fn previous_session_token_is_replaced_and_data_carried() {
         .call(
             Method::POST,
             "/v1/sessions",
-            Some(json!({ "subject": "anon", "data": {"cart": [1, 2]} })),
+            Some(json!({ "subject": "alice", "data": {"cart": [1, 2]} })),
         )
         .await;
     let old = token(&anon);
