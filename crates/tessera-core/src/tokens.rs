@@ -31,6 +31,12 @@ const MAX_AUDIENCES: usize = 8;
 const CAS_ATTEMPTS: usize = 4;
 /// Access tokens longer than this are refused before any parsing.
 pub const MAX_ACCESS_TOKEN_BYTES: usize = 8192;
+/// Longest reuse grace window. The window exists for a client's retry and a
+/// second tab racing the first, which take seconds; a longer one only keeps a
+/// stolen consumed token good for longer, and keeps the successor sealed in
+/// the store for longer (SPEC §5: a copy of the store yields no refresh
+/// token but those rotated within the last grace window).
+pub const MAX_REUSE_GRACE_SECS: i64 = 60;
 
 /// Lifetimes and names of issued tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +45,8 @@ pub struct TokenPolicy {
     pub issuer: String,
     pub access_token_ttl_secs: i64,
     /// Inside this window after a rotation, presenting the consumed token
-    /// again returns the same successor (0 disables: strict rotation).
+    /// again returns the same successor (0 disables: strict rotation). At
+    /// most [`MAX_REUSE_GRACE_SECS`]; [`TokenService::new`] caps it.
     pub reuse_grace_secs: i64,
     /// `aud` when a request names none.
     pub default_audience: String,
@@ -176,13 +183,17 @@ impl std::fmt::Debug for TokenService {
 }
 
 impl TokenService {
+    /// The reuse grace window is capped to `0..=`[`MAX_REUSE_GRACE_SECS`]
+    /// here, whoever built the policy (the service's config refuses larger
+    /// values; an embedding app gets the cap).
     pub fn new(
         sessions: Sessions,
         keys: Arc<KeyManager>,
         clients: Arc<ClientRegistry>,
         sealer: Arc<Sealer>,
-        policy: TokenPolicy,
+        mut policy: TokenPolicy,
     ) -> Self {
+        policy.reuse_grace_secs = policy.reuse_grace_secs.clamp(0, MAX_REUSE_GRACE_SECS);
         Self {
             sessions,
             keys,

@@ -210,6 +210,29 @@ async fn rt_11_grace_zero_is_strict() {
     assert_eq!(events_of(&h, EventKind::RefreshTokenReuse).await, 1);
 }
 
+/// A policy asking for an hour of grace gets at most a minute: a consumed
+/// token presented 61 s after its rotation is reuse.
+#[tokio::test]
+async fn rt_11_grace_window_is_capped_at_60_secs() {
+    let h = setup_with(vec![], 3600).await;
+    assert_eq!(h.svc.policy().reuse_grace_secs, MAX_REUSE_GRACE_SECS);
+    let (_, t) = login(&h, "").await;
+    let c = default_client(&h);
+    let rt1 = t.refresh_token.unwrap();
+    h.svc.refresh(rt1.expose(), &c, None).await.unwrap();
+    h.clock.advance_secs(60);
+    h.svc
+        .refresh(rt1.expose(), &c, None)
+        .await
+        .expect("inside the cap");
+    h.clock.advance_secs(1);
+    assert_eq!(
+        h.svc.refresh(rt1.expose(), &c, None).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+    assert_eq!(events_of(&h, EventKind::RefreshTokenReuse).await, 1);
+}
+
 #[tokio::test]
 async fn rt_07_refresh_narrows_never_widens() {
     let h = setup().await;
