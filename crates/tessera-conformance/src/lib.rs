@@ -76,6 +76,7 @@ macro_rules! conformance_suite {
             store_refresh_family_duplicate_writes_nothing,
             store_refresh_rotate_cas,
             store_refresh_rotate_duplicate_successor_writes_nothing,
+            store_refresh_rotate_slides_the_session,
             store_refresh_revoke_family,
             store_refresh_families_of,
             store_sweep_deletes_refresh_families,

@@ -11,7 +11,7 @@ use crate::model::{
     AuthInfo, DeviceInfo, Event, EventKind, NewEvent, Revocation, RevokeReason, SessionRecord, device_label,
 };
 use crate::policy::SessionPolicy;
-use crate::store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError};
+use crate::store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError, Touch};
 use crate::time::{Clock, Timestamp};
 use crate::token::{self, SESSION_HANDLE_PREFIX, SecretToken, TokenKind};
 
@@ -243,19 +243,20 @@ impl Sessions {
         }
     }
 
-    /// Slides the idle window of a live session on activity that did not
-    /// present its session token (a refresh-token use). Subject to the same
-    /// touch throttle as [`verify`](Self::verify).
-    pub async fn slide(&self, rec: &SessionRecord) -> Result<()> {
-        let now = self.clock.now();
+    /// The slide of a live session's idle window on activity that did not
+    /// present its session token (a refresh-token use), for a store write
+    /// that includes it; `None` while the touch throttle of
+    /// [`verify`](Self::verify) says it is not due yet.
+    pub fn idle_slide<'a>(&self, rec: &'a SessionRecord, now: Timestamp) -> Option<Touch<'a>> {
         if now.millis_since(rec.last_seen_at) < self.policy.touch_after_ms(rec.idle_timeout_ms) {
-            return Ok(());
+            return None;
         }
-        let idle_expires_at = now.plus_millis(rec.idle_timeout_ms).min(rec.absolute_expires_at);
-        self.store
-            .touch(&rec.handle, &rec.token_hash, now, idle_expires_at)
-            .await?;
-        Ok(())
+        Some(Touch {
+            handle: &rec.handle,
+            token_hash: &rec.token_hash,
+            last_seen_at: now,
+            idle_expires_at: now.plus_millis(rec.idle_timeout_ms).min(rec.absolute_expires_at),
+        })
     }
 
     /// Step-up or any privilege change: records the new authentication and

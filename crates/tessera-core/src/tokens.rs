@@ -21,7 +21,7 @@ use crate::keys::KeyManager;
 use crate::model::{EventKind, NewEvent, RefreshFamily, RevokeReason, SessionRecord};
 use crate::seal::Sealer;
 use crate::sessions::Sessions;
-use crate::store::StoreError;
+use crate::store::{Rotation, StoreError};
 use crate::time::Timestamp;
 use crate::token::{self, SecretToken, TokenKind};
 
@@ -338,16 +338,27 @@ impl TokenService {
             let at_scope = requested.clone().unwrap_or_else(|| fam.scope.clone());
 
             if lookup.generation == fam.generation {
+                // Everything that can fail happens before the rotation, and
+                // the idle slide is part of its write: once the presented
+                // token is consumed, the client gets its successor. (A failure
+                // after the commit would leave the client holding a consumed
+                // token, whose retry at grace 0 is taken as theft.)
+                let access_token = self.mint_for(&session, client, &at_scope, &fam.audience, now)?;
                 let successor = SecretToken::generate(TokenKind::Refresh);
+                let successor_hash = successor.hash();
                 let sealed = self.sealer.seal(successor.expose().as_bytes(), fam.id.as_bytes());
+                let mut rotation =
+                    Rotation::new(&fam.id, fam.generation, &successor_hash, now).sealed(&sealed);
+                rotation.touch = self.sessions.idle_slide(&session, now);
                 let events = [NewEvent::new(EventKind::Refreshed, &session, now)];
-                match store
-                    .rotate_refresh(&fam.id, fam.generation, &successor.hash(), &sealed, now, &events)
-                    .await
-                {
+                match store.rotate_refresh(&rotation, &events).await {
                     Ok(true) => {
-                        self.sessions.slide(&session).await?;
-                        return self.respond(&session, client, &fam, at_scope, successor, now);
+                        return Ok(IssuedTokens {
+                            access_token,
+                            expires_in: self.policy.access_token_ttl_secs,
+                            refresh_token: Some(successor),
+                            scope: at_scope.join(" "),
+                        });
                     }
                     // Lost the race (or a hash collision): look again; the
                     // token is now one generation behind.

@@ -426,8 +426,10 @@ pub(crate) struct Rotate {
     pub family_id: String,
     pub expected_generation: u64,
     pub successor: [u8; 32],
-    pub successor_sealed: Vec<u8>,
+    pub successor_sealed: Option<Vec<u8>>,
     pub now: Timestamp,
+    /// The session's slide: (handle, token hash, last seen, idle expiry).
+    pub touch: Option<(String, [u8; 32], Timestamp, Timestamp)>,
     pub events: Vec<NewEvent>,
 }
 
@@ -480,6 +482,9 @@ pub(crate) fn rotate_refresh(c: &Connection, job: &Rotate) -> StoreResult<bool> 
             "refresh family {} changed during its rotation",
             job.family_id
         )));
+    }
+    if let Some((handle, token_hash, last_seen_at, idle_expires_at)) = &job.touch {
+        touch(c, handle, token_hash, *last_seen_at, *idle_expires_at)?;
     }
     insert_events(c, &job.events)?;
     Ok(true)

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use serde_json::Map;
 use tessera_core::{
-    AuthInfo, CreateOptions, DeviceInfo, EventQuery, SessionRecord, SessionStore, StoreError, Timestamp,
-    TokenHash,
+    AuthInfo, CreateOptions, DeviceInfo, EventQuery, Rotation, SessionRecord, SessionStore, StoreError,
+    Timestamp, TokenHash,
 };
 
 use super::*;
@@ -333,13 +333,19 @@ async fn a_version_2_database_keeps_its_refresh_chains_and_collects_them() {
     let now = Timestamp::from_unix_secs(1_000_010);
     assert!(
         store
-            .rotate_refresh("rtf_1", 2, &TokenHash(hash(1, 3)), b"sealed", now, &[])
+            .rotate_refresh(
+                &Rotation::new("rtf_1", 2, &TokenHash(hash(1, 3)), now).sealed(b"sealed"),
+                &[]
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .rotate_refresh("rtf_1", 2, &TokenHash(hash(1, 9)), b"sealed", now, &[])
+            .rotate_refresh(
+                &Rotation::new("rtf_1", 2, &TokenHash(hash(1, 9)), now).sealed(b"sealed"),
+                &[]
+            )
             .await
             .unwrap(),
         "the swap still refuses a stale generation"
@@ -410,7 +416,7 @@ async fn refresh_chains_are_collected_in_bounded_steps() {
             let next = TokenHash(hash(n as u8, g + 1));
             assert!(
                 store
-                    .rotate_refresh(&id, g.into(), &next, b"s", now, &[])
+                    .rotate_refresh(&Rotation::new(&id, g.into(), &next, now).sealed(b"s"), &[])
                     .await
                     .unwrap()
             );

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Map;
 use tessera_core::{
     AuthInfo, Binding, CreateOptions, DeviceInfo, EventKind, EventQuery, NewEvent, RefreshFamily,
-    RevokeReason, SessionRecord, SessionStore, SigningAlg, SigningKeyRecord, StoreError, Timestamp,
+    RevokeReason, Rotation, SessionRecord, SessionStore, SigningAlg, SigningKeyRecord, StoreError, Timestamp,
     TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore};
@@ -107,9 +107,12 @@ async fn families_and_keys_survive_reopen() {
         create_session(&s, &a).await;
         s.create_refresh_family(&f, &hash(1, 0x01), &[]).await.unwrap();
         assert!(
-            s.rotate_refresh(&f.id, 0, &hash(2, 0x01), b"sealed\0two", T0.plus_secs(1), &[])
-                .await
-                .unwrap()
+            s.rotate_refresh(
+                &Rotation::new(&f.id, 0, &hash(2, 0x01), T0.plus_secs(1)).sealed(b"sealed\0two"),
+                &[]
+            )
+            .await
+            .unwrap()
         );
         assert!(s.insert_signing_key(&k1, None).await.unwrap());
         assert!(s.insert_signing_key(&k2, Some("kid-1")).await.unwrap());

@@ -805,15 +805,7 @@ impl SessionStore for DownStore {
     async fn find_refresh(&self, _: &TokenHash) -> StoreResult<Option<tessera_core::RefreshLookup>> {
         down()
     }
-    async fn rotate_refresh(
-        &self,
-        _: &str,
-        _: u64,
-        _: &TokenHash,
-        _: &[u8],
-        _: Timestamp,
-        _: &[NewEvent],
-    ) -> StoreResult<bool> {
+    async fn rotate_refresh(&self, _: &tessera_core::Rotation<'_>, _: &[NewEvent]) -> StoreResult<bool> {
         down()
     }
     async fn revoke_refresh_family(
