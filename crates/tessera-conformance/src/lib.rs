@@ -77,6 +77,7 @@ macro_rules! conformance_suite {
             store_refresh_rotate_cas,
             store_refresh_rotate_duplicate_successor_writes_nothing,
             store_refresh_rotate_slides_the_session,
+            store_clear_sealed_successors_in_batches,
             store_refresh_revoke_family,
             store_refresh_families_of,
             store_sweep_deletes_refresh_families,
@@ -115,6 +116,8 @@ macro_rules! conformance_suite {
             rt_11_concurrent_refreshes_rotate_once_and_share_the_successor,
             rt_11_strict_rotation_exactly_one_success,
             rt_02_reuse_after_grace_revokes_the_session,
+            rt_sealed_successor_kept_only_for_the_grace_window,
+            rt_grace_0_never_stores_a_sealed_successor,
             concurrent_refresh_rotation_exactly_one_wins,
             concurrent_key_rotation_one_insert,
         }

@@ -461,6 +461,23 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
+    async fn clear_sealed_successors(&self, rotated_before: Timestamp, batch: u32) -> StoreResult<u32> {
+        let mut g = self.write();
+        let due: Vec<String> = g
+            .families
+            .values()
+            .filter(|f| f.current_sealed.is_some() && f.rotated_at < rotated_before)
+            .take(batch as usize)
+            .map(|f| f.id.clone())
+            .collect();
+        for id in &due {
+            if let Some(f) = g.families.get_mut(id) {
+                Arc::make_mut(f).current_sealed = None;
+            }
+        }
+        Ok(due.len() as u32)
+    }
+
     async fn revoke_refresh_family(
         &self,
         family_id: &str,

@@ -291,6 +291,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// the client without the successor while its token is consumed.
     async fn rotate_refresh(&self, rotation: &Rotation<'_>, events: &[NewEvent]) -> StoreResult<bool>;
 
+    /// Clears `current_sealed` of up to `batch` families rotated before
+    /// `rotated_before` (strictly) that still hold one; returns how many.
+    /// Callers repeat while it returns `batch`. Nothing else changes: no
+    /// generation, no token, no event.
+    ///
+    /// A sealed successor exists only so a retry inside the grace window
+    /// gets the same token back; once the window has passed it only makes a
+    /// copy of the store (with the key-encryption key) worth a current
+    /// refresh token (SPEC §5). The sweeper calls this.
+    async fn clear_sealed_successors(&self, rotated_before: Timestamp, batch: u32) -> StoreResult<u32>;
+
     /// Marks the family revoked (and clears `current_sealed`) and appends
     /// `events`; false if unknown or already revoked.
     async fn revoke_refresh_family(

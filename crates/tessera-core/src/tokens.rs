@@ -346,9 +346,12 @@ impl TokenService {
                 let access_token = self.mint_for(&session, client, &at_scope, &fam.audience, now)?;
                 let successor = SecretToken::generate(TokenKind::Refresh);
                 let successor_hash = successor.hash();
-                let sealed = self.sealer.seal(successor.expose().as_bytes(), fam.id.as_bytes());
-                let mut rotation =
-                    Rotation::new(&fam.id, fam.generation, &successor_hash, now).sealed(&sealed);
+                // Kept sealed only when a retry may need it back: at grace 0
+                // the store never holds a usable successor.
+                let sealed = (self.policy.reuse_grace_secs > 0)
+                    .then(|| self.sealer.seal(successor.expose().as_bytes(), fam.id.as_bytes()));
+                let mut rotation = Rotation::new(&fam.id, fam.generation, &successor_hash, now);
+                rotation.successor_sealed = sealed.as_deref();
                 rotation.touch = self.sessions.idle_slide(&session, now);
                 let events = [NewEvent::new(EventKind::Refreshed, &session, now)];
                 match store.rotate_refresh(&rotation, &events).await {
@@ -419,6 +422,25 @@ impl TokenService {
             return Err(OAuthError::InvalidGrant("refresh token was already used"));
         }
         Err(OAuthError::Unavailable("refresh contention; retry".into()))
+    }
+
+    /// Clears the sealed successors whose grace window has passed, in
+    /// batches of `batch` (each its own store call, so requests interleave);
+    /// returns how many. Run by the sweeper: afterwards a copy of the store
+    /// holds no refresh token but those rotated within the grace window.
+    pub async fn clear_sealed_successors(&self, batch: u32) -> Result<u64, StoreError> {
+        let batch = batch.max(1);
+        let store = self.sessions.store();
+        let mut total = 0u64;
+        loop {
+            let grace_ms = self.policy.reuse_grace_secs.saturating_mul(1000);
+            let before = self.sessions.now().plus_millis(-grace_ms);
+            let n = store.clear_sealed_successors(before, batch).await?;
+            total += u64::from(n);
+            if n < batch {
+                return Ok(total);
+            }
+        }
     }
 
     fn respond(

@@ -362,6 +362,14 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
         timed("rotate_refresh", self.inner.rotate_refresh(rotation, events)).await
     }
 
+    async fn clear_sealed_successors(&self, rotated_before: Timestamp, batch: u32) -> StoreResult<u32> {
+        timed(
+            "clear_sealed_successors",
+            self.inner.clear_sealed_successors(rotated_before, batch),
+        )
+        .await
+    }
+
     async fn revoke_refresh_family(
         &self,
         family_id: &str,

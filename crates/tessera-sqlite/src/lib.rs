@@ -334,6 +334,15 @@ impl SessionStore for SqliteStore {
         self.writer.call(move |c| ops::rotate_refresh(c, &job)).await
     }
 
+    async fn clear_sealed_successors(&self, rotated_before: Timestamp, batch: u32) -> StoreResult<u32> {
+        if batch == 0 {
+            return Ok(0);
+        }
+        self.writer
+            .call(move |c| ops::clear_sealed_successors(c, rotated_before, batch))
+            .await
+    }
+
     async fn revoke_refresh_family(
         &self,
         family_id: &str,

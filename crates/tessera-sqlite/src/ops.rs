@@ -490,6 +490,27 @@ pub(crate) fn rotate_refresh(c: &Connection, job: &Rotate) -> StoreResult<bool> 
     Ok(true)
 }
 
+/// Families that still hold a sealed successor, oldest rotation first: the
+/// `refresh_families_sealed` partial index answers it without a scan.
+pub(crate) const SEALED_BEFORE: &str = "SELECT id FROM refresh_families \
+     WHERE current_sealed IS NOT NULL AND rotated_at < ?1 ORDER BY rotated_at LIMIT ?2";
+
+pub(crate) fn clear_sealed_successors(
+    c: &Connection,
+    rotated_before: Timestamp,
+    batch: u32,
+) -> StoreResult<u32> {
+    let n = c
+        .prepare_cached(&format!(
+            "UPDATE refresh_families SET current_sealed = NULL WHERE id IN ({SEALED_BEFORE})"
+        ))
+        .store()?
+        .execute(params![rotated_before.unix_millis(), i64::from(batch)])
+        .store()?;
+    u32::try_from(n)
+        .map_err(|_| StoreError::Unavailable(format!("cleared {n} sealed successors, more than asked")))
+}
+
 pub(crate) fn revoke_refresh_family(
     c: &Connection,
     family_id: &str,

@@ -518,6 +518,79 @@ pub async fn store_refresh_rotate_duplicate_successor_writes_nothing(store: Arc<
     );
 }
 
+/// `clear_sealed_successors` clears `current_sealed` of the families
+/// rotated strictly before the bound, in batches, and nothing else: no
+/// generation, rotation time, token or event changes, and families rotated
+/// at or after the bound keep theirs.
+pub async fn store_clear_sealed_successors_in_batches(store: Arc<dyn SessionStore>) {
+    let s = &*store;
+    let (_, a) = session("alice", T0);
+    insert(s, &a).await;
+    let bound = T0.plus_millis(10 * SEC);
+    let mut kept = Vec::new();
+    let mut cleared = Vec::new();
+    let mut hashes = Vec::new();
+    // Rotated 3 s, 2 s and 1 ms before the bound, at it and after it.
+    for (i, at) in [
+        bound.plus_millis(-3 * SEC),
+        bound.plus_millis(-2 * SEC),
+        bound.plus_millis(-1),
+        bound,
+        bound.plus_millis(SEC),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (t0, f) = refresh_family(&a, T0);
+        create_family(s, &f, &t0.hash(), &[]).await;
+        let t1 = refresh_token();
+        let f = rotate_ok(s, &f, &t1.hash(), format!("sealed-{i}").as_bytes(), at).await;
+        hashes.extend([t0.hash(), t1.hash()]);
+        if at < bound {
+            cleared.push(f);
+        } else {
+            kept.push(f);
+        }
+    }
+    // One rotated long before, but without a sealed successor (grace 0).
+    let (t0, f) = refresh_family(&a, T0);
+    create_family(s, &f, &t0.hash(), &[]).await;
+    let t1 = refresh_token();
+    let t1_hash = t1.hash();
+    assert!(
+        s.rotate_refresh(&Rotation::new(&f.id, 0, &t1_hash, T0), &[])
+            .await
+            .expect("rotate_refresh")
+    );
+    let unsealed = RefreshFamily {
+        generation: 1,
+        rotated_at: T0,
+        current_sealed: None,
+        ..f
+    };
+    let events_before = all_events(s).await;
+
+    assert_eq!(s.clear_sealed_successors(bound, 0).await.expect("clear"), 0);
+    assert_eq!(s.clear_sealed_successors(bound, 2).await.expect("clear"), 2);
+    assert_eq!(s.clear_sealed_successors(bound, 2).await.expect("clear"), 1);
+    assert_eq!(s.clear_sealed_successors(bound, 2).await.expect("clear"), 0);
+
+    let mut want: Vec<RefreshFamily> = cleared
+        .into_iter()
+        .map(|f| RefreshFamily {
+            current_sealed: None,
+            ..f
+        })
+        .chain(kept)
+        .collect();
+    want.push(unsealed);
+    assert_eq!(families_of(s, &a.handle).await, by_id(want.clone()));
+    for h in &hashes {
+        assert!(lookup(s, h).await.is_some(), "every token still finds its family");
+    }
+    assert_eq!(all_events(s).await, events_before, "no events");
+}
+
 pub async fn store_refresh_revoke_family(store: Arc<dyn SessionStore>) {
     let s = &*store;
     let (_, a) = session("alice", T0);

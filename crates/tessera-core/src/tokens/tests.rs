@@ -727,6 +727,10 @@ impl SessionStore for LoggedReads {
         }
         Ok(rotated)
     }
+    async fn clear_sealed_successors(&self, before: Timestamp, batch: u32) -> crate::store::StoreResult<u32> {
+        self.gate()?;
+        self.inner.clear_sealed_successors(before, batch).await
+    }
     async fn revoke_refresh_family(
         &self,
         family_id: &str,

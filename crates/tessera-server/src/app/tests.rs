@@ -808,6 +808,9 @@ impl SessionStore for DownStore {
     async fn rotate_refresh(&self, _: &tessera_core::Rotation<'_>, _: &[NewEvent]) -> StoreResult<bool> {
         down()
     }
+    async fn clear_sealed_successors(&self, _: Timestamp, _: u32) -> StoreResult<u32> {
+        down()
+    }
     async fn revoke_refresh_family(
         &self,
         _: &str,

@@ -100,6 +100,9 @@ impl SessionStore for Waiting {
     async fn rotate_refresh(&self, r: &tessera_core::Rotation<'_>, e: &[NewEvent]) -> StoreResult<bool> {
         self.0.rotate_refresh(r, e).await
     }
+    async fn clear_sealed_successors(&self, before: Timestamp, batch: u32) -> StoreResult<u32> {
+        self.0.clear_sealed_successors(before, batch).await
+    }
     async fn revoke_refresh_family(
         &self,
         family_id: &str,
