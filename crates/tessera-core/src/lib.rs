@@ -42,7 +42,9 @@ pub use model::{
 pub use policy::SessionPolicy;
 pub use seal::Sealer;
 pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Sessions, TtlInput};
-pub use store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError, StoreResult};
+pub use store::{
+    CreateOptions, CreateOutcome, EventQuery, Rotation, SessionStore, StoreError, StoreResult, Touch,
+};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use token::{SecretToken, TokenHash, TokenKind};
 pub use tokens::{Introspection, IssuedTokens, OAuthError, TokenPolicy, TokenRequest, TokenService};

@@ -20,7 +20,9 @@ use crate::model::{
     ApiKeyRecord, Event, EventKind, NewEvent, RefreshFamily, RefreshLookup, Revocation, RevokeReason,
     SessionRecord, SigningKeyRecord,
 };
-use crate::store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError, StoreResult};
+use crate::store::{
+    CreateOptions, CreateOutcome, EventQuery, Rotation, SessionStore, StoreError, StoreResult, Touch,
+};
 use crate::time::Timestamp;
 use crate::token::TokenHash;
 
@@ -134,6 +136,21 @@ impl Inner {
         true
     }
 
+    /// [`SessionStore::touch`]; whether it matched.
+    fn touch(&mut self, t: &Touch<'_>) -> bool {
+        // Keyed by the token hash: a hit is the session's current token.
+        let Some(cur) = self.sessions.get_mut(t.token_hash) else {
+            return false;
+        };
+        if cur.handle != t.handle || cur.revoked.is_some() {
+            return false;
+        }
+        let s = Arc::make_mut(cur);
+        s.last_seen_at = s.last_seen_at.max(t.last_seen_at);
+        s.idle_expires_at = s.idle_expires_at.max(t.idle_expires_at);
+        true
+    }
+
     fn active_of(&self, subject: &str, now: Timestamp) -> Vec<Arc<SessionRecord>> {
         self.by_subject
             .get(subject)
@@ -225,18 +242,12 @@ impl SessionStore for MemoryStore {
         last_seen_at: Timestamp,
         idle_expires_at: Timestamp,
     ) -> StoreResult<bool> {
-        let mut g = self.write();
-        // Keyed by the token hash: a hit is the session's current token.
-        let Some(cur) = g.sessions.get_mut(token_hash) else {
-            return Ok(false);
-        };
-        if cur.handle != handle || cur.revoked.is_some() {
-            return Ok(false);
-        }
-        let s = Arc::make_mut(cur);
-        s.last_seen_at = s.last_seen_at.max(last_seen_at);
-        s.idle_expires_at = s.idle_expires_at.max(idle_expires_at);
-        Ok(true)
+        Ok(self.write().touch(&Touch {
+            handle,
+            token_hash,
+            last_seen_at,
+            idle_expires_at,
+        }))
     }
 
     async fn update(
@@ -419,40 +430,52 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn rotate_refresh(
-        &self,
-        family_id: &str,
-        expected_generation: u64,
-        successor: &TokenHash,
-        successor_sealed: &[u8],
-        now: Timestamp,
-        events: &[NewEvent],
-    ) -> StoreResult<bool> {
+    async fn rotate_refresh(&self, r: &Rotation<'_>, events: &[NewEvent]) -> StoreResult<bool> {
         let mut g = self.write();
-        let Some(cur) = g.families.get(family_id) else {
+        let Some(cur) = g.families.get(r.family_id) else {
             return Ok(false);
         };
-        if cur.generation != expected_generation || cur.revoked.is_some() {
+        if cur.generation != r.expected_generation || cur.revoked.is_some() {
             return Ok(false);
         }
-        if g.refresh_tokens.contains_key(successor) {
+        if g.refresh_tokens.contains_key(r.successor) {
             return Err(StoreError::Duplicate);
         }
         let mut next = RefreshFamily::clone(cur);
         next.generation += 1;
-        next.rotated_at = now;
-        next.current_sealed = Some(successor_sealed.to_vec());
+        next.rotated_at = r.now;
+        next.current_sealed = r.successor_sealed.map(<[u8]>::to_vec);
         g.refresh_tokens
-            .insert(*successor, (family_id.to_owned(), next.generation));
+            .insert(*r.successor, (r.family_id.to_owned(), next.generation));
         g.family_tokens
-            .entry(family_id.to_owned())
+            .entry(r.family_id.to_owned())
             .or_default()
-            .push(*successor);
-        g.families.insert(family_id.to_owned(), Arc::new(next));
+            .push(*r.successor);
+        g.families.insert(r.family_id.to_owned(), Arc::new(next));
+        if let Some(t) = &r.touch {
+            g.touch(t);
+        }
         for e in events {
             g.push_event(e.clone());
         }
         Ok(true)
+    }
+
+    async fn clear_sealed_successors(&self, rotated_before: Timestamp, batch: u32) -> StoreResult<u32> {
+        let mut g = self.write();
+        let due: Vec<String> = g
+            .families
+            .values()
+            .filter(|f| f.current_sealed.is_some() && f.rotated_at < rotated_before)
+            .take(batch as usize)
+            .map(|f| f.id.clone())
+            .collect();
+        for id in &due {
+            if let Some(f) = g.families.get_mut(id) {
+                Arc::make_mut(f).current_sealed = None;
+            }
+        }
+        Ok(due.len() as u32)
     }
 
     async fn revoke_refresh_family(

@@ -11,7 +11,7 @@ use crate::model::{
     AuthInfo, DeviceInfo, Event, EventKind, NewEvent, Revocation, RevokeReason, SessionRecord, device_label,
 };
 use crate::policy::SessionPolicy;
-use crate::store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError};
+use crate::store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreError, Touch};
 use crate::time::{Clock, Timestamp};
 use crate::token::{self, SESSION_HANDLE_PREFIX, SecretToken, TokenKind};
 
@@ -64,7 +64,8 @@ pub struct CreateSession {
     pub device: Option<DeviceInput>,
     pub data: Option<Map<String, Value>>,
     pub ttl: Option<TtlInput>,
-    /// The pre-login session's token: it is revoked and its data carried over.
+    /// The pre-login session's token: it is revoked, and its data carried
+    /// over only when it belongs to the same subject.
     pub previous_session_token: Option<String>,
 }
 
@@ -114,8 +115,9 @@ impl Sessions {
     }
 
     /// Starts a session (login). Always issues a new token; a valid
-    /// `previous_session_token` is revoked in the same atomic step and its
-    /// data carried over (request data wins on conflicting keys).
+    /// `previous_session_token` is revoked in the same atomic step, and its
+    /// data carried over only if it is the same subject's (request data wins
+    /// on conflicting keys); another subject's data is dropped.
     pub async fn create(&self, req: CreateSession) -> Result<IssuedSession> {
         let subject = validate_subject(&req.subject)?;
         let auth_in = req.auth.unwrap_or_default();
@@ -141,7 +143,14 @@ impl Sessions {
                 && prev.token_hash.ct_eq(hash)
                 && prev.is_active(now)
             {
-                data = prev.data.clone();
+                // A shared browser must never hand one user's data to the
+                // next: another subject's session is still ended (it is this
+                // browser's, and must not outlive the login), but its data
+                // stays behind (SPEC §4.1). An app that wants a pre-login
+                // cart under the new subject passes it in `data` itself.
+                if prev.subject == subject {
+                    data = prev.data.clone();
+                }
                 replace = Some((prev.handle.clone(), prev.version));
             }
             data.extend(req_data.clone());
@@ -234,19 +243,20 @@ impl Sessions {
         }
     }
 
-    /// Slides the idle window of a live session on activity that did not
-    /// present its session token (a refresh-token use). Subject to the same
-    /// touch throttle as [`verify`](Self::verify).
-    pub async fn slide(&self, rec: &SessionRecord) -> Result<()> {
-        let now = self.clock.now();
+    /// The slide of a live session's idle window on activity that did not
+    /// present its session token (a refresh-token use), for a store write
+    /// that includes it; `None` while the touch throttle of
+    /// [`verify`](Self::verify) says it is not due yet.
+    pub fn idle_slide<'a>(&self, rec: &'a SessionRecord, now: Timestamp) -> Option<Touch<'a>> {
         if now.millis_since(rec.last_seen_at) < self.policy.touch_after_ms(rec.idle_timeout_ms) {
-            return Ok(());
+            return None;
         }
-        let idle_expires_at = now.plus_millis(rec.idle_timeout_ms).min(rec.absolute_expires_at);
-        self.store
-            .touch(&rec.handle, &rec.token_hash, now, idle_expires_at)
-            .await?;
-        Ok(())
+        Some(Touch {
+            handle: &rec.handle,
+            token_hash: &rec.token_hash,
+            last_seen_at: now,
+            idle_expires_at: now.plus_millis(rec.idle_timeout_ms).min(rec.absolute_expires_at),
+        })
     }
 
     /// Step-up or any privilege change: records the new authentication and

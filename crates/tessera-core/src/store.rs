@@ -76,6 +76,69 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+/// One refresh rotation: the arguments of [`SessionStore::rotate_refresh`].
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation<'a> {
+    pub family_id: &'a str,
+    /// The compare-and-swap: the rotation happens only from this generation.
+    pub expected_generation: u64,
+    /// The hash of the new token, recorded as generation
+    /// `expected_generation + 1`.
+    pub successor: &'a TokenHash,
+    /// The successor sealed for retries inside the grace window, kept as
+    /// the family's `current_sealed`; `None` (grace 0) stores none.
+    pub successor_sealed: Option<&'a [u8]>,
+    /// `rotated_at` of the family.
+    pub now: Timestamp,
+    /// Slides the family's session in the same atomic step, by exactly the
+    /// rules of [`SessionStore::touch`] (only if the session still has this
+    /// token hash and is not revoked; later values win). Whether it matched
+    /// does not decide the rotation.
+    pub touch: Option<Touch<'a>>,
+}
+
+impl<'a> Rotation<'a> {
+    /// A rotation that stores no sealed successor and slides nothing.
+    pub fn new(
+        family_id: &'a str,
+        expected_generation: u64,
+        successor: &'a TokenHash,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            family_id,
+            expected_generation,
+            successor,
+            successor_sealed: None,
+            now,
+            touch: None,
+        }
+    }
+
+    /// Keeps `sealed` as the family's `current_sealed`.
+    #[must_use]
+    pub fn sealed(mut self, sealed: &'a [u8]) -> Self {
+        self.successor_sealed = Some(sealed);
+        self
+    }
+
+    /// Slides the session as `touch` would, in the same step.
+    #[must_use]
+    pub fn touching(mut self, touch: Touch<'a>) -> Self {
+        self.touch = Some(touch);
+        self
+    }
+}
+
+/// The arguments of [`SessionStore::touch`], for a write that includes one.
+#[derive(Debug, Clone, Copy)]
+pub struct Touch<'a> {
+    pub handle: &'a str,
+    pub token_hash: &'a TokenHash,
+    pub last_seen_at: Timestamp,
+    pub idle_expires_at: Timestamp,
+}
+
 /// Rules that hold across methods (the conformance suite checks each):
 ///
 /// - Every change a store makes to a session itself (revocation by `replace`,
@@ -218,17 +281,26 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Compare-and-swap rotation: only if the family is at
     /// `expected_generation` and not revoked, records `successor` as
     /// generation `expected_generation + 1`, sets `generation`,
-    /// `rotated_at = now` and `current_sealed = successor_sealed`, and
-    /// appends `events`. Returns whether it rotated.
-    async fn rotate_refresh(
-        &self,
-        family_id: &str,
-        expected_generation: u64,
-        successor: &TokenHash,
-        successor_sealed: &[u8],
-        now: Timestamp,
-        events: &[NewEvent],
-    ) -> StoreResult<bool>;
+    /// `rotated_at = now` and `current_sealed = successor_sealed`, applies
+    /// `touch` to the session (see [`Rotation::touch`]), and appends
+    /// `events`, all in one atomic step. Returns whether it rotated; if it
+    /// did not, nothing at all was written.
+    ///
+    /// The slide is part of the same step so that nothing a refresh does
+    /// after its rotation committed can fail: a failure there would leave
+    /// the client without the successor while its token is consumed.
+    async fn rotate_refresh(&self, rotation: &Rotation<'_>, events: &[NewEvent]) -> StoreResult<bool>;
+
+    /// Clears `current_sealed` of up to `batch` families rotated before
+    /// `rotated_before` (strictly) that still hold one; returns how many.
+    /// Callers repeat while it returns `batch`. Nothing else changes: no
+    /// generation, no token, no event.
+    ///
+    /// A sealed successor exists only so a retry inside the grace window
+    /// gets the same token back; once the window has passed it only makes a
+    /// copy of the store (with the key-encryption key) worth a current
+    /// refresh token (SPEC §5). The sweeper calls this.
+    async fn clear_sealed_successors(&self, rotated_before: Timestamp, batch: u32) -> StoreResult<u32>;
 
     /// Marks the family revoked (and clears `current_sealed`) and appends
     /// `events`; false if unknown or already revoked.

@@ -21,7 +21,7 @@ use crate::keys::KeyManager;
 use crate::model::{EventKind, NewEvent, RefreshFamily, RevokeReason, SessionRecord};
 use crate::seal::Sealer;
 use crate::sessions::Sessions;
-use crate::store::StoreError;
+use crate::store::{Rotation, StoreError};
 use crate::time::Timestamp;
 use crate::token::{self, SecretToken, TokenKind};
 
@@ -31,6 +31,12 @@ const MAX_AUDIENCES: usize = 8;
 const CAS_ATTEMPTS: usize = 4;
 /// Access tokens longer than this are refused before any parsing.
 pub const MAX_ACCESS_TOKEN_BYTES: usize = 8192;
+/// Longest reuse grace window. The window exists for a client's retry and a
+/// second tab racing the first, which take seconds; a longer one only keeps a
+/// stolen consumed token good for longer, and keeps the successor sealed in
+/// the store for longer (SPEC §5: a copy of the store yields no refresh
+/// token but those rotated within the last grace window).
+pub const MAX_REUSE_GRACE_SECS: i64 = 60;
 
 /// Lifetimes and names of issued tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +45,8 @@ pub struct TokenPolicy {
     pub issuer: String,
     pub access_token_ttl_secs: i64,
     /// Inside this window after a rotation, presenting the consumed token
-    /// again returns the same successor (0 disables: strict rotation).
+    /// again returns the same successor (0 disables: strict rotation). At
+    /// most [`MAX_REUSE_GRACE_SECS`]; [`TokenService::new`] caps it.
     pub reuse_grace_secs: i64,
     /// `aud` when a request names none.
     pub default_audience: String,
@@ -176,13 +183,17 @@ impl std::fmt::Debug for TokenService {
 }
 
 impl TokenService {
+    /// The reuse grace window is capped to `0..=`[`MAX_REUSE_GRACE_SECS`]
+    /// here, whoever built the policy (the service's config refuses larger
+    /// values; an embedding app gets the cap).
     pub fn new(
         sessions: Sessions,
         keys: Arc<KeyManager>,
         clients: Arc<ClientRegistry>,
         sealer: Arc<Sealer>,
-        policy: TokenPolicy,
+        mut policy: TokenPolicy,
     ) -> Self {
+        policy.reuse_grace_secs = policy.reuse_grace_secs.clamp(0, MAX_REUSE_GRACE_SECS);
         Self {
             sessions,
             keys,
@@ -327,16 +338,30 @@ impl TokenService {
             let at_scope = requested.clone().unwrap_or_else(|| fam.scope.clone());
 
             if lookup.generation == fam.generation {
+                // Everything that can fail happens before the rotation, and
+                // the idle slide is part of its write: once the presented
+                // token is consumed, the client gets its successor. (A failure
+                // after the commit would leave the client holding a consumed
+                // token, whose retry at grace 0 is taken as theft.)
+                let access_token = self.mint_for(&session, client, &at_scope, &fam.audience, now)?;
                 let successor = SecretToken::generate(TokenKind::Refresh);
-                let sealed = self.sealer.seal(successor.expose().as_bytes(), fam.id.as_bytes());
+                let successor_hash = successor.hash();
+                // Kept sealed only when a retry may need it back: at grace 0
+                // the store never holds a usable successor.
+                let sealed = (self.policy.reuse_grace_secs > 0)
+                    .then(|| self.sealer.seal(successor.expose().as_bytes(), fam.id.as_bytes()));
+                let mut rotation = Rotation::new(&fam.id, fam.generation, &successor_hash, now);
+                rotation.successor_sealed = sealed.as_deref();
+                rotation.touch = self.sessions.idle_slide(&session, now);
                 let events = [NewEvent::new(EventKind::Refreshed, &session, now)];
-                match store
-                    .rotate_refresh(&fam.id, fam.generation, &successor.hash(), &sealed, now, &events)
-                    .await
-                {
+                match store.rotate_refresh(&rotation, &events).await {
                     Ok(true) => {
-                        self.sessions.slide(&session).await?;
-                        return self.respond(&session, client, &fam, at_scope, successor, now);
+                        return Ok(IssuedTokens {
+                            access_token,
+                            expires_in: self.policy.access_token_ttl_secs,
+                            refresh_token: Some(successor),
+                            scope: at_scope.join(" "),
+                        });
                     }
                     // Lost the race (or a hash collision): look again; the
                     // token is now one generation behind.
@@ -397,6 +422,25 @@ impl TokenService {
             return Err(OAuthError::InvalidGrant("refresh token was already used"));
         }
         Err(OAuthError::Unavailable("refresh contention; retry".into()))
+    }
+
+    /// Clears the sealed successors whose grace window has passed, in
+    /// batches of `batch` (each its own store call, so requests interleave);
+    /// returns how many. Run by the sweeper: afterwards a copy of the store
+    /// holds no refresh token but those rotated within the grace window.
+    pub async fn clear_sealed_successors(&self, batch: u32) -> Result<u64, StoreError> {
+        let batch = batch.max(1);
+        let store = self.sessions.store();
+        let mut total = 0u64;
+        loop {
+            let grace_ms = self.policy.reuse_grace_secs.saturating_mul(1000);
+            let before = self.sessions.now().plus_millis(-grace_ms);
+            let n = store.clear_sealed_successors(before, batch).await?;
+            total += u64::from(n);
+            if n < batch {
+                return Ok(total);
+            }
+        }
     }
 
     fn respond(

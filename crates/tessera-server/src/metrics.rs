@@ -356,23 +356,16 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
 
     async fn rotate_refresh(
         &self,
-        family_id: &str,
-        expected_generation: u64,
-        successor: &TokenHash,
-        successor_sealed: &[u8],
-        now: Timestamp,
+        rotation: &tessera_core::Rotation<'_>,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
+        timed("rotate_refresh", self.inner.rotate_refresh(rotation, events)).await
+    }
+
+    async fn clear_sealed_successors(&self, rotated_before: Timestamp, batch: u32) -> StoreResult<u32> {
         timed(
-            "rotate_refresh",
-            self.inner.rotate_refresh(
-                family_id,
-                expected_generation,
-                successor,
-                successor_sealed,
-                now,
-                events,
-            ),
+            "clear_sealed_successors",
+            self.inner.clear_sealed_successors(rotated_before, batch),
         )
         .await
     }

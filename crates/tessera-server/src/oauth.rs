@@ -205,6 +205,16 @@ pub fn load_sealer(config: &Config, create: bool) -> anyhow::Result<Sealer> {
         return Sealer::from_base64url(k).context("[keys] encryption_key");
     }
     let path = config.encryption_key_path();
+    // `create` is the service starting: say it once there, not in every CLI call.
+    if create && let Some(dir) = key_file_beside_data(config) {
+        tracing::warn!(
+            key_file = %path.display(),
+            dir = %dir.display(),
+            "the key-encryption key file is inside the data directory, beside the database: a copy of that directory \
+             decrypts the signing keys and the refresh tokens kept sealed for the grace window; keep it elsewhere \
+             ([keys] encryption_key_file) or pass it in [keys] encryption_key / TESSERA_KEYS_ENCRYPTION_KEY"
+        );
+    }
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let text = Zeroizing::new(text);
@@ -233,6 +243,34 @@ pub fn load_sealer(config: &Config, create: bool) -> anyhow::Result<Sealer> {
         ),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// The directory that holds both the key-encryption key file and the data
+/// (the data directory, or the SQLite database's directory), if the key is
+/// read from a file there; `None` when the key comes from the configuration
+/// or lives elsewhere. Paths are compared as given when they cannot be
+/// resolved (a missing directory), which is the cautious answer.
+pub fn key_file_beside_data(config: &Config) -> Option<std::path::PathBuf> {
+    if config.keys.encryption_key.is_some() {
+        return None;
+    }
+    let resolve = |p: &Path| {
+        std::path::absolute(p)
+            .map(|a| a.canonicalize().unwrap_or(a))
+            .unwrap_or_else(|_| p.to_owned())
+    };
+    let key_dir = resolve(config.encryption_key_path().parent().unwrap_or(Path::new(".")));
+    let mut data_dirs = vec![resolve(&config.data_dir)];
+    if let Ok(tessera_core::store_url::StoreUrl::Sqlite(db)) = crate::store_url::parse(&config.store_url())
+        && let Some(dir) = db.parent()
+    {
+        data_dirs.push(resolve(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        }));
+    }
+    data_dirs.into_iter().find(|d| key_dir.starts_with(d))
 }
 
 /// Creates `path` (not overwriting anything) with `text` and a newline,
@@ -363,6 +401,40 @@ mod tests {
         assert_eq!(issuer_path("https://h:8443/t1"), "/t1");
         assert_eq!(issuer_path("http://127.0.0.1:8080"), "");
         assert_eq!(issuer_path("https://h/a/b"), "/a/b");
+    }
+
+    /// The default key file lies in the data directory, beside the
+    /// database; a file elsewhere or a key from the configuration does not.
+    #[test]
+    fn key_file_beside_the_data_is_detected() {
+        let data = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let base = Config {
+            data_dir: data.path().to_owned(),
+            ..Config::default()
+        };
+        assert_eq!(
+            key_file_beside_data(&base),
+            Some(data.path().canonicalize().unwrap()),
+            "the default <data_dir>/key-encryption-key"
+        );
+        let mut c = base.clone();
+        c.keys.encryption_key_file = Some(data.path().join("keys/kek"));
+        assert!(key_file_beside_data(&c).is_some(), "a subdirectory is inside too");
+        let mut c = base.clone();
+        c.keys.encryption_key_file = Some(elsewhere.path().join("kek"));
+        assert_eq!(key_file_beside_data(&c), None);
+        // The database elsewhere, the key file next to it.
+        let mut c = base.clone();
+        c.store = Some(format!("sqlite://{}", elsewhere.path().join("t.db").display()));
+        c.keys.encryption_key_file = Some(elsewhere.path().join("kek"));
+        assert_eq!(
+            key_file_beside_data(&c),
+            Some(elsewhere.path().canonicalize().unwrap())
+        );
+        let mut c = base;
+        c.keys.encryption_key = Some("A".repeat(43));
+        assert_eq!(key_file_beside_data(&c), None, "no file at all");
     }
 
     #[test]

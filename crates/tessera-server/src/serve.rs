@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tessera_core::{SecretToken, SessionStore, Sessions};
+use tessera_core::{SecretToken, SessionStore, Sessions, TokenService};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -55,7 +55,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let tasks = [
         tokio::spawn(sweeper(
-            app.state.sessions.clone(),
+            app.state.oauth.tokens.clone(),
             Duration::from_secs(config.sweeper.interval_secs),
             config.sweeper.batch_size,
         )),
@@ -144,19 +144,37 @@ fn write_secret_file(path: &Path, secret: &SecretToken) -> std::io::Result<()> {
     }
 }
 
-/// Deletes expired sessions every `interval`, in batches.
-async fn sweeper(sessions: Sessions, interval: Duration, batch: u32) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Deletes expired sessions every `interval`, in batches, and clears the
+/// sealed refresh successors whose grace window has passed once per grace
+/// window (at most every `interval`), so a successor stays in the store
+/// for at most about twice the grace window (SPEC §5). At grace 0 nothing
+/// new is sealed; the sweep's pass clears what an older version left.
+async fn sweeper(tokens: TokenService, interval: Duration, batch: u32) {
+    let sessions = tokens.sessions().clone();
+    let grace = u64::try_from(tokens.policy().reuse_grace_secs).unwrap_or(0);
+    let clear_every = match grace {
+        0 => interval,
+        g => Duration::from_secs(g).min(interval),
+    };
+    let mut sweep_tick = tokio::time::interval(interval);
+    sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut clear_tick = tokio::time::interval(clear_every);
+    clear_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        match sessions.sweep(batch).await {
-            Ok(0) => {}
-            Ok(n) => {
-                metrics::counter!(crate::metrics::SWEPT).increment(n);
-                tracing::debug!(swept = n, "deleted expired sessions");
-            }
-            Err(e) => tracing::warn!(error = %e, "sweep failed"),
+        tokio::select! {
+            _ = sweep_tick.tick() => match sessions.sweep(batch).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::counter!(crate::metrics::SWEPT).increment(n);
+                    tracing::debug!(swept = n, "deleted expired sessions");
+                }
+                Err(e) => tracing::warn!(error = %e, "sweep failed"),
+            },
+            _ = clear_tick.tick() => match tokens.clear_sealed_successors(batch).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(cleared = n, "cleared sealed refresh successors past their grace window"),
+                Err(e) => tracing::warn!(error = %e, "clearing sealed refresh successors failed"),
+            },
         }
     }
 }
@@ -208,7 +226,69 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_core::MemoryStore;
+    use tessera_core::{CreateSession, ManualClock, MemoryStore, Sealer, TokenRequest};
+
+    /// The sweeper's first pass clears the sealed refresh successors whose
+    /// grace window has passed (and only those).
+    #[tokio::test]
+    async fn the_sweeper_clears_sealed_successors_past_the_grace_window() {
+        let clock = ManualClock::new(tessera_core::Timestamp::from_unix_secs(1_800_000_000));
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let config = Config {
+            store: Some("memory://".into()),
+            ..Config::default()
+        };
+        let sessions = Sessions::new(store.clone(), Arc::new(clock.clone()), config.policy());
+        let sealer = Sealer::new(&Sealer::generate_key());
+        let oauth =
+            crate::oauth::OAuth::new(&config, sessions, store.clone(), Arc::new(clock.clone()), sealer);
+        crate::oauth::start(&oauth).await.unwrap();
+        let tokens = oauth.tokens.clone();
+        let client = tokens.clients().get("default").unwrap().clone();
+        let mut handles = Vec::new();
+        for (subject, age) in [("old", 11), ("new", 0)] {
+            let s = tokens
+                .sessions()
+                .create(CreateSession {
+                    subject: subject.into(),
+                    ..CreateSession::default()
+                })
+                .await
+                .unwrap();
+            let rt = tokens
+                .issue_for_session(&s.session, &TokenRequest::default())
+                .await
+                .unwrap()
+                .refresh_token
+                .unwrap();
+            tokens.refresh(rt.expose(), &client, None).await.unwrap();
+            clock.advance_secs(age);
+            handles.push(s.session.handle.clone());
+        }
+        let sealed = |h: String| {
+            let store = store.clone();
+            async move {
+                store.refresh_families_of(&h).await.unwrap()[0]
+                    .current_sealed
+                    .is_some()
+            }
+        };
+        assert!(sealed(handles[0].clone()).await);
+
+        let task = tokio::spawn(sweeper(tokens, Duration::from_secs(60), 10));
+        for _ in 0..1000 {
+            if !sealed(handles[0].clone()).await {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        task.abort();
+        assert!(
+            !sealed(handles[0].clone()).await,
+            "past its grace window: cleared"
+        );
+        assert!(sealed(handles[1].clone()).await, "inside its grace window: kept");
+    }
 
     #[tokio::test]
     async fn bootstrap_key_is_written_once_with_mode_0600() {

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use serde_json::Map;
 use tessera_core::{
-    AuthInfo, CreateOptions, CreateSession, DeviceInfo, EventKind, NewEvent, RefreshFamily, SessionPolicy,
-    SessionRecord, SessionStore, Sessions, SystemClock, Timestamp, TokenHash,
+    AuthInfo, CreateOptions, CreateSession, DeviceInfo, EventKind, NewEvent, RefreshFamily, Rotation,
+    SessionPolicy, SessionRecord, SessionStore, Sessions, SystemClock, Timestamp, TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore};
 
@@ -98,11 +98,13 @@ async fn rotate_one(store: &SqliteStore, n: u32, generation: u32) {
     let sealed = [7u8; 96];
     let rotated = store
         .rotate_refresh(
-            &lookup.family.id,
-            lookup.generation,
-            &hash(n, generation + 2),
-            &sealed,
-            now,
+            &Rotation::new(
+                &lookup.family.id,
+                lookup.generation,
+                &hash(n, generation + 2),
+                now,
+            )
+            .sealed(&sealed),
             &events,
         )
         .await

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use divan::Bencher;
 use divan::counter::ItemsCount;
 use tessera_core::{
-    CreateSession, EventKind, NewEvent, RefreshFamily, RevokeReason, SessionPolicy, SessionStore, Sessions,
-    SystemClock, TokenHash,
+    CreateSession, EventKind, NewEvent, RefreshFamily, RevokeReason, Rotation, SessionPolicy, SessionStore,
+    Sessions, SystemClock, TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
@@ -246,11 +246,8 @@ fn concurrent_rotations_64(bencher: Bencher) {
                     let events = [NewEvent::new(EventKind::Refreshed, s, now)];
                     store
                         .rotate_refresh(
-                            &found.family.id,
-                            g,
-                            &refresh_hash(*n, g + 1),
-                            &[7; 96],
-                            now,
+                            &Rotation::new(&found.family.id, g, &refresh_hash(*n, g + 1), now)
+                                .sealed(&[7; 96]),
                             &events,
                         )
                         .await

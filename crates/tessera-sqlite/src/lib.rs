@@ -42,8 +42,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tessera_core::{
     ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventQuery, NewEvent, RefreshFamily, RefreshLookup,
-    RevokeReason, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult, Timestamp,
-    TokenHash,
+    RevokeReason, Rotation, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult,
+    Timestamp, TokenHash,
 };
 
 use crate::codec::{FamilyRow, SessionRow};
@@ -327,24 +327,33 @@ impl SessionStore for SqliteStore {
         }))
     }
 
-    async fn rotate_refresh(
-        &self,
-        family_id: &str,
-        expected_generation: u64,
-        successor: &TokenHash,
-        successor_sealed: &[u8],
-        now: Timestamp,
-        events: &[NewEvent],
-    ) -> StoreResult<bool> {
+    async fn rotate_refresh(&self, r: &Rotation<'_>, events: &[NewEvent]) -> StoreResult<bool> {
         let job = ops::Rotate {
-            family_id: family_id.to_owned(),
-            expected_generation,
-            successor: *successor.as_bytes(),
-            successor_sealed: successor_sealed.to_vec(),
-            now,
+            family_id: r.family_id.to_owned(),
+            expected_generation: r.expected_generation,
+            successor: *r.successor.as_bytes(),
+            successor_sealed: r.successor_sealed.map(<[u8]>::to_vec),
+            now: r.now,
+            touch: r.touch.map(|t| {
+                (
+                    t.handle.to_owned(),
+                    *t.token_hash.as_bytes(),
+                    t.last_seen_at,
+                    t.idle_expires_at,
+                )
+            }),
             events: events.to_vec(),
         };
         self.writer.call(move |c| ops::rotate_refresh(c, &job)).await
+    }
+
+    async fn clear_sealed_successors(&self, rotated_before: Timestamp, batch: u32) -> StoreResult<u32> {
+        if batch == 0 {
+            return Ok(0);
+        }
+        self.writer
+            .call(move |c| ops::clear_sealed_successors(c, rotated_before, batch))
+            .await
     }
 
     async fn revoke_refresh_family(

@@ -426,8 +426,10 @@ pub(crate) struct Rotate {
     pub family_id: String,
     pub expected_generation: u64,
     pub successor: [u8; 32],
-    pub successor_sealed: Vec<u8>,
+    pub successor_sealed: Option<Vec<u8>>,
     pub now: Timestamp,
+    /// The session's slide: (handle, token hash, last seen, idle expiry).
+    pub touch: Option<(String, [u8; 32], Timestamp, Timestamp)>,
     pub events: Vec<NewEvent>,
 }
 
@@ -481,8 +483,32 @@ pub(crate) fn rotate_refresh(c: &Connection, job: &Rotate) -> StoreResult<bool> 
             job.family_id
         )));
     }
+    if let Some((handle, token_hash, last_seen_at, idle_expires_at)) = &job.touch {
+        touch(c, handle, token_hash, *last_seen_at, *idle_expires_at)?;
+    }
     insert_events(c, &job.events)?;
     Ok(true)
+}
+
+/// Families that still hold a sealed successor, oldest rotation first: the
+/// `refresh_families_sealed` partial index answers it without a scan.
+pub(crate) const SEALED_BEFORE: &str = "SELECT id FROM refresh_families \
+     WHERE current_sealed IS NOT NULL AND rotated_at < ?1 ORDER BY rotated_at LIMIT ?2";
+
+pub(crate) fn clear_sealed_successors(
+    c: &Connection,
+    rotated_before: Timestamp,
+    batch: u32,
+) -> StoreResult<u32> {
+    let n = c
+        .prepare_cached(&format!(
+            "UPDATE refresh_families SET current_sealed = NULL WHERE id IN ({SEALED_BEFORE})"
+        ))
+        .store()?
+        .execute(params![rotated_before.unix_millis(), i64::from(batch)])
+        .store()?;
+    u32::try_from(n)
+        .map_err(|_| StoreError::Unavailable(format!("cleared {n} sealed successors, more than asked")))
 }
 
 pub(crate) fn revoke_refresh_family(

@@ -227,6 +227,23 @@ END;
 
 DROP INDEX events_handle;
 ",
+    // Sealed successors are kept only for the reuse grace window (SPEC §5:
+    // a copy of the store yields no refresh token but those rotated within
+    // the last grace window). The sweeper clears the older ones in bounded
+    // batches, oldest first, through this partial index, which holds only
+    // the families that still have one: those rotated within about the
+    // last grace window (at most a minute) plus one clearing interval.
+    // Its cost per rotation is one entry added near the index's right end
+    // (rotations arrive in `rotated_at` order) and, for a family rotated
+    // again inside the window, one removed next to it: a page or two the
+    // whole group commit shares, not a scattered page per rotation as an
+    // index on a random key would be. A bounded scan of `refresh_families`
+    // instead would cost nothing per rotation but read every family on
+    // each clearing pass. Existing sealed successors are cleared by the
+    // first sweeps after the upgrade.
+    r"
+CREATE INDEX refresh_families_sealed ON refresh_families (rotated_at) WHERE current_sealed IS NOT NULL;
+",
 ];
 
 /// The schema version this build writes.

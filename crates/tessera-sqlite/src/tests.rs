@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use serde_json::Map;
 use tessera_core::{
-    AuthInfo, CreateOptions, DeviceInfo, EventQuery, SessionRecord, SessionStore, StoreError, Timestamp,
-    TokenHash,
+    AuthInfo, CreateOptions, DeviceInfo, EventQuery, Rotation, SessionRecord, SessionStore, StoreError,
+    Timestamp, TokenHash,
 };
 
 use super::*;
@@ -209,7 +209,7 @@ async fn a_version_1_database_is_upgraded_in_place() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, schema::SCHEMA_VERSION);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     assert_eq!(*store.get(&record(1).handle).await.unwrap().unwrap(), record(1));
 
     let now = Timestamp::from_unix_secs(1_000_000);
@@ -333,13 +333,19 @@ async fn a_version_2_database_keeps_its_refresh_chains_and_collects_them() {
     let now = Timestamp::from_unix_secs(1_000_010);
     assert!(
         store
-            .rotate_refresh("rtf_1", 2, &TokenHash(hash(1, 3)), b"sealed", now, &[])
+            .rotate_refresh(
+                &Rotation::new("rtf_1", 2, &TokenHash(hash(1, 3)), now).sealed(b"sealed"),
+                &[]
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .rotate_refresh("rtf_1", 2, &TokenHash(hash(1, 9)), b"sealed", now, &[])
+            .rotate_refresh(
+                &Rotation::new("rtf_1", 2, &TokenHash(hash(1, 9)), now).sealed(b"sealed"),
+                &[]
+            )
             .await
             .unwrap(),
         "the swap still refuses a stale generation"
@@ -393,6 +399,81 @@ async fn a_version_2_database_keeps_its_refresh_chains_and_collects_them() {
     }
 }
 
+/// A version 3 database kept the sealed successor of every family until its
+/// next rotation. After the upgrade the clearing step finds them through
+/// the new partial index, in bounded batches, and leaves nothing sealed in
+/// the file; the families keep rotating.
+#[tokio::test]
+async fn a_version_3_database_gets_its_old_sealed_successors_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let then = Timestamp::from_unix_secs(1_000_000);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        for m in &schema::MIGRATIONS[..3] {
+            c.execute_batch(m).unwrap();
+        }
+        c.pragma_update(None, "user_version", 3).unwrap();
+        for n in 1..=3u32 {
+            insert_session_row(&c, &record(n));
+            let fam = FamilyRow::encode(&tessera_core::RefreshFamily {
+                current_sealed: Some(format!("sealed-{n}").into_bytes()),
+                ..family(n, 1)
+            })
+            .unwrap();
+            let mut params = fam.params().to_vec();
+            let head = hash(n as u8, 1);
+            params.push(&head);
+            c.execute(
+                concat!(
+                    "INSERT INTO refresh_families (",
+                    codec::family_columns!(),
+                    ", current_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ),
+                &params[..],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let sealed = "SELECT count(*) FROM refresh_families WHERE current_sealed IS NOT NULL";
+    assert_eq!(count(&raw, sealed), 3, "the upgrade itself keeps the rows");
+    let before = then.plus_secs(1);
+    assert_eq!(store.clear_sealed_successors(before, 2).await.unwrap(), 2);
+    assert_eq!(store.clear_sealed_successors(before, 2).await.unwrap(), 1);
+    assert_eq!(store.clear_sealed_successors(before, 2).await.unwrap(), 0);
+    assert_eq!(count(&raw, sealed), 0);
+    let next = TokenHash(hash(1, 2));
+    assert!(
+        store
+            .rotate_refresh(&Rotation::new("rtf_1", 1, &next, before), &[])
+            .await
+            .unwrap()
+    );
+}
+
+/// The clearing step reads only the partial index of sealed successors:
+/// its cost follows the sealed rows, not the number of families.
+#[test]
+fn clearing_sealed_successors_searches_the_partial_index() {
+    let c = rusqlite::Connection::open_in_memory().unwrap();
+    schema::migrate(&c).unwrap();
+    let plan: Vec<String> = c
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", ops::SEALED_BEFORE))
+        .unwrap()
+        .query_map(rusqlite::params![0, 10], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    assert!(
+        plan[0].starts_with("SEARCH refresh_families USING COVERING INDEX refresh_families_sealed")
+            || plan[0].starts_with("SEARCH refresh_families USING INDEX refresh_families_sealed"),
+        "{plan:?}"
+    );
+}
+
 /// The collector walks a long chain in bounded steps, resuming where it
 /// stopped; until it reaches them the orphaned hashes find nothing.
 #[tokio::test]
@@ -410,7 +491,7 @@ async fn refresh_chains_are_collected_in_bounded_steps() {
             let next = TokenHash(hash(n as u8, g + 1));
             assert!(
                 store
-                    .rotate_refresh(&id, g.into(), &next, b"s", now, &[])
+                    .rotate_refresh(&Rotation::new(&id, g.into(), &next, now).sealed(b"s"), &[])
                     .await
                     .unwrap()
             );

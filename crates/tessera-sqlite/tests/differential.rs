@@ -11,8 +11,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tessera_core::{
     ApiKeyRecord, AuthInfo, CreateOptions, DeviceInfo, EventKind, EventQuery, MemoryStore, NewEvent,
-    RefreshFamily, RefreshLookup, Revocation, RevokeReason, SessionRecord, SessionStore, SigningAlg,
-    SigningKeyRecord, StoreError, Timestamp, TokenHash,
+    RefreshFamily, RefreshLookup, Revocation, RevokeReason, Rotation, SessionRecord, SessionStore,
+    SigningAlg, SigningKeyRecord, StoreError, Timestamp, TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore};
 
@@ -413,11 +413,17 @@ impl World {
             }];
             let a = self
                 .mem
-                .rotate_refresh(&id, expected, &successor, &sealed, self.now, &ev)
+                .rotate_refresh(
+                    &Rotation::new(&id, expected, &successor, self.now).sealed(&sealed),
+                    &ev,
+                )
                 .await;
             let b = self
                 .sql
-                .rotate_refresh(&id, expected, &successor, &sealed, self.now, &ev)
+                .rotate_refresh(
+                    &Rotation::new(&id, expected, &successor, self.now).sealed(&sealed),
+                    &ev,
+                )
                 .await;
             assert_eq!(err_kind(&a), err_kind(&b), "{ctx}: rotate_refresh");
             assert_eq!(a.ok(), b.ok(), "{ctx}: rotate_refresh");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Map;
 use tessera_core::{
     AuthInfo, Binding, CreateOptions, DeviceInfo, EventKind, EventQuery, NewEvent, RefreshFamily,
-    RevokeReason, SessionRecord, SessionStore, SigningAlg, SigningKeyRecord, StoreError, Timestamp,
+    RevokeReason, Rotation, SessionRecord, SessionStore, SigningAlg, SigningKeyRecord, StoreError, Timestamp,
     TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore};
@@ -108,9 +108,12 @@ async fn families_and_keys_survive_reopen() {
         create_session(&s, &a).await;
         s.create_refresh_family(&f, &hash(1, 0x01), &[]).await.unwrap();
         assert!(
-            s.rotate_refresh(&f.id, 0, &hash(2, 0x01), b"sealed\0two", T0.plus_secs(1), &[])
-                .await
-                .unwrap()
+            s.rotate_refresh(
+                &Rotation::new(&f.id, 0, &hash(2, 0x01), T0.plus_secs(1)).sealed(b"sealed\0two"),
+                &[]
+            )
+            .await
+            .unwrap()
         );
         assert!(s.insert_signing_key(&k1, None).await.unwrap());
         assert!(s.insert_signing_key(&k2, Some("kid-1")).await.unwrap());
@@ -217,4 +220,99 @@ async fn undecodable_family_and_key_rows_are_corrupt_not_a_panic() {
             .await
             .unwrap()
     );
+}
+
+/// A token service with a signing key over `store`, reading `clock`.
+async fn token_service(
+    store: std::sync::Arc<SqliteStore>,
+    clock: &tessera_core::ManualClock,
+    grace_secs: i64,
+) -> tessera_core::TokenService {
+    use std::sync::Arc;
+    let clock: Arc<dyn tessera_core::Clock> = Arc::new(clock.clone());
+    let sessions = tessera_core::Sessions::new(store.clone(), clock.clone(), Default::default());
+    let sealer = Arc::new(tessera_core::Sealer::new(&tessera_core::Sealer::generate_key()));
+    let keys = Arc::new(tessera_core::KeyManager::new(
+        store,
+        clock,
+        sealer.clone(),
+        Default::default(),
+    ));
+    keys.ensure_key().await.expect("ensure_key");
+    keys.reload().await.expect("reload");
+    tessera_core::TokenService::new(
+        sessions,
+        keys,
+        Arc::new(tessera_core::ClientRegistry::new(Vec::new()).expect("registry")),
+        sealer,
+        tessera_core::TokenPolicy {
+            reuse_grace_secs: grace_secs,
+            ..Default::default()
+        },
+    )
+}
+
+fn raw_sealed(path: &Path) -> Vec<Option<Vec<u8>>> {
+    raw(path)
+        .prepare("SELECT current_sealed FROM refresh_families ORDER BY id")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// SPEC §5 on the file itself: the sealed successor is in the database only
+/// while a retry may need it. A retry inside the grace window gets the same
+/// successor; once the window has passed, the clearing step (the sweeper's)
+/// leaves `current_sealed` NULL in the stored row; and at grace 0 no
+/// rotation ever writes one.
+#[tokio::test]
+async fn sealed_successors_leave_the_file_after_the_grace_window() {
+    for grace in [10, 0] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db(&dir);
+        let store = std::sync::Arc::new(open(&path));
+        let clock = tessera_core::ManualClock::new(T0);
+        let svc = token_service(store.clone(), &clock, grace).await;
+        let client = svc.clients().get("default").unwrap().clone();
+        let s = svc
+            .sessions()
+            .create(tessera_core::CreateSession {
+                subject: "alice".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let rt1 = svc
+            .issue_for_session(&s.session, &Default::default())
+            .await
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        let rt2 = svc
+            .refresh(rt1.expose(), &client, None)
+            .await
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        if grace == 0 {
+            assert_eq!(raw_sealed(&path), vec![None], "grace 0 stores nothing sealed");
+            let e = svc.refresh(rt1.expose(), &client, None).await.unwrap_err();
+            assert_eq!(e.code(), "invalid_grant", "strict rotation");
+            continue;
+        }
+        assert!(raw_sealed(&path)[0].is_some());
+        clock.advance_secs(5);
+        svc.clear_sealed_successors(100).await.unwrap();
+        let again = svc.refresh(rt1.expose(), &client, None).await.unwrap();
+        assert_eq!(again.refresh_token.unwrap().expose(), rt2.expose());
+
+        clock.advance_secs(6);
+        assert_eq!(svc.clear_sealed_successors(100).await.unwrap(), 1);
+        assert_eq!(raw_sealed(&path), vec![None], "gone from the stored row");
+        svc.refresh(rt2.expose(), &client, None)
+            .await
+            .expect("the successor still rotates");
+    }
 }

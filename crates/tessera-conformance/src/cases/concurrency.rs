@@ -473,7 +473,7 @@ pub async fn concurrent_2_logins_replace_previous_once(store: Arc<dyn SessionSto
             .sessions
             .create(CreateSession {
                 data: Some(obj(json!({"cart": round}))),
-                ..login_request("anon")
+                ..login_request("alice")
             })
             .await
             .expect("pre-login session");

@@ -741,10 +741,7 @@ pub async fn fx_01_login_replaces_previous_session_and_carries_data(store: Arc<d
     let h = Harness::new(store);
     let pre = h
         .sessions
-        .create(with_data(
-            "anon:pre-login",
-            json!({"cart": [1, 2], "theme": "dark"}),
-        ))
+        .create(with_data("alice", json!({"cart": [1, 2], "theme": "dark"})))
         .await
         .expect("pre-login session");
     h.advance_ms(30 * SEC);
@@ -763,7 +760,7 @@ pub async fn fx_01_login_replaces_previous_session_and_carries_data(store: Arc<d
     let carried = obj(json!({"cart": [1, 2], "theme": "light", "lang": "de"}));
     assert_eq!(
         post.session.data, carried,
-        "data carried over; the request wins on conflicts"
+        "the same subject's data is carried over; the request wins on conflicts"
     );
     assert_eq!(h.stored(&post.session.handle).await.data, carried);
     assert_eq!(post.session.subject, "alice");
@@ -820,6 +817,40 @@ pub async fn fx_01_login_replaces_previous_session_and_carries_data(store: Arc<d
     let fixed = h.sessions.create(req).await.expect("login with a planted cookie");
     assert_ne!(fixed.token.expose(), "fixed123");
     assert_eq!(kind(&h.sessions.verify("fixed123").await), "session_invalid");
+}
+
+/// FX-01 on a shared browser: a login of another subject over a live
+/// session ends that session in the same step but carries none of its data.
+pub async fn fx_01_login_of_another_subject_drops_previous_data(store: Arc<dyn SessionStore>) {
+    let h = Harness::new(store);
+    let alice = h
+        .sessions
+        .create(with_data("alice", json!({"role": "admin"})))
+        .await
+        .expect("alice's session");
+    h.advance_ms(SEC);
+    let req = CreateSession {
+        previous_session_token: Some(alice.token.expose().to_owned()),
+        ..with_data("bob", json!({"lang": "de"}))
+    };
+    let bob = h.sessions.create(req).await.expect("bob's login");
+    let at = h.now();
+    let own = obj(json!({"lang": "de"}));
+    assert_eq!(bob.session.data, own, "none of alice's data reaches bob");
+    assert_eq!(h.stored(&bob.session.handle).await.data, own);
+    assert_eq!(
+        h.stored(&alice.session.handle).await.revoked,
+        Some(Revocation {
+            at,
+            reason: RevokeReason::Replaced
+        }),
+        "alice's session still ends with the login"
+    );
+    assert_eq!(
+        kind(&h.sessions.verify(alice.token.expose()).await),
+        "session_revoked"
+    );
+    assert_eq!(kind(&h.sessions.verify(bob.token.expose()).await), "ok");
 }
 
 pub async fn fx_02_elevate_rotates_token_keeps_handle(store: Arc<dyn SessionStore>) {

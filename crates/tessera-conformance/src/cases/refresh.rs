@@ -175,3 +175,90 @@ pub async fn rt_02_reuse_after_grace_revokes_the_session(store: Arc<dyn SessionS
         "the session is gone"
     );
 }
+
+/// The family's stored record, as the store decodes it.
+async fn sealed_of(store: &dyn SessionStore, handle: &str) -> Vec<Option<Vec<u8>>> {
+    store
+        .refresh_families_of(handle)
+        .await
+        .expect("refresh_families_of")
+        .iter()
+        .map(|f| f.current_sealed.clone())
+        .collect()
+}
+
+/// SPEC §5: the successor is kept sealed only for the grace window. Inside
+/// it a retry gets the same successor, even after a clearing pass; once the
+/// window has passed the clearing step removes it from the store, and a
+/// later retry is reuse.
+pub async fn rt_sealed_successor_kept_only_for_the_grace_window(store: Arc<dyn SessionStore>) {
+    let h = Harness::new(store);
+    let svc = token_service(&h, 10).await;
+    let client = svc.clients().get("default").expect("default client").clone();
+    let s = h.login("alice").await;
+    let t = svc
+        .issue_for_session(&s.session, &TokenRequest::default())
+        .await
+        .expect("issue");
+    let rt1 = t.refresh_token.expect("refresh token");
+    let rt2 = svc
+        .refresh(rt1.expose(), &client, None)
+        .await
+        .expect("rotation")
+        .refresh_token
+        .expect("successor");
+    assert!(
+        sealed_of(&*h.store, &s.session.handle).await[0].is_some(),
+        "kept for the grace window"
+    );
+
+    h.advance_ms(10 * SEC);
+    assert_eq!(svc.clear_sealed_successors(2).await.expect("clear"), 0);
+    let again = svc
+        .refresh(rt1.expose(), &client, None)
+        .await
+        .expect("a retry at the end of the window")
+        .refresh_token
+        .expect("successor");
+    assert_eq!(again.expose(), rt2.expose(), "the same successor");
+
+    h.advance_ms(1);
+    assert_eq!(svc.clear_sealed_successors(2).await.expect("clear"), 1);
+    assert_eq!(
+        sealed_of(&*h.store, &s.session.handle).await,
+        vec![None],
+        "gone from the store once the window has passed"
+    );
+    assert_eq!(svc.clear_sealed_successors(2).await.expect("clear"), 0);
+    // The successor itself keeps working; the consumed token is reuse.
+    let rt3 = svc
+        .refresh(rt2.expose(), &client, None)
+        .await
+        .expect("the successor rotates")
+        .refresh_token
+        .expect("successor");
+    assert_ne!(rt3.expose(), rt2.expose());
+}
+
+/// With grace 0 no rotation ever stores a sealed successor.
+pub async fn rt_grace_0_never_stores_a_sealed_successor(store: Arc<dyn SessionStore>) {
+    let h = Harness::new(store);
+    let svc = token_service(&h, 0).await;
+    let client = svc.clients().get("default").expect("default client").clone();
+    let s = h.login("alice").await;
+    let mut rt = svc
+        .issue_for_session(&s.session, &TokenRequest::default())
+        .await
+        .expect("issue")
+        .refresh_token
+        .expect("refresh token");
+    for _ in 0..3 {
+        rt = svc
+            .refresh(rt.expose(), &client, None)
+            .await
+            .expect("rotation")
+            .refresh_token
+            .expect("successor");
+        assert_eq!(sealed_of(&*h.store, &s.session.handle).await, vec![None]);
+    }
+}

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use tessera_core::{
-    Binding, Event, EventKind, NewEvent, RefreshFamily, Revocation, RevokeReason, SecretToken, SessionRecord,
-    SessionStore, SigningAlg, SigningKeyRecord, StoreError, Timestamp, TokenHash, TokenKind,
+    Binding, Event, EventKind, NewEvent, RefreshFamily, Revocation, RevokeReason, Rotation, SecretToken,
+    SessionRecord, SessionStore, SigningAlg, SigningKeyRecord, StoreError, Timestamp, TokenHash, TokenKind,
 };
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
@@ -63,9 +63,12 @@ async fn rotate_ok(
     now: Timestamp,
 ) -> RefreshFamily {
     assert!(
-        s.rotate_refresh(&family.id, family.generation, successor, sealed, now, &[])
-            .await
-            .expect("rotate_refresh"),
+        s.rotate_refresh(
+            &Rotation::new(&family.id, family.generation, successor, now).sealed(sealed),
+            &[]
+        )
+        .await
+        .expect("rotate_refresh"),
         "rotation of {} from generation {} should swap",
         family.id,
         family.generation
@@ -130,11 +133,7 @@ pub async fn store_tokens_fresh_store_is_empty(store: Arc<dyn SessionStore>) {
     // Conditional writes on nothing match nothing; rotation is no upsert.
     assert!(
         !s.rotate_refresh(
-            "rtf_nonexistent",
-            0,
-            &t.hash(),
-            b"sealed",
-            T0,
+            &Rotation::new("rtf_nonexistent", 0, &t.hash(), T0).sealed(b"sealed"),
             &[refreshed_event(&rec, T0)]
         )
         .await
@@ -290,7 +289,10 @@ pub async fn store_refresh_rotate_cas(store: Arc<dyn SessionStore>) {
     let before = token_state(s, &[&a.handle], &hashes).await;
     for g in [1, 2, u64::MAX] {
         let swapped = s
-            .rotate_refresh(&f.id, g, &t1.hash(), &sealed1, at1, &[refreshed_event(&a, at1)])
+            .rotate_refresh(
+                &Rotation::new(&f.id, g, &t1.hash(), at1).sealed(&sealed1),
+                &[refreshed_event(&a, at1)],
+            )
             .await
             .expect("rotate_refresh");
         assert!(!swapped, "rotation from generation {g} of a family at 0");
@@ -305,9 +307,12 @@ pub async fn store_refresh_rotate_cas(store: Arc<dyn SessionStore>) {
     let skip = all_events(s).await.len();
     let ev1 = refreshed_event(&a, at1);
     assert!(
-        s.rotate_refresh(&f.id, 0, &t1.hash(), &sealed1, at1, std::slice::from_ref(&ev1))
-            .await
-            .expect("rotate_refresh"),
+        s.rotate_refresh(
+            &Rotation::new(&f.id, 0, &t1.hash(), at1).sealed(&sealed1),
+            std::slice::from_ref(&ev1)
+        )
+        .await
+        .expect("rotate_refresh"),
         "rotation from the current generation"
     );
     let want1 = RefreshFamily {
@@ -333,11 +338,7 @@ pub async fn store_refresh_rotate_cas(store: Arc<dyn SessionStore>) {
     let before = token_state(s, &[&a.handle], &hashes).await;
     assert!(
         !s.rotate_refresh(
-            &f.id,
-            0,
-            &t2.hash(),
-            b"late",
-            at1.plus_millis(1),
+            &Rotation::new(&f.id, 0, &t2.hash(), at1.plus_millis(1)).sealed(b"late"),
             &[refreshed_event(&a, at1)]
         )
         .await
@@ -363,9 +364,12 @@ pub async fn store_refresh_rotate_cas(store: Arc<dyn SessionStore>) {
     assert_eq!(want2.generation, 2);
 
     assert!(
-        !s.rotate_refresh("rtf_nonexistent", 2, &t3.hash(), b"x", at2, &[])
-            .await
-            .expect("rotate_refresh"),
+        !s.rotate_refresh(
+            &Rotation::new("rtf_nonexistent", 2, &t3.hash(), at2).sealed(b"x"),
+            &[]
+        )
+        .await
+        .expect("rotate_refresh"),
         "rotation of an unknown family"
     );
 
@@ -379,11 +383,7 @@ pub async fn store_refresh_rotate_cas(store: Arc<dyn SessionStore>) {
     let before = token_state(s, &[&a.handle], &hashes).await;
     assert!(
         !s.rotate_refresh(
-            &f.id,
-            2,
-            &t3.hash(),
-            b"sealed-3",
-            at3,
+            &Rotation::new(&f.id, 2, &t3.hash(), at3).sealed(b"sealed-3"),
             &[refreshed_event(&a, at3)]
         )
         .await
@@ -396,6 +396,77 @@ pub async fn store_refresh_rotate_cas(store: Arc<dyn SessionStore>) {
         "a refused rotation of a revoked family writes nothing"
     );
     assert!(lookup(s, &t3.hash()).await.is_none());
+}
+
+/// A rotation may carry the session's idle slide (`Rotation::touch`): it is
+/// applied in the same step by exactly the rules of `touch` (only for the
+/// session's current token hash and while it is not revoked; later values
+/// win; `version` unchanged), it does not decide the rotation, and a
+/// rotation that does not swap slides nothing either.
+pub async fn store_refresh_rotate_slides_the_session(store: Arc<dyn SessionStore>) {
+    let s = &*store;
+    let (_, a) = session("alice", T0);
+    insert(s, &a).await;
+    let (t0, f) = refresh_family(&a, T0);
+    create_family(s, &f, &t0.hash(), &[]).await;
+    let slide = |at: Timestamp, idle: Timestamp| tessera_core::Touch {
+        handle: &a.handle,
+        token_hash: &a.token_hash,
+        last_seen_at: at,
+        idle_expires_at: idle,
+    };
+
+    // The slide goes with the swap.
+    let (t1, at1) = (refresh_token(), T0.plus_millis(MIN));
+    let t1_hash = t1.hash();
+    let idle1 = at1.plus_millis(30 * MIN);
+    let r = Rotation::new(&f.id, 0, &t1_hash, at1).touching(slide(at1, idle1));
+    assert!(s.rotate_refresh(&r, &[]).await.expect("rotate_refresh"));
+    let got = get(s, &a.handle).await;
+    assert_eq!((got.last_seen_at, got.idle_expires_at), (at1, idle1));
+    assert_eq!(got.version, a.version, "a slide does not change the version");
+    assert_eq!(lookup(s, &t1_hash).await.map(|(_, g)| g), Some(1));
+
+    // A stale rotation (generation 0 again) writes nothing, slide included.
+    let at2 = at1.plus_millis(MIN);
+    let late_hash = refresh_token().hash();
+    let r = Rotation::new(&f.id, 0, &late_hash, at2).touching(slide(at2, at2.plus_millis(30 * MIN)));
+    assert!(!s.rotate_refresh(&r, &[]).await.expect("rotate_refresh"));
+    let got = get(s, &a.handle).await;
+    assert_eq!((got.last_seen_at, got.idle_expires_at), (at1, idle1));
+
+    // Earlier values than the stored ones never move the window back.
+    let t2_hash = refresh_token().hash();
+    let r = Rotation::new(&f.id, 1, &t2_hash, at2).touching(slide(T0, T0.plus_millis(MIN)));
+    assert!(s.rotate_refresh(&r, &[]).await.expect("rotate_refresh"));
+    let got = get(s, &a.handle).await;
+    assert_eq!((got.last_seen_at, got.idle_expires_at), (at1, idle1));
+
+    // Another token hash (the session was re-keyed) or a revoked session:
+    // the rotation happens, the session is left as it is.
+    let mut rekeyed = get(s, &a.handle).await;
+    rekeyed.version += 1;
+    rekeyed.token_hash = TokenHash::of_secret(b"another session token");
+    update_ok(s, &rekeyed, &[]).await;
+    let (t3_hash, at3) = (refresh_token().hash(), at2.plus_millis(MIN));
+    let r = Rotation::new(&f.id, 2, &t3_hash, at3).touching(slide(at3, at3.plus_millis(30 * MIN)));
+    assert!(s.rotate_refresh(&r, &[]).await.expect("rotate_refresh"));
+    assert_eq!(get(s, &a.handle).await, rekeyed, "another token hash: no slide");
+
+    let mut revoked = rekeyed.clone();
+    revoked.version += 1;
+    revoked.revoked = Some(Revocation {
+        at: at3,
+        reason: RevokeReason::Logout,
+    });
+    update_ok(s, &revoked, &[]).await;
+    let (t4_hash, at4) = (refresh_token().hash(), at3.plus_millis(MIN));
+    let r = Rotation::new(&f.id, 3, &t4_hash, at4).touching(tessera_core::Touch {
+        token_hash: &rekeyed.token_hash,
+        ..slide(at4, at4.plus_millis(30 * MIN))
+    });
+    assert!(s.rotate_refresh(&r, &[]).await.expect("rotate_refresh"));
+    assert_eq!(get(s, &a.handle).await, revoked, "a revoked session: no slide");
 }
 
 pub async fn store_refresh_rotate_duplicate_successor_writes_nothing(store: Arc<dyn SessionStore>) {
@@ -422,7 +493,10 @@ pub async fn store_refresh_rotate_duplicate_successor_writes_nothing(store: Arc<
     ];
     for (what, dup) in cases {
         let r = s
-            .rotate_refresh(&f.id, 1, &dup, b"dup", at, &[refreshed_event(&a, at)])
+            .rotate_refresh(
+                &Rotation::new(&f.id, 1, &dup, at).sealed(b"dup"),
+                &[refreshed_event(&a, at)],
+            )
             .await;
         assert!(
             matches!(r, Err(StoreError::Duplicate)),
@@ -442,6 +516,79 @@ pub async fn store_refresh_rotate_duplicate_successor_writes_nothing(store: Arc<
         Some((g, 0)),
         "the other family is untouched"
     );
+}
+
+/// `clear_sealed_successors` clears `current_sealed` of the families
+/// rotated strictly before the bound, in batches, and nothing else: no
+/// generation, rotation time, token or event changes, and families rotated
+/// at or after the bound keep theirs.
+pub async fn store_clear_sealed_successors_in_batches(store: Arc<dyn SessionStore>) {
+    let s = &*store;
+    let (_, a) = session("alice", T0);
+    insert(s, &a).await;
+    let bound = T0.plus_millis(10 * SEC);
+    let mut kept = Vec::new();
+    let mut cleared = Vec::new();
+    let mut hashes = Vec::new();
+    // Rotated 3 s, 2 s and 1 ms before the bound, at it and after it.
+    for (i, at) in [
+        bound.plus_millis(-3 * SEC),
+        bound.plus_millis(-2 * SEC),
+        bound.plus_millis(-1),
+        bound,
+        bound.plus_millis(SEC),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (t0, f) = refresh_family(&a, T0);
+        create_family(s, &f, &t0.hash(), &[]).await;
+        let t1 = refresh_token();
+        let f = rotate_ok(s, &f, &t1.hash(), format!("sealed-{i}").as_bytes(), at).await;
+        hashes.extend([t0.hash(), t1.hash()]);
+        if at < bound {
+            cleared.push(f);
+        } else {
+            kept.push(f);
+        }
+    }
+    // One rotated long before, but without a sealed successor (grace 0).
+    let (t0, f) = refresh_family(&a, T0);
+    create_family(s, &f, &t0.hash(), &[]).await;
+    let t1 = refresh_token();
+    let t1_hash = t1.hash();
+    assert!(
+        s.rotate_refresh(&Rotation::new(&f.id, 0, &t1_hash, T0), &[])
+            .await
+            .expect("rotate_refresh")
+    );
+    let unsealed = RefreshFamily {
+        generation: 1,
+        rotated_at: T0,
+        current_sealed: None,
+        ..f
+    };
+    let events_before = all_events(s).await;
+
+    assert_eq!(s.clear_sealed_successors(bound, 0).await.expect("clear"), 0);
+    assert_eq!(s.clear_sealed_successors(bound, 2).await.expect("clear"), 2);
+    assert_eq!(s.clear_sealed_successors(bound, 2).await.expect("clear"), 1);
+    assert_eq!(s.clear_sealed_successors(bound, 2).await.expect("clear"), 0);
+
+    let mut want: Vec<RefreshFamily> = cleared
+        .into_iter()
+        .map(|f| RefreshFamily {
+            current_sealed: None,
+            ..f
+        })
+        .chain(kept)
+        .collect();
+    want.push(unsealed);
+    assert_eq!(families_of(s, &a.handle).await, by_id(want.clone()));
+    for h in &hashes {
+        assert!(lookup(s, h).await.is_some(), "every token still finds its family");
+    }
+    assert_eq!(all_events(s).await, events_before, "no events");
 }
 
 pub async fn store_refresh_revoke_family(store: Arc<dyn SessionStore>) {
@@ -951,7 +1098,10 @@ pub async fn concurrent_refresh_rotation_exactly_one_wins(store: Arc<dyn Session
                     let sealed = format!("sealed-{round}-{generation}-{i}").into_bytes();
                     barrier.wait().await;
                     let r = store
-                        .rotate_refresh(&fid, generation, &succ, &sealed, at, &[refreshed_event(&a, at)])
+                        .rotate_refresh(
+                            &Rotation::new(&fid, generation, &succ, at).sealed(&sealed),
+                            &[refreshed_event(&a, at)],
+                        )
                         .await;
                     (i, r)
                 });

@@ -295,6 +295,55 @@ async fn logout_is_idempotent_and_unknown_tokens_are_refused() {
     ));
 }
 
+/// FX-01 on a shared browser: alice's session presented as the previous
+/// one at bob's login is ended in the same step, but none of its data
+/// reaches bob; a re-login of the same subject still carries it over.
+#[tokio::test]
+async fn login_of_another_subject_revokes_previous_and_drops_its_data() {
+    let (s, _, store) = setup(SessionPolicy::default());
+    let alice = s
+        .create(CreateSession {
+            data: json!({"role": "admin", "cart": [1]}).as_object().cloned(),
+            ..login("alice")
+        })
+        .await
+        .unwrap();
+    let bob = s
+        .create(CreateSession {
+            previous_session_token: Some(alice.token.expose().to_owned()),
+            data: json!({"lang": "de"}).as_object().cloned(),
+            ..login("bob")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(bob.session.data.clone()),
+        json!({"lang": "de"}),
+        "bob gets only his own request's data"
+    );
+    let stored = store.get(&bob.session.handle).await.unwrap().unwrap();
+    assert_eq!(Value::Object(stored.data.clone()), json!({"lang": "de"}));
+    assert!(matches!(
+        s.verify(alice.token.expose()).await,
+        Err(Error::SessionRevoked)
+    ));
+    let prev = store.get(&alice.session.handle).await.unwrap().unwrap();
+    assert_eq!(prev.revoked.map(|r| r.reason), Some(RevokeReason::Replaced));
+
+    let again = s
+        .create(CreateSession {
+            previous_session_token: Some(bob.token.expose().to_owned()),
+            ..login("bob")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(again.session.data.clone()),
+        json!({"lang": "de"}),
+        "the same subject's data is carried over"
+    );
+}
+
 #[tokio::test]
 async fn patch_data_is_a_merge_patch_and_bounded() {
     let (s, _, _) = setup(SessionPolicy {

@@ -210,6 +210,29 @@ async fn rt_11_grace_zero_is_strict() {
     assert_eq!(events_of(&h, EventKind::RefreshTokenReuse).await, 1);
 }
 
+/// A policy asking for an hour of grace gets at most a minute: a consumed
+/// token presented 61 s after its rotation is reuse.
+#[tokio::test]
+async fn rt_11_grace_window_is_capped_at_60_secs() {
+    let h = setup_with(vec![], 3600).await;
+    assert_eq!(h.svc.policy().reuse_grace_secs, MAX_REUSE_GRACE_SECS);
+    let (_, t) = login(&h, "").await;
+    let c = default_client(&h);
+    let rt1 = t.refresh_token.unwrap();
+    h.svc.refresh(rt1.expose(), &c, None).await.unwrap();
+    h.clock.advance_secs(60);
+    h.svc
+        .refresh(rt1.expose(), &c, None)
+        .await
+        .expect("inside the cap");
+    h.clock.advance_secs(1);
+    assert_eq!(
+        h.svc.refresh(rt1.expose(), &c, None).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+    assert_eq!(events_of(&h, EventKind::RefreshTokenReuse).await, 1);
+}
+
 #[tokio::test]
 async fn rt_07_refresh_narrows_never_widens() {
     let h = setup().await;
@@ -438,14 +461,133 @@ fn scope_parsing() {
     assert!(parse_scope(Some(&"a".repeat(2000))).is_err());
 }
 
-/// The memory store, logging which reads it was asked for.
+/// At grace 0, a refresh that cannot mint its access token (no signing key
+/// available) must not consume the presented token: the rotation is the
+/// last step, so the client's retry once signing works again rotates
+/// normally instead of being taken as theft.
+#[tokio::test]
+async fn rt_refresh_that_cannot_mint_leaves_the_family_unrotated_at_grace_0() {
+    let h = setup_with(vec![], 0).await;
+    let (s, t) = login(&h, "").await;
+    let c = default_client(&h);
+    let rt1 = t.refresh_token.unwrap();
+
+    // The same store and clock, but a key manager that holds no key.
+    let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
+    let store: Arc<dyn SessionStore> = h.store.clone();
+    let sessions = Sessions::new(store.clone(), clock.clone(), SessionPolicy::default());
+    let sealer = Arc::new(Sealer::new(&Sealer::generate_key()));
+    let keyless = TokenService::new(
+        sessions,
+        Arc::new(KeyManager::new(
+            store,
+            clock,
+            sealer.clone(),
+            KeyPolicy::default(),
+        )),
+        Arc::new(ClientRegistry::new(vec![]).unwrap()),
+        sealer,
+        TokenPolicy {
+            reuse_grace_secs: 0,
+            ..TokenPolicy::default()
+        },
+    );
+    let e = keyless.refresh(rt1.expose(), &c, None).await.unwrap_err();
+    assert_eq!(e.code(), "temporarily_unavailable");
+    assert_eq!(events_of(&h, EventKind::Refreshed).await, 0, "nothing rotated");
+
+    let r = h
+        .svc
+        .refresh(rt1.expose(), &c, None)
+        .await
+        .expect("the retry rotates");
+    assert!(r.refresh_token.is_some());
+    assert_eq!(events_of(&h, EventKind::RefreshTokenReuse).await, 0);
+    h.svc
+        .sessions()
+        .verify(s.token.expose())
+        .await
+        .expect("the session lives");
+}
+
+/// Nothing a refresh does after its rotation committed may fail it: the
+/// idle slide is part of the rotation's write. A store that fails every
+/// call after a rotation still lets the refresh succeed, and the session's
+/// idle window was slid by the rotation itself.
+#[tokio::test]
+async fn refresh_makes_no_store_call_after_the_rotation() {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(LoggedReads::default());
+    let svc = service_on(store.clone(), &clock, vec![], 0).await;
+    let s = svc
+        .sessions()
+        .create(CreateSession {
+            subject: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let t = svc
+        .issue_for_session(&s.session, &TokenRequest::default())
+        .await
+        .unwrap();
+    let c = svc.clients().get("default").unwrap().clone();
+    // Past the touch throttle, so the refresh slides the idle window.
+    clock.advance_secs(120);
+    store
+        .fail_after_rotation
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let r = svc.refresh(t.refresh_token.unwrap().expose(), &c, None).await;
+    assert!(r.is_ok(), "{r:?}");
+    store
+        .fail_after_rotation
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let now = clock.now();
+    let stored = store.get(&s.session.handle).await.unwrap().unwrap();
+    assert_eq!(stored.last_seen_at, now, "slid by the rotation's write");
+    assert_eq!(
+        stored.idle_expires_at,
+        now.plus_millis(stored.idle_timeout_ms)
+            .min(stored.absolute_expires_at)
+    );
+}
+
+/// Inside the touch throttle a refresh slides nothing, as a verify would not.
+#[tokio::test]
+async fn refresh_inside_the_touch_throttle_does_not_slide() {
+    let h = setup().await;
+    let (s, t) = login(&h, "").await;
+    let c = default_client(&h);
+    h.clock.advance_secs(5);
+    h.svc
+        .refresh(t.refresh_token.unwrap().expose(), &c, None)
+        .await
+        .unwrap();
+    let stored = h.store.get(&s.session.handle).await.unwrap().unwrap();
+    assert_eq!(stored.last_seen_at, s.session.last_seen_at);
+    assert_eq!(stored.idle_expires_at, s.session.idle_expires_at);
+}
+
+/// The memory store, logging which reads it was asked for; armed with
+/// `fail_after_rotation`, it fails every call made after a rotation.
 #[derive(Default)]
 struct LoggedReads {
     inner: MemoryStore,
     log: std::sync::Mutex<Vec<&'static str>>,
+    fail_after_rotation: std::sync::atomic::AtomicBool,
+    rotated: std::sync::atomic::AtomicBool,
 }
 
 impl LoggedReads {
+    fn gate(&self) -> crate::store::StoreResult<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.fail_after_rotation.load(SeqCst) && self.rotated.load(SeqCst) {
+            return Err(StoreError::Unavailable("a store call after the rotation".into()));
+        }
+        Ok(())
+    }
+
     fn note(&self, read: &'static str) {
         self.log.lock().unwrap().push(read);
     }
@@ -463,13 +605,16 @@ impl SessionStore for LoggedReads {
         o: &crate::store::CreateOptions,
         e: &[NewEvent],
     ) -> crate::store::StoreResult<crate::store::CreateOutcome> {
+        self.gate()?;
         self.inner.create(s, o, e).await
     }
     async fn get(&self, handle: &str) -> crate::store::StoreResult<Option<Arc<SessionRecord>>> {
+        self.gate()?;
         self.note("get");
         self.inner.get(handle).await
     }
     async fn get_by_token(&self, hash: &TokenHash) -> crate::store::StoreResult<Option<Arc<SessionRecord>>> {
+        self.gate()?;
         self.note("get_by_token");
         self.inner.get_by_token(hash).await
     }
@@ -480,12 +625,15 @@ impl SessionStore for LoggedReads {
         seen: Timestamp,
         idle: Timestamp,
     ) -> crate::store::StoreResult<bool> {
+        self.gate()?;
         self.inner.touch(h, t, seen, idle).await
     }
     async fn update(&self, s: &SessionRecord, v: u64, e: &[NewEvent]) -> crate::store::StoreResult<bool> {
+        self.gate()?;
         self.inner.update(s, v, e).await
     }
     async fn list_by_subject(&self, subject: &str) -> crate::store::StoreResult<Vec<Arc<SessionRecord>>> {
+        self.gate()?;
         self.inner.list_by_subject(subject).await
     }
     async fn revoke_subject(
@@ -495,6 +643,7 @@ impl SessionStore for LoggedReads {
         reason: RevokeReason,
         now: Timestamp,
     ) -> crate::store::StoreResult<Vec<String>> {
+        self.gate()?;
         self.inner.revoke_subject(subject, except, reason, now).await
     }
     async fn revoke_all_active(
@@ -503,33 +652,42 @@ impl SessionStore for LoggedReads {
         now: Timestamp,
         batch: u32,
     ) -> crate::store::StoreResult<u32> {
+        self.gate()?;
         self.inner.revoke_all_active(reason, now, batch).await
     }
     async fn events(&self, q: &EventQuery) -> crate::store::StoreResult<Vec<crate::model::Event>> {
+        self.gate()?;
         self.inner.events(q).await
     }
     async fn sweep(&self, now: Timestamp, batch: u32) -> crate::store::StoreResult<u32> {
+        self.gate()?;
         self.inner.sweep(now, batch).await
     }
     async fn count_active(&self, now: Timestamp) -> crate::store::StoreResult<u64> {
+        self.gate()?;
         self.inner.count_active(now).await
     }
     async fn ping(&self) -> crate::store::StoreResult<()> {
+        self.gate()?;
         self.inner.ping().await
     }
     async fn insert_api_key(&self, key: &crate::model::ApiKeyRecord) -> crate::store::StoreResult<()> {
+        self.gate()?;
         self.inner.insert_api_key(key).await
     }
     async fn api_key_by_hash(
         &self,
         hash: &TokenHash,
     ) -> crate::store::StoreResult<Option<crate::model::ApiKeyRecord>> {
+        self.gate()?;
         self.inner.api_key_by_hash(hash).await
     }
     async fn list_api_keys(&self) -> crate::store::StoreResult<Vec<crate::model::ApiKeyRecord>> {
+        self.gate()?;
         self.inner.list_api_keys().await
     }
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> crate::store::StoreResult<bool> {
+        self.gate()?;
         self.inner.revoke_api_key(id, now).await
     }
     async fn create_refresh_family(
@@ -538,12 +696,14 @@ impl SessionStore for LoggedReads {
         first: &TokenHash,
         events: &[NewEvent],
     ) -> crate::store::StoreResult<()> {
+        self.gate()?;
         self.inner.create_refresh_family(family, first, events).await
     }
     async fn find_refresh(
         &self,
         hash: &TokenHash,
     ) -> crate::store::StoreResult<Option<crate::model::RefreshLookup>> {
+        self.gate()?;
         self.note("find_refresh");
         self.inner.find_refresh(hash).await
     }
@@ -551,28 +711,25 @@ impl SessionStore for LoggedReads {
         &self,
         hash: &TokenHash,
     ) -> crate::store::StoreResult<Option<(crate::model::RefreshLookup, Option<Arc<SessionRecord>>)>> {
+        self.gate()?;
         self.note("find_refresh_with_session");
         self.inner.find_refresh_with_session(hash).await
     }
     async fn rotate_refresh(
         &self,
-        family_id: &str,
-        expected_generation: u64,
-        successor: &TokenHash,
-        successor_sealed: &[u8],
-        now: Timestamp,
+        r: &crate::store::Rotation<'_>,
         events: &[NewEvent],
     ) -> crate::store::StoreResult<bool> {
-        self.inner
-            .rotate_refresh(
-                family_id,
-                expected_generation,
-                successor,
-                successor_sealed,
-                now,
-                events,
-            )
-            .await
+        self.gate()?;
+        let rotated = self.inner.rotate_refresh(r, events).await?;
+        if rotated {
+            self.rotated.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(rotated)
+    }
+    async fn clear_sealed_successors(&self, before: Timestamp, batch: u32) -> crate::store::StoreResult<u32> {
+        self.gate()?;
+        self.inner.clear_sealed_successors(before, batch).await
     }
     async fn revoke_refresh_family(
         &self,
@@ -581,11 +738,13 @@ impl SessionStore for LoggedReads {
         now: Timestamp,
         events: &[NewEvent],
     ) -> crate::store::StoreResult<bool> {
+        self.gate()?;
         self.inner
             .revoke_refresh_family(family_id, reason, now, events)
             .await
     }
     async fn refresh_families_of(&self, handle: &str) -> crate::store::StoreResult<Vec<Arc<RefreshFamily>>> {
+        self.gate()?;
         self.inner.refresh_families_of(handle).await
     }
     async fn insert_signing_key(
@@ -593,12 +752,15 @@ impl SessionStore for LoggedReads {
         key: &crate::model::SigningKeyRecord,
         if_newest: Option<&str>,
     ) -> crate::store::StoreResult<bool> {
+        self.gate()?;
         self.inner.insert_signing_key(key, if_newest).await
     }
     async fn signing_keys(&self) -> crate::store::StoreResult<Vec<crate::model::SigningKeyRecord>> {
+        self.gate()?;
         self.inner.signing_keys().await
     }
     async fn delete_signing_key(&self, kid: &str) -> crate::store::StoreResult<bool> {
+        self.gate()?;
         self.inner.delete_signing_key(kid).await
     }
 }

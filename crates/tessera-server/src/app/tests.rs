@@ -304,7 +304,7 @@ async fn previous_session_token_is_replaced_and_data_carried() {
         .call(
             Method::POST,
             "/v1/sessions",
-            Some(json!({ "subject": "anon", "data": {"cart": [1, 2]} })),
+            Some(json!({ "subject": "alice", "data": {"cart": [1, 2]} })),
         )
         .await;
     let old = token(&anon);
@@ -805,15 +805,10 @@ impl SessionStore for DownStore {
     async fn find_refresh(&self, _: &TokenHash) -> StoreResult<Option<tessera_core::RefreshLookup>> {
         down()
     }
-    async fn rotate_refresh(
-        &self,
-        _: &str,
-        _: u64,
-        _: &TokenHash,
-        _: &[u8],
-        _: Timestamp,
-        _: &[NewEvent],
-    ) -> StoreResult<bool> {
+    async fn rotate_refresh(&self, _: &tessera_core::Rotation<'_>, _: &[NewEvent]) -> StoreResult<bool> {
+        down()
+    }
+    async fn clear_sealed_successors(&self, _: Timestamp, _: u32) -> StoreResult<u32> {
         down()
     }
     async fn revoke_refresh_family(

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use tessera_core::tokens::MAX_REUSE_GRACE_SECS;
 use tessera_core::{Client, ClientKind, ClientRegistry, KeyPolicy, Sealer, SigningAlg, TokenPolicy};
 
 use super::Config;
@@ -293,8 +294,10 @@ impl Config {
                 o.jwks_max_age_secs, self.keys.prepublish_secs
             ));
         }
-        if !(0..=3600).contains(&self.refresh.reuse_grace_secs) {
-            return Err("[refresh] reuse_grace_secs must be between 0 and 3600".into());
+        if !(0..=MAX_REUSE_GRACE_SECS).contains(&self.refresh.reuse_grace_secs) {
+            return Err(format!(
+                "[refresh] reuse_grace_secs must be between 0 and {MAX_REUSE_GRACE_SECS}"
+            ));
         }
         self.key_policy().validate().map_err(|e| format!("[keys] {e}"))?;
         if let Some(k) = &self.keys.encryption_key {
@@ -449,6 +452,8 @@ refresh_tokens = false
             ("TESSERA_KEYS_ROTATION_INTERVAL_SECS", "10"),
             ("TESSERA_KEYS_ENCRYPTION_KEY", "too-short"),
             ("TESSERA_REFRESH_REUSE_GRACE_SECS", "-1"),
+            ("TESSERA_REFRESH_REUSE_GRACE_SECS", "61"),
+            ("TESSERA_REFRESH_REUSE_GRACE_SECS", "3600"),
             ("TESSERA_CLIENTS", r#"[{client_id = "x", kind = "confidential"}]"#),
             (
                 "TESSERA_CLIENTS",
@@ -472,5 +477,15 @@ refresh_tokens = false
         assert!(matches!(r, Err(ConfigError::Invalid(_))), "{r:?}");
         let r = load(&[("TESSERA_CLIENTS", "not toml")]);
         assert!(matches!(r, Err(ConfigError::Env { .. })), "{r:?}");
+    }
+
+    /// The reuse grace window is at most a minute (the longest accepted
+    /// value loads, one more is refused).
+    #[test]
+    fn reuse_grace_is_capped_at_60_secs() {
+        let c = load(&[("TESSERA_REFRESH_REUSE_GRACE_SECS", "60")]).unwrap();
+        assert_eq!(c.token_policy().reuse_grace_secs, 60);
+        let e = load(&[("TESSERA_REFRESH_REUSE_GRACE_SECS", "61")]).unwrap_err();
+        assert!(e.to_string().contains("between 0 and 60"), "{e}");
     }
 }

@@ -263,13 +263,13 @@ async fn sc_03_unknown_token_is_invalid() {
 }
 
 /// FX-01/FX-04: login with the pre-login token revokes it, carries its data
-/// over (request data wins) and always issues a new token; a planted token
-/// is never promoted.
+/// over when it is the same subject's (request data wins) and always issues
+/// a new token; a planted token is never promoted.
 #[tokio::test]
 async fn fx_01_fx_04_login_replaces_previous_session() {
     let srv = TestServer::start(Opts::default()).await;
     let pre = srv
-        .create(json!({"subject": "anon:42", "data": {"cart": [1, 2], "lang": "de"}}))
+        .create(json!({"subject": "dave", "data": {"cart": [1, 2], "lang": "de"}}))
         .await;
     let post = srv
         .create(json!({
@@ -288,7 +288,7 @@ async fn fx_01_fx_04_login_replaces_previous_session() {
         .await
         .assert_problem(401, "session_revoked");
     srv.assert_verifies(&post.token).await;
-    let ev = srv.all_events(&format!("&subject={}", "anon:42")).await;
+    let ev = srv.all_events(&format!("&subject={}", "dave")).await;
     assert!(
         ev.iter().any(|e| e["kind"] == "revoked"
             && e["handle"] == pre.handle.as_str()
@@ -313,6 +313,44 @@ async fn fx_01_fx_04_login_replaces_previous_session() {
         c.session["data"],
         json!({}),
         "revoked session's data is not carried over"
+    );
+    srv.finish().await;
+}
+
+/// FX-01 on a shared browser: bob logs in over alice's session. Alice's
+/// session ends (replaced), but bob's session holds none of her data, in the
+/// answer, in the store, or through `GET /v1/sessions/{handle}`.
+#[tokio::test]
+async fn fx_01_login_of_another_subject_drops_previous_data() {
+    let srv = TestServer::start(Opts::default()).await;
+    let alice = srv
+        .create(json!({"subject": "alice", "data": {"role": "admin"}}))
+        .await;
+    let bob = srv
+        .create(json!({
+            "subject": "bob",
+            "previous_session_token": alice.token,
+            "data": {"lang": "de"},
+        }))
+        .await;
+    assert_eq!(bob.session["subject"], "bob");
+    assert_eq!(bob.session["data"], json!({"lang": "de"}));
+    let stored = srv.get(&format!("/v1/sessions/{}", bob.handle)).await;
+    stored.assert_status(200);
+    assert_eq!(stored.json()["session"]["data"], json!({"lang": "de"}));
+    assert_eq!(
+        srv.assert_verifies(&bob.token).await["data"],
+        json!({"lang": "de"})
+    );
+    srv.verify(&alice.token)
+        .await
+        .assert_problem(401, "session_revoked");
+    let ev = srv.all_events("&subject=alice").await;
+    assert!(
+        ev.iter().any(|e| e["kind"] == "revoked"
+            && e["handle"] == alice.handle.as_str()
+            && e["reason"] == "replaced"),
+        "alice's session is replaced: {ev:?}"
     );
     srv.finish().await;
 }

@@ -91,7 +91,7 @@ async fn revoke_races_verify() {
 #[tokio::test]
 async fn fx_01_concurrent_logins_share_one_previous_session() {
     let srv = TestServer::start(Opts::default()).await;
-    let pre = srv.create(json!({"subject": "anon", "data": {"cart": 3}})).await;
+    let pre = srv.create(json!({"subject": "zack", "data": {"cart": 3}})).await;
     let body = json!({"subject": "zack", "previous_session_token": pre.token});
     let results = join_all((0..6).map(|_| srv.post("/v1/sessions", &body))).await;
     let mut carried = 0;
@@ -109,7 +109,7 @@ async fn fx_01_concurrent_logins_share_one_previous_session() {
     srv.verify(&pre.token)
         .await
         .assert_problem(401, "session_revoked");
-    let ev = srv.all_events("&subject=anon").await;
+    let ev = srv.all_events("&subject=zack").await;
     let replaced = ev
         .iter()
         .filter(|e| e["kind"] == "revoked" && e["reason"] == "replaced")

@@ -202,3 +202,23 @@ async fn another_process_revocation_is_refused_by_the_very_next_verify() {
     srv.verify(&b.token).await.assert_problem(401, "session_revoked");
     srv.finish().await;
 }
+
+/// The default key-encryption key file lies in the data directory, beside
+/// the database: `serve` warns about it at start. A key passed in the
+/// configuration gives no such warning.
+#[tokio::test]
+async fn serve_warns_when_the_key_encryption_key_is_beside_the_data() {
+    const WARNING: &str = "key-encryption key file is inside the data directory";
+    let srv = TestServer::start(Opts::default()).await;
+    let logs = srv.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("WARN") && l.contains(WARNING)),
+        "{logs}"
+    );
+    srv.finish().await;
+
+    let srv = TestServer::start(Opts::default().env("TESSERA_KEYS_ENCRYPTION_KEY", &"A".repeat(43))).await;
+    let logs = srv.logs();
+    assert!(!logs.contains(WARNING), "{logs}");
+    srv.finish().await;
+}

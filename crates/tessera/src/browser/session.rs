@@ -214,7 +214,9 @@ impl Session {
     /// Signs `subject` in: always a new session with a new token via
     /// [`Sessions::create`](tessera_core::Sessions::create). The request's
     /// current session, if any, is passed as `previous_session_token`: it is
-    /// revoked in the same step and its `data` carried over (FX-01/FX-04).
+    /// revoked in the same step, and its `data` carried over only if it is
+    /// the same subject's (FX-01/FX-04; a shared browser never hands one
+    /// user's data to the next).
     /// A cookie that did not verify is never passed on, let alone adopted.
     /// Missing device facts are taken from the request (`User-Agent`, and
     /// the peer address from axum's `ConnectInfo<SocketAddr>`).

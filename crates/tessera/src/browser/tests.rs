@@ -425,8 +425,8 @@ async fn insecure_dev_drops_secure_and_prefix() {
 #[tokio::test]
 async fn fx_01_login_rotates_kills_pre_login_token_and_carries_data() {
     let f = fixture();
-    // A pre-login ("guest") session holding a cart.
-    let s0 = do_login(&f.app, "guest:1", None).await.token();
+    // A session of the same subject holding a cart (a re-login).
+    let s0 = do_login(&f.app, "alice", None).await.token();
     let put = Request::post("/data")
         .header(header::COOKIE, format!("{NAME}={s0}"))
         .header("sec-fetch-site", "same-origin")
@@ -448,6 +448,33 @@ async fn fx_01_login_rotates_kills_pre_login_token_and_carries_data() {
     assert_eq!(r.body, r#"{"cart":[1,2]}"#);
     let r = send(&f.app, req(Method::GET, "/me", Some(&s1))).await;
     assert_eq!(r.body, "alice");
+}
+
+/// A shared browser: bob signs in while alice's cookie is still there. Her
+/// session ends with his login, and none of her data reaches his session.
+#[tokio::test]
+async fn fx_01_login_of_another_subject_drops_the_cookie_sessions_data() {
+    let f = fixture();
+    let alice = do_login(&f.app, "alice", None).await.token();
+    let put = Request::post("/data")
+        .header(header::COOKIE, format!("{NAME}={alice}"))
+        .header("sec-fetch-site", "same-origin")
+        .body(Body::from(r#"{"role":"admin"}"#))
+        .unwrap();
+    assert_eq!(send(&f.app, put).await.status, StatusCode::OK);
+
+    let bob = do_login(&f.app, "bob", Some(&alice)).await.token();
+    let r = send(&f.app, req(Method::GET, "/data", Some(&bob))).await;
+    assert_eq!(r.body, "{}", "bob inherits nothing of alice's session");
+    let r = send(&f.app, req(Method::GET, "/me", Some(&bob))).await;
+    assert_eq!(r.body, "bob");
+    assert_eq!(
+        send(&f.app, req(Method::GET, "/me", Some(&alice))).await.status,
+        StatusCode::UNAUTHORIZED,
+        "alice's session ended with bob's login"
+    );
+    let stored = f.sessions.store().list_by_subject("bob").await.unwrap();
+    assert!(stored.iter().all(|s| s.data.is_empty()), "{stored:?}");
 }
 
 #[tokio::test]

@@ -97,18 +97,11 @@ impl SessionStore for Waiting {
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
         self.0.find_refresh(hash).await
     }
-    async fn rotate_refresh(
-        &self,
-        family_id: &str,
-        generation: u64,
-        successor: &TokenHash,
-        sealed: &[u8],
-        now: Timestamp,
-        e: &[NewEvent],
-    ) -> StoreResult<bool> {
-        self.0
-            .rotate_refresh(family_id, generation, successor, sealed, now, e)
-            .await
+    async fn rotate_refresh(&self, r: &tessera_core::Rotation<'_>, e: &[NewEvent]) -> StoreResult<bool> {
+        self.0.rotate_refresh(r, e).await
+    }
+    async fn clear_sealed_successors(&self, before: Timestamp, batch: u32) -> StoreResult<u32> {
+        self.0.clear_sealed_successors(before, batch).await
     }
     async fn revoke_refresh_family(
         &self,
