@@ -229,6 +229,20 @@ END;
 
 DROP INDEX events_handle;
 ",
+    // Version 4: the revocation feed from indexes, and revoked signing keys.
+    // - The feed reads only `revoked` events: the follow-up by id (`id >
+    //   after`) and the snapshot's start (the first revocation at or after a
+    //   time). Both indexes are partial, over `revoked` events alone, so the
+    //   events every refresh rotation and login append (`refreshed`,
+    //   `created`) write no extra index page; the queries name the kind as
+    //   the literal `'revoked'`, which is what lets SQLite use them.
+    // - `signing_keys.revoked_at`: set by `tessera keys revoke`, which also
+    //   empties `private_sealed`; the row stays as the record of it.
+    r"
+CREATE INDEX events_revoked_id ON events (id) WHERE kind = 'revoked';
+CREATE INDEX events_revoked_at ON events (at) WHERE kind = 'revoked';
+ALTER TABLE signing_keys ADD COLUMN revoked_at INTEGER;
+",
 ];
 
 /// The schema version this build writes.
