@@ -22,6 +22,7 @@ pub const SESSIONS_ACTIVE: &str = "tessera_sessions_active";
 pub const STORE_DURATION: &str = "tessera_store_operation_duration_seconds";
 pub const STORE_ERRORS: &str = "tessera_store_errors_total";
 pub const SWEPT: &str = "tessera_sessions_swept_total";
+pub const EVENTS_DELETED: &str = "tessera_events_deleted_total";
 pub const FORWARD_AUTH: &str = "tessera_forward_auth_total";
 
 const BUCKETS: &[f64] = &[
@@ -78,6 +79,10 @@ fn describe() {
     );
     metrics::describe_counter!(STORE_ERRORS, "Store calls that failed, by operation.");
     metrics::describe_counter!(SWEPT, "Expired sessions deleted by the sweeper.");
+    metrics::describe_counter!(
+        EVENTS_DELETED,
+        "Events deleted by the sweeper past [events] retention_days."
+    );
     metrics::describe_counter!(
         FORWARD_AUTH,
         "Forward-auth answers (/auth/verify, /auth/logout) by outcome."

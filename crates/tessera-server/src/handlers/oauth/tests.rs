@@ -796,6 +796,73 @@ async fn feed_returns_a_revocation_with_its_until() {
     }
 }
 
+/// The snapshot (no `after`) answers in pages of at most 1000 with `more`
+/// until the last, starts at the revocation window (older revocations are
+/// not listed), and the pages add up to every live revocation once.
+#[tokio::test]
+async fn feed_snapshot_is_paged_from_the_revocation_window() {
+    use tessera_core::{CreateSession, RevokeReason};
+    let h = harness().await;
+    let login = || CreateSession {
+        subject: "mass".into(),
+        auth: None,
+        device: None,
+        data: None,
+        ttl: None,
+        previous_session_token: None,
+    };
+    let policy = tessera_core::SessionPolicy {
+        max_sessions_per_subject: None,
+        ..tessera_core::SessionPolicy::default()
+    };
+    let sessions = tessera_core::Sessions::new(h.state.store.clone(), Arc::new(h.clock.clone()), policy);
+    // Revoked long ago: outside the window.
+    for _ in 0..1200 {
+        sessions.create(login()).await.unwrap();
+    }
+    assert_eq!(
+        sessions
+            .revoke_everyone(RevokeReason::Operator, 500)
+            .await
+            .unwrap(),
+        1200
+    );
+    h.clock.advance_secs(3600);
+    // "Sign everyone out": 2500 revocations inside the window.
+    for _ in 0..2500 {
+        sessions.create(login()).await.unwrap();
+    }
+    assert_eq!(
+        sessions
+            .revoke_everyone(RevokeReason::Operator, 500)
+            .await
+            .unwrap(),
+        2500
+    );
+
+    let mut seen = std::collections::HashSet::new();
+    let mut pages = Vec::new();
+    let mut uri = "/v1/revocations".to_owned();
+    loop {
+        let f = h.api(Method::GET, &uri, None).await;
+        assert_eq!(f.status, StatusCode::OK, "{}", f.text);
+        let items = f.body["revocations"].as_array().unwrap();
+        assert!(items.len() <= 1000, "page of {}", items.len());
+        for i in items {
+            assert!(seen.insert(i["sid"].as_str().unwrap().to_owned()), "listed twice");
+        }
+        pages.push(items.len());
+        match f.body["more"].as_bool() {
+            Some(true) => uri = format!("/v1/revocations?after={}", f.str("next")),
+            Some(false) => break,
+            None => panic!("no `more`: {}", f.text),
+        }
+        assert!(pages.len() < 10, "{pages:?}");
+    }
+    assert_eq!(pages, vec![1000, 1000, 500]);
+    assert_eq!(seen.len(), 2500);
+}
+
 #[tokio::test]
 async fn feed_long_polls_until_a_revocation_arrives() {
     let h = harness().await;
