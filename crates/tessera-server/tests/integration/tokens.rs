@@ -329,12 +329,15 @@ impl ResourceServer {
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        ResourceServer {
+        let rs = ResourceServer {
             addr,
             verifier,
             tasks,
             http,
-        }
+        };
+        // It refuses every token until the feed's first snapshot is in.
+        rs.wait_feed().await;
+        rs
     }
 
     async fn me(&self, access_token: &str) -> Resp {
