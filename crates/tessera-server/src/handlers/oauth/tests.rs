@@ -657,6 +657,75 @@ async fn rv_09_inactive_is_exactly_active_false() {
     assert_eq!(e.text, r#"{"active":false}"#);
 }
 
+/// Defect 12, emergency key withdrawal: once the signing key is revoked
+/// (`tessera keys revoke`, here in this process), its tokens are refused by
+/// introspection and `/auth/verify` (they verify against the key snapshot),
+/// it leaves the JWKS, and a fresh key signs at once.
+#[tokio::test]
+async fn revoked_signing_key_tokens_are_refused_and_a_fresh_key_signs() {
+    let h = harness().await;
+    let r = h.login("kim", json!({})).await;
+    let at = r.str("access_token").to_owned();
+    let kid = h.state.oauth.keys.signer().unwrap().kid.clone();
+    let introspect = |token: String| {
+        let auth = format!("Bearer {}", h.key);
+        let h = &h;
+        async move {
+            h.form("/oauth2/introspect", &format!("token={token}"), Some(&auth))
+                .await
+        }
+    };
+    let forward = |token: String| {
+        let router = h.router.clone();
+        async move {
+            router
+                .oneshot(
+                    Request::get("/auth/verify")
+                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(introspect(at.clone()).await.body["active"], true);
+    assert_eq!(forward(at.clone()).await, StatusCode::OK);
+
+    h.clock.advance_secs(1);
+    let fresh = h
+        .state
+        .oauth
+        .keys
+        .revoke(&kid)
+        .await
+        .unwrap()
+        .expect("a fresh signer");
+    assert_eq!(introspect(at.clone()).await.text, r#"{"active":false}"#);
+    assert_eq!(forward(at.clone()).await, StatusCode::UNAUTHORIZED);
+    let jwks = h.get("/.well-known/jwks.json").await;
+    let kids: Vec<&str> = jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, vec![fresh.as_str()]);
+    // New tokens come from the fresh key and verify; the session lives on.
+    let again = h.login("kim", json!({})).await;
+    let at2 = again.str("access_token").to_owned();
+    assert_eq!(h.state.oauth.keys.signer().unwrap().kid, fresh);
+    assert_eq!(introspect(at2.clone()).await.body["active"], true);
+    assert_eq!(forward(at2).await, StatusCode::OK);
+    let t = h.refresh(again.str("refresh_token"), "").await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    assert_eq!(
+        introspect(t.str("access_token").to_owned()).await.body["active"],
+        true
+    );
+}
+
 // ------------------------------------------------------------------ discovery
 
 #[tokio::test]
