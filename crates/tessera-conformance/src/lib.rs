@@ -68,6 +68,8 @@ macro_rules! conformance_suite {
             store_list_by_subject,
             store_revoke_subject_except_and_events,
             store_events_order_filters_paging,
+            store_events_cursor_since,
+            store_delete_events_before_in_batches,
             store_sweep_in_batches,
             store_count_active,
             store_api_keys,
@@ -84,6 +86,7 @@ macro_rules! conformance_suite {
             store_sweep_deletes_refresh_families,
             store_find_refresh_with_session_matches_separate_reads,
             store_signing_keys,
+            store_signing_key_revoke,
             // Domain rules through `Sessions`, named after the checklist.
             sc_01_tokens_unique_and_hashed_at_rest,
             sc_03_unknown_token_never_adopted,

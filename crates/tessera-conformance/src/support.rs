@@ -102,6 +102,7 @@ pub fn signing_key(kid: &str, created_at: Timestamp, activates_at: Timestamp) ->
         public_jwk: format!(
             r#"{{"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"{kid}","alg":"EdDSA","use":"sig"}}"#
         ),
+        revoked_at: None,
     }
 }
 

@@ -24,6 +24,16 @@
 //! it also refreshes the snapshot. [`KeyManager::rotate`] is the operator's
 //! rotation (`tessera keys rotate`).
 //!
+//! **Revocation.** [`KeyManager::revoke`] is the emergency withdrawal of a
+//! compromised key (`tessera keys revoke KID`): the store marks it revoked and
+//! erases its private part, and from then on it neither signs nor appears in
+//! the JWKS, so the tokens it signed fail every verification that reads the
+//! key snapshot. If it was the signing key, a fresh key is added first that
+//! signs at once, without pre-publication (verifiers meet an unknown `kid`
+//! and refetch the JWKS). Other processes sharing the store follow at their
+//! next reload. The revoked record stays in the store, so `keys list` shows
+//! it; the schedule above ignores revoked keys.
+//!
 //! **`kid`** is the RFC 7638 SHA-256 JWK thumbprint, base64url: unique by
 //! construction (no coordination between processes), stable, and checkable by
 //! anyone holding the public key.
@@ -126,6 +136,10 @@ pub enum KeyError {
     Seal { kid: String },
     #[error("no active signing key")]
     NoActiveKey,
+    #[error("no signing key {0}")]
+    UnknownKey(String),
+    #[error("signing key {0} is already revoked")]
+    AlreadyRevoked(String),
     #[error("invalid key policy: {0}")]
     InvalidPolicy(String),
     /// A decrypted key does not parse as a key of its algorithm.
@@ -383,6 +397,8 @@ pub enum KeyState {
     Active,
     /// A newer key signs; published until its tokens have expired.
     Retired,
+    /// Withdrawn by `tessera keys revoke`: never signs, never published.
+    Revoked,
 }
 
 /// What `tessera keys list` shows. No key material.
@@ -396,8 +412,11 @@ pub struct KeyInfo {
     /// pending); `None` for the newest key.
     pub retires_at: Option<Timestamp>,
     pub state: KeyState,
-    /// Whether the JWKS lists it; an unpublished key is deleted by `prune`.
+    /// Whether the JWKS lists it; an unpublished key is deleted by `prune`
+    /// (a revoked one is kept as a record).
     pub published: bool,
+    /// When it was revoked, for a [`KeyState::Revoked`] key.
+    pub revoked_at: Option<Timestamp>,
 }
 
 struct LoadedKey {
@@ -412,7 +431,10 @@ struct LoadedKey {
 #[derive(Default)]
 struct Snapshot {
     seq: u64,
+    /// The usable keys: the schedule runs over these only.
     keys: Vec<Arc<LoadedKey>>,
+    /// Revoked keys, as records without their (erased) private part.
+    revoked: Vec<SigningKeyRecord>,
 }
 
 /// The schedule over keys sorted by (`activates_at`, `kid`); only their
@@ -517,8 +539,14 @@ impl KeyManager {
     /// (rather than adding a key) when stored keys do not decrypt.
     pub async fn ensure_key(&self) -> Result<Option<String>, KeyError> {
         self.reload().await?;
-        if !self.snapshot().keys.is_empty() {
+        let snap = self.snapshot();
+        if !snap.keys.is_empty() {
             return Ok(None);
+        }
+        if !snap.revoked.is_empty() {
+            // Every stored key was revoked: the compare-and-set below
+            // (only into an empty store) cannot add one.
+            return self.rotate(0).await.map(Some);
         }
         let now = self.clock.now();
         let record = self.new_record(now, now)?;
@@ -534,19 +562,31 @@ impl KeyManager {
     pub async fn rotate_if_due(&self) -> Result<Option<String>, KeyError> {
         let seq = self.next_seq();
         let records = self.store.signing_keys().await?;
+        // The schedule follows the usable keys; the compare-and-set names
+        // the newest stored key, revoked or not, and the new key is ordered
+        // after it, so concurrent rotations still add exactly one.
         let Some(newest) = records.iter().max_by(|a, b| key_order(a, b)) else {
             return self.ensure_key().await;
+        };
+        let Some(newest_usable) = records
+            .iter()
+            .filter(|r| r.revoked_at.is_none())
+            .max_by(|a, b| key_order(a, b))
+        else {
+            // Only revoked keys: sign with a fresh one at once.
+            self.install(seq, records)?;
+            return self.rotate(0).await.map(Some);
         };
         let now = self.clock.now();
         let lead = self
             .policy
             .rotation_interval_secs
             .saturating_sub(self.policy.prepublish_secs);
-        if now < newest.activates_at.plus_secs(lead) {
+        if now < newest_usable.activates_at.plus_secs(lead) {
             self.install(seq, records)?;
             return Ok(None);
         }
-        let activates = newest
+        let activates = newest_usable
             .activates_at
             .plus_secs(self.policy.rotation_interval_secs)
             .max(now.plus_secs(self.policy.prepublish_secs))
@@ -595,6 +635,38 @@ impl KeyManager {
         Err(KeyError::Conflict)
     }
 
+    /// Emergency withdrawal of a compromised key (`tessera keys revoke`): see
+    /// the module docs. When `kid` signs now, a fresh key that signs at once
+    /// is added *before* the revocation, so no process sharing the store is
+    /// ever left without a key to sign with; its `kid` is returned. The
+    /// snapshot of this process is reloaded before returning.
+    pub async fn revoke(&self, kid: &str) -> Result<Option<String>, KeyError> {
+        self.reload().await?;
+        let record = self
+            .store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .find(|r| r.kid == kid)
+            .ok_or_else(|| KeyError::UnknownKey(kid.to_owned()))?;
+        if record.revoked_at.is_some() {
+            return Err(KeyError::AlreadyRevoked(kid.to_owned()));
+        }
+        let signs_now = self.signer().is_ok_and(|s| s.kid == kid);
+        let replacement = if signs_now {
+            Some(self.rotate(0).await?)
+        } else {
+            None
+        };
+        let revoked = self.store.revoke_signing_key(kid, self.clock.now()).await?;
+        self.reload().await?;
+        if !revoked {
+            return Err(KeyError::AlreadyRevoked(kid.to_owned()));
+        }
+        tracing::warn!(%kid, replaced_by = replacement.as_deref(), "signing key revoked");
+        Ok(replacement)
+    }
+
     /// Re-reads the keys from the store into the snapshot. Keys already in
     /// the snapshot are reused; new ones are decrypted and parsed once here.
     /// On error the previous snapshot stays in place.
@@ -612,6 +684,11 @@ impl KeyManager {
     /// and installs it unless a later read has been installed meanwhile.
     fn install(&self, seq: u64, mut records: Vec<SigningKeyRecord>) -> Result<(), KeyError> {
         records.sort_by(key_order);
+        let (mut revoked, records): (Vec<_>, Vec<_>) =
+            records.into_iter().partition(|r| r.revoked_at.is_some());
+        for r in &mut revoked {
+            r.private_sealed = Vec::new();
+        }
         let old = self.snapshot();
         let mut keys = Vec::with_capacity(records.len());
         for record in records {
@@ -631,7 +708,7 @@ impl KeyManager {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.seq < seq {
-            *slot = Arc::new(Snapshot { seq, keys });
+            *slot = Arc::new(Snapshot { seq, keys, revoked });
         }
         Ok(())
     }
@@ -675,6 +752,7 @@ impl KeyManager {
             created_at,
             activates_at,
             public_jwk,
+            revoked_at: None,
         })
     }
 
@@ -730,6 +808,8 @@ impl KeyManager {
     /// never among them.
     pub async fn prune(&self) -> Result<Vec<String>, KeyError> {
         let mut records = self.store.signing_keys().await?;
+        // Revoked keys stay as a record of the withdrawal.
+        records.retain(|r| r.revoked_at.is_none());
         records.sort_by(key_order);
         let activates: Vec<Timestamp> = records.iter().map(|r| r.activates_at).collect();
         let sched = self.schedule(&activates, self.clock.now());
@@ -744,12 +824,14 @@ impl KeyManager {
         Ok(deleted)
     }
 
-    /// Every key in the snapshot, oldest first, with its state now.
+    /// Every key in the snapshot, revoked ones included, oldest
+    /// (`activates_at`, `kid`) first, with its state now.
     pub fn list(&self) -> Vec<KeyInfo> {
         let snap = self.snapshot();
         let activates: Vec<Timestamp> = snap.keys.iter().map(|k| k.activates_at).collect();
         let sched = self.schedule(&activates, self.clock.now());
-        snap.keys
+        let mut out: Vec<KeyInfo> = snap
+            .keys
             .iter()
             .enumerate()
             .map(|(i, k)| KeyInfo {
@@ -760,8 +842,21 @@ impl KeyManager {
                 retires_at: sched.retires_at(i),
                 state: sched.state(i),
                 published: sched.published(i),
+                revoked_at: None,
             })
-            .collect()
+            .chain(snap.revoked.iter().map(|r| KeyInfo {
+                kid: r.kid.clone(),
+                alg: r.alg,
+                created_at: r.created_at,
+                activates_at: r.activates_at,
+                retires_at: None,
+                state: KeyState::Revoked,
+                published: false,
+                revoked_at: r.revoked_at,
+            }))
+            .collect();
+        out.sort_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)));
+        out
     }
 }
 
@@ -1182,6 +1277,98 @@ mod tests {
         f.clock.set(t0.plus_secs(30 * DAY));
         assert_eq!(m.signer().unwrap().kid, pending);
         assert!(matches!(m.rotate(-1).await, Err(KeyError::InvalidPolicy(_))));
+    }
+
+    #[tokio::test]
+    async fn revoked_key_stops_signing_leaves_the_jwks_and_its_tokens_fail() {
+        let f = Fixture::new();
+        let m = f.manager(SigningAlg::EdDSA);
+        let other_process = f.manager(SigningAlg::EdDSA);
+        let t0 = f.clock.now();
+        let compromised = m.ensure_key().await.unwrap().unwrap();
+        other_process.reload().await.unwrap();
+        let pending = m.rotate(3600).await.unwrap();
+        f.clock.advance_secs(5);
+        let token = mint(&m.signer().unwrap(), &claims()).unwrap();
+        verify(&m.jwks(), &token).unwrap();
+
+        // The signing key is revoked: a fresh key signs at once, the pending
+        // key stays pending, and the revoked one is gone from the JWKS.
+        let fresh = m.revoke(&compromised).await.unwrap().expect("a replacement");
+        assert_ne!(fresh, compromised);
+        assert_eq!(m.signer().unwrap().kid, fresh);
+        assert_eq!(kids(&m.jwks()), vec![fresh.clone(), pending.clone()]);
+        assert!(verify(&m.jwks(), &token).is_err(), "its tokens no longer verify");
+        assert!(
+            !m.jwk_set()
+                .keys
+                .iter()
+                .any(|k| k.common.key_id.as_deref() == Some(&*compromised))
+        );
+        // The record stays, without its private part, and `list` shows it.
+        let stored = f.store.signing_keys().await.unwrap();
+        let rec = stored.iter().find(|r| r.kid == compromised).unwrap();
+        assert!(rec.private_sealed.is_empty());
+        assert_eq!(rec.revoked_at, Some(t0.plus_secs(5)));
+        let listed = m.list();
+        let info = listed.iter().find(|k| k.kid == compromised).unwrap();
+        assert_eq!(info.state, KeyState::Revoked);
+        assert!(!info.published);
+        assert_eq!(info.revoked_at, Some(t0.plus_secs(5)));
+        assert_eq!(listed.len(), 3);
+
+        // Another process signs with the revoked key until its next reload
+        // (the service's key maintenance), then with the fresh one.
+        assert_eq!(other_process.signer().unwrap().kid, compromised);
+        other_process.reload().await.unwrap();
+        assert_eq!(other_process.signer().unwrap().kid, fresh);
+        assert!(verify(&other_process.jwks(), &token).is_err());
+
+        // Twice, or an unknown kid: clear errors, nothing changes.
+        assert!(matches!(
+            m.revoke(&compromised).await,
+            Err(KeyError::AlreadyRevoked(_))
+        ));
+        assert!(matches!(
+            m.revoke("no-such-kid").await,
+            Err(KeyError::UnknownKey(_))
+        ));
+
+        // A key that does not sign (here the pending one) is withdrawn
+        // without a replacement; the schedule goes on without it.
+        assert_eq!(m.revoke(&pending).await.unwrap(), None);
+        assert_eq!(m.signer().unwrap().kid, fresh);
+        assert_eq!(kids(&m.jwks()), vec![fresh.clone()]);
+        f.clock.set(t0.plus_secs(2 * 3600));
+        assert_eq!(
+            m.signer().unwrap().kid,
+            fresh,
+            "the revoked pending key never signs"
+        );
+
+        // Revoked records survive pruning and rotation keeps working.
+        f.clock.set(t0.plus_secs(40 * DAY));
+        let next = m.rotate_if_due().await.unwrap().expect("due");
+        f.clock.set(t0.plus_secs(80 * DAY));
+        m.prune().await.unwrap();
+        let states: Vec<KeyState> = m.list().into_iter().map(|k| k.state).collect();
+        assert_eq!(states.iter().filter(|s| **s == KeyState::Revoked).count(), 2);
+        assert_eq!(m.signer().unwrap().kid, next);
+    }
+
+    #[tokio::test]
+    async fn only_revoked_keys_left_means_a_fresh_key_on_start() {
+        let f = Fixture::new();
+        let m = f.manager(SigningAlg::EdDSA);
+        let k1 = m.ensure_key().await.unwrap().unwrap();
+        f.clock.advance_secs(1);
+        // Withdrawn through the store alone (e.g. by an older build's CLI
+        // that crashed before adding the replacement).
+        assert!(f.store.revoke_signing_key(&k1, f.clock.now()).await.unwrap());
+        let fresh = f.manager(SigningAlg::EdDSA);
+        let k2 = fresh.ensure_key().await.unwrap().expect("a fresh key");
+        assert_ne!(k2, k1);
+        assert_eq!(fresh.signer().unwrap().kid, k2);
     }
 
     #[tokio::test]

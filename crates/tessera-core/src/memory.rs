@@ -66,6 +66,9 @@ struct Inner {
     handles: HashMap<String, TokenHash>,
     by_subject: HashMap<String, HashSet<String>>,
     events: Vec<Event>,
+    /// The id of the newest event ever appended: retention may delete every
+    /// event, and ids are never reused.
+    last_event_id: u64,
     api_keys: Vec<ApiKeyRecord>,
     families: HashMap<String, Arc<RefreshFamily>>,
     /// Every refresh token hash ever issued → (family, generation).
@@ -93,8 +96,11 @@ impl MemoryStore {
 
 impl Inner {
     fn push_event(&mut self, e: NewEvent) {
-        let id = self.events.last().map_or(1, |l| l.id + 1);
-        self.events.push(Event { id, event: e });
+        self.last_event_id += 1;
+        self.events.push(Event {
+            id: self.last_event_id,
+            event: e,
+        });
     }
 
     fn session(&self, handle: &str) -> Option<&Arc<SessionRecord>> {
@@ -335,6 +341,32 @@ impl SessionStore for MemoryStore {
             .collect())
     }
 
+    async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
+        let g = self.read();
+        let first = g
+            .events
+            .iter()
+            .filter(|e| e.event.kind == kind && e.event.at >= since)
+            .map(|e| e.id)
+            .min();
+        Ok(match first {
+            Some(id) => id - 1,
+            None => g.events.last().map_or(0, |e| e.id),
+        })
+    }
+
+    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
+        let mut g = self.write();
+        let n = g
+            .events
+            .iter()
+            .take(batch as usize)
+            .take_while(|e| e.event.at < cutoff)
+            .count();
+        g.events.drain(..n);
+        Ok(n as u32)
+    }
+
     async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
         let mut g = self.write();
         let dead: Vec<String> = g
@@ -539,5 +571,21 @@ impl SessionStore for MemoryStore {
         let before = g.signing_keys.len();
         g.signing_keys.retain(|k| k.kid != kid);
         Ok(g.signing_keys.len() != before)
+    }
+
+    async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> StoreResult<bool> {
+        let mut g = self.write();
+        match g
+            .signing_keys
+            .iter_mut()
+            .find(|k| k.kid == kid && k.revoked_at.is_none())
+        {
+            Some(k) => {
+                k.revoked_at = Some(now);
+                k.private_sealed = Vec::new();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }

@@ -349,6 +349,9 @@ pub struct SigningKeyRecord {
     pub private_sealed: Vec<u8>,
     /// The public JWK (JSON object with `kid`, `alg`, `use`).
     pub public_jwk: String,
+    /// Set by an emergency withdrawal (`tessera keys revoke`): the key never
+    /// signs again, is not published, and `private_sealed` is empty.
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// The public JSON view of a session (SPEC §4.1).

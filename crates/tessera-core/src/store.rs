@@ -219,6 +219,28 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Events matching `query`, in increasing `id` order.
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
 
+    /// A cursor (an [`EventQuery::after`]) from which every event of `kind`
+    /// with `at >= since` follows: one less than the smallest id among them,
+    /// or, when there is none, the newest event id of any kind (0 for an
+    /// empty log). Reading `events` of `kind` from it yields the events of a
+    /// recent time window without walking the older ones (a few older ones
+    /// may come first where the appending processes' clocks disagreed).
+    ///
+    /// This is how the revocation feed's snapshot finds the revocations whose
+    /// access tokens may still be valid; a store should answer it for
+    /// [`EventKind::Revoked`] from an index, without reading the log.
+    async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64>;
+
+    /// Retention: deletes up to `batch` of the oldest events (in `id`
+    /// order), stopping at the first whose `at` is not before `cutoff`, and
+    /// returns how many; callers repeat while it returns `batch`. Only a
+    /// prefix of the log is ever deleted, so a follower's cursor never skips
+    /// a newer event, and ids are never reused afterwards (`id` stays a
+    /// strictly increasing public cursor even when every event was deleted).
+    /// Callers choose `cutoff` so that no `revoked` event whose access tokens
+    /// may still be valid is deleted.
+    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32>;
+
     /// Deletes up to `batch` sessions whose `expires_at() <= now`, appending
     /// an `expired` event for each that had not been revoked, together with
     /// their refresh-token families and those families' token hashes. Returns how many
@@ -326,4 +348,13 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Deletes a retired key; false if there was none.
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool>;
+
+    /// Emergency withdrawal: marks the key revoked at `now` and erases its
+    /// sealed private part (it must never sign again, and a later copy of the
+    /// store should not hold it), keeping the rest of the record so the
+    /// operator can still see the key and when it was revoked. False if
+    /// there is no such key or it was already revoked. Does not change the
+    /// key order the [`insert_signing_key`](Self::insert_signing_key)
+    /// compare-and-set uses.
+    async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> StoreResult<bool>;
 }

@@ -135,6 +135,13 @@ pub enum KeysCommand {
         #[arg(long = "in", value_name = "SECS", value_parser = clap::value_parser!(i64).range(0..))]
         activate_in: Option<i64>,
     },
+    /// Withdraw a compromised signing key at once: it stops signing and
+    /// leaves the JWKS, so the tokens it signed are refused; if it was
+    /// signing, a fresh key takes over immediately (no pre-publication).
+    Revoke {
+        /// The key id (as `keys list` shows it).
+        kid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +198,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Keys(KeysCommand::Rotate { activate_in }) => {
             crate::oauth::keys_rotate(&config, open(&config)?, activate_in).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCommand::Revoke { kid }) => {
+            crate::oauth::keys_revoke(&config, open(&config)?, &kid).await
         }
         Command::Sessions(cmd) => {
             let store = open(&config)?;
@@ -371,6 +381,9 @@ mod tests {
             Command::Keys(KeysCommand::Rotate { activate_in: Some(0) })
         ));
         assert!(parse_from(["tessera", "keys", "rotate", "--in", "-5"]).is_err());
+        let c = parse_from(["tessera", "keys", "revoke", "kid-1"]).unwrap();
+        assert!(matches!(c.command, Command::Keys(KeysCommand::Revoke { ref kid }) if kid == "kid-1"));
+        assert!(parse_from(["tessera", "keys", "revoke"]).is_err());
         let c = parse_from(["tessera", "config", "check", "--log-format", "json"]).unwrap();
         assert_eq!(c.common.log_format, Some(LogFormat::Json));
         assert!(parse_from(["tessera", "serve", "--log-format", "xml"]).is_err());

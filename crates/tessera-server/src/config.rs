@@ -35,6 +35,7 @@ pub struct Config {
     pub cookie: CookieConfig,
     pub http: HttpConfig,
     pub sweeper: SweeperConfig,
+    pub events: EventsConfig,
     pub sqlite: SqliteConfig,
     pub forward_auth: ForwardAuthConfig,
     pub oauth: OAuthConfig,
@@ -56,6 +57,7 @@ impl Default for Config {
             cookie: CookieConfig::default(),
             http: HttpConfig::default(),
             sweeper: SweeperConfig::default(),
+            events: EventsConfig::default(),
             sqlite: SqliteConfig::default(),
             forward_auth: ForwardAuthConfig::default(),
             oauth: OAuthConfig::default(),
@@ -166,6 +168,25 @@ impl Default for SweeperConfig {
             interval_secs: 60,
             batch_size: 500,
         }
+    }
+}
+
+/// `[events]`: the audit log's retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events older than this many days are deleted by the sweeper; `0`
+    /// keeps them forever. Revocations whose access tokens may still be
+    /// valid are kept whatever this says.
+    pub retention_days: u32,
+}
+
+/// The longest retention that is not "forever": 100 years.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
     }
 }
 
@@ -384,6 +405,7 @@ const ENV_KEYS: &[EnvKey] = env_keys! {
     "TESSERA_HTTP_API_KEY_CACHE_SECS" => |c, v| c.http.api_key_cache_secs = parse(v)?;
     "TESSERA_SWEEPER_INTERVAL_SECS" => |c, v| c.sweeper.interval_secs = parse(v)?;
     "TESSERA_SWEEPER_BATCH_SIZE" => |c, v| c.sweeper.batch_size = parse(v)?;
+    "TESSERA_EVENTS_RETENTION_DAYS" => |c, v| c.events.retention_days = parse(v)?;
     "TESSERA_SQLITE_SYNCHRONOUS" => |c, v| c.sqlite.synchronous = parse(v)?;
     "TESSERA_FORWARD_AUTH_ALLOWED_ORIGINS" => |c, v| c.forward_auth.allowed_origins = v
         .split(',')
@@ -551,6 +573,11 @@ impl Config {
         if self.sweeper.batch_size == 0 {
             return bad("[sweeper] batch_size must be positive".into());
         }
+        if self.events.retention_days > MAX_RETENTION_DAYS {
+            return bad(format!(
+                "[events] retention_days must be at most {MAX_RETENTION_DAYS} (0 keeps events forever)"
+            ));
+        }
         for o in &self.forward_auth.allowed_origins {
             check_origin(o)
                 .map_err(|e| ConfigError::Invalid(format!("[forward_auth] allowed_origins: {e}")))?;
@@ -646,6 +673,7 @@ mod tests {
         assert_eq!(c.http.max_body_bytes, 65536);
         assert_eq!(c.http.max_header_bytes, 16384);
         assert_eq!(c.sweeper.batch_size, 500);
+        assert_eq!(c.events.retention_days, 90);
         assert_eq!(c.sqlite.synchronous, Synchronous::Normal);
         assert_eq!(c.policy(), SessionPolicy::default());
     }
@@ -678,6 +706,9 @@ api_key_cache_secs = 0
 interval_secs = 5
 batch_size = 10
 
+[events]
+retention_days = 0
+
 [sqlite]
 synchronous = "full"
 "#;
@@ -692,6 +723,7 @@ synchronous = "full"
         assert_eq!(c.http.max_body_bytes, 1024);
         assert_eq!(c.http.max_header_bytes, 16384, "unset keys keep defaults");
         assert_eq!(c.sqlite.synchronous, Synchronous::Full);
+        assert_eq!(c.events.retention_days, 0, "0: keep forever");
     }
 
     #[test]
@@ -830,6 +862,7 @@ synchronous = "full"
             ("TESSERA_STORE", "redis://localhost:6379/0"),
             ("TESSERA_STORE", "postgres://x"),
             ("TESSERA_SWEEPER_BATCH_SIZE", "0"),
+            ("TESSERA_EVENTS_RETENTION_DAYS", "36501"),
             ("TESSERA_HTTP_REQUEST_TIMEOUT_SECS", "0"),
         ];
         for (k, v) in cases {

@@ -10,8 +10,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tessera_core::{
-    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventQuery, NewEvent, RefreshFamily, RefreshLookup,
-    RevokeReason, SessionRecord, SessionStore, SigningKeyRecord, StoreResult, Timestamp, TokenHash,
+    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, NewEvent, RefreshFamily,
+    RefreshLookup, RevokeReason, SessionRecord, SessionStore, SigningKeyRecord, StoreResult, Timestamp,
+    TokenHash,
 };
 
 pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
@@ -21,6 +22,7 @@ pub const SESSIONS_ACTIVE: &str = "tessera_sessions_active";
 pub const STORE_DURATION: &str = "tessera_store_operation_duration_seconds";
 pub const STORE_ERRORS: &str = "tessera_store_errors_total";
 pub const SWEPT: &str = "tessera_sessions_swept_total";
+pub const EVENTS_DELETED: &str = "tessera_events_deleted_total";
 pub const FORWARD_AUTH: &str = "tessera_forward_auth_total";
 
 const BUCKETS: &[f64] = &[
@@ -77,6 +79,10 @@ fn describe() {
     );
     metrics::describe_counter!(STORE_ERRORS, "Store calls that failed, by operation.");
     metrics::describe_counter!(SWEPT, "Expired sessions deleted by the sweeper.");
+    metrics::describe_counter!(
+        EVENTS_DELETED,
+        "Events deleted by the sweeper past [events] retention_days."
+    );
     metrics::describe_counter!(
         FORWARD_AUTH,
         "Forward-auth answers (/auth/verify, /auth/logout) by outcome."
@@ -402,6 +408,22 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
 
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool> {
         timed("delete_signing_key", self.inner.delete_signing_key(kid)).await
+    }
+
+    async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> StoreResult<bool> {
+        timed("revoke_signing_key", self.inner.revoke_signing_key(kid, now)).await
+    }
+
+    async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
+        timed("events_cursor_since", self.inner.events_cursor_since(kind, since)).await
+    }
+
+    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
+        timed(
+            "delete_events_before",
+            self.inner.delete_events_before(cutoff, batch),
+        )
+        .await
     }
 }
 

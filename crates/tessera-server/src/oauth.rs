@@ -98,8 +98,16 @@ impl OAuth {
     /// Until when access tokens of a session revoked at `at` may still be
     /// valid somewhere: revoked_at + access-token TTL + 60 s leeway.
     pub fn revocation_until(&self, at: Timestamp) -> Timestamp {
-        at.plus_secs(self.tokens.policy().access_token_ttl_secs)
-            .plus_secs(LEEWAY_SECS)
+        at.plus_secs(self.revocation_window_secs())
+    }
+
+    /// Access-token TTL + 60 s leeway: how long a revocation matters to
+    /// resource servers.
+    pub fn revocation_window_secs(&self) -> i64 {
+        self.tokens
+            .policy()
+            .access_token_ttl_secs
+            .saturating_add(LEEWAY_SECS)
     }
 }
 
@@ -339,6 +347,38 @@ pub async fn keys_rotate(
     Ok(())
 }
 
+/// `tessera keys revoke KID`: the emergency withdrawal (see
+/// [`KeyManager::revoke`]). An unknown or already revoked key is exit
+/// status 1.
+pub async fn keys_revoke(
+    config: &Config,
+    store: Arc<dyn SessionStore>,
+    kid: &str,
+) -> anyhow::Result<std::process::ExitCode> {
+    let keys = cli_key_manager(config, store)?;
+    match keys.revoke(kid).await {
+        Ok(replacement) => {
+            eprintln!(
+                "revoked signing key {kid}: it no longer signs and is no longer published; \
+                 tokens it signed are refused by this store's /auth/verify and introspection at once, \
+                 by running servers within {} s (their key reload), and by resource servers once their \
+                 JWKS cache refreshes",
+                KEY_MAINTENANCE_INTERVAL.as_secs()
+            );
+            if let Some(fresh) = replacement {
+                println!("{fresh}");
+                eprintln!("it was signing: fresh key {fresh} signs from now on (not pre-published)");
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Err(e @ (KeyError::UnknownKey(_) | KeyError::AlreadyRevoked(_))) => {
+            eprintln!("tessera: {e}");
+            Ok(std::process::ExitCode::FAILURE)
+        }
+        Err(e) => Err(key_error(e)),
+    }
+}
+
 fn cli_key_manager(config: &Config, store: Arc<dyn SessionStore>) -> anyhow::Result<KeyManager> {
     let sealer = load_sealer(config, false)?;
     Ok(KeyManager::new(
@@ -362,6 +402,7 @@ fn print_keys(keys: &[KeyInfo], json: bool) -> anyhow::Result<()> {
                     "activates_at": k.activates_at.to_rfc3339(),
                     "retires_at": k.retires_at.map(Timestamp::to_rfc3339),
                     "published": k.published,
+                    "revoked_at": k.revoked_at.map(Timestamp::to_rfc3339),
                 })
             })
             .collect();
@@ -370,7 +411,7 @@ fn print_keys(keys: &[KeyInfo], json: bool) -> anyhow::Result<()> {
     }
     println!(
         "{:<43}  {:<5}  {:<7}  {:<24}  {:<24}  {:<24}  PUBLISHED",
-        "KID", "ALG", "STATE", "CREATED", "ACTIVATES", "RETIRES"
+        "KID", "ALG", "STATE", "CREATED", "ACTIVATES", "RETIRES/REVOKED"
     );
     for k in keys {
         let state = serde_json::to_value(k.state)
@@ -384,7 +425,9 @@ fn print_keys(keys: &[KeyInfo], json: bool) -> anyhow::Result<()> {
             state,
             k.created_at.to_string(),
             k.activates_at.to_string(),
-            k.retires_at.map_or_else(|| String::from("-"), |t| t.to_string()),
+            k.revoked_at
+                .or(k.retires_at)
+                .map_or_else(|| String::from("-"), |t| t.to_string()),
             if k.published { "yes" } else { "no" }
         );
     }

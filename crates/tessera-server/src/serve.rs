@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tessera_core::{SecretToken, SessionStore, Sessions, TokenService};
+use tessera_core::{SecretToken, SessionStore, Sessions, Timestamp, TokenService};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -58,6 +58,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             app.state.oauth.tokens.clone(),
             Duration::from_secs(config.sweeper.interval_secs),
             config.sweeper.batch_size,
+            EventRetention::of(&config),
         )),
         tokio::spawn(gauges(app.state.sessions.clone(), app.state.metrics.clone())),
         tokio::spawn(crate::oauth::key_maintenance(app.state.oauth.keys.clone())),
@@ -144,12 +145,48 @@ fn write_secret_file(path: &Path, secret: &SecretToken) -> std::io::Result<()> {
     }
 }
 
-/// Deletes expired sessions every `interval`, in batches, and clears the
+/// How long events are kept (`[events] retention_days`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRetention {
+    /// `None`: forever.
+    days: Option<u32>,
+    /// How long after a revocation its session's access tokens may still
+    /// be presented (access-token TTL + leeway): the revocation feed serves
+    /// such `revoked` events, so they are never deleted earlier.
+    revocation_window_secs: i64,
+}
+
+impl EventRetention {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            days: (config.events.retention_days > 0).then_some(config.events.retention_days),
+            revocation_window_secs: config
+                .oauth
+                .access_token_ttl_secs
+                .saturating_add(crate::config::LEEWAY_SECS),
+        }
+    }
+
+    /// Events before this instant may be deleted at `now`; `None` when they
+    /// are kept forever. Never later than the start of the revocation
+    /// window, whatever the configured days, so the feed never loses a
+    /// revocation whose access tokens could still be valid.
+    pub fn cutoff(&self, now: Timestamp) -> Option<Timestamp> {
+        let days = self.days?;
+        let by_days = now.plus_secs(-i64::from(days).saturating_mul(86_400));
+        let floor = now.plus_secs(-self.revocation_window_secs);
+        Some(by_days.min(floor))
+    }
+}
+
+/// Deletes expired sessions, then events past retention, every `interval`,
+/// each in batches of `batch` (one store call each, so requests
+/// interleave), and clears the
 /// sealed refresh successors whose grace window has passed once per grace
 /// window (at most every `interval`), so a successor stays in the store
 /// for at most about twice the grace window (SPEC §5). At grace 0 nothing
 /// new is sealed; the sweep's pass clears what an older version left.
-async fn sweeper(tokens: TokenService, interval: Duration, batch: u32) {
+async fn sweeper(tokens: TokenService, interval: Duration, batch: u32, retention: EventRetention) {
     let sessions = tokens.sessions().clone();
     let grace = u64::try_from(tokens.policy().reuse_grace_secs).unwrap_or(0);
     let clear_every = match grace {
@@ -162,20 +199,50 @@ async fn sweeper(tokens: TokenService, interval: Duration, batch: u32) {
     clear_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = sweep_tick.tick() => match sessions.sweep(batch).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    metrics::counter!(crate::metrics::SWEPT).increment(n);
-                    tracing::debug!(swept = n, "deleted expired sessions");
+            _ = sweep_tick.tick() => {
+                match sessions.sweep(batch).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        metrics::counter!(crate::metrics::SWEPT).increment(n);
+                        tracing::debug!(swept = n, "deleted expired sessions");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "sweep failed"),
                 }
-                Err(e) => tracing::warn!(error = %e, "sweep failed"),
-            },
+                match sweep_events(&sessions, batch, retention).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        metrics::counter!(crate::metrics::EVENTS_DELETED).increment(n);
+                        tracing::debug!(deleted = n, "deleted events past retention");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "event retention sweep failed"),
+                }
+            }
             _ = clear_tick.tick() => match tokens.clear_sealed_successors(batch).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(cleared = n, "cleared sealed refresh successors past their grace window"),
                 Err(e) => tracing::warn!(error = %e, "clearing sealed refresh successors failed"),
             },
         }
+    }
+}
+
+/// Deletes the events past retention in batches; returns how many went.
+pub async fn sweep_events(
+    sessions: &Sessions,
+    batch: u32,
+    retention: EventRetention,
+) -> tessera_core::StoreResult<u64> {
+    let Some(cutoff) = retention.cutoff(sessions.now()) else {
+        return Ok(0);
+    };
+    let mut total = 0u64;
+    loop {
+        let n = sessions.store().delete_events_before(cutoff, batch).await?;
+        total += u64::from(n);
+        if n < batch {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
     }
 }
 
@@ -275,7 +342,7 @@ mod tests {
         };
         assert!(sealed(handles[0].clone()).await);
 
-        let task = tokio::spawn(sweeper(tokens, Duration::from_secs(60), 10));
+        let task = tokio::spawn(sweeper(tokens, Duration::from_secs(60), 10, EventRetention::of(&config)));
         for _ in 0..1000 {
             if !sealed(handles[0].clone()).await {
                 break;
@@ -288,6 +355,92 @@ mod tests {
             "past its grace window: cleared"
         );
         assert!(sealed(handles[1].clone()).await, "inside its grace window: kept");
+    }
+
+    const DAY: i64 = 86_400;
+
+    fn retention(days: u32, ttl: i64) -> EventRetention {
+        let mut c = Config::default();
+        c.events.retention_days = days;
+        c.oauth.access_token_ttl_secs = ttl;
+        EventRetention::of(&c)
+    }
+
+    #[test]
+    fn retention_cutoff_never_reaches_into_the_revocation_window() {
+        let now = Timestamp::from_unix_secs(1_800_000_000);
+        assert_eq!(retention(0, 300).cutoff(now), None, "0 keeps events forever");
+        assert_eq!(retention(90, 300).cutoff(now), Some(now.plus_secs(-90 * DAY)));
+        // One day of retention, access tokens valid for a day: revocations
+        // of the last day and a minute still feed resource servers.
+        assert_eq!(retention(1, DAY).cutoff(now), Some(now.plus_secs(-DAY - 60)));
+    }
+
+    /// The sweeper deletes events past `[events] retention_days` in
+    /// batches, and keeps the revocations whose access tokens may still be
+    /// valid even when the retention is shorter than that.
+    #[tokio::test]
+    async fn events_past_retention_are_swept_but_live_revocations_stay() {
+        use tessera_core::{CreateSession, EventKind, EventQuery, ManualClock, RevokeReason, SessionPolicy};
+        let t0 = Timestamp::from_unix_secs(1_800_000_000);
+        let clock = Arc::new(ManualClock::new(t0));
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let sessions = Sessions::new(store.clone(), clock.clone(), SessionPolicy::default());
+        let login = |s: &'static str| CreateSession {
+            subject: s.into(),
+            auth: None,
+            device: None,
+            data: None,
+            ttl: None,
+            previous_session_token: None,
+        };
+        // Seven old logins, then (two days later) a revocation.
+        for _ in 0..7 {
+            sessions.create(login("old")).await.unwrap();
+        }
+        clock.set(t0.plus_secs(2 * DAY));
+        let s = sessions.create(login("alice")).await.unwrap();
+        clock.set(t0.plus_secs(3 * DAY - 30));
+        assert!(
+            sessions
+                .revoke(&s.session.handle, RevokeReason::Logout)
+                .await
+                .unwrap()
+        );
+        let events = |kind: Option<EventKind>| {
+            let store = store.clone();
+            async move {
+                store
+                    .events(&EventQuery {
+                        kind,
+                        limit: 1000,
+                        ..EventQuery::default()
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(events(None).await.len(), 9);
+
+        // Nothing is a day old yet at t0 + 1 day.
+        clock.set(t0.plus_secs(DAY));
+        assert_eq!(sweep_events(&sessions, 3, retention(1, 300)).await.unwrap(), 0);
+        // Four days on: the old logins go, in batches of 3; alice's
+        // revocation is older than a day but with day-long access tokens
+        // still inside its window, so it stays, and so does everything after it.
+        clock.set(t0.plus_secs(4 * DAY));
+        assert_eq!(sweep_events(&sessions, 3, retention(1, DAY)).await.unwrap(), 8);
+        let left = events(None).await;
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].event.kind, EventKind::Revoked);
+        // With 5-minute tokens it is past its window and goes too.
+        assert_eq!(sweep_events(&sessions, 3, retention(1, 300)).await.unwrap(), 1);
+        assert!(events(None).await.is_empty());
+        // Forever means forever.
+        sessions.create(login("bob")).await.unwrap();
+        clock.set(t0.plus_secs(400 * DAY));
+        assert_eq!(sweep_events(&sessions, 3, retention(0, 300)).await.unwrap(), 0);
+        assert_eq!(events(None).await.len(), 1);
     }
 
     #[tokio::test]

@@ -456,6 +456,10 @@ pub(crate) fn decode_signing_key(row: &Row<'_>) -> StoreResult<SigningKeyRecord>
         activates_at: ts(row, 3)?,
         private_sealed: row.get(4).store()?,
         public_jwk: row.get(5).store()?,
+        revoked_at: row
+            .get::<_, Option<i64>>(6)
+            .store()?
+            .map(Timestamp::from_unix_millis),
     })
 }
 

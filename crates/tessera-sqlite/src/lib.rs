@@ -41,8 +41,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tessera_core::{
-    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventQuery, NewEvent, RefreshFamily, RefreshLookup,
-    RevokeReason, Rotation, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult,
+    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, NewEvent, RefreshFamily,
+    RefreshLookup, RevokeReason, Rotation, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
+    StoreResult,
     Timestamp, TokenHash,
 };
 
@@ -229,6 +230,19 @@ impl SessionStore for SqliteStore {
         self.readers.scan(move |c| ops::events(c, &query)).await
     }
 
+    async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
+        self.readers.with(move |c| ops::events_cursor_since(c, kind, since)).await
+    }
+
+    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
+        if batch == 0 {
+            return Ok(0);
+        }
+        self.writer
+            .call(move |c| ops::delete_events_before(c, cutoff, batch))
+            .await
+    }
+
     async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
         if batch == 0 {
             return Ok(0);
@@ -394,6 +408,13 @@ impl SessionStore for SqliteStore {
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool> {
         let kid = kid.to_owned();
         self.writer.call(move |c| ops::delete_signing_key(c, &kid)).await
+    }
+
+    async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> StoreResult<bool> {
+        let kid = kid.to_owned();
+        self.writer
+            .call(move |c| ops::revoke_signing_key(c, &kid, now))
+            .await
     }
 }
 

@@ -560,8 +560,8 @@ pub(crate) fn insert_signing_key(
         return Ok(false);
     }
     c.prepare_cached(
-        "INSERT INTO signing_keys (kid, alg, created_at, activates_at, private_sealed, public_jwk) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO signing_keys (kid, alg, created_at, activates_at, private_sealed, public_jwk, revoked_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .store()?
     .execute(params![
@@ -570,7 +570,8 @@ pub(crate) fn insert_signing_key(
         key.created_at.unix_millis(),
         key.activates_at.unix_millis(),
         key.private_sealed,
-        key.public_jwk
+        key.public_jwk,
+        key.revoked_at.map(Timestamp::unix_millis)
     ])
     .store()?;
     Ok(true)
@@ -583,6 +584,46 @@ pub(crate) fn delete_signing_key(c: &Connection, kid: &str) -> StoreResult<bool>
         .execute([kid])
         .store()?;
     Ok(n > 0)
+}
+
+pub(crate) fn revoke_signing_key(c: &Connection, kid: &str, now: Timestamp) -> StoreResult<bool> {
+    let n = c
+        .prepare_cached(
+            "UPDATE signing_keys SET revoked_at = ?2, private_sealed = x'' \
+             WHERE kid = ?1 AND revoked_at IS NULL",
+        )
+        .store()?
+        .execute(params![kid, now.unix_millis()])
+        .store()?;
+    Ok(n > 0)
+}
+
+const OLDEST_EVENTS: &str = "SELECT id, at FROM events ORDER BY id LIMIT ?1";
+
+/// Retention: the oldest events up to the first that is not before
+/// `cutoff`, at most `batch` of them. Reads at most `batch` rows (in rowid
+/// order, from the table's first page), so a log with nothing to delete
+/// costs one short read, never a scan.
+pub(crate) fn delete_events_before(c: &Connection, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
+    let mut last = None;
+    {
+        let mut stmt = c.prepare_cached(OLDEST_EVENTS).store()?;
+        let mut rows = stmt.query([i64::from(batch)]).store()?;
+        while let Some(row) = rows.next().store()? {
+            let at: i64 = row.get(1).store()?;
+            if at >= cutoff.unix_millis() {
+                break;
+            }
+            last = Some(row.get::<_, i64>(0).store()?);
+        }
+    }
+    let Some(last) = last else { return Ok(0) };
+    let n = c
+        .prepare_cached("DELETE FROM events WHERE id <= ?1")
+        .store()?
+        .execute([last])
+        .store()?;
+    Ok(u32::try_from(n).unwrap_or(batch))
 }
 
 // ----------------------------------------------------------------- reads
@@ -633,14 +674,30 @@ pub(crate) fn list_by_subject(c: &Connection, subject: &str) -> StoreResult<Vec<
 }
 
 pub(crate) fn events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<Event>> {
-    // One statement text per combination of filters (at most eight, each
-    // cached), rather than `(?2 IS NULL OR subject = ?2)`, which would keep
-    // SQLite from using the subject index.
     let after = i64::try_from(q.after).unwrap_or(i64::MAX);
     let limit = i64::from(q.limit);
     let kind = q.kind.map(EventKind::as_str);
+    let (sql, params) = events_statement(q, &after, &limit, kind.as_ref());
+    let mut stmt = c.prepare_cached(&sql).store()?;
+    let mut rows = stmt.query(&params[..]).store()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().store()? {
+        out.push(decode_event(row)?);
+    }
+    Ok(out)
+}
+
+/// The statement of [`events`] and its parameters. One statement text per
+/// combination of filters (a handful, each cached), rather than `(?2 IS NULL
+/// OR subject = ?2)`, which would keep SQLite from using the subject index.
+fn events_statement<'a>(
+    q: &'a EventQuery,
+    after: &'a i64,
+    limit: &'a i64,
+    kind: Option<&'a &'static str>,
+) -> (String, Vec<&'a dyn ToSql>) {
     let mut sql = String::from("SELECT id, at, kind, subject, handle, reason FROM events WHERE id > ?1");
-    let mut params: Vec<&dyn ToSql> = vec![&after, &limit];
+    let mut params: Vec<&dyn ToSql> = vec![after, limit];
     if let Some(s) = &q.subject {
         params.push(s);
         sql.push_str(&format!(" AND subject = ?{}", params.len()));
@@ -659,18 +716,47 @@ pub(crate) fn events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<Event>> 
         }
         sql.push_str(&format!(" AND handle = ?{i}"));
     }
-    if let Some(k) = &kind {
-        params.push(k);
-        sql.push_str(&format!(" AND kind = ?{}", params.len()));
+    match kind {
+        // The literal, not a parameter: it is what lets SQLite use the
+        // partial index `events_revoked_id` (schema version 4).
+        Some(k) if *k == EventKind::Revoked.as_str() => sql.push_str(" AND kind = 'revoked'"),
+        Some(k) => {
+            params.push(k);
+            sql.push_str(&format!(" AND kind = ?{}", params.len()));
+        }
+        None => {}
     }
     sql.push_str(" ORDER BY id LIMIT ?2");
-    let mut stmt = c.prepare_cached(&sql).store()?;
-    let mut rows = stmt.query(&params[..]).store()?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().store()? {
-        out.push(decode_event(row)?);
-    }
-    Ok(out)
+    (sql, params)
+}
+
+/// The snapshot's start for `revoked` events (see the trait): the first id
+/// comes from the partial index on `at`, a walk over the window's entries
+/// only. `INDEXED BY`, because without statistics SQLite prefers to walk
+/// `events_revoked_id` from the oldest revocation for the `min(id)`.
+const REVOKED_CURSOR_SINCE: &str = "SELECT coalesce(\
+    (SELECT min(id) - 1 FROM events INDEXED BY events_revoked_at WHERE kind = 'revoked' AND at >= ?1), \
+    (SELECT max(id) FROM events), 0)";
+
+/// The same for other kinds, which have no such index: a scan of the log.
+const CURSOR_SINCE: &str = "SELECT coalesce(\
+    (SELECT min(id) - 1 FROM events WHERE kind = ?2 AND at >= ?1), \
+    (SELECT max(id) FROM events), 0)";
+
+pub(crate) fn events_cursor_since(c: &Connection, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
+    let since = since.unix_millis();
+    let cursor: i64 = if kind == EventKind::Revoked {
+        c.prepare_cached(REVOKED_CURSOR_SINCE)
+            .store()?
+            .query_row([since], |r| r.get(0))
+            .store()?
+    } else {
+        c.prepare_cached(CURSOR_SINCE)
+            .store()?
+            .query_row(params![since, kind.as_str()], |r| r.get(0))
+            .store()?
+    };
+    u64::try_from(cursor).map_err(|_| StoreError::Corrupt(format!("negative event id {cursor}")))
 }
 
 pub(crate) fn count_active(c: &Connection, now: Timestamp) -> StoreResult<u64> {
@@ -777,7 +863,7 @@ pub(crate) fn refresh_families_of(c: &Connection, handle: &str) -> StoreResult<V
 pub(crate) fn signing_keys(c: &Connection) -> StoreResult<Vec<SigningKeyRecord>> {
     let mut stmt = c
         .prepare_cached(
-            "SELECT kid, alg, created_at, activates_at, private_sealed, public_jwk FROM signing_keys \
+            "SELECT kid, alg, created_at, activates_at, private_sealed, public_jwk, revoked_at FROM signing_keys \
              ORDER BY activates_at, kid",
         )
         .store()?;
@@ -884,6 +970,87 @@ mod tests {
             find_refresh_with_session(&c, &[1; 32]).unwrap(),
             Some((0, f, None))
         );
+    }
+
+    fn plan(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(params, |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// The revocation feed reads through the partial indexes of schema
+    /// version 4: the follow-up from `events_revoked_id` (not the whole
+    /// table from the cursor), the snapshot's start from `events_revoked_at`
+    /// (not the oldest revocations first), and retention reads the table's
+    /// first rows and deletes a rowid range.
+    #[test]
+    fn feed_and_retention_queries_use_their_indexes() {
+        let c = db();
+        // What `events` runs for the feed's follow-up (kind = revoked only).
+        let q = EventQuery {
+            kind: Some(EventKind::Revoked),
+            limit: 10,
+            ..EventQuery::default()
+        };
+        let (follow, _) = events_statement(&q, &0, &10, Some(&"revoked"));
+        let p = plan(&c, &follow, [0i64, 10]);
+        assert_eq!(
+            p,
+            vec!["SEARCH events USING INDEX events_revoked_id (id>?)".to_owned()],
+            "{p:?}"
+        );
+        events(&c, &q).unwrap();
+        let p = plan(&c, REVOKED_CURSOR_SINCE, [0i64]);
+        assert!(
+            p.iter()
+                .any(|l| l.contains("USING INDEX events_revoked_at (at>?)")
+                    || l.contains("USING COVERING INDEX events_revoked_at (at>?)")),
+            "{p:?}"
+        );
+        assert!(
+            !p.iter()
+                .any(|l| l.contains("events_revoked_id") || l.starts_with("SCAN events")),
+            "{p:?}"
+        );
+        assert_eq!(plan(&c, OLDEST_EVENTS, [10i64]), vec!["SCAN events".to_owned()]);
+        assert_eq!(
+            plan(&c, "DELETE FROM events WHERE id <= ?1", [10i64]),
+            vec!["SEARCH events USING INTEGER PRIMARY KEY (rowid<?)".to_owned()]
+        );
+    }
+
+    /// A version-3 database gains the feed's indexes over its existing
+    /// revocations, and its signing keys read as not revoked.
+    #[test]
+    fn a_version_3_database_gains_the_feed_indexes_and_key_revocation() {
+        let c = Connection::open_in_memory().unwrap();
+        for m in &crate::schema::MIGRATIONS[..3] {
+            c.execute_batch(m).unwrap();
+        }
+        c.pragma_update(None, "user_version", 3).unwrap();
+        c.execute_batch(
+            "INSERT INTO events (at, kind, subject, handle, reason) VALUES \
+                 (1000, 'revoked', 'a', 'ses_a', 'logout'), (2000, 'created', 'b', 'ses_b', NULL), \
+                 (3000, 'revoked', 'b', 'ses_b', 'logout'); \
+             INSERT INTO signing_keys (kid, alg, created_at, activates_at, private_sealed, public_jwk) \
+                 VALUES ('k1', 'EdDSA', 1, 1, x'01', '{}');",
+        )
+        .unwrap();
+        crate::schema::migrate(&c).unwrap();
+        assert_eq!(
+            events_cursor_since(&c, EventKind::Revoked, Timestamp::from_unix_millis(1500)).unwrap(),
+            2
+        );
+        let keys = signing_keys(&c).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].revoked_at, None);
+        assert!(revoke_signing_key(&c, "k1", Timestamp::from_unix_millis(9)).unwrap());
+        let keys = signing_keys(&c).unwrap();
+        assert_eq!(keys[0].revoked_at, Some(Timestamp::from_unix_millis(9)));
+        assert!(keys[0].private_sealed.is_empty());
     }
 
     /// Three primary-key searches, no scan.

@@ -227,7 +227,7 @@ END;
 
 DROP INDEX events_handle;
 ",
-    // Sealed successors are kept only for the reuse grace window (SPEC §5:
+    // Version 4: sealed successors are kept only for the reuse grace window (SPEC §5:
     // a copy of the store yields no refresh token but those rotated within
     // the last grace window). The sweeper clears the older ones in bounded
     // batches, oldest first, through this partial index, which holds only
@@ -243,6 +243,20 @@ DROP INDEX events_handle;
     // first sweeps after the upgrade.
     r"
 CREATE INDEX refresh_families_sealed ON refresh_families (rotated_at) WHERE current_sealed IS NOT NULL;
+",
+    // Version 5: the revocation feed from indexes, and revoked signing keys.
+    // - The feed reads only `revoked` events: the follow-up by id (`id >
+    //   after`) and the snapshot's start (the first revocation at or after a
+    //   time). Both indexes are partial, over `revoked` events alone, so the
+    //   events every refresh rotation and login append (`refreshed`,
+    //   `created`) write no extra index page; the queries name the kind as
+    //   the literal `'revoked'`, which is what lets SQLite use them.
+    // - `signing_keys.revoked_at`: set by `tessera keys revoke`, which also
+    //   empties `private_sealed`; the row stays as the record of it.
+    r"
+CREATE INDEX events_revoked_id ON events (id) WHERE kind = 'revoked';
+CREATE INDEX events_revoked_at ON events (at) WHERE kind = 'revoked';
+ALTER TABLE signing_keys ADD COLUMN revoked_at INTEGER;
 ",
 ];
 
@@ -273,7 +287,7 @@ pub(crate) fn create_file(path: &Path) -> StoreResult<()> {
 fn open_flags() -> OpenFlags {
     // No URI flag: the path is a path, even if it starts with "file:".
     // NO_MUTEX: each connection is used by one thread at a time (the writer
-    // thread, or a reader behind its own mutex).
+    // thread, or the reader thread that owns it).
     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
 }
 

@@ -467,6 +467,7 @@ impl World {
                 activates_at: self.now.plus_secs(self.rng.below(3) as i64 * 3600),
                 private_sealed: self.rng.next().to_le_bytes().to_vec(),
                 public_jwk: "{}".into(),
+                revoked_at: None,
             };
             let a = self.mem.insert_signing_key(&key, if_newest.as_deref()).await;
             let b = self.sql.insert_signing_key(&key, if_newest.as_deref()).await;

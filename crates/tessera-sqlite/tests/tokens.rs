@@ -85,6 +85,7 @@ fn key(kid: &str, activates_at: Timestamp) -> SigningKeyRecord {
         activates_at,
         private_sealed: vec![0, 1, 2, 0, 255],
         public_jwk: format!(r#"{{"kid":"{kid}"}}"#),
+        revoked_at: None,
     }
 }
 

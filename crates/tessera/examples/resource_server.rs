@@ -1,11 +1,23 @@
 //! A tiny resource server protected by Tessera access tokens.
 //!
 //! ```text
+//! tessera api-keys create --name rs --scope revocations > rs-api-key
 //! cargo run -p tessera --example resource_server -- \
 //!     --issuer http://127.0.0.1:8080 --audience tessera \
-//!     --api-key-file data/bootstrap-api-key --port 8081
+//!     --api-key-file rs-api-key --port 8081
 //! curl -H "Authorization: Bearer $ACCESS_TOKEN" http://127.0.0.1:8081/api/me
 //! ```
+//!
+//! The API key only reads the revocation feed, so give it only the
+//! `revocations` scope (`tessera api-keys create --name rs --scope
+//! revocations`): a resource server has no business creating sessions. A key
+//! the feed refuses (wrong, revoked, or without that scope) makes every
+//! request answer `503` at once, with an error in the log.
+//!
+//! Verification fails closed: until the first complete snapshot of the feed
+//! is in, and whenever the feed has been out of sync for more than 75 s,
+//! requests with a token get `503` (`Retry-After: 5`); `GET /healthz` shows
+//! the feed's state.
 //!
 //! Options (each also from the environment variable in brackets):
 //!
@@ -16,7 +28,8 @@
 //! - `--revocations-url URL` (`TESSERA_RS_REVOCATIONS_URL`, default
 //!   `<issuer>/v1/revocations` when an API key is given; `none` disables).
 //! - `--api-key KEY` (`TESSERA_RS_API_KEY`) or `--api-key-file PATH`
-//!   (`TESSERA_RS_API_KEY_FILE`): the API key for the revocation feed.
+//!   (`TESSERA_RS_API_KEY_FILE`): the API key for the revocation feed, with
+//!   the `revocations` scope.
 //! - `--port N` (`TESSERA_RS_PORT`, default 8081; 0 picks a free port) or
 //!   `--listen ADDR` (`TESSERA_RS_LISTEN`, default `127.0.0.1:<port>`).
 //!
@@ -24,7 +37,9 @@
 //!
 //! Routes: `GET /api/me` → `{sub, sid, client_id, scope, scopes}` (any valid
 //! token); `POST /api/write` → `{ok: true}` (needs scope `write`, else 403
-//! `insufficient_scope`); `GET /healthz` → `{status, feed_healthy}`.
+//! `insufficient_scope`); `GET /healthz` → `{status, feed_healthy, feed}`
+//! (`feed`: `in_sync`, `not_synced`, `stale`, `unauthorized` or
+//! `not_configured`).
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
@@ -155,7 +170,11 @@ async fn write(Authenticated(token): Authenticated) -> Result<Json<Value>, AuthR
 }
 
 async fn healthz(State(verifier): State<Verifier>) -> Json<Value> {
-    Json(json!({"status": "ok", "feed_healthy": verifier.feed_healthy()}))
+    Json(json!({
+        "status": "ok",
+        "feed_healthy": verifier.feed_healthy(),
+        "feed": verifier.feed_status().label(),
+    }))
 }
 
 #[tokio::main]

@@ -1388,3 +1388,146 @@ pub async fn store_create_session_limit_never_evicts_the_new_session(store: Arc<
     );
     assert!(get(s, &old.handle).await.revoked.is_some());
 }
+
+/// Appends one event of `kind` at `at` for a new session of `subject`
+/// (created with no events of its own).
+async fn append_event(s: &dyn SessionStore, subject: &str, kind: EventKind, at: Timestamp) -> Event {
+    let (_, rec) = session(subject, at);
+    let ev = match kind {
+        EventKind::Revoked => NewEvent::revoked(&rec, RevokeReason::Logout, at),
+        other => NewEvent::new(other, &rec, at),
+    };
+    let out = s
+        .create(&rec, &CreateOptions::default(), std::slice::from_ref(&ev))
+        .await
+        .expect("create");
+    assert_eq!(out, CreateOutcome::Created { evicted: vec![] });
+    let last = all_events(s).await.pop().expect("the event just appended");
+    assert_eq!(last.event, ev);
+    last
+}
+
+pub async fn store_events_cursor_since(store: Arc<dyn SessionStore>) {
+    let s = &*store;
+    let t = |min: i64| T0.plus_millis(min * MIN);
+    assert_eq!(
+        s.events_cursor_since(EventKind::Revoked, T0)
+            .await
+            .expect("events_cursor_since"),
+        0,
+        "an empty log"
+    );
+    // Old revocations, other kinds in between, then a window of recent
+    // ones, one of them appended with a clock a minute behind.
+    let old1 = append_event(s, "alice", EventKind::Revoked, t(0)).await;
+    append_event(s, "bob", EventKind::Created, t(1)).await;
+    let old2 = append_event(s, "bob", EventKind::Revoked, t(2)).await;
+    let first_recent = append_event(s, "carol", EventKind::Revoked, t(10)).await;
+    append_event(s, "dave", EventKind::Refreshed, t(11)).await;
+    let skewed = append_event(s, "erin", EventKind::Revoked, t(9)).await;
+    let last_recent = append_event(s, "frank", EventKind::Revoked, t(12)).await;
+    let newest = append_event(s, "gina", EventKind::Created, t(13)).await;
+
+    let cursor = |kind, since| async move {
+        s.events_cursor_since(kind, since)
+            .await
+            .expect("events_cursor_since")
+    };
+    let revoked_after = |after: u64| async move {
+        query(s, None, None, Some(EventKind::Revoked), after, 1000)
+            .await
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    };
+    // Since t(10): the first revocation at or after it is `first_recent`;
+    // reading from the cursor yields the whole window (and the skewed one,
+    // which is older than the window but newer in the log).
+    let c = cursor(EventKind::Revoked, t(10)).await;
+    assert_eq!(c, first_recent.id - 1, "one less than the first id in the window");
+    assert_eq!(
+        revoked_after(c).await,
+        vec![first_recent.id, skewed.id, last_recent.id]
+    );
+    // A window that starts with the skewed event: it has the smallest `at`
+    // but not the smallest id.
+    let c = cursor(EventKind::Revoked, t(9)).await;
+    assert_eq!(c, first_recent.id - 1);
+    // Everything: from before the first event.
+    assert_eq!(cursor(EventKind::Revoked, T0).await, old1.id - 1);
+    assert_eq!(cursor(EventKind::Revoked, t(1)).await, old2.id - 1);
+    // Exactly at `at` counts as "since".
+    assert_eq!(cursor(EventKind::Revoked, t(12)).await, last_recent.id - 1);
+    // Nothing since: the newest id of any kind, so nothing is re-read.
+    assert_eq!(cursor(EventKind::Revoked, t(13)).await, newest.id);
+    assert!(revoked_after(newest.id).await.is_empty());
+    // Other kinds answer the same way.
+    assert_eq!(cursor(EventKind::Created, t(5)).await, newest.id - 1);
+    assert_eq!(cursor(EventKind::Refreshed, t(12)).await, newest.id);
+    assert_eq!(cursor(EventKind::Expired, T0).await, newest.id);
+}
+
+pub async fn store_delete_events_before_in_batches(store: Arc<dyn SessionStore>) {
+    let s = &*store;
+    let t = |min: i64| T0.plus_millis(min * MIN);
+    assert_eq!(
+        s.delete_events_before(t(100), 10)
+            .await
+            .expect("delete_events_before"),
+        0,
+        "an empty log"
+    );
+    let mut all = Vec::new();
+    for i in 0..7 {
+        let kind = if i % 2 == 0 {
+            EventKind::Revoked
+        } else {
+            EventKind::Created
+        };
+        all.push(append_event(s, &format!("user-{i}"), kind, t(i)).await);
+    }
+    // A late writer's event with an older time than the one before it.
+    all.push(append_event(s, "late", EventKind::Revoked, t(3)).await);
+    let delete = |cutoff: Timestamp, batch: u32| async move {
+        s.delete_events_before(cutoff, batch)
+            .await
+            .expect("delete_events_before")
+    };
+    let ids = |events: Vec<Event>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+
+    assert_eq!(delete(t(0), 10).await, 0, "nothing is before the first event");
+    assert_eq!(delete(t(5), 0).await, 0, "a batch of 0 deletes nothing");
+    // Batches of 2, oldest first.
+    assert_eq!(delete(t(5), 2).await, 2);
+    assert_eq!(ids(all_events(s).await), ids(all[2..].to_vec()));
+    assert_eq!(delete(t(5), 2).await, 2);
+    // The cutoff is exclusive: t(4) stays, and so does everything after it,
+    // including the late event that is itself older than the cutoff (only a
+    // prefix of the log is deleted).
+    assert_eq!(delete(t(5), 2).await, 1);
+    assert_eq!(delete(t(5), 2).await, 0);
+    assert_eq!(ids(all_events(s).await), ids(all[5..].to_vec()));
+    // The feed's reads still work on what is left.
+    let revoked: Vec<u64> = query(s, None, None, Some(EventKind::Revoked), 0, 100)
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(revoked, vec![all[6].id, all[7].id]);
+    assert_eq!(
+        s.events_cursor_since(EventKind::Revoked, t(3))
+            .await
+            .expect("events_cursor_since"),
+        all[6].id - 1
+    );
+
+    // Everything: ids are never reused afterwards.
+    assert_eq!(delete(t(100), 1000).await, 3);
+    assert!(all_events(s).await.is_empty());
+    let next = append_event(s, "after", EventKind::Revoked, t(50)).await;
+    assert!(
+        next.id > all.last().map_or(0, |e| e.id),
+        "id {} reused after every event was deleted",
+        next.id
+    );
+}

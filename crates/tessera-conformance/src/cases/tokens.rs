@@ -1204,3 +1204,75 @@ pub async fn concurrent_key_rotation_one_insert(store: Arc<dyn SessionStore>) {
         newest = Some(winners[0].kid.clone());
     }
 }
+
+pub async fn store_signing_key_revoke(store: Arc<dyn SessionStore>) {
+    let s = &*store;
+    let a = signing_key("kid-a", T0, T0);
+    let b = signing_key("kid-b", T0.plus_millis(1), T0.plus_millis(DAY));
+    assert!(s.insert_signing_key(&a, None).await.expect("insert_signing_key"));
+    assert!(
+        s.insert_signing_key(&b, Some("kid-a"))
+            .await
+            .expect("insert_signing_key")
+    );
+    let at = T0.plus_millis(5 * MIN);
+    assert!(
+        !s.revoke_signing_key("kid-none", at)
+            .await
+            .expect("revoke_signing_key"),
+        "unknown kid"
+    );
+    // Revoking the newest key: marked with its time, private part erased,
+    // everything else kept.
+    assert!(
+        s.revoke_signing_key("kid-b", at)
+            .await
+            .expect("revoke_signing_key")
+    );
+    let keys = s.signing_keys().await.expect("signing_keys");
+    let mut want_b = b.clone();
+    want_b.revoked_at = Some(at);
+    want_b.private_sealed = Vec::new();
+    assert_eq!(keys, vec![a.clone(), want_b.clone()]);
+    assert!(
+        !s.revoke_signing_key("kid-b", at.plus_millis(1))
+            .await
+            .expect("revoke_signing_key"),
+        "already revoked: nothing changes"
+    );
+    assert_eq!(
+        s.signing_keys().await.expect("signing_keys"),
+        vec![a.clone(), want_b]
+    );
+    // The revoked key still counts as the newest for the compare-and-set.
+    let c = signing_key("kid-c", T0.plus_millis(2), T0.plus_millis(2 * DAY));
+    assert!(
+        !s.insert_signing_key(&c, Some("kid-a"))
+            .await
+            .expect("insert_signing_key")
+    );
+    assert!(
+        s.insert_signing_key(&c, Some("kid-b"))
+            .await
+            .expect("insert_signing_key")
+    );
+    // A record inserted as revoked keeps its mark; deleting a revoked key works.
+    let mut d = signing_key("kid-d", T0.plus_millis(3), T0.plus_millis(3 * DAY));
+    d.revoked_at = Some(at);
+    d.private_sealed = Vec::new();
+    assert!(
+        s.insert_signing_key(&d, Some("kid-c"))
+            .await
+            .expect("insert_signing_key")
+    );
+    assert_eq!(s.signing_keys().await.expect("signing_keys")[3], d);
+    assert!(s.delete_signing_key("kid-b").await.expect("delete_signing_key"));
+    let kids: Vec<String> = s
+        .signing_keys()
+        .await
+        .expect("signing_keys")
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, vec!["kid-a", "kid-c", "kid-d"]);
+}

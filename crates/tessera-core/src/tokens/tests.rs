@@ -763,6 +763,19 @@ impl SessionStore for LoggedReads {
         self.gate()?;
         self.inner.delete_signing_key(kid).await
     }
+    async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> crate::store::StoreResult<bool> {
+        self.inner.revoke_signing_key(kid, now).await
+    }
+    async fn events_cursor_since(
+        &self,
+        kind: crate::model::EventKind,
+        since: Timestamp,
+    ) -> crate::store::StoreResult<u64> {
+        self.inner.events_cursor_since(kind, since).await
+    }
+    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> crate::store::StoreResult<u32> {
+        self.inner.delete_events_before(cutoff, batch).await
+    }
 }
 
 /// A refresh reads the store once before it writes: the token's family and

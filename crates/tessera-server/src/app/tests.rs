@@ -836,6 +836,15 @@ impl SessionStore for DownStore {
     async fn delete_signing_key(&self, _: &str) -> StoreResult<bool> {
         down()
     }
+    async fn revoke_signing_key(&self, _: &str, _: Timestamp) -> StoreResult<bool> {
+        down()
+    }
+    async fn events_cursor_since(&self, _: tessera_core::EventKind, _: Timestamp) -> StoreResult<u64> {
+        down()
+    }
+    async fn delete_events_before(&self, _: Timestamp, _: u32) -> StoreResult<u32> {
+        down()
+    }
 }
 
 #[tokio::test]

@@ -9,8 +9,14 @@
 //! the per-subject limit, replacement at login) and every process sharing
 //! the store.
 //!
-//! - Without `after`: every revocation whose `until` is still ahead, and the
-//!   cursor to follow from.
+//! Every answer is `{"revocations": [...], "next": CURSOR, "more": BOOL}`,
+//! at most [`PAGE`] revocations, in event order.
+//!
+//! - Without `after`: the first page of the **snapshot**, the revocations
+//!   whose `until` is still ahead. It starts at the first revocation of that
+//!   window, which the store finds from an index
+//!   ([`SessionStore::events_cursor_since`](tessera_core::SessionStore)), so
+//!   neither older events nor the rest of the log are read.
 //! - With `after`: revocations after that event id; `next` is the last
 //!   event id looked at, so entries whose `until` has passed are skipped
 //!   once, not rescanned. With `wait` (1–30 s) and nothing new, the request
@@ -20,6 +26,12 @@
 //!   by the backend API), so an answer follows a revocation within about
 //!   250 ms. An empty answer has `next` = `after` (or later, past skipped
 //!   entries).
+//! - `more: true` says the answer stopped before the end of the log (a full
+//!   page, or a long run of expired entries): the client asks again at once
+//!   with `after=next` (no `wait` needed: such an answer never waits).
+//!   A follower is in sync only after an answer with `more: false`. Clients
+//!   that ignore `more` still get everything, a page per long-poll (a
+//!   long-poll answers at once while there is something after its cursor).
 
 use std::time::Duration;
 
@@ -36,8 +48,8 @@ use crate::problem::{ApiError, ApiResult};
 pub const MAX_WAIT_SECS: u64 = 30;
 /// How often a waiting request looks at the store.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// Events read per store call.
-const PAGE: u32 = 1000;
+/// Events read per store call, and the most revocations in one answer.
+pub const PAGE: u32 = 1000;
 /// Pages one follow-up request scans before answering, so a long run of
 /// expired revocations cannot hold a request.
 const MAX_PAGES: usize = 16;
@@ -62,6 +74,9 @@ pub struct RevocationItem {
 pub struct FeedBody {
     pub revocations: Vec<RevocationItem>,
     pub next: String,
+    /// The answer stopped before the end of the log: ask again at once with
+    /// `after=next`.
+    pub more: bool,
 }
 
 /// `GET /v1/revocations?after=CURSOR&wait=SECS`.
@@ -88,27 +103,36 @@ pub async fn feed(
     };
     // Answer before the request timeout cuts the long-poll off.
     let wait = wait.min(state.config.http.request_timeout_secs.saturating_sub(2));
-    let (revocations, next) = match after {
+    let (revocations, next, complete) = match after {
         None => {
-            let (items, next, _) = scan(&state, 0, None).await?;
-            (items, next)
+            // The oldest revocation whose `until` is still ahead.
+            let window_start = state
+                .sessions
+                .now()
+                .plus_secs(-state.oauth.revocation_window_secs());
+            let start = state
+                .store
+                .events_cursor_since(EventKind::Revoked, window_start)
+                .await?;
+            scan(&state, start, MAX_PAGES).await?
         }
         Some(after) => follow(&state, after, Duration::from_secs(wait)).await?,
     };
     Ok(axum::Json(FeedBody {
         revocations,
         next: next.to_string(),
+        more: !complete,
     }))
 }
 
-/// Revocations after `after` whose `until` is ahead, the last event id
-/// looked at, and whether the log was read to its end. Without `max_pages`
-/// it reads to the end: an O(n) scan of the `revoked` events, fine while the
-/// sweeper-less event log stays modest; a time index would bound it.
+/// Revocations after `after` whose `until` is ahead (at most [`PAGE`]),
+/// the last event id looked at, and whether the log was read to its end.
+/// Stops after the first store page that held any, or after `max_pages`
+/// store pages, so one answer is bounded whatever the log holds.
 async fn scan(
     state: &AppState,
     after: u64,
-    max_pages: Option<usize>,
+    max_pages: usize,
 ) -> Result<(Vec<RevocationItem>, u64, bool), ApiError> {
     let now = state.sessions.now();
     let mut cursor = after;
@@ -140,7 +164,7 @@ async fn scan(
         if !full {
             return Ok((items, cursor, true));
         }
-        if max_pages.is_some_and(|m| pages >= m || !items.is_empty()) {
+        if pages >= max_pages || !items.is_empty() {
             return Ok((items, cursor, false));
         }
     }
@@ -152,7 +176,7 @@ async fn follow(
     state: &AppState,
     after: u64,
     wait: Duration,
-) -> Result<(Vec<RevocationItem>, u64), ApiError> {
+) -> Result<(Vec<RevocationItem>, u64, bool), ApiError> {
     let deadline = Instant::now() + wait;
     let mut cursor = after;
     loop {
@@ -161,11 +185,11 @@ async fn follow(
         let notified = state.oauth.revoked.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (items, next, complete) = scan(state, cursor, Some(MAX_PAGES)).await?;
+        let (items, next, complete) = scan(state, cursor, MAX_PAGES).await?;
         cursor = next;
         let now = Instant::now();
         if !items.is_empty() || !complete || now >= deadline {
-            return Ok((items, cursor));
+            return Ok((items, cursor, complete));
         }
         let nap = POLL_INTERVAL.min(deadline - now);
         tokio::select! {

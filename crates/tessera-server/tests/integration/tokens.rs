@@ -329,12 +329,15 @@ impl ResourceServer {
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        ResourceServer {
+        let rs = ResourceServer {
             addr,
             verifier,
             tasks,
             http,
-        }
+        };
+        // It refuses every token until the feed's first snapshot is in.
+        rs.wait_feed().await;
+        rs
     }
 
     async fn me(&self, access_token: &str) -> Resp {
@@ -656,6 +659,74 @@ async fn jw_20_cli_rotation_old_kid_still_verifies() {
         "old-kid token introspects active: {}",
         r.text()
     );
+    srv.finish().await;
+}
+
+/// Defect 12: `tessera keys revoke KID` withdraws a compromised key. The
+/// CLI's own view changes at once (`keys list` shows it revoked, a fresh
+/// key signs), a running server sharing the store follows within its key
+/// reload (30 s): the key leaves its JWKS and its tokens introspect
+/// inactive, and a resource server's JWKS refresh drops it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_revoke_withdraws_a_compromised_key_everywhere() {
+    let srv = TestServer::start(Opts::default()).await;
+    let l = login(&srv, "kr", json!({"audience": "api-rs"})).await;
+    let kid = jwt_parts(&l.access).0["kid"].as_str().unwrap().to_owned();
+    let rs = ResourceServer::start(&srv, "api-rs").await;
+    assert_eq!(rs.me(&l.access).await.status, 200);
+
+    let (st, out, err) = srv.cli(&["keys", "revoke", "no-such-kid"]);
+    assert_eq!(st.code(), Some(1), "unknown kid: {out}{err}");
+    let (st, out, err) = srv.cli(&["keys", "revoke", &kid]);
+    assert!(st.success(), "keys revoke: {out}{err}");
+    let fresh = out.trim().to_owned();
+    assert!(
+        !fresh.is_empty() && fresh != kid,
+        "the fresh signer's kid on stdout: {out}{err}"
+    );
+    let (st, out, err) = srv.cli(&["keys", "revoke", &kid]);
+    assert_eq!(st.code(), Some(1), "already revoked: {out}{err}");
+    let (st, out, err) = srv.cli(&["keys", "list", "--json"]);
+    assert!(st.success(), "{out}{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let row = |k: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kid"] == k)
+            .cloned()
+            .unwrap_or_else(|| panic!("{k} listed: {listed}"))
+    };
+    assert_eq!(row(&kid)["state"], "revoked", "{listed}");
+    assert_eq!(row(&kid)["published"], false);
+    assert!(row(&kid)["revoked_at"].is_string(), "{listed}");
+    assert_eq!(row(&fresh)["state"], "active", "{listed}");
+
+    // The running server reloads its keys on an interval: poll the JWKS.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let kids = kids_of(&jwks(&srv).await);
+        if !kids.contains(&kid) {
+            assert!(kids.contains(&fresh), "{kids:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the running server still publishes the revoked key after 40 s; log:\n{}",
+            srv.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_inactive(&introspect(&srv, &l.access).await);
+    let again = login(&srv, "kr", json!({"audience": "api-rs"})).await;
+    assert_eq!(jwt_parts(&again.access).0["kid"], fresh.as_str());
+    // The resource server: its next JWKS refresh (or the refetch for the
+    // fresh kid) drops the revoked key and the cached acceptance.
+    rs.verifier.refresh_jwks().await.unwrap();
+    assert_eq!(rs.me(&l.access).await.status, 401);
+    assert_eq!(rs.me(&again.access).await.status, 200);
+    drop(rs);
     srv.finish().await;
 }
 

@@ -124,6 +124,15 @@ impl SessionStore for Waiting {
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool> {
         self.0.delete_signing_key(kid).await
     }
+    async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> StoreResult<bool> {
+        self.0.revoke_signing_key(kid, now).await
+    }
+    async fn events_cursor_since(&self, kind: tessera_core::EventKind, since: Timestamp) -> StoreResult<u64> {
+        self.0.events_cursor_since(kind, since).await
+    }
+    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
+        self.0.delete_events_before(cutoff, batch).await
+    }
 }
 
 async fn login(s: Session) -> Result<&'static str, Error> {

@@ -28,6 +28,16 @@ pub(crate) struct Entry {
     pub(crate) exp: i64,
     /// The revocation-set epoch at which `sid` was last found not revoked.
     pub(crate) checked_epoch: AtomicU64,
+    /// `Inner::keys_removed` when the signature was verified.
+    pub(crate) keys_removed: u64,
+}
+
+/// What a verification checked its token against.
+pub(crate) struct Checked {
+    /// The revocation-set epoch.
+    pub(crate) epoch: u64,
+    /// `Inner::keys_removed` when the key set was read.
+    pub(crate) keys_removed: u64,
 }
 
 #[derive(Default)]
@@ -98,7 +108,7 @@ impl TokenCache {
         token: &str,
         verified: Arc<VerifiedToken>,
         exp: i64,
-        epoch: u64,
+        checked: Checked,
         expired_before: i64,
     ) {
         let Some(lock) = self.shard(key) else { return };
@@ -120,7 +130,8 @@ impl TokenCache {
                 token: token.into(),
                 verified,
                 exp,
-                checked_epoch: AtomicU64::new(epoch),
+                checked_epoch: AtomicU64::new(checked.epoch),
+                keys_removed: checked.keys_removed,
             },
         );
     }

@@ -78,6 +78,10 @@ struct Page {
     revocations: Vec<Item>,
     #[serde(default)]
     next: Option<String>,
+    /// The answer stopped before the end of the log. Absent (a service
+    /// older than paging): false.
+    #[serde(default)]
+    more: bool,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +96,17 @@ enum PollError {
     Body(String),
 }
 
+impl PollError {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Transport(_) => "transport",
+            Self::Status(401 | 403) => "unauthorized",
+            Self::Status(_) => "status",
+            Self::Body(_) => "body",
+        }
+    }
+}
+
 impl std::fmt::Display for PollError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -102,9 +117,20 @@ impl std::fmt::Display for PollError {
     }
 }
 
-/// The follower task: an initial snapshot (no `after`), then long-polls from
-/// the returned cursor. Errors mark the feed unhealthy and are retried with
-/// a bounded exponential backoff; the last known set stays in force.
+/// What one answer told the follower.
+struct Polled {
+    count: usize,
+    next: Option<String>,
+    more: bool,
+}
+
+/// The follower task: the snapshot (no `after`) and its further pages, then
+/// long-polls from the returned cursor. The revocation set counts as in
+/// sync (see `FeedState`) only after an answer that reached the end of the
+/// log, so a snapshot of several pages is read whole first. Errors are
+/// retried with a bounded exponential backoff; the set in hand stays, and
+/// the verifier refuses tokens once it is older than the staleness bound
+/// (at once on 401/403).
 pub(crate) async fn run(inner: Arc<Inner>) {
     let Some(base) = inner.revocations_url.clone() else {
         tracing::warn!(
@@ -113,34 +139,47 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         return;
     };
     let mut cursor: Option<String> = None;
+    // The last answer said there is more: ask again at once, without `wait`.
+    let mut more = false;
     let mut backoff = BACKOFF_START;
     loop {
         let started = Instant::now();
-        match poll(&inner, &base, cursor.as_deref()).await {
-            Ok((count, next)) => {
-                if !inner.feed_healthy.load(Ordering::Acquire) {
-                    tracing::info!(revoked = inner.revocations.len(), "revocation feed in sync");
-                }
-                inner.mark_feed(true);
+        let wait = cursor.is_some() && !more;
+        match poll(&inner, &base, cursor.as_deref(), wait).await {
+            Ok(page) => {
                 backoff = BACKOFF_START;
-                if let Some(next) = next {
+                let advanced = page.next.is_some() && page.next != cursor;
+                if let Some(next) = page.next {
                     cursor = Some(next);
                 }
-                if count == 0 && started.elapsed() < MIN_EMPTY_POLL && cursor.is_some() {
+                // A `more` that does not move the cursor would loop: take it
+                // as the end, and poll again after the pause below.
+                more = page.more && advanced;
+                if !more && inner.feed.mark_synced(inner.clock.now_unix()) {
+                    tracing::info!(revoked = inner.revocations.len(), "revocation feed in sync");
+                }
+                if page.count == 0 && !more && started.elapsed() < MIN_EMPTY_POLL && cursor.is_some() {
                     tokio::time::sleep(MIN_EMPTY_POLL).await;
                 }
             }
             Err(e) => {
-                inner.mark_feed(false);
+                more = false;
+                metrics::counter!(super::FEED_ERRORS, "kind" => e.kind()).increment(1);
                 if let PollError::Status(400) = e {
                     // The cursor is no longer understood: start over with a snapshot.
                     cursor = None;
                 }
                 if matches!(e, PollError::Status(401 | 403)) {
                     backoff = BACKOFF_MAX;
+                    if inner.feed.mark_unauthorized() {
+                        tracing::error!(error = %e,
+                            "the revocation feed refused the API key (wrong, revoked, or without the `revocations` scope); \
+                             refusing every access token until it is accepted");
+                    }
+                } else {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
+                        "revocation feed unavailable; retrying");
                 }
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
-                    "revocation feed unavailable; serving with the last known revocation set");
                 inner.revocations.prune(inner.clock.now_unix() - inner.leeway);
                 tokio::time::sleep(jitter(backoff)).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -149,24 +188,22 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     }
 }
 
-async fn poll(
-    inner: &Inner,
-    base: &url::Url,
-    cursor: Option<&str>,
-) -> Result<(usize, Option<String>), PollError> {
+async fn poll(inner: &Inner, base: &url::Url, cursor: Option<&str>, wait: bool) -> Result<Polled, PollError> {
     let mut url = base.clone();
-    let wait = inner.feed_wait_secs;
-    // Without a cursor: the initial snapshot, which answers at once.
+    let wait_secs = if wait { inner.feed_wait_secs } else { 0 };
+    // Without a cursor: the snapshot's first page, which answers at once.
     if let Some(c) = cursor {
-        url.query_pairs_mut()
-            .append_pair("after", c)
-            .append_pair("wait", &wait.to_string());
+        let mut q = url.query_pairs_mut();
+        q.append_pair("after", c);
+        if wait {
+            q.append_pair("wait", &wait_secs.to_string());
+        }
     }
     let mut request = inner
         .http
         .get(url)
         .header(reqwest::header::ACCEPT, "application/json")
-        .timeout(Duration::from_secs(wait + 10));
+        .timeout(Duration::from_secs(wait_secs + 10));
     if let Some(key) = &inner.api_key {
         request = request.bearer_auth(key);
     }
@@ -199,7 +236,11 @@ async fn poll(
     });
     inner.revocations.insert_many(items, now);
     let next = page.next.filter(|n| !n.is_empty() && n.len() <= 128);
-    Ok((count, next))
+    Ok(Polled {
+        count,
+        next,
+        more: page.more,
+    })
 }
 
 /// Up to +25 % of `d`, from the clock's sub-second noise (no RNG needed).

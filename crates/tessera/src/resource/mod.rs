@@ -16,11 +16,15 @@
 //!     "http://127.0.0.1:8080/.well-known/jwks.json".parse()?,
 //! );
 //! config.revocations_url = Some("http://127.0.0.1:8080/v1/revocations".parse()?);
-//! config.api_key = Some(std::fs::read_to_string("data/bootstrap-api-key")?.trim().to_owned());
+//! // A key with only the `revocations` scope (least privilege):
+//! // `tessera api-keys create --name rs --scope revocations`.
+//! config.api_key = Some(std::env::var("TESSERA_RS_API_KEY")?);
 //! let verifier = Verifier::new(config)?;
 //! verifier.refresh_jwks().await?;
 //! let _feed = verifier.spawn_feed();
 //! let _jwks = verifier.spawn_jwks_refresh();
+//! // Tokens are refused until the first snapshot of the feed is in.
+//! verifier.feed_synced().await;
 //! let token = verifier.verify("eyJ…").await?;
 //! println!("{} {:?}", token.claims.sub, token.scopes);
 //! # Ok(()) }
@@ -52,8 +56,13 @@
 //!    sender-constrained token (`cnf`) is refused as a Bearer token.
 //! 6. The session (`sid`) must not be in the revocation set.
 //!
+//! Before all of these, when a feed is configured: the revocation set must be
+//! current (see below), or every token is refused with
+//! [`VerifyError::RevocationStatusUnavailable`].
+//!
 //! Every failure is a [`VerifyError`], which the axum extractor answers with
-//! `401` and `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750).
+//! `401` and `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750),
+//! except `RevocationStatusUnavailable`: `503` with `Retry-After`.
 //!
 //! # Signature verification: why not `jsonwebtoken::decode`
 //!
@@ -73,7 +82,24 @@
 //! bounded, [`VerifierConfig::cache_capacity`]). A hit re-checks `exp`
 //! against the clock and the revocation set, so the cache never extends a
 //! token's life or hides a revocation. The cache is emptied whenever a key
-//! disappears from the JWKS or a `kid` comes back with other key material.
+//! disappears from the JWKS or a `kid` comes back with other key material,
+//! and every entry remembers the key-removal generation it was verified
+//! under: an entry added by a verification that raced with the removal (it
+//! read the old keys, and inserted after the cache was emptied) is never
+//! answered from, so a withdrawn key stops verifying at the install.
+//!
+//! # When a signing key is withdrawn
+//!
+//! `tessera keys revoke KID` removes the key from the service's JWKS at once
+//! (running service processes sharing the store follow within their key
+//! reload, 30 s). This verifier refetches the JWKS every
+//! [`VerifierConfig::jwks_refresh_interval`] (default 60 s), and also on the
+//! first token signed by an unknown `kid` (the fresh key that replaces a
+//! revoked signer is one, at most once per
+//! [`VerifierConfig::jwks_min_refetch_interval`]); the install drops the
+//! withdrawn key and every cached token it verified. So tokens of a revoked
+//! key are refused here at most about `jwks_refresh_interval` + 30 s after
+//! the revocation. A failed refetch keeps the previous keys (logged).
 //!
 //! Each installed key set also remembers a few encoded protected headers of
 //! tokens whose signature verified with it, and the key each one selected: a
@@ -83,21 +109,44 @@
 //! same; forged headers never get in (no verified signature), and any JWKS
 //! install starts with an empty memo.
 //!
-//! # When the revocation feed is down
+//! # When the revocation feed is down: fail closed
 //!
-//! By default the verifier keeps serving with the last known revocation set
-//! and logs a warning on every failed poll; the follower retries with a
-//! bounded exponential backoff (up to 10 s) and resumes from its cursor, so no
-//! revocation is lost once the service is reachable again. That is what
-//! users of a session service expect: an outage of the service does not take
-//! every resource server down with it, and access tokens are short-lived
-//! (5 minutes by default) anyway. [`Verifier::feed_healthy`] tells whether the
-//! feed is currently in sync (e.g. for a readiness probe). Deployments that
-//! prefer to fail closed set [`VerifierConfig::feed_fail_closed_after`]: once
-//! the feed has been out of sync for longer than that, every verification
-//! fails with [`VerifyError::RevocationStatusUnavailable`], which the
-//! extractor answers with `503` (an outage, not a bad token, so clients retry
-//! rather than discard their tokens).
+//! Verification is local, but a token is only as good as the revocation set
+//! it is checked against (SPEC §3: verification fails closed). With a
+//! `revocations_url` configured, the verifier therefore refuses every token
+//! with [`VerifyError::RevocationStatusUnavailable`] (the extractor answers
+//! `503`, `Retry-After: 5`, `{"error":"temporarily_unavailable"}`: an
+//! outage, not a bad token, so clients retry rather than discard their
+//! tokens):
+//!
+//! - until the follower has read the feed's **first complete snapshot** (every
+//!   page of it; [`Verifier::feed_synced`] waits for that);
+//! - once the feed has not been in sync for longer than
+//!   [`VerifierConfig::feed_max_staleness`] (default 75 s, three times the
+//!   25 s long-poll, so a healthy feed, which answers at least once per
+//!   long-poll, never comes near it; the follower retries failed polls with
+//!   a backoff of at most 10 s and resumes from its cursor, so no revocation
+//!   is lost once the service is reachable again);
+//! - **at once** when the feed answers `401` or `403`: the API key is wrong,
+//!   revoked, or lacks the `revocations` scope. That is a configuration error,
+//!   logged at `error` when it starts, and waiting for the staleness bound
+//!   would only hide it. The follower keeps retrying (every 10 s) and
+//!   serves again as soon as the key is accepted.
+//!
+//! Each refusal is counted in the `metrics` facade as
+//! `tessera_resource_feed_refusals_total{reason="not_synced"|"stale"|"unauthorized"}`
+//! (install any `metrics` recorder to export it), failed polls as
+//! `tessera_resource_feed_errors_total{kind=…}`, and the start of each refusing
+//! period is logged at `error`. [`Verifier::feed_status`] tells where the
+//! feed stands (for a readiness probe).
+//!
+//! Deployments that prefer availability over revocation set
+//! [`VerifierConfig::accept_when_feed_stale`]: tokens are then accepted with
+//! the last known revocation set however old it is (before the first
+//! snapshot too), with the same logs and a warning. It does not cover a
+//! `401`/`403`, which is refused either way. A verifier without a
+//! `revocations_url` does not check revocation at all (a warning is logged
+//! when [`Verifier::spawn_feed`] is called without one).
 
 mod cache;
 mod error;
@@ -200,16 +249,22 @@ pub struct VerifierConfig {
     /// At most one JWKS fetch for unknown `kid`s per this interval. Default 10 s.
     pub jwks_min_refetch_interval: Duration,
     /// How often [`Verifier::spawn_jwks_refresh`] refetches the JWKS, so that
-    /// removed keys stop verifying. Default 5 minutes.
+    /// removed (e.g. revoked) keys stop verifying. Default 60 s.
     pub jwks_refresh_interval: Duration,
     /// Verified tokens kept in the cache; 0 disables it. Default 10 000.
     pub cache_capacity: usize,
     /// `wait` of the long-poll, 1–30 s. Default 25.
     pub feed_wait_secs: u64,
-    /// `None` (default): keep serving with the last known revocation set while
-    /// the feed is down. `Some(d)`: refuse every token once the feed has been
-    /// out of sync for longer than `d` (fail closed).
-    pub feed_fail_closed_after: Option<Duration>,
+    /// With a feed configured, every token is refused once the feed has not
+    /// been in sync for longer than this (see "fail closed" in the module
+    /// docs). At least `feed_wait_secs` + 5 s, or a healthy but quiet feed
+    /// would trip it between two long-polls. Default 75 s (3 × the default
+    /// `feed_wait_secs`).
+    pub feed_max_staleness: Duration,
+    /// Opt-in: accept tokens with the last known revocation set however long
+    /// the feed has been out of sync (and before its first snapshot). A
+    /// `401`/`403` from the feed is still refused. Default `false`.
+    pub accept_when_feed_stale: bool,
     /// Timeout of a JWKS fetch (connect + body). Default 10 s.
     pub http_timeout: Duration,
     /// Where "now" comes from. Default [`SystemClock`].
@@ -228,10 +283,11 @@ impl VerifierConfig {
             api_key: None,
             leeway_secs: MAX_LEEWAY_SECS,
             jwks_min_refetch_interval: Duration::from_secs(10),
-            jwks_refresh_interval: Duration::from_secs(300),
+            jwks_refresh_interval: Duration::from_secs(60),
             cache_capacity: 10_000,
             feed_wait_secs: 25,
-            feed_fail_closed_after: None,
+            feed_max_staleness: Duration::from_secs(75),
+            accept_when_feed_stale: false,
             http_timeout: Duration::from_secs(10),
             clock: Arc::new(SystemClock),
         }
@@ -251,7 +307,8 @@ impl fmt::Debug for VerifierConfig {
             .field("jwks_refresh_interval", &self.jwks_refresh_interval)
             .field("cache_capacity", &self.cache_capacity)
             .field("feed_wait_secs", &self.feed_wait_secs)
-            .field("feed_fail_closed_after", &self.feed_fail_closed_after)
+            .field("feed_max_staleness", &self.feed_max_staleness)
+            .field("accept_when_feed_stale", &self.accept_when_feed_stale)
             .field("http_timeout", &self.http_timeout)
             .finish_non_exhaustive()
     }
@@ -270,7 +327,7 @@ impl fmt::Debug for Verifier {
             .field("issuer", &&*self.inner.issuer)
             .field("audience", &&*self.inner.audience)
             .field("keys", &read(&self.inner.keys).len())
-            .field("feed_healthy", &self.feed_healthy())
+            .field("feed_status", &self.feed_status())
             .finish_non_exhaustive()
     }
 }
@@ -288,6 +345,10 @@ pub(crate) struct Inner {
     pub(crate) keys: RwLock<Arc<KeySet>>,
     /// Bumped on every JWKS install.
     pub(crate) keys_generation: AtomicU64,
+    /// Bumped (after the new keys are in place) by every install that
+    /// withdrew a key; cache entries verified under an older value are not
+    /// answered from.
+    pub(crate) keys_removed: AtomicU64,
     /// Single-flight guard and rate limit of JWKS fetches: the time of the
     /// last fetch attempt.
     pub(crate) refetch: tokio::sync::Mutex<Option<Instant>>,
@@ -296,11 +357,7 @@ pub(crate) struct Inner {
     pub(crate) revocations_url: Option<Url>,
     pub(crate) api_key: Option<String>,
     pub(crate) feed_wait_secs: u64,
-    pub(crate) feed_fail_closed_after: Option<Duration>,
-    pub(crate) feed_healthy: AtomicBool,
-    /// Milliseconds since `created` of the last successful feed poll (0: none yet).
-    pub(crate) feed_last_ok_ms: AtomicU64,
-    pub(crate) created: Instant,
+    pub(crate) feed: FeedState,
     pub(crate) http: reqwest::Client,
 }
 
@@ -334,6 +391,12 @@ impl Verifier {
         if config.feed_wait_secs > 30 {
             return Err(ConfigError::Invalid("feed_wait_secs must be at most 30"));
         }
+        let wait = config.feed_wait_secs.max(1);
+        if config.feed_max_staleness < Duration::from_secs(wait + 5) {
+            return Err(ConfigError::Invalid(
+                "feed_max_staleness must be at least feed_wait_secs + 5 s",
+            ));
+        }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
@@ -352,16 +415,18 @@ impl Verifier {
                 http_timeout: config.http_timeout,
                 keys: RwLock::new(Arc::new(keys)),
                 keys_generation: AtomicU64::new(0),
+                keys_removed: AtomicU64::new(0),
                 refetch: tokio::sync::Mutex::new(None),
                 cache: TokenCache::new(config.cache_capacity),
                 revocations: RevocationSet::default(),
+                feed: FeedState::new(
+                    config.revocations_url.is_some(),
+                    config.feed_max_staleness,
+                    config.accept_when_feed_stale,
+                ),
                 revocations_url: config.revocations_url,
                 api_key: config.api_key,
-                feed_wait_secs: config.feed_wait_secs.max(1),
-                feed_fail_closed_after: config.feed_fail_closed_after,
-                feed_healthy: AtomicBool::new(false),
-                feed_last_ok_ms: AtomicU64::new(0),
-                created: Instant::now(),
+                feed_wait_secs: wait,
                 http,
             }),
         })
@@ -429,8 +494,10 @@ impl Verifier {
     }
 
     /// Follows the revocation feed (`GET {revocations_url}?after=CURSOR&wait=…`
-    /// with the API key) until the task is aborted. Without a configured
-    /// `revocations_url` the task logs a warning and ends at once.
+    /// with the API key) until the task is aborted: first every page of the
+    /// snapshot, then long-polls. Without a configured `revocations_url` the
+    /// task logs a warning and ends at once. With one, tokens are refused
+    /// until this task has read the first complete snapshot.
     ///
     /// # Panics
     ///
@@ -440,10 +507,30 @@ impl Verifier {
         tokio::spawn(feed::run(inner))
     }
 
-    /// Whether the last poll of the revocation feed succeeded (false before
-    /// the first one and after a failed one, until the next success).
+    /// Whether the revocation set is current: [`FeedStatus::InSync`].
     pub fn feed_healthy(&self) -> bool {
-        self.inner.feed_healthy.load(Ordering::Acquire)
+        self.feed_status() == FeedStatus::InSync
+    }
+
+    /// Where the revocation feed stands now.
+    pub fn feed_status(&self) -> FeedStatus {
+        self.inner.feed.status(self.inner.clock.now_unix())
+    }
+
+    /// Resolves once the follower has read a complete snapshot of the feed
+    /// (at once if it already has, or if no feed is configured). Start
+    /// serving after it, or gate a readiness probe on
+    /// [`Verifier::feed_healthy`], so the first requests are not refused.
+    pub async fn feed_synced(&self) {
+        loop {
+            let notified = self.inner.feed.synced.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.inner.feed.configured || self.inner.feed.is_synced() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Adds a revoked session handle by hand (e.g. from a webhook or a test);
@@ -513,39 +600,154 @@ pub(crate) fn install_keys(inner: &Inner, keys: KeySet) {
     drop(current);
     if removed {
         // A key the issuer withdrew must stop verifying at once, also for
-        // tokens verified earlier.
+        // tokens verified earlier. The generation moves after the new keys
+        // are visible, so an entry that a concurrent verification (still
+        // with the old keys) inserts after the clear below carries the old
+        // generation and is never answered from.
+        inner.keys_removed.fetch_add(1, Ordering::AcqRel);
         inner.cache.clear();
     }
     inner.keys_generation.fetch_add(1, Ordering::AcqRel);
 }
 
-impl Inner {
-    /// The fail-closed check: `Err` when configured and the feed has been out
-    /// of sync for too long.
-    #[inline]
-    pub(crate) fn check_feed(&self) -> Result<(), VerifyError> {
-        let Some(limit) = self.feed_fail_closed_after else {
-            return Ok(());
-        };
-        if self.feed_healthy.load(Ordering::Acquire) {
-            return Ok(());
+/// Where the revocation feed stands; see "fail closed" in the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FeedStatus {
+    /// No `revocations_url`: revocation is not checked.
+    NotConfigured,
+    /// No complete snapshot read yet: tokens are refused (unless
+    /// [`VerifierConfig::accept_when_feed_stale`]).
+    Syncing,
+    /// In sync within [`VerifierConfig::feed_max_staleness`].
+    InSync,
+    /// Out of sync for longer than the bound: tokens are refused (unless
+    /// [`VerifierConfig::accept_when_feed_stale`]).
+    Stale,
+    /// The feed refused the API key (401/403): tokens are refused.
+    Unauthorized,
+}
+
+impl FeedStatus {
+    /// The `reason` label of [`FEED_REFUSALS`].
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotConfigured => "not_configured",
+            Self::InSync => "in_sync",
+            Self::Syncing => "not_synced",
+            Self::Stale => "stale",
+            Self::Unauthorized => "unauthorized",
         }
-        let last_ok = Duration::from_millis(self.feed_last_ok_ms.load(Ordering::Acquire));
-        if self.created.elapsed().saturating_sub(last_ok) > limit {
-            Err(VerifyError::RevocationStatusUnavailable)
-        } else {
-            Ok(())
+    }
+}
+
+/// Tokens refused because the revocation set is not current, by `reason`
+/// ([`FeedStatus::label`]).
+pub const FEED_REFUSALS: &str = "tessera_resource_feed_refusals_total";
+/// Failed polls of the revocation feed, by `kind` (`transport`, `status`,
+/// `unauthorized`, `body`).
+pub const FEED_ERRORS: &str = "tessera_resource_feed_errors_total";
+
+/// `synced_at` before the first complete snapshot.
+const NEVER: i64 = i64::MIN;
+
+/// The follower's progress, as the verification path reads it.
+pub(crate) struct FeedState {
+    configured: bool,
+    max_staleness_secs: i64,
+    accept_stale: bool,
+    /// Clock seconds of the last answer that left the follower at the end of
+    /// the log (`more: false`), or [`NEVER`].
+    synced_at: AtomicI64,
+    /// The last poll was answered 401/403.
+    unauthorized: AtomicBool,
+    /// The current not-in-sync period has been logged.
+    reported: AtomicBool,
+    synced: tokio::sync::Notify,
+}
+
+impl FeedState {
+    fn new(configured: bool, max_staleness: Duration, accept_stale: bool) -> Self {
+        Self {
+            configured,
+            max_staleness_secs: i64::try_from(max_staleness.as_secs()).unwrap_or(i64::MAX),
+            accept_stale,
+            synced_at: AtomicI64::new(NEVER),
+            unauthorized: AtomicBool::new(false),
+            reported: AtomicBool::new(false),
+            synced: tokio::sync::Notify::new(),
         }
     }
 
-    pub(crate) fn mark_feed(&self, ok: bool) {
-        if ok {
-            let ms = u64::try_from(self.created.elapsed().as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1);
-            self.feed_last_ok_ms.store(ms, Ordering::Release);
+    #[inline]
+    fn status(&self, now: i64) -> FeedStatus {
+        if !self.configured {
+            return FeedStatus::NotConfigured;
         }
-        self.feed_healthy.store(ok, Ordering::Release);
+        if self.unauthorized.load(Ordering::Acquire) {
+            return FeedStatus::Unauthorized;
+        }
+        match self.synced_at.load(Ordering::Acquire) {
+            NEVER => FeedStatus::Syncing,
+            at if now.saturating_sub(at) > self.max_staleness_secs => FeedStatus::Stale,
+            _ => FeedStatus::InSync,
+        }
+    }
+
+    pub(crate) fn is_synced(&self) -> bool {
+        self.synced_at.load(Ordering::Acquire) != NEVER
+    }
+
+    /// The follower read to the end of the log at `now`. Returns whether
+    /// this is the first time, or ends a period the verifier reported.
+    pub(crate) fn mark_synced(&self, now: i64) -> bool {
+        let first = self.synced_at.swap(now, Ordering::AcqRel) == NEVER;
+        let was_unauthorized = self.unauthorized.swap(false, Ordering::AcqRel);
+        let was_reported = self.reported.swap(false, Ordering::AcqRel);
+        self.synced.notify_waiters();
+        first || was_unauthorized || was_reported
+    }
+
+    /// The feed answered 401/403. Returns whether this starts such a period.
+    pub(crate) fn mark_unauthorized(&self) -> bool {
+        !self.unauthorized.swap(true, Ordering::AcqRel)
+    }
+}
+
+impl Inner {
+    /// The fail-closed check, before anything else of a verification.
+    #[inline]
+    pub(crate) fn check_feed(&self) -> Result<(), VerifyError> {
+        if !self.feed.configured {
+            return Ok(());
+        }
+        match self.feed.status(self.clock.now_unix()) {
+            FeedStatus::InSync => Ok(()),
+            other => self.feed_not_current(other),
+        }
+    }
+
+    #[cold]
+    fn feed_not_current(&self, status: FeedStatus) -> Result<(), VerifyError> {
+        let accept = self.feed.accept_stale && status != FeedStatus::Unauthorized;
+        if !self.feed.reported.swap(true, Ordering::AcqRel) {
+            if accept {
+                tracing::warn!(
+                    status = status.label(),
+                    "revocation feed not in sync; accepting access tokens with the last known revocation set (accept_when_feed_stale)"
+                );
+            } else {
+                tracing::error!(
+                    status = status.label(),
+                    "revocation feed not in sync; refusing every access token until it is (fail closed)"
+                );
+            }
+        }
+        if accept {
+            return Ok(());
+        }
+        metrics::counter!(FEED_REFUSALS, "reason" => status.label()).increment(1);
+        Err(VerifyError::RevocationStatusUnavailable)
     }
 }
 

@@ -1075,6 +1075,15 @@ async fn jw_20_unknown_kid_refetch_is_rate_limited() {
 struct FakeFeed {
     events: Arc<Mutex<Vec<(u64, String, String)>>>,
     requests: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    /// Answer 503 to everything.
+    down: Arc<std::sync::atomic::AtomicBool>,
+    /// Answer at most this many revocations, with `more` (a paging
+    /// service); `None`: everything at once, without `more` (a service
+    /// older than paging).
+    page: Option<usize>,
+    /// While set, requests for a further page (`after`, no `wait`) are held
+    /// until it is cleared.
+    hold_pages: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeFeed {
@@ -1082,6 +1091,13 @@ impl FakeFeed {
         let mut events = self.events.lock().unwrap();
         let id = events.len() as u64 + 1;
         events.push((id, sid.to_owned(), until.to_owned()));
+    }
+
+    fn paged(page: usize) -> Self {
+        Self {
+            page: Some(page),
+            ..Self::default()
+        }
     }
 }
 
@@ -1094,6 +1110,9 @@ async fn feed_server(feed: FakeFeed, api_key: &'static str) -> Url {
         Query(q): Query<HashMap<String, String>>,
         key: axum::extract::Extension<&'static str>,
     ) -> Result<Json<Value>, StatusCode> {
+        if feed.down.load(Ordering::SeqCst) {
+            return Err(StatusCode::SERVICE_UNAVAILABLE);
+        }
         let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         if auth != Some(&format!("Bearer {}", key.0)) {
             return Err(StatusCode::UNAUTHORIZED);
@@ -1103,23 +1122,33 @@ async fn feed_server(feed: FakeFeed, api_key: &'static str) -> Url {
             Some(a) => a.parse().map_err(|_| StatusCode::BAD_REQUEST)?,
             None => 0,
         };
+        if q.contains_key("after") && !q.contains_key("wait") {
+            while feed.hold_pages.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         let wait: u64 = q.get("wait").map(|w| w.parse().unwrap_or(0)).unwrap_or(0).min(30);
         let deadline = Instant::now() + Duration::from_secs(wait);
         loop {
-            let (page, last) = {
+            let (page, next, more) = {
                 let events = feed.events.lock().unwrap();
                 let last = events.last().map(|e| e.0).unwrap_or(0);
-                let page: Vec<Value> = events
+                let newer: Vec<_> = events.iter().filter(|e| e.0 > after).collect();
+                let take = feed.page.unwrap_or(usize::MAX).min(newer.len());
+                let more = take < newer.len();
+                let next = if more { newer[take - 1].0 } else { last.max(after) };
+                let page: Vec<Value> = newer[..take]
                     .iter()
-                    .filter(|e| e.0 > after)
                     .map(|(_, sid, until)| json!({"sid": sid, "revoked_at": "2025-06-15T00:00:00Z", "until": until}))
                     .collect();
-                (page, last)
+                (page, next, more)
             };
             if !page.is_empty() || Instant::now() >= deadline {
-                return Ok(Json(
-                    json!({"revocations": page, "next": last.max(after).to_string()}),
-                ));
+                let mut body = json!({"revocations": page, "next": next.to_string()});
+                if feed.page.is_some() {
+                    body["more"] = json!(more);
+                }
+                return Ok(Json(body));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -1145,6 +1174,15 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A verifier following `url` with `key`, on a manual clock.
+fn fed(key: &TestKey, url: Url, api_key: &str) -> (Verifier, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut c = config(clock.clone());
+    c.revocations_url = Some(url);
+    c.api_key = Some(api_key.into());
+    (Verifier::with_jwks(c, jwks(&[key])).unwrap(), clock)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feed_revocation_applies_within_a_second() {
     let key = TestKey::ed("k1");
@@ -1154,14 +1192,11 @@ async fn feed_revocation_applies_within_a_second() {
     // Long gone: dropped (until in the past).
     feed.revoke("ses_ancient", "2001-01-01T00:00:00Z");
     let url = feed_server(feed.clone(), "tsk_test").await;
-    let clock = Arc::new(ManualClock::new(NOW));
-    let mut c = config(clock);
-    c.revocations_url = Some(url);
-    c.api_key = Some("tsk_test".into());
-    let v = Verifier::with_jwks(c, jwks(&[&key])).unwrap();
+    let (v, _) = fed(&key, url, "tsk_test");
     assert!(!v.feed_healthy());
     let task = v.spawn_feed();
-    wait_until("feed healthy", || v.feed_healthy()).await;
+    v.feed_synced().await;
+    assert!(v.feed_healthy());
     assert!(v.is_revoked("ses_old"));
     assert!(!v.is_revoked("ses_ancient"));
     let old = key.token(&key.header(), &with(claims(), "sid", json!("ses_old")));
@@ -1202,45 +1237,333 @@ async fn feed_revocation_applies_within_a_second() {
     task.abort();
 }
 
+/// SPEC §3, fail closed: before the first complete snapshot (every page of
+/// it) no token is accepted, and the pages are read one after the other
+/// (`after`, no `wait`) before the follower long-polls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn feed_down_fails_open_by_default_and_closed_when_configured() {
+async fn rs_refuses_until_every_page_of_the_snapshot_is_read() {
+    let key = TestKey::ed("k1");
+    let feed = FakeFeed::paged(2);
+    for i in 0..5 {
+        feed.revoke(&format!("ses_{i}"), "2099-01-01T00:00:00Z");
+    }
+    feed.hold_pages.store(true, Ordering::SeqCst);
+    let url = feed_server(feed.clone(), "tsk_test").await;
+    let (v, _) = fed(&key, url, "tsk_test");
+    let t = key.good();
+    // Not following yet: refused.
+    assert_eq!(v.feed_status(), FeedStatus::Syncing);
+    assert_eq!(err(&v, &t), VerifyError::RevocationStatusUnavailable);
+    let task = v.spawn_feed();
+    // The first page is in, the second held: still refused.
+    wait_until("the second page requested", || {
+        feed.requests.lock().unwrap().len() >= 2
+    })
+    .await;
+    assert!(v.is_revoked("ses_0") && v.is_revoked("ses_1"));
+    assert_eq!(v.feed_status(), FeedStatus::Syncing);
+    assert_eq!(
+        v.verify(&t).await.unwrap_err(),
+        VerifyError::RevocationStatusUnavailable
+    );
+    let app = app(v.clone());
+    let (status, _, body) = call(&app, "/me", &[&format!("Bearer {t}")]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    feed.hold_pages.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(10), v.feed_synced())
+        .await
+        .expect("synced");
+    for i in 0..5 {
+        assert!(
+            v.is_revoked(&format!("ses_{i}")),
+            "ses_{i} from page {}",
+            i / 2 + 1
+        );
+    }
+    v.verify(&t).await.unwrap();
+    assert_eq!(
+        call(&app, "/me", &[&format!("Bearer {t}")]).await.0,
+        StatusCode::OK
+    );
+    // First without `after`, then each further page at once (no `wait`),
+    // then the long-poll.
+    let requests = feed.requests.lock().unwrap().clone();
+    assert!(!requests[0].contains_key("after"), "{requests:?}");
+    assert_eq!(
+        requests[1].get("after").map(String::as_str),
+        Some("2"),
+        "{requests:?}"
+    );
+    assert!(!requests[1].contains_key("wait") && !requests[2].contains_key("wait"));
+    assert_eq!(requests[2].get("after").map(String::as_str), Some("4"));
+    wait_until("the long-poll", || feed.requests.lock().unwrap().len() >= 4).await;
+    assert_eq!(
+        feed.requests.lock().unwrap()[3].get("wait").map(String::as_str),
+        Some("25")
+    );
+    task.abort();
+}
+
+/// A test recorder for the `metrics` facade: counter increments by name
+/// and labels.
+#[derive(Default, Clone)]
+struct Counted(Arc<Mutex<HashMap<String, u64>>>);
+
+struct CountedFn(String, Arc<Mutex<HashMap<String, u64>>>);
+
+impl metrics::CounterFn for CountedFn {
+    fn increment(&self, value: u64) {
+        *self.1.lock().unwrap().entry(self.0.clone()).or_default() += value;
+    }
+    fn absolute(&self, _: u64) {}
+}
+
+impl metrics::Recorder for Counted {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        metrics::Counter::from_arc(Arc::new(CountedFn(name, self.0.clone())))
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+impl Counted {
+    fn get(&self, name: &str) -> u64 {
+        self.0.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+}
+
+/// SPEC §3, fail closed (defect: the library kept accepting tokens of
+/// revoked sessions while the feed was down): within the staleness bound
+/// the last set is used; past it every token is refused with a 503, each
+/// refusal counted; once the feed answers again tokens verify again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs_fails_closed_once_the_feed_is_stale() {
+    let key = TestKey::ed("k1");
+    let feed = FakeFeed::default();
+    let url = feed_server(feed.clone(), "tsk_test").await;
+    let (v, clock) = fed(&key, url, "tsk_test");
+    let task = v.spawn_feed();
+    v.feed_synced().await;
+    let t = key.good();
+    v.verify(&t).await.unwrap();
+
+    // The service goes away; a session is revoked meanwhile, unseen.
+    feed.down.store(true, Ordering::SeqCst);
+    feed.revoke(SID, "2099-01-01T00:00:00Z");
+    // Within the bound (75 s by default): the last known set, still accepted.
+    clock.advance(70);
+    v.verify(&t).await.unwrap();
+    assert_eq!(v.feed_status(), FeedStatus::InSync);
+    // Past it: refused, 503, and counted.
+    clock.advance(10);
+    assert_eq!(v.feed_status(), FeedStatus::Stale);
+    assert!(!v.feed_healthy());
+    let counted = Counted::default();
+    let refused = metrics::with_local_recorder(&counted, || v.verify_sync(&t));
+    assert_eq!(refused.unwrap_err(), VerifyError::RevocationStatusUnavailable);
+    assert_eq!(
+        counted.get("tessera_resource_feed_refusals_total{reason=stale}"),
+        1
+    );
+    let (status, _, body) = call(&app(v.clone()), "/me", &[&format!("Bearer {t}")]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("temporarily_unavailable"), "{body}");
+
+    // Back: the follower catches up, the revocation applies.
+    feed.down.store(false, Ordering::SeqCst);
+    wait_until("feed back in sync", || v.feed_healthy()).await;
+    assert_eq!(v.verify(&t).await.unwrap_err(), VerifyError::Revoked);
+    v.verify(&key.token(&key.header(), &with(claims(), "sid", json!("ses_other"))))
+        .await
+        .unwrap();
+    task.abort();
+}
+
+/// A 401/403 from the feed is a configuration error: tokens are refused at
+/// once, not after the staleness bound, even with the opt-in to accept a
+/// stale set; a right key recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs_refuses_at_once_when_the_feed_refuses_the_api_key() {
     let key = TestKey::ed("k1");
     let feed = FakeFeed::default();
     let url = feed_server(feed.clone(), "tsk_right").await;
-    let clock = Arc::new(ManualClock::new(NOW));
-
-    // Wrong API key: the feed never becomes healthy; tokens still verify.
-    let mut c = config(clock.clone());
-    c.revocations_url = Some(url.clone());
-    c.api_key = Some("tsk_wrong".into());
-    let open = Verifier::with_jwks(c.clone(), jwks(&[&key])).unwrap();
-    let task = open.spawn_feed();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!open.feed_healthy());
-    assert!(open.verify(&key.good()).await.is_ok());
+    for accept_stale in [false, true] {
+        let clock = Arc::new(ManualClock::new(NOW));
+        let mut c = config(clock);
+        c.revocations_url = Some(url.clone());
+        c.api_key = Some("tsk_wrong".into());
+        c.accept_when_feed_stale = accept_stale;
+        let v = Verifier::with_jwks(c, jwks(&[&key])).unwrap();
+        let task = v.spawn_feed();
+        wait_until("the key refused", || v.feed_status() == FeedStatus::Unauthorized).await;
+        let counted = Counted::default();
+        let refused = metrics::with_local_recorder(&counted, || v.verify_sync(&key.good()));
+        assert_eq!(
+            refused.unwrap_err(),
+            VerifyError::RevocationStatusUnavailable,
+            "accept_when_feed_stale = {accept_stale}"
+        );
+        assert_eq!(
+            counted.get("tessera_resource_feed_refusals_total{reason=unauthorized}"),
+            1
+        );
+        task.abort();
+    }
+    let (ok, _) = fed(&key, url, "tsk_right");
+    let task = ok.spawn_feed();
+    ok.feed_synced().await;
+    ok.verify(&key.good()).await.unwrap();
     task.abort();
+}
 
-    // Fail closed after 200 ms out of sync.
-    c.feed_fail_closed_after = Some(Duration::from_millis(200));
+/// The opt-in: accept with whatever set is at hand while the feed is down
+/// (here: never reached), and say so.
+#[tokio::test]
+async fn rs_accepts_a_stale_set_only_when_opted_in() {
+    let key = TestKey::ed("k1");
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut c = config(clock.clone());
+    c.revocations_url = Some("http://127.0.0.1:9/v1/revocations".parse().unwrap());
+    c.api_key = Some("tsk_x".into());
     let closed = Verifier::with_jwks(c.clone(), jwks(&[&key])).unwrap();
-    let task = closed.spawn_feed();
-    let t = key.good();
-    assert!(closed.verify(&t).await.is_ok(), "within the grace period");
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        closed.verify(&t).await.unwrap_err(),
+        err(&closed, &key.good()),
         VerifyError::RevocationStatusUnavailable
     );
-    task.abort();
+    c.accept_when_feed_stale = true;
+    let open = Verifier::with_jwks(c, jwks(&[&key])).unwrap();
+    let t = key.token(&key.header(), &with(claims(), "exp", json!(NOW + 7200)));
+    open.verify_sync(&t).unwrap();
+    clock.advance(3600);
+    open.verify_sync(&t).unwrap();
+    open.insert_revocation(SID, NOW + 7200);
+    assert_eq!(
+        err(&open, &t),
+        VerifyError::Revoked,
+        "the set in hand still applies"
+    );
+    assert_eq!(open.feed_status(), FeedStatus::Syncing);
+}
 
-    // With the right key it recovers.
-    c.api_key = Some("tsk_right".into());
-    let ok = Verifier::with_jwks(c, jwks(&[&key])).unwrap();
-    let task = ok.spawn_feed();
-    wait_until("feed healthy", || ok.feed_healthy()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(ok.verify(&t).await.is_ok());
-    task.abort();
+#[test]
+fn feed_max_staleness_must_outlast_a_long_poll() {
+    let mut c = config(Arc::new(ManualClock::new(NOW)));
+    c.feed_max_staleness = Duration::from_secs(29);
+    assert!(matches!(
+        Verifier::with_jwks(c.clone(), json!({"keys": [TestKey::ed("k").jwk]})),
+        Err(ConfigError::Invalid(_))
+    ));
+    c.feed_max_staleness = Duration::from_secs(30);
+    assert!(Verifier::with_jwks(c, json!({"keys": [TestKey::ed("k").jwk]})).is_ok());
+    let d = VerifierConfig::new(ISS, AUD, "http://127.0.0.1:9/jwks".parse().unwrap());
+    assert_eq!(d.feed_max_staleness, Duration::from_secs(3 * d.feed_wait_secs));
+    assert!(!d.accept_when_feed_stale);
+}
+
+/// A verifier without a feed does not check revocation and never refuses
+/// for it.
+#[test]
+fn no_feed_configured_never_refuses_for_it() {
+    let key = TestKey::ed("k1");
+    let (v, clock) = verifier(&[&key]);
+    assert_eq!(v.feed_status(), FeedStatus::NotConfigured);
+    clock.advance(3600);
+    let t = key.token(&key.header(), &with(claims(), "exp", json!(NOW + 7200)));
+    v.verify_sync(&t).unwrap();
+}
+
+// ------------------------------------------------------- key withdrawal
+
+/// A clock that runs a hook once, at the first reading after it is armed:
+/// lets a test act at an exact point inside a verification.
+#[derive(Default)]
+struct HookClock {
+    armed: std::sync::atomic::AtomicBool,
+    hook: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl Clock for HookClock {
+    fn now_unix(&self) -> i64 {
+        if self.armed.swap(false, Ordering::SeqCst)
+            && let Some(hook) = self.hook.get()
+        {
+            hook();
+        }
+        NOW
+    }
+}
+
+/// The issuer withdraws a key (`tessera keys revoke`) while a verification
+/// with that key is under way: it read the old key set, the JWKS install
+/// empties the cache, and then the verification caches its result. That
+/// entry must not keep the withdrawn key's token alive.
+#[test]
+fn withdrawn_key_stays_withdrawn_when_a_verification_races_the_install() {
+    let key = TestKey::ed("k1");
+    let other = TestKey::ed("k2");
+    let clock = Arc::new(HookClock::default());
+    let mut c = VerifierConfig::new(ISS, AUD, "http://127.0.0.1:9/jwks".parse().unwrap());
+    c.clock = clock.clone();
+    let v = Verifier::with_jwks(c, jwks(&[&key, &other])).unwrap();
+    let installer = v.clone();
+    let without_k1 = jwks(&[&other]);
+    assert!(
+        clock
+            .hook
+            .set(Box::new(move || {
+                install_keys(&installer.inner, KeySet::from_jwks(&without_k1).unwrap());
+            }))
+            .is_ok()
+    );
+    let t = key.good();
+    // The first clock reading of this verification comes after its
+    // signature check (the `exp` check): the withdrawal lands there.
+    clock.armed.store(true, Ordering::SeqCst);
+    let _ = v.verify_sync(&t);
+    assert_eq!(v.key_ids(), vec!["k2".to_owned()]);
+    assert_eq!(err(&v, &t), VerifyError::UnknownKid);
+    assert_eq!(err(&v, &t), VerifyError::UnknownKid);
+    v.verify_sync(&other.good()).unwrap();
+}
+
+/// The JWKS refresh drops a withdrawn key and the tokens cached under it.
+#[tokio::test]
+async fn a_key_gone_from_the_jwks_is_refused_after_the_refresh() {
+    let key = TestKey::ed("k1");
+    let fresh = TestKey::ed("k2");
+    let (url, _, doc) = jwks_server(jwks(&[&key])).await;
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut c = config(clock);
+    c.jwks_url = url;
+    let v = Verifier::new(c).unwrap();
+    v.refresh_jwks().await.unwrap();
+    let t = key.good();
+    v.verify(&t).await.unwrap();
+    v.verify(&t).await.unwrap(); // cached
+    // The key is revoked at the issuer: the JWKS now lists the fresh key only.
+    *doc.lock().unwrap() = jwks(&[&fresh]);
+    v.refresh_jwks().await.unwrap();
+    assert_eq!(v.key_ids(), vec!["k2".to_owned()]);
+    assert_eq!(v.verify(&t).await.unwrap_err(), VerifyError::UnknownKid);
+    v.verify(&fresh.good()).await.unwrap();
+    let d = VerifierConfig::new(ISS, AUD, "http://127.0.0.1:9/jwks".parse().unwrap());
+    assert_eq!(
+        d.jwks_refresh_interval,
+        Duration::from_secs(60),
+        "the documented bound"
+    );
 }
 
 // ------------------------------------------------------------------ axum

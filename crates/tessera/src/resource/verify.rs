@@ -2,11 +2,13 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::cache::Checked;
 use super::error::VerifyError;
 use super::jwks::{KeySet, VerifyKey};
 use super::{Inner, MAX_KID_BYTES, MAX_TOKEN_BYTES, read};
@@ -237,19 +239,24 @@ pub(crate) fn verify(inner: &Inner, token: &str) -> Result<Arc<VerifiedToken>, V
     // Fast path: a token verified before. Expiry and revocation are checked
     // again on every hit.
     if let Some(key) = cache_key
-        && let Some(result) = inner.cache.with_hit(key, token, |entry| {
+        && let Some(Some(result)) = inner.cache.with_hit(key, token, |entry| {
+            // Verified with a key set that has lost a key since: verify
+            // again against the current one.
+            if entry.keys_removed != inner.keys_removed.load(Ordering::Acquire) {
+                return None;
+            }
             let now = inner.clock.now_unix();
             if now >= entry.exp.saturating_add(inner.leeway) {
-                return Err(VerifyError::Expired);
+                return Some(Err(VerifyError::Expired));
             }
             let epoch = inner.revocations.epoch();
             if entry.epoch() != epoch {
                 if inner.revocations.is_revoked(&entry.verified.claims.sid) {
-                    return Err(VerifyError::Revoked);
+                    return Some(Err(VerifyError::Revoked));
                 }
                 entry.set_epoch(epoch);
             }
-            Ok(Arc::clone(&entry.verified))
+            Some(Ok(Arc::clone(&entry.verified)))
         })
     {
         return result;
@@ -288,7 +295,9 @@ fn first_sight(
     };
     let payload_json = decode_into(payload_b64, payload_buf, VerifyError::InvalidClaims);
 
-    // 1. Header, and 2. the key, the algorithm coming from it.
+    // 1. Header, and 2. the key, the algorithm coming from it. The removal
+    // generation is read before the keys (see `install_keys`).
+    let keys_removed = inner.keys_removed.load(Ordering::Acquire);
     let keys = Arc::clone(&*read(&inner.keys));
     let known = keys.known_header(header_b64);
     let key = match known {
@@ -382,7 +391,7 @@ fn first_sight(
             token,
             Arc::clone(&verified),
             exp,
-            epoch,
+            Checked { epoch, keys_removed },
             now.saturating_sub(leeway),
         );
     }

@@ -657,6 +657,75 @@ async fn rv_09_inactive_is_exactly_active_false() {
     assert_eq!(e.text, r#"{"active":false}"#);
 }
 
+/// Defect 12, emergency key withdrawal: once the signing key is revoked
+/// (`tessera keys revoke`, here in this process), its tokens are refused by
+/// introspection and `/auth/verify` (they verify against the key snapshot),
+/// it leaves the JWKS, and a fresh key signs at once.
+#[tokio::test]
+async fn revoked_signing_key_tokens_are_refused_and_a_fresh_key_signs() {
+    let h = harness().await;
+    let r = h.login("kim", json!({})).await;
+    let at = r.str("access_token").to_owned();
+    let kid = h.state.oauth.keys.signer().unwrap().kid.clone();
+    let introspect = |token: String| {
+        let auth = format!("Bearer {}", h.key);
+        let h = &h;
+        async move {
+            h.form("/oauth2/introspect", &format!("token={token}"), Some(&auth))
+                .await
+        }
+    };
+    let forward = |token: String| {
+        let router = h.router.clone();
+        async move {
+            router
+                .oneshot(
+                    Request::get("/auth/verify")
+                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(introspect(at.clone()).await.body["active"], true);
+    assert_eq!(forward(at.clone()).await, StatusCode::OK);
+
+    h.clock.advance_secs(1);
+    let fresh = h
+        .state
+        .oauth
+        .keys
+        .revoke(&kid)
+        .await
+        .unwrap()
+        .expect("a fresh signer");
+    assert_eq!(introspect(at.clone()).await.text, r#"{"active":false}"#);
+    assert_eq!(forward(at.clone()).await, StatusCode::UNAUTHORIZED);
+    let jwks = h.get("/.well-known/jwks.json").await;
+    let kids: Vec<&str> = jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, vec![fresh.as_str()]);
+    // New tokens come from the fresh key and verify; the session lives on.
+    let again = h.login("kim", json!({})).await;
+    let at2 = again.str("access_token").to_owned();
+    assert_eq!(h.state.oauth.keys.signer().unwrap().kid, fresh);
+    assert_eq!(introspect(at2.clone()).await.body["active"], true);
+    assert_eq!(forward(at2).await, StatusCode::OK);
+    let t = h.refresh(again.str("refresh_token"), "").await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    assert_eq!(
+        introspect(t.str("access_token").to_owned()).await.body["active"],
+        true
+    );
+}
+
 // ------------------------------------------------------------------ discovery
 
 #[tokio::test]
@@ -794,6 +863,73 @@ async fn feed_returns_a_revocation_with_its_until() {
         assert_eq!(b.status, StatusCode::BAD_REQUEST, "{q}");
         assert_eq!(b.body["code"], "validation_failed");
     }
+}
+
+/// The snapshot (no `after`) answers in pages of at most 1000 with `more`
+/// until the last, starts at the revocation window (older revocations are
+/// not listed), and the pages add up to every live revocation once.
+#[tokio::test]
+async fn feed_snapshot_is_paged_from_the_revocation_window() {
+    use tessera_core::{CreateSession, RevokeReason};
+    let h = harness().await;
+    let login = || CreateSession {
+        subject: "mass".into(),
+        auth: None,
+        device: None,
+        data: None,
+        ttl: None,
+        previous_session_token: None,
+    };
+    let policy = tessera_core::SessionPolicy {
+        max_sessions_per_subject: None,
+        ..tessera_core::SessionPolicy::default()
+    };
+    let sessions = tessera_core::Sessions::new(h.state.store.clone(), Arc::new(h.clock.clone()), policy);
+    // Revoked long ago: outside the window.
+    for _ in 0..1200 {
+        sessions.create(login()).await.unwrap();
+    }
+    assert_eq!(
+        sessions
+            .revoke_everyone(RevokeReason::Operator, 500)
+            .await
+            .unwrap(),
+        1200
+    );
+    h.clock.advance_secs(3600);
+    // "Sign everyone out": 2500 revocations inside the window.
+    for _ in 0..2500 {
+        sessions.create(login()).await.unwrap();
+    }
+    assert_eq!(
+        sessions
+            .revoke_everyone(RevokeReason::Operator, 500)
+            .await
+            .unwrap(),
+        2500
+    );
+
+    let mut seen = std::collections::HashSet::new();
+    let mut pages = Vec::new();
+    let mut uri = "/v1/revocations".to_owned();
+    loop {
+        let f = h.api(Method::GET, &uri, None).await;
+        assert_eq!(f.status, StatusCode::OK, "{}", f.text);
+        let items = f.body["revocations"].as_array().unwrap();
+        assert!(items.len() <= 1000, "page of {}", items.len());
+        for i in items {
+            assert!(seen.insert(i["sid"].as_str().unwrap().to_owned()), "listed twice");
+        }
+        pages.push(items.len());
+        match f.body["more"].as_bool() {
+            Some(true) => uri = format!("/v1/revocations?after={}", f.str("next")),
+            Some(false) => break,
+            None => panic!("no `more`: {}", f.text),
+        }
+        assert!(pages.len() < 10, "{pages:?}");
+    }
+    assert_eq!(pages, vec![1000, 1000, 500]);
+    assert_eq!(seen.len(), 2500);
 }
 
 #[tokio::test]
