@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
 use serde::Serialize;
+use tessera_core::cookie_header::{self, SessionCookie};
 use tessera_core::{Error as CoreError, RevokeReason};
 
 use crate::app::AppState;
@@ -141,10 +142,12 @@ enum Credential<'h> {
 
 impl<'h> Credential<'h> {
     fn of(headers: &'h HeaderMap, cookie_name: &str) -> Self {
-        match the_session_cookie(headers, cookie_name) {
-            Ok(None) => {}
-            Ok(Some(one)) => return Credential::Cookie(one),
-            Err(Conflict) => return Credential::ConflictingCookies,
+        match cookie_header::session_cookie(cookie_headers(headers), cookie_name.as_bytes()) {
+            SessionCookie::Absent => {}
+            // A value that is not even UTF-8 is no token of ours: it goes to
+            // verification as an empty one, which is `session_invalid`.
+            SessionCookie::One(v) => return Credential::Cookie(std::str::from_utf8(v).unwrap_or("")),
+            SessionCookie::Conflicting => return Credential::ConflictingCookies,
         }
         match access_token(headers) {
             Some((scheme, token)) => Credential::AccessToken { scheme, token },
@@ -153,45 +156,14 @@ impl<'h> Credential<'h> {
     }
 }
 
-struct Conflict;
-
-/// Every value of the cookie `name`, from every `Cookie` header (HTTP/2
-/// may split it), in order, repeats included. Nothing else is a source of
-/// tokens.
-fn cookie_values<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
+/// The raw bytes of every `Cookie` header (HTTP/2 may split the cookies
+/// over several): the only source of session tokens. Read as bytes, so
+/// another cookie's non-ASCII byte hides nothing (`tessera_core::cookie_header`).
+fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(header::COOKIE)
         .into_iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.split_once('='))
-        .filter(move |(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim())
-}
-
-/// The one value of the cookie `name`, or `Conflict` when several different
-/// values came, without collecting them.
-fn the_session_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Conflict> {
-    let mut found = None;
-    for v in cookie_values(headers, name) {
-        match found {
-            None => found = Some(v),
-            Some(f) if f == v => {}
-            Some(_) => return Err(Conflict),
-        }
-    }
-    Ok(found)
-}
-
-/// The distinct values of the cookie `name`, in order.
-fn session_cookies<'h>(headers: &'h HeaderMap, name: &str) -> Vec<&'h str> {
-    let mut out: Vec<&str> = Vec::new();
-    for v in cookie_values(headers, name) {
-        if !out.contains(&v) {
-            out.push(v);
-        }
-    }
-    out
+        .map(HeaderValue::as_bytes)
 }
 
 /// `Authorization: Bearer <token>` or `DPoP <token>` (scheme
@@ -534,10 +506,13 @@ async fn logout_inner(
     };
     let cookie = &state.config.cookie;
     let mut revoked = false;
-    for token in session_cookies(headers, cookie.effective_name())
-        .into_iter()
-        .take(MAX_LOGOUT_COOKIES)
-    {
+    let presented = cookie_header::distinct_values(
+        cookie_headers(headers),
+        cookie.effective_name().as_bytes(),
+        MAX_LOGOUT_COOKIES,
+    );
+    // A value that is not UTF-8 was never issued: nothing to revoke.
+    for token in presented.into_iter().filter_map(|v| std::str::from_utf8(v).ok()) {
         match state.sessions.revoke_token(token, RevokeReason::Logout).await {
             Ok(()) => revoked = true,
             Err(CoreError::SessionInvalid | CoreError::SessionExpired | CoreError::SessionRevoked) => {}
@@ -878,6 +853,53 @@ mod tests {
             .await;
         r.assert_problem(401, "session_revoked");
         r.assert_no_store();
+    }
+
+    /// Another application's cookie with a byte outside visible ASCII
+    /// (`x=é`) once voided the whole `Cookie` header: verify answered 401
+    /// and logout cleared the browser but left the session live.
+    #[tokio::test]
+    async fn a_non_ascii_neighbour_cookie_hides_nothing() {
+        let h = harness();
+        let (tok, _) = h.login("u", 1).await;
+        for cookie in [
+            format!("{}; x=\u{e9}", h.cookie(&tok)),
+            format!("x=\u{e9}; {}; y=\u{e9}t\u{e9}", h.cookie(&tok)),
+        ] {
+            let r = h.send(Method::GET, "/auth/verify", &[("cookie", &cookie)]).await;
+            assert_eq!(r.status, StatusCode::OK, "{cookie}: {:?}", r.body);
+            assert_eq!(r.header("x-tessera-subject"), Some("u"));
+        }
+        // A non-ASCII value of the session cookie itself is simply invalid.
+        h.send(
+            Method::GET,
+            "/auth/verify",
+            &[("cookie", &h.cookie("tss_\u{e9}"))],
+        )
+        .await
+        .assert_problem(401, "session_invalid");
+    }
+
+    #[tokio::test]
+    async fn logout_revokes_despite_a_non_ascii_neighbour_cookie() {
+        let h = harness();
+        let (tok, _) = h.login("u", 1).await;
+        let cookie = format!("{}; x=\u{e9}", h.cookie(&tok));
+        let r = h
+            .logout(
+                "/auth/logout",
+                &[("cookie", &cookie), ("sec-fetch-site", "same-origin")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        assert!(r.header("clear-site-data").is_some());
+        assert!(
+            !h.is_live(&tok).await,
+            "logout cleared the browser but left the session live"
+        );
+        h.send(Method::GET, "/auth/verify", &[("cookie", &cookie)])
+            .await
+            .assert_problem(401, "session_revoked");
     }
 
     #[tokio::test]
