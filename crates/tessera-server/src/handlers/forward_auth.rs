@@ -10,8 +10,9 @@
 //! session cookie, never from the query (SPEC §5).
 //!
 //! The proxied request's method comes from `X-Forwarded-Method` /
-//! `X-Original-Method` (the sub-request itself is a GET); its `Origin`,
-//! `Sec-Fetch-Site` and `Host` arrive as the proxy forwards them.
+//! `X-Original-Method` (the sub-request itself is a GET); without either it
+//! is judged state-changing. Its `Origin`, `Sec-Fetch-Site` and `Host`
+//! arrive as the proxy forwards them.
 //!
 //! Every answer has `Cache-Control: no-store` and is counted in
 //! `tessera_forward_auth_total{endpoint, outcome}`.
@@ -39,6 +40,7 @@ pub const X_TESSERA_AUTH_LEVEL: HeaderName = HeaderName::from_static("x-tessera-
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 const CLEAR_SITE_DATA_VALUE: &str = "\"cache\", \"cookies\", \"storage\"";
@@ -181,11 +183,18 @@ fn access_token(headers: &HeaderMap) -> Option<(&'static str, &str)> {
     Some((scheme, token.trim()))
 }
 
-/// `GET|HEAD /auth/verify[?level=N]`.
+/// `GET|HEAD /auth/verify[?level=N]`, and any method at `/auth/verify/…`
+/// (Envoy's ext_authz check: the proxied method at `path_prefix` + the
+/// proxied path, whose query is the proxied request's, not ours).
 pub async fn verify(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     // The request itself rather than `HeaderMap` and `RawQuery` extractors,
     // which would copy the headers and the query on every call.
-    let (outcome, res) = match check(&state, req.uri().query(), req.headers()).await {
+    let query = if req.uri().path() == "/auth/verify" {
+        req.uri().query()
+    } else {
+        None
+    };
+    let (outcome, res) = match check(&state, query, req.headers()).await {
         Ok(id) => ("ok", identity_response(&id)),
         Err(refusal) => (refusal.outcome(), refusal.into_response()),
     };
@@ -336,17 +345,23 @@ fn is_safe_method(m: &str) -> bool {
     matches!(m, "GET" | "HEAD" | "OPTIONS")
 }
 
-/// The proxied request's method, from `X-Forwarded-Method` (Traefik) and
-/// `X-Original-Method` (nginx). If they disagree, any unsafe value wins, so
-/// a header the client added cannot pass a POST off as a GET. Neither
-/// present: the sub-request's own method, a GET.
+/// The proxied request's method, from `X-Forwarded-Method` (Traefik,
+/// Envoy as configured) and `X-Original-Method` (nginx). If they disagree,
+/// any state-changing value wins, so a header the client added cannot pass
+/// a POST off as a GET. Neither present: the method is unknown and judged
+/// state-changing (SPEC §4.2) — the sub-request's own GET says nothing
+/// about the request the proxy holds.
 fn proxied_method_is_unsafe(headers: &HeaderMap) -> bool {
-    [X_FORWARDED_METHOD, X_ORIGINAL_METHOD].iter().any(|name| {
-        headers
-            .get_all(name)
-            .iter()
-            .any(|v| !is_safe_method(v.to_str().unwrap_or("").trim()))
-    })
+    let mut named = false;
+    for name in [X_FORWARDED_METHOD, X_ORIGINAL_METHOD] {
+        for v in &headers.get_all(name) {
+            named = true;
+            if !is_safe_method(v.to_str().unwrap_or("").trim()) {
+                return true;
+            }
+        }
+    }
+    !named
 }
 
 /// The facts the CSRF check reads. A header that is present but not
@@ -367,7 +382,11 @@ impl<'h> FetchContext<'h> {
             unsafe_method,
             sec_fetch_site: get(&SEC_FETCH_SITE),
             origin: get(&header::ORIGIN),
-            host: get(&header::HOST),
+            // Traefik's ForwardAuth sub-request carries Tessera's own `Host`
+            // and the public one in `X-Forwarded-Host`. A browser cannot
+            // set it on a cross-site request without a CORS preflight, and
+            // the proxy (trusted, SPEC §4.2) replaces a client's copy.
+            host: get(&X_FORWARDED_HOST).or_else(|| get(&header::HOST)),
             forwarded_proto: get(&X_FORWARDED_PROTO),
         }
     }
@@ -1128,6 +1147,144 @@ mod tests {
         .assert_problem(403, "csrf_rejected");
     }
 
+    /// Without `X-Forwarded-Method` / `X-Original-Method` the proxied
+    /// method is unknown: it was taken for the sub-request's own GET, so a
+    /// same-site (or cross-site) POST passed the CSRF check (SPEC §4.2).
+    #[tokio::test]
+    async fn cs_02_without_a_method_header_the_request_is_judged_state_changing() {
+        let h = harness();
+        let (tok, _) = h.login("u", 1).await;
+        let c = h.cookie(&tok);
+        for site in ["same-site", "cross-site"] {
+            let r = h
+                .send(
+                    Method::GET,
+                    "/auth/verify",
+                    &[("cookie", &c), ("host", HOST), ("sec-fetch-site", site)],
+                )
+                .await;
+            r.assert_problem(403, "csrf_rejected");
+            assert!(r.header("x-tessera-subject").is_none());
+        }
+        let r = h
+            .send(
+                Method::HEAD,
+                "/auth/verify",
+                &[("cookie", &c), ("host", HOST), ("origin", "https://evil.example")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        // The proxy naming a safe method lets a cross-site navigation pass…
+        let r = h
+            .verify_as(
+                "/auth/verify",
+                "GET",
+                &[("cookie", &c), ("sec-fetch-site", "cross-site")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        // …and so do same-origin requests and non-browser clients (no
+        // Sec-Fetch-Site, no Origin) without one.
+        for headers in [
+            vec![("sec-fetch-site", "same-origin")],
+            vec![("origin", OWN_ORIGIN)],
+            vec![],
+        ] {
+            let mut all = vec![("cookie", c.as_str()), ("host", HOST)];
+            all.extend(headers.iter().copied());
+            let r = h.send(Method::GET, "/auth/verify", &all).await;
+            assert_eq!(r.status, StatusCode::OK, "{headers:?}: {:?}", r.body);
+        }
+    }
+
+    /// Traefik's ForwardAuth sends the sub-request with Tessera's own
+    /// `Host` and the public one in `X-Forwarded-Host`: the request's own
+    /// origin is the forwarded host's.
+    #[tokio::test]
+    async fn cs_03_traefik_forwarded_host_is_the_requests_own_origin() {
+        let h = harness();
+        let (tok, _) = h.login("u", 1).await;
+        let c = h.cookie(&tok);
+        let traefik = |origin: &'static str| {
+            vec![
+                ("cookie", c.clone()),
+                ("host", "tessera:8080".to_owned()),
+                ("x-forwarded-method", "POST".to_owned()),
+                ("x-forwarded-proto", "https".to_owned()),
+                ("x-forwarded-host", HOST.to_owned()),
+                ("x-forwarded-uri", "/orders".to_owned()),
+                ("origin", origin.to_owned()),
+            ]
+        };
+        let send = |hs: Vec<(&'static str, String)>| {
+            let h = &h;
+            async move {
+                let hs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                h.send(Method::GET, "/auth/verify", &hs).await
+            }
+        };
+        let r = send(traefik(OWN_ORIGIN)).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        send(traefik("https://evil.example"))
+            .await
+            .assert_problem(403, "csrf_rejected");
+        send(traefik("https://tessera:8080"))
+            .await
+            .assert_problem(403, "csrf_rejected");
+    }
+
+    /// Envoy's ext_authz HTTP service sends the check with the original
+    /// method, at `path_prefix` + the original path and query; the method
+    /// header comes from `headers_to_add` (`%REQ(:METHOD)%`).
+    #[tokio::test]
+    async fn envoy_ext_authz_checks_are_understood() {
+        let h = harness();
+        let (tok, handle) = h.login("u", 1).await;
+        let c = h.cookie(&tok);
+        for (method, uri) in [
+            (Method::POST, "/auth/verify/orders?level=hard"),
+            (Method::DELETE, "/auth/verify/"),
+            (Method::GET, "/auth/verify/a/b?x=1"),
+            (Method::PUT, "/auth/verify"),
+        ] {
+            let m = method.as_str().to_owned();
+            let r = h
+                .send(
+                    method.clone(),
+                    uri,
+                    &[
+                        ("cookie", &c),
+                        ("host", HOST),
+                        ("x-forwarded-method", &m),
+                        ("sec-fetch-site", "same-origin"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{method} {uri}: {:?}", r.body);
+            assert_eq!(r.header("x-tessera-session"), Some(handle.as_str()));
+            let r = h
+                .send(
+                    method.clone(),
+                    uri,
+                    &[("cookie", &c), ("host", HOST), ("sec-fetch-site", "cross-site")],
+                )
+                .await;
+            r.assert_problem(403, "csrf_rejected");
+        }
+        // The proxied request's query is not ours: `level` there is ignored.
+        let r = h
+            .send(
+                Method::GET,
+                "/auth/verify/x?level=9",
+                &[("cookie", &c), ("x-forwarded-method", "GET")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        h.send(Method::GET, "/auth/verify?level=9", &[("cookie", &c)])
+            .await
+            .assert_problem(403, "forbidden");
+    }
+
     #[tokio::test]
     async fn cs_02_logout_checks_the_request_itself() {
         let h = harness();
@@ -1272,8 +1429,16 @@ mod tests {
             assert!(r.header("set-cookie").is_none() && r.header("clear-site-data").is_none());
             assert!(h.is_live(&tok).await, "{method} /auth/logout ended the session");
         }
-        let r = h.send(Method::POST, "/auth/verify", &[("cookie", &c)]).await;
-        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+        // /auth/verify answers every method (Envoy's ext_authz checks with
+        // the proxied one), and a POST there is judged as one.
+        let r = h
+            .send(
+                Method::POST,
+                "/auth/verify",
+                &[("cookie", &c), ("host", HOST), ("sec-fetch-site", "cross-site")],
+            )
+            .await;
+        r.assert_problem(403, "csrf_rejected");
     }
 
     fn attrs(set_cookie: &str) -> Vec<String> {
