@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod clients;
+pub mod cookie_header;
 pub mod error;
 pub mod keys;
 pub mod memory;

@@ -269,15 +269,80 @@ mod tests {
         assert!(chi2 < 340.0, "bit frequencies look biased: chi2 = {chi2}");
     }
 
-    #[test]
-    fn sc_02_token_is_opaque() {
-        let t = SecretToken::generate(TokenKind::Session);
-        let body = &t.expose()[4..];
-        assert!(body.bytes().all(is_base64url));
-        // Nothing time-derived: two tokens made in the same millisecond share
-        // no prefix beyond chance.
-        let u = SecretToken::generate(TokenKind::Session);
-        assert_ne!(&t.expose()[4..12], &u.expose()[4..12]);
+    /// SC-02: a session token carries nothing but randomness — not the
+    /// subject, not the time, not the handle — as issued by the real path
+    /// (`Sessions::create`), for one subject at one frozen instant.
+    #[tokio::test]
+    async fn sc_02_token_is_opaque() {
+        use std::sync::Arc;
+
+        use crate::{CreateSession, ManualClock, MemoryStore, SessionPolicy, Sessions, Timestamp};
+
+        fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+            !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+        }
+
+        let now = Timestamp::from_unix_millis(1_800_000_123_456);
+        let sessions = Sessions::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(ManualClock::new(now)),
+            SessionPolicy {
+                max_sessions_per_subject: None,
+                ..SessionPolicy::default()
+            },
+        );
+        let subject = "alice@example.com";
+        let (secs, millis) = (now.unix_secs(), now.unix_millis());
+        // The instant as a token might embed it: 32-bit seconds, 48/64-bit
+        // milliseconds, either byte order, or as decimal text.
+        let time_bytes: Vec<Vec<u8>> = vec![
+            (secs as u32).to_be_bytes().to_vec(),
+            (secs as u32).to_le_bytes().to_vec(),
+            millis.to_be_bytes()[2..].to_vec(),
+            millis.to_le_bytes()[..6].to_vec(),
+            secs.to_string().into_bytes(),
+        ];
+        let n = 64;
+        let mut raws: Vec<Vec<u8>> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let issued = sessions
+                .create(CreateSession {
+                    subject: subject.into(),
+                    ..CreateSession::default()
+                })
+                .await
+                .unwrap();
+            let text = issued.token.expose();
+            let body = text.strip_prefix("tss_").unwrap();
+            assert!(body.bytes().all(is_base64url));
+            assert!(!text.contains(subject) && !text.contains("alice"), "{text}");
+            assert!(!text.contains(&secs.to_string()[..6]), "the time shows in {text}");
+            let raw = URL_SAFE_NO_PAD.decode(body).unwrap();
+            assert_eq!(raw.len(), SECRET_BYTES);
+            assert!(!holds(&raw, subject.as_bytes()) && !holds(&raw, b"alice"));
+            for t in &time_bytes {
+                assert!(!holds(&raw, t), "the token's bytes hold the time {t:02x?}");
+            }
+            // Nor the handle, which is public.
+            let handle = URL_SAFE_NO_PAD
+                .decode(issued.session.handle.strip_prefix("ses_").unwrap())
+                .unwrap();
+            assert!(!holds(&raw, &handle[..8]) && !holds(&raw, &handle[8..]));
+            assert!(!raws.contains(&raw), "two tokens alike");
+            raws.push(raw);
+        }
+        // Same subject, same instant: no byte position is fixed or nearly
+        // so, as any embedded field (subject hash, time, counter, shard)
+        // would make it. 64 uniform bytes show ~57 distinct values; fewer
+        // than 24 has probability far below 1e-20.
+        for pos in 0..SECRET_BYTES {
+            let distinct: HashSet<u8> = raws.iter().map(|r| r[pos]).collect();
+            assert!(
+                distinct.len() >= 24,
+                "byte {pos} takes only {} values over {n} tokens",
+                distinct.len()
+            );
+        }
     }
 
     #[test]

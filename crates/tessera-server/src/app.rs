@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tessera_core::{Clock, SessionStore, Sessions, SystemClock};
 use tower::Layer;
@@ -141,9 +141,13 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
 
-    // Browser-facing forward auth (SPEC §4.2); no API key.
+    // Browser-facing forward auth (SPEC §4.2); no API key. Every method and
+    // any path below: Envoy's ext_authz sends its check with the proxied
+    // request's method, at `path_prefix` + the proxied path.
     let browser = Router::new()
-        .route("/auth/verify", get(forward_auth::verify))
+        .route("/auth/verify", any(forward_auth::verify))
+        .route("/auth/verify/", any(forward_auth::verify))
+        .route("/auth/verify/{*proxied_path}", any(forward_auth::verify))
         .route("/auth/logout", post(forward_auth::logout));
 
     Router::new()

@@ -142,7 +142,16 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     pub request_timeout_secs: u64,
     pub api_key_cache_secs: u64,
+    /// A connection that has not sent a whole request head in this time is
+    /// closed (slowloris); also the idle limit of a keep-alive connection.
+    pub header_read_timeout_secs: u64,
+    /// Open connections at most; beyond, the listener stops accepting.
+    pub max_connections: usize,
 }
+
+/// The longest `[http] header_read_timeout_secs` accepted: a slow client
+/// may hold a connection slot at most this long without sending anything.
+pub const MAX_HEADER_READ_TIMEOUT_SECS: u64 = 30;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -151,6 +160,8 @@ impl Default for HttpConfig {
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,
             api_key_cache_secs: 5,
+            header_read_timeout_secs: 10,
+            max_connections: 4096,
         }
     }
 }
@@ -403,6 +414,8 @@ const ENV_KEYS: &[EnvKey] = env_keys! {
     "TESSERA_HTTP_MAX_HEADER_BYTES" => |c, v| c.http.max_header_bytes = parse(v)?;
     "TESSERA_HTTP_REQUEST_TIMEOUT_SECS" => |c, v| c.http.request_timeout_secs = parse(v)?;
     "TESSERA_HTTP_API_KEY_CACHE_SECS" => |c, v| c.http.api_key_cache_secs = parse(v)?;
+    "TESSERA_HTTP_HEADER_READ_TIMEOUT_SECS" => |c, v| c.http.header_read_timeout_secs = parse(v)?;
+    "TESSERA_HTTP_MAX_CONNECTIONS" => |c, v| c.http.max_connections = parse(v)?;
     "TESSERA_SWEEPER_INTERVAL_SECS" => |c, v| c.sweeper.interval_secs = parse(v)?;
     "TESSERA_SWEEPER_BATCH_SIZE" => |c, v| c.sweeper.batch_size = parse(v)?;
     "TESSERA_EVENTS_RETENTION_DAYS" => |c, v| c.events.retention_days = parse(v)?;
@@ -566,6 +579,14 @@ impl Config {
         }
         if h.request_timeout_secs == 0 {
             return bad("[http] request_timeout_secs must be positive".into());
+        }
+        if !(1..=MAX_HEADER_READ_TIMEOUT_SECS).contains(&h.header_read_timeout_secs) {
+            return bad(format!(
+                "[http] header_read_timeout_secs must be from 1 to {MAX_HEADER_READ_TIMEOUT_SECS}"
+            ));
+        }
+        if h.max_connections == 0 {
+            return bad("[http] max_connections must be positive".into());
         }
         if self.sweeper.interval_secs == 0 {
             return bad("[sweeper] interval_secs must be positive".into());
@@ -869,6 +890,49 @@ synchronous = "full"
             let r = Config::load(None, env(&[(k, v)]), &Overrides::default());
             assert!(matches!(r, Err(ConfigError::Invalid(_))), "{k}={v}: {r:?}");
         }
+    }
+
+    #[test]
+    fn the_listener_limits_are_configurable_and_bounded() {
+        let c = Config::default();
+        assert_eq!(c.http.header_read_timeout_secs, 10);
+        assert_eq!(c.http.max_connections, 4096);
+        let c = Config::from_toml("[http]\nheader_read_timeout_secs = 30\nmax_connections = 2\n").unwrap();
+        assert_eq!((c.http.header_read_timeout_secs, c.http.max_connections), (30, 2));
+        let c = Config::load(
+            None,
+            env(&[
+                ("TESSERA_STORE", "memory://"),
+                ("TESSERA_HTTP_HEADER_READ_TIMEOUT_SECS", "1"),
+                ("TESSERA_HTTP_MAX_CONNECTIONS", "100"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.http.header_read_timeout_secs, c.http.max_connections),
+            (1, 100)
+        );
+        for (k, v) in [
+            ("TESSERA_HTTP_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("TESSERA_HTTP_HEADER_READ_TIMEOUT_SECS", "31"),
+            ("TESSERA_HTTP_MAX_CONNECTIONS", "0"),
+        ] {
+            let r = Config::load(
+                None,
+                env(&[("TESSERA_STORE", "memory://"), (k, v)]),
+                &Overrides::default(),
+            );
+            let e = r.expect_err(k).to_string();
+            assert!(e.contains("[http]"), "{k}={v}: {e}");
+        }
+        let e = Config::from_toml("[http]\nheader_timeout_secs = 5\n").unwrap_err();
+        assert!(e.contains("unknown field `header_timeout_secs`"), "{e}");
+        let shown = Config::default().to_masked_toml();
+        assert!(
+            shown.contains("header_read_timeout_secs = 10") && shown.contains("max_connections = 4096"),
+            "{shown}"
+        );
     }
 
     #[test]

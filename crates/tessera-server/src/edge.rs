@@ -298,6 +298,7 @@ impl Routes {
             "/readyz",
             "/metrics",
             "/auth/verify",
+            "/auth/verify/",
             "/auth/logout",
             "/oauth2/token",
             "/oauth2/revoke",
@@ -312,6 +313,9 @@ impl Routes {
             && t == path
         {
             return t;
+        }
+        if path.starts_with("/auth/verify/") {
+            return "/auth/verify/{*proxied_path}";
         }
         if let Some(rest) = path.strip_prefix("/v1/sessions/")
             && is_segment(rest)

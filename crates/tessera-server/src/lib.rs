@@ -7,6 +7,8 @@
 //! - [`problem`]: [`problem::ApiError`], the one error type, as RFC 9457.
 //! - [`auth`]: backend API keys; [`metrics`]: Prometheus and the timed store.
 //! - [`serve`]: startup, bootstrap key, sweeper, graceful shutdown.
+//! - [`listener`]: the accept loop, with the connection cap and the
+//!   header-read timeout.
 #![forbid(unsafe_code)]
 #![deny(
     clippy::unwrap_used,
@@ -25,6 +27,7 @@ pub mod cookie;
 pub mod edge;
 pub mod extract;
 pub mod handlers;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod oauth;

@@ -7,12 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use tessera_core::{SecretToken, SessionStore, Sessions, Timestamp, TokenService};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app;
 use crate::auth::new_api_key;
 use crate::config::Config;
+use crate::listener::{ConnLimits, accept_loop};
 
 /// File in `data_dir` that receives the first API key.
 pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap-api-key";
@@ -64,19 +64,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(crate::oauth::key_maintenance(app.state.oauth.keys.clone())),
     ];
 
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = axum::serve(listener, app.router.into_make_service()).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        let _ = stop_tx.send(true);
-    });
+    let limits = ConnLimits {
+        header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs),
+        max_connections: config.http.max_connections,
+    };
+    let connections = accept_loop(listener, app.router, limits, shutdown_signal()).await;
+    tracing::info!("shutting down: finishing in-flight requests");
     let deadline = Duration::from_secs(config.http.request_timeout_secs) + SHUTDOWN_GRACE;
-    tokio::select! {
-        r = server => r.context("server error")?,
-        _ = async {
-            let _ = stop_rx.wait_for(|s| *s).await;
-            tokio::time::sleep(deadline).await;
-        } => tracing::warn!("in-flight requests did not finish in {deadline:?}; stopping anyway"),
+    if tokio::time::timeout(deadline, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish in {deadline:?}; stopping anyway");
     }
     abort_all(&tasks);
     tracing::info!("stopped");

@@ -29,9 +29,13 @@
 //! - reads the session cookie from the `Cookie` header only (never from a
 //!   URL, a form or another header) and verifies it with
 //!   [`Sessions::verify`](tessera_core::Sessions::verify), which also slides
-//!   the idle expiry. Malformed, unknown, expired or revoked: the request is
-//!   signed out, and the response expires the cookie. A store failure
-//!   answers 503 `store_unavailable` (fails closed);
+//!   the idle expiry. The header is read as bytes, so another cookie's
+//!   non-ASCII byte hides nothing. Malformed, unknown, expired or revoked:
+//!   the request is signed out, and the response expires the cookie. Two
+//!   different values of the session cookie (one planted by a sibling site)
+//!   are refused as the service's forward auth refuses them: the request is
+//!   signed out and no cookie is touched, and a logout revokes both. A store
+//!   failure answers 503 `store_unavailable` (fails closed);
 //! - for unsafe methods, runs the CSRF checks of [`CsrfConfig`] (also before
 //!   login, against login CSRF) and answers 403 `csrf_rejected` on failure;
 //! - puts a [`Session`] into the request extensions; handlers use it
@@ -250,7 +254,9 @@ where
                     }
                 };
                 let device = DeviceSource::of(req.headers(), req.extensions());
-                let session = session::Session::new(shared.clone(), device, current, nonce, bad_cookie);
+                let conflicting = conflicting(shared, &presented, req.headers());
+                let session =
+                    session::Session::new(shared.clone(), device, current, nonce, bad_cookie, conflicting);
                 req.extensions_mut().insert(session.clone());
                 let fut = self.inner.call(req);
                 return Box::pin(async move {
@@ -271,27 +277,50 @@ where
 /// cookie value that verified) and whether a cookie was refused.
 type Verified = Result<(Option<(Arc<SessionRecord>, session::Token)>, bool), tessera_core::Error>;
 
-/// Tries the cookies in header order; the first that verifies is the
-/// session. A store failure is an error (the request fails closed).
+/// Verifies the presented session cookie. Several different values are
+/// refused without a lookup (the service's rule), and so is a garbled one.
+/// A store failure is an error (the request fails closed).
 async fn verify_presented(shared: &Shared, presented: &cookies::Presented<'_>) -> Verified {
-    let mut bad_cookie = presented.garbage;
-    for &token in presented.session() {
-        match shared.sessions.verify(token).await {
-            Ok(rec) => return Ok((Some((rec, session::Token::new(token))), false)),
-            Err(
-                e @ (tessera_core::Error::SessionInvalid
-                | tessera_core::Error::SessionExpired
-                | tessera_core::Error::SessionRevoked),
-            ) => {
-                // Never adopted (SC-03); the response expires it. The value
-                // itself is never logged.
-                tracing::info!(reason = %e, "session cookie refused");
-                bad_cookie = true;
-            }
-            Err(e) => return Err(e),
+    let token = match presented.session {
+        cookies::SessionValue::Absent => return Ok((None, false)),
+        cookies::SessionValue::Garbage => return Ok((None, true)),
+        cookies::SessionValue::Conflicting => {
+            // No cookie is expired: the one this site set is the only one
+            // a removal reaches, and dropping it would leave the other
+            // (perhaps planted) value alone in the browser.
+            tracing::info!("session cookies with different values refused");
+            return Ok((None, false));
         }
+        cookies::SessionValue::One(token) => token,
+    };
+    match shared.sessions.verify(token).await {
+        Ok(rec) => Ok((Some((rec, session::Token::new(token))), false)),
+        Err(
+            e @ (tessera_core::Error::SessionInvalid
+            | tessera_core::Error::SessionExpired
+            | tessera_core::Error::SessionRevoked),
+        ) => {
+            // Never adopted (SC-03); the response expires it. The value
+            // itself is never logged.
+            tracing::info!(reason = %e, "session cookie refused");
+            Ok((None, true))
+        }
+        Err(e) => Err(e),
     }
-    Ok((None, bad_cookie))
+}
+
+/// The values a logout revokes when the session cookies conflict (none
+/// otherwise: then the session, if any, is the one to end).
+fn conflicting(
+    shared: &Shared,
+    presented: &cookies::Presented<'_>,
+    headers: &axum::http::HeaderMap,
+) -> Vec<String> {
+    if presented.session == cookies::SessionValue::Conflicting {
+        cookies::conflicting_values(headers, shared.cookie.effective_name())
+    } else {
+        Vec::new()
+    }
 }
 
 /// [`verify_presented`] if it completes without waiting, else `None`.
@@ -352,6 +381,7 @@ where
         current,
         nonce,
         bad_cookie,
+        conflicting(&shared, &presented, &parts.headers),
     );
 
     if unsafe_method {

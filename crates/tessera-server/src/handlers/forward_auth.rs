@@ -10,8 +10,9 @@
 //! session cookie, never from the query (SPEC §5).
 //!
 //! The proxied request's method comes from `X-Forwarded-Method` /
-//! `X-Original-Method` (the sub-request itself is a GET); its `Origin`,
-//! `Sec-Fetch-Site` and `Host` arrive as the proxy forwards them.
+//! `X-Original-Method` (the sub-request itself is a GET); without either it
+//! is judged state-changing. Its `Origin`, `Sec-Fetch-Site` and `Host`
+//! arrive as the proxy forwards them.
 //!
 //! Every answer has `Cache-Control: no-store` and is counted in
 //! `tessera_forward_auth_total{endpoint, outcome}`.
@@ -21,6 +22,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
 use serde::Serialize;
+use tessera_core::cookie_header::{self, SessionCookie};
 use tessera_core::{Error as CoreError, RevokeReason};
 
 use crate::app::AppState;
@@ -38,6 +40,7 @@ pub const X_TESSERA_AUTH_LEVEL: HeaderName = HeaderName::from_static("x-tessera-
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 const CLEAR_SITE_DATA_VALUE: &str = "\"cache\", \"cookies\", \"storage\"";
@@ -141,10 +144,12 @@ enum Credential<'h> {
 
 impl<'h> Credential<'h> {
     fn of(headers: &'h HeaderMap, cookie_name: &str) -> Self {
-        match the_session_cookie(headers, cookie_name) {
-            Ok(None) => {}
-            Ok(Some(one)) => return Credential::Cookie(one),
-            Err(Conflict) => return Credential::ConflictingCookies,
+        match cookie_header::session_cookie(cookie_headers(headers), cookie_name.as_bytes()) {
+            SessionCookie::Absent => {}
+            // A value that is not even UTF-8 is no token of ours: it goes to
+            // verification as an empty one, which is `session_invalid`.
+            SessionCookie::One(v) => return Credential::Cookie(std::str::from_utf8(v).unwrap_or("")),
+            SessionCookie::Conflicting => return Credential::ConflictingCookies,
         }
         match access_token(headers) {
             Some((scheme, token)) => Credential::AccessToken { scheme, token },
@@ -153,45 +158,14 @@ impl<'h> Credential<'h> {
     }
 }
 
-struct Conflict;
-
-/// Every value of the cookie `name`, from every `Cookie` header (HTTP/2
-/// may split it), in order, repeats included. Nothing else is a source of
-/// tokens.
-fn cookie_values<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
+/// The raw bytes of every `Cookie` header (HTTP/2 may split the cookies
+/// over several): the only source of session tokens. Read as bytes, so
+/// another cookie's non-ASCII byte hides nothing (`tessera_core::cookie_header`).
+fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(header::COOKIE)
         .into_iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.split_once('='))
-        .filter(move |(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim())
-}
-
-/// The one value of the cookie `name`, or `Conflict` when several different
-/// values came, without collecting them.
-fn the_session_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Conflict> {
-    let mut found = None;
-    for v in cookie_values(headers, name) {
-        match found {
-            None => found = Some(v),
-            Some(f) if f == v => {}
-            Some(_) => return Err(Conflict),
-        }
-    }
-    Ok(found)
-}
-
-/// The distinct values of the cookie `name`, in order.
-fn session_cookies<'h>(headers: &'h HeaderMap, name: &str) -> Vec<&'h str> {
-    let mut out: Vec<&str> = Vec::new();
-    for v in cookie_values(headers, name) {
-        if !out.contains(&v) {
-            out.push(v);
-        }
-    }
-    out
+        .map(HeaderValue::as_bytes)
 }
 
 /// `Authorization: Bearer <token>` or `DPoP <token>` (scheme
@@ -209,11 +183,18 @@ fn access_token(headers: &HeaderMap) -> Option<(&'static str, &str)> {
     Some((scheme, token.trim()))
 }
 
-/// `GET|HEAD /auth/verify[?level=N]`.
+/// `GET|HEAD /auth/verify[?level=N]`, and any method at `/auth/verify/…`
+/// (Envoy's ext_authz check: the proxied method at `path_prefix` + the
+/// proxied path, whose query is the proxied request's, not ours).
 pub async fn verify(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     // The request itself rather than `HeaderMap` and `RawQuery` extractors,
     // which would copy the headers and the query on every call.
-    let (outcome, res) = match check(&state, req.uri().query(), req.headers()).await {
+    let query = if req.uri().path() == "/auth/verify" {
+        req.uri().query()
+    } else {
+        None
+    };
+    let (outcome, res) = match check(&state, query, req.headers()).await {
         Ok(id) => ("ok", identity_response(&id)),
         Err(refusal) => (refusal.outcome(), refusal.into_response()),
     };
@@ -364,17 +345,23 @@ fn is_safe_method(m: &str) -> bool {
     matches!(m, "GET" | "HEAD" | "OPTIONS")
 }
 
-/// The proxied request's method, from `X-Forwarded-Method` (Traefik) and
-/// `X-Original-Method` (nginx). If they disagree, any unsafe value wins, so
-/// a header the client added cannot pass a POST off as a GET. Neither
-/// present: the sub-request's own method, a GET.
+/// The proxied request's method, from `X-Forwarded-Method` (Traefik,
+/// Envoy as configured) and `X-Original-Method` (nginx). If they disagree,
+/// any state-changing value wins, so a header the client added cannot pass
+/// a POST off as a GET. Neither present: the method is unknown and judged
+/// state-changing (SPEC §4.2) — the sub-request's own GET says nothing
+/// about the request the proxy holds.
 fn proxied_method_is_unsafe(headers: &HeaderMap) -> bool {
-    [X_FORWARDED_METHOD, X_ORIGINAL_METHOD].iter().any(|name| {
-        headers
-            .get_all(name)
-            .iter()
-            .any(|v| !is_safe_method(v.to_str().unwrap_or("").trim()))
-    })
+    let mut named = false;
+    for name in [X_FORWARDED_METHOD, X_ORIGINAL_METHOD] {
+        for v in &headers.get_all(name) {
+            named = true;
+            if !is_safe_method(v.to_str().unwrap_or("").trim()) {
+                return true;
+            }
+        }
+    }
+    !named
 }
 
 /// The facts the CSRF check reads. A header that is present but not
@@ -395,7 +382,11 @@ impl<'h> FetchContext<'h> {
             unsafe_method,
             sec_fetch_site: get(&SEC_FETCH_SITE),
             origin: get(&header::ORIGIN),
-            host: get(&header::HOST),
+            // Traefik's ForwardAuth sub-request carries Tessera's own `Host`
+            // and the public one in `X-Forwarded-Host`. A browser cannot
+            // set it on a cross-site request without a CORS preflight, and
+            // the proxy (trusted, SPEC §4.2) replaces a client's copy.
+            host: get(&X_FORWARDED_HOST).or_else(|| get(&header::HOST)),
             forwarded_proto: get(&X_FORWARDED_PROTO),
         }
     }
@@ -534,10 +525,13 @@ async fn logout_inner(
     };
     let cookie = &state.config.cookie;
     let mut revoked = false;
-    for token in session_cookies(headers, cookie.effective_name())
-        .into_iter()
-        .take(MAX_LOGOUT_COOKIES)
-    {
+    let presented = cookie_header::distinct_values(
+        cookie_headers(headers),
+        cookie.effective_name().as_bytes(),
+        MAX_LOGOUT_COOKIES,
+    );
+    // A value that is not UTF-8 was never issued: nothing to revoke.
+    for token in presented.into_iter().filter_map(|v| std::str::from_utf8(v).ok()) {
         match state.sessions.revoke_token(token, RevokeReason::Logout).await {
             Ok(()) => revoked = true,
             Err(CoreError::SessionInvalid | CoreError::SessionExpired | CoreError::SessionRevoked) => {}
@@ -880,6 +874,53 @@ mod tests {
         r.assert_no_store();
     }
 
+    /// Another application's cookie with a byte outside visible ASCII
+    /// (`x=é`) once voided the whole `Cookie` header: verify answered 401
+    /// and logout cleared the browser but left the session live.
+    #[tokio::test]
+    async fn a_non_ascii_neighbour_cookie_hides_nothing() {
+        let h = harness();
+        let (tok, _) = h.login("u", 1).await;
+        for cookie in [
+            format!("{}; x=\u{e9}", h.cookie(&tok)),
+            format!("x=\u{e9}; {}; y=\u{e9}t\u{e9}", h.cookie(&tok)),
+        ] {
+            let r = h.send(Method::GET, "/auth/verify", &[("cookie", &cookie)]).await;
+            assert_eq!(r.status, StatusCode::OK, "{cookie}: {:?}", r.body);
+            assert_eq!(r.header("x-tessera-subject"), Some("u"));
+        }
+        // A non-ASCII value of the session cookie itself is simply invalid.
+        h.send(
+            Method::GET,
+            "/auth/verify",
+            &[("cookie", &h.cookie("tss_\u{e9}"))],
+        )
+        .await
+        .assert_problem(401, "session_invalid");
+    }
+
+    #[tokio::test]
+    async fn logout_revokes_despite_a_non_ascii_neighbour_cookie() {
+        let h = harness();
+        let (tok, _) = h.login("u", 1).await;
+        let cookie = format!("{}; x=\u{e9}", h.cookie(&tok));
+        let r = h
+            .logout(
+                "/auth/logout",
+                &[("cookie", &cookie), ("sec-fetch-site", "same-origin")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        assert!(r.header("clear-site-data").is_some());
+        assert!(
+            !h.is_live(&tok).await,
+            "logout cleared the browser but left the session live"
+        );
+        h.send(Method::GET, "/auth/verify", &[("cookie", &cookie)])
+            .await
+            .assert_problem(401, "session_revoked");
+    }
+
     #[tokio::test]
     async fn sc_04_a_token_in_the_query_is_ignored() {
         let h = harness();
@@ -1106,6 +1147,144 @@ mod tests {
         .assert_problem(403, "csrf_rejected");
     }
 
+    /// Without `X-Forwarded-Method` / `X-Original-Method` the proxied
+    /// method is unknown: it was taken for the sub-request's own GET, so a
+    /// same-site (or cross-site) POST passed the CSRF check (SPEC §4.2).
+    #[tokio::test]
+    async fn cs_02_without_a_method_header_the_request_is_judged_state_changing() {
+        let h = harness();
+        let (tok, _) = h.login("u", 1).await;
+        let c = h.cookie(&tok);
+        for site in ["same-site", "cross-site"] {
+            let r = h
+                .send(
+                    Method::GET,
+                    "/auth/verify",
+                    &[("cookie", &c), ("host", HOST), ("sec-fetch-site", site)],
+                )
+                .await;
+            r.assert_problem(403, "csrf_rejected");
+            assert!(r.header("x-tessera-subject").is_none());
+        }
+        let r = h
+            .send(
+                Method::HEAD,
+                "/auth/verify",
+                &[("cookie", &c), ("host", HOST), ("origin", "https://evil.example")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        // The proxy naming a safe method lets a cross-site navigation pass…
+        let r = h
+            .verify_as(
+                "/auth/verify",
+                "GET",
+                &[("cookie", &c), ("sec-fetch-site", "cross-site")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        // …and so do same-origin requests and non-browser clients (no
+        // Sec-Fetch-Site, no Origin) without one.
+        for headers in [
+            vec![("sec-fetch-site", "same-origin")],
+            vec![("origin", OWN_ORIGIN)],
+            vec![],
+        ] {
+            let mut all = vec![("cookie", c.as_str()), ("host", HOST)];
+            all.extend(headers.iter().copied());
+            let r = h.send(Method::GET, "/auth/verify", &all).await;
+            assert_eq!(r.status, StatusCode::OK, "{headers:?}: {:?}", r.body);
+        }
+    }
+
+    /// Traefik's ForwardAuth sends the sub-request with Tessera's own
+    /// `Host` and the public one in `X-Forwarded-Host`: the request's own
+    /// origin is the forwarded host's.
+    #[tokio::test]
+    async fn cs_03_traefik_forwarded_host_is_the_requests_own_origin() {
+        let h = harness();
+        let (tok, _) = h.login("u", 1).await;
+        let c = h.cookie(&tok);
+        let traefik = |origin: &'static str| {
+            vec![
+                ("cookie", c.clone()),
+                ("host", "tessera:8080".to_owned()),
+                ("x-forwarded-method", "POST".to_owned()),
+                ("x-forwarded-proto", "https".to_owned()),
+                ("x-forwarded-host", HOST.to_owned()),
+                ("x-forwarded-uri", "/orders".to_owned()),
+                ("origin", origin.to_owned()),
+            ]
+        };
+        let send = |hs: Vec<(&'static str, String)>| {
+            let h = &h;
+            async move {
+                let hs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                h.send(Method::GET, "/auth/verify", &hs).await
+            }
+        };
+        let r = send(traefik(OWN_ORIGIN)).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        send(traefik("https://evil.example"))
+            .await
+            .assert_problem(403, "csrf_rejected");
+        send(traefik("https://tessera:8080"))
+            .await
+            .assert_problem(403, "csrf_rejected");
+    }
+
+    /// Envoy's ext_authz HTTP service sends the check with the original
+    /// method, at `path_prefix` + the original path and query; the method
+    /// header comes from `headers_to_add` (`%REQ(:METHOD)%`).
+    #[tokio::test]
+    async fn envoy_ext_authz_checks_are_understood() {
+        let h = harness();
+        let (tok, handle) = h.login("u", 1).await;
+        let c = h.cookie(&tok);
+        for (method, uri) in [
+            (Method::POST, "/auth/verify/orders?level=hard"),
+            (Method::DELETE, "/auth/verify/"),
+            (Method::GET, "/auth/verify/a/b?x=1"),
+            (Method::PUT, "/auth/verify"),
+        ] {
+            let m = method.as_str().to_owned();
+            let r = h
+                .send(
+                    method.clone(),
+                    uri,
+                    &[
+                        ("cookie", &c),
+                        ("host", HOST),
+                        ("x-forwarded-method", &m),
+                        ("sec-fetch-site", "same-origin"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{method} {uri}: {:?}", r.body);
+            assert_eq!(r.header("x-tessera-session"), Some(handle.as_str()));
+            let r = h
+                .send(
+                    method.clone(),
+                    uri,
+                    &[("cookie", &c), ("host", HOST), ("sec-fetch-site", "cross-site")],
+                )
+                .await;
+            r.assert_problem(403, "csrf_rejected");
+        }
+        // The proxied request's query is not ours: `level` there is ignored.
+        let r = h
+            .send(
+                Method::GET,
+                "/auth/verify/x?level=9",
+                &[("cookie", &c), ("x-forwarded-method", "GET")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        h.send(Method::GET, "/auth/verify?level=9", &[("cookie", &c)])
+            .await
+            .assert_problem(403, "forbidden");
+    }
+
     #[tokio::test]
     async fn cs_02_logout_checks_the_request_itself() {
         let h = harness();
@@ -1250,8 +1429,16 @@ mod tests {
             assert!(r.header("set-cookie").is_none() && r.header("clear-site-data").is_none());
             assert!(h.is_live(&tok).await, "{method} /auth/logout ended the session");
         }
-        let r = h.send(Method::POST, "/auth/verify", &[("cookie", &c)]).await;
-        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+        // /auth/verify answers every method (Envoy's ext_authz checks with
+        // the proxied one), and a POST there is judged as one.
+        let r = h
+            .send(
+                Method::POST,
+                "/auth/verify",
+                &[("cookie", &c), ("host", HOST), ("sec-fetch-site", "cross-site")],
+            )
+            .await;
+        r.assert_problem(403, "csrf_rejected");
     }
 
     fn attrs(set_cookie: &str) -> Vec<String> {

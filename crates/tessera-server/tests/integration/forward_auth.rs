@@ -515,6 +515,26 @@ async fn nginx_auth_request_protects_the_app() {
         )
         .await;
     f.assert_status(&r, 403, "cross-site DELETE with client-sent method headers");
+    // Tessera takes X-Forwarded-Host over Host (Traefik's shape); nginx
+    // must replace a copy the client sent.
+    let r = f
+        .call(
+            Method::POST,
+            "/orders",
+            Some(&alice.token),
+            &[
+                // The scheme nginx sends as X-Forwarded-Proto here.
+                ("origin", "http://evil.example"),
+                ("x-forwarded-host", "evil.example"),
+            ],
+            Some("item=1"),
+        )
+        .await;
+    f.assert_status(
+        &r,
+        403,
+        "POST with a client-sent X-Forwarded-Host matching its Origin",
+    );
     assert_eq!(f.app.count(), n, "a refused request reached the app");
     let origin = f.nginx.origin().to_owned();
     let r = f

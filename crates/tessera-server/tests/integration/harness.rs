@@ -2,8 +2,10 @@
 //! data directory and SQLite file, and talks to it over HTTP.
 //!
 //! Every response that passes through [`TestServer::send`] is scanned for
-//! issued secrets (`tss_…`, `tsk_…`, `tsr_…`); [`TestServer::finish`] then
-//! asserts that none of them ever reached the server's logs (SC-15).
+//! issued secrets (`tss_…`, `tsk_…`, `tsr_…` and JWT access tokens,
+//! `eyJ….eyJ….…`); [`TestServer::finish`] then asserts that none of them
+//! ever reached the server's logs, and that the logs hold nothing shaped
+//! like an access token at all (SC-15).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -385,9 +387,11 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
-    /// Remembers every secret-looking value in `text` for the SC-15 check.
+    /// Remembers every secret-looking value in `text` (tokens and JWT
+    /// access tokens) for the SC-15 check.
     pub fn note_secrets(&self, text: &str) {
-        let found = find_secrets(text);
+        let mut found = find_secrets(text);
+        found.extend(find_access_tokens(text));
         if !found.is_empty() {
             self.secrets.lock().unwrap().extend(found);
         }
@@ -509,15 +513,8 @@ impl TestServer {
         let logs = self.logs();
         let secrets = self.secrets();
         assert!(!secrets.is_empty(), "no secrets recorded; the scan is broken");
-        for s in &secrets {
-            // The secret body alone is enough to be a leak.
-            let body = &s[4..];
-            assert!(
-                !logs.contains(body),
-                "SC-15: a secret ({}…) appears in the server log:\n{}",
-                &s[..8],
-                logs
-            );
+        if let Some(leak) = log_leaks(&logs, &secrets).first() {
+            panic!("SC-15: {leak} appears in the server log:\n{logs}");
         }
     }
 
@@ -580,6 +577,56 @@ pub fn find_secrets(text: &str) -> Vec<String> {
             }
             i = body;
         }
+    }
+    out
+}
+
+/// Every JWT-shaped value in `text`: three base64url segments joined by
+/// dots, the first (the header) starting `eyJ` (`{"`), and a signature of
+/// at least 32 characters (EdDSA and ES256 give 86, RS256 342).
+pub fn find_access_tokens(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let segment = |from: usize| from + b[from..].iter().take_while(|&&c| is_b64url(c)).count();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("eyJ") {
+        let start = i + pos;
+        i = start + 3;
+        let h_end = segment(start);
+        if b.get(h_end) != Some(&b'.') {
+            continue;
+        }
+        let p_end = segment(h_end + 1);
+        if p_end == h_end + 1 || b.get(p_end) != Some(&b'.') {
+            continue;
+        }
+        let s_end = segment(p_end + 1);
+        if s_end - (p_end + 1) < 32 {
+            continue;
+        }
+        out.push(text[start..s_end].to_owned());
+        i = s_end;
+    }
+    out
+}
+
+/// What of `secrets` (noted from responses) shows in `logs`, and any
+/// access token in them at all, described without the secret itself. For
+/// a prefixed token its 43-character body is enough to be a leak; for an
+/// access token its signature.
+pub fn log_leaks(logs: &str, secrets: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in secrets {
+        let marker = match s.get(..4) {
+            Some("tss_" | "tsk_" | "tsr_") => &s[4..],
+            _ => s.rsplit('.').next().unwrap_or(s),
+        };
+        if !marker.is_empty() && logs.contains(marker) {
+            out.push(format!("a secret ({}…)", s.get(..8).unwrap_or(s)));
+        }
+    }
+    for t in find_access_tokens(logs) {
+        out.push(format!("an access token ({}…)", &t[..8]));
     }
     out
 }
@@ -778,4 +825,43 @@ pub fn serve_must_fail(opts: &Opts) -> (ExitStatus, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (status, text)
+}
+
+#[cfg(test)]
+mod scanner_tests {
+    use super::*;
+
+    const ACCESS_TOKEN: &str = concat!(
+        "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0",
+        ".eyJpc3MiOiJodHRwczovL2F1dGguZXhhbXBsZSIsInN1YiI6ImFsaWNlIn0",
+        ".c2lnbmF0dXJlLW9mLWVpZ2h0eS1zaXgtY2hhcmFjdGVycy1vci1zby1vbmx5LWZvci10aGUtc2Nhbm5lci10ZXN0",
+    );
+
+    /// The SC-15 scan once looked only for `tss_`/`tsk_`/`tsr_` tokens: a
+    /// log line holding an access token passed it.
+    #[test]
+    fn the_log_scan_catches_access_tokens() {
+        let response = format!(r#"{{"access_token":"{ACCESS_TOKEN}","token_type":"Bearer"}}"#);
+        let noted = find_access_tokens(&response);
+        assert_eq!(noted, [ACCESS_TOKEN]);
+        let line = format!(
+            "2026-01-01T00:00:00Z INFO tessera: request authorization=\"Bearer {ACCESS_TOKEN}\" status=200\n"
+        );
+        assert!(
+            !log_leaks(&line, &noted).is_empty(),
+            "the scan missed a logged access token"
+        );
+        // Even one the scan never saw in a response.
+        assert!(!log_leaks(&line, &["tss_x".repeat(9)]).is_empty());
+        // Only its signature, cut from the rest, is still a leak.
+        let sig = ACCESS_TOKEN.rsplit('.').next().unwrap();
+        assert!(!log_leaks(&format!("sig={sig}"), &noted).is_empty());
+        // Clean lines stay clean: claims and handles are not tokens.
+        let clean = "INFO tessera: session verified sid=ses_AAAA sub=alice kid=k1 alg=EdDSA eyJ.not.jwt\n";
+        assert!(
+            log_leaks(clean, &noted).is_empty(),
+            "{:?}",
+            log_leaks(clean, &noted)
+        );
+    }
 }

@@ -8,5 +8,6 @@ mod concurrency;
 mod config_cli;
 mod forward_auth;
 mod harness;
+mod listener;
 mod restart;
 mod tokens;

@@ -1161,37 +1161,103 @@ async fn rt_10_session_events_end_refresh_tokens() {
     srv.finish().await;
 }
 
-/// A public client may omit `client_id` at the token endpoint (the token's
-/// own client is used); naming the wrong public client is refused (RT-06).
+/// Two more clients that MAY refresh, for RT-06: a refusal must come from
+/// the token's binding, not from the client being unable to refresh at all.
+const RT06_CLIENTS_TOML: &str = r#"
+[[clients]]
+client_id = "spa-rt"
+kind = "public"
+scopes = ["*"]
+audiences = ["*"]
+refresh_tokens = true
+
+[[clients]]
+client_id = "conf-rt"
+kind = "confidential"
+secret_sha256 = "2647a524c386faf2ce3b5b99aed225db3a16853e85a40e135c31279f8c5ecd2b"
+scopes = ["*"]
+audiences = ["*"]
+refresh_tokens = true
+"#;
+const CONF_RT_SECRET: &str = "conf-rt-secret-0123456789abcdefghijklmnop";
+
+/// A refresh token works only for the client it was issued to (RT-06):
+/// another client that may refresh — public naming itself, or confidential
+/// and authenticated — is refused with `invalid_grant` and consumes
+/// nothing. A public client may omit `client_id` (the token's own client is
+/// used); a confidential client's token then needs its credentials.
 #[tokio::test]
 async fn rt_06_client_binding() {
-    let srv = TestServer::start(Opts::default().config(CLIENTS_TOML)).await;
+    let srv = TestServer::start(Opts::default().config(&format!("{CLIENTS_TOML}{RT06_CLIENTS_TOML}"))).await;
+    let as_client = |rt: &str, client: &'static str| {
+        let rt = rt.to_owned();
+        let srv = &srv;
+        async move {
+            let (pairs, auth): (Vec<(&str, &str)>, Auth<'_>) = match client {
+                "conf-rt" => (vec![], Auth::Basic("conf-rt", CONF_RT_SECRET)),
+                "conf-rt/post" => (
+                    vec![("client_id", "conf-rt"), ("client_secret", CONF_RT_SECRET)],
+                    Auth::None,
+                ),
+                "" => (vec![], Auth::None),
+                id => (vec![("client_id", id)], Auth::None),
+            };
+            let mut p = vec![("grant_type", "refresh_token"), ("refresh_token", rt.as_str())];
+            p.extend(pairs);
+            post_form(srv, "/oauth2/token", &p, auth).await
+        }
+    };
+    #[track_caller]
+    fn refused(r: &Resp, status: u16, error: &str, what: &str) {
+        assert_eq!(r.status, status, "{what}: {}", r.text());
+        assert_eq!(r.json()["error"], error, "{what}: {}", r.text());
+    }
+
+    // The default client's token; without client_id its own client is used.
     let l = login(&srv, "rt06", json!({})).await;
-    let rt = l.refresh.clone().unwrap();
-    let r = post_form(
-        &srv,
-        "/oauth2/token",
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-        Auth::None,
-    )
-    .await;
-    let t = assert_token_response(&r);
-    let rt2 = t["refresh_token"].as_str().unwrap().to_owned();
-    // spa-no-rt's own token cannot exist; a public client naming itself
-    // with another client's token is refused and consumes nothing.
-    let r = post_form(
-        &srv,
-        "/oauth2/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", "spa-no-rt"),
-            ("refresh_token", &rt2),
-        ],
-        Auth::None,
-    )
-    .await;
-    assert_eq!(r.status, 400, "{}", r.text());
-    assert_token_response(&refresh(&srv, &rt2, None).await);
+    let t = assert_token_response(&as_client(&l.refresh.clone().unwrap(), "").await);
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    for other in ["spa-rt", "conf-rt", "conf-rt/post"] {
+        refused(&as_client(&rt, other).await, 400, "invalid_grant", other);
+    }
+    // Nothing was consumed and no reuse was suspected: the owner rotates it.
+    let t = assert_token_response(&as_client(&rt, "default").await);
+    assert_eq!(
+        jwt_parts(t["access_token"].as_str().unwrap()).1["client_id"],
+        "default"
+    );
+
+    // spa-rt's own token: it refreshes for spa-rt (named or implied), and
+    // for nobody else.
+    let s = login(&srv, "rt06-spa", json!({"client_id": "spa-rt"})).await;
+    let rt = s.refresh.clone().expect("spa-rt gets a refresh token");
+    for other in ["default", "conf-rt"] {
+        refused(&as_client(&rt, other).await, 400, "invalid_grant", other);
+    }
+    let t = assert_token_response(&as_client(&rt, "spa-rt").await);
+    assert_eq!(
+        jwt_parts(t["access_token"].as_str().unwrap()).1["client_id"],
+        "spa-rt"
+    );
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    let t = assert_token_response(&as_client(&rt, "").await);
+    assert_eq!(
+        jwt_parts(t["access_token"].as_str().unwrap()).1["client_id"],
+        "spa-rt"
+    );
+
+    // conf-rt's own token: only with its credentials.
+    let c = login(&srv, "rt06-conf", json!({"client_id": "conf-rt"})).await;
+    let rt = c.refresh.clone().expect("conf-rt gets a refresh token");
+    for other in ["default", "spa-rt"] {
+        refused(&as_client(&rt, other).await, 400, "invalid_grant", other);
+    }
+    refused(&as_client(&rt, "").await, 401, "invalid_client", "no credentials");
+    let t = assert_token_response(&as_client(&rt, "conf-rt").await);
+    assert_eq!(
+        jwt_parts(t["access_token"].as_str().unwrap()).1["client_id"],
+        "conf-rt"
+    );
     srv.finish().await;
 }
 
@@ -1677,17 +1743,87 @@ async fn md_01_04_metadata() {
         if let Some(c) = m.get("code_challenge_methods_supported") {
             assert!(!c.as_array().unwrap().contains(&json!("plain")), "MD-03: {m}");
         }
-        // MD-04: no alg list contains none.
+        // MD-04. A `*_auth_signing_alg_values_supported` list goes with a
+        // JWT client-authentication method: for each auth-method list the
+        // metadata has, the alg list is present exactly when such a method
+        // is offered, then non-empty and without `none`.
+        let no_none = |k: &str, v: &Value| {
+            let algs = v
+                .as_array()
+                .unwrap_or_else(|| panic!("MD-04: {k} is not a list: {m}"));
+            assert!(!algs.is_empty(), "MD-04: {k} is empty: {m}");
+            for a in algs {
+                let a = a
+                    .as_str()
+                    .unwrap_or_else(|| panic!("MD-04: {k} holds a non-string: {m}"));
+                assert!(!a.eq_ignore_ascii_case("none"), "MD-04: {k} lists none: {m}");
+            }
+        };
+        let mut methods_checked = 0;
         for (k, v) in m.as_object().unwrap() {
-            if k.ends_with("_alg_values_supported") {
-                for a in v.as_array().expect("alg lists are arrays") {
+            let Some(endpoint) = k.strip_suffix("_auth_methods_supported") else {
+                continue;
+            };
+            methods_checked += 1;
+            let jwt_auth = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| matches!(x.as_str(), Some("private_key_jwt" | "client_secret_jwt")));
+            let algs_key = format!("{endpoint}_auth_signing_alg_values_supported");
+            match m.get(&algs_key) {
+                Some(algs) => {
                     assert!(
-                        !a.as_str().unwrap_or("").eq_ignore_ascii_case("none"),
-                        "MD-04: {k} lists none"
+                        jwt_auth,
+                        "MD-04: {algs_key} without a JWT auth method in {k}: {m}"
                     );
+                    no_none(&algs_key, algs);
                 }
+                None => assert!(
+                    !jwt_auth,
+                    "MD-04: {k} offers JWT client auth without {algs_key}: {m}"
+                ),
             }
         }
+        assert_eq!(methods_checked, 3, "MD-04: the auth-method lists: {m}");
+        // Any other alg list (e.g. `dpop_signing_alg_values_supported`,
+        // once offered) never lists none either.
+        for (k, v) in m.as_object().unwrap() {
+            if k.ends_with("_alg_values_supported") {
+                no_none(k, v);
+            }
+        }
+        // What the issuer signs with: every key at `jwks_uri` names an
+        // asymmetric alg (never none), and the access token uses one of them.
+        let jwks_path = m["jwks_uri"]
+            .as_str()
+            .unwrap()
+            .strip_prefix(iss.as_str())
+            .unwrap()
+            .to_owned();
+        let jwks = metadata(srv, &jwks_path).await;
+        let published: Vec<&str> = jwks["keys"]
+            .as_array()
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| panic!("MD-04: no keys at jwks_uri: {jwks}"))
+            .iter()
+            .map(|k| {
+                k["alg"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("MD-04: a key without alg: {jwks}"))
+            })
+            .collect();
+        for a in &published {
+            assert!(
+                ["EdDSA", "ES256", "RS256"].contains(a),
+                "MD-04: key alg {a:?}: {jwks}"
+            );
+        }
+        let at_alg = jwt_parts(&l.access).0["alg"].clone();
+        assert!(
+            published.iter().any(|a| at_alg == *a),
+            "MD-04: the access token's alg {at_alg} is not published: {jwks}"
+        );
         assert!(m.get("authorization_endpoint").is_none() || m.get("response_types_supported").is_some());
     }
     // The advertised endpoints work (default issuer = where it listens).

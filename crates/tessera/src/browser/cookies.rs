@@ -1,72 +1,75 @@
 //! Reading the session cookie from `Cookie` and writing `Set-Cookie`.
 
-use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
+use axum::http::{HeaderMap, HeaderValue};
 use cookie::Cookie;
 use tessera_core::Timestamp;
+use tessera_core::cookie_header::{self, SessionCookie};
 
 use super::config::{CookieConfig, SameSite};
 
-/// At most this many cookies of the session's name are tried (a browser
-/// sends several only when cookies of other paths or domains were tossed in).
-const MAX_CANDIDATES: usize = 4;
+/// At most this many distinct session-cookie values are revoked by a
+/// logout, as the service's `/auth/logout` does.
+pub(crate) const MAX_LOGOUT_COOKIES: usize = 4;
 /// A cookie value longer than this is not looked at (SC-13); session tokens
 /// and nonces are 47 and 43 characters.
 const MAX_VALUE_LEN: usize = 128;
 
-/// What the request's `Cookie` headers carry for us, borrowed from them: the
-/// layer reads this on every request, so it copies nothing.
-#[derive(Debug, Default)]
-pub(crate) struct Presented<'h> {
-    session: [&'h str; MAX_CANDIDATES],
-    session_count: usize,
-    /// A cookie of the session's name was present but too long or garbled.
-    pub garbage: bool,
-    /// The pre-session CSRF nonce, if well-formed.
-    pub nonce: Option<&'h str>,
+/// The session cookie as the request presents it, borrowed from the
+/// headers: the layer reads this on every request, so it copies nothing.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionValue<'h> {
+    #[default]
+    Absent,
+    /// One value (perhaps sent more than once), of a plausible length.
+    One(&'h str),
+    /// One value, too long, empty or not UTF-8: refused unread, and expired.
+    Garbage,
+    /// Several different values: refused, as the service's forward auth
+    /// refuses them (`tessera_core::cookie_header::SessionCookie`).
+    Conflicting,
 }
 
-impl<'h> Presented<'h> {
-    /// Values of the session cookie, in header order.
-    pub fn session(&self) -> &[&'h str] {
-        &self.session[..self.session_count]
-    }
+/// What the request's `Cookie` headers carry for us.
+#[derive(Debug, Default)]
+pub(crate) struct Presented<'h> {
+    pub session: SessionValue<'h>,
+    /// The pre-session CSRF nonce, if well-formed.
+    pub nonce: Option<&'h str>,
 }
 
 /// Reads only the `Cookie` header(s): never the URL, a form or any other
 /// header (SC-04). `name` is the session cookie's effective name and
 /// `nonce_name` the CSRF nonce cookie's.
 ///
-/// Splits like `cookie::Cookie::split_parse` without percent-decoding: pairs
-/// at `;`, name and value at the first `=`, both trimmed; a pair without `=`
-/// is skipped. (A valid header value holds only visible ASCII, space and tab,
-/// so trimming ASCII whitespace trims what `str::trim` would.)
+/// The headers are read as bytes by `tessera_core::cookie_header`, the
+/// rule the service uses too: another cookie's non-ASCII byte hides
+/// nothing, and two different session-cookie values are a conflict.
 pub(crate) fn read<'h>(headers: &'h HeaderMap, name: &str, nonce_name: &str) -> Presented<'h> {
-    let mut out = Presented::default();
-    for value in headers.get_all(COOKIE) {
-        let Ok(s) = value.to_str() else { continue };
-        for pair in s.split(';') {
-            let Some(eq) = pair.bytes().position(|b| b == b'=') else {
-                continue;
-            };
-            let (n, v) = (pair[..eq].trim_ascii(), &pair[eq + 1..]);
-            if n == name {
-                let v = v.trim_ascii();
-                if v.len() > MAX_VALUE_LEN || v.is_empty() {
-                    out.garbage = true;
-                } else if out.session_count < MAX_CANDIDATES {
-                    out.session[out.session_count] = v;
-                    out.session_count += 1;
-                }
-            } else if n == nonce_name && out.nonce.is_none() {
-                let v = v.trim_ascii();
-                if is_nonce(v) {
-                    out.nonce = Some(v);
-                }
-            }
-        }
-    }
-    out
+    let raw = || headers.get_all(COOKIE).into_iter().map(HeaderValue::as_bytes);
+    let session = match cookie_header::session_cookie(raw(), name.as_bytes()) {
+        SessionCookie::Absent => SessionValue::Absent,
+        SessionCookie::Conflicting => SessionValue::Conflicting,
+        SessionCookie::One(v) => match std::str::from_utf8(v) {
+            Ok(v) if !v.is_empty() && v.len() <= MAX_VALUE_LEN => SessionValue::One(v),
+            _ => SessionValue::Garbage,
+        },
+    };
+    let nonce = cookie_header::values(raw(), nonce_name.as_bytes())
+        .find_map(|v| std::str::from_utf8(v).ok().filter(|v| is_nonce(v)));
+    Presented { session, nonce }
+}
+
+/// The distinct values of the session cookie (at most
+/// [`MAX_LOGOUT_COOKIES`]), for a logout to revoke when they conflict.
+pub(crate) fn conflicting_values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    let raw = headers.get_all(COOKIE).into_iter().map(HeaderValue::as_bytes);
+    cookie_header::distinct_values(raw, name.as_bytes(), MAX_LOGOUT_COOKIES)
+        .into_iter()
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_VALUE_LEN)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The shape of a nonce minted by [`super::csrf::new_nonce`].

@@ -88,6 +88,10 @@ struct State {
     presented_nonce: Option<String>,
     /// A nonce minted during this request (to be set on the response).
     fresh_nonce: Option<String>,
+    /// The different session-cookie values of a refused request: a logout
+    /// revokes them all, as the service's does, so that neither comes back
+    /// alone once the browser drops the other.
+    conflicting: Vec<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -112,6 +116,7 @@ impl Session {
         current: Option<(Arc<SessionRecord>, Token)>,
         presented_nonce: Option<String>,
         expire_cookie: bool,
+        conflicting: Vec<String>,
     ) -> Self {
         let state = State {
             current: current.map(|(record, token)| Current { record, token }),
@@ -121,6 +126,7 @@ impl Session {
                 CookieChange::None
             },
             presented_nonce,
+            conflicting,
             ..State::default()
         };
         Self {
@@ -271,12 +277,26 @@ impl Session {
     /// Signs out: revokes the session, expires the cookie (same attributes,
     /// `Max-Age=0`) and sends `Clear-Site-Data: "cache", "cookies",
     /// "storage"` (EX-12). Idempotent: without a session it still clears.
+    /// A request whose session cookies conflicted has no session, but its
+    /// different values are all revoked, as the service's logout does.
     pub async fn logout(&self) -> Result<(), Error> {
-        let token = self.state().current.as_ref().map(|c| c.token.as_str().to_owned());
-        if let Some(t) = token {
+        let tokens = {
+            let st = self.state();
+            match &st.current {
+                Some(c) => vec![c.token.as_str().to_owned()],
+                None => st.conflicting.clone(),
+            }
+        };
+        for t in tokens {
             match self.sessions().revoke_token(&t, RevokeReason::Logout).await {
-                // Rotated or deleted meanwhile: nothing left to revoke.
-                Ok(()) | Err(tessera_core::Error::SessionInvalid) => {}
+                // Rotated, deleted or ended meanwhile (or never issued):
+                // nothing left to revoke.
+                Ok(())
+                | Err(
+                    tessera_core::Error::SessionInvalid
+                    | tessera_core::Error::SessionExpired
+                    | tessera_core::Error::SessionRevoked,
+                ) => {}
                 Err(e) => return Err(e.into()),
             }
         }

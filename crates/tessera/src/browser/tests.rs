@@ -410,6 +410,81 @@ async fn sc_13_malformed_cookies_never_5xx() {
     assert_eq!(send(&f.app, r).await.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Another application's cookie with a byte outside visible ASCII (`x=é`)
+/// once voided the whole `Cookie` header: the session looked absent, and a
+/// logout cleared the browser but left the session live on the server.
+#[tokio::test]
+async fn a_non_ascii_neighbour_cookie_hides_nothing() {
+    let f = fixture();
+    let tok = do_login(&f.app, "alice", None).await.token();
+    for cookie in [format!("{tok}; x=\u{e9}"), format!("{tok}; y=\u{e9}t\u{e9}; z=1")] {
+        // Safe methods take the layer's fast path, unsafe ones the general one.
+        let r = send(&f.app, req(Method::GET, "/me", Some(&cookie))).await;
+        assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "alice"), "{cookie}");
+        let r = send(&f.app, req(Method::POST, "/action", Some(&cookie))).await;
+        assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "done"), "{cookie}");
+    }
+    let cookie = format!("{tok}; x=\u{e9}");
+    let r = send(&f.app, req(Method::POST, "/logout", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        f.sessions.verify(&tok).await.is_err(),
+        "logout cleared the browser but left the session live"
+    );
+    let r = send(&f.app, req(Method::GET, "/me", Some(&cookie))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Two different values for the session cookie (one planted by a sibling
+/// site, "cookie tossing") are refused, as the service's forward auth
+/// refuses them: taking the first that verifies would let a planted valid
+/// session win.
+#[tokio::test]
+async fn conflicting_session_cookies_are_refused_like_the_service_does() {
+    let f = fixture();
+    let alice = do_login(&f.app, "alice", None).await.token();
+    let mallory = do_login(&f.app, "mallory", None).await.token();
+    for (first, second) in [(&mallory, &alice), (&alice, &mallory)] {
+        let both = format!("{first}; {NAME}={second}");
+        let r = send(&f.app, req(Method::GET, "/me", Some(&both))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        let r = send(&f.app, req(Method::GET, "/whoami", Some(&both))).await;
+        assert_eq!(r.body, "anonymous");
+        // Expiring the host's cookie would only leave the planted one.
+        assert!(r.session_cookie().is_none(), "{:?}", r.set_cookies());
+        let r = send(&f.app, req(Method::POST, "/action", Some(&both))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        // Split over two Cookie headers (HTTP/2) it is the same.
+        let split = Request::get("/me")
+            .header(header::COOKIE, format!("{NAME}={first}"))
+            .header(header::COOKIE, format!("a=b; {NAME}={second}"))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&f.app, split).await.status, StatusCode::UNAUTHORIZED);
+    }
+    // A garbled second value conflicts too.
+    let r = send(
+        &f.app,
+        req(Method::GET, "/me", Some(&format!("{alice}; {NAME}=x"))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The same value twice is one cookie.
+    let r = send(
+        &f.app,
+        req(Method::GET, "/me", Some(&format!("{alice}; {NAME}={alice}"))),
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "alice"));
+    // Logging out with both revokes both, as the service's logout does,
+    // so neither can come back alone.
+    let both = format!("{mallory}; {NAME}={alice}");
+    let r = send(&f.app, req(Method::POST, "/logout", Some(&both))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(f.sessions.verify(&alice).await.is_err());
+    assert!(f.sessions.verify(&mallory).await.is_err());
+}
+
 #[tokio::test]
 async fn insecure_dev_drops_secure_and_prefix() {
     let f = fixture_with(|l| SessionLayer::new(l.sessions().clone(), CookieConfig::insecure_dev()));
