@@ -341,7 +341,12 @@ mod tests {
         };
         assert!(sealed(handles[0].clone()).await);
 
-        let task = tokio::spawn(sweeper(tokens, Duration::from_secs(60), 10, EventRetention::of(&config)));
+        let task = tokio::spawn(sweeper(
+            tokens,
+            Duration::from_secs(60),
+            10,
+            EventRetention::of(&config),
+        ));
         for _ in 0..1000 {
             if !sealed(handles[0].clone()).await {
                 break;

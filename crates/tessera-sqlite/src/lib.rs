@@ -43,8 +43,7 @@ use async_trait::async_trait;
 use tessera_core::{
     ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, NewEvent, RefreshFamily,
     RefreshLookup, RevokeReason, Rotation, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
-    StoreResult,
-    Timestamp, TokenHash,
+    StoreResult, Timestamp, TokenHash,
 };
 
 use crate::codec::{FamilyRow, SessionRow};
@@ -231,7 +230,9 @@ impl SessionStore for SqliteStore {
     }
 
     async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
-        self.readers.with(move |c| ops::events_cursor_since(c, kind, since)).await
+        self.readers
+            .with(move |c| ops::events_cursor_since(c, kind, since))
+            .await
     }
 
     async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {

@@ -89,7 +89,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     drop(open(&path));
-    assert_eq!(user_version(&path), 4);
+    assert_eq!(user_version(&path), 5);
     let tables: Vec<String> = raw(&path)
         .prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
@@ -551,7 +551,16 @@ async fn sweep_takes_the_earliest_expiries_first_in_bounded_batches() {
 async fn cached_session_reads_never_outlive_a_commit() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
-    let store = open(&path);
+    // One reader thread: each thread has its own cache, so with several
+    // the second read could land on a thread that has not seen the session.
+    let store = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            readers: 1,
+            ..SqliteOptions::default()
+        },
+    )
+    .expect("open");
     for n in 1..=2 {
         store.create(&record(n, "alice"), &opts(), &[]).await.unwrap();
     }
