@@ -117,7 +117,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
         let s = open(&path);
         s.ping().await.unwrap();
     }
-    assert_eq!(user_version(&path), 4);
+    assert_eq!(user_version(&path), 5);
     let mode: String = raw(&path)
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
