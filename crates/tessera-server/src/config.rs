@@ -212,11 +212,11 @@ pub struct SqliteConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardAuthConfig {
-    /// Origins (`https://app.example`) trusted for unsafe cookie requests
+    /// Origins (`https://app.example`) trusted for state-changing cookie requests
     /// besides the request's own origin, also when `Sec-Fetch-Site` says
     /// `same-site`. Never widens `cross-site`.
     pub allowed_origins: Vec<String>,
-    /// Accept `Sec-Fetch-Site: same-site` for unsafe requests from any origin.
+    /// Accept `Sec-Fetch-Site: same-site` for state-changing requests from any origin.
     pub allow_same_site: bool,
 }
 

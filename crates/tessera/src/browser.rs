@@ -36,7 +36,7 @@
 //!   are refused as the service's forward auth refuses them: the request is
 //!   signed out and no cookie is touched, and a logout revokes both. A store
 //!   failure answers 503 `store_unavailable` (fails closed);
-//! - for unsafe methods, runs the CSRF checks of [`CsrfConfig`] (also before
+//! - for state-changing methods, runs the CSRF checks of [`CsrfConfig`] (also before
 //!   login, against login CSRF) and answers 403 `csrf_rejected` on failure;
 //! - puts a [`Session`] into the request extensions; handlers use it
 //!   directly or through [`MaybeSession`], [`RequireSession`],
@@ -46,7 +46,7 @@
 //!   on every response that sets a cookie (and, unless turned off, on every
 //!   response to a signed-in request that set no `Cache-Control` itself).
 //!
-//! Non-browser clients calling unsafe routes behind the layer must send an
+//! Non-browser clients calling state-changing routes behind the layer must send an
 //! allowed `Origin` or a token; mount machine endpoints (webhooks) outside it.
 
 use std::future::Future;
@@ -353,11 +353,11 @@ where
         shared.cookie.effective_name(),
         &shared.nonce_cookie,
     );
-    let unsafe_method = !csrf::is_safe(&parts.method);
+    let state_changing = !csrf::is_safe(&parts.method);
 
     // Header checks first: a cross-site request is refused before the
     // store is touched.
-    let verdict = if unsafe_method {
+    let verdict = if state_changing {
         match csrf::check_headers(&parts, &shared.csrf) {
             csrf::Verdict::Reject(why) => {
                 tracing::info!(reason = why, method = %parts.method, "CSRF check refused a request");
@@ -384,7 +384,7 @@ where
         conflicting(&shared, &presented, &parts.headers),
     );
 
-    if unsafe_method {
+    if state_changing {
         let need_token = verdict == csrf::Verdict::Unknown || shared.csrf.token_policy == TokenPolicy::Always;
         let header_token = parts
             .headers

@@ -5,7 +5,7 @@
 //! Traefik ForwardAuth, Envoy ext_authz HTTP) about the request the proxy is
 //! holding: 200 with `X-Tessera-Subject`, `X-Tessera-Session` and
 //! `X-Tessera-Auth-Level`, 401 without a live session, 403 for a cross-site
-//! unsafe request (`csrf_rejected`) or too low an authentication level
+//! state-changing request (`csrf_rejected`) or too low an authentication level
 //! (`?level=N`, RFC 9470 challenge). The session token is read only from the
 //! session cookie, never from the query (SPEC §5).
 //!
@@ -217,9 +217,9 @@ async fn check(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> Re
         Credential::Cookie(token) => {
             // Only cookies ride along on cross-site requests: CSRF first,
             // so a forged request does not even slide the idle expiry.
-            let unsafe_method = proxied_method_is_unsafe(headers);
+            let state_changing = proxied_method_changes_state(headers);
             check_csrf(
-                &FetchContext::of(headers, unsafe_method),
+                &FetchContext::of(headers, state_changing),
                 &state.config.forward_auth,
             )
             .map_err(Refusal::Csrf)?;
@@ -351,7 +351,7 @@ fn is_safe_method(m: &str) -> bool {
 /// a POST off as a GET. Neither present: the method is unknown and judged
 /// state-changing (SPEC §4.2) — the sub-request's own GET says nothing
 /// about the request the proxy holds.
-fn proxied_method_is_unsafe(headers: &HeaderMap) -> bool {
+fn proxied_method_changes_state(headers: &HeaderMap) -> bool {
     let mut named = false;
     for name in [X_FORWARDED_METHOD, X_ORIGINAL_METHOD] {
         for v in &headers.get_all(name) {
@@ -368,7 +368,7 @@ fn proxied_method_is_unsafe(headers: &HeaderMap) -> bool {
 /// visible ASCII reads as `Some("")`, which nothing trusts.
 #[derive(Debug, Clone, Copy)]
 struct FetchContext<'h> {
-    unsafe_method: bool,
+    state_changing: bool,
     sec_fetch_site: Option<&'h str>,
     origin: Option<&'h str>,
     host: Option<&'h str>,
@@ -376,10 +376,10 @@ struct FetchContext<'h> {
 }
 
 impl<'h> FetchContext<'h> {
-    fn of(headers: &'h HeaderMap, unsafe_method: bool) -> Self {
+    fn of(headers: &'h HeaderMap, state_changing: bool) -> Self {
         let get = |name: &HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("").trim());
         FetchContext {
-            unsafe_method,
+            state_changing,
             sec_fetch_site: get(&SEC_FETCH_SITE),
             origin: get(&header::ORIGIN),
             // Traefik's ForwardAuth sub-request carries Tessera's own `Host`
@@ -403,9 +403,9 @@ impl<'h> FetchContext<'h> {
 ///   (`Host`, and `X-Forwarded-Proto` when present) or listed in
 ///   `allowed_origins`;
 /// - with neither header the client is not a browser (browsers send
-///   `Origin` on every unsafe request), so it passes.
+///   `Origin` on every state-changing request), so it passes.
 fn check_csrf(ctx: &FetchContext<'_>, cfg: &ForwardAuthConfig) -> Result<(), &'static str> {
-    if !ctx.unsafe_method {
+    if !ctx.state_changing {
         return Ok(());
     }
     let origin_trusted = ctx
@@ -1026,11 +1026,11 @@ mod tests {
         let (tok, _) = h.login("u", 1).await;
         let c = h.cookie(&tok);
         let c = c.as_str();
-        for unsafe_method in ["POST", "PUT", "PATCH", "DELETE", "post"] {
+        for state_changing in ["POST", "PUT", "PATCH", "DELETE", "post"] {
             let r = h
                 .verify_as(
                     "/auth/verify",
-                    unsafe_method,
+                    state_changing,
                     &[("cookie", c), ("sec-fetch-site", "cross-site")],
                 )
                 .await;
@@ -1039,14 +1039,14 @@ mod tests {
             assert!(r.header("x-tessera-subject").is_none());
             h.verify_as(
                 "/auth/verify",
-                unsafe_method,
+                state_changing,
                 &[("cookie", c), ("sec-fetch-site", "same-site")],
             )
             .await
             .assert_problem(403, "csrf_rejected");
             h.verify_as(
                 "/auth/verify",
-                unsafe_method,
+                state_changing,
                 &[("cookie", c), ("sec-fetch-site", "bogus")],
             )
             .await
@@ -1055,11 +1055,11 @@ mod tests {
                 let r = h
                     .verify_as(
                         "/auth/verify",
-                        unsafe_method,
+                        state_changing,
                         &[("cookie", c), ("sec-fetch-site", ok)],
                     )
                     .await;
-                assert_eq!(r.status, StatusCode::OK, "{unsafe_method} {ok}: {:?}", r.body);
+                assert_eq!(r.status, StatusCode::OK, "{state_changing} {ok}: {:?}", r.body);
             }
         }
         // Safe methods pass from anywhere (links, top-level navigations).
@@ -1078,7 +1078,7 @@ mod tests {
             assert_eq!(r.status, StatusCode::OK, "{safe}");
         }
         // Traefik's header counts too, and a client-added "GET" does not
-        // hide an unsafe method.
+        // hide a state-changing method.
         let cross = ("sec-fetch-site", "cross-site");
         let r = h
             .send(
@@ -1676,7 +1676,7 @@ mod tests {
     fn csrf_rules_table() {
         let cfg = ForwardAuthConfig::default();
         let ctx = |m: bool, site: Option<&'static str>, origin: Option<&'static str>| FetchContext {
-            unsafe_method: m,
+            state_changing: m,
             sec_fetch_site: site,
             origin,
             host: Some(HOST),

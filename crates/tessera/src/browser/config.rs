@@ -146,12 +146,12 @@ pub enum TokenPolicy {
     /// `Origin`/`Referer` (old browsers, privacy proxies). The default.
     #[default]
     WhenNoOriginHeaders,
-    /// On every unsafe request, in addition to the header checks (defence
+    /// On every state-changing request, in addition to the header checks (defence
     /// in depth for server-rendered forms).
     Always,
 }
 
-/// Cross-site request forgery defences for unsafe methods (everything but
+/// Cross-site request forgery defences for state-changing methods (everything but
 /// GET, HEAD, OPTIONS and TRACE), in this order:
 ///
 /// 1. `Sec-Fetch-Site`: `cross-site` is refused; `same-site` is refused

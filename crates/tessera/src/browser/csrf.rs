@@ -41,7 +41,7 @@ pub(crate) fn is_safe(method: &Method) -> bool {
     )
 }
 
-/// What the origin headers say about an unsafe request.
+/// What the origin headers say about a state-changing request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// A browser said the request comes from our own origin.

@@ -125,7 +125,7 @@ where
 }
 
 /// Middleware for JSON routes: a POST whose `Content-Type` is not
-/// `application/json` (or `application/*+json`), or another unsafe request
+/// `application/json` (or `application/*+json`), or another state-changing request
 /// with a non-JSON `Content-Type`, is refused with 415
 /// `unsupported_media_type`. (PUT, PATCH and DELETE always need a CORS
 /// preflight, so they may come without a body.) Cross-site pages can send `text/plain`,

@@ -418,7 +418,7 @@ async fn a_non_ascii_neighbour_cookie_hides_nothing() {
     let f = fixture();
     let tok = do_login(&f.app, "alice", None).await.token();
     for cookie in [format!("{tok}; x=\u{e9}"), format!("{tok}; y=\u{e9}t\u{e9}; z=1")] {
-        // Safe methods take the layer's fast path, unsafe ones the general one.
+        // Safe methods take the layer's fast path, state-changing ones the general one.
         let r = send(&f.app, req(Method::GET, "/me", Some(&cookie))).await;
         assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "alice"), "{cookie}");
         let r = send(&f.app, req(Method::POST, "/action", Some(&cookie))).await;
