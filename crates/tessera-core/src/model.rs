@@ -263,6 +263,80 @@ pub struct ApiKeyRecord {
     pub hash: TokenHash,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// What the key may do (SPEC §4.1), in [`ApiKeyScope::ALL`] order,
+    /// without duplicates.
+    pub scopes: Vec<ApiKeyScope>,
+}
+
+impl ApiKeyRecord {
+    /// Whether the key may act within `scope`: it holds it, or `admin`.
+    pub fn allows(&self, scope: ApiKeyScope) -> bool {
+        scope.granted_by(&self.scopes)
+    }
+}
+
+/// What an API key may do (SPEC §4.1). Least privilege: a key holds only
+/// the scopes it was created with; `admin` covers every other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyScope {
+    /// Every `/v1/sessions…` and `/v1/subjects…` route, and introspection.
+    Sessions,
+    /// `GET /v1/events`.
+    Events,
+    /// `GET /v1/revocations`: all a resource server needs.
+    Revocations,
+    /// Everything, including key management.
+    Admin,
+}
+
+impl ApiKeyScope {
+    pub const ALL: [ApiKeyScope; 4] = [
+        ApiKeyScope::Sessions,
+        ApiKeyScope::Events,
+        ApiKeyScope::Revocations,
+        ApiKeyScope::Admin,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ApiKeyScope::Sessions => "sessions",
+            ApiKeyScope::Events => "events",
+            ApiKeyScope::Revocations => "revocations",
+            ApiKeyScope::Admin => "admin",
+        }
+    }
+
+    /// Whether a key holding `scopes` may act within this scope: it holds
+    /// it, or `admin`. The one rule every face applies.
+    pub fn granted_by(self, scopes: &[ApiKeyScope]) -> bool {
+        scopes.iter().any(|s| *s == self || *s == ApiKeyScope::Admin)
+    }
+
+    /// `scopes` sorted in [`ApiKeyScope::ALL`] order, without duplicates.
+    pub fn normalize(mut scopes: Vec<ApiKeyScope>) -> Vec<ApiKeyScope> {
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes
+    }
+
+    /// The scopes as stored and shown: space-separated names.
+    pub fn join(scopes: &[ApiKeyScope]) -> String {
+        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+impl fmt::Display for ApiKeyScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ApiKeyScope {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s).ok_or(())
+    }
 }
 
 /// A refresh-token family: the chain of refresh tokens (`tsr_…`) issued to

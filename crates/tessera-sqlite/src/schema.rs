@@ -246,6 +246,13 @@ DROP INDEX events_handle;
     r"
 CREATE INDEX refresh_families_sealed ON refresh_families (rotated_at) WHERE current_sealed IS NOT NULL;
 ",
+    // API key scopes (SPEC §4.1), space-separated names. Keys created before
+    // scopes existed keep the power they had, `admin`, so an upgrade breaks
+    // no deployment; `tessera serve` warns about every admin key but the
+    // bootstrap one until they are replaced by narrower keys.
+    r"
+ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'admin';
+",
 ];
 
 /// The schema version this build writes.
