@@ -341,9 +341,10 @@ impl FromStr for ApiKeyScope {
 
 /// A refresh-token family: the chain of refresh tokens (`tsr_…`) issued to
 /// one client for one session (SPEC §1). Each use rotates it; `generation`
-/// counts the rotations. Only hashes of the tokens are stored, plus the
-/// current token sealed (encrypted with the at-rest key) so that a retry
-/// inside the grace window gets the very same successor back.
+/// counts the rotations. Only hashes of the tokens are stored, plus, for the
+/// grace window only, the current token sealed (encrypted with the at-rest
+/// key) so that a retry inside that window gets the very same successor
+/// back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshFamily {
     /// `rtf_…`.
@@ -365,8 +366,10 @@ pub struct RefreshFamily {
     /// When the current generation was issued (= when its predecessor was
     /// consumed): the start of the reuse grace window.
     pub rotated_at: Timestamp,
-    /// The current refresh token, sealed; `None` for generation 0 (nobody
-    /// can retry into a generation that was never a successor).
+    /// The current refresh token, sealed, while a retry may still need it:
+    /// `None` for generation 0 (nobody can retry into a generation that was
+    /// never a successor), at grace 0, and once the sweeper has cleared it
+    /// after the grace window (SPEC §5).
     pub current_sealed: Option<Vec<u8>>,
     pub binding: Option<Binding>,
     pub revoked: Option<Revocation>,
