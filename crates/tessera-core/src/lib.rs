@@ -37,8 +37,8 @@ pub use error::{Error, Result};
 pub use keys::{KeyManager, KeyPolicy};
 pub use memory::MemoryStore;
 pub use model::{
-    ApiKeyRecord, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, PublicSession, RefreshFamily,
-    RefreshLookup, Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord,
+    ApiKeyRecord, ApiKeyScope, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, PublicSession,
+    RefreshFamily, RefreshLookup, Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord,
 };
 pub use policy::SessionPolicy;
 pub use seal::Sealer;

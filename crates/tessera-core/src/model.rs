@@ -263,13 +263,88 @@ pub struct ApiKeyRecord {
     pub hash: TokenHash,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// What the key may do (SPEC §4.1), in [`ApiKeyScope::ALL`] order,
+    /// without duplicates.
+    pub scopes: Vec<ApiKeyScope>,
+}
+
+impl ApiKeyRecord {
+    /// Whether the key may act within `scope`: it holds it, or `admin`.
+    pub fn allows(&self, scope: ApiKeyScope) -> bool {
+        scope.granted_by(&self.scopes)
+    }
+}
+
+/// What an API key may do (SPEC §4.1). Least privilege: a key holds only
+/// the scopes it was created with; `admin` covers every other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyScope {
+    /// Every `/v1/sessions…` and `/v1/subjects…` route, and introspection.
+    Sessions,
+    /// `GET /v1/events`.
+    Events,
+    /// `GET /v1/revocations`: all a resource server needs.
+    Revocations,
+    /// Everything, including key management.
+    Admin,
+}
+
+impl ApiKeyScope {
+    pub const ALL: [ApiKeyScope; 4] = [
+        ApiKeyScope::Sessions,
+        ApiKeyScope::Events,
+        ApiKeyScope::Revocations,
+        ApiKeyScope::Admin,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ApiKeyScope::Sessions => "sessions",
+            ApiKeyScope::Events => "events",
+            ApiKeyScope::Revocations => "revocations",
+            ApiKeyScope::Admin => "admin",
+        }
+    }
+
+    /// Whether a key holding `scopes` may act within this scope: it holds
+    /// it, or `admin`. The one rule every face applies.
+    pub fn granted_by(self, scopes: &[ApiKeyScope]) -> bool {
+        scopes.iter().any(|s| *s == self || *s == ApiKeyScope::Admin)
+    }
+
+    /// `scopes` sorted in [`ApiKeyScope::ALL`] order, without duplicates.
+    pub fn normalize(mut scopes: Vec<ApiKeyScope>) -> Vec<ApiKeyScope> {
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes
+    }
+
+    /// The scopes as stored and shown: space-separated names.
+    pub fn join(scopes: &[ApiKeyScope]) -> String {
+        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+impl fmt::Display for ApiKeyScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ApiKeyScope {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s).ok_or(())
+    }
 }
 
 /// A refresh-token family: the chain of refresh tokens (`tsr_…`) issued to
 /// one client for one session (SPEC §1). Each use rotates it; `generation`
-/// counts the rotations. Only hashes of the tokens are stored, plus the
-/// current token sealed (encrypted with the at-rest key) so that a retry
-/// inside the grace window gets the very same successor back.
+/// counts the rotations. Only hashes of the tokens are stored, plus, for the
+/// grace window only, the current token sealed (encrypted with the at-rest
+/// key) so that a retry inside that window gets the very same successor
+/// back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshFamily {
     /// `rtf_…`.
@@ -291,8 +366,10 @@ pub struct RefreshFamily {
     /// When the current generation was issued (= when its predecessor was
     /// consumed): the start of the reuse grace window.
     pub rotated_at: Timestamp,
-    /// The current refresh token, sealed; `None` for generation 0 (nobody
-    /// can retry into a generation that was never a successor).
+    /// The current refresh token, sealed, while a retry may still need it:
+    /// `None` for generation 0 (nobody can retry into a generation that was
+    /// never a successor), at grace 0, and once the sweeper has cleared it
+    /// after the grace window (SPEC §5).
     pub current_sealed: Option<Vec<u8>>,
     pub binding: Option<Binding>,
     pub revoked: Option<Revocation>,

@@ -5,8 +5,9 @@
 //! rotates it with a compare-and-swap on the family's generation, so of N
 //! concurrent refreshes with the same token exactly one rotates; the others
 //! find the token one generation behind and, inside the grace window, get
-//! the very same successor back (it is kept sealed for that purpose). Any
-//! other use of a consumed token is theft: the session is revoked and a
+//! the very same successor back (it is kept sealed for that window only;
+//! the sweeper clears it after, [`TokenService::clear_sealed_successors`]).
+//! Any other use of a consumed token is theft: the session is revoked and a
 //! `refresh_token_reuse` event recorded.
 
 use std::sync::Arc;

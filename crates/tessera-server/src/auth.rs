@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use tessera_core::token::{self, API_KEY_ID_PREFIX, TokenKind};
-use tessera_core::{ApiKeyRecord, SecretToken, SessionStore, StoreResult, Timestamp};
+use tessera_core::{ApiKeyRecord, ApiKeyScope, SecretToken, SessionStore, StoreResult, Timestamp};
 
 use crate::problem::ApiError;
 
@@ -39,8 +39,35 @@ pub struct ApiKeyCache {
 
 struct CachedKey {
     presented: Zeroizing<Box<[u8]>>,
-    id: Arc<str>,
+    key: Arc<ApiKey>,
     at: Instant,
+}
+
+/// An authenticated API key: its id (for the log; never the secret) and
+/// the scopes it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: Box<str>,
+    pub scopes: Vec<ApiKeyScope>,
+}
+
+impl ApiKey {
+    /// Whether the key may act within `scope` (it holds it, or `admin`).
+    pub fn allows(&self, scope: ApiKeyScope) -> bool {
+        scope.granted_by(&self.scopes)
+    }
+
+    /// The refusal of a request outside the key's scopes (403 `forbidden`).
+    pub fn require(&self, scope: ApiKeyScope) -> Result<(), ApiError> {
+        if self.allows(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this API key lacks the `{scope}` scope (it has: {}); create one with `tessera api-keys create --scope {scope}`",
+                ApiKeyScope::join(&self.scopes)
+            )))
+        }
+    }
 }
 
 impl std::fmt::Debug for ApiKeyCache {
@@ -60,7 +87,7 @@ impl ApiKeyCache {
         }
     }
 
-    fn get(&self, presented: &[u8]) -> Option<Arc<str>> {
+    fn get(&self, presented: &[u8]) -> Option<Arc<ApiKey>> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -71,14 +98,14 @@ impl ApiKeyCache {
             return None;
         }
         if hit.at.elapsed() < self.ttl {
-            Some(hit.id.clone())
+            Some(hit.key.clone())
         } else {
             map.remove(&slot);
             None
         }
     }
 
-    fn put(&self, presented: &[u8], id: Arc<str>) {
+    fn put(&self, presented: &[u8], key: Arc<ApiKey>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -91,7 +118,7 @@ impl ApiKeyCache {
             slot,
             CachedKey {
                 presented: Zeroizing::new(presented.into()),
-                id,
+                key,
                 at: Instant::now(),
             },
         );
@@ -103,12 +130,14 @@ impl ApiKeyCache {
     }
 }
 
-/// Checks a presented `Authorization` header value; returns the key's id.
+/// Checks a presented `Authorization` header value; returns the key's id
+/// and scopes. Whether the scopes allow the request is the caller's check
+/// ([`ApiKey::require`]).
 pub async fn authenticate(
     store: &dyn SessionStore,
     cache: &ApiKeyCache,
     authorization: Option<&[u8]>,
-) -> Result<Arc<str>, ApiError> {
+) -> Result<Arc<ApiKey>, ApiError> {
     let Some(value) = authorization else {
         return Err(ApiError::Unauthorized(
             "an API key is required: Authorization: Bearer tsk_…",
@@ -121,24 +150,28 @@ pub async fn authenticate(
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"Bearer ") => rest.trim_ascii(),
         _ => return Err(ApiError::Unauthorized("the Authorization scheme must be Bearer")),
     };
-    if let Some(id) = cache.get(presented) {
-        return Ok(id);
+    if let Some(key) = cache.get(presented) {
+        return Ok(key);
     }
     let hash = token::parse(TokenKind::ApiKey, presented)
         .map_err(|_| ApiError::Unauthorized("the API key is not valid"))?;
     let rec = store.api_key_by_hash(&hash).await?;
     match rec {
         Some(k) if k.hash.ct_eq(&hash) && k.revoked_at.is_none() => {
-            let id: Arc<str> = k.id.into();
-            cache.put(presented, id.clone());
-            Ok(id)
+            let key = Arc::new(ApiKey {
+                id: k.id.into(),
+                scopes: k.scopes,
+            });
+            cache.put(presented, key.clone());
+            Ok(key)
         }
         _ => Err(ApiError::Unauthorized("the API key is not valid")),
     }
 }
 
-/// A new API key: the record to store and the secret to show once.
-pub fn new_api_key(name: &str, now: Timestamp) -> (ApiKeyRecord, SecretToken) {
+/// A new API key with `scopes`: the record to store and the secret to show
+/// once.
+pub fn new_api_key(name: &str, scopes: &[ApiKeyScope], now: Timestamp) -> (ApiKeyRecord, SecretToken) {
     let secret = SecretToken::generate(TokenKind::ApiKey);
     let rec = ApiKeyRecord {
         id: token::new_id(API_KEY_ID_PREFIX),
@@ -146,6 +179,7 @@ pub fn new_api_key(name: &str, now: Timestamp) -> (ApiKeyRecord, SecretToken) {
         hash: secret.hash(),
         created_at: now,
         revoked_at: None,
+        scopes: ApiKeyScope::normalize(scopes.to_vec()),
     };
     (rec, secret)
 }
@@ -154,9 +188,10 @@ pub fn new_api_key(name: &str, now: Timestamp) -> (ApiKeyRecord, SecretToken) {
 pub async fn create_api_key(
     store: &Arc<dyn SessionStore>,
     name: &str,
+    scopes: &[ApiKeyScope],
     now: Timestamp,
 ) -> StoreResult<(ApiKeyRecord, SecretToken)> {
-    let (rec, secret) = new_api_key(name, now);
+    let (rec, secret) = new_api_key(name, scopes, now);
     store.insert_api_key(&rec).await?;
     Ok((rec, secret))
 }
@@ -169,15 +204,21 @@ mod tests {
     #[tokio::test]
     async fn keys_authenticate_until_revoked() {
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
-        let (rec, secret) = create_api_key(&store, "t", Timestamp::from_unix_secs(1))
-            .await
-            .unwrap();
+        let (rec, secret) = create_api_key(
+            &store,
+            "t",
+            &[ApiKeyScope::Events, ApiKeyScope::Sessions],
+            Timestamp::from_unix_secs(1),
+        )
+        .await
+        .unwrap();
         let cache = ApiKeyCache::new(Duration::ZERO);
         let header = format!("Bearer {}", secret.expose());
-        assert_eq!(
-            authenticate(store.as_ref(), &cache, Some(header.as_bytes())).await,
-            Ok(rec.id.as_str().into())
-        );
+        let key = authenticate(store.as_ref(), &cache, Some(header.as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(&*key.id, rec.id.as_str());
+        assert_eq!(key.scopes, [ApiKeyScope::Sessions, ApiKeyScope::Events]);
         let lower = format!("bearer {}", secret.expose());
         assert!(
             authenticate(store.as_ref(), &cache, Some(lower.as_bytes()))
@@ -213,7 +254,7 @@ mod tests {
             assert!(matches!(r, Err(ApiError::Unauthorized(_))), "{v:?}");
         }
         // Well-formed but unknown.
-        let (_, secret) = new_api_key("x", Timestamp::from_unix_secs(1));
+        let (_, secret) = new_api_key("x", &[ApiKeyScope::Admin], Timestamp::from_unix_secs(1));
         let h = format!("Bearer {}", secret.expose());
         assert!(
             authenticate(store.as_ref(), &cache, Some(h.as_bytes()))

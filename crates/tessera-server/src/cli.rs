@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tessera_core::{Clock, RevokeReason, SessionStore, Sessions, SystemClock};
+use tessera_core::{ApiKeyScope, Clock, RevokeReason, SessionStore, Sessions, SystemClock};
 
 use crate::config::{Config, LogFormat, Overrides};
 
@@ -84,8 +84,18 @@ pub enum ApiKeysCommand {
         /// A label for the key.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// What the key may do (repeatable): `sessions` (every /v1/sessions…
+        /// and /v1/subjects… route), `events` (GET /v1/events), `revocations`
+        /// (GET /v1/revocations, all a resource server needs) or `admin`
+        /// (everything) [default: sessions].
+        #[arg(
+            long = "scope",
+            value_name = "SCOPE",
+            value_parser = clap::builder::PossibleValuesParser::new(ApiKeyScope::ALL.map(ApiKeyScope::as_str))
+        )]
+        scopes: Vec<String>,
     },
-    /// List API keys (ids and names; never the keys).
+    /// List API keys (ids, names and scopes; never the keys).
     List,
     /// Revoke an API key by id (key_…).
     Revoke {
@@ -223,29 +233,41 @@ fn open(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>> {
 async fn api_keys(cmd: ApiKeysCommand, store: &Arc<dyn SessionStore>) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now();
     match cmd {
-        ApiKeysCommand::Create { name } => {
-            let (rec, secret) = crate::auth::create_api_key(store, &name, now)
+        ApiKeysCommand::Create { name, scopes } => {
+            // Least privilege: a key without --scope may only manage sessions.
+            let scopes: Vec<ApiKeyScope> = if scopes.is_empty() {
+                vec![ApiKeyScope::Sessions]
+            } else {
+                scopes.iter().filter_map(|s| s.parse().ok()).collect()
+            };
+            let (rec, secret) = crate::auth::create_api_key(store, &name, &scopes, now)
                 .await
                 .context("cannot store the API key")?;
             println!("{}", secret.expose());
             eprintln!(
-                "created API key {} ({:?}); it is shown only this once",
-                rec.id, rec.name
+                "created API key {} ({:?}, scopes: {}); it is shown only this once",
+                rec.id,
+                rec.name,
+                ApiKeyScope::join(&rec.scopes)
             );
         }
         ApiKeysCommand::List => {
             let keys = store.list_api_keys().await.context("cannot list API keys")?;
-            println!("{:<26}  {:<24}  {:<24}  STATUS", "ID", "NAME", "CREATED");
+            println!(
+                "{:<26}  {:<24}  {:<24}  {:<32}  STATUS",
+                "ID", "NAME", "CREATED", "SCOPES"
+            );
             for k in keys {
                 let status = match k.revoked_at {
                     Some(t) => format!("revoked {t}"),
                     None => String::from("active"),
                 };
                 println!(
-                    "{:<26}  {:<24}  {:<24}  {status}",
+                    "{:<26}  {:<24}  {:<24}  {:<32}  {status}",
                     k.id,
                     k.name,
-                    k.created_at.to_string()
+                    k.created_at.to_string(),
+                    ApiKeyScope::join(&k.scopes)
                 );
             }
         }
@@ -366,7 +388,24 @@ mod tests {
             "ci",
         ])
         .unwrap();
-        assert!(matches!(c.command, Command::ApiKeys(ApiKeysCommand::Create { ref name }) if name == "ci"));
+        assert!(
+            matches!(c.command, Command::ApiKeys(ApiKeysCommand::Create { ref name, ref scopes }) if name == "ci" && scopes.is_empty())
+        );
+        let c = parse_from([
+            "tessera",
+            "api-keys",
+            "create",
+            "--scope",
+            "events",
+            "--scope",
+            "revocations",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.command,
+            Command::ApiKeys(ApiKeysCommand::Create { ref scopes, .. }) if scopes == &["events", "revocations"]
+        ));
+        assert!(parse_from(["tessera", "api-keys", "create", "--scope", "everything"]).is_err());
         assert!(parse_from(["tessera", "api-keys", "list"]).is_ok());
         assert!(parse_from(["tessera", "api-keys", "revoke", "key_x"]).is_ok());
         assert!(parse_from(["tessera", "sessions", "list", "--subject", "u"]).is_ok());

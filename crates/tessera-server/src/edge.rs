@@ -17,7 +17,8 @@
 //!    id go into the line that ends the request);
 //! 4. the header size limit (431);
 //! 5. the API key for every path under `/v1` — before routing, so an
-//!    unauthenticated caller learns nothing about which routes exist;
+//!    unauthenticated caller learns nothing about which routes exist — and
+//!    the scope its route needs ([`required_scope`], 403 `forbidden`);
 //! 6. the body limit (an extension the extractors read for their error
 //!    detail), the request timeout (408) and the panic catcher (500);
 //! 7. metrics by route template, method and status;
@@ -41,10 +42,12 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use tessera_core::ApiKeyScope;
 use tower::Service;
 use tracing::Instrument;
 
 use crate::app::AppState;
+use crate::auth::ApiKey;
 use crate::extract::BodyLimit;
 use crate::problem::ApiError;
 
@@ -144,7 +147,7 @@ where
     let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or(""));
     let (mut res, api_key) = async {
         tracing::debug!(method, route, "started processing request");
-        guarded(&shared, &mut inner, req, v1).await
+        guarded(&shared, &mut inner, req, v1, route).await
     }
     .instrument(span.clone())
     .await;
@@ -167,7 +170,7 @@ where
     }
 
     let latency_ms = latency.as_millis();
-    let api_key = api_key.as_deref().unwrap_or("");
+    let api_key = api_key.as_ref().map_or("", |k| &*k.id);
     let status = status.as_u16();
     if res.status().is_server_error() {
         tracing::error!(parent: &span, method, route, api_key, status, latency_ms, "request failed");
@@ -178,13 +181,14 @@ where
 }
 
 /// Steps 4–6: the checks that may answer instead of the router. Also
-/// returns the authenticated API key's id, for the log.
+/// returns the authenticated API key, for the log.
 async fn guarded<S>(
     shared: &Shared,
     inner: &mut S,
     mut req: Request,
     v1: bool,
-) -> (Response, Option<Arc<str>>)
+    route: &str,
+) -> (Response, Option<Arc<ApiKey>>)
 where
     S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
@@ -207,7 +211,14 @@ where
         let state = &shared.state;
         let value = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
         match crate::auth::authenticate(state.store.as_ref(), &state.api_keys, value).await {
-            Ok(id) => api_key = Some(id),
+            Ok(key) => {
+                if let Some(scope) = required_scope(route)
+                    && let Err(e) = key.require(scope)
+                {
+                    return (e.into_response(), Some(key));
+                }
+                api_key = Some(key);
+            }
             Err(e) => return (e.into_response(), None),
         }
     }
@@ -331,6 +342,23 @@ impl Routes {
             return "/v1/subjects/{subject}/sessions";
         }
         "unmatched"
+    }
+}
+
+/// The scope an API key needs for a `/v1` route (by its template), the one
+/// table of them (SPEC §4.1); `admin` holds every scope. `None` for paths
+/// that match no route: the router answers those (404/405) to any valid key.
+pub(crate) fn required_scope(route: &str) -> Option<ApiKeyScope> {
+    match route {
+        "/v1/sessions"
+        | "/v1/sessions/verify"
+        | "/v1/sessions/elevate"
+        | "/v1/sessions/revoke"
+        | "/v1/sessions/{handle}"
+        | "/v1/subjects/{subject}/sessions" => Some(ApiKeyScope::Sessions),
+        "/v1/events" => Some(ApiKeyScope::Events),
+        "/v1/revocations" => Some(ApiKeyScope::Revocations),
+        _ => None,
     }
 }
 

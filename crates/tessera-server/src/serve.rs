@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tessera_core::{SecretToken, SessionStore, Sessions, Timestamp, TokenService};
+use tessera_core::{ApiKeyScope, SecretToken, SessionStore, Sessions, Timestamp, TokenService};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -88,22 +88,39 @@ fn abort_all(tasks: &[JoinHandle<()>]) {
     }
 }
 
-/// On first start (no API keys in the store) creates one and writes it to
-/// `<data_dir>/bootstrap-api-key` (mode 0600). Logs the path, never the key.
+/// Name of the first API key.
+pub const BOOTSTRAP_KEY_NAME: &str = "bootstrap";
+
+/// On first start (no API keys in the store) creates one with the `admin`
+/// scope and writes it to `<data_dir>/bootstrap-api-key` (mode 0600). Logs
+/// the path, never the key. On later starts, warns about every active
+/// `admin` key but the bootstrap one (keys from before scopes existed are
+/// `admin`), so operators replace them with narrower keys.
 pub async fn bootstrap_api_key(
     store: &Arc<dyn SessionStore>,
     data_dir: &Path,
     now: tessera_core::Timestamp,
 ) -> anyhow::Result<Option<PathBuf>> {
-    if !store
-        .list_api_keys()
-        .await
-        .context("cannot list API keys")?
-        .is_empty()
-    {
+    let keys = store.list_api_keys().await.context("cannot list API keys")?;
+    if !keys.is_empty() {
+        let admins: Vec<String> = keys
+            .iter()
+            .filter(|k| {
+                k.revoked_at.is_none() && k.allows(ApiKeyScope::Admin) && k.name != BOOTSTRAP_KEY_NAME
+            })
+            .map(|k| format!("{} ({:?})", k.id, k.name))
+            .collect();
+        if !admins.is_empty() {
+            tracing::warn!(
+                keys = %admins.join(", "),
+                "these API keys have the admin scope (keys created before scopes existed got it): issue keys with \
+                 only the scopes each caller needs (`tessera api-keys create --scope sessions|events|revocations`) \
+                 and revoke these"
+            );
+        }
         return Ok(None);
     }
-    let (rec, secret) = new_api_key("bootstrap", now);
+    let (rec, secret) = new_api_key(BOOTSTRAP_KEY_NAME, &[ApiKeyScope::Admin], now);
     let path = data_dir.join(BOOTSTRAP_KEY_FILE);
     if path.exists() {
         tracing::warn!(

@@ -7,8 +7,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Row, ToSql};
 use serde_json::{Map, Value};
 use tessera_core::{
-    ApiKeyRecord, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, RefreshFamily, Revocation,
-    RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord, StoreError, StoreResult, Timestamp, TokenHash,
+    ApiKeyRecord, ApiKeyScope, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, RefreshFamily,
+    Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord, StoreError, StoreResult,
+    Timestamp, TokenHash,
 };
 
 use crate::error::{SqlResultExt, corrupt};
@@ -251,9 +252,10 @@ pub(crate) fn decode_event(row: &Row<'_>) -> StoreResult<Event> {
     })
 }
 
-/// Reads `id, name, hash, created_at, revoked_at`.
+/// Reads `id, name, hash, created_at, revoked_at, scopes`.
 pub(crate) fn decode_api_key(row: &Row<'_>) -> StoreResult<ApiKeyRecord> {
     let revoked_at: Option<i64> = row.get(4).store()?;
+    let scopes: String = row.get(5).store()?;
     Ok(ApiKeyRecord {
         id: row.get(0).store()?,
         name: row.get(1).store()?,
@@ -266,6 +268,14 @@ pub(crate) fn decode_api_key(row: &Row<'_>) -> StoreResult<ApiKeyRecord> {
         )?,
         created_at: ts(row, 3)?,
         revoked_at: revoked_at.map(Timestamp::from_unix_millis),
+        // A name this build does not know (written by a newer one) grants
+        // nothing here, rather than making the key unusable or wider.
+        scopes: ApiKeyScope::normalize(
+            scopes
+                .split_ascii_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+        ),
     })
 }
 

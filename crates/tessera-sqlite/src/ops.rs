@@ -7,8 +7,8 @@
 
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use tessera_core::{
-    ApiKeyRecord, CreateOutcome, Event, EventKind, EventQuery, NewEvent, RefreshFamily, RevokeReason,
-    SessionRecord, SigningKeyRecord, StoreError, StoreResult, Timestamp,
+    ApiKeyRecord, ApiKeyScope, CreateOutcome, Event, EventKind, EventQuery, NewEvent, RefreshFamily,
+    RevokeReason, SessionRecord, SigningKeyRecord, StoreError, StoreResult, Timestamp,
 };
 
 use crate::codec::{
@@ -356,7 +356,7 @@ pub(crate) fn collect_refresh_tokens(c: &Connection, budget: u32) -> StoreResult
 
 pub(crate) fn insert_api_key(c: &Connection, key: &ApiKeyRecord) -> StoreResult<()> {
     c.prepare_cached(
-        "INSERT INTO api_keys (id, name, hash, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO api_keys (id, name, hash, created_at, revoked_at, scopes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
     .store()?
     .execute(params![
@@ -364,7 +364,8 @@ pub(crate) fn insert_api_key(c: &Connection, key: &ApiKeyRecord) -> StoreResult<
         key.name,
         key.hash.as_bytes(),
         key.created_at.unix_millis(),
-        key.revoked_at.map(Timestamp::unix_millis)
+        key.revoked_at.map(Timestamp::unix_millis),
+        ApiKeyScope::join(&key.scopes)
     ])
     .store()?;
     Ok(())
@@ -780,7 +781,7 @@ pub(crate) fn ping(c: &Connection) -> StoreResult<()> {
 
 pub(crate) fn api_key_by_hash(c: &Connection, hash: &[u8; 32]) -> StoreResult<Option<ApiKeyRecord>> {
     let mut stmt = c
-        .prepare_cached("SELECT id, name, hash, created_at, revoked_at FROM api_keys WHERE hash = ?1")
+        .prepare_cached("SELECT id, name, hash, created_at, revoked_at, scopes FROM api_keys WHERE hash = ?1")
         .store()?;
     let mut rows = stmt.query([hash]).store()?;
     match rows.next().store()? {
@@ -791,7 +792,9 @@ pub(crate) fn api_key_by_hash(c: &Connection, hash: &[u8; 32]) -> StoreResult<Op
 
 pub(crate) fn list_api_keys(c: &Connection) -> StoreResult<Vec<ApiKeyRecord>> {
     let mut stmt = c
-        .prepare_cached("SELECT id, name, hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+        .prepare_cached(
+            "SELECT id, name, hash, created_at, revoked_at, scopes FROM api_keys ORDER BY created_at, id",
+        )
         .store()?;
     let mut rows = stmt.query([]).store()?;
     let mut out = Vec::new();

@@ -258,6 +258,13 @@ CREATE INDEX events_revoked_id ON events (id) WHERE kind = 'revoked';
 CREATE INDEX events_revoked_at ON events (at) WHERE kind = 'revoked';
 ALTER TABLE signing_keys ADD COLUMN revoked_at INTEGER;
 ",
+    // Version 6: API key scopes (SPEC §4.1), space-separated names. Keys created before
+    // scopes existed keep the power they had, `admin`, so an upgrade breaks
+    // no deployment; `tessera serve` warns about every admin key but the
+    // bootstrap one until they are replaced by narrower keys.
+    r"
+ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'admin';
+",
 ];
 
 /// The schema version this build writes.

@@ -209,7 +209,7 @@ async fn a_version_1_database_is_upgraded_in_place() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, schema::SCHEMA_VERSION);
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     assert_eq!(*store.get(&record(1).handle).await.unwrap().unwrap(), record(1));
 
     let now = Timestamp::from_unix_secs(1_000_000);
@@ -471,6 +471,68 @@ fn clearing_sealed_successors_searches_the_partial_index() {
         plan[0].starts_with("SEARCH refresh_families USING COVERING INDEX refresh_families_sealed")
             || plan[0].starts_with("SEARCH refresh_families USING INDEX refresh_families_sealed"),
         "{plan:?}"
+    );
+}
+
+/// API keys stored before scopes existed get `admin` on upgrade, the power
+/// they had, so an upgrade breaks no deployment; keys written after it keep
+/// exactly their scopes, and an unknown scope name grants nothing.
+#[tokio::test]
+async fn api_keys_from_before_scopes_are_admin_after_the_upgrade() {
+    use tessera_core::ApiKeyScope;
+    let before = schema::MIGRATIONS
+        .iter()
+        .position(|m| m.contains("ALTER TABLE api_keys ADD COLUMN scopes"))
+        .expect("the scopes migration");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        for m in &schema::MIGRATIONS[..before] {
+            c.execute_batch(m).unwrap();
+        }
+        c.pragma_update(None, "user_version", before as i64).unwrap();
+        for (id, hash, revoked_at) in [("key_old", [1u8; 32], None), ("key_gone", [2u8; 32], Some(5i64))] {
+            c.execute(
+                "INSERT INTO api_keys (id, name, hash, created_at, revoked_at) VALUES (?1, 'deploy', ?2, 1, ?3)",
+                rusqlite::params![id, hash, revoked_at],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let old = store.api_key_by_hash(&TokenHash([1; 32])).await.unwrap().unwrap();
+    assert_eq!(old.scopes, [ApiKeyScope::Admin]);
+    assert!(old.allows(ApiKeyScope::Sessions) && old.allows(ApiKeyScope::Revocations));
+    let listed = store.list_api_keys().await.unwrap();
+    assert!(
+        listed.iter().all(|k| k.scopes == [ApiKeyScope::Admin]),
+        "{listed:?}"
+    );
+
+    let new = tessera_core::ApiKeyRecord {
+        id: "key_new".into(),
+        name: "feed".into(),
+        hash: TokenHash([3; 32]),
+        created_at: Timestamp::from_unix_secs(10),
+        revoked_at: None,
+        scopes: vec![ApiKeyScope::Revocations],
+    };
+    store.insert_api_key(&new).await.unwrap();
+    assert_eq!(store.api_key_by_hash(&new.hash).await.unwrap(), Some(new.clone()));
+    assert!(!new.allows(ApiKeyScope::Sessions));
+
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute(
+        "UPDATE api_keys SET scopes = 'revocations teleport' WHERE id = 'key_new'",
+        [],
+    )
+    .unwrap();
+    let read = store.api_key_by_hash(&new.hash).await.unwrap().unwrap();
+    assert_eq!(
+        read.scopes,
+        [ApiKeyScope::Revocations],
+        "unknown names grant nothing"
     );
 }
 

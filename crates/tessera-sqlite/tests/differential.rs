@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use tessera_core::{
-    ApiKeyRecord, AuthInfo, CreateOptions, DeviceInfo, EventKind, EventQuery, MemoryStore, NewEvent,
-    RefreshFamily, RefreshLookup, Revocation, RevokeReason, Rotation, SessionRecord, SessionStore,
+    ApiKeyRecord, ApiKeyScope, AuthInfo, CreateOptions, DeviceInfo, EventKind, EventQuery, MemoryStore,
+    NewEvent, RefreshFamily, RefreshLookup, Revocation, RevokeReason, Rotation, SessionRecord, SessionStore,
     SigningAlg, SigningKeyRecord, StoreError, Timestamp, TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore};
@@ -293,6 +293,7 @@ impl World {
                         },
                         created_at: self.now,
                         revoked_at: None,
+                        scopes: vec![ApiKeyScope::Sessions],
                     };
                     let a = self.mem.insert_api_key(&key).await;
                     let b = self.sql.insert_api_key(&key).await;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, json};
 use tessera_core::{
-    ApiKeyRecord, AuthInfo, CreateOptions, CreateOutcome, CreateSession, DeviceInfo, EventKind, EventQuery,
-    NewEvent, SessionPolicy, SessionRecord, SessionStore, Sessions, StoreError, SystemClock, Timestamp,
-    TokenHash,
+    ApiKeyRecord, ApiKeyScope, AuthInfo, CreateOptions, CreateOutcome, CreateSession, DeviceInfo, EventKind,
+    EventQuery, NewEvent, SessionPolicy, SessionRecord, SessionStore, Sessions, StoreError, SystemClock,
+    Timestamp, TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
@@ -89,7 +89,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     drop(open(&path));
-    assert_eq!(user_version(&path), 5);
+    assert_eq!(user_version(&path), 6);
     let tables: Vec<String> = raw(&path)
         .prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
@@ -117,7 +117,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
         let s = open(&path);
         s.ping().await.unwrap();
     }
-    assert_eq!(user_version(&path), 5);
+    assert_eq!(user_version(&path), 6);
     let mode: String = raw(&path)
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
@@ -167,6 +167,7 @@ async fn data_survives_reopen() {
         hash: hash(7, 0x11),
         created_at: T0,
         revoked_at: None,
+        scopes: vec![ApiKeyScope::Events, ApiKeyScope::Revocations],
     };
     {
         let s = open(&path);

@@ -1,7 +1,9 @@
 //! A tiny resource server protected by Tessera access tokens.
 //!
 //! ```text
-//! tessera api-keys create --name rs --scope revocations > rs-api-key
+//! # A key that may only read the revocation feed, not create sessions:
+//! cargo run -p tessera-server -- api-keys create --name resource-server \
+//!     --scope revocations > rs-api-key
 //! cargo run -p tessera --example resource_server -- \
 //!     --issuer http://127.0.0.1:8080 --audience tessera \
 //!     --api-key-file rs-api-key --port 8081
@@ -28,8 +30,9 @@
 //! - `--revocations-url URL` (`TESSERA_RS_REVOCATIONS_URL`, default
 //!   `<issuer>/v1/revocations` when an API key is given; `none` disables).
 //! - `--api-key KEY` (`TESSERA_RS_API_KEY`) or `--api-key-file PATH`
-//!   (`TESSERA_RS_API_KEY_FILE`): the API key for the revocation feed, with
-//!   the `revocations` scope.
+//!   (`TESSERA_RS_API_KEY_FILE`): the API key for the revocation feed; it
+//!   needs only the `revocations` scope (`tessera api-keys create --scope
+//!   revocations`), and should have no other.
 //! - `--port N` (`TESSERA_RS_PORT`, default 8081; 0 picks a free port) or
 //!   `--listen ADDR` (`TESSERA_RS_LISTEN`, default `127.0.0.1:<port>`).
 //!

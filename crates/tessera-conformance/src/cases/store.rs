@@ -8,9 +8,9 @@ use std::sync::Arc;
 use serde_json::json;
 use tessera_core::token::{self, API_KEY_ID_PREFIX, SESSION_HANDLE_PREFIX};
 use tessera_core::{
-    ApiKeyRecord, AuthInfo, Binding, CreateOptions, CreateOutcome, DeviceInfo, Event, EventKind, EventQuery,
-    NewEvent, Revocation, RevokeReason, SecretToken, SessionRecord, SessionStore, StoreError, Timestamp,
-    TokenKind,
+    ApiKeyRecord, ApiKeyScope, AuthInfo, Binding, CreateOptions, CreateOutcome, DeviceInfo, Event, EventKind,
+    EventQuery, NewEvent, Revocation, RevokeReason, SecretToken, SessionRecord, SessionStore, StoreError,
+    Timestamp, TokenKind,
 };
 
 use crate::support::*;
@@ -1283,22 +1283,30 @@ pub async fn store_count_active(store: Arc<dyn SessionStore>) {
 
 pub async fn store_api_keys(store: Arc<dyn SessionStore>) {
     let s = &*store;
-    let key = |name: &str, at: Timestamp| ApiKeyRecord {
+    let key = |name: &str, at: Timestamp, scopes: &[ApiKeyScope]| ApiKeyRecord {
         id: token::new_id(API_KEY_ID_PREFIX),
         name: name.to_owned(),
         hash: SecretToken::generate(TokenKind::ApiKey).hash(),
         created_at: at,
         revoked_at: None,
+        scopes: scopes.to_vec(),
     };
-    let newer = key("deploy bot", T0.plus_millis(SEC));
-    let older = key("ünï 'quoted' \"name\"", T0);
+    // Scopes round-trip as stored: one, several, all, and none at all.
+    let newer = key(
+        "deploy bot",
+        T0.plus_millis(SEC),
+        &[ApiKeyScope::Sessions, ApiKeyScope::Events],
+    );
+    let older = key("ünï 'quoted' \"name\"", T0, &[ApiKeyScope::Revocations]);
+    let admin = key("admin", T0.plus_millis(3 * SEC), &ApiKeyScope::ALL);
+    let powerless = key("none", T0.plus_millis(4 * SEC), &[]);
     // Inserted newest first: "oldest first" is by creation time.
     s.insert_api_key(&newer).await.expect("insert_api_key");
     s.insert_api_key(&older).await.expect("insert_api_key");
 
-    let mut dup_id = key("dup id", T0.plus_millis(2 * SEC));
+    let mut dup_id = key("dup id", T0.plus_millis(2 * SEC), &[]);
     dup_id.id = newer.id.clone();
-    let mut dup_hash = key("dup hash", T0.plus_millis(2 * SEC));
+    let mut dup_hash = key("dup hash", T0.plus_millis(2 * SEC), &[]);
     dup_hash.hash = older.hash;
     for (what, dup) in [("id", &dup_id), ("hash", &dup_hash)] {
         let r = s.insert_api_key(dup).await;
@@ -1311,12 +1319,23 @@ pub async fn store_api_keys(store: Arc<dyn SessionStore>) {
             .is_none(),
         "dup not written"
     );
+    s.insert_api_key(&admin).await.expect("insert_api_key");
+    s.insert_api_key(&powerless).await.expect("insert_api_key");
     let listed = s.list_api_keys().await.expect("list_api_keys");
     assert_eq!(
         listed,
-        vec![older.clone(), newer.clone()],
-        "all keys, oldest first, nothing else"
+        vec![older.clone(), newer.clone(), admin.clone(), powerless.clone()],
+        "all keys, oldest first, with their scopes, nothing else"
     );
+    for k in [&admin, &powerless] {
+        assert_eq!(
+            s.api_key_by_hash(&k.hash)
+                .await
+                .expect("api_key_by_hash")
+                .as_ref(),
+            Some(k)
+        );
+    }
 
     assert_eq!(
         s.api_key_by_hash(&newer.hash).await.expect("api_key_by_hash"),
@@ -1353,7 +1372,7 @@ pub async fn store_api_keys(store: Arc<dyn SessionStore>) {
     );
     assert_eq!(
         s.list_api_keys().await.expect("list_api_keys"),
-        vec![older, revoked],
+        vec![older, revoked, admin, powerless],
         "revoked keys are listed"
     );
 }

@@ -58,7 +58,9 @@ fn test_config() -> Config {
 async fn harness_with(config: Config) -> Harness {
     let store: Arc<dyn SessionStore> = Arc::new(InstrumentedStore::new(MemoryStore::new()));
     let clock = ManualClock::new(Timestamp::from_unix_secs(1_800_000_000));
-    let (_, secret) = create_api_key(&store, "test", clock.now()).await.unwrap();
+    let (_, secret) = create_api_key(&store, "test", &[tessera_core::ApiKeyScope::Admin], clock.now())
+        .await
+        .unwrap();
     let app = build_with_clock(config, store.clone(), Arc::new(clock.clone()));
     Harness {
         router: app.router,
@@ -465,6 +467,179 @@ async fn events_page_with_cursor() {
         h.call(Method::GET, &format!("/v1/events?{bad}"), None)
             .await
             .assert_problem(400, "validation_failed");
+    }
+}
+
+/// SPEC §4.1: every `/v1` route refuses, with 403 `forbidden`, a key that
+/// lacks its scope (and writes nothing), accepts a key with it, and accepts
+/// an `admin` key; a key with several scopes may do each.
+#[tokio::test]
+async fn api_key_scopes_are_enforced_per_route() {
+    use tessera_core::ApiKeyScope::{self, Admin, Events, Revocations, Sessions};
+    let h = harness().await;
+    let s = h.create("alice").await;
+    let (tok, hd) = (token(&s), handle(&s));
+    let mut keys: Vec<(Vec<ApiKeyScope>, String)> = Vec::new();
+    for scopes in [
+        vec![Sessions],
+        vec![Events],
+        vec![Revocations],
+        vec![Admin],
+        vec![Events, Revocations],
+        vec![],
+    ] {
+        let (_, secret) = create_api_key(&h.store, "scoped", &scopes, h.clock.now())
+            .await
+            .unwrap();
+        keys.push((scopes, secret.expose().to_owned()));
+    }
+    let unknown = format!("tss_{}", "A".repeat(43));
+    let routes: Vec<(Method, String, Option<Value>, ApiKeyScope)> = vec![
+        (
+            Method::POST,
+            "/v1/sessions".into(),
+            Some(json!({"subject": "bob"})),
+            Sessions,
+        ),
+        (
+            Method::POST,
+            "/v1/sessions/verify".into(),
+            Some(json!({"session_token": tok})),
+            Sessions,
+        ),
+        (
+            Method::POST,
+            "/v1/sessions/elevate".into(),
+            Some(json!({"session_token": unknown, "auth": {"level": 2}})),
+            Sessions,
+        ),
+        (
+            Method::POST,
+            "/v1/sessions/revoke".into(),
+            Some(json!({"session_token": unknown})),
+            Sessions,
+        ),
+        (Method::GET, format!("/v1/sessions/{hd}"), None, Sessions),
+        (
+            Method::PATCH,
+            format!("/v1/sessions/{hd}"),
+            Some(json!({"data": {"k": 1}})),
+            Sessions,
+        ),
+        (
+            Method::DELETE,
+            "/v1/sessions/ses_AAAAAAAAAAAAAAAAAAAAAA".into(),
+            None,
+            Sessions,
+        ),
+        (Method::GET, "/v1/subjects/alice/sessions".into(), None, Sessions),
+        (
+            Method::DELETE,
+            "/v1/subjects/nobody/sessions".into(),
+            None,
+            Sessions,
+        ),
+        (Method::GET, "/v1/events?limit=1".into(), None, Events),
+        (Method::GET, "/v1/revocations".into(), None, Revocations),
+        // A wrong method is refused for the scope before routing says 405.
+        (Method::PUT, "/v1/events".into(), None, Events),
+    ];
+    for (method, path, body, needs) in &routes {
+        for (scopes, key) in &keys {
+            let events_before = h
+                .store
+                .events(&EventQuery {
+                    limit: 1000,
+                    ..EventQuery::default()
+                })
+                .await
+                .unwrap()
+                .len();
+            let mut b = Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header(header::AUTHORIZATION, format!("Bearer {key}"));
+            let req = match body {
+                Some(v) => {
+                    b = b.header(header::CONTENT_TYPE, "application/json");
+                    b.body(Body::from(v.to_string()))
+                }
+                None => b.body(Body::empty()),
+            };
+            let r = h.send(req.unwrap()).await;
+            let what = format!("{method} {path} with {scopes:?}");
+            if scopes.contains(needs) || scopes.contains(&Admin) {
+                assert!(
+                    !matches!(r.code(), "forbidden" | "unauthorized") && r.status != StatusCode::FORBIDDEN,
+                    "{what}: allowed, got {} {:?}",
+                    r.status,
+                    r.body
+                );
+            } else {
+                r.assert_problem(403, "forbidden");
+                assert!(
+                    r.body["detail"].as_str().unwrap().contains(needs.as_str()),
+                    "{what}: the detail names the scope: {:?}",
+                    r.body
+                );
+                let events_after = h
+                    .store
+                    .events(&EventQuery {
+                        limit: 1000,
+                        ..EventQuery::default()
+                    })
+                    .await
+                    .unwrap()
+                    .len();
+                assert_eq!(
+                    events_after, events_before,
+                    "{what}: a refused request writes nothing"
+                );
+            }
+        }
+    }
+    // A path that is no route is the router's 404 for any valid key.
+    for (_, key) in &keys {
+        let r = h
+            .send(
+                Request::get("/v1/nothing-here")
+                    .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        r.assert_problem(404, "not_found");
+    }
+}
+
+/// Introspection with an API key needs the `sessions` scope: it tells whose
+/// session a token belongs to. Another key gets RFC 6750 `insufficient_scope`.
+#[tokio::test]
+async fn introspection_with_an_api_key_needs_the_sessions_scope() {
+    use tessera_core::ApiKeyScope::{Events, Revocations, Sessions};
+    let h = harness().await;
+    for (scopes, allowed) in [(vec![Sessions], true), (vec![Events, Revocations], false)] {
+        let (_, secret) = create_api_key(&h.store, "introspect", &scopes, h.clock.now())
+            .await
+            .unwrap();
+        let r = h
+            .send(
+                Request::post("/oauth2/introspect")
+                    .header(header::AUTHORIZATION, format!("Bearer {}", secret.expose()))
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from("token=tsr_unknown"))
+                    .unwrap(),
+            )
+            .await;
+        if allowed {
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            assert_eq!(r.body, json!({"active": false}));
+        } else {
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+            assert_eq!(r.body["error"], "insufficient_scope");
+            let www = r.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+            assert!(www.contains("error=\"insufficient_scope\""), "{www}");
+        }
     }
 }
 
@@ -1018,6 +1193,12 @@ async fn edge_route_templates_match_the_router() {
                 .get("x-matched")
                 .map_or("unmatched", |v| v.to_str().unwrap());
             assert_eq!(labels.template(path), matched, "{method} {path}");
+            // Every route under /v1 needs a scope: none is open to any key.
+            assert_eq!(
+                crate::edge::required_scope(matched).is_some(),
+                matched.starts_with("/v1/"),
+                "{method} {path}: the scope table covers exactly the /v1 routes"
+            );
         }
     }
 }

@@ -30,7 +30,9 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use serde::Serialize;
 use serde_json::Value;
 use tessera_core::token::{self, TokenKind};
-use tessera_core::{Client, ClientKind, ClientRegistry, Introspection, IssuedTokens, OAuthError};
+use tessera_core::{
+    ApiKeyScope, Client, ClientKind, ClientRegistry, Introspection, IssuedTokens, OAuthError,
+};
 
 use crate::app::AppState;
 use crate::extract::BodyLimit;
@@ -522,7 +524,8 @@ enum Caller<'r> {
 }
 
 /// `POST /oauth2/introspect` (RFC 7662): the caller authenticates with an
-/// API key (`Authorization: Bearer tsk_…`) or as a confidential client
+/// API key with the `sessions` scope (`Authorization: Bearer tsk_…`; another
+/// key is 403 `insufficient_scope`, RFC 6750 §3.1) or as a confidential client
 /// (RV-08, RV-13); an inactive token is exactly `{"active":false}` (RV-09).
 pub async fn introspect(State(state): State<AppState>, req: Request) -> Response {
     answer(introspect_inner(&state, req).await)
@@ -534,7 +537,19 @@ async fn introspect_inner(state: &AppState, req: Request) -> Result<Response, OA
     let caller = match authorization(&headers) {
         Authorization::Bearer(value) => {
             match crate::auth::authenticate(state.store.as_ref(), &state.api_keys, Some(value)).await {
-                Ok(_) => Caller::Backend,
+                // Introspection reveals who a token's session belongs to:
+                // the `sessions` scope, like reading a session by handle.
+                Ok(key) if key.allows(ApiKeyScope::Sessions) => Caller::Backend,
+                Ok(_) => {
+                    return Err(OAuthFailure {
+                        challenge: Some("Bearer error=\"insufficient_scope\", scope=\"sessions\""),
+                        ..OAuthFailure::new(
+                            StatusCode::FORBIDDEN,
+                            "insufficient_scope",
+                            "introspection needs an API key with the sessions scope",
+                        )
+                    });
+                }
                 Err(ApiError::StoreUnavailable) => return Err(OAuthFailure::unavailable()),
                 Err(_) => {
                     return Err(OAuthFailure {

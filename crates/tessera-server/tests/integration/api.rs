@@ -831,6 +831,88 @@ async fn api_key_auth_and_cli_keys() {
     srv.finish().await;
 }
 
+/// SPEC §4.1 scopes through the CLI: a key gets `sessions` by default and
+/// exactly the `--scope`s given; `api-keys list` shows them (the bootstrap
+/// key is `admin`); a key outside its scopes gets 403 `forbidden`; and at
+/// start the service warns about admin keys other than the bootstrap one.
+#[tokio::test]
+async fn api_key_scopes_from_the_cli() {
+    let mut srv = TestServer::start(Opts::default().env("TESSERA_HTTP_API_KEY_CACHE_SECS", "0")).await;
+    let create = |args: &[&str]| {
+        let mut all = vec!["api-keys", "create"];
+        all.extend_from_slice(args);
+        let (st, out, err) = srv.cli(&all);
+        assert!(st.success(), "api-keys create {args:?}: {out}\n{err}");
+        out.trim().to_owned()
+    };
+    let default = create(&["--name", "app-backend"]);
+    let feed = create(&["--name", "resource-server", "--scope", "revocations"]);
+    let audit = create(&["--name", "audit", "--scope", "events", "--scope", "revocations"]);
+    let ops = create(&["--name", "ops", "--scope", "admin"]);
+
+    let (st, list, err) = srv.cli(&["api-keys", "list"]);
+    assert!(st.success(), "{list}\n{err}");
+    let line = |name: &str| {
+        list.lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{list}"))
+            .to_owned()
+    };
+    assert!(list.lines().next().unwrap().contains("SCOPES"), "{list}");
+    assert!(line("bootstrap").contains(" admin "), "{list}");
+    assert!(line("app-backend").contains(" sessions "), "{list}");
+    assert!(line("resource-server").contains(" revocations "), "{list}");
+    assert!(line("audit").contains(" events revocations "), "{list}");
+
+    let call = |key: &str, method: reqwest::Method, path: &str| {
+        let mut rb = srv.http.request(method.clone(), srv.url(path)).bearer_auth(key);
+        if method == reqwest::Method::POST {
+            rb = rb.json(&json!({"subject": "scoped"}));
+        }
+        rb
+    };
+    let cases = [
+        (&default, Method::POST, "/v1/sessions", 201),
+        (&default, Method::GET, "/v1/events", 403),
+        (&default, Method::GET, "/v1/revocations", 403),
+        (&feed, Method::GET, "/v1/revocations", 200),
+        (&feed, Method::POST, "/v1/sessions", 403),
+        (&feed, Method::GET, "/v1/subjects/scoped/sessions", 403),
+        (&feed, Method::GET, "/v1/events", 403),
+        (&audit, Method::GET, "/v1/events", 200),
+        (&audit, Method::GET, "/v1/revocations", 200),
+        (&audit, Method::POST, "/v1/sessions", 403),
+        (&ops, Method::POST, "/v1/sessions", 201),
+        (&ops, Method::GET, "/v1/events", 200),
+        (&ops, Method::GET, "/v1/revocations", 200),
+        (&srv.api_key, Method::GET, "/v1/revocations", 200),
+    ];
+    for (key, method, path, want) in cases {
+        let r = srv.send(call(key, method.clone(), path)).await;
+        if want == 403 {
+            r.assert_problem(403, "forbidden");
+        } else {
+            r.assert_status(want);
+        }
+    }
+
+    srv.stop().await;
+    srv.restart().await;
+    let logs = srv.logs();
+    let warning = logs
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("admin scope"))
+        .unwrap_or_else(|| panic!("a warning about admin keys:\n{logs}"));
+    let ops_id = line("ops").split_whitespace().next().unwrap().to_owned();
+    let boot_id = line("bootstrap").split_whitespace().next().unwrap().to_owned();
+    assert!(warning.contains(&ops_id), "{warning}");
+    assert!(
+        !warning.contains(&boot_id),
+        "the bootstrap key is meant to be admin: {warning}"
+    );
+    srv.finish().await;
+}
+
 #[track_caller]
 fn check_401(r: &crate::harness::Resp, name: &str) -> Value {
     assert_eq!(r.status, 401, "{name}: {}", r.text());

@@ -310,7 +310,17 @@ impl ResourceServer {
             srv.url("/.well-known/jwks.json").parse().unwrap(),
         );
         config.revocations_url = Some(srv.url("/v1/revocations").parse().unwrap());
-        config.api_key = Some(srv.api_key.clone());
+        // As the example says: a key that may read the feed and nothing else.
+        let (st, out, err) = srv.cli(&[
+            "api-keys",
+            "create",
+            "--name",
+            "resource-server",
+            "--scope",
+            "revocations",
+        ]);
+        assert!(st.success(), "api-keys create: {out}\n{err}");
+        config.api_key = Some(out.trim().to_owned());
         let verifier = Verifier::new(config).expect("verifier config");
         verifier.refresh_jwks().await.expect("initial JWKS fetch");
         let mut tasks = vec![verifier.spawn_feed(), verifier.spawn_jwks_refresh()];

@@ -91,7 +91,9 @@ fn test_config() -> Config {
 async fn harness_with(config: Config) -> H {
     let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(Timestamp::from_unix_secs(1_800_000_000));
-    let (_, secret) = create_api_key(&store, "test", clock.now()).await.unwrap();
+    let (_, secret) = create_api_key(&store, "test", &[tessera_core::ApiKeyScope::Admin], clock.now())
+        .await
+        .unwrap();
     let app = build_with_clock(config, store, Arc::new(clock.clone()));
     crate::oauth::start(&app.state.oauth).await.unwrap();
     H {
