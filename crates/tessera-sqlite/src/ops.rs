@@ -719,7 +719,7 @@ fn events_statement<'a>(
     }
     match kind {
         // The literal, not a parameter: it is what lets SQLite use the
-        // partial index `events_revoked_id` (schema version 4).
+        // partial index `events_revoked_id` (schema version 5).
         Some(k) if *k == EventKind::Revoked.as_str() => sql.push_str(" AND kind = 'revoked'"),
         Some(k) => {
             params.push(k);
