@@ -348,6 +348,11 @@ pub(crate) fn open_writer(path: &Path, sync: Synchronous) -> StoreResult<Connect
     };
     conn.pragma_update(None, "synchronous", sync).store()?;
     conn.pragma_update(None, "foreign_keys", "ON").store()?;
+    // Cleared and deleted values (a sealed refresh successor past its grace
+    // window, a deleted session's row) are zeroed in the page where that
+    // costs no extra I/O, rather than left in its free space for a copy of
+    // the file to yield (SPEC §5).
+    conn.pragma_update(None, "secure_delete", "FAST").store()?;
     // A burst can grow the WAL far past its usual size, and SQLite reuses
     // the file rather than shrinking it; this truncates it back after a
     // checkpoint so one spike does not hold the disk space for good.

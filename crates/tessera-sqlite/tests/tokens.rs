@@ -303,7 +303,7 @@ async fn sealed_successors_leave_the_file_after_the_grace_window() {
             assert_eq!(e.code(), "invalid_grant", "strict rotation");
             continue;
         }
-        assert!(raw_sealed(&path)[0].is_some());
+        let sealed = raw_sealed(&path)[0].clone().unwrap();
         clock.advance_secs(5);
         svc.clear_sealed_successors(100).await.unwrap();
         let again = svc.refresh(rt1.expose(), &client, None).await.unwrap();
@@ -312,6 +312,17 @@ async fn sealed_successors_leave_the_file_after_the_grace_window() {
         clock.advance_secs(6);
         assert_eq!(svc.clear_sealed_successors(100).await.unwrap(), 1);
         assert_eq!(raw_sealed(&path), vec![None], "gone from the stored row");
+        // And from the file's bytes, once the WAL is checkpointed into it
+        // (the writer also runs with `secure_delete = FAST`, so freed space
+        // in a page it writes is zeroed rather than kept).
+        raw(&path)
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
+            .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(sealed.len()).any(|w| w == sealed.as_slice()),
+            "the cleared sealed successor is still in the file's free space"
+        );
         svc.refresh(rt2.expose(), &client, None)
             .await
             .expect("the successor still rotates");
