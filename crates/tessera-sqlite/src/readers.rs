@@ -41,6 +41,7 @@ use tokio::sync::oneshot;
 
 use crate::cache::SessionCache;
 use crate::error::SqlResultExt;
+use crate::schema::exec;
 use crate::{ops, schema};
 
 /// Queued reads per running thread above which another thread is woken.
@@ -110,10 +111,6 @@ impl Reader {
             let _ = exec(&self.conn, "ROLLBACK");
         }
     }
-}
-
-fn exec(c: &Connection, sql: &str) -> rusqlite::Result<()> {
-    c.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn data_version(c: &Connection) -> StoreResult<i64> {

@@ -311,6 +311,12 @@ fn base_setup(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
+/// Runs one parameterless statement (a transaction or savepoint command)
+/// from the connection's statement cache.
+pub(crate) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// Page size of new database files.
 const PAGE_SIZE: i64 = 2048;
 

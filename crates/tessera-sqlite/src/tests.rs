@@ -716,6 +716,18 @@ async fn large_transactions_commit_whole() {
     assert_eq!(check, "ok");
 }
 
+/// Inserts 3000 events of ~300 bytes with a 16-page cache, so the
+/// transaction spills pages into the WAL before it commits.
+fn spill_3000_events(c: &rusqlite::Connection) -> StoreResult<()> {
+    c.pragma_update(None, "cache_size", 16).map_err(error::map)?;
+    c.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
+         INSERT INTO events (at, kind, subject, handle, reason) \
+         SELECT i, 'created', 's' || (i % 50), 'h' || i, printf('%.300c', 'x') FROM n;",
+    )
+    .map_err(error::map)
+}
+
 /// A write that spills pages into the WAL and is then rolled back (a large
 /// sweep or revoke-all that fails half-way) leaves nothing behind that a
 /// later commit could write over another process's commit: a revocation
@@ -728,13 +740,7 @@ async fn a_rolled_back_spill_never_overwrites_another_commit() {
     let failed = store
         .writer
         .call(|c| {
-            c.pragma_update(None, "cache_size", 16).map_err(error::map)?;
-            c.execute_batch(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
-                 INSERT INTO events (at, kind, subject, handle, reason) \
-                 SELECT i, 'created', 's' || (i % 50), 'h' || i, printf('%.300c', 'x') FROM n;",
-            )
-            .map_err(error::map)?;
+            spill_3000_events(c)?;
             Err::<(), _>(StoreError::Unavailable("fails after spilling".into()))
         })
         .await;
@@ -822,14 +828,9 @@ async fn a_spilled_transaction_is_whole_in_a_crash_copy() {
     store
         .writer
         .call(|c| {
-            c.pragma_update(None, "cache_size", 16).map_err(error::map)?;
-            c.execute_batch(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
-                 INSERT INTO events (at, kind, subject, handle, reason) \
-                 SELECT i, 'created', 's' || (i % 50), 'h' || i, printf('%.300c', 'x') FROM n; \
-                 UPDATE events SET reason = printf('%.300c', 'y');",
-            )
-            .map_err(error::map)
+            spill_3000_events(c)?;
+            c.execute_batch("UPDATE events SET reason = printf('%.300c', 'y');")
+                .map_err(error::map)
         })
         .await
         .unwrap();

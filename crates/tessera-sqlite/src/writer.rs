@@ -37,6 +37,8 @@ use rusqlite::Connection;
 use tessera_core::{StoreError, StoreResult};
 use tokio::sync::oneshot;
 
+use crate::schema::exec;
+
 /// Most jobs in one transaction: bounds how long the writer holds the lock
 /// and how much work one failed commit throws away.
 const MAX_BATCH: usize = 256;
@@ -215,10 +217,6 @@ fn checkpoint_loop(conn: &Connection, nudged: &mpsc::Receiver<()>) {
             }
         }
     }
-}
-
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// Runs and commits one batch, answering every job; true if it committed.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tessera_core::tokens::TokenService;
 use tessera_core::{
-    ClientRegistry, EventKind, EventQuery, KeyManager, KeyPolicy, RevokeReason, Sealer, SessionStore,
-    TokenPolicy, TokenRequest,
+    Client, ClientRegistry, EventKind, EventQuery, KeyManager, KeyPolicy, RevokeReason, Sealer, SecretToken,
+    SessionStore, TokenPolicy, TokenRequest,
 };
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
@@ -36,6 +36,24 @@ async fn token_service(h: &Harness, grace_secs: i64) -> TokenService {
             ..TokenPolicy::default()
         },
     )
+}
+
+/// A refresh token issued for `session` to the default client.
+async fn issue(svc: &TokenService, session: &tessera_core::SessionRecord) -> SecretToken {
+    svc.issue_for_session(session, &TokenRequest::default())
+        .await
+        .expect("issue")
+        .refresh_token
+        .expect("refresh token")
+}
+
+/// The successor of `rt` from one refresh that must succeed.
+async fn rotate(svc: &TokenService, client: &Client, rt: &SecretToken, what: &str) -> SecretToken {
+    svc.refresh(rt.expose(), client, None)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+        .refresh_token
+        .expect("successor")
 }
 
 async fn count(store: &dyn SessionStore, handle: &str, kind: EventKind) -> usize {
@@ -142,17 +160,8 @@ pub async fn rt_02_reuse_after_grace_revokes_the_session(store: Arc<dyn SessionS
     let svc = token_service(&h, 10).await;
     let client = svc.clients().get("default").expect("default client").clone();
     let s = h.login("victim").await;
-    let t = svc
-        .issue_for_session(&s.session, &TokenRequest::default())
-        .await
-        .expect("issue");
-    let rt1 = t.refresh_token.expect("refresh token");
-    let rt2 = svc
-        .refresh(rt1.expose(), &client, None)
-        .await
-        .expect("first use")
-        .refresh_token
-        .expect("successor");
+    let rt1 = issue(&svc, &s.session).await;
+    let rt2 = rotate(&svc, &client, &rt1, "first use").await;
     h.advance_ms(10 * SEC + 1);
     let e = svc.refresh(rt1.expose(), &client, None).await.expect_err("reuse");
     assert_eq!(e.code(), "invalid_grant");
@@ -196,17 +205,8 @@ pub async fn rt_sealed_successor_kept_only_for_the_grace_window(store: Arc<dyn S
     let svc = token_service(&h, 10).await;
     let client = svc.clients().get("default").expect("default client").clone();
     let s = h.login("alice").await;
-    let t = svc
-        .issue_for_session(&s.session, &TokenRequest::default())
-        .await
-        .expect("issue");
-    let rt1 = t.refresh_token.expect("refresh token");
-    let rt2 = svc
-        .refresh(rt1.expose(), &client, None)
-        .await
-        .expect("rotation")
-        .refresh_token
-        .expect("successor");
+    let rt1 = issue(&svc, &s.session).await;
+    let rt2 = rotate(&svc, &client, &rt1, "rotation").await;
     assert!(
         sealed_of(&*h.store, &s.session.handle).await[0].is_some(),
         "kept for the grace window"
@@ -214,12 +214,7 @@ pub async fn rt_sealed_successor_kept_only_for_the_grace_window(store: Arc<dyn S
 
     h.advance_ms(10 * SEC);
     assert_eq!(svc.clear_sealed_successors(2).await.expect("clear"), 0);
-    let again = svc
-        .refresh(rt1.expose(), &client, None)
-        .await
-        .expect("a retry at the end of the window")
-        .refresh_token
-        .expect("successor");
+    let again = rotate(&svc, &client, &rt1, "a retry at the end of the window").await;
     assert_eq!(again.expose(), rt2.expose(), "the same successor");
 
     h.advance_ms(1);
@@ -231,12 +226,7 @@ pub async fn rt_sealed_successor_kept_only_for_the_grace_window(store: Arc<dyn S
     );
     assert_eq!(svc.clear_sealed_successors(2).await.expect("clear"), 0);
     // The successor itself keeps working; the consumed token is reuse.
-    let rt3 = svc
-        .refresh(rt2.expose(), &client, None)
-        .await
-        .expect("the successor rotates")
-        .refresh_token
-        .expect("successor");
+    let rt3 = rotate(&svc, &client, &rt2, "the successor rotates").await;
     assert_ne!(rt3.expose(), rt2.expose());
 }
 
@@ -246,19 +236,9 @@ pub async fn rt_grace_0_never_stores_a_sealed_successor(store: Arc<dyn SessionSt
     let svc = token_service(&h, 0).await;
     let client = svc.clients().get("default").expect("default client").clone();
     let s = h.login("alice").await;
-    let mut rt = svc
-        .issue_for_session(&s.session, &TokenRequest::default())
-        .await
-        .expect("issue")
-        .refresh_token
-        .expect("refresh token");
+    let mut rt = issue(&svc, &s.session).await;
     for _ in 0..3 {
-        rt = svc
-            .refresh(rt.expose(), &client, None)
-            .await
-            .expect("rotation")
-            .refresh_token
-            .expect("successor");
+        rt = rotate(&svc, &client, &rt, "rotation").await;
         assert_eq!(sealed_of(&*h.store, &s.session.handle).await, vec![None]);
     }
 }

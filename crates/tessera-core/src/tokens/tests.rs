@@ -23,6 +23,19 @@ async fn service_on(
     clients: Vec<Client>,
     grace: i64,
 ) -> TokenService {
+    let svc = keyless_service_on(store, clock, clients, grace);
+    svc.keys().ensure_key().await.unwrap();
+    svc.keys().reload().await.unwrap();
+    svc
+}
+
+/// [`service_on`] without any signing key: it cannot mint.
+fn keyless_service_on(
+    store: Arc<dyn SessionStore>,
+    clock: &ManualClock,
+    clients: Vec<Client>,
+    grace: i64,
+) -> TokenService {
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
     let sessions = Sessions::new(store.clone(), clock_arc.clone(), SessionPolicy::default());
     let sealer = Arc::new(Sealer::new(&Sealer::generate_key()));
@@ -32,8 +45,6 @@ async fn service_on(
         sealer.clone(),
         KeyPolicy::default(),
     ));
-    keys.ensure_key().await.unwrap();
-    keys.reload().await.unwrap();
     let policy = TokenPolicy {
         reuse_grace_secs: grace,
         ..TokenPolicy::default()
@@ -70,8 +81,12 @@ fn confidential(id: &str, secret: &str, refresh: bool) -> Client {
 }
 
 async fn login(h: &H, scope: &str) -> (crate::sessions::IssuedSession, IssuedTokens) {
-    let s = h
-        .svc
+    login_on(&h.svc, scope).await
+}
+
+/// alice logs in (password) and gets tokens of `scope` from `svc`.
+async fn login_on(svc: &TokenService, scope: &str) -> (crate::sessions::IssuedSession, IssuedTokens) {
+    let s = svc
         .sessions()
         .create(CreateSession {
             subject: "alice".into(),
@@ -83,8 +98,7 @@ async fn login(h: &H, scope: &str) -> (crate::sessions::IssuedSession, IssuedTok
         })
         .await
         .unwrap();
-    let t = h
-        .svc
+    let t = svc
         .issue_for_session(
             &s.session,
             &TokenRequest {
@@ -473,25 +487,7 @@ async fn rt_refresh_that_cannot_mint_leaves_the_family_unrotated_at_grace_0() {
     let rt1 = t.refresh_token.unwrap();
 
     // The same store and clock, but a key manager that holds no key.
-    let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
-    let store: Arc<dyn SessionStore> = h.store.clone();
-    let sessions = Sessions::new(store.clone(), clock.clone(), SessionPolicy::default());
-    let sealer = Arc::new(Sealer::new(&Sealer::generate_key()));
-    let keyless = TokenService::new(
-        sessions,
-        Arc::new(KeyManager::new(
-            store,
-            clock,
-            sealer.clone(),
-            KeyPolicy::default(),
-        )),
-        Arc::new(ClientRegistry::new(vec![]).unwrap()),
-        sealer,
-        TokenPolicy {
-            reuse_grace_secs: 0,
-            ..TokenPolicy::default()
-        },
-    );
+    let keyless = keyless_service_on(h.store.clone(), &h.clock, vec![], 0);
     let e = keyless.refresh(rt1.expose(), &c, None).await.unwrap_err();
     assert_eq!(e.code(), "temporarily_unavailable");
     assert_eq!(events_of(&h, EventKind::Refreshed).await, 0, "nothing rotated");
@@ -519,18 +515,7 @@ async fn refresh_makes_no_store_call_after_the_rotation() {
     let clock = ManualClock::new(T0);
     let store = Arc::new(LoggedReads::default());
     let svc = service_on(store.clone(), &clock, vec![], 0).await;
-    let s = svc
-        .sessions()
-        .create(CreateSession {
-            subject: "alice".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let t = svc
-        .issue_for_session(&s.session, &TokenRequest::default())
-        .await
-        .unwrap();
+    let (s, t) = login_on(&svc, "").await;
     let c = svc.clients().get("default").unwrap().clone();
     // Past the touch throttle, so the refresh slides the idle window.
     clock.advance_secs(120);
@@ -793,18 +778,7 @@ async fn refresh_reads_token_and_session_in_one_store_call() {
         TokenPolicy::default().reuse_grace_secs,
     )
     .await;
-    let s = svc
-        .sessions()
-        .create(CreateSession {
-            subject: "alice".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let t = svc
-        .issue_for_session(&s.session, &TokenRequest::default())
-        .await
-        .unwrap();
+    let (_, t) = login_on(&svc, "").await;
     let c = svc.clients().get("default").unwrap().clone();
     let rt = t.refresh_token.unwrap();
     store.take();

@@ -131,6 +131,17 @@ impl H {
         }
     }
 
+    /// `GET /auth/verify` with `Authorization: Bearer <token>`.
+    async fn forward_auth_bearer(&self, token: &str) -> Resp {
+        self.send(
+            Request::get("/auth/verify")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
     async fn api(&self, method: Method, uri: &str, body: Option<Value>) -> Resp {
         let mut b = Request::builder()
             .method(method)
@@ -677,23 +688,8 @@ async fn revoked_signing_key_tokens_are_refused_and_a_fresh_key_signs() {
                 .await
         }
     };
-    let forward = |token: String| {
-        let router = h.router.clone();
-        async move {
-            router
-                .oneshot(
-                    Request::get("/auth/verify")
-                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                        .body(Body::empty())
-                        .unwrap(),
-                )
-                .await
-                .unwrap()
-                .status()
-        }
-    };
     assert_eq!(introspect(at.clone()).await.body["active"], true);
-    assert_eq!(forward(at.clone()).await, StatusCode::OK);
+    assert_eq!(h.forward_auth_bearer(&at).await.status, StatusCode::OK);
 
     h.clock.advance_secs(1);
     let fresh = h
@@ -705,7 +701,7 @@ async fn revoked_signing_key_tokens_are_refused_and_a_fresh_key_signs() {
         .unwrap()
         .expect("a fresh signer");
     assert_eq!(introspect(at.clone()).await.text, r#"{"active":false}"#);
-    assert_eq!(forward(at.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.forward_auth_bearer(&at).await.status, StatusCode::UNAUTHORIZED);
     let jwks = h.get("/.well-known/jwks.json").await;
     let kids: Vec<&str> = jwks.body["keys"]
         .as_array()
@@ -719,7 +715,7 @@ async fn revoked_signing_key_tokens_are_refused_and_a_fresh_key_signs() {
     let at2 = again.str("access_token").to_owned();
     assert_eq!(h.state.oauth.keys.signer().unwrap().kid, fresh);
     assert_eq!(introspect(at2.clone()).await.body["active"], true);
-    assert_eq!(forward(at2).await, StatusCode::OK);
+    assert_eq!(h.forward_auth_bearer(&at2).await.status, StatusCode::OK);
     let t = h.refresh(again.str("refresh_token"), "").await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.text);
     assert_eq!(
@@ -1015,43 +1011,29 @@ async fn jw_18_forward_auth_accepts_our_access_token_until_the_session_is_revoke
     let r = h.login("sam", json!({})).await;
     let at = r.str("access_token").to_owned();
     let handle = r.body["session"]["handle"].as_str().unwrap().to_owned();
-    let verify = |token: String| {
-        let router = h.router.clone();
-        async move {
-            router
-                .oneshot(
-                    Request::get("/auth/verify")
-                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                        .body(Body::empty())
-                        .unwrap(),
-                )
-                .await
-                .unwrap()
-        }
-    };
-    let ok = verify(at.clone()).await;
-    assert_eq!(ok.status(), StatusCode::OK);
-    assert_eq!(ok.headers()["x-tessera-subject"], "sam");
-    assert_eq!(ok.headers()["x-tessera-session"], handle.as_str());
-    assert_eq!(ok.headers()["x-tessera-auth-level"], "1");
+    let ok = h.forward_auth_bearer(&at).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.headers["x-tessera-subject"], "sam");
+    assert_eq!(ok.headers["x-tessera-session"], handle.as_str());
+    assert_eq!(ok.headers["x-tessera-auth-level"], "1");
     for bad in [
         "garbage".to_owned(),
         format!("{at}x"),
         "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0.e30.".to_owned(),
     ] {
-        let res = verify(bad).await;
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let res = h.forward_auth_bearer(&bad).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
         assert_eq!(
-            res.headers()[header::WWW_AUTHENTICATE],
+            res.headers[header::WWW_AUTHENTICATE],
             "Bearer error=\"invalid_token\""
         );
     }
     h.api(Method::DELETE, &format!("/v1/sessions/{handle}"), None)
         .await;
-    let res = verify(at).await;
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = h.forward_auth_bearer(&at).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        res.headers()[header::WWW_AUTHENTICATE],
+        res.headers[header::WWW_AUTHENTICATE],
         "Bearer error=\"invalid_token\""
     );
 }
