@@ -1,7 +1,11 @@
 use super::*;
+use crate::error::{Error, Result};
 use crate::memory::MemoryStore;
+use crate::model::{EventKind, RevokeReason};
+use crate::store::EventQuery;
 use crate::time::ManualClock;
-use serde_json::json;
+use crate::token::{SecretToken, TokenKind};
+use serde_json::{Value, json};
 
 const T0: Timestamp = Timestamp::from_unix_secs(1_800_000_000);
 

@@ -1,0 +1,116 @@
+//! Many sessions at once: a subject's list and sign-out-everywhere, the
+//! revocation of everyone, the audit log, and the sweep of expired ones.
+
+use std::sync::Arc;
+
+use super::Sessions;
+use super::validate::validate_subject;
+use crate::error::{Error, Result};
+use crate::model::{Event, RevokeReason, SessionRecord};
+use crate::store::EventQuery;
+use crate::token::{self, SESSION_HANDLE_PREFIX};
+
+/// Largest page of `events`.
+pub const MAX_EVENTS_PAGE: u32 = 1000;
+
+impl Sessions {
+    /// The subject's active sessions, newest first.
+    pub async fn list(&self, subject: &str) -> Result<Vec<Arc<SessionRecord>>> {
+        let subject = validate_subject(subject)?;
+        let now = self.clock.now();
+        let mut all: Vec<_> = self
+            .store
+            .list_by_subject(subject)
+            .await?
+            .into_iter()
+            .filter(|s| s.is_active(now))
+            .collect();
+        all.sort_by(|a, b| (b.created_at, &b.handle).cmp(&(a.created_at, &a.handle)));
+        Ok(all)
+    }
+
+    /// Revokes every active session of the subject except `except` ("sign
+    /// out everywhere", password change, account deletion).
+    pub async fn revoke_all(
+        &self,
+        subject: &str,
+        except: Option<&str>,
+        reason: RevokeReason,
+    ) -> Result<usize> {
+        let subject = validate_subject(subject)?;
+        // A mistyped `except` must not silently sign the caller out too.
+        if let Some(e) = except
+            && !token::is_id(SESSION_HANDLE_PREFIX, e)
+        {
+            return Err(Error::invalid("except", "must be a session handle (ses_…)"));
+        }
+        let revoked = self
+            .store
+            .revoke_subject(subject, except, reason, self.clock.now())
+            .await?;
+        Ok(revoked.len())
+    }
+
+    /// Revokes every active session of every subject (EX-09: after a breach
+    /// or a signing-secret leak), in batches so requests interleave.
+    pub async fn revoke_everyone(&self, reason: RevokeReason, batch: u32) -> Result<u64> {
+        let batch = batch.max(1);
+        let mut total = 0u64;
+        loop {
+            let n = self
+                .store
+                .revoke_all_active(reason, self.clock.now(), batch)
+                .await?;
+            total += u64::from(n);
+            if n < batch {
+                return Ok(total);
+            }
+            tokio_yield().await;
+        }
+    }
+
+    /// A page of the audit log.
+    pub async fn events(&self, mut q: EventQuery) -> Result<Vec<Event>> {
+        if let Some(s) = &q.subject {
+            validate_subject(s)?;
+        }
+        if q.limit == 0 || q.limit > MAX_EVENTS_PAGE {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_EVENTS_PAGE}"),
+            ));
+        }
+        q.limit = q.limit.min(MAX_EVENTS_PAGE);
+        Ok(self.store.events(&q).await?)
+    }
+
+    /// Deletes expired sessions in batches of `batch`; returns how many went.
+    /// Each batch is its own store call, so requests interleave with a sweep.
+    pub async fn sweep(&self, batch: u32) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let n = self.store.sweep(self.clock.now(), batch).await?;
+            total += u64::from(n);
+            if n < batch {
+                return Ok(total);
+            }
+            tokio_yield().await;
+        }
+    }
+}
+
+/// Yields to the scheduler between sweep batches without depending on a
+/// particular runtime.
+async fn tokio_yield() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
