@@ -1,11 +1,14 @@
 use super::*;
-use crate::clients::ClientKind;
+use crate::access::Audience;
+use crate::clients::{Client, ClientKind};
+use crate::error::Error;
 use crate::keys::KeyPolicy;
 use crate::memory::MemoryStore;
+use crate::model::{EventKind, NewEvent, RefreshFamily, RevokeReason, SessionRecord};
 use crate::policy::SessionPolicy;
 use crate::sessions::{AuthInput, CreateSession};
-use crate::store::{EventQuery, SessionStore};
-use crate::time::{Clock, ManualClock};
+use crate::store::{EventQuery, SessionStore, StoreError};
+use crate::time::{Clock, ManualClock, Timestamp};
 use crate::token::TokenHash;
 
 const T0: Timestamp = Timestamp::from_unix_secs(1_800_000_000);

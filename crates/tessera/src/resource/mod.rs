@@ -149,24 +149,31 @@
 //! when [`Verifier::spawn_feed`] is called without one).
 
 mod cache;
+mod clock;
+mod config;
 mod error;
 mod extract;
 mod feed;
+mod feed_status;
 mod jwks;
 mod verify;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::VerifierConfig;
 pub use error::{ConfigError, JwksError, VerifyError};
 pub use extract::{AuthRejection, Authenticated, require_scope};
+pub use feed_status::{FEED_ERRORS, FEED_REFUSALS, FeedStatus};
 pub use url::Url;
 pub use verify::{AccessClaims, VerifiedToken};
 
 use cache::TokenCache;
 use feed::RevocationSet;
+use feed_status::FeedState;
 use jwks::KeySet;
 
 /// Tokens longer than this are refused before any decoding.
@@ -175,144 +182,6 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const MAX_KID_BYTES: usize = 256;
 /// The largest leeway allowed for `exp`/`nbf`/`iat` (checklist JW-09).
 pub const MAX_LEEWAY_SECS: u64 = 60;
-
-/// Where the verifier gets "now" from, in Unix seconds. Tests pin it.
-pub trait Clock: Send + Sync + 'static {
-    /// Seconds since the Unix epoch.
-    fn now_unix(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_unix(&self) -> i64 {
-        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            Err(_) => 0,
-        }
-    }
-}
-
-impl<F> Clock for F
-where
-    F: Fn() -> i64 + Send + Sync + 'static,
-{
-    fn now_unix(&self) -> i64 {
-        self()
-    }
-}
-
-/// A clock that only moves when told to (for tests).
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    /// A clock showing `now` (Unix seconds).
-    pub fn new(now: i64) -> Self {
-        Self(AtomicI64::new(now))
-    }
-    /// Set the time.
-    pub fn set(&self, now: i64) {
-        self.0.store(now, Ordering::SeqCst);
-    }
-    /// Move the time forward by `secs`.
-    pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_unix(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// Configuration of a [`Verifier`]. Build it with [`VerifierConfig::new`] and
-/// adjust the public fields.
-#[derive(Clone)]
-pub struct VerifierConfig {
-    /// The issuer (`iss`), compared byte for byte: the service's
-    /// `[oauth] issuer`, by default `http://<listen>` without a trailing slash.
-    pub issuer: String,
-    /// This resource server's identifier; `aud` must contain it.
-    pub audience: String,
-    /// The service's JWKS, `…/.well-known/jwks.json`.
-    pub jwks_url: Url,
-    /// The revocation feed, `…/v1/revocations`. `None`: no feed.
-    pub revocations_url: Option<Url>,
-    /// The API key (`tsk_…`) sent as `Authorization: Bearer` to the feed.
-    pub api_key: Option<String>,
-    /// Leeway for `exp`, `nbf` and `iat`, at most 60 s. Default 60.
-    pub leeway_secs: u64,
-    /// At most one JWKS fetch for unknown `kid`s per this interval. Default 10 s.
-    pub jwks_min_refetch_interval: Duration,
-    /// How often [`Verifier::spawn_jwks_refresh`] refetches the JWKS, so that
-    /// removed (e.g. revoked) keys stop verifying. Default 60 s.
-    pub jwks_refresh_interval: Duration,
-    /// Verified tokens kept in the cache; 0 disables it. Default 10 000.
-    pub cache_capacity: usize,
-    /// `wait` of the long-poll, 1–30 s. Default 25.
-    pub feed_wait_secs: u64,
-    /// With a feed configured, every token is refused once the feed has not
-    /// been in sync for longer than this (see "fail closed" in the module
-    /// docs). At least `feed_wait_secs` + 5 s, or a healthy but quiet feed
-    /// would trip it between two long-polls. Default 75 s (3 × the default
-    /// `feed_wait_secs`).
-    pub feed_max_staleness: Duration,
-    /// Opt-in: accept tokens with the last known revocation set however long
-    /// the feed has been out of sync (and before its first snapshot). A
-    /// `401`/`403` from the feed is still refused. Default `false`.
-    pub accept_when_feed_stale: bool,
-    /// Timeout of a JWKS fetch (connect + body). Default 10 s.
-    pub http_timeout: Duration,
-    /// Where "now" comes from. Default [`SystemClock`].
-    pub clock: Arc<dyn Clock>,
-}
-
-impl VerifierConfig {
-    /// A configuration with the defaults: leeway 60 s, refetch interval 10 s,
-    /// cache of 10 000 tokens, no feed.
-    pub fn new(issuer: impl Into<String>, audience: impl Into<String>, jwks_url: Url) -> Self {
-        Self {
-            issuer: issuer.into(),
-            audience: audience.into(),
-            jwks_url,
-            revocations_url: None,
-            api_key: None,
-            leeway_secs: MAX_LEEWAY_SECS,
-            jwks_min_refetch_interval: Duration::from_secs(10),
-            jwks_refresh_interval: Duration::from_secs(60),
-            cache_capacity: 10_000,
-            feed_wait_secs: 25,
-            feed_max_staleness: Duration::from_secs(75),
-            accept_when_feed_stale: false,
-            http_timeout: Duration::from_secs(10),
-            clock: Arc::new(SystemClock),
-        }
-    }
-}
-
-impl fmt::Debug for VerifierConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifierConfig")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("jwks_url", &self.jwks_url.as_str())
-            .field("revocations_url", &self.revocations_url.as_ref().map(Url::as_str))
-            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
-            .field("leeway_secs", &self.leeway_secs)
-            .field("jwks_min_refetch_interval", &self.jwks_min_refetch_interval)
-            .field("jwks_refresh_interval", &self.jwks_refresh_interval)
-            .field("cache_capacity", &self.cache_capacity)
-            .field("feed_wait_secs", &self.feed_wait_secs)
-            .field("feed_max_staleness", &self.feed_max_staleness)
-            .field("accept_when_feed_stale", &self.accept_when_feed_stale)
-            .field("http_timeout", &self.http_timeout)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Verifies Tessera access tokens. Cheap to clone (shared state); put one in
 /// the axum state and extract [`Authenticated`].
@@ -493,46 +362,6 @@ impl Verifier {
         })
     }
 
-    /// Follows the revocation feed (`GET {revocations_url}?after=CURSOR&wait=…`
-    /// with the API key) until the task is aborted: first every page of the
-    /// snapshot, then long-polls. Without a configured `revocations_url` the
-    /// task logs a warning and ends at once. With one, tokens are refused
-    /// until this task has read the first complete snapshot.
-    ///
-    /// # Panics
-    ///
-    /// Like `tokio::spawn`, when called outside a Tokio runtime.
-    pub fn spawn_feed(&self) -> tokio::task::JoinHandle<()> {
-        let inner = Arc::clone(&self.inner);
-        tokio::spawn(feed::run(inner))
-    }
-
-    /// Whether the revocation set is current: [`FeedStatus::InSync`].
-    pub fn feed_healthy(&self) -> bool {
-        self.feed_status() == FeedStatus::InSync
-    }
-
-    /// Where the revocation feed stands now.
-    pub fn feed_status(&self) -> FeedStatus {
-        self.inner.feed.status(self.inner.clock.now_unix())
-    }
-
-    /// Resolves once the follower has read a complete snapshot of the feed
-    /// (at once if it already has, or if no feed is configured). Start
-    /// serving after it, or gate a readiness probe on
-    /// [`Verifier::feed_healthy`], so the first requests are not refused.
-    pub async fn feed_synced(&self) {
-        loop {
-            let notified = self.inner.feed.synced.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if !self.inner.feed.configured || self.inner.feed.is_synced() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
     /// Adds a revoked session handle by hand (e.g. from a webhook or a test);
     /// tokens with this `sid` are refused until `until_unix` has passed.
     pub fn insert_revocation(&self, sid: &str, until_unix: i64) {
@@ -608,147 +437,6 @@ pub(crate) fn install_keys(inner: &Inner, keys: KeySet) {
         inner.cache.clear();
     }
     inner.keys_generation.fetch_add(1, Ordering::AcqRel);
-}
-
-/// Where the revocation feed stands; see "fail closed" in the module docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FeedStatus {
-    /// No `revocations_url`: revocation is not checked.
-    NotConfigured,
-    /// No complete snapshot read yet: tokens are refused (unless
-    /// [`VerifierConfig::accept_when_feed_stale`]).
-    Syncing,
-    /// In sync within [`VerifierConfig::feed_max_staleness`].
-    InSync,
-    /// Out of sync for longer than the bound: tokens are refused (unless
-    /// [`VerifierConfig::accept_when_feed_stale`]).
-    Stale,
-    /// The feed refused the API key (401/403): tokens are refused.
-    Unauthorized,
-}
-
-impl FeedStatus {
-    /// The `reason` label of [`FEED_REFUSALS`].
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::NotConfigured => "not_configured",
-            Self::InSync => "in_sync",
-            Self::Syncing => "not_synced",
-            Self::Stale => "stale",
-            Self::Unauthorized => "unauthorized",
-        }
-    }
-}
-
-/// Tokens refused because the revocation set is not current, by `reason`
-/// ([`FeedStatus::label`]).
-pub const FEED_REFUSALS: &str = "tessera_resource_feed_refusals_total";
-/// Failed polls of the revocation feed, by `kind` (`transport`, `status`,
-/// `unauthorized`, `body`).
-pub const FEED_ERRORS: &str = "tessera_resource_feed_errors_total";
-
-/// `synced_at` before the first complete snapshot.
-const NEVER: i64 = i64::MIN;
-
-/// The follower's progress, as the verification path reads it.
-pub(crate) struct FeedState {
-    configured: bool,
-    max_staleness_secs: i64,
-    accept_stale: bool,
-    /// Clock seconds of the last answer that left the follower at the end of
-    /// the log (`more: false`), or [`NEVER`].
-    synced_at: AtomicI64,
-    /// The last poll was answered 401/403.
-    unauthorized: AtomicBool,
-    /// The current not-in-sync period has been logged.
-    reported: AtomicBool,
-    synced: tokio::sync::Notify,
-}
-
-impl FeedState {
-    fn new(configured: bool, max_staleness: Duration, accept_stale: bool) -> Self {
-        Self {
-            configured,
-            max_staleness_secs: i64::try_from(max_staleness.as_secs()).unwrap_or(i64::MAX),
-            accept_stale,
-            synced_at: AtomicI64::new(NEVER),
-            unauthorized: AtomicBool::new(false),
-            reported: AtomicBool::new(false),
-            synced: tokio::sync::Notify::new(),
-        }
-    }
-
-    #[inline]
-    fn status(&self, now: i64) -> FeedStatus {
-        if !self.configured {
-            return FeedStatus::NotConfigured;
-        }
-        if self.unauthorized.load(Ordering::Acquire) {
-            return FeedStatus::Unauthorized;
-        }
-        match self.synced_at.load(Ordering::Acquire) {
-            NEVER => FeedStatus::Syncing,
-            at if now.saturating_sub(at) > self.max_staleness_secs => FeedStatus::Stale,
-            _ => FeedStatus::InSync,
-        }
-    }
-
-    pub(crate) fn is_synced(&self) -> bool {
-        self.synced_at.load(Ordering::Acquire) != NEVER
-    }
-
-    /// The follower read to the end of the log at `now`. Returns whether
-    /// this is the first time, or ends a period the verifier reported.
-    pub(crate) fn mark_synced(&self, now: i64) -> bool {
-        let first = self.synced_at.swap(now, Ordering::AcqRel) == NEVER;
-        let was_unauthorized = self.unauthorized.swap(false, Ordering::AcqRel);
-        let was_reported = self.reported.swap(false, Ordering::AcqRel);
-        self.synced.notify_waiters();
-        first || was_unauthorized || was_reported
-    }
-
-    /// The feed answered 401/403. Returns whether this starts such a period.
-    pub(crate) fn mark_unauthorized(&self) -> bool {
-        !self.unauthorized.swap(true, Ordering::AcqRel)
-    }
-}
-
-impl Inner {
-    /// The fail-closed check, before anything else of a verification.
-    #[inline]
-    pub(crate) fn check_feed(&self) -> Result<(), VerifyError> {
-        if !self.feed.configured {
-            return Ok(());
-        }
-        match self.feed.status(self.clock.now_unix()) {
-            FeedStatus::InSync => Ok(()),
-            other => self.feed_not_current(other),
-        }
-    }
-
-    #[cold]
-    fn feed_not_current(&self, status: FeedStatus) -> Result<(), VerifyError> {
-        let accept = self.feed.accept_stale && status != FeedStatus::Unauthorized;
-        if !self.feed.reported.swap(true, Ordering::AcqRel) {
-            if accept {
-                tracing::warn!(
-                    status = status.label(),
-                    "revocation feed not in sync; accepting access tokens with the last known revocation set (accept_when_feed_stale)"
-                );
-            } else {
-                tracing::error!(
-                    status = status.label(),
-                    "revocation feed not in sync; refusing every access token until it is (fail closed)"
-                );
-            }
-        }
-        if accept {
-            return Ok(());
-        }
-        metrics::counter!(FEED_REFUSALS, "reason" => status.label()).increment(1);
-        Err(VerifyError::RevocationStatusUnavailable)
-    }
 }
 
 pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {

@@ -1,0 +1,142 @@
+//! Issuing tokens for a session: resolving a request's client, scope and
+//! audience, and minting access tokens (also for the refresh grant).
+
+use crate::access::{AccessClaims, Audience, mint, new_jti};
+use crate::clients::{Client, DEFAULT_CLIENT_ID};
+use crate::model::{RefreshFamily, SessionRecord};
+use crate::time::Timestamp;
+use crate::token::{self, SecretToken, TokenKind};
+
+use super::{IssuedTokens, OAuthError, TokenRequest, TokenService, parse_scope};
+
+const MAX_AUDIENCES: usize = 8;
+
+pub const REFRESH_FAMILY_PREFIX: &str = "rtf_";
+
+impl TokenService {
+    /// Issues an access token (and, if the client gets them, a refresh-token
+    /// family) for a session just created or verified by a trusted backend.
+    /// Least privilege: exactly the scope and audience asked for, each
+    /// allowed for the client.
+    pub async fn issue_for_session(
+        &self,
+        session: &SessionRecord,
+        req: &TokenRequest,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let (client, scope, audience) = self.resolve_request(req)?;
+        let now = self.sessions.now();
+        let access_token = self.mint_for(session, client, &scope, &audience, now)?;
+        let refresh_token = if client.refresh_tokens {
+            let token = SecretToken::generate(TokenKind::Refresh);
+            let family = RefreshFamily {
+                id: token::new_id(REFRESH_FAMILY_PREFIX),
+                handle: session.handle.clone(),
+                session_token_hash: session.token_hash,
+                client_id: client.client_id.clone(),
+                scope: scope.clone(),
+                audience: audience.clone(),
+                generation: 0,
+                created_at: now,
+                rotated_at: now,
+                current_sealed: None,
+                binding: None,
+                revoked: None,
+            };
+            self.sessions
+                .store()
+                .create_refresh_family(&family, &token.hash(), &[])
+                .await?;
+            Some(token)
+        } else {
+            None
+        };
+        Ok(IssuedTokens {
+            access_token,
+            expires_in: self.policy.access_token_ttl_secs,
+            refresh_token,
+            scope: scope.join(" "),
+        })
+    }
+
+    /// Checks a token request exactly as [`issue_for_session`](Self::issue_for_session)
+    /// will, so a caller can refuse it before writing anything.
+    pub fn check_request(&self, req: &TokenRequest) -> Result<(), OAuthError> {
+        self.resolve_request(req).map(|_| ())
+    }
+
+    /// The client, scope and audience a request names, each allowed for the
+    /// client (least privilege: exactly what was asked for).
+    fn resolve_request(&self, req: &TokenRequest) -> Result<(&Client, Vec<String>, Vec<String>), OAuthError> {
+        let client_id = req.client_id.as_deref().unwrap_or(DEFAULT_CLIENT_ID);
+        let client = self
+            .clients
+            .get(client_id)
+            .ok_or_else(|| OAuthError::InvalidRequest(format!("unknown client_id {client_id:?}")))?;
+        let scope = parse_scope(req.scope.as_deref())?;
+        if let Some(s) = scope.iter().find(|s| !client.allows_scope(s)) {
+            return Err(OAuthError::InvalidScope(format!(
+                "scope {s:?} is not allowed for this client"
+            )));
+        }
+        let audience = self.audience_for(client, req.audience.as_ref())?;
+        Ok((client, scope, audience))
+    }
+
+    pub(super) fn mint_for(
+        &self,
+        session: &SessionRecord,
+        client: &Client,
+        scope: &[String],
+        audience: &[String],
+        now: Timestamp,
+    ) -> Result<String, OAuthError> {
+        let signer = self
+            .keys
+            .signer()
+            .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+        let exp = now
+            .plus_secs(self.policy.access_token_ttl_secs)
+            .min(session.absolute_expires_at);
+        let claims = AccessClaims {
+            iss: self.policy.issuer.clone(),
+            sub: session.subject.clone(),
+            aud: Audience::new(audience.to_vec()),
+            exp: exp.unix_secs(),
+            iat: now.unix_secs(),
+            jti: new_jti(),
+            client_id: client.client_id.clone(),
+            sid: session.handle.clone(),
+            scope: (!scope.is_empty()).then(|| scope.join(" ")),
+            auth_time: Some(session.auth.time.unix_secs()),
+            acr: Some(session.auth.level.to_string()),
+            amr: (!session.auth.methods.is_empty()).then(|| session.auth.methods.clone()),
+            cnf: None,
+        };
+        mint(&signer, &claims).map_err(|e| OAuthError::Unavailable(e.to_string()))
+    }
+
+    fn audience_for(&self, client: &Client, req: Option<&Audience>) -> Result<Vec<String>, OAuthError> {
+        let aud = match req {
+            Some(a) => a.as_slice().to_vec(),
+            None => vec![self.policy.default_audience.clone()],
+        };
+        if aud.is_empty() || aud.len() > MAX_AUDIENCES {
+            return Err(OAuthError::InvalidTarget(format!(
+                "between 1 and {MAX_AUDIENCES} audiences"
+            )));
+        }
+        for a in &aud {
+            if a.is_empty() || a.len() > 256 || a.chars().any(char::is_control) {
+                return Err(OAuthError::InvalidTarget(
+                    "audience must be 1-256 printable characters".into(),
+                ));
+            }
+            if !client.allows_audience(a) {
+                return Err(OAuthError::InvalidTarget(format!(
+                    "audience {a:?} is not allowed for this client"
+                )));
+            }
+        }
+        Ok(aud)
+    }
+}

@@ -1,0 +1,59 @@
+//! The token service's policy, what a request for tokens asks for, and the
+//! tokens an answer hands out.
+
+use serde::Deserialize;
+
+#[cfg(doc)]
+use super::{MAX_REUSE_GRACE_SECS, TokenService};
+use crate::access::Audience;
+use crate::token::SecretToken;
+
+/// Lifetimes and names of issued tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// `iss` of every access token; byte-identical to the metadata's issuer.
+    pub issuer: String,
+    pub access_token_ttl_secs: i64,
+    /// Inside this window after a rotation, presenting the consumed token
+    /// again returns the same successor (0 disables: strict rotation). At
+    /// most [`MAX_REUSE_GRACE_SECS`]; [`TokenService::new`] caps it.
+    pub reuse_grace_secs: i64,
+    /// `aud` when a request names none.
+    pub default_audience: String,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8080".into(),
+            access_token_ttl_secs: 300,
+            reuse_grace_secs: 10,
+            default_audience: "tessera".into(),
+        }
+    }
+}
+
+/// `tokens` in `POST /v1/sessions`: which client, scope and audience the
+/// session's tokens are for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Space-separated scopes (RFC 6749 §3.3).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// One audience or several.
+    #[serde(default)]
+    pub audience: Option<Audience>,
+}
+
+/// Tokens handed out by issuance or refresh.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh_token: Option<SecretToken>,
+    /// The access token's scope (space-separated), possibly narrowed.
+    pub scope: String,
+}
