@@ -10,6 +10,7 @@ use tessera_core::tokens::MAX_REUSE_GRACE_SECS;
 use tessera_core::{Client, ClientKind, ClientRegistry, KeyPolicy, Sealer, SigningAlg, TokenPolicy};
 
 use super::Config;
+use super::enums::string_enum;
 
 /// File in `data_dir` holding the generated key-encryption key.
 pub const KEY_ENCRYPTION_KEY_FILE: &str = "key-encryption-key";

@@ -1,0 +1,287 @@
+use std::ffi::OsString;
+
+use tessera_core::SessionPolicy;
+
+use super::env::ENV_KEYS;
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect()
+}
+
+#[test]
+fn defaults_match_the_contract() {
+    let c = Config::default();
+    if cfg!(feature = "sqlite") {
+        c.validate().unwrap();
+    }
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.store_url(), "sqlite://./data/tessera.db");
+    assert_eq!(c.session.idle_timeout_secs, 1800);
+    assert_eq!(c.session.absolute_timeout_secs, 28800);
+    assert_eq!(c.session.max_sessions_per_subject, 50);
+    assert_eq!(c.cookie.name, "__Host-tessera");
+    assert!(c.cookie.secure && c.cookie.persistent);
+    assert_eq!(c.cookie.same_site, SameSiteConfig::Lax);
+    assert_eq!(c.http.max_body_bytes, 65536);
+    assert_eq!(c.http.max_header_bytes, 16384);
+    assert_eq!(c.sweeper.batch_size, 500);
+    assert_eq!(c.events.retention_days, 90);
+    assert_eq!(c.sqlite.synchronous, Synchronous::Normal);
+    assert_eq!(c.policy(), SessionPolicy::default());
+}
+
+#[test]
+fn parses_a_full_file() {
+    let text = r#"
+listen = "0.0.0.0:9000"
+store = "memory://"
+data_dir = "/var/lib/tessera"
+log_format = "json"
+
+[session]
+idle_timeout_secs = 600
+absolute_timeout_secs = 3600
+max_sessions_per_subject = 0
+max_auth_level = 3
+
+[cookie]
+name = "sid"
+secure = false
+same_site = "strict"
+persistent = false
+
+[http]
+max_body_bytes = 1024
+api_key_cache_secs = 0
+
+[sweeper]
+interval_secs = 5
+batch_size = 10
+
+[events]
+retention_days = 0
+
+[sqlite]
+synchronous = "full"
+"#;
+    let c = Config::from_toml(text).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.listen.port(), 9000);
+    assert_eq!(c.store_url(), "memory://");
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.policy().max_sessions_per_subject, None);
+    assert_eq!(c.policy().idle_timeout_secs, 600);
+    assert_eq!(c.cookie.same_site, SameSiteConfig::Strict);
+    assert_eq!(c.http.max_body_bytes, 1024);
+    assert_eq!(c.http.max_header_bytes, 16384, "unset keys keep defaults");
+    assert_eq!(c.sqlite.synchronous, Synchronous::Full);
+    assert_eq!(c.events.retention_days, 0, "0: keep forever");
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_errors() {
+    let e = Config::from_toml("[session]\nidle_timeout = 5\n").unwrap_err();
+    assert!(e.contains("unknown field `idle_timeout`"), "{e}");
+    let e = Config::from_toml("colour = \"red\"\n").unwrap_err();
+    assert!(e.contains("unknown field `colour`"), "{e}");
+    let e = Config::from_toml("[redis]\nurl = \"x\"\n").unwrap_err();
+    assert!(e.contains("unknown field `redis`"), "{e}");
+}
+
+#[test]
+fn wrong_types_in_the_file_are_errors() {
+    let e = Config::from_toml("[session]\nidle_timeout_secs = \"long\"\n").unwrap_err();
+    assert!(
+        e.contains("idle_timeout_secs") || e.contains("invalid type"),
+        "{e}"
+    );
+    let e = Config::from_toml("log_format = \"xml\"\n").unwrap_err();
+    assert!(e.contains("xml"), "{e}");
+}
+
+#[test]
+fn env_overlays_the_file_and_flags_overlay_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:1000\"\n[session]\nidle_timeout_secs = 100\n",
+    )
+    .unwrap();
+    let vars = env(&[
+        ("TESSERA_SESSION_IDLE_TIMEOUT_SECS", "200"),
+        ("TESSERA_LISTEN", "127.0.0.1:2000"),
+        ("TESSERA_COOKIE_SECURE", "false"),
+        ("TESSERA_STORE", "memory://"),
+        ("TESSERA_CONFIG", "ignored.toml"),
+        ("PATH", "/bin"),
+    ]);
+    let flags = Overrides {
+        listen: Some("127.0.0.1:3000".parse().unwrap()),
+        ..Overrides::default()
+    };
+    let c = Config::load(Some(&path), vars.clone(), &flags).unwrap();
+    assert_eq!(c.session.idle_timeout_secs, 200);
+    assert_eq!(c.listen.port(), 3000);
+    assert!(!c.cookie.secure);
+    assert_eq!(c.cookie.effective_name(), "tessera");
+    let c = Config::load(Some(&path), vars, &Overrides::default()).unwrap();
+    assert_eq!(c.listen.port(), 2000);
+}
+
+#[test]
+fn unknown_env_keys_are_errors_with_a_hint() {
+    let e = Config::load(
+        None,
+        env(&[("TESSERA_SESSION_IDLE_TIMEOUT", "5")]),
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("TESSERA_SESSION_IDLE_TIMEOUT"), "{e}");
+    assert!(
+        e.contains("did you mean TESSERA_SESSION_IDLE_TIMEOUT_SECS"),
+        "{e}"
+    );
+    let e = Config::load(None, env(&[("TESSERA_NOPE", "5")]), &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a configuration key"), "{e}");
+}
+
+#[test]
+fn bad_env_values_are_errors() {
+    let e = Config::load(
+        None,
+        env(&[("TESSERA_HTTP_MAX_BODY_BYTES", "lots")]),
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("TESSERA_HTTP_MAX_BODY_BYTES") && e.contains("lots"),
+        "{e}"
+    );
+    let e = Config::load(
+        None,
+        env(&[("TESSERA_COOKIE_SAME_SITE", "none")]),
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("lax, strict"), "{e}");
+}
+
+#[test]
+fn every_key_has_an_env_variable() {
+    // Serialize the defaults and check each key maps to a known variable.
+    let mut c = Config {
+        store: Some("memory://".into()),
+        ..Config::default()
+    };
+    // Optional keys are left out when unset; set them so each is counted.
+    c.oauth.issuer = Some("https://auth.example".into());
+    c.keys.encryption_key = Some("k".into());
+    c.keys.encryption_key_file = Some("f".into());
+    c.clients = tokens::parse_clients_env(r#"[{client_id = "x"}]"#).unwrap();
+    let v: toml::Table = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+    let mut n = 0;
+    for (k, val) in &v {
+        match val {
+            toml::Value::Table(t) => {
+                for sk in t.keys() {
+                    let name = format!("TESSERA_{}_{}", k.to_uppercase(), sk.to_uppercase());
+                    assert!(env_names().any(|e| e == name), "{name}");
+                    n += 1;
+                }
+            }
+            _ => {
+                let name = format!("TESSERA_{}", k.to_uppercase());
+                assert!(env_names().any(|e| e == name), "{name}");
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, ENV_KEYS.len());
+}
+
+#[test]
+fn invalid_policies_and_values_are_refused() {
+    let cases = [
+        ("TESSERA_SESSION_IDLE_TIMEOUT_SECS", "0"),
+        ("TESSERA_SESSION_ABSOLUTE_TIMEOUT_SECS", "999999999999"),
+        ("TESSERA_COOKIE_NAME", "bad name"),
+        ("TESSERA_STORE", "redis://localhost:6379/0"),
+        ("TESSERA_STORE", "postgres://x"),
+        ("TESSERA_SWEEPER_BATCH_SIZE", "0"),
+        ("TESSERA_EVENTS_RETENTION_DAYS", "36501"),
+        ("TESSERA_HTTP_REQUEST_TIMEOUT_SECS", "0"),
+    ];
+    for (k, v) in cases {
+        let r = Config::load(None, env(&[(k, v)]), &Overrides::default());
+        assert!(matches!(r, Err(ConfigError::Invalid(_))), "{k}={v}: {r:?}");
+    }
+}
+
+#[test]
+fn the_listener_limits_are_configurable_and_bounded() {
+    let c = Config::default();
+    assert_eq!(c.http.header_read_timeout_secs, 10);
+    assert_eq!(c.http.max_connections, 4096);
+    let c = Config::from_toml("[http]\nheader_read_timeout_secs = 30\nmax_connections = 2\n").unwrap();
+    assert_eq!((c.http.header_read_timeout_secs, c.http.max_connections), (30, 2));
+    let c = Config::load(
+        None,
+        env(&[
+            ("TESSERA_STORE", "memory://"),
+            ("TESSERA_HTTP_HEADER_READ_TIMEOUT_SECS", "1"),
+            ("TESSERA_HTTP_MAX_CONNECTIONS", "100"),
+        ]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (c.http.header_read_timeout_secs, c.http.max_connections),
+        (1, 100)
+    );
+    for (k, v) in [
+        ("TESSERA_HTTP_HEADER_READ_TIMEOUT_SECS", "0"),
+        ("TESSERA_HTTP_HEADER_READ_TIMEOUT_SECS", "31"),
+        ("TESSERA_HTTP_MAX_CONNECTIONS", "0"),
+    ] {
+        let r = Config::load(
+            None,
+            env(&[("TESSERA_STORE", "memory://"), (k, v)]),
+            &Overrides::default(),
+        );
+        let e = r.expect_err(k).to_string();
+        assert!(e.contains("[http]"), "{k}={v}: {e}");
+    }
+    let e = Config::from_toml("[http]\nheader_timeout_secs = 5\n").unwrap_err();
+    assert!(e.contains("unknown field `header_timeout_secs`"), "{e}");
+    let shown = Config::default().to_masked_toml();
+    assert!(
+        shown.contains("header_read_timeout_secs = 10") && shown.contains("max_connections = 4096"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn masked_toml_round_trips_and_hides_passwords() {
+    let c = Config {
+        store: Some("redis://user:hunter2@cache:6379/0".into()),
+        ..Config::default()
+    };
+    let shown = c.to_masked_toml();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("redis://user:****@cache:6379/0"), "{shown}");
+    let c = Config::default();
+    let back = Config::from_toml(&c.to_masked_toml()).unwrap();
+    assert_eq!(back.store_url(), c.store_url());
+    assert_eq!(back.session, c.session);
+    assert_eq!(mask_url_password("sqlite://./data/x.db"), "sqlite://./data/x.db");
+}
