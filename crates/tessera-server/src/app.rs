@@ -102,6 +102,23 @@ pub fn build_with_sealer(
 /// The full router: the routes, behind the [`Edge`] (request id, span,
 /// limits, API key for `/v1`, timeout, panic catcher, metrics).
 pub fn router(state: AppState) -> Router {
+    Router::new().fallback_service(service(state))
+}
+
+/// What [`router`] serves, without the outer `Router` that only forwards to
+/// it: the listener serves this directly, saving a route lookup, a boxed
+/// service clone and a boxed future per request.
+pub fn service(
+    state: AppState,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
     let http = &state.config.http;
     let limits = EdgeLimits {
         max_header_bytes: http.max_header_bytes,
@@ -113,7 +130,7 @@ pub fn router(state: AppState) -> Router {
     // No `Router::layer` here: axum would wrap (and box) every route
     // separately. The edge wraps the router once.
     let inner = DefaultBodyLimit::max(limits.max_body_bytes).layer(inner);
-    Router::new().fallback_service(Edge::new(inner, state, limits, labels))
+    Edge::new(inner, state, limits, labels)
 }
 
 /// The route table and its fallbacks, without the edge.

@@ -34,15 +34,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::util::Oneshot;
+use tower::{Service, ServiceExt};
 
 /// How long the listener pauses after an accept error that is not about
 /// one connection (e.g. out of file descriptors), so it does not spin.
@@ -63,12 +67,15 @@ pub struct ConnLimits {
 /// Accepts connections on `listener` until `stop` resolves, serving
 /// `router` on each. Returns the handle whose
 /// [`GracefulShutdown::shutdown`] drains the connections still open.
-pub async fn accept_loop(
+pub async fn accept_loop<S>(
     listener: TcpListener,
-    router: Router,
+    router: S,
     limits: ConnLimits,
     stop: impl Future<Output = ()>,
-) -> GracefulShutdown {
+) -> GracefulShutdown
+where
+    S: AppService,
+{
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let builder = Arc::new(builder());
@@ -133,21 +140,22 @@ fn builder() -> auto::Builder<TokioExecutor> {
 /// until it closes, and closes it (without an answer) once it has been
 /// idle — no new request head, nothing in progress — for
 /// `header_read_timeout`.
-pub fn serve_connection<I>(
+pub fn serve_connection<I, S>(
     io: I,
-    router: Router,
+    router: S,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: Watcher,
     header_read_timeout: Duration,
     permit: OwnedSemaphorePermit,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AppService,
 {
     tokio::spawn(async move {
         let _slot = permit;
         let activity = Arc::new(Activity::default());
         let service = Tracked {
-            inner: TowerToHyperService::new(router),
+            inner: router,
             activity: Arc::clone(&activity),
         };
         let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), service));
@@ -201,7 +209,7 @@ struct Activity {
 }
 
 /// Counts one request in flight until dropped.
-struct InFlight(Arc<Activity>);
+pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -209,30 +217,63 @@ impl Drop for InFlight {
     }
 }
 
-/// The router as a hyper service that tells the watchdog about requests.
+/// What the listener serves: the application as one tower service.
+pub trait AppService:
+    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> AppService for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The application as a hyper service that tells the watchdog about
+/// requests.
 #[derive(Clone)]
-struct Tracked {
-    inner: TowerToHyperService<Router>,
+struct Tracked<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-type Inner = TowerToHyperService<Router>;
-type InnerResponse = <Inner as hyper::service::Service<axum::http::Request<Incoming>>>::Response;
-type InnerError = <Inner as hyper::service::Service<axum::http::Request<Incoming>>>::Error;
-
-impl hyper::service::Service<axum::http::Request<Incoming>> for Tracked {
-    type Response = InnerResponse;
-    type Error = InnerError;
-    type Future = Pin<Box<dyn Future<Output = Result<InnerResponse, InnerError>> + Send>>;
+impl<S: AppService> hyper::service::Service<axum::http::Request<Incoming>> for Tracked<S> {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = TrackedFuture<S>;
 
     fn call(&self, req: axum::http::Request<Incoming>) -> Self::Future {
         self.activity.heads.fetch_add(1, Ordering::Relaxed);
         self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        let guard = InFlight(Arc::clone(&self.activity));
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let _guard = guard;
-            fut.await
-        })
+        TrackedFuture {
+            inner: self.inner.clone().oneshot(req.map(Body::new)),
+            _in_flight: InFlight(Arc::clone(&self.activity)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The application's future, counted in flight until it is dropped. A
+    /// named type rather than a boxed `async` block: one allocation less
+    /// per request.
+    pub struct TrackedFuture<S: AppService> {
+        #[pin]
+        inner: Oneshot<S, Request>,
+        _in_flight: InFlight,
+    }
+}
+
+impl<S: AppService> Future for TrackedFuture<S> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        self.project().inner.poll(cx)
     }
 }

@@ -5,29 +5,64 @@ use std::fmt;
 use std::io::IsTerminal;
 
 use tracing::field::{Field, Visit};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
 /// Installs the global subscriber; a second call does nothing.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.fmt_fields(PlainFields).try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+    match format {
+        LogFormat::Text => install(builder.fmt_fields(PlainFields).finish()),
+        LogFormat::Json => install(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+    }
+}
+
+fn install<S>(subscriber: S)
+where
+    S: tracing::Subscriber + Send + Sync + for<'a> LookupSpan<'a>,
+{
+    let _ = match filter(std::env::var("RUST_LOG").ok().as_deref()) {
+        Filter::Targets(t) => subscriber.with(t).try_init(),
+        Filter::Env(e) => subscriber.with(e).try_init(),
     };
+}
+
+/// `RUST_LOG` as the cheapest filter that means the same.
+#[derive(Debug)]
+enum Filter {
+    /// `target=level` directives only: decided once per call site. Every
+    /// request opens a span, and `EnvFilter` takes a lock on each span's
+    /// open, enter, exit and close to look for span directives.
+    Targets(Targets),
+    /// Directives on spans or fields (`[span{field=value}]=level`).
+    Env(EnvFilter),
+}
+
+fn filter(rust_log: Option<&str>) -> Filter {
+    let default = || Filter::Targets(Targets::new().with_default(tracing::Level::INFO));
+    match rust_log.map(str::trim) {
+        None | Some("") => default(),
+        Some(s) if !s.contains(['[', '{']) => {
+            s.parse::<Targets>().map_or_else(|_| default(), Filter::Targets)
+        }
+        Some(s) => EnvFilter::try_new(s).map_or_else(|_| default(), Filter::Env),
+    }
 }
 
 /// Text fields as `name=value` (values `Debug`-quoted, so a value cannot
@@ -135,5 +170,30 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn rust_log_picks_the_cheapest_filter_that_means_the_same() {
+        use tracing::Level;
+        use tracing::level_filters::LevelFilter;
+        let targets = |v: Option<&str>| match filter(v) {
+            Filter::Targets(t) => t,
+            Filter::Env(e) => panic!("{v:?} gave an EnvFilter: {e}"),
+        };
+        // Missing, empty or unreadable: the default, info.
+        for v in [None, Some(""), Some("  "), Some("=nonsense=")] {
+            let t = targets(v);
+            assert!(t.would_enable("tessera_server::edge", &Level::INFO), "{v:?}");
+            assert!(!t.would_enable("tessera_server::edge", &Level::DEBUG), "{v:?}");
+        }
+        let t = targets(Some("warn,tessera_server::edge=debug"));
+        assert!(t.would_enable("tessera_server::edge", &Level::DEBUG));
+        assert!(!t.would_enable("tessera_core", &Level::INFO));
+        assert!(t.would_enable("tessera_core", &Level::WARN));
+        // A span or field directive needs EnvFilter.
+        match filter(Some("info,[request]=debug")) {
+            Filter::Env(e) => assert_eq!(e.max_level_hint(), Some(LevelFilter::DEBUG)),
+            Filter::Targets(t) => panic!("span directive gave Targets: {t}"),
+        }
     }
 }

@@ -68,7 +68,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs),
         max_connections: config.http.max_connections,
     };
-    let connections = accept_loop(listener, app.router, limits, shutdown_signal()).await;
+    let connections = accept_loop(
+        listener,
+        crate::app::service(app.state.clone()),
+        limits,
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("shutting down: finishing in-flight requests");
     let deadline = Duration::from_secs(config.http.request_timeout_secs) + SHUTDOWN_GRACE;
     if tokio::time::timeout(deadline, connections.shutdown())

@@ -98,7 +98,7 @@ impl Reader {
     fn run_batch(&mut self, batch: &mut Vec<Job>) {
         let shared = batch.len() > 1 && exec(&self.conn, "BEGIN").is_ok();
         for job in batch.drain(..) {
-            job(self);
+            job.run(self);
         }
         self.batch_version = None;
         // A read ends its transaction by itself only on an error that
@@ -120,7 +120,40 @@ fn data_version(c: &Connection) -> StoreResult<i64> {
         .store()
 }
 
-type Job = Box<dyn FnOnce(&mut Reader) + Send>;
+type SessionReply = oneshot::Sender<StoreResult<Option<Arc<SessionRecord>>>>;
+
+/// A queued read. The session lookup behind every verify is its own
+/// variant, held inline in the queue: boxing it would cost an allocation
+/// on the caller's thread and a cross-thread free on the reader's, per
+/// request.
+enum Job {
+    SessionByToken([u8; 32], SessionReply),
+    Other(Box<dyn FnOnce(&mut Reader) + Send>),
+}
+
+impl Job {
+    fn run(self, reader: &mut Reader) {
+        match self {
+            Job::SessionByToken(hash, tx) => {
+                let r = guarded(|| reader.session_by_token(&hash));
+                // The caller may have gone away; nothing was changed.
+                let _ = tx.send(r);
+            }
+            Job::Other(f) => f(reader),
+        }
+    }
+}
+
+/// Runs one read, turning a panic into an error: a bug in one read must
+/// not take the thread, and with it a share of every later read, down.
+fn guarded<R>(f: impl FnOnce() -> StoreResult<R>) -> StoreResult<R> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        tracing::error!("a SQLite read panicked");
+        Err(StoreError::Unavailable(
+            "internal error in a SQLite reader".into(),
+        ))
+    })
+}
 
 struct Queue {
     jobs: VecDeque<Job>,
@@ -198,38 +231,35 @@ impl Readers {
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |reader| {
-            // A bug in one read must not take the thread, and with it a
-            // share of every later read, down.
-            let r = catch_unwind(AssertUnwindSafe(|| f(reader))).unwrap_or_else(|_| {
-                tracing::error!("a SQLite read panicked");
-                Err(StoreError::Unavailable(
-                    "internal error in a SQLite reader".into(),
-                ))
-            });
+        let job = Job::Other(Box::new(move |reader| {
             // The caller may have gone away; nothing was changed.
-            let _ = tx.send(r);
-        });
-        {
-            let mut q = self.shared.lock();
-            if q.closed {
-                return Err(stopped());
-            }
-            q.jobs.push_back(job);
-            if (own_thread || q.running == 0 || q.jobs.len() > q.running * QUEUED_PER_RUNNING)
-                && let Some(i) = q.idle.pop()
-            {
-                q.running += 1;
-                self.shared.ready[i].notify_one();
-            }
-        }
+            let _ = tx.send(guarded(|| f(reader)));
+        }));
+        self.enqueue(job, own_thread)?;
         // A dropped sender means every reader thread is gone.
         rx.await.map_err(|_| stopped())?
     }
 
+    fn enqueue(&self, job: Job, own_thread: bool) -> StoreResult<()> {
+        let mut q = self.shared.lock();
+        if q.closed {
+            return Err(stopped());
+        }
+        q.jobs.push_back(job);
+        if (own_thread || q.running == 0 || q.jobs.len() > q.running * QUEUED_PER_RUNNING)
+            && let Some(i) = q.idle.pop()
+        {
+            q.running += 1;
+            self.shared.ready[i].notify_one();
+        }
+        Ok(())
+    }
+
     /// A read of a session by token hash, through the reader's cache.
     pub(crate) async fn session_by_token(&self, hash: [u8; 32]) -> StoreResult<Option<Arc<SessionRecord>>> {
-        self.submit(move |r| r.session_by_token(&hash), false).await
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Job::SessionByToken(hash, tx), false)?;
+        rx.await.map_err(|_| stopped())?
     }
 
     /// A point read (a few index searches) on a reader's connection.
