@@ -39,7 +39,7 @@ where
 {
     let _ = match filter(std::env::var("RUST_LOG").ok().as_deref()) {
         Filter::Targets(t) => subscriber.with(t).try_init(),
-        Filter::Env(e) => subscriber.with(e).try_init(),
+        Filter::Env(e) => subscriber.with(*e).try_init(),
     };
 }
 
@@ -51,7 +51,7 @@ enum Filter {
     /// open, enter, exit and close to look for span directives.
     Targets(Targets),
     /// Directives on spans or fields (`[span{field=value}]=level`).
-    Env(EnvFilter),
+    Env(Box<EnvFilter>),
 }
 
 fn filter(rust_log: Option<&str>) -> Filter {
@@ -61,7 +61,7 @@ fn filter(rust_log: Option<&str>) -> Filter {
         Some(s) if !s.contains(['[', '{']) => {
             s.parse::<Targets>().map_or_else(|_| default(), Filter::Targets)
         }
-        Some(s) => EnvFilter::try_new(s).map_or_else(|_| default(), Filter::Env),
+        Some(s) => EnvFilter::try_new(s).map_or_else(|_| default(), |e| Filter::Env(Box::new(e))),
     }
 }
 
