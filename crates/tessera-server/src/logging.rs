@@ -39,11 +39,13 @@ where
 {
     let _ = match filter(std::env::var("RUST_LOG").ok().as_deref()) {
         Filter::Targets(t) => subscriber.with(t).try_init(),
-        Filter::Env(e) => subscriber.with(*e).try_init(),
+        Filter::Env(e) => subscriber.with(e).try_init(),
     };
 }
 
 /// `RUST_LOG` as the cheapest filter that means the same.
+// Built once at start and moved into the subscriber: its size is no cost.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Filter {
     /// `target=level` directives only: decided once per call site. Every
@@ -51,7 +53,7 @@ enum Filter {
     /// open, enter, exit and close to look for span directives.
     Targets(Targets),
     /// Directives on spans or fields (`[span{field=value}]=level`).
-    Env(Box<EnvFilter>),
+    Env(EnvFilter),
 }
 
 fn filter(rust_log: Option<&str>) -> Filter {
@@ -61,7 +63,7 @@ fn filter(rust_log: Option<&str>) -> Filter {
         Some(s) if !s.contains(['[', '{']) => {
             s.parse::<Targets>().map_or_else(|_| default(), Filter::Targets)
         }
-        Some(s) => EnvFilter::try_new(s).map_or_else(|_| default(), |e| Filter::Env(Box::new(e))),
+        Some(s) => EnvFilter::try_new(s).map_or_else(|_| default(), Filter::Env),
     }
 }
 
