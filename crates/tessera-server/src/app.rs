@@ -133,6 +133,17 @@ pub fn service(
     Edge::new(inner, state, limits, labels)
 }
 
+/// The routes with their state and body limit but without the edge: only
+/// for `benches/edge.rs`, which weighs the edge against tower-http's layers
+/// around the same routes.
+#[doc(hidden)]
+pub fn routes_without_edge(state: AppState) -> Router {
+    let limit = state.config.http.max_body_bytes;
+    routes(&state)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limit))
+}
+
 /// The route table and its fallbacks, without the edge.
 fn routes(state: &AppState) -> Router<AppState> {
     let v1 = Router::new()

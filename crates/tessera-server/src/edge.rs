@@ -366,3 +366,6 @@ pub(crate) fn required_scope(route: &str) -> Option<ApiKeyScope> {
 fn is_segment(s: &str) -> bool {
     !s.is_empty() && !s.contains('/')
 }
+
+#[cfg(test)]
+mod tests;
