@@ -212,29 +212,22 @@ impl Form {
     }
 }
 
-/// Decodes one form-urlencoded component (`+` is a space).
+/// Decodes one form-urlencoded component (`+` is a space). Stricter than
+/// the WHATWG parser (`form_urlencoded`), which keeps a malformed `%` escape
+/// as text and replaces invalid UTF-8: a credential that does not decode
+/// exactly is refused rather than guessed at.
 fn form_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
+    let escapes_ok = b.iter().enumerate().filter(|(_, c)| **c == b'%').all(|(i, _)| {
+        b.get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_ok {
+        return None;
     }
-    String::from_utf8(out).ok()
+    let spaced = s.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8().ok()?;
+    Some(decoded.into_owned())
 }
 
 /// The headers and the form of a POST to an OAuth endpoint.

@@ -1037,3 +1037,44 @@ async fn jw_18_forward_auth_accepts_our_access_token_until_the_session_is_revoke
         "Bearer error=\"invalid_token\""
     );
 }
+
+mod form_decoding {
+    use proptest::prelude::*;
+
+    use super::super::form_decode;
+
+    /// The WHATWG decoding of one component, as `form_urlencoded` does it.
+    fn whatwg(s: &str) -> String {
+        url::form_urlencoded::parse(format!("k={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    }
+
+    proptest! {
+        /// Wherever the input is well formed, the answer is the WHATWG
+        /// parser's; elsewhere it is refused, never guessed.
+        #[test]
+        fn form_decode_agrees_with_form_urlencoded(s in "([a-zA-Z0-9+ ._~*-]|%[0-9a-fA-F]{2}|%|%[g-z]){0,24}") {
+            let ours = form_decode(&s);
+            let well_formed = !s.contains('%') || {
+                let b = s.as_bytes();
+                (0..b.len()).filter(|&i| b[i] == b'%').all(|i| b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
+            };
+            let theirs = whatwg(&s);
+            match ours {
+                Some(v) => prop_assert_eq!(v, theirs),
+                None => prop_assert!(!well_formed || theirs.contains('\u{FFFD}'), "refused {s:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn form_decode_refuses_what_it_cannot_decode_exactly() {
+        assert_eq!(form_decode("a+b%2Bc").as_deref(), Some("a b+c"));
+        assert_eq!(form_decode("%E2%82%AC").as_deref(), Some("\u{20ac}"));
+        assert_eq!(form_decode("%zz"), None);
+        assert_eq!(form_decode("50%"), None);
+        assert_eq!(form_decode("%FF"), None);
+    }
+}
