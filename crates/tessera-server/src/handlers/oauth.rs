@@ -19,8 +19,7 @@
 //! 401 `invalid_client`.
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,8 +34,7 @@ use tessera_core::{
 };
 
 use crate::app::AppState;
-use crate::extract::BodyLimit;
-use crate::problem::{ApiError, ErrorCode};
+use crate::problem::ApiError;
 
 const WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
 /// Most parameters a form may carry.
@@ -58,208 +56,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         r = r.route(&format!("{WELL_KNOWN}{path}"), get(metadata));
     }
     r
-}
-
-// ------------------------------------------------------------------ errors
-
-/// An RFC 6749 §5.2 error answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuthFailure {
-    status: StatusCode,
-    code: &'static str,
-    description: String,
-    challenge: Option<&'static str>,
-}
-
-impl OAuthFailure {
-    fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
-        OAuthFailure {
-            status,
-            code,
-            description: clean_description(&description.into()),
-            challenge: None,
-        }
-    }
-
-    fn request(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
-    }
-
-    /// 401 `invalid_client`; with the Basic challenge when HTTP Basic was
-    /// used (RFC 6749 §5.2).
-    fn client(basic: bool, description: impl Into<String>) -> Self {
-        OAuthFailure {
-            challenge: basic.then_some(BASIC_CHALLENGE),
-            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
-        }
-    }
-
-    fn unavailable() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "the service is temporarily unavailable; retry",
-        )
-    }
-
-    fn from_core(e: OAuthError, basic: bool) -> Self {
-        match e {
-            OAuthError::InvalidClient => Self::client(basic, e.to_string()),
-            OAuthError::Unavailable(detail) => {
-                tracing::error!(error = %detail, "token service unavailable");
-                Self::unavailable()
-            }
-            other => Self::new(StatusCode::BAD_REQUEST, other.code(), other.to_string()),
-        }
-    }
-}
-
-impl From<tessera_core::StoreError> for OAuthFailure {
-    fn from(e: tessera_core::StoreError) -> Self {
-        tracing::error!(error = %e, "store error");
-        Self::unavailable()
-    }
-}
-
-/// `error_description` allows only `%x20-21 / %x23-5B / %x5D-7E`.
-fn clean_description(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '"' => '\'',
-            '\\' => '/',
-            c if c == ' ' || c.is_ascii_graphic() => c,
-            _ => '?',
-        })
-        .collect()
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    error_description: &'a str,
-}
-
-impl IntoResponse for OAuthFailure {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: self.code,
-            error_description: &self.description,
-        };
-        let mut res = (self.status, axum::Json(body)).into_response();
-        if let Some(c) = self.challenge {
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
-        }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        res.extensions_mut().insert(ErrorCode(self.code));
-        no_store(res)
-    }
-}
-
-/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1, EX-13).
-fn no_store(mut res: Response) -> Response {
-    let h = res.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    res
-}
-
-fn answer(r: Result<Response, OAuthFailure>) -> Response {
-    match r {
-        Ok(res) => no_store(res),
-        Err(e) => e.into_response(),
-    }
-}
-
-// ------------------------------------------------------------------ forms
-
-/// A decoded `application/x-www-form-urlencoded` body.
-#[derive(Debug, Default)]
-struct Form(Vec<(String, String)>);
-
-impl Form {
-    /// The parameter's value; an empty value counts as absent.
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn parse(body: &[u8]) -> Result<Form, OAuthFailure> {
-        let text = std::str::from_utf8(body).map_err(|_| OAuthFailure::request("the body is not UTF-8"))?;
-        let mut out: Vec<(String, String)> = Vec::new();
-        for pair in text.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let bad = || OAuthFailure::request("the body is not valid application/x-www-form-urlencoded");
-            let k = form_decode(k).ok_or_else(bad)?;
-            let v = form_decode(v).ok_or_else(bad)?;
-            if out.iter().any(|(o, _)| *o == k) {
-                return Err(OAuthFailure::request(format!(
-                    "parameter {k} is given more than once"
-                )));
-            }
-            if out.len() >= MAX_PARAMS {
-                return Err(OAuthFailure::request("too many parameters"));
-            }
-            out.push((k, v));
-        }
-        Ok(Form(out))
-    }
-}
-
-/// Decodes one form-urlencoded component (`+` is a space). Stricter than
-/// the WHATWG parser (`form_urlencoded`), which keeps a malformed `%` escape
-/// as text and replaces invalid UTF-8: a credential that does not decode
-/// exactly is refused rather than guessed at.
-fn form_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let escapes_ok = b.iter().enumerate().filter(|(_, c)| **c == b'%').all(|(i, _)| {
-        b.get(i + 1..i + 3)
-            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-    });
-    if !escapes_ok {
-        return None;
-    }
-    let spaced = s.replace('+', " ");
-    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8().ok()?;
-    Some(decoded.into_owned())
-}
-
-/// The headers and the form of a POST to an OAuth endpoint.
-async fn read_form(req: Request) -> Result<(HeaderMap, Form), OAuthFailure> {
-    let headers = req.headers().clone();
-    let essence = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if essence != "application/x-www-form-urlencoded" {
-        return Err(OAuthFailure::request(
-            "Content-Type must be application/x-www-form-urlencoded",
-        ));
-    }
-    let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
-    let body = Bytes::from_request(req, &()).await.map_err(|rej| {
-        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            OAuthFailure::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request",
-                match limit {
-                    Some(n) => format!("the request body is larger than {n} bytes"),
-                    None => "the request body is too large".into(),
-                },
-            )
-        } else {
-            OAuthFailure::request("the request body could not be read")
-        }
-    })?;
-    Ok((headers, Form::parse(&body)?))
 }
 
 // ------------------------------------------------------------------ client authentication
@@ -625,6 +421,13 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
         state.oauth.jwks_max_age_secs,
     )
 }
+
+mod error;
+mod form;
+
+pub use error::OAuthFailure;
+use error::answer;
+use form::{Form, form_decode, read_form};
 
 #[cfg(test)]
 mod tests;

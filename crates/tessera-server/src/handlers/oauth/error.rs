@@ -1,0 +1,122 @@
+//! RFC 6749 §5.2 errors of the OAuth endpoints, and the `no-store` answers.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use tessera_core::OAuthError;
+
+use super::BASIC_CHALLENGE;
+use crate::problem::ErrorCode;
+
+/// An RFC 6749 §5.2 error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthFailure {
+    pub(super) status: StatusCode,
+    pub(super) code: &'static str,
+    pub(super) description: String,
+    pub(super) challenge: Option<&'static str>,
+}
+
+impl OAuthFailure {
+    pub(super) fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        OAuthFailure {
+            status,
+            code,
+            description: clean_description(&description.into()),
+            challenge: None,
+        }
+    }
+
+    pub(super) fn request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// 401 `invalid_client`; with the Basic challenge when HTTP Basic was
+    /// used (RFC 6749 §5.2).
+    pub(super) fn client(basic: bool, description: impl Into<String>) -> Self {
+        OAuthFailure {
+            challenge: basic.then_some(BASIC_CHALLENGE),
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
+        }
+    }
+
+    pub(super) fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the service is temporarily unavailable; retry",
+        )
+    }
+
+    pub(super) fn from_core(e: OAuthError, basic: bool) -> Self {
+        match e {
+            OAuthError::InvalidClient => Self::client(basic, e.to_string()),
+            OAuthError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "token service unavailable");
+                Self::unavailable()
+            }
+            other => Self::new(StatusCode::BAD_REQUEST, other.code(), other.to_string()),
+        }
+    }
+}
+
+impl From<tessera_core::StoreError> for OAuthFailure {
+    fn from(e: tessera_core::StoreError) -> Self {
+        tracing::error!(error = %e, "store error");
+        Self::unavailable()
+    }
+}
+
+/// `error_description` allows only `%x20-21 / %x23-5B / %x5D-7E`.
+fn clean_description(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if c == ' ' || c.is_ascii_graphic() => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+pub(super) struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl IntoResponse for OAuthFailure {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code,
+            error_description: &self.description,
+        };
+        let mut res = (self.status, axum::Json(body)).into_response();
+        if let Some(c) = self.challenge {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        res.extensions_mut().insert(ErrorCode(self.code));
+        no_store(res)
+    }
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1, EX-13).
+pub(super) fn no_store(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+pub(super) fn answer(r: Result<Response, OAuthFailure>) -> Response {
+    match r {
+        Ok(res) => no_store(res),
+        Err(e) => e.into_response(),
+    }
+}
