@@ -257,6 +257,13 @@ impl Sessions {
         self.store.get(handle).await?.ok_or(Error::NotFound)
     }
 
+    /// The session stored under this handle, revoked or expired included
+    /// (until swept): for callers that judge the record themselves, such as
+    /// the session an access token or a refresh family names.
+    pub async fn lookup(&self, handle: &str) -> std::result::Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.store.get(handle).await
+    }
+
     /// The active session with this handle (revoked or expired ones are not
     /// found).
     pub async fn get(&self, handle: &str) -> Result<Arc<SessionRecord>> {
