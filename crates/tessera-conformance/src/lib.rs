@@ -1,23 +1,46 @@
-//! The one conformance suite every [`SessionStore`](tessera_core::SessionStore)
-//! must pass, whatever it is backed by.
+//! The one conformance suite every Tessera store must pass, whatever it is
+//! backed by, organised by the store capabilities of
+//! [`tessera_core::store`].
 //!
-//! A backend crate runs it from one of its integration tests:
+//! A complete store (every capability: [`tessera_core::Store`]) runs all of
+//! it from one of its integration tests:
 //!
 //! ```ignore
-//! async fn make_store() -> std::sync::Arc<dyn tessera_core::SessionStore> {
+//! async fn make_store() -> std::sync::Arc<tessera_core::MemoryStore> {
 //!     std::sync::Arc::new(tessera_core::MemoryStore::new())
 //! }
 //! tessera_conformance::conformance_suite!(make_store);
 //! ```
 //!
-//! The macro expands to one `#[tokio::test]` per case on a 4-worker
-//! multi-thread runtime, so the concurrency cases race for real. Every case
-//! gets a fresh, empty store from the factory.
+//! A store that implements only some capabilities runs their macros
+//! instead, e.g. `sessions_cases!(make_store); events_cases!(make_store);`.
+//! Each case is bound by exactly the capabilities it uses, so whatever a
+//! store implements, the cases of it compile and run:
 //!
-//! Cases live in [`cases`]; those named `sc_*`, `ex_*` and `fx_*` prove the
-//! checklist item of that ID through [`Sessions`](tessera_core::Sessions) with
-//! a [`ManualClock`](tessera_core::ManualClock) (time is moved, never slept
-//! through); `store_*` cases pin the trait contract directly; `concurrent_*`
+//! | macro | module | the store needs |
+//! |---|---|---|
+//! | [`sessions_cases!`] | [`cases::sessions`] | `SessionStore + EventStore` |
+//! | [`refresh_cases!`] | [`cases::refresh`] | `RefreshStore + EventStore` |
+//! | [`signing_keys_cases!`] | [`cases::signing_keys`] | `SigningKeyStore` |
+//! | [`api_keys_cases!`] | [`cases::api_keys`] | `ApiKeyStore` |
+//! | [`events_cases!`] | [`cases::events`] | `SessionStore + EventStore` |
+//! | [`health_cases!`] | [`cases::health`] | `StoreHealth` |
+//! | [`domain_cases!`] | [`cases::domain`] | `RefreshStore + SigningKeyStore + EventStore` |
+//! | [`concurrency_cases!`] | [`cases::concurrency`] | `SessionStore + EventStore` |
+//!
+//! The factory is a path, from the invoking module, to an `async fn()`
+//! returning a fresh, empty `Arc<S>` of the concrete store type. Every macro
+//! expands to a module named after its case module with one
+//! `#[tokio::test]` per case on a 4-worker multi-thread runtime, so the
+//! concurrency cases race for real. Under [`conformance_suite!`] a case also
+//! sees the store as a complete one ([`support::complete_store`]), and its
+//! "nothing was written" checks cover the record kinds outside its
+//! capability as well.
+//!
+//! Cases named `sc_*`, `ex_*`, `fx_*` and `rt_*` prove the checklist item
+//! of that ID through the services with a
+//! [`ManualClock`](tessera_core::ManualClock) (time is moved, never slept
+//! through); `store_*` cases pin a trait's contract directly; `concurrent_*`
 //! cases check atomicity under real parallelism.
 #![forbid(unsafe_code)]
 
@@ -43,19 +66,35 @@ pub async fn __run_case(name: &str, case: impl std::future::Future<Output = ()>)
     }
 }
 
-/// Expands to one test per conformance case, each on a fresh store from
-/// `$factory`, a path to `async fn() -> Arc<dyn SessionStore>`.
+/// Expands to every case of every capability, each on a fresh store from
+/// `$factory` (a path to `async fn() -> Arc<S>` where `S` implements
+/// [`tessera_core::Store`]).
 ///
-/// The list below is the suite: `tests/case_list.rs` checks that it names
-/// every `pub async fn` in `src/cases/`, so a case cannot be written and then
-/// silently never run.
+/// The lists in the capability macros below are the suite:
+/// `tests/case_list.rs` checks that each names every `pub async fn` of its
+/// module under `src/cases/`, and that this macro runs every capability
+/// macro, so a case cannot be written and then silently never run.
 #[macro_export]
 macro_rules! conformance_suite {
     ($factory:path) => {
-        $crate::__conformance_cases! { $factory;
-            // Store contract, method by method.
+        $crate::sessions_cases!(@complete $factory);
+        $crate::refresh_cases!(@complete $factory);
+        $crate::signing_keys_cases!(@complete $factory);
+        $crate::api_keys_cases!(@complete $factory);
+        $crate::events_cases!(@complete $factory);
+        $crate::health_cases!(@complete $factory);
+        $crate::domain_cases!(@complete $factory);
+        $crate::concurrency_cases!(@complete $factory);
+    };
+}
+
+/// [`SessionStore`](tessera_core::SessionStore), method by method:
+/// [`cases::sessions`].
+#[macro_export]
+macro_rules! sessions_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { sessions; $($how)+;
             store_fresh_store_is_empty,
-            store_ping_answers,
             store_create_get_round_trip,
             store_create_duplicate_rejected_writes_nothing,
             store_create_replace_revokes_previous_atomically,
@@ -67,48 +106,123 @@ macro_rules! conformance_suite {
             store_touch_conditional_and_monotonic,
             store_list_by_subject,
             store_revoke_subject_except_and_events,
-            store_events_order_filters_paging,
-            store_events_cursor_since,
-            store_delete_events_before_in_batches,
             store_sweep_in_batches,
             store_count_active,
-            store_api_keys,
-            // Refresh-token families and signing keys (stateless tokens).
-            store_tokens_fresh_store_is_empty,
+        }
+    };
+}
+
+/// [`RefreshStore`](tessera_core::RefreshStore): families, rotation and its
+/// race: [`cases::refresh`].
+#[macro_export]
+macro_rules! refresh_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { refresh; $($how)+;
+            store_refresh_fresh_store_is_empty,
             store_refresh_family_round_trip,
             store_refresh_family_duplicate_writes_nothing,
-            store_refresh_rotate_cas,
-            store_refresh_rotate_duplicate_successor_writes_nothing,
-            store_refresh_rotate_slides_the_session,
-            store_clear_sealed_successors_in_batches,
             store_refresh_revoke_family,
             store_refresh_families_of,
             store_sweep_deletes_refresh_families,
             store_find_refresh_with_session_matches_separate_reads,
+            store_refresh_rotate_cas,
+            store_refresh_rotate_slides_the_session,
+            store_refresh_rotate_duplicate_successor_writes_nothing,
+            store_clear_sealed_successors_in_batches,
+            concurrent_refresh_rotation_exactly_one_wins,
+        }
+    };
+}
+
+/// [`SigningKeyStore`](tessera_core::SigningKeyStore): [`cases::signing_keys`].
+#[macro_export]
+macro_rules! signing_keys_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { signing_keys; $($how)+;
+            store_signing_keys_fresh_store_is_empty,
             store_signing_keys,
             store_signing_key_revoke,
-            // Domain rules through `Sessions`, named after the checklist.
+            concurrent_key_rotation_one_insert,
+        }
+    };
+}
+
+/// [`ApiKeyStore`](tessera_core::ApiKeyStore): [`cases::api_keys`].
+#[macro_export]
+macro_rules! api_keys_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { api_keys; $($how)+;
+            store_api_keys_fresh_store_is_empty,
+            store_api_keys,
+        }
+    };
+}
+
+/// [`EventStore`](tessera_core::EventStore): [`cases::events`].
+#[macro_export]
+macro_rules! events_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { events; $($how)+;
+            store_events_order_filters_paging,
+            store_events_cursor_since,
+            store_delete_events_before_in_batches,
+        }
+    };
+}
+
+/// [`StoreHealth`](tessera_core::StoreHealth): [`cases::health`].
+#[macro_export]
+macro_rules! health_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { health; $($how)+;
+            store_ping_answers,
+        }
+    };
+}
+
+/// The checklist's rules through the services: [`cases::domain`].
+#[macro_export]
+macro_rules! domain_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { domain; $($how)+;
+            // Login and step-up.
             sc_01_tokens_unique_and_hashed_at_rest,
             sc_03_unknown_token_never_adopted,
             sc_12_two_logins_two_tokens,
             sc_13_malformed_tokens_rejected_without_write,
+            fx_01_login_replaces_previous_session_and_carries_data,
+            fx_01_login_of_another_subject_drops_previous_data,
+            fx_02_elevate_rotates_token_keeps_handle,
+            fx_03_old_token_dead_after_elevate,
+            // Expiry.
             ex_01_idle_timeout_slides,
             ex_02_absolute_timeout_never_moves,
             ex_03_expiry_checked_on_read_without_sweeper,
             ex_04_logout_invalidates,
+            verify_failures_leave_store_unchanged,
+            sweep_through_sessions_loops_until_done,
+            // Revocation of many.
             ex_07_revoke_all_ends_every_session,
             ex_08_revoke_all_except_current,
             ex_09_admin_revokes_one_subject,
             ex_09_operator_revokes_everyone_in_batches,
             ex_11_session_limit_revokes_oldest,
-            fx_01_login_replaces_previous_session_and_carries_data,
-            fx_01_login_of_another_subject_drops_previous_data,
-            fx_02_elevate_rotates_token_keeps_handle,
-            fx_03_old_token_dead_after_elevate,
-            verify_failures_leave_store_unchanged,
             data_merge_patch_persists,
-            sweep_through_sessions_loops_until_done,
-            // Real concurrency on the multi-thread runtime.
+            // Refresh rotation through the token service.
+            rt_11_concurrent_refreshes_rotate_once_and_share_the_successor,
+            rt_11_strict_rotation_exactly_one_success,
+            rt_02_reuse_after_grace_revokes_the_session,
+            rt_sealed_successor_kept_only_for_the_grace_window,
+            rt_grace_0_never_stores_a_sealed_successor,
+        }
+    };
+}
+
+/// The session services under real parallelism: [`cases::concurrency`].
+#[macro_export]
+macro_rules! concurrency_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { concurrency; $($how)+;
             concurrent_50_verifies_and_1_revoke,
             concurrent_2_elevations_exactly_one_wins,
             concurrent_creates_respect_session_limit,
@@ -116,37 +230,55 @@ macro_rules! conformance_suite {
             concurrent_touch_and_revoke_never_resurrects,
             concurrent_2_logins_replace_previous_once,
             concurrent_duplicate_creates_exactly_one_wins,
-            // Refresh rotation through the token service.
-            rt_11_concurrent_refreshes_rotate_once_and_share_the_successor,
-            rt_11_strict_rotation_exactly_one_success,
-            rt_02_reuse_after_grace_revokes_the_session,
-            rt_sealed_successor_kept_only_for_the_grace_window,
-            rt_grace_0_never_stores_a_sealed_successor,
-            concurrent_refresh_rotation_exactly_one_wins,
-            concurrent_key_rotation_one_insert,
         }
     };
 }
 
-/// The per-case expansion of [`conformance_suite!`]. Not public API.
+/// The per-case expansion of the macros above. Not public API.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __conformance_cases {
-    ($factory:path; $($case:ident),* $(,)?) => {
-        $(
-            // `crate = …` points tokio's test macro at our re-export, so the
-            // caller needs no tokio dependency of its own.
-            #[$crate::__tokio::test(
-                flavor = "multi_thread",
-                worker_threads = 4,
-                crate = "tessera_conformance::__tokio"
-            )]
-            async fn $case() {
-                $crate::__run_case(stringify!($case), async {
-                    $crate::cases::$case($factory().await).await
-                })
-                .await;
-            }
-        )*
+macro_rules! __cases {
+    ($module:ident; @complete $factory:path; $($case:ident),* $(,)?) => {
+        mod $module {
+            // The factory is named from the invoking module.
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                // `crate = …` points tokio's test macro at our re-export, so
+                // the caller needs no tokio dependency of its own.
+                #[$crate::__tokio::test(
+                    flavor = "multi_thread",
+                    worker_threads = 4,
+                    crate = "tessera_conformance::__tokio"
+                )]
+                async fn $case() {
+                    $crate::__run_case(
+                        stringify!($case),
+                        $crate::support::__on_complete_store(
+                            $factory().await,
+                            $crate::cases::$module::$case,
+                        ),
+                    )
+                    .await;
+                }
+            )*
+        }
+    };
+    ($module:ident; $factory:path; $($case:ident),* $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[$crate::__tokio::test(
+                    flavor = "multi_thread",
+                    worker_threads = 4,
+                    crate = "tessera_conformance::__tokio"
+                )]
+                async fn $case() {
+                    $crate::__run_case(stringify!($case), $crate::cases::$module::$case($factory().await))
+                        .await;
+                }
+            )*
+        }
     };
 }

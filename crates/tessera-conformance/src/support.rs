@@ -1,5 +1,5 @@
 //! Fixtures shared by the cases: record builders, a `Sessions` on a
-//! `ManualClock`, snapshots of the whole store, and error names.
+//! `ManualClock`, snapshots of the store, and error names.
 
 use std::sync::Arc;
 
@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use tessera_core::token::{self, SESSION_HANDLE_PREFIX};
 use tessera_core::{
     AuthInfo, CreateOptions, CreateOutcome, CreateSession, DeviceInfo, Error, Event, EventKind, EventQuery,
-    IssuedSession, ManualClock, NewEvent, RefreshFamily, SecretToken, SessionPolicy, SessionRecord,
-    SessionStore, Sessions, SigningAlg, SigningKeyRecord, Timestamp, TokenKind,
+    EventStore, IssuedSession, ManualClock, NewEvent, RefreshFamily, SecretToken, SessionPolicy,
+    SessionRecord, SessionStore, Sessions, SigningAlg, SigningKeyRecord, Store, Timestamp, TokenKind,
 };
 
 /// The suite's "now" at the start of every case. It has a non-zero
@@ -155,13 +155,13 @@ pub async fn update_ok(store: &dyn SessionStore, next: &SessionRecord, events: &
 }
 
 /// Every event in the store, paging 1000 at a time.
-pub async fn all_events(store: &dyn SessionStore) -> Vec<Event> {
+pub async fn all_events(store: &dyn EventStore) -> Vec<Event> {
     events_matching(store, EventQuery::default()).await
 }
 
 /// Every event matching `q` (its `after` and `limit` are ignored): pages
 /// through with the cursor.
-pub async fn events_matching(store: &dyn SessionStore, mut q: EventQuery) -> Vec<Event> {
+pub async fn events_matching(store: &dyn EventStore, mut q: EventQuery) -> Vec<Event> {
     let mut out: Vec<Event> = Vec::new();
     q.after = 0;
     q.limit = 1000;
@@ -180,7 +180,7 @@ pub async fn events_matching(store: &dyn SessionStore, mut q: EventQuery) -> Vec
 }
 
 /// The events whose handle is `handle`.
-pub async fn events_of(store: &dyn SessionStore, handle: &str) -> Vec<Event> {
+pub async fn events_of(store: &dyn EventStore, handle: &str) -> Vec<Event> {
     events_matching(
         store,
         EventQuery {
@@ -191,18 +191,69 @@ pub async fn events_of(store: &dyn SessionStore, handle: &str) -> Vec<Event> {
     .await
 }
 
+/// Event ids start above 0 (the cursor `after = 0` means "from the start")
+/// and strictly increase in write order.
+pub fn assert_ids_increasing(events: &[Event]) {
+    if let Some(first) = events.first() {
+        assert!(
+            first.id >= 1,
+            "event ids start at 1 or more, else `after = 0` hides one: {}",
+            first.id
+        );
+    }
+    for w in events.windows(2) {
+        assert!(
+            w[0].id < w[1].id,
+            "event ids strictly increase: {} then {}",
+            w[0].id,
+            w[1].id
+        );
+    }
+}
+
+tokio::task_local! {
+    static COMPLETE: Arc<dyn Store>;
+}
+
+/// The store under test as a complete [`Store`], when the suite runs on one
+/// ([`conformance_suite!`](crate::conformance_suite)); `None` under a
+/// capability's own macro.
+///
+/// A case is bound by the capabilities it exercises, so a store that has
+/// only those can run it; on a complete store its "nothing was written"
+/// checks also cover the records it cannot reach otherwise (a session write
+/// adds no API key, a refused rotation no signing key).
+pub fn complete_store() -> Option<Arc<dyn Store>> {
+    COMPLETE.try_with(Arc::clone).ok()
+}
+
+/// Runs `case` on `store` with [`complete_store`] set. Not public API; used
+/// by the macros.
+#[doc(hidden)]
+pub async fn __on_complete_store<S: Store, F: std::future::Future<Output = ()>>(
+    store: Arc<S>,
+    case: impl FnOnce(Arc<S>) -> F,
+) {
+    let complete: Arc<dyn Store> = store.clone();
+    COMPLETE.scope(complete, case(store)).await;
+}
+
 /// Everything the store holds about a set of subjects, for "nothing was
-/// written" checks: every session (by handle), every event, API keys, and
-/// the active count.
+/// written" checks: every session (by handle), every event, the active
+/// count, and (on a complete store) the API keys.
 #[derive(Debug, PartialEq)]
 pub struct Snapshot {
     pub sessions: Vec<SessionRecord>,
     pub events: Vec<Event>,
     pub active: u64,
-    pub api_keys: usize,
+    pub api_keys: Option<usize>,
 }
 
-pub async fn snapshot(store: &dyn SessionStore, subjects: &[&str], now: Timestamp) -> Snapshot {
+pub async fn snapshot<S: SessionStore + EventStore>(
+    store: &S,
+    subjects: &[&str],
+    now: Timestamp,
+) -> Snapshot {
     let mut sessions = Vec::new();
     for s in subjects {
         for r in store.list_by_subject(s).await.expect("list_by_subject") {
@@ -210,11 +261,15 @@ pub async fn snapshot(store: &dyn SessionStore, subjects: &[&str], now: Timestam
         }
     }
     sessions.sort_by(|a, b| a.handle.cmp(&b.handle));
+    let api_keys = match complete_store() {
+        Some(c) => Some(c.list_api_keys().await.expect("list_api_keys").len()),
+        None => None,
+    };
     Snapshot {
         sessions,
         events: all_events(store).await,
         active: store.count_active(now).await.expect("count_active"),
-        api_keys: store.list_api_keys().await.expect("list_api_keys").len(),
+        api_keys,
     }
 }
 
@@ -235,19 +290,29 @@ pub fn test_policy() -> SessionPolicy {
 
 /// `Sessions` over the store under test, on a clock that starts at [`T0`]
 /// and only moves when the case says so.
-#[derive(Clone)]
-pub struct Harness {
-    pub store: Arc<dyn SessionStore>,
+pub struct Harness<S> {
+    pub store: Arc<S>,
     pub clock: ManualClock,
     pub sessions: Sessions,
 }
 
-impl Harness {
-    pub fn new(store: Arc<dyn SessionStore>) -> Self {
+// Not derived: a derive would demand `S: Clone`, and stores are shared, not cloned.
+impl<S> Clone for Harness<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            sessions: self.sessions.clone(),
+        }
+    }
+}
+
+impl<S: SessionStore + EventStore> Harness<S> {
+    pub fn new(store: Arc<S>) -> Self {
         Self::with_policy(store, test_policy())
     }
 
-    pub fn with_policy(store: Arc<dyn SessionStore>, policy: SessionPolicy) -> Self {
+    pub fn with_policy(store: Arc<S>, policy: SessionPolicy) -> Self {
         assert_eq!(policy.validate(), Ok(()), "the suite's own policy must be valid");
         let clock = ManualClock::new(T0);
         let sessions = Sessions::new(store.clone(), Arc::new(clock.clone()), policy);
@@ -331,4 +396,28 @@ pub async fn join_all<T: 'static>(mut set: tokio::task::JoinSet<T>) -> Vec<T> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The full suite's extra checks depend on this: without it every
+    /// "nothing was written" snapshot would quietly skip the API keys.
+    #[tokio::test]
+    async fn a_case_on_a_complete_store_sees_it() {
+        assert!(complete_store().is_none(), "outside a case");
+        let store = Arc::new(tessera_core::MemoryStore::new());
+        __on_complete_store(store, |s| async move {
+            let seen = complete_store().expect("inside the case");
+            assert_eq!(
+                Arc::as_ptr(&seen).cast::<()>(),
+                Arc::as_ptr(&s).cast::<()>(),
+                "the store under test itself"
+            );
+            let snap = snapshot(&*s, &[], T0).await;
+            assert_eq!(snap.api_keys, Some(0));
+        })
+        .await;
+    }
 }

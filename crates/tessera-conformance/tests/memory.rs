@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use tessera_core::{MemoryStore, SessionStore};
+use tessera_core::MemoryStore;
 
-async fn make_store() -> Arc<dyn SessionStore> {
+async fn make_store() -> Arc<MemoryStore> {
     Arc::new(MemoryStore::new())
 }
 

@@ -1,10 +1,12 @@
 //! Tessera's session core.
 //!
-//! Sessions, tokens, policies, events and the [`SessionStore`] contract. It
-//! knows nothing about HTTP or any particular database: the service
+//! Sessions, tokens, policies, events and the store contract. It knows
+//! nothing about HTTP or any particular database: the service
 //! (`tessera-server`) and the library faces are thin layers over
-//! [`Sessions`], and every store implements [`SessionStore`] and passes the
-//! shared conformance suite (`tessera-conformance`).
+//! [`Sessions`] and the other services, each of which takes only the store
+//! capabilities it uses ([`store`]), and every store implements those
+//! capabilities and passes the shared conformance suite
+//! (`tessera-conformance`).
 #![forbid(unsafe_code)]
 #![deny(
     clippy::unwrap_used,
@@ -19,6 +21,7 @@ pub mod access;
 pub mod clients;
 pub mod cookie_header;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod memory;
 pub mod model;
@@ -34,6 +37,7 @@ pub mod tokens;
 pub use access::{AccessClaims, Audience};
 pub use clients::{Client, ClientKind, ClientRegistry};
 pub use error::{Error, Result};
+pub use events::EventLog;
 pub use keys::{KeyManager, KeyPolicy};
 pub use memory::MemoryStore;
 pub use model::{
@@ -44,7 +48,8 @@ pub use policy::SessionPolicy;
 pub use seal::Sealer;
 pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Sessions, TtlInput};
 pub use store::{
-    CreateOptions, CreateOutcome, EventQuery, Rotation, SessionStore, StoreError, StoreResult, Touch,
+    ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, RefreshStore, Rotation, SessionStore,
+    SigningKeyStore, Store, StoreError, StoreHealth, StoreResult, Touch,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use token::{SecretToken, TokenHash, TokenKind};

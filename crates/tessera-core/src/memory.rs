@@ -21,7 +21,8 @@ use crate::model::{
     SessionRecord, SigningKeyRecord,
 };
 use crate::store::{
-    CreateOptions, CreateOutcome, EventQuery, Rotation, SessionStore, StoreError, StoreResult, Touch,
+    ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, RefreshStore, Rotation, SessionStore,
+    SigningKeyStore, StoreError, StoreHealth, StoreResult, Touch,
 };
 use crate::time::Timestamp;
 use crate::token::TokenHash;
@@ -328,45 +329,6 @@ impl SessionStore for MemoryStore {
         Ok(targets.len() as u32)
     }
 
-    async fn events(&self, q: &EventQuery) -> StoreResult<Vec<Event>> {
-        let g = self.read();
-        let start = g.events.partition_point(|e| e.id <= q.after);
-        Ok(g.events[start..]
-            .iter()
-            .filter(|e| q.subject.as_deref().is_none_or(|s| e.event.subject == s))
-            .filter(|e| q.handle.as_deref().is_none_or(|h| e.event.handle == h))
-            .filter(|e| q.kind.is_none_or(|k| e.event.kind == k))
-            .take(q.limit as usize)
-            .cloned()
-            .collect())
-    }
-
-    async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
-        let g = self.read();
-        let first = g
-            .events
-            .iter()
-            .filter(|e| e.event.kind == kind && e.event.at >= since)
-            .map(|e| e.id)
-            .min();
-        Ok(match first {
-            Some(id) => id - 1,
-            None => g.events.last().map_or(0, |e| e.id),
-        })
-    }
-
-    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
-        let mut g = self.write();
-        let n = g
-            .events
-            .iter()
-            .take(batch as usize)
-            .take_while(|e| e.event.at < cutoff)
-            .count();
-        g.events.drain(..n);
-        Ok(n as u32)
-    }
-
     async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
         let mut g = self.write();
         let dead: Vec<String> = g
@@ -389,43 +351,10 @@ impl SessionStore for MemoryStore {
     async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
         Ok(self.read().sessions.values().filter(|s| s.is_active(now)).count() as u64)
     }
+}
 
-    async fn ping(&self) -> StoreResult<()> {
-        Ok(())
-    }
-
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
-        let mut g = self.write();
-        if g.api_keys.iter().any(|k| k.id == key.id || k.hash == key.hash) {
-            return Err(StoreError::Duplicate);
-        }
-        g.api_keys.push(key.clone());
-        Ok(())
-    }
-
-    async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
-        Ok(self.read().api_keys.iter().find(|k| k.hash == *hash).cloned())
-    }
-
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        // "Oldest first" is by creation time, not by insertion order: a key
-        // imported with an earlier `created_at` sorts before newer ones.
-        let mut keys = self.read().api_keys.clone();
-        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(keys)
-    }
-
-    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        let mut g = self.write();
-        match g.api_keys.iter_mut().find(|k| k.id == id) {
-            Some(k) if k.revoked_at.is_none() => {
-                k.revoked_at = Some(now);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
+#[async_trait]
+impl RefreshStore for MemoryStore {
     async fn create_refresh_family(
         &self,
         family: &RefreshFamily,
@@ -542,7 +471,52 @@ impl SessionStore for MemoryStore {
             .cloned()
             .collect())
     }
+}
 
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn events(&self, q: &EventQuery) -> StoreResult<Vec<Event>> {
+        let g = self.read();
+        let start = g.events.partition_point(|e| e.id <= q.after);
+        Ok(g.events[start..]
+            .iter()
+            .filter(|e| q.subject.as_deref().is_none_or(|s| e.event.subject == s))
+            .filter(|e| q.handle.as_deref().is_none_or(|h| e.event.handle == h))
+            .filter(|e| q.kind.is_none_or(|k| e.event.kind == k))
+            .take(q.limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
+        let g = self.read();
+        let first = g
+            .events
+            .iter()
+            .filter(|e| e.event.kind == kind && e.event.at >= since)
+            .map(|e| e.id)
+            .min();
+        Ok(match first {
+            Some(id) => id - 1,
+            None => g.events.last().map_or(0, |e| e.id),
+        })
+    }
+
+    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
+        let mut g = self.write();
+        let n = g
+            .events
+            .iter()
+            .take(batch as usize)
+            .take_while(|e| e.event.at < cutoff)
+            .count();
+        g.events.drain(..n);
+        Ok(n as u32)
+    }
+}
+
+#[async_trait]
+impl SigningKeyStore for MemoryStore {
     async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool> {
         let mut g = self.write();
         if g.signing_keys.iter().any(|k| k.kid == key.kid) {
@@ -587,5 +561,47 @@ impl SessionStore for MemoryStore {
             }
             None => Ok(false),
         }
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for MemoryStore {
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let mut g = self.write();
+        if g.api_keys.iter().any(|k| k.id == key.id || k.hash == key.hash) {
+            return Err(StoreError::Duplicate);
+        }
+        g.api_keys.push(key.clone());
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
+        Ok(self.read().api_keys.iter().find(|k| k.hash == *hash).cloned())
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        // "Oldest first" is by creation time, not by insertion order: a key
+        // imported with an earlier `created_at` sorts before newer ones.
+        let mut keys = self.read().api_keys.clone();
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let mut g = self.write();
+        match g.api_keys.iter_mut().find(|k| k.id == id) {
+            Some(k) if k.revoked_at.is_none() => {
+                k.revoked_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl StoreHealth for MemoryStore {
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
     }
 }

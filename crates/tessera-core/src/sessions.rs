@@ -11,11 +11,14 @@ use crate::policy::SessionPolicy;
 use crate::store::SessionStore;
 use crate::time::{Clock, Timestamp};
 
-pub use bulk::MAX_EVENTS_PAGE;
+pub(crate) use bulk::tokio_yield;
 pub use input::{AuthInput, CreateSession, DeviceInput, IssuedSession, TtlInput};
 pub use validate::{MAX_SUBJECT_BYTES, MAX_USER_AGENT_BYTES, merge_patch, validate_subject};
 
 /// The session core: every face (service, library) goes through this.
+///
+/// It needs only the [`SessionStore`] capability. The audit log the
+/// session writes append to is read through [`EventLog`](crate::EventLog).
 #[derive(Clone)]
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
@@ -40,6 +43,8 @@ impl Sessions {
         }
     }
 
+    /// The store itself, for tests and tools that inspect records; the
+    /// faces go through the methods, which hold the rules.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.store
     }

@@ -23,6 +23,7 @@ use crate::clients::ClientRegistry;
 use crate::keys::KeyManager;
 use crate::seal::Sealer;
 use crate::sessions::Sessions;
+use crate::store::RefreshStore;
 
 pub use error::OAuthError;
 pub use introspect::{Introspection, MAX_ACCESS_TOKEN_BYTES};
@@ -42,6 +43,7 @@ pub const MAX_REUSE_GRACE_SECS: i64 = 60;
 #[derive(Clone)]
 pub struct TokenService {
     sessions: Sessions,
+    families: Arc<dyn RefreshStore>,
     keys: Arc<KeyManager>,
     clients: Arc<ClientRegistry>,
     sealer: Arc<Sealer>,
@@ -60,8 +62,13 @@ impl TokenService {
     /// The reuse grace window is capped to `0..=`[`MAX_REUSE_GRACE_SECS`]
     /// here, whoever built the policy (the service's config refuses larger
     /// values; an embedding app gets the cap).
+    ///
+    /// `families` must be the store `sessions` is over (or a wrapper of
+    /// it): a rotation slides the family's session in the same atomic step,
+    /// which one backend can do and two cannot.
     pub fn new(
         sessions: Sessions,
+        families: Arc<dyn RefreshStore>,
         keys: Arc<KeyManager>,
         clients: Arc<ClientRegistry>,
         sealer: Arc<Sealer>,
@@ -70,6 +77,7 @@ impl TokenService {
         policy.reuse_grace_secs = policy.reuse_grace_secs.clamp(0, MAX_REUSE_GRACE_SECS);
         Self {
             sessions,
+            families,
             keys,
             clients,
             sealer,

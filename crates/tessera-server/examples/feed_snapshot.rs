@@ -25,7 +25,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_core::{CreateOptions, EventKind, ManualClock, NewEvent, RevokeReason, SessionStore, Timestamp};
+use tessera_core::{CreateOptions, EventKind, ManualClock, NewEvent, RevokeReason, Store, Timestamp};
 use tessera_server::handlers::revocations::{FeedQuery, feed};
 use tessera_server::{Config, extract::Query};
 use tessera_sqlite::{SqliteOptions, SqliteStore};
@@ -144,11 +144,11 @@ async fn main() {
         Ok(d) => d,
         Err(e) => panic!("tempdir: {e}"),
     };
-    let store: Arc<dyn SessionStore> =
-        match SqliteStore::open(dir.path().join("feed.db"), SqliteOptions::default()) {
-            Ok(s) => Arc::new(s),
-            Err(e) => panic!("open: {e}"),
-        };
+    let store: Arc<dyn Store> = match SqliteStore::open(dir.path().join("feed.db"), SqliteOptions::default())
+    {
+        Ok(s) => Arc::new(s),
+        Err(e) => panic!("open: {e}"),
+    };
     let now = Timestamp::from_unix_secs(1_800_000_000);
     let start = now.plus_secs(-SPREAD_SECS);
     // Event i happens i/events of the way through the spread.

@@ -7,17 +7,19 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tessera_core::{Clock, SessionStore, Sessions, SystemClock};
+use tessera_core::{Clock, EventLog, Sessions, Store, StoreHealth, SystemClock};
 use tower::Layer;
 
-use crate::auth::ApiKeyCache;
+use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::edge::{Edge, EdgeLimits, Routes};
 use crate::handlers::{self, forward_auth, ops, sessions};
 use crate::store_url::{OpenError, open_store};
 
-/// Everything a handler can reach. Cloned for every extractor of every
-/// request, so it is one reference count, not one per field.
+/// Everything a handler can reach: the services, never the store itself
+/// (each service holds the store capabilities it needs). Cloned for every
+/// extractor of every request, so it is one reference count, not one per
+/// field.
 #[derive(Clone)]
 pub struct AppState(Arc<AppStateInner>);
 
@@ -30,9 +32,13 @@ impl std::ops::Deref for AppState {
 
 pub struct AppStateInner {
     pub sessions: Sessions,
-    pub store: Arc<dyn SessionStore>,
+    /// The audit log, and the revocation feed's source.
+    pub events: EventLog,
+    /// Backend API keys: the check at the edge, and their management.
+    pub api_keys: ApiKeys,
+    /// Whether the store answers (`/readyz`).
+    pub health: Arc<dyn StoreHealth>,
     pub config: Arc<Config>,
-    pub api_keys: Arc<ApiKeyCache>,
     pub metrics: PrometheusHandle,
     /// Access/refresh tokens, signing keys, OAuth endpoints.
     pub oauth: Arc<crate::oauth::OAuth>,
@@ -60,7 +66,7 @@ pub fn build(config: Config) -> Result<App, OpenError> {
 }
 
 /// Builds the application over an already opened store.
-pub fn build_with_store(config: Config, store: Arc<dyn SessionStore>) -> App {
+pub fn build_with_store(config: Config, store: Arc<dyn Store>) -> App {
     build_with_clock(config, store, Arc::new(SystemClock))
 }
 
@@ -68,7 +74,7 @@ pub fn build_with_store(config: Config, store: Arc<dyn SessionStore>) -> App {
 /// Signing keys are sealed with `[keys] encryption_key`, or else with a key
 /// that lives only in memory; `serve` uses [`build_with_sealer`] with the
 /// key file.
-pub fn build_with_clock(config: Config, store: Arc<dyn SessionStore>, clock: Arc<dyn Clock>) -> App {
+pub fn build_with_clock(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> App {
     let sealer = crate::oauth::config_sealer(&config);
     build_with_sealer(config, store, clock, sealer)
 }
@@ -77,19 +83,26 @@ pub fn build_with_clock(config: Config, store: Arc<dyn SessionStore>, clock: Arc
 /// Call [`crate::oauth::start`] before issuing tokens.
 pub fn build_with_sealer(
     config: Config,
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     sealer: tessera_core::Sealer,
 ) -> App {
+    // One store, handed to each service as the capabilities it uses.
     let sessions = Sessions::new(store.clone(), clock.clone(), config.policy());
-    let oauth = crate::oauth::OAuth::new(&config, sessions.clone(), store.clone(), clock, sealer);
+    let oauth = crate::oauth::OAuth::new(
+        &config,
+        sessions.clone(),
+        store.clone(),
+        store.clone(),
+        clock,
+        sealer,
+    );
     let state = AppState(Arc::new(AppStateInner {
         oauth: Arc::new(oauth),
         sessions,
-        store,
-        api_keys: Arc::new(ApiKeyCache::new(Duration::from_secs(
-            config.http.api_key_cache_secs,
-        ))),
+        events: EventLog::new(store.clone()),
+        api_keys: ApiKeys::new(store.clone(), Duration::from_secs(config.http.api_key_cache_secs)),
+        health: store,
         config: Arc::new(config),
         metrics: crate::metrics::handle(),
     }));

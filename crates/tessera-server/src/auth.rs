@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use tessera_core::token::{self, API_KEY_ID_PREFIX, TokenKind};
-use tessera_core::{ApiKeyRecord, ApiKeyScope, SecretToken, SessionStore, StoreResult, Timestamp};
+use tessera_core::{ApiKeyRecord, ApiKeyScope, ApiKeyStore, SecretToken, StoreResult, Timestamp};
 
 use crate::problem::ApiError;
 
@@ -30,7 +30,7 @@ const MAX_AUTHORIZATION_BYTES: usize = 256;
 const CACHE_CAPACITY: usize = 1024;
 
 /// A small time-bounded cache of valid keys.
-pub struct ApiKeyCache {
+struct ApiKeyCache {
     ttl: Duration,
     /// Random per process: which bucket a key lands in says nothing.
     hasher: std::collections::hash_map::RandomState,
@@ -79,7 +79,7 @@ impl std::fmt::Debug for ApiKeyCache {
 }
 
 impl ApiKeyCache {
-    pub fn new(ttl: Duration) -> Self {
+    fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             hasher: Default::default(),
@@ -125,47 +125,98 @@ impl ApiKeyCache {
     }
 
     /// Forgets every cached key (after a revocation in this process).
-    pub fn clear(&self) {
+    fn clear(&self) {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
-/// Checks a presented `Authorization` header value; returns the key's id
-/// and scopes. Whether the scopes allow the request is the caller's check
-/// ([`ApiKey::require`]).
-pub async fn authenticate(
-    store: &dyn SessionStore,
-    cache: &ApiKeyCache,
-    authorization: Option<&[u8]>,
-) -> Result<Arc<ApiKey>, ApiError> {
-    let Some(value) = authorization else {
-        return Err(ApiError::Unauthorized(
-            "an API key is required: Authorization: Bearer tsk_…",
-        ));
-    };
-    if value.len() > MAX_AUTHORIZATION_BYTES {
-        return Err(ApiError::Unauthorized("the API key is not valid"));
+/// The backend API keys: checking a presented key (through the cache) and
+/// managing the stored ones. Needs only the [`ApiKeyStore`] capability.
+pub struct ApiKeys {
+    store: Arc<dyn ApiKeyStore>,
+    cache: ApiKeyCache,
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeys")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
     }
-    let presented = match value.split_first_chunk::<7>() {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"Bearer ") => rest.trim_ascii(),
-        _ => return Err(ApiError::Unauthorized("the Authorization scheme must be Bearer")),
-    };
-    if let Some(key) = cache.get(presented) {
-        return Ok(key);
-    }
-    let hash = token::parse(TokenKind::ApiKey, presented)
-        .map_err(|_| ApiError::Unauthorized("the API key is not valid"))?;
-    let rec = store.api_key_by_hash(&hash).await?;
-    match rec {
-        Some(k) if k.hash.ct_eq(&hash) && k.revoked_at.is_none() => {
-            let key = Arc::new(ApiKey {
-                id: k.id.into(),
-                scopes: k.scopes,
-            });
-            cache.put(presented, key.clone());
-            Ok(key)
+}
+
+impl ApiKeys {
+    /// Valid keys are remembered for `cache_ttl` (zero: never).
+    pub fn new(store: Arc<dyn ApiKeyStore>, cache_ttl: Duration) -> Self {
+        Self {
+            store,
+            cache: ApiKeyCache::new(cache_ttl),
         }
-        _ => Err(ApiError::Unauthorized("the API key is not valid")),
+    }
+
+    /// Checks a presented `Authorization` header value; returns the key's id
+    /// and scopes. Whether the scopes allow the request is the caller's check
+    /// ([`ApiKey::require`]).
+    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Arc<ApiKey>, ApiError> {
+        let Some(value) = authorization else {
+            return Err(ApiError::Unauthorized(
+                "an API key is required: Authorization: Bearer tsk_…",
+            ));
+        };
+        if value.len() > MAX_AUTHORIZATION_BYTES {
+            return Err(ApiError::Unauthorized("the API key is not valid"));
+        }
+        let presented = match value.split_first_chunk::<7>() {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"Bearer ") => rest.trim_ascii(),
+            _ => return Err(ApiError::Unauthorized("the Authorization scheme must be Bearer")),
+        };
+        if let Some(key) = self.cache.get(presented) {
+            return Ok(key);
+        }
+        let hash = token::parse(TokenKind::ApiKey, presented)
+            .map_err(|_| ApiError::Unauthorized("the API key is not valid"))?;
+        let rec = self.store.api_key_by_hash(&hash).await?;
+        match rec {
+            Some(k) if k.hash.ct_eq(&hash) && k.revoked_at.is_none() => {
+                let key = Arc::new(ApiKey {
+                    id: k.id.into(),
+                    scopes: k.scopes,
+                });
+                self.cache.put(presented, key.clone());
+                Ok(key)
+            }
+            _ => Err(ApiError::Unauthorized("the API key is not valid")),
+        }
+    }
+
+    /// Creates and stores a new API key; returns its record and the secret.
+    pub async fn create(
+        &self,
+        name: &str,
+        scopes: &[ApiKeyScope],
+        now: Timestamp,
+    ) -> StoreResult<(ApiKeyRecord, SecretToken)> {
+        create_api_key(self.store.as_ref(), name, scopes, now).await
+    }
+
+    /// Stores a key made by [`new_api_key`] whose secret the caller has
+    /// already put somewhere (the bootstrap key file).
+    pub async fn insert(&self, rec: &ApiKeyRecord) -> StoreResult<()> {
+        self.store.insert_api_key(rec).await
+    }
+
+    /// All API keys, revoked included, oldest first.
+    pub async fn list(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.store.list_api_keys().await
+    }
+
+    /// Revokes the key; false if there is no such active key. This
+    /// process's cache forgets every key at once; other processes keep
+    /// accepting it for at most their cache TTL.
+    pub async fn revoke(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let revoked = self.store.revoke_api_key(id, now).await?;
+        self.cache.clear();
+        Ok(revoked)
     }
 }
 
@@ -186,7 +237,7 @@ pub fn new_api_key(name: &str, scopes: &[ApiKeyScope], now: Timestamp) -> (ApiKe
 
 /// Creates and stores a new API key; returns its record and the secret.
 pub async fn create_api_key(
-    store: &Arc<dyn SessionStore>,
+    store: &dyn ApiKeyStore,
     name: &str,
     scopes: &[ApiKeyScope],
     now: Timestamp,
@@ -203,28 +254,22 @@ mod tests {
 
     #[tokio::test]
     async fn keys_authenticate_until_revoked() {
-        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let store = Arc::new(MemoryStore::new());
         let (rec, secret) = create_api_key(
-            &store,
+            store.as_ref(),
             "t",
             &[ApiKeyScope::Events, ApiKeyScope::Sessions],
             Timestamp::from_unix_secs(1),
         )
         .await
         .unwrap();
-        let cache = ApiKeyCache::new(Duration::ZERO);
+        let keys = ApiKeys::new(store.clone(), Duration::ZERO);
         let header = format!("Bearer {}", secret.expose());
-        let key = authenticate(store.as_ref(), &cache, Some(header.as_bytes()))
-            .await
-            .unwrap();
+        let key = keys.authenticate(Some(header.as_bytes())).await.unwrap();
         assert_eq!(&*key.id, rec.id.as_str());
         assert_eq!(key.scopes, [ApiKeyScope::Sessions, ApiKeyScope::Events]);
         let lower = format!("bearer {}", secret.expose());
-        assert!(
-            authenticate(store.as_ref(), &cache, Some(lower.as_bytes()))
-                .await
-                .is_ok()
-        );
+        assert!(keys.authenticate(Some(lower.as_bytes())).await.is_ok());
         assert!(
             store
                 .revoke_api_key(&rec.id, Timestamp::from_unix_secs(2))
@@ -232,15 +277,34 @@ mod tests {
                 .unwrap()
         );
         assert!(matches!(
-            authenticate(store.as_ref(), &cache, Some(header.as_bytes())).await,
+            keys.authenticate(Some(header.as_bytes())).await,
             Err(ApiError::Unauthorized(_))
         ));
     }
 
+    /// A revocation through the service takes effect in this process at
+    /// once, whatever the cache holds.
+    #[tokio::test]
+    async fn revocation_through_the_service_clears_the_cache() {
+        let keys = ApiKeys::new(Arc::new(MemoryStore::new()), Duration::from_secs(3600));
+        let now = Timestamp::from_unix_secs(1);
+        let (rec, secret) = keys.create("t", &[ApiKeyScope::Admin], now).await.unwrap();
+        let header = format!("Bearer {}", secret.expose());
+        assert!(
+            keys.authenticate(Some(header.as_bytes())).await.is_ok(),
+            "now cached"
+        );
+        assert!(keys.revoke(&rec.id, now).await.unwrap());
+        assert!(matches!(
+            keys.authenticate(Some(header.as_bytes())).await,
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert_eq!(keys.list().await.unwrap()[0].revoked_at, Some(now));
+    }
+
     #[tokio::test]
     async fn malformed_and_missing_keys_are_refused() {
-        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
-        let cache = ApiKeyCache::new(Duration::from_secs(5));
+        let keys = ApiKeys::new(Arc::new(MemoryStore::new()), Duration::from_secs(5));
         let long = format!("Bearer {}", "a".repeat(10_000));
         for v in [
             None,
@@ -250,16 +314,12 @@ mod tests {
             Some(long.as_str()),
             Some("Bearer tss_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
         ] {
-            let r = authenticate(store.as_ref(), &cache, v.map(str::as_bytes)).await;
+            let r = keys.authenticate(v.map(str::as_bytes)).await;
             assert!(matches!(r, Err(ApiError::Unauthorized(_))), "{v:?}");
         }
         // Well-formed but unknown.
         let (_, secret) = new_api_key("x", &[ApiKeyScope::Admin], Timestamp::from_unix_secs(1));
         let h = format!("Bearer {}", secret.expose());
-        assert!(
-            authenticate(store.as_ref(), &cache, Some(h.as_bytes()))
-                .await
-                .is_err()
-        );
+        assert!(keys.authenticate(Some(h.as_bytes())).await.is_err());
     }
 }

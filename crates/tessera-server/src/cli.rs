@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tessera_core::{ApiKeyScope, Clock, RevokeReason, SessionStore, Sessions, SystemClock};
+use tessera_core::{ApiKeyScope, Clock, RevokeReason, Sessions, Store, SystemClock};
 
+use crate::auth::ApiKeys;
 use crate::config::{Config, LogFormat, Overrides};
 
 #[derive(Debug, Parser)]
@@ -200,7 +202,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             print!("{}", config.to_masked_toml());
             Ok(ExitCode::SUCCESS)
         }
-        Command::ApiKeys(cmd) => api_keys(cmd, &open(&config)?).await,
+        Command::ApiKeys(cmd) => api_keys(cmd, &ApiKeys::new(open(&config)?, Duration::ZERO)).await,
         Command::Keys(KeysCommand::List { json }) => {
             crate::oauth::keys_list(&config, open(&config)?, json).await?;
             Ok(ExitCode::SUCCESS)
@@ -220,7 +222,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn open(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>> {
+fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = crate::config::mask_url_password(&config.store_url());
     if url == "memory://" {
         eprintln!(
@@ -230,7 +232,7 @@ fn open(config: &Config) -> anyhow::Result<Arc<dyn SessionStore>> {
     crate::store_url::open_store(config).with_context(|| format!("cannot open the store {url}"))
 }
 
-async fn api_keys(cmd: ApiKeysCommand, store: &Arc<dyn SessionStore>) -> anyhow::Result<ExitCode> {
+async fn api_keys(cmd: ApiKeysCommand, keys: &ApiKeys) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now();
     match cmd {
         ApiKeysCommand::Create { name, scopes } => {
@@ -240,7 +242,8 @@ async fn api_keys(cmd: ApiKeysCommand, store: &Arc<dyn SessionStore>) -> anyhow:
             } else {
                 scopes.iter().filter_map(|s| s.parse().ok()).collect()
             };
-            let (rec, secret) = crate::auth::create_api_key(store, &name, &scopes, now)
+            let (rec, secret) = keys
+                .create(&name, &scopes, now)
                 .await
                 .context("cannot store the API key")?;
             println!("{}", secret.expose());
@@ -252,12 +255,12 @@ async fn api_keys(cmd: ApiKeysCommand, store: &Arc<dyn SessionStore>) -> anyhow:
             );
         }
         ApiKeysCommand::List => {
-            let keys = store.list_api_keys().await.context("cannot list API keys")?;
+            let listed = keys.list().await.context("cannot list API keys")?;
             println!(
                 "{:<26}  {:<24}  {:<24}  {:<32}  STATUS",
                 "ID", "NAME", "CREATED", "SCOPES"
             );
-            for k in keys {
+            for k in listed {
                 let status = match k.revoked_at {
                     Some(t) => format!("revoked {t}"),
                     None => String::from("active"),
@@ -272,11 +275,7 @@ async fn api_keys(cmd: ApiKeysCommand, store: &Arc<dyn SessionStore>) -> anyhow:
             }
         }
         ApiKeysCommand::Revoke { id } => {
-            if store
-                .revoke_api_key(&id, now)
-                .await
-                .context("cannot revoke the API key")?
-            {
+            if keys.revoke(&id, now).await.context("cannot revoke the API key")? {
                 eprintln!(
                     "revoked API key {id} (running servers may accept it for up to [http] api_key_cache_secs)"
                 );

@@ -210,7 +210,7 @@ where
     if v1 {
         let state = &shared.state;
         let value = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        match crate::auth::authenticate(state.store.as_ref(), &state.api_keys, value).await {
+        match state.api_keys.authenticate(value).await {
             Ok(key) => {
                 if let Some(scope) = required_scope(route)
                     && let Err(e) = key.require(scope)

@@ -10,9 +10,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tessera_core::{
-    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, NewEvent, RefreshFamily,
-    RefreshLookup, RevokeReason, SessionRecord, SessionStore, SigningKeyRecord, StoreResult, Timestamp,
-    TokenHash,
+    ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
+    NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, SessionRecord, SessionStore,
+    SigningKeyRecord, SigningKeyStore, StoreHealth, StoreResult, Timestamp, TokenHash,
 };
 
 pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
@@ -195,9 +195,10 @@ pub(crate) fn http_handles(route: &str, method: &'static str, status: u16) -> Ht
     handles
 }
 
-/// A [`SessionStore`] that times every call of the store it wraps in
+/// A store decorator that times every call of the store it wraps in
 /// `tessera_store_operation_duration_seconds{op}` and counts failures in
-/// `tessera_store_errors_total{op}`.
+/// `tessera_store_errors_total{op}`. It implements each capability its inner
+/// store has, so wrapping a complete store yields a complete store.
 #[derive(Debug)]
 pub struct InstrumentedStore<S> {
     inner: S,
@@ -298,10 +299,6 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
         .await
     }
 
-    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
-        timed("events", self.inner.events(query)).await
-    }
-
     async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
         timed("sweep", self.inner.sweep(now, batch)).await
     }
@@ -309,27 +306,10 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
     async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
         timed("count_active", self.inner.count_active(now)).await
     }
+}
 
-    async fn ping(&self) -> StoreResult<()> {
-        timed("ping", self.inner.ping()).await
-    }
-
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
-        timed("insert_api_key", self.inner.insert_api_key(key)).await
-    }
-
-    async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
-        timed("api_key_by_hash", self.inner.api_key_by_hash(hash)).await
-    }
-
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        timed("list_api_keys", self.inner.list_api_keys()).await
-    }
-
-    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        timed("revoke_api_key", self.inner.revoke_api_key(id, now)).await
-    }
-
+#[async_trait]
+impl<S: RefreshStore> RefreshStore for InstrumentedStore<S> {
     async fn create_refresh_family(
         &self,
         family: &RefreshFamily,
@@ -393,7 +373,29 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
     async fn refresh_families_of(&self, handle: &str) -> StoreResult<Vec<Arc<RefreshFamily>>> {
         timed("refresh_families_of", self.inner.refresh_families_of(handle)).await
     }
+}
 
+#[async_trait]
+impl<S: EventStore> EventStore for InstrumentedStore<S> {
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+        timed("events", self.inner.events(query)).await
+    }
+
+    async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
+        timed("events_cursor_since", self.inner.events_cursor_since(kind, since)).await
+    }
+
+    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
+        timed(
+            "delete_events_before",
+            self.inner.delete_events_before(cutoff, batch),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl<S: SigningKeyStore> SigningKeyStore for InstrumentedStore<S> {
     async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool> {
         timed(
             "insert_signing_key",
@@ -413,17 +415,31 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
     async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> StoreResult<bool> {
         timed("revoke_signing_key", self.inner.revoke_signing_key(kid, now)).await
     }
+}
 
-    async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
-        timed("events_cursor_since", self.inner.events_cursor_since(kind, since)).await
+#[async_trait]
+impl<S: ApiKeyStore> ApiKeyStore for InstrumentedStore<S> {
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        timed("insert_api_key", self.inner.insert_api_key(key)).await
     }
 
-    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
-        timed(
-            "delete_events_before",
-            self.inner.delete_events_before(cutoff, batch),
-        )
-        .await
+    async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
+        timed("api_key_by_hash", self.inner.api_key_by_hash(hash)).await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        timed("list_api_keys", self.inner.list_api_keys()).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        timed("revoke_api_key", self.inner.revoke_api_key(id, now)).await
+    }
+}
+
+#[async_trait]
+impl<S: StoreHealth> StoreHealth for InstrumentedStore<S> {
+    async fn ping(&self) -> StoreResult<()> {
+        timed("ping", self.inner.ping()).await
     }
 }
 
@@ -441,6 +457,19 @@ mod tests {
         let text = h.render();
         assert!(text.contains(STORE_DURATION), "{text}");
         assert!(text.contains("op=\"ping\""), "{text}");
+    }
+
+    /// The whole store contract through the decorator, so a capability
+    /// method it forwards wrongly (or leaves to a provided default) fails
+    /// here as it would on a bare store.
+    mod conformance {
+        use super::*;
+
+        async fn make_store() -> Arc<InstrumentedStore<MemoryStore>> {
+            Arc::new(InstrumentedStore::new(MemoryStore::new()))
+        }
+
+        tessera_conformance::conformance_suite!(make_store);
     }
 
     /// Forwarded under its own label: the provided method would have been

@@ -12,7 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use tessera_core::keys::{KeyError, KeyInfo};
 use tessera_core::{
-    Clock, KeyManager, OAuthError, Sealer, SessionStore, Sessions, Timestamp, TokenRequest, TokenService,
+    Clock, KeyManager, OAuthError, RefreshStore, Sealer, Sessions, SigningKeyStore, Timestamp, TokenRequest,
+    TokenService,
 };
 use tokio::sync::Notify;
 use zeroize::Zeroizing;
@@ -48,25 +49,35 @@ impl std::fmt::Debug for OAuth {
 }
 
 impl OAuth {
-    /// Builds the token service over `sessions`. `config` must have passed
-    /// [`Config::validate`] (the client registry and policies are checked
-    /// there); call [`start`] before issuing tokens.
+    /// Builds the token service over `sessions` and `families` (the same
+    /// store: see [`TokenService::new`]), with signing keys in `keys`.
+    /// `config` must have passed [`Config::validate`] (the client registry
+    /// and policies are checked there); call [`start`] before issuing
+    /// tokens.
     pub fn new(
         config: &Config,
         sessions: Sessions,
-        store: Arc<dyn SessionStore>,
+        families: Arc<dyn RefreshStore>,
+        keys: Arc<dyn SigningKeyStore>,
         clock: Arc<dyn Clock>,
         sealer: Sealer,
     ) -> Self {
         let sealer = Arc::new(sealer);
-        let keys = Arc::new(KeyManager::new(store, clock, sealer.clone(), config.key_policy()));
+        let keys = Arc::new(KeyManager::new(keys, clock, sealer.clone(), config.key_policy()));
         let clients = config.client_registry().unwrap_or_else(|e| {
             tracing::error!(error = %e, "invalid [[clients]]; only the built-in default client is available");
             tessera_core::ClientRegistry::new(Vec::new()).unwrap_or_else(|_| unreachable_registry())
         });
         let policy = config.token_policy();
         let issuer = policy.issuer.clone();
-        let tokens = TokenService::new(sessions, keys.clone(), Arc::new(clients), sealer, policy);
+        let tokens = TokenService::new(
+            sessions,
+            families,
+            keys.clone(),
+            Arc::new(clients),
+            sealer,
+            policy,
+        );
         OAuth {
             tokens,
             keys,
@@ -310,7 +321,7 @@ pub fn check_token_request(tokens: &TokenService, req: &TokenRequest) -> Result<
 // ------------------------------------------------------------------ CLI
 
 /// `tessera keys list [--json]`.
-pub async fn keys_list(config: &Config, store: Arc<dyn SessionStore>, json: bool) -> anyhow::Result<()> {
+pub async fn keys_list(config: &Config, store: Arc<dyn SigningKeyStore>, json: bool) -> anyhow::Result<()> {
     let keys = cli_key_manager(config, store)?;
     keys.reload().await.map_err(key_error)?;
     print_keys(&keys.list(), json)
@@ -320,7 +331,7 @@ pub async fn keys_list(config: &Config, store: Arc<dyn SessionStore>, json: bool
 /// (default `[keys] prepublish_secs`; 0 = at once, an emergency).
 pub async fn keys_rotate(
     config: &Config,
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn SigningKeyStore>,
     activate_in: Option<i64>,
 ) -> anyhow::Result<()> {
     let keys = cli_key_manager(config, store)?;
@@ -352,7 +363,7 @@ pub async fn keys_rotate(
 /// status 1.
 pub async fn keys_revoke(
     config: &Config,
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn SigningKeyStore>,
     kid: &str,
 ) -> anyhow::Result<std::process::ExitCode> {
     let keys = cli_key_manager(config, store)?;
@@ -379,7 +390,7 @@ pub async fn keys_revoke(
     }
 }
 
-fn cli_key_manager(config: &Config, store: Arc<dyn SessionStore>) -> anyhow::Result<KeyManager> {
+fn cli_key_manager(config: &Config, store: Arc<dyn SigningKeyStore>) -> anyhow::Result<KeyManager> {
     let sealer = load_sealer(config, false)?;
     Ok(KeyManager::new(
         store,

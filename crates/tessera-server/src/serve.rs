@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tessera_core::{ApiKeyScope, SecretToken, SessionStore, Sessions, Timestamp, TokenService};
+use tessera_core::{ApiKeyScope, EventLog, SecretToken, Sessions, Timestamp, TokenService};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::app;
-use crate::auth::new_api_key;
+use crate::auth::{ApiKeys, new_api_key};
 use crate::config::Config;
 use crate::listener::{ConnLimits, accept_loop};
 
@@ -44,7 +44,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(store = %store_url, "store opened");
     let sealer = crate::oauth::load_sealer(&config, true)?;
     let app = app::build_with_sealer(config.clone(), store, Arc::new(tessera_core::SystemClock), sealer);
-    bootstrap_api_key(&app.state.store, &config.data_dir, app.state.sessions.now()).await?;
+    bootstrap_api_key(&app.state.api_keys, &config.data_dir, app.state.sessions.now()).await?;
     crate::oauth::start(&app.state.oauth).await?;
 
     let listener = TcpListener::bind(config.listen)
@@ -56,6 +56,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let tasks = [
         tokio::spawn(sweeper(
             app.state.oauth.tokens.clone(),
+            app.state.events.clone(),
             Duration::from_secs(config.sweeper.interval_secs),
             config.sweeper.batch_size,
             EventRetention::of(&config),
@@ -103,11 +104,11 @@ pub const BOOTSTRAP_KEY_NAME: &str = "bootstrap";
 /// `admin` key but the bootstrap one (keys from before scopes existed are
 /// `admin`), so operators replace them with narrower keys.
 pub async fn bootstrap_api_key(
-    store: &Arc<dyn SessionStore>,
+    api_keys: &ApiKeys,
     data_dir: &Path,
     now: tessera_core::Timestamp,
 ) -> anyhow::Result<Option<PathBuf>> {
-    let keys = store.list_api_keys().await.context("cannot list API keys")?;
+    let keys = api_keys.list().await.context("cannot list API keys")?;
     if !keys.is_empty() {
         let admins: Vec<String> = keys
             .iter()
@@ -137,8 +138,8 @@ pub async fn bootstrap_api_key(
     // The file first: if the insert then fails, the next start retries with a
     // new key; the other order could store a key nobody knows.
     write_secret_file(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
-    store
-        .insert_api_key(&rec)
+    api_keys
+        .insert(&rec)
         .await
         .context("cannot store the bootstrap API key")?;
     tracing::info!(path = %path.display(), key_id = %rec.id, "created the bootstrap API key; it is in this file (mode 0600)");
@@ -208,7 +209,13 @@ impl EventRetention {
 /// window (at most every `interval`), so a successor stays in the store
 /// for at most about twice the grace window (SPEC §5). At grace 0 nothing
 /// new is sealed; the sweep's pass clears what an older version left.
-async fn sweeper(tokens: TokenService, interval: Duration, batch: u32, retention: EventRetention) {
+async fn sweeper(
+    tokens: TokenService,
+    events: EventLog,
+    interval: Duration,
+    batch: u32,
+    retention: EventRetention,
+) {
     let sessions = tokens.sessions().clone();
     let grace = u64::try_from(tokens.policy().reuse_grace_secs).unwrap_or(0);
     let clear_every = match grace {
@@ -230,7 +237,7 @@ async fn sweeper(tokens: TokenService, interval: Duration, batch: u32, retention
                     }
                     Err(e) => tracing::warn!(error = %e, "sweep failed"),
                 }
-                match sweep_events(&sessions, batch, retention).await {
+                match sweep_events(&events, sessions.now(), batch, retention).await {
                     Ok(0) => {}
                     Ok(n) => {
                         metrics::counter!(crate::metrics::EVENTS_DELETED).increment(n);
@@ -248,24 +255,18 @@ async fn sweeper(tokens: TokenService, interval: Duration, batch: u32, retention
     }
 }
 
-/// Deletes the events past retention in batches; returns how many went.
+/// Deletes the events past retention at `now` in batches; returns how
+/// many went.
 pub async fn sweep_events(
-    sessions: &Sessions,
+    events: &EventLog,
+    now: Timestamp,
     batch: u32,
     retention: EventRetention,
 ) -> tessera_core::StoreResult<u64> {
-    let Some(cutoff) = retention.cutoff(sessions.now()) else {
+    let Some(cutoff) = retention.cutoff(now) else {
         return Ok(0);
     };
-    let mut total = 0u64;
-    loop {
-        let n = sessions.store().delete_events_before(cutoff, batch).await?;
-        total += u64::from(n);
-        if n < batch {
-            return Ok(total);
-        }
-        tokio::task::yield_now().await;
-    }
+    events.delete_before(cutoff, batch).await
 }
 
 /// Refreshes `tessera_sessions_active` and the exporter's histograms.
@@ -274,7 +275,7 @@ async fn gauges(sessions: Sessions, handle: metrics_exporter_prometheus::Prometh
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match sessions.store().count_active(sessions.now()).await {
+        match sessions.count_active().await {
             // A gauge is an f64; counts beyond 2^53 are not a concern.
             #[allow(clippy::cast_precision_loss)]
             Ok(n) => metrics::gauge!(crate::metrics::SESSIONS_ACTIVE).set(n as f64),
@@ -315,22 +316,31 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_core::{CreateSession, ManualClock, MemoryStore, Sealer, TokenRequest};
+    use tessera_core::{
+        ApiKeyStore, Clock, CreateSession, EventStore, ManualClock, MemoryStore, RefreshStore, Sealer,
+        TokenRequest,
+    };
 
     /// The sweeper's first pass clears the sealed refresh successors whose
     /// grace window has passed (and only those).
     #[tokio::test]
     async fn the_sweeper_clears_sealed_successors_past_the_grace_window() {
         let clock = ManualClock::new(tessera_core::Timestamp::from_unix_secs(1_800_000_000));
-        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let store = Arc::new(MemoryStore::new());
         let config = Config {
             store: Some("memory://".into()),
             ..Config::default()
         };
         let sessions = Sessions::new(store.clone(), Arc::new(clock.clone()), config.policy());
         let sealer = Sealer::new(&Sealer::generate_key());
-        let oauth =
-            crate::oauth::OAuth::new(&config, sessions, store.clone(), Arc::new(clock.clone()), sealer);
+        let oauth = crate::oauth::OAuth::new(
+            &config,
+            sessions,
+            store.clone(),
+            store.clone(),
+            Arc::new(clock.clone()),
+            sealer,
+        );
         crate::oauth::start(&oauth).await.unwrap();
         let tokens = oauth.tokens.clone();
         let client = tokens.clients().get("default").unwrap().clone();
@@ -366,6 +376,7 @@ mod tests {
 
         let task = tokio::spawn(sweeper(
             tokens,
+            EventLog::new(store.clone()),
             Duration::from_secs(60),
             10,
             EventRetention::of(&config),
@@ -411,8 +422,9 @@ mod tests {
         use tessera_core::{CreateSession, EventKind, EventQuery, ManualClock, RevokeReason, SessionPolicy};
         let t0 = Timestamp::from_unix_secs(1_800_000_000);
         let clock = Arc::new(ManualClock::new(t0));
-        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let store = Arc::new(MemoryStore::new());
         let sessions = Sessions::new(store.clone(), clock.clone(), SessionPolicy::default());
+        let log = EventLog::new(store.clone());
         let login = |s: &'static str| CreateSession {
             subject: s.into(),
             auth: None,
@@ -451,31 +463,55 @@ mod tests {
 
         // Nothing is a day old yet at t0 + 1 day.
         clock.set(t0.plus_secs(DAY));
-        assert_eq!(sweep_events(&sessions, 3, retention(1, 300)).await.unwrap(), 0);
+        assert_eq!(
+            sweep_events(&log, clock.now(), 3, retention(1, 300))
+                .await
+                .unwrap(),
+            0
+        );
         // Four days on: the old logins go, in batches of 3; alice's
         // revocation is older than a day but with day-long access tokens
         // still inside its window, so it stays, and so does everything after it.
         clock.set(t0.plus_secs(4 * DAY));
-        assert_eq!(sweep_events(&sessions, 3, retention(1, DAY)).await.unwrap(), 8);
+        assert_eq!(
+            sweep_events(&log, clock.now(), 3, retention(1, DAY))
+                .await
+                .unwrap(),
+            8
+        );
         let left = events(None).await;
         assert_eq!(left.len(), 1, "{left:?}");
         assert_eq!(left[0].event.kind, EventKind::Revoked);
         // With 5-minute tokens it is past its window and goes too.
-        assert_eq!(sweep_events(&sessions, 3, retention(1, 300)).await.unwrap(), 1);
+        assert_eq!(
+            sweep_events(&log, clock.now(), 3, retention(1, 300))
+                .await
+                .unwrap(),
+            1
+        );
         assert!(events(None).await.is_empty());
         // Forever means forever.
         sessions.create(login("bob")).await.unwrap();
         clock.set(t0.plus_secs(400 * DAY));
-        assert_eq!(sweep_events(&sessions, 3, retention(0, 300)).await.unwrap(), 0);
+        assert_eq!(
+            sweep_events(&log, clock.now(), 3, retention(0, 300))
+                .await
+                .unwrap(),
+            0
+        );
         assert_eq!(events(None).await.len(), 1);
     }
 
     #[tokio::test]
     async fn bootstrap_key_is_written_once_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let store = Arc::new(MemoryStore::new());
+        let api_keys = ApiKeys::new(store.clone(), Duration::ZERO);
         let now = tessera_core::Timestamp::from_unix_secs(1);
-        let path = bootstrap_api_key(&store, dir.path(), now).await.unwrap().unwrap();
+        let path = bootstrap_api_key(&api_keys, dir.path(), now)
+            .await
+            .unwrap()
+            .unwrap();
         let key = std::fs::read_to_string(&path).unwrap();
         assert!(key.starts_with("tsk_") && key.ends_with('\n'), "{key:?}");
         let hash =
@@ -487,7 +523,7 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
-        assert_eq!(bootstrap_api_key(&store, dir.path(), now).await.unwrap(), None);
+        assert_eq!(bootstrap_api_key(&api_keys, dir.path(), now).await.unwrap(), None);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), key, "not rewritten");
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use tessera_core::store_url::{StoreUrl, StoreUrlError};
-use tessera_core::{MemoryStore, SessionStore};
+use tessera_core::{MemoryStore, Store};
 
 use crate::config::Config;
 use crate::metrics::InstrumentedStore;
@@ -21,7 +21,7 @@ pub enum OpenError {
 
 /// Opens the store `config` names, wrapped in [`InstrumentedStore`] so
 /// every call is timed. For `sqlite://` the file's directory is created.
-pub fn open_store(config: &Config) -> Result<Arc<dyn SessionStore>, OpenError> {
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenError> {
     let url = config.store_url();
     match parse(&url)? {
         StoreUrl::Memory => Ok(Arc::new(InstrumentedStore::new(MemoryStore::new()))),
@@ -39,7 +39,7 @@ pub fn parse(url: &str) -> Result<StoreUrl, StoreUrlError> {
 }
 
 #[cfg(feature = "sqlite")]
-fn open_sqlite(config: &Config, url: &str, path: PathBuf) -> Result<Arc<dyn SessionStore>, OpenError> {
+fn open_sqlite(config: &Config, url: &str, path: PathBuf) -> Result<Arc<dyn Store>, OpenError> {
     use crate::config::Synchronous;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
@@ -63,6 +63,6 @@ fn open_sqlite(config: &Config, url: &str, path: PathBuf) -> Result<Arc<dyn Sess
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn open_sqlite(_config: &Config, _url: &str, _path: PathBuf) -> Result<Arc<dyn SessionStore>, OpenError> {
+fn open_sqlite(_config: &Config, _url: &str, _path: PathBuf) -> Result<Arc<dyn Store>, OpenError> {
     Err(StoreUrlError::SqliteNotBuilt.into())
 }

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use serde_json::Map;
 use tessera_core::{
-    AuthInfo, CreateOptions, CreateSession, DeviceInfo, EventKind, NewEvent, RefreshFamily, Rotation,
-    SessionPolicy, SessionRecord, SessionStore, Sessions, SystemClock, Timestamp, TokenHash,
+    AuthInfo, CreateOptions, CreateSession, DeviceInfo, EventKind, NewEvent, RefreshFamily, RefreshStore,
+    Rotation, SessionPolicy, SessionRecord, SessionStore, Sessions, SystemClock, Timestamp, TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore};
 

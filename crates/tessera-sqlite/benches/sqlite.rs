@@ -12,7 +12,7 @@ use std::sync::Arc;
 use divan::Bencher;
 use divan::counter::ItemsCount;
 use tessera_core::{
-    CreateSession, EventKind, NewEvent, RefreshFamily, RevokeReason, Rotation, SessionPolicy, SessionStore,
+    CreateSession, EventKind, NewEvent, RefreshFamily, RefreshStore, RevokeReason, Rotation, SessionPolicy,
     Sessions, SystemClock, TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore, Synchronous};
@@ -24,6 +24,8 @@ fn main() {
 struct Env {
     // Dropped last: the store must close before its directory goes.
     sessions: Sessions,
+    /// The store under `sessions`, for the refresh-family benches.
+    store: Arc<SqliteStore>,
     rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
 }
@@ -50,8 +52,10 @@ fn env(sync: Synchronous, worker_threads: Option<usize>) -> Env {
             .build(),
     }
     .expect("runtime");
+    let store = Arc::new(store);
     Env {
-        sessions: Sessions::new(Arc::new(store), Arc::new(SystemClock), policy),
+        sessions: Sessions::new(store.clone(), Arc::new(SystemClock), policy),
+        store,
         rt,
         _dir: dir,
     }
@@ -214,7 +218,7 @@ fn refresh_hash(n: u64, generation: u64) -> TokenHash {
 #[divan::bench(sample_count = 30, sample_size = 5)]
 fn concurrent_rotations_64(bencher: Bencher) {
     let e = env(Synchronous::Normal, Some(2));
-    let store: Arc<dyn SessionStore> = Arc::clone(e.sessions.store());
+    let store: Arc<dyn RefreshStore> = e.store.clone();
     let families: Vec<(u64, tessera_core::SessionRecord)> = e.rt.block_on(async {
         let mut v = Vec::new();
         for n in 0..64u64 {

@@ -1,7 +1,8 @@
 //! `sqlite://` — Tessera's embedded, durable store.
 //!
-//! [`SqliteStore`] implements [`SessionStore`] on one SQLite file in WAL
-//! mode:
+//! [`SqliteStore`] implements every store capability of `tessera_core`
+//! ([`SessionStore`], [`RefreshStore`], [`EventStore`], [`SigningKeyStore`],
+//! [`ApiKeyStore`], [`StoreHealth`]) on one SQLite file in WAL mode:
 //!
 //! - **Writes** go through one connection owned by a dedicated thread
 //!   (`writer`), which batches whatever is queued into one transaction
@@ -41,9 +42,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tessera_core::{
-    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, NewEvent, RefreshFamily,
-    RefreshLookup, RevokeReason, Rotation, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
-    StoreResult, Timestamp, TokenHash,
+    ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
+    NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, Rotation, SessionRecord,
+    SessionStore, SigningKeyRecord, SigningKeyStore, StoreError, StoreHealth, StoreResult, Timestamp,
+    TokenHash,
 };
 
 use crate::codec::{FamilyRow, SessionRow};
@@ -82,7 +84,7 @@ impl Default for SqliteOptions {
     }
 }
 
-/// A [`SessionStore`] on a SQLite file. Dropping it finishes the queued
+/// A complete [`tessera_core::Store`] on a SQLite file. Dropping it finishes the queued
 /// writes, stops the writer thread and closes the file.
 pub struct SqliteStore {
     path: PathBuf,
@@ -224,26 +226,6 @@ impl SessionStore for SqliteStore {
             .await
     }
 
-    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
-        let query = query.clone();
-        self.readers.scan(move |c| ops::events(c, &query)).await
-    }
-
-    async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
-        self.readers
-            .with(move |c| ops::events_cursor_since(c, kind, since))
-            .await
-    }
-
-    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
-        if batch == 0 {
-            return Ok(0);
-        }
-        self.writer
-            .call(move |c| ops::delete_events_before(c, cutoff, batch))
-            .await
-    }
-
     async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
         if batch == 0 {
             return Ok(0);
@@ -266,40 +248,10 @@ impl SessionStore for SqliteStore {
     async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
         self.readers.scan(move |c| ops::count_active(c, now)).await
     }
+}
 
-    async fn ping(&self) -> StoreResult<()> {
-        if !self.writer.is_running() {
-            return Err(StoreError::Unavailable(
-                "the SQLite writer thread has stopped".into(),
-            ));
-        }
-        if !self.readers.is_running() {
-            return Err(StoreError::Unavailable(
-                "a SQLite reader thread has stopped".into(),
-            ));
-        }
-        self.readers.with(ops::ping).await
-    }
-
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
-        let key = key.clone();
-        self.writer.call(move |c| ops::insert_api_key(c, &key)).await
-    }
-
-    async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
-        let hash = *hash.as_bytes();
-        self.readers.with(move |c| ops::api_key_by_hash(c, &hash)).await
-    }
-
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        self.readers.with(ops::list_api_keys).await
-    }
-
-    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        let id = id.to_owned();
-        self.writer.call(move |c| ops::revoke_api_key(c, &id, now)).await
-    }
-
+#[async_trait]
+impl RefreshStore for SqliteStore {
     async fn create_refresh_family(
         &self,
         family: &RefreshFamily,
@@ -393,7 +345,33 @@ impl SessionStore for SqliteStore {
             .await?;
         Ok(all.into_iter().map(Arc::new).collect())
     }
+}
 
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+        let query = query.clone();
+        self.readers.scan(move |c| ops::events(c, &query)).await
+    }
+
+    async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
+        self.readers
+            .with(move |c| ops::events_cursor_since(c, kind, since))
+            .await
+    }
+
+    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
+        if batch == 0 {
+            return Ok(0);
+        }
+        self.writer
+            .call(move |c| ops::delete_events_before(c, cutoff, batch))
+            .await
+    }
+}
+
+#[async_trait]
+impl SigningKeyStore for SqliteStore {
     async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool> {
         let key = key.clone();
         let if_newest = if_newest.map(str::to_owned);
@@ -416,6 +394,45 @@ impl SessionStore for SqliteStore {
         self.writer
             .call(move |c| ops::revoke_signing_key(c, &kid, now))
             .await
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let key = key.clone();
+        self.writer.call(move |c| ops::insert_api_key(c, &key)).await
+    }
+
+    async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
+        let hash = *hash.as_bytes();
+        self.readers.with(move |c| ops::api_key_by_hash(c, &hash)).await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.readers.with(ops::list_api_keys).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.writer.call(move |c| ops::revoke_api_key(c, &id, now)).await
+    }
+}
+
+#[async_trait]
+impl StoreHealth for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        if !self.writer.is_running() {
+            return Err(StoreError::Unavailable(
+                "the SQLite writer thread has stopped".into(),
+            ));
+        }
+        if !self.readers.is_running() {
+            return Err(StoreError::Unavailable(
+                "a SQLite reader thread has stopped".into(),
+            ));
+        }
+        self.readers.with(ops::ping).await
     }
 }
 

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use serde_json::Map;
 use tessera_core::{
-    AuthInfo, CreateOptions, DeviceInfo, EventQuery, Rotation, SessionRecord, SessionStore, StoreError,
-    Timestamp, TokenHash,
+    ApiKeyStore, AuthInfo, CreateOptions, DeviceInfo, EventQuery, EventStore, RefreshStore, Rotation,
+    SessionRecord, SessionStore, StoreError, StoreHealth, Timestamp, TokenHash,
 };
 
 use super::*;

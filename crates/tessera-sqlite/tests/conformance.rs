@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use tessera_core::SessionStore;
 use tessera_sqlite::{SqliteOptions, SqliteStore};
 
-async fn make_store() -> Arc<dyn SessionStore> {
+async fn make_store() -> Arc<SqliteStore> {
     // Leaked so the directory outlives the store; each case's files are
     // removed with the OS temp dir, not when the test returns.
     let dir: &'static tempfile::TempDir = Box::leak(Box::new(tempfile::tempdir().expect("temp dir")));

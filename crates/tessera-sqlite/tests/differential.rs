@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use tessera_core::{
-    ApiKeyRecord, ApiKeyScope, AuthInfo, CreateOptions, DeviceInfo, EventKind, EventQuery, MemoryStore,
-    NewEvent, RefreshFamily, RefreshLookup, Revocation, RevokeReason, Rotation, SessionRecord, SessionStore,
-    SigningAlg, SigningKeyRecord, StoreError, Timestamp, TokenHash,
+    ApiKeyRecord, ApiKeyScope, ApiKeyStore, AuthInfo, CreateOptions, DeviceInfo, EventKind, EventQuery,
+    EventStore, MemoryStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, Revocation, RevokeReason,
+    Rotation, SessionRecord, SessionStore, SigningAlg, SigningKeyRecord, SigningKeyStore, StoreError,
+    Timestamp, TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore};
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, json};
 use tessera_core::{
-    ApiKeyRecord, ApiKeyScope, AuthInfo, CreateOptions, CreateOutcome, CreateSession, DeviceInfo, EventKind,
-    EventQuery, NewEvent, SessionPolicy, SessionRecord, SessionStore, Sessions, StoreError, SystemClock,
-    Timestamp, TokenHash,
+    ApiKeyRecord, ApiKeyScope, ApiKeyStore, AuthInfo, CreateOptions, CreateOutcome, CreateSession,
+    DeviceInfo, EventKind, EventQuery, EventStore, NewEvent, SessionPolicy, SessionRecord, SessionStore,
+    Sessions, StoreError, StoreHealth, SystemClock, Timestamp, TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 

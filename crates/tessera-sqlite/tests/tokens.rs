@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Map;
 use tessera_core::{
-    AuthInfo, Binding, CreateOptions, DeviceInfo, EventKind, EventQuery, NewEvent, RefreshFamily,
-    RevokeReason, Rotation, SessionRecord, SessionStore, SigningAlg, SigningKeyRecord, StoreError, Timestamp,
-    TokenHash,
+    AuthInfo, Binding, CreateOptions, DeviceInfo, EventKind, EventQuery, EventStore, NewEvent, RefreshFamily,
+    RefreshStore, RevokeReason, Rotation, SessionRecord, SessionStore, SigningAlg, SigningKeyRecord,
+    SigningKeyStore, StoreError, Timestamp, TokenHash,
 };
 use tessera_sqlite::{SqliteOptions, SqliteStore};
 
@@ -234,7 +234,7 @@ async fn token_service(
     let sessions = tessera_core::Sessions::new(store.clone(), clock.clone(), Default::default());
     let sealer = Arc::new(tessera_core::Sealer::new(&tessera_core::Sealer::generate_key()));
     let keys = Arc::new(tessera_core::KeyManager::new(
-        store,
+        store.clone(),
         clock,
         sealer.clone(),
         Default::default(),
@@ -243,6 +243,7 @@ async fn token_service(
     keys.reload().await.expect("reload");
     tessera_core::TokenService::new(
         sessions,
+        store,
         keys,
         Arc::new(tessera_core::ClientRegistry::new(Vec::new()).expect("registry")),
         sealer,

@@ -10,15 +10,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::SeqCst};
 
 use serde_json::json;
 use tessera_core::{
-    AuthInput, CreateOptions, CreateOutcome, CreateSession, Error, EventKind, EventQuery, RevokeReason,
-    SessionPolicy, SessionStore, StoreError,
+    AuthInput, CreateOptions, CreateOutcome, CreateSession, Error, EventKind, EventQuery, EventStore,
+    RevokeReason, SessionPolicy, SessionStore, StoreError,
 };
 use tokio::sync::Barrier;
 use tokio::task::{JoinSet, yield_now};
 
 use crate::support::*;
 
-pub async fn concurrent_50_verifies_and_1_revoke(store: Arc<dyn SessionStore>) {
+pub async fn concurrent_50_verifies_and_1_revoke<S: SessionStore + EventStore>(store: Arc<S>) {
     const VERIFIERS: usize = 50;
     const ROUNDS: usize = 40;
     // touch_interval 0: every verify also writes (touch), so the race is
@@ -122,7 +122,7 @@ pub async fn concurrent_50_verifies_and_1_revoke(store: Arc<dyn SessionStore>) {
     assert_eq!(revocations, 1, "exactly one revoked event");
 }
 
-pub async fn concurrent_2_elevations_exactly_one_wins(store: Arc<dyn SessionStore>) {
+pub async fn concurrent_2_elevations_exactly_one_wins<S: SessionStore + EventStore>(store: Arc<S>) {
     let h = Harness::new(store);
     for round in 0..20 {
         let s = h.login("alice").await;
@@ -177,7 +177,7 @@ pub async fn concurrent_2_elevations_exactly_one_wins(store: Arc<dyn SessionStor
     }
 }
 
-pub async fn concurrent_creates_respect_session_limit(store: Arc<dyn SessionStore>) {
+pub async fn concurrent_creates_respect_session_limit<S: SessionStore + EventStore>(store: Arc<S>) {
     const ALICE: usize = 20;
     const BOB: usize = 3;
     const MAX: usize = 5;
@@ -259,7 +259,7 @@ pub async fn concurrent_creates_respect_session_limit(store: Arc<dyn SessionStor
     );
 }
 
-pub async fn concurrent_patches_lose_no_update(store: Arc<dyn SessionStore>) {
+pub async fn concurrent_patches_lose_no_update<S: SessionStore + EventStore>(store: Arc<S>) {
     const WRITERS: usize = 24;
     let h = Harness::new(store);
     let s = h
@@ -304,7 +304,7 @@ pub async fn concurrent_patches_lose_no_update(store: Arc<dyn SessionStore>) {
     );
 }
 
-pub async fn concurrent_touch_and_revoke_never_resurrects(store: Arc<dyn SessionStore>) {
+pub async fn concurrent_touch_and_revoke_never_resurrects<S: SessionStore + EventStore>(store: Arc<S>) {
     const TOUCHERS: usize = 8;
     const PATCHERS: usize = 2;
     const ITER: usize = 30;
@@ -466,7 +466,7 @@ pub async fn concurrent_touch_and_revoke_never_resurrects(store: Arc<dyn Session
     }
 }
 
-pub async fn concurrent_2_logins_replace_previous_once(store: Arc<dyn SessionStore>) {
+pub async fn concurrent_2_logins_replace_previous_once<S: SessionStore + EventStore>(store: Arc<S>) {
     let h = Harness::new(store);
     for round in 0..10 {
         let pre = h
@@ -520,7 +520,7 @@ pub async fn concurrent_2_logins_replace_previous_once(store: Arc<dyn SessionSto
     }
 }
 
-pub async fn concurrent_duplicate_creates_exactly_one_wins(store: Arc<dyn SessionStore>) {
+pub async fn concurrent_duplicate_creates_exactly_one_wins<S: SessionStore + EventStore>(store: Arc<S>) {
     let s = &*store;
     for round in 0..20 {
         let (_, a) = session("alice", T0);

@@ -1,15 +1,19 @@
-//! The cases. Each is a `pub async fn(Arc<dyn SessionStore>)` that panics
-//! on a violation; [`conformance_suite!`](crate::conformance_suite) runs each
+//! The cases, one module per store capability and two cross-cutting ones.
+//! Each case is a `pub async fn<S: …>(Arc<S>)` bound by the capabilities it
+//! uses, that panics on a violation; the macros of the crate root run each
 //! as its own test on a fresh store.
+//!
+//! - [`sessions`], [`refresh`], [`signing_keys`], [`api_keys`], [`events`],
+//!   [`health`]: one capability's contract, straight against the store.
+//! - [`domain`]: the checklist's rules through the services.
+//! - [`concurrency`]: atomicity of the session services under real
+//!   parallelism.
 
-mod concurrency;
-mod domain;
-mod refresh;
-mod store;
-mod tokens;
-
-pub use concurrency::*;
-pub use domain::*;
-pub use refresh::*;
-pub use store::*;
-pub use tokens::*;
+pub mod api_keys;
+pub mod concurrency;
+pub mod domain;
+pub mod events;
+pub mod health;
+pub mod refresh;
+pub mod sessions;
+pub mod signing_keys;

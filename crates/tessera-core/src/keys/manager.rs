@@ -14,7 +14,7 @@ use super::schedule::{LoadedKey, Schedule, Snapshot, key_order};
 use super::{ActiveSigner, KeyError, KeyInfo, KeyPolicy, KeyState};
 use crate::model::SigningKeyRecord;
 use crate::seal::Sealer;
-use crate::store::SessionStore;
+use crate::store::SigningKeyStore;
 use crate::time::{Clock, Timestamp};
 
 /// Attempts of [`KeyManager::rotate`] against concurrent rotations.
@@ -22,7 +22,7 @@ const ROTATE_ATTEMPTS: usize = 5;
 
 /// Signing keys of one issuer over a shared store.
 pub struct KeyManager {
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn SigningKeyStore>,
     clock: Arc<dyn Clock>,
     sealer: Arc<Sealer>,
     policy: KeyPolicy,
@@ -44,7 +44,7 @@ impl KeyManager {
     /// (or [`reload`](Self::reload)) before signing. `policy` should have
     /// passed [`KeyPolicy::validate`].
     pub fn new(
-        store: Arc<dyn SessionStore>,
+        store: Arc<dyn SigningKeyStore>,
         clock: Arc<dyn Clock>,
         sealer: Arc<Sealer>,
         policy: KeyPolicy,

@@ -4,7 +4,7 @@ use crate::access::{AccessClaims, Audience, mint, new_jti};
 use crate::memory::MemoryStore;
 use crate::model::SigningAlg;
 use crate::seal::Sealer;
-use crate::store::SessionStore;
+use crate::store::SigningKeyStore;
 use crate::time::{Clock, ManualClock, SystemClock};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, RsaKeyPair};

@@ -1,17 +1,13 @@
 //! Many sessions at once: a subject's list and sign-out-everywhere, the
-//! revocation of everyone, the audit log, and the sweep of expired ones.
+//! revocation of everyone, the active count, and the sweep of expired ones.
 
 use std::sync::Arc;
 
 use super::Sessions;
 use super::validate::validate_subject;
 use crate::error::{Error, Result};
-use crate::model::{Event, RevokeReason, SessionRecord};
-use crate::store::EventQuery;
+use crate::model::{RevokeReason, SessionRecord};
 use crate::token::{self, SESSION_HANDLE_PREFIX};
-
-/// Largest page of `events`.
-pub const MAX_EVENTS_PAGE: u32 = 1000;
 
 impl Sessions {
     /// The subject's active sessions, newest first.
@@ -69,19 +65,9 @@ impl Sessions {
         }
     }
 
-    /// A page of the audit log.
-    pub async fn events(&self, mut q: EventQuery) -> Result<Vec<Event>> {
-        if let Some(s) = &q.subject {
-            validate_subject(s)?;
-        }
-        if q.limit == 0 || q.limit > MAX_EVENTS_PAGE {
-            return Err(Error::invalid(
-                "limit",
-                format!("must be between 1 and {MAX_EVENTS_PAGE}"),
-            ));
-        }
-        q.limit = q.limit.min(MAX_EVENTS_PAGE);
-        Ok(self.store.events(&q).await?)
+    /// How many sessions are active now.
+    pub async fn count_active(&self) -> Result<u64> {
+        Ok(self.store.count_active(self.clock.now()).await?)
     }
 
     /// Deletes expired sessions in batches of `batch`; returns how many went.
@@ -101,7 +87,7 @@ impl Sessions {
 
 /// Yields to the scheduler between sweep batches without depending on a
 /// particular runtime.
-async fn tokio_yield() {
+pub(crate) async fn tokio_yield() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {

@@ -11,7 +11,7 @@ use super::validate::{
 use super::{AuthInput, CreateSession, IssuedSession, Sessions};
 use crate::error::{Error, Result};
 use crate::model::{AuthInfo, EventKind, NewEvent, Revocation, RevokeReason, SessionRecord};
-use crate::store::{CreateOptions, CreateOutcome, StoreError, Touch};
+use crate::store::{CreateOptions, CreateOutcome, StoreError, StoreResult, Touch};
 use crate::time::Timestamp;
 use crate::token::{self, SESSION_HANDLE_PREFIX, SecretToken, TokenKind};
 
@@ -255,6 +255,13 @@ impl Sessions {
             return Err(Error::NotFound);
         }
         self.store.get(handle).await?.ok_or(Error::NotFound)
+    }
+
+    /// The session stored under this handle, revoked or expired included
+    /// (until swept): for callers that judge the record themselves, such as
+    /// the session an access token or a refresh family names.
+    pub async fn lookup(&self, handle: &str) -> StoreResult<Option<Arc<SessionRecord>>> {
+        self.store.get(handle).await
     }
 
     /// The active session with this handle (revoked or expired ones are not

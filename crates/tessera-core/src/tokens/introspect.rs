@@ -73,12 +73,11 @@ impl TokenService {
     /// and tokens of other clients, are a silent no-op.
     pub async fn revoke(&self, presented: &str, client: &Client) -> Result<(), OAuthError> {
         if let Ok(hash) = token::parse(TokenKind::Refresh, presented.as_bytes()) {
-            if let Some(l) = self.sessions.store().find_refresh(&hash).await?
+            if let Some(l) = self.families.find_refresh(&hash).await?
                 && l.family.client_id == client.client_id
             {
                 let now = self.sessions.now();
-                self.sessions
-                    .store()
+                self.families
                     .revoke_refresh_family(&l.family.id, RevokeReason::Revoked, now, &[])
                     .await?;
                 self.revoke_session(&l.family.handle).await?;
@@ -104,7 +103,7 @@ impl TokenService {
     pub async fn introspect(&self, presented: &str) -> Result<Introspection, OAuthError> {
         let now = self.sessions.now();
         if let Ok(hash) = token::parse(TokenKind::Refresh, presented.as_bytes()) {
-            let Some(l) = self.sessions.store().find_refresh(&hash).await? else {
+            let Some(l) = self.families.find_refresh(&hash).await? else {
                 return Ok(Introspection::Inactive);
             };
             if l.generation != l.family.generation || l.family.revoked.is_some() {
@@ -136,7 +135,7 @@ impl TokenService {
             return Ok(Introspection::Inactive);
         };
         // Revocation and expiry of the session count too (RV-11).
-        match self.sessions.store().get(&claims.sid).await? {
+        match self.sessions.lookup(&claims.sid).await? {
             Some(s) if s.is_active(now) => {}
             _ => return Ok(Introspection::Inactive),
         }

@@ -42,8 +42,7 @@ impl TokenService {
                 binding: None,
                 revoked: None,
             };
-            self.sessions
-                .store()
+            self.families
                 .create_refresh_family(&family, &token.hash(), &[])
                 .await?;
             Some(token)

@@ -28,7 +28,7 @@ impl TokenService {
         }
         let hash = token::parse(TokenKind::Refresh, presented.as_bytes())
             .map_err(|_| OAuthError::InvalidGrant("malformed refresh token"))?;
-        let store = self.sessions.store();
+        let store = &self.families;
         // The token's family and the family's session in one store call (one
         // snapshot, one round trip): every outcome below needs both.
         let (mut lookup, mut found) = store
@@ -158,7 +158,7 @@ impl TokenService {
     /// holds no refresh token but those rotated within the grace window.
     pub async fn clear_sealed_successors(&self, batch: u32) -> Result<u64, StoreError> {
         let batch = batch.max(1);
-        let store = self.sessions.store();
+        let store = &self.families;
         let mut total = 0u64;
         loop {
             let grace_ms = self.policy.reuse_grace_secs.saturating_mul(1000);
@@ -169,6 +169,20 @@ impl TokenService {
                 return Ok(total);
             }
         }
+    }
+
+    /// The client a refresh token was issued to, if it is one of ours
+    /// (consumed and revoked ones included, until swept): the token
+    /// endpoints authenticate the client a token names before anything else.
+    pub async fn refresh_token_client(&self, presented: &str) -> Result<Option<String>, StoreError> {
+        let Ok(hash) = token::parse(TokenKind::Refresh, presented.as_bytes()) else {
+            return Ok(None);
+        };
+        Ok(self
+            .families
+            .find_refresh(&hash)
+            .await?
+            .map(|l| l.family.client_id.clone()))
     }
 
     fn respond(
@@ -194,7 +208,7 @@ impl TokenService {
         &self,
         fam: &RefreshFamily,
     ) -> Result<Arc<SessionRecord>, OAuthError> {
-        let found = self.sessions.store().get(&fam.handle).await?;
+        let found = self.sessions.lookup(&fam.handle).await?;
         self.live_session(found, fam)
     }
 

@@ -7,7 +7,7 @@ use crate::memory::MemoryStore;
 use crate::model::{EventKind, NewEvent, RefreshFamily, RevokeReason, SessionRecord};
 use crate::policy::SessionPolicy;
 use crate::sessions::{AuthInput, CreateSession};
-use crate::store::{EventQuery, SessionStore, StoreError};
+use crate::store::{EventQuery, EventStore, RefreshStore, SessionStore, SigningKeyStore, StoreError};
 use crate::time::{Clock, ManualClock, Timestamp};
 use crate::token::TokenHash;
 
@@ -19,14 +19,16 @@ struct H {
     store: Arc<MemoryStore>,
 }
 
-/// A token service over `store`, with a signing key, reading `clock`.
+/// A token service over `store`, with a signing key kept in `keys`,
+/// reading `clock`.
 async fn service_on(
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn RefreshStore>,
+    keys: Arc<dyn SigningKeyStore>,
     clock: &ManualClock,
     clients: Vec<Client>,
     grace: i64,
 ) -> TokenService {
-    let svc = keyless_service_on(store, clock, clients, grace);
+    let svc = keyless_service_on(store, keys, clock, clients, grace);
     svc.keys().ensure_key().await.unwrap();
     svc.keys().reload().await.unwrap();
     svc
@@ -34,7 +36,8 @@ async fn service_on(
 
 /// [`service_on`] without any signing key: it cannot mint.
 fn keyless_service_on(
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn RefreshStore>,
+    keys: Arc<dyn SigningKeyStore>,
     clock: &ManualClock,
     clients: Vec<Client>,
     grace: i64,
@@ -43,7 +46,7 @@ fn keyless_service_on(
     let sessions = Sessions::new(store.clone(), clock_arc.clone(), SessionPolicy::default());
     let sealer = Arc::new(Sealer::new(&Sealer::generate_key()));
     let keys = Arc::new(KeyManager::new(
-        store,
+        keys,
         clock_arc,
         sealer.clone(),
         KeyPolicy::default(),
@@ -54,6 +57,7 @@ fn keyless_service_on(
     };
     TokenService::new(
         sessions,
+        store,
         keys,
         Arc::new(ClientRegistry::new(clients).unwrap()),
         sealer,
@@ -64,7 +68,7 @@ fn keyless_service_on(
 async fn setup_with(clients: Vec<Client>, grace: i64) -> H {
     let clock = ManualClock::new(T0);
     let store = Arc::new(MemoryStore::new());
-    let svc = service_on(store.clone(), &clock, clients, grace).await;
+    let svc = service_on(store.clone(), store.clone(), &clock, clients, grace).await;
     H { svc, clock, store }
 }
 
@@ -490,7 +494,7 @@ async fn rt_refresh_that_cannot_mint_leaves_the_family_unrotated_at_grace_0() {
     let rt1 = t.refresh_token.unwrap();
 
     // The same store and clock, but a key manager that holds no key.
-    let keyless = keyless_service_on(h.store.clone(), &h.clock, vec![], 0);
+    let keyless = keyless_service_on(h.store.clone(), h.store.clone(), &h.clock, vec![], 0);
     let e = keyless.refresh(rt1.expose(), &c, None).await.unwrap_err();
     assert_eq!(e.code(), "temporarily_unavailable");
     assert_eq!(events_of(&h, EventKind::Refreshed).await, 0, "nothing rotated");
@@ -517,7 +521,7 @@ async fn rt_refresh_that_cannot_mint_leaves_the_family_unrotated_at_grace_0() {
 async fn refresh_makes_no_store_call_after_the_rotation() {
     let clock = ManualClock::new(T0);
     let store = Arc::new(LoggedReads::default());
-    let svc = service_on(store.clone(), &clock, vec![], 0).await;
+    let svc = service_on(store.clone(), Arc::new(MemoryStore::new()), &clock, vec![], 0).await;
     let (s, t) = login_on(&svc, "").await;
     let c = svc.clients().get("default").unwrap().clone();
     // Past the touch throttle, so the refresh slides the idle window.
@@ -557,7 +561,8 @@ async fn refresh_inside_the_touch_throttle_does_not_slide() {
     assert_eq!(stored.idle_expires_at, s.session.idle_expires_at);
 }
 
-/// The memory store, logging which reads it was asked for; armed with
+/// The memory store's sessions and refresh families (all a refresh
+/// touches), logging which reads it was asked for; armed with
 /// `fail_after_rotation`, it fails every call made after a rotation.
 #[derive(Default)]
 struct LoggedReads {
@@ -643,10 +648,6 @@ impl SessionStore for LoggedReads {
         self.gate()?;
         self.inner.revoke_all_active(reason, now, batch).await
     }
-    async fn events(&self, q: &EventQuery) -> crate::store::StoreResult<Vec<crate::model::Event>> {
-        self.gate()?;
-        self.inner.events(q).await
-    }
     async fn sweep(&self, now: Timestamp, batch: u32) -> crate::store::StoreResult<u32> {
         self.gate()?;
         self.inner.sweep(now, batch).await
@@ -655,29 +656,10 @@ impl SessionStore for LoggedReads {
         self.gate()?;
         self.inner.count_active(now).await
     }
-    async fn ping(&self) -> crate::store::StoreResult<()> {
-        self.gate()?;
-        self.inner.ping().await
-    }
-    async fn insert_api_key(&self, key: &crate::model::ApiKeyRecord) -> crate::store::StoreResult<()> {
-        self.gate()?;
-        self.inner.insert_api_key(key).await
-    }
-    async fn api_key_by_hash(
-        &self,
-        hash: &TokenHash,
-    ) -> crate::store::StoreResult<Option<crate::model::ApiKeyRecord>> {
-        self.gate()?;
-        self.inner.api_key_by_hash(hash).await
-    }
-    async fn list_api_keys(&self) -> crate::store::StoreResult<Vec<crate::model::ApiKeyRecord>> {
-        self.gate()?;
-        self.inner.list_api_keys().await
-    }
-    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> crate::store::StoreResult<bool> {
-        self.gate()?;
-        self.inner.revoke_api_key(id, now).await
-    }
+}
+
+#[async_trait::async_trait]
+impl RefreshStore for LoggedReads {
     async fn create_refresh_family(
         &self,
         family: &RefreshFamily,
@@ -735,35 +717,6 @@ impl SessionStore for LoggedReads {
         self.gate()?;
         self.inner.refresh_families_of(handle).await
     }
-    async fn insert_signing_key(
-        &self,
-        key: &crate::model::SigningKeyRecord,
-        if_newest: Option<&str>,
-    ) -> crate::store::StoreResult<bool> {
-        self.gate()?;
-        self.inner.insert_signing_key(key, if_newest).await
-    }
-    async fn signing_keys(&self) -> crate::store::StoreResult<Vec<crate::model::SigningKeyRecord>> {
-        self.gate()?;
-        self.inner.signing_keys().await
-    }
-    async fn delete_signing_key(&self, kid: &str) -> crate::store::StoreResult<bool> {
-        self.gate()?;
-        self.inner.delete_signing_key(kid).await
-    }
-    async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> crate::store::StoreResult<bool> {
-        self.inner.revoke_signing_key(kid, now).await
-    }
-    async fn events_cursor_since(
-        &self,
-        kind: crate::model::EventKind,
-        since: Timestamp,
-    ) -> crate::store::StoreResult<u64> {
-        self.inner.events_cursor_since(kind, since).await
-    }
-    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> crate::store::StoreResult<u32> {
-        self.inner.delete_events_before(cutoff, batch).await
-    }
 }
 
 /// A refresh reads the store once before it writes: the token's family and
@@ -776,6 +729,7 @@ async fn refresh_reads_token_and_session_in_one_store_call() {
     let store = Arc::new(LoggedReads::default());
     let svc = service_on(
         store.clone(),
+        Arc::new(MemoryStore::new()),
         &clock,
         vec![],
         TokenPolicy::default().reuse_grace_secs,

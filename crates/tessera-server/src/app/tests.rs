@@ -10,8 +10,9 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use tessera_core::SystemClock;
 use tessera_core::{
-    ApiKeyRecord, CreateOptions, CreateOutcome, Event, EventQuery, ManualClock, MemoryStore, NewEvent,
-    RevokeReason, SessionRecord, SessionStore, StoreError, StoreResult, Timestamp, TokenHash,
+    ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventQuery, EventStore, ManualClock,
+    MemoryStore, NewEvent, RefreshStore, RevokeReason, SessionRecord, SessionStore, SigningKeyStore, Store,
+    StoreError, StoreHealth, StoreResult, Timestamp, TokenHash,
 };
 use tower::ServiceExt;
 
@@ -23,7 +24,7 @@ struct Harness {
     router: Router,
     key: String,
     clock: ManualClock,
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn Store>,
 }
 
 struct Resp {
@@ -56,11 +57,16 @@ fn test_config() -> Config {
 }
 
 async fn harness_with(config: Config) -> Harness {
-    let store: Arc<dyn SessionStore> = Arc::new(InstrumentedStore::new(MemoryStore::new()));
+    let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(MemoryStore::new()));
     let clock = ManualClock::new(Timestamp::from_unix_secs(1_800_000_000));
-    let (_, secret) = create_api_key(&store, "test", &[tessera_core::ApiKeyScope::Admin], clock.now())
-        .await
-        .unwrap();
+    let (_, secret) = create_api_key(
+        store.as_ref(),
+        "test",
+        &[tessera_core::ApiKeyScope::Admin],
+        clock.now(),
+    )
+    .await
+    .unwrap();
     let app = build_with_clock(config, store.clone(), Arc::new(clock.clone()));
     Harness {
         router: app.router,
@@ -488,7 +494,7 @@ async fn api_key_scopes_are_enforced_per_route() {
         vec![Events, Revocations],
         vec![],
     ] {
-        let (_, secret) = create_api_key(&h.store, "scoped", &scopes, h.clock.now())
+        let (_, secret) = create_api_key(h.store.as_ref(), "scoped", &scopes, h.clock.now())
             .await
             .unwrap();
         keys.push((scopes, secret.expose().to_owned()));
@@ -619,7 +625,7 @@ async fn introspection_with_an_api_key_needs_the_sessions_scope() {
     use tessera_core::ApiKeyScope::{Events, Revocations, Sessions};
     let h = harness().await;
     for (scopes, allowed) in [(vec![Sessions], true), (vec![Events, Revocations], false)] {
-        let (_, secret) = create_api_key(&h.store, "introspect", &scopes, h.clock.now())
+        let (_, secret) = create_api_key(h.store.as_ref(), "introspect", &scopes, h.clock.now())
             .await
             .unwrap();
         let r = h
@@ -901,7 +907,8 @@ async fn ops_endpoints() {
     );
 }
 
-/// A store that is always down.
+/// A store that is always down: every capability, since the application is
+/// built over a complete store.
 struct DownStore;
 
 fn down<T>() -> StoreResult<T> {
@@ -945,30 +952,16 @@ impl SessionStore for DownStore {
     async fn revoke_all_active(&self, _: RevokeReason, _: Timestamp, _: u32) -> StoreResult<u32> {
         down()
     }
-    async fn events(&self, _: &EventQuery) -> StoreResult<Vec<Event>> {
-        down()
-    }
     async fn sweep(&self, _: Timestamp, _: u32) -> StoreResult<u32> {
         down()
     }
     async fn count_active(&self, _: Timestamp) -> StoreResult<u64> {
         down()
     }
-    async fn ping(&self) -> StoreResult<()> {
-        down()
-    }
-    async fn insert_api_key(&self, _: &ApiKeyRecord) -> StoreResult<()> {
-        down()
-    }
-    async fn api_key_by_hash(&self, _: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
-        down()
-    }
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        down()
-    }
-    async fn revoke_api_key(&self, _: &str, _: Timestamp) -> StoreResult<bool> {
-        down()
-    }
+}
+
+#[async_trait]
+impl RefreshStore for DownStore {
     async fn create_refresh_family(
         &self,
         _: &tessera_core::RefreshFamily,
@@ -998,6 +991,23 @@ impl SessionStore for DownStore {
     async fn refresh_families_of(&self, _: &str) -> StoreResult<Vec<Arc<tessera_core::RefreshFamily>>> {
         down()
     }
+}
+
+#[async_trait]
+impl EventStore for DownStore {
+    async fn events(&self, _: &EventQuery) -> StoreResult<Vec<Event>> {
+        down()
+    }
+    async fn events_cursor_since(&self, _: tessera_core::EventKind, _: Timestamp) -> StoreResult<u64> {
+        down()
+    }
+    async fn delete_events_before(&self, _: Timestamp, _: u32) -> StoreResult<u32> {
+        down()
+    }
+}
+
+#[async_trait]
+impl SigningKeyStore for DownStore {
     async fn insert_signing_key(
         &self,
         _: &tessera_core::SigningKeyRecord,
@@ -1014,10 +1024,27 @@ impl SessionStore for DownStore {
     async fn revoke_signing_key(&self, _: &str, _: Timestamp) -> StoreResult<bool> {
         down()
     }
-    async fn events_cursor_since(&self, _: tessera_core::EventKind, _: Timestamp) -> StoreResult<u64> {
+}
+
+#[async_trait]
+impl ApiKeyStore for DownStore {
+    async fn insert_api_key(&self, _: &ApiKeyRecord) -> StoreResult<()> {
         down()
     }
-    async fn delete_events_before(&self, _: Timestamp, _: u32) -> StoreResult<u32> {
+    async fn api_key_by_hash(&self, _: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
+        down()
+    }
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        down()
+    }
+    async fn revoke_api_key(&self, _: &str, _: Timestamp) -> StoreResult<bool> {
+        down()
+    }
+}
+
+#[async_trait]
+impl StoreHealth for DownStore {
+    async fn ping(&self) -> StoreResult<()> {
         down()
     }
 }

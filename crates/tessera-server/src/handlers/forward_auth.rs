@@ -279,8 +279,8 @@ async fn verify_access_token(
         return Err(Refusal::InvalidToken("the access token is not for this audience"));
     }
     let session = state
-        .store
-        .get(&claims.sid)
+        .sessions
+        .lookup(&claims.sid)
         .await
         .map_err(|e| Refusal::Api(ApiError::from(e), "error"))?;
     match session {
@@ -636,7 +636,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use serde_json::Value;
-    use tessera_core::{AuthInput, CreateSession, ManualClock, MemoryStore, SessionStore, Timestamp};
+    use tessera_core::{AuthInput, CreateSession, ManualClock, MemoryStore, Store, Timestamp};
     use tower::ServiceExt;
 
     use super::*;
@@ -693,7 +693,7 @@ mod tests {
     }
 
     fn harness_with(config: Config) -> H {
-        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let clock = ManualClock::new(Timestamp::from_unix_secs(1_800_000_000));
         let app = build_with_clock(config, store, Arc::new(clock.clone()));
         H {
@@ -1104,7 +1104,7 @@ mod tests {
         // A refused request does not slide the idle expiry (it writes nothing).
         let handle = h.state.sessions.verify(&tok).await.unwrap().handle.clone();
         let stored = |h: &H| {
-            let store = h.state.store.clone();
+            let store = h.state.sessions.store().clone();
             let handle = handle.clone();
             async move { store.get(&handle).await.unwrap().unwrap() }
         };
@@ -1492,8 +1492,8 @@ mod tests {
             assert!(h.is_live(&other).await, "logout ended another session");
             let events = h
                 .state
-                .sessions
-                .events(tessera_core::EventQuery {
+                .events
+                .page(tessera_core::EventQuery {
                     subject: Some("u".into()),
                     handle: None,
                     kind: None,

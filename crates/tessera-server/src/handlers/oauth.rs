@@ -179,14 +179,7 @@ fn implied_client<'r>(registry: &'r ClientRegistry, client_id: &str) -> Result<&
 
 /// The client a refresh token was issued to, if it is one we know.
 async fn refresh_token_client(state: &AppState, presented: &str) -> Result<Option<String>, OAuthFailure> {
-    let Ok(hash) = token::parse(TokenKind::Refresh, presented.as_bytes()) else {
-        return Ok(None);
-    };
-    Ok(state
-        .store
-        .find_refresh(&hash)
-        .await?
-        .map(|l| l.family.client_id.clone()))
+    Ok(state.oauth.tokens.refresh_token_client(presented).await?)
 }
 
 /// The client any of our tokens (refresh or access) was issued to.
@@ -325,7 +318,7 @@ async fn introspect_inner(state: &AppState, req: Request) -> Result<Response, OA
     let registry = state.oauth.tokens.clients();
     let caller = match authorization(&headers) {
         Authorization::Bearer(value) => {
-            match crate::auth::authenticate(state.store.as_ref(), &state.api_keys, Some(value)).await {
+            match state.api_keys.authenticate(Some(value)).await {
                 // Introspection reveals who a token's session belongs to:
                 // the `sessions` scope, like reading a session by handle.
                 Ok(key) if key.allows(ApiKeyScope::Sessions) => Caller::Backend,

@@ -16,7 +16,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// The store answers.
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    state.store.ping().await?;
+    state.health.ping().await?;
     Ok(Json(json!({ "status": "ready" })))
 }
 

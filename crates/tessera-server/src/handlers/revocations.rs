@@ -15,7 +15,7 @@
 //! - Without `after`: the first page of the **snapshot**, the revocations
 //!   whose `until` is still ahead. It starts at the first revocation of that
 //!   window, which the store finds from an index
-//!   ([`SessionStore::events_cursor_since`](tessera_core::SessionStore)), so
+//!   ([`EventStore::events_cursor_since`](tessera_core::EventStore)), so
 //!   neither older events nor the rest of the log are read.
 //! - With `after`: revocations after that event id; `next` is the last
 //!   event id looked at, so entries whose `until` has passed are skipped
@@ -50,6 +50,8 @@ pub const MAX_WAIT_SECS: u64 = 30;
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Events read per store call, and the most revocations in one answer.
 pub const PAGE: u32 = 1000;
+// The feed reads through the audit log's pages, which refuse larger ones.
+const _: () = assert!(PAGE <= tessera_core::events::MAX_EVENTS_PAGE);
 /// Pages one follow-up request scans before answering, so a long run of
 /// expired revocations cannot hold a request.
 const MAX_PAGES: usize = 16;
@@ -111,8 +113,8 @@ pub async fn feed(
                 .now()
                 .plus_secs(-state.oauth.revocation_window_secs());
             let start = state
-                .store
-                .events_cursor_since(EventKind::Revoked, window_start)
+                .events
+                .cursor_since(EventKind::Revoked, window_start)
                 .await?;
             scan(&state, start, MAX_PAGES).await?
         }
@@ -140,8 +142,8 @@ async fn scan(
     let mut pages = 0usize;
     loop {
         let page = state
-            .store
-            .events(&EventQuery {
+            .events
+            .page(EventQuery {
                 kind: Some(EventKind::Revoked),
                 after: cursor,
                 limit: PAGE,

@@ -346,7 +346,7 @@ pub async fn events(
         Some(l) => l.parse::<u32>().map_err(|_| {
             ApiError::validation(format!(
                 "limit: must be an integer between 1 and {}",
-                tessera_core::sessions::MAX_EVENTS_PAGE
+                tessera_core::events::MAX_EVENTS_PAGE
             ))
         })?,
         None => EVENTS_DEFAULT_LIMIT,
@@ -359,8 +359,8 @@ pub async fn events(
         None => None,
     };
     let events = state
-        .sessions
-        .events(EventQuery {
+        .events
+        .page(EventQuery {
             subject: nonempty(q.subject),
             handle: nonempty(q.handle),
             kind,

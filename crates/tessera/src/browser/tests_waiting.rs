@@ -10,17 +10,18 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
-use tessera_core::store::{CreateOptions, CreateOutcome, EventQuery, SessionStore, StoreResult};
+use tessera_core::store::{CreateOptions, CreateOutcome, SessionStore, StoreResult};
 use tessera_core::token::TokenHash;
 use tessera_core::{
-    ApiKeyRecord, AuthInput, DeviceInput, Event, MemoryStore, NewEvent, RefreshFamily, RefreshLookup,
-    RevokeReason, SessionPolicy, SessionRecord, Sessions, SigningKeyRecord, SystemClock, Timestamp,
+    AuthInput, DeviceInput, MemoryStore, NewEvent, RevokeReason, SessionPolicy, SessionRecord, Sessions,
+    SystemClock, Timestamp,
 };
 use tower::ServiceExt;
 
 use super::*;
 
-/// The memory store, but every session lookup yields to the runtime first.
+/// The memory store's sessions (all the layer uses), but every session
+/// lookup yields to the runtime first.
 #[derive(Default)]
 struct Waiting(MemoryStore);
 
@@ -62,76 +63,11 @@ impl SessionStore for Waiting {
     async fn revoke_all_active(&self, reason: RevokeReason, now: Timestamp, batch: u32) -> StoreResult<u32> {
         self.0.revoke_all_active(reason, now, batch).await
     }
-    async fn events(&self, q: &EventQuery) -> StoreResult<Vec<Event>> {
-        self.0.events(q).await
-    }
     async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
         self.0.sweep(now, batch).await
     }
     async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
         self.0.count_active(now).await
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        self.0.ping().await
-    }
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
-        self.0.insert_api_key(key).await
-    }
-    async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
-        self.0.api_key_by_hash(hash).await
-    }
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        self.0.list_api_keys().await
-    }
-    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        self.0.revoke_api_key(id, now).await
-    }
-    async fn create_refresh_family(
-        &self,
-        f: &RefreshFamily,
-        first: &TokenHash,
-        e: &[NewEvent],
-    ) -> StoreResult<()> {
-        self.0.create_refresh_family(f, first, e).await
-    }
-    async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
-        self.0.find_refresh(hash).await
-    }
-    async fn rotate_refresh(&self, r: &tessera_core::Rotation<'_>, e: &[NewEvent]) -> StoreResult<bool> {
-        self.0.rotate_refresh(r, e).await
-    }
-    async fn clear_sealed_successors(&self, before: Timestamp, batch: u32) -> StoreResult<u32> {
-        self.0.clear_sealed_successors(before, batch).await
-    }
-    async fn revoke_refresh_family(
-        &self,
-        family_id: &str,
-        reason: RevokeReason,
-        now: Timestamp,
-        e: &[NewEvent],
-    ) -> StoreResult<bool> {
-        self.0.revoke_refresh_family(family_id, reason, now, e).await
-    }
-    async fn refresh_families_of(&self, handle: &str) -> StoreResult<Vec<Arc<RefreshFamily>>> {
-        self.0.refresh_families_of(handle).await
-    }
-    async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool> {
-        self.0.insert_signing_key(key, if_newest).await
-    }
-    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        self.0.signing_keys().await
-    }
-    async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool> {
-        self.0.delete_signing_key(kid).await
-    }
-    async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> StoreResult<bool> {
-        self.0.revoke_signing_key(kid, now).await
-    }
-    async fn events_cursor_since(&self, kind: tessera_core::EventKind, since: Timestamp) -> StoreResult<u64> {
-        self.0.events_cursor_since(kind, since).await
-    }
-    async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
-        self.0.delete_events_before(cutoff, batch).await
     }
 }
 

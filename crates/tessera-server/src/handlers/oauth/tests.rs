@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine;
 use serde_json::{Value, json};
-use tessera_core::{Clock, ManualClock, MemoryStore, SessionStore, Timestamp, TokenHash};
+use tessera_core::{Clock, ManualClock, MemoryStore, Store, Timestamp, TokenHash};
 use tower::ServiceExt;
 
 use crate::app::{AppState, build_with_clock};
@@ -89,11 +89,16 @@ fn test_config() -> Config {
 }
 
 async fn harness_with(config: Config) -> H {
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(Timestamp::from_unix_secs(1_800_000_000));
-    let (_, secret) = create_api_key(&store, "test", &[tessera_core::ApiKeyScope::Admin], clock.now())
-        .await
-        .unwrap();
+    let (_, secret) = create_api_key(
+        store.as_ref(),
+        "test",
+        &[tessera_core::ApiKeyScope::Admin],
+        clock.now(),
+    )
+    .await
+    .unwrap();
     let app = build_with_clock(config, store, Arc::new(clock.clone()));
     crate::oauth::start(&app.state.oauth).await.unwrap();
     H {
@@ -882,7 +887,11 @@ async fn feed_snapshot_is_paged_from_the_revocation_window() {
         max_sessions_per_subject: None,
         ..tessera_core::SessionPolicy::default()
     };
-    let sessions = tessera_core::Sessions::new(h.state.store.clone(), Arc::new(h.clock.clone()), policy);
+    let sessions = tessera_core::Sessions::new(
+        h.state.sessions.store().clone(),
+        Arc::new(h.clock.clone()),
+        policy,
+    );
     // Revoked long ago: outside the window.
     for _ in 0..1200 {
         sessions.create(login()).await.unwrap();

@@ -1,13 +1,13 @@
-//! Refresh-token rotation through the domain layer (`TokenService`) on the
-//! store under test: the rotation race, the grace window and reuse
-//! detection of SPEC §1 must hold on every backend.
+//! Refresh-token rotation through the token service: the rotation race, the
+//! grace window and reuse detection of SPEC §1 must hold on every backend.
+//! The service signs its access tokens with keys from the same store.
 
 use std::sync::Arc;
 
 use tessera_core::tokens::TokenService;
 use tessera_core::{
-    Client, ClientRegistry, EventKind, EventQuery, KeyManager, KeyPolicy, RevokeReason, Sealer, SecretToken,
-    SessionStore, TokenPolicy, TokenRequest,
+    Client, ClientRegistry, EventKind, EventQuery, EventStore, KeyManager, KeyPolicy, RefreshStore,
+    RevokeReason, Sealer, SecretToken, SigningKeyStore, TokenPolicy, TokenRequest,
 };
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
@@ -16,7 +16,10 @@ use crate::support::*;
 
 const RACERS: usize = 16;
 
-async fn token_service(h: &Harness, grace_secs: i64) -> TokenService {
+async fn token_service<S: RefreshStore + SigningKeyStore + EventStore>(
+    h: &Harness<S>,
+    grace_secs: i64,
+) -> TokenService {
     let sealer = Arc::new(Sealer::new(&Sealer::generate_key()));
     let keys = Arc::new(KeyManager::new(
         h.store.clone(),
@@ -28,6 +31,7 @@ async fn token_service(h: &Harness, grace_secs: i64) -> TokenService {
     keys.reload().await.expect("reload");
     TokenService::new(
         h.sessions.clone(),
+        h.store.clone(),
         keys,
         Arc::new(ClientRegistry::new(Vec::new()).expect("registry")),
         sealer,
@@ -56,7 +60,7 @@ async fn rotate(svc: &TokenService, client: &Client, rt: &SecretToken, what: &st
         .expect("successor")
 }
 
-async fn count(store: &dyn SessionStore, handle: &str, kind: EventKind) -> usize {
+async fn count(store: &dyn EventStore, handle: &str, kind: EventKind) -> usize {
     events_matching(
         store,
         EventQuery {
@@ -72,7 +76,11 @@ async fn count(store: &dyn SessionStore, handle: &str, kind: EventKind) -> usize
 /// N concurrent refreshes with the same token inside the grace window:
 /// exactly one rotation (one new family member), and every caller gets that
 /// same successor.
-pub async fn rt_11_concurrent_refreshes_rotate_once_and_share_the_successor(store: Arc<dyn SessionStore>) {
+pub async fn rt_11_concurrent_refreshes_rotate_once_and_share_the_successor<
+    S: RefreshStore + SigningKeyStore + EventStore,
+>(
+    store: Arc<S>,
+) {
     let h = Harness::new(store);
     let svc = token_service(&h, 10).await;
     let client = svc.clients().get("default").expect("default client").clone();
@@ -127,7 +135,9 @@ pub async fn rt_11_concurrent_refreshes_rotate_once_and_share_the_successor(stor
 
 /// With the grace window disabled (strict rotation), exactly one of the
 /// concurrent callers gets a token.
-pub async fn rt_11_strict_rotation_exactly_one_success(store: Arc<dyn SessionStore>) {
+pub async fn rt_11_strict_rotation_exactly_one_success<S: RefreshStore + SigningKeyStore + EventStore>(
+    store: Arc<S>,
+) {
     let h = Harness::new(store);
     let svc = token_service(&h, 0).await;
     let client = svc.clients().get("default").expect("default client").clone();
@@ -155,7 +165,9 @@ pub async fn rt_11_strict_rotation_exactly_one_success(store: Arc<dyn SessionSto
 
 /// A consumed token presented after the grace window is theft: the session
 /// and its family end, and `refresh_token_reuse` is recorded.
-pub async fn rt_02_reuse_after_grace_revokes_the_session(store: Arc<dyn SessionStore>) {
+pub async fn rt_02_reuse_after_grace_revokes_the_session<S: RefreshStore + SigningKeyStore + EventStore>(
+    store: Arc<S>,
+) {
     let h = Harness::new(store);
     let svc = token_service(&h, 10).await;
     let client = svc.clients().get("default").expect("default client").clone();
@@ -186,7 +198,7 @@ pub async fn rt_02_reuse_after_grace_revokes_the_session(store: Arc<dyn SessionS
 }
 
 /// The family's stored record, as the store decodes it.
-async fn sealed_of(store: &dyn SessionStore, handle: &str) -> Vec<Option<Vec<u8>>> {
+async fn sealed_of(store: &dyn RefreshStore, handle: &str) -> Vec<Option<Vec<u8>>> {
     store
         .refresh_families_of(handle)
         .await
@@ -200,7 +212,11 @@ async fn sealed_of(store: &dyn SessionStore, handle: &str) -> Vec<Option<Vec<u8>
 /// it a retry gets the same successor, even after a clearing pass; once the
 /// window has passed the clearing step removes it from the store, and a
 /// later retry is reuse.
-pub async fn rt_sealed_successor_kept_only_for_the_grace_window(store: Arc<dyn SessionStore>) {
+pub async fn rt_sealed_successor_kept_only_for_the_grace_window<
+    S: RefreshStore + SigningKeyStore + EventStore,
+>(
+    store: Arc<S>,
+) {
     let h = Harness::new(store);
     let svc = token_service(&h, 10).await;
     let client = svc.clients().get("default").expect("default client").clone();
@@ -231,7 +247,9 @@ pub async fn rt_sealed_successor_kept_only_for_the_grace_window(store: Arc<dyn S
 }
 
 /// With grace 0 no rotation ever stores a sealed successor.
-pub async fn rt_grace_0_never_stores_a_sealed_successor(store: Arc<dyn SessionStore>) {
+pub async fn rt_grace_0_never_stores_a_sealed_successor<S: RefreshStore + SigningKeyStore + EventStore>(
+    store: Arc<S>,
+) {
     let h = Harness::new(store);
     let svc = token_service(&h, 0).await;
     let client = svc.clients().get("default").expect("default client").clone();
