@@ -28,7 +28,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use divan::Bencher;
-use tessera_core::{CreateSession, MemoryStore, SessionStore};
+use tessera_core::{CreateSession, MemoryStore, Store};
 use tessera_server::app::{AppState, build_with_store, routes_without_edge, service};
 use tessera_server::{Config, logging};
 use tower::util::BoxCloneSyncService;
@@ -59,7 +59,7 @@ fn fixture() -> &'static Fixture {
             .enable_all()
             .build()
             .expect("runtime");
-        let store: Arc<dyn SessionStore> =
+        let store: Arc<dyn Store> =
             Arc::new(tessera_server::metrics::InstrumentedStore::new(MemoryStore::new()));
         let config = Config {
             store: Some("memory://".into()),
