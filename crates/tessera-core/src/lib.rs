@@ -17,7 +17,6 @@
 
 pub mod access;
 pub mod clients;
-pub mod cookie_header;
 pub mod error;
 pub mod keys;
 pub mod memory;
@@ -37,8 +36,8 @@ pub use error::{Error, Result};
 pub use keys::{KeyManager, KeyPolicy};
 pub use memory::MemoryStore;
 pub use model::{
-    ApiKeyRecord, ApiKeyScope, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, PublicSession,
-    RefreshFamily, RefreshLookup, Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord,
+    ApiKeyRecord, ApiKeyScope, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, RefreshFamily,
+    RefreshLookup, Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord,
 };
 pub use policy::SessionPolicy;
 pub use seal::Sealer;
