@@ -25,11 +25,8 @@ pub enum SessionValue<'h> {
     /// One value that cannot be a token of ours (empty, longer than
     /// [`MAX_VALUE_LEN`], not UTF-8): `session_invalid` without a lookup.
     Invalid,
-    /// Several different values. A browser holds two cookies of one name
-    /// only when one was set for another path or a parent domain: a sibling
-    /// site may have planted it (cookie tossing). Which one is the user's
-    /// cannot be told, so the request has no session; taking the first that
-    /// verifies would let the planted one win.
+    /// Several different values: the request has no session
+    /// ([`SessionCookie::Conflicting`] says why).
     Conflicting,
 }
 

@@ -1,5 +1,7 @@
-//! The string-valued settings (`log_format`, `[sqlite] synchronous`): each parses from, and prints as, its name. The
-//! `string_enum!` macro that makes them is also used by `tokens.rs`.
+//! The string-valued settings (`log_format`, `[sqlite] synchronous`): each
+//! parses from, and prints as, its name. The `string_enum!` macro that makes
+//! them is also used by `tokens.rs`. (`[cookie] same_site` is
+//! `tessera_http::cookies::SameSite`, shared with the library.)
 
 use std::fmt;
 use std::str::FromStr;
