@@ -1,4 +1,4 @@
-//! `tessera_core::cookie_header` on arbitrary `Cookie` header bytes.
+//! `tessera_http::cookies::header` on arbitrary `Cookie` header bytes.
 //!
 //! The input is split at NUL bytes into several header values (HTTP/2 may
 //! send one `Cookie` header per cookie); the session cookie's name is `n`.
@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tessera_core::cookie_header::{SessionCookie, distinct_values, pairs, session_cookie, values};
+use tessera_http::cookies::header::{SessionCookie, distinct_values, pairs, session_cookie, values};
 
 const NAME: &[u8] = b"n";
 

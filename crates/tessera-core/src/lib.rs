@@ -19,7 +19,6 @@
 
 pub mod access;
 pub mod clients;
-pub mod cookie_header;
 pub mod error;
 pub mod events;
 pub mod keys;
@@ -41,8 +40,8 @@ pub use events::EventLog;
 pub use keys::{KeyManager, KeyPolicy};
 pub use memory::MemoryStore;
 pub use model::{
-    ApiKeyRecord, ApiKeyScope, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, PublicSession,
-    RefreshFamily, RefreshLookup, Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord,
+    ApiKeyRecord, ApiKeyScope, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, RefreshFamily,
+    RefreshLookup, Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord,
 };
 pub use policy::SessionPolicy;
 pub use seal::Sealer;

@@ -49,28 +49,6 @@ impl SessionRecord {
     pub fn is_active(&self, now: Timestamp) -> bool {
         self.revoked.is_none() && !self.is_expired(now)
     }
-
-    /// The public view of SPEC §4.1. It has no field for the token or its hash.
-    pub fn public_view(&self) -> PublicSession<'_> {
-        PublicSession {
-            handle: &self.handle,
-            subject: &self.subject,
-            created_at: self.created_at,
-            last_seen_at: self.last_seen_at,
-            idle_expires_at: self.idle_expires_at,
-            absolute_expires_at: self.absolute_expires_at,
-            auth: &self.auth,
-            device: PublicDevice {
-                user_agent: self.device.user_agent.as_deref(),
-                ip: self.device.ip.as_deref(),
-                label: &self.device.label,
-                first_seen_at: self.created_at,
-                last_seen_at: self.last_seen_at,
-            },
-            binding: self.binding.as_ref(),
-            data: &self.data,
-        }
-    }
 }
 
 /// How and when the subject last authenticated.
@@ -431,117 +409,6 @@ pub struct SigningKeyRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
-/// The public JSON view of a session (SPEC §4.1).
-#[derive(Debug, Serialize)]
-pub struct PublicSession<'a> {
-    pub handle: &'a str,
-    pub subject: &'a str,
-    pub created_at: Timestamp,
-    pub last_seen_at: Timestamp,
-    pub idle_expires_at: Timestamp,
-    pub absolute_expires_at: Timestamp,
-    pub auth: &'a AuthInfo,
-    pub device: PublicDevice<'a>,
-    pub binding: Option<&'a Binding>,
-    pub data: &'a Map<String, Value>,
-}
-
-impl PublicSession<'_> {
-    /// Appends the view as JSON to `out`: byte for byte what its `Serialize`
-    /// gives (a test checks that), written directly. It is the body of every
-    /// verify answer, and through serde the field names and the seven
-    /// timestamps went through string escaping that they never need — a
-    /// fifth of the service's CPU for a verify.
-    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        out.extend_from_slice(b"{\"handle\":");
-        json_str(out, self.handle)?;
-        out.extend_from_slice(b",\"subject\":");
-        json_str(out, self.subject)?;
-        out.extend_from_slice(b",\"created_at\":");
-        json_time(out, self.created_at)?;
-        out.extend_from_slice(b",\"last_seen_at\":");
-        json_time(out, self.last_seen_at)?;
-        out.extend_from_slice(b",\"idle_expires_at\":");
-        json_time(out, self.idle_expires_at)?;
-        out.extend_from_slice(b",\"absolute_expires_at\":");
-        json_time(out, self.absolute_expires_at)?;
-        out.extend_from_slice(b",\"auth\":{\"level\":");
-        json_u8(out, self.auth.level);
-        out.extend_from_slice(b",\"methods\":[");
-        for (i, m) in self.auth.methods.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            json_str(out, m)?;
-        }
-        out.extend_from_slice(b"],\"time\":");
-        json_time(out, self.auth.time)?;
-        out.extend_from_slice(b"},\"device\":{\"user_agent\":");
-        json_opt_str(out, self.device.user_agent)?;
-        out.extend_from_slice(b",\"ip\":");
-        json_opt_str(out, self.device.ip)?;
-        out.extend_from_slice(b",\"label\":");
-        json_str(out, self.device.label)?;
-        out.extend_from_slice(b",\"first_seen_at\":");
-        json_time(out, self.device.first_seen_at)?;
-        out.extend_from_slice(b",\"last_seen_at\":");
-        json_time(out, self.device.last_seen_at)?;
-        out.extend_from_slice(b"},\"binding\":");
-        serde_json::to_writer(&mut *out, &self.binding)?;
-        out.extend_from_slice(b",\"data\":");
-        serde_json::to_writer(&mut *out, self.data)?;
-        out.push(b'}');
-        Ok(())
-    }
-}
-
-fn json_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
-    serde_json::to_writer(&mut *out, s)
-}
-
-fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {
-    match s {
-        Some(s) => json_str(out, s),
-        None => {
-            out.extend_from_slice(b"null");
-            Ok(())
-        }
-    }
-}
-
-fn json_time(out: &mut Vec<u8>, t: Timestamp) -> serde_json::Result<()> {
-    let mut buf = [0u8; crate::time::RFC3339_MAX];
-    match t.write_rfc3339(&mut buf) {
-        // Digits, '-', ':', 'T', '.', 'Z': nothing to escape.
-        Some(text) => {
-            out.push(b'"');
-            out.extend_from_slice(text.as_bytes());
-            out.push(b'"');
-            Ok(())
-        }
-        None => serde_json::to_writer(&mut *out, &t),
-    }
-}
-
-fn json_u8(out: &mut Vec<u8>, n: u8) {
-    if n >= 100 {
-        out.push(b'0' + n / 100);
-    }
-    if n >= 10 {
-        out.push(b'0' + n / 10 % 10);
-    }
-    out.push(b'0' + n % 10);
-}
-
-#[derive(Debug, Serialize)]
-pub struct PublicDevice<'a> {
-    pub user_agent: Option<&'a str>,
-    pub ip: Option<&'a str>,
-    pub label: &'a str,
-    pub first_seen_at: Timestamp,
-    pub last_seen_at: Timestamp,
-}
-
 /// "Chrome on Linux" from a user-agent string, by woothee's parser.
 pub fn device_label(user_agent: Option<&str>) -> String {
     let Some(ua) = user_agent.filter(|s| !s.is_empty()) else {
@@ -560,57 +427,6 @@ pub fn device_label(user_agent: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    fn any_binding() -> impl Strategy<Value = Option<Binding>> {
-        prop_oneof![
-            Just(None),
-            ".{0,8}".prop_map(|jkt| Some(Binding::Dpop { jkt })),
-            ".{0,8}".prop_map(|x5t_s256| Some(Binding::Mtls { x5t_s256 })),
-            (".{0,8}", ".{0,8}").prop_map(|(session_id, jkt)| Some(Binding::Dbsc { session_id, jkt })),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn session_view_writer_is_exactly_serde(
-            handle in ".{0,12}",
-            subject in "(.|\\PC|[\\x00-\\x1f\"\\\\]){0,16}",
-            times in proptest::array::uniform5(prop_oneof![
-                0i64..253_402_300_800_000,
-                Just(-1i64),
-                Just(i64::MAX),
-            ]),
-            level in any::<u8>(),
-            methods in proptest::collection::vec("[a-z\"\\\\\u{7f}-\u{a0}]{0,6}", 0..4),
-            user_agent in proptest::option::of(".{0,20}"),
-            ip in proptest::option::of("[0-9.:a-f]{0,15}"),
-            label in ".{0,10}",
-            data in proptest::collection::btree_map("[a-z\"]{0,4}", any::<i32>(), 0..3),
-            binding in any_binding(),
-        ) {
-            let rec = SessionRecord {
-                handle,
-                token_hash: crate::token::TokenHash::of_secret(b"x"),
-                subject,
-                version: 1,
-                created_at: Timestamp::from_unix_millis(times[0]),
-                last_seen_at: Timestamp::from_unix_millis(times[1]),
-                idle_timeout_ms: 1,
-                idle_expires_at: Timestamp::from_unix_millis(times[2]),
-                absolute_expires_at: Timestamp::from_unix_millis(times[3]),
-                auth: AuthInfo { level, methods, time: Timestamp::from_unix_millis(times[4]) },
-                device: DeviceInfo { user_agent, ip, label },
-                data: data.into_iter().map(|(k, v)| (k, Value::from(v))).collect(),
-                binding,
-                revoked: None,
-            };
-            let view = rec.public_view();
-            let mut fast = Vec::new();
-            view.write_json(&mut fast).unwrap();
-            prop_assert_eq!(String::from_utf8(fast).unwrap(), serde_json::to_string(&view).unwrap());
-        }
-    }
 
     #[test]
     fn labels_common_browsers() {

@@ -81,7 +81,7 @@ impl Timestamp {
     /// the cost of a verify answer. The output is exactly `time`'s (a test
     /// compares the two): fractional digits only when the milliseconds are
     /// not zero, trailing zeros dropped.
-    pub(crate) fn write_rfc3339(self, buf: &mut [u8; RFC3339_MAX]) -> Option<&str> {
+    pub fn write_rfc3339(self, buf: &mut [u8; RFC3339_MAX]) -> Option<&str> {
         const MAX_MS: i64 = 253_402_300_800_000; // 10000-01-01T00:00:00Z
         if !(0..MAX_MS).contains(&self.0) {
             return None;
@@ -153,7 +153,7 @@ impl fmt::Display for Timestamp {
 }
 
 /// Longest fast-path RFC 3339 form: `9999-12-31T23:59:59.999Z`.
-pub(crate) const RFC3339_MAX: usize = 24;
+pub const RFC3339_MAX: usize = 24;
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

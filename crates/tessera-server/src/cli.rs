@@ -296,7 +296,10 @@ async fn sessions_cmd(cmd: SessionsCommand, sessions: &Sessions) -> anyhow::Resu
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             if json {
-                let views: Vec<_> = list.iter().map(|s| s.public_view()).collect();
+                let views: Vec<_> = list
+                    .iter()
+                    .map(|s| tessera_http::session_view::PublicSession::of(s))
+                    .collect();
                 println!("{}", serde_json::to_string_pretty(&views)?);
             } else {
                 println!(

@@ -16,14 +16,17 @@ mod load;
 mod sections;
 mod tokens;
 
-pub use enums::{LogFormat, SameSiteConfig, Synchronous};
+pub use enums::{LogFormat, Synchronous};
 pub use env::{NON_KEY_ENV, env_names};
 pub use load::mask_url_password;
 pub use sections::{
-    CookieConfig, EventsConfig, ForwardAuthConfig, HttpConfig, MAX_HEADER_READ_TIMEOUT_SECS,
-    MAX_RETENTION_DAYS, SessionConfig, SqliteConfig, SweeperConfig,
+    EventsConfig, ForwardAuthConfig, HttpConfig, MAX_HEADER_READ_TIMEOUT_SECS, MAX_RETENTION_DAYS,
+    SessionConfig, SqliteConfig, SweeperConfig,
 };
 
+/// `[cookie]`: the session cookie, the same configuration as the
+/// library's.
+pub use tessera_http::cookies::{CookieConfig, SameSite};
 pub use tokens::{
     ClientConfig, ClientKindConfig, KEY_ENCRYPTION_KEY_FILE, KeyAlg, KeysConfig, LEEWAY_SECS, OAuthConfig,
     RefreshConfig,

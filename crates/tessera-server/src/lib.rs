@@ -23,7 +23,6 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod cookie;
 pub mod edge;
 pub mod extract;
 pub mod handlers;

@@ -1,17 +1,17 @@
-//! RFC 9457 problem documents: the one error type of the HTTP edge.
+//! The one error type of the HTTP edge.
 //!
 //! Every failure a handler, extractor or middleware produces is an
-//! [`ApiError`]; its [`IntoResponse`] writes
-//! `{"type": "urn:tessera:error:<code>", "title", "status", "detail", "code"}`
-//! as `application/problem+json`. Codes and statuses are pinned in
-//! `docs/CONTRACTS.md`.
+//! [`ApiError`]; its [`IntoResponse`] writes the RFC 9457 problem document
+//! of [`tessera_http::problem`], whose [`Code`] table (shared with the
+//! library) gives each code its status and title. Codes and statuses are
+//! pinned in `docs/CONTRACTS.md`.
 
+use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use tessera_core::{Error as CoreError, StoreError};
-
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub use tessera_http::problem::PROBLEM_JSON;
+use tessera_http::problem::{Code, Problem, core_detail};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -26,6 +26,9 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("{0}")]
     Forbidden(String),
+    /// A state-changing cookie request from where it may not come.
+    #[error("{0}")]
+    CsrfRejected(&'static str),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -61,91 +64,45 @@ impl ApiError {
         ApiError::NotFound(detail.into())
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn kind(&self) -> Code {
         match self {
-            ApiError::SessionInvalid => "session_invalid",
-            ApiError::SessionExpired => "session_expired",
-            ApiError::SessionRevoked => "session_revoked",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::HeadersTooLarge(_) => "headers_too_large",
-            ApiError::Validation(_) => "validation_failed",
-            ApiError::RequestTimeout(_) => "request_timeout",
-            ApiError::StoreUnavailable => "store_unavailable",
-            ApiError::Internal => "internal",
+            ApiError::SessionInvalid => Code::SessionInvalid,
+            ApiError::SessionExpired => Code::SessionExpired,
+            ApiError::SessionRevoked => Code::SessionRevoked,
+            ApiError::Unauthorized(_) => Code::Unauthorized,
+            ApiError::Forbidden(_) => Code::Forbidden,
+            ApiError::CsrfRejected(_) => Code::CsrfRejected,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::MethodNotAllowed(_) => Code::MethodNotAllowed,
+            ApiError::Conflict(_) => Code::Conflict,
+            ApiError::PayloadTooLarge(_) => Code::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
+            ApiError::HeadersTooLarge(_) => Code::HeadersTooLarge,
+            ApiError::Validation(_) => Code::ValidationFailed,
+            ApiError::RequestTimeout(_) => Code::RequestTimeout,
+            ApiError::StoreUnavailable => Code::StoreUnavailable,
+            ApiError::Internal => Code::Internal,
         }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.kind().as_str()
     }
 
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::SessionInvalid
-            | ApiError::SessionExpired
-            | ApiError::SessionRevoked
-            | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::Validation(_) => StatusCode::BAD_REQUEST,
-            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.kind().status()
     }
 
     pub fn title(&self) -> &'static str {
-        match self {
-            ApiError::SessionInvalid => "Session token invalid",
-            ApiError::SessionExpired => "Session expired",
-            ApiError::SessionRevoked => "Session revoked",
-            ApiError::Unauthorized(_) => "Unauthorized",
-            ApiError::Forbidden(_) => "Forbidden",
-            ApiError::NotFound(_) => "Not found",
-            ApiError::MethodNotAllowed(_) => "Method not allowed",
-            ApiError::Conflict(_) => "Conflict",
-            ApiError::PayloadTooLarge(_) => "Payload too large",
-            ApiError::UnsupportedMediaType(_) => "Unsupported media type",
-            ApiError::HeadersTooLarge(_) => "Request headers too large",
-            ApiError::Validation(_) => "Validation failed",
-            ApiError::RequestTimeout(_) => "Request timeout",
-            ApiError::StoreUnavailable => "Store unavailable",
-            ApiError::Internal => "Internal error",
-        }
+        self.kind().title()
     }
-}
-
-#[derive(Debug, Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    type_: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    code: &'a str,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let body = Problem {
-            type_: format!("urn:tessera:error:{}", self.code()),
-            title: self.title(),
-            status: status.as_u16(),
-            detail: self.to_string(),
-            code: self.code(),
-        };
-        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-        let mut res = (status, bytes).into_response();
+        let detail = self.to_string();
+        let mut res = Problem::new(self.kind(), &detail).to_response().map(Body::from);
         let headers = res.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let ApiError::Unauthorized(_) = self {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -163,28 +120,33 @@ impl IntoResponse for ApiError {
 pub struct ErrorCode(pub &'static str);
 
 impl From<CoreError> for ApiError {
+    /// The code is `Code::of` (a test holds the two together); the detail
+    /// is `core_detail`, as the library words it.
     fn from(e: CoreError) -> Self {
-        match e {
+        let detail = || core_detail(&e).into_owned();
+        match &e {
             CoreError::SessionInvalid => ApiError::SessionInvalid,
             CoreError::SessionExpired => ApiError::SessionExpired,
             CoreError::SessionRevoked => ApiError::SessionRevoked,
-            CoreError::NotFound => ApiError::not_found("no active session with this handle"),
-            CoreError::Validation { field, message } => ApiError::Validation(format!("{field}: {message}")),
-            CoreError::DataTooLarge { limit } => ApiError::PayloadTooLarge(format!(
-                "data: the session data would be larger than {limit} bytes"
-            )),
-            CoreError::Conflict => ApiError::Conflict("the session was changed concurrently; retry".into()),
-            CoreError::Store(e) => e.into(),
+            CoreError::NotFound => ApiError::NotFound(detail()),
+            CoreError::Validation { .. } => ApiError::Validation(detail()),
+            CoreError::DataTooLarge { .. } => ApiError::PayloadTooLarge(detail()),
+            CoreError::Conflict => ApiError::Conflict(detail()),
+            CoreError::Store(e) => store_unavailable(e),
         }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        // Store messages name no secret (the store sees only hashes).
-        tracing::error!(error = %e, "store error");
-        ApiError::StoreUnavailable
+        store_unavailable(&e)
     }
+}
+
+fn store_unavailable(e: &StoreError) -> ApiError {
+    // Store messages name no secret (the store sees only hashes).
+    tracing::error!(error = %e, "store error");
+    ApiError::StoreUnavailable
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -226,9 +188,11 @@ mod tests {
             ),
         ];
         for (e, code, status) in cases {
+            let shared = Code::of(&e);
             let a = ApiError::from(e);
             assert_eq!(a.code(), code);
             assert_eq!(a.status().as_u16(), status);
+            assert_eq!(a.kind(), shared, "the service maps {code} as the library does");
         }
     }
 }

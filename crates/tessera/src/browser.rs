@@ -29,15 +29,17 @@
 //! - reads the session cookie from the `Cookie` header only (never from a
 //!   URL, a form or another header) and verifies it with
 //!   [`Sessions::verify`](tessera_core::Sessions::verify), which also slides
-//!   the idle expiry. The header is read as bytes, so another cookie's
-//!   non-ASCII byte hides nothing. Malformed, unknown, expired or revoked:
-//!   the request is signed out, and the response expires the cookie. Two
-//!   different values of the session cookie (one planted by a sibling site)
-//!   are refused as the service's forward auth refuses them: the request is
-//!   signed out and no cookie is touched, and a logout revokes both. A store
-//!   failure answers 503 `store_unavailable` (fails closed);
-//! - for state-changing methods, runs the CSRF checks of [`CsrfConfig`] (also before
-//!   login, against login CSRF) and answers 403 `csrf_rejected` on failure;
+//!   the idle expiry. Cookies are read by [`tessera_http::cookies`], the
+//!   service's rule: as bytes, so another cookie's non-ASCII byte hides
+//!   nothing. Malformed, unknown, expired or revoked: the request is signed
+//!   out, and the response expires the cookie. Two different values of the
+//!   session cookie (one planted by a sibling site) are refused: the
+//!   request is signed out and no cookie is touched, and a logout revokes
+//!   both. A store failure answers 503 `store_unavailable` (fails closed);
+//! - for state-changing methods, runs the CSRF checks of [`CsrfConfig`]
+//!   (also before login, against login CSRF), the header rule being
+//!   [`tessera_http::csrf::judge`] as in the service's forward auth, and
+//!   answers 403 `csrf_rejected` on failure;
 //! - puts a [`Session`] into the request extensions; handlers use it
 //!   directly or through [`MaybeSession`], [`RequireSession`],
 //!   [`RequireLevel`] and [`RequireRecentAuth`];
@@ -58,8 +60,11 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, Response, StatusCode, header};
+use axum::http::{Request, Response, header};
 use tessera_core::{DeviceInput, SessionPolicy, SessionRecord, Sessions, SystemClock};
+use tessera_http::cookies::SessionValue;
+use tessera_http::csrf::{Evidence, FetchContext, Verdict, is_safe_method, judge};
+use tessera_http::problem::Code;
 use tower::{Layer, Service};
 
 mod config;
@@ -75,20 +80,24 @@ mod tests;
 #[cfg(test)]
 mod tests_waiting;
 
-pub use config::{ConfigError, CookieConfig, CsrfConfig, CsrfKey, SameSite, TokenPolicy};
+pub use config::{ConfigError, CsrfConfig, CsrfKey, TokenPolicy};
 pub use csrf::{CSRF_FIELD, CSRF_HEADER};
 pub use extract::{MaybeSession, Rejection, RequireLevel, RequireRecentAuth, RequireSession};
 pub use headers::{SecurityHeaders, SecurityHeadersLayer, json_only};
 pub use problem::Error;
 pub use session::Session;
 pub use store::StoreUrl;
+pub use tessera_http::cookies::{CookieConfig, CookieConfigError, SameSite};
+/// The JSON view of a session the service shows too
+/// (`PublicSession::of(&record)`).
+pub use tessera_http::session_view::PublicSession;
 
 /// Configuration shared by every request of one layer.
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
     pub(crate) sessions: Sessions,
     pub(crate) cookie: CookieConfig,
-    /// `cookie.csrf_nonce_name()`, made once rather than on every request.
+    /// The CSRF nonce cookie's name, made once rather than on every request.
     pub(crate) nonce_cookie: String,
     pub(crate) csrf: CsrfConfig,
     pub(crate) login_redirect: Option<String>,
@@ -134,7 +143,7 @@ impl SessionLayer {
         Self {
             shared: Arc::new(Shared {
                 sessions,
-                nonce_cookie: cookie.csrf_nonce_name(),
+                nonce_cookie: cookies::nonce_name(&cookie),
                 cookie,
                 csrf: CsrfConfig::new(),
                 login_redirect: None,
@@ -237,13 +246,9 @@ where
         // SQLite does for reads), the service that was driven ready handles
         // the request here: no clone of it and no boxed state for the whole
         // exchange, only a small future that writes the cookie changes.
-        if csrf::is_safe(req.method()) {
+        if is_safe_method(req.method().as_str().as_bytes()) {
             let shared = &self.shared;
-            let presented = cookies::read(
-                req.headers(),
-                shared.cookie.effective_name(),
-                &shared.nonce_cookie,
-            );
+            let presented = cookies::read(req.headers(), &shared.cookie, &shared.nonce_cookie);
             if let Some(verified) = verify_now(shared, &presented) {
                 let nonce = presented.nonce.map(str::to_owned);
                 let (current, bad_cookie) = match verified {
@@ -282,16 +287,16 @@ type Verified = Result<(Option<(Arc<SessionRecord>, session::Token)>, bool), tes
 /// A store failure is an error (the request fails closed).
 async fn verify_presented(shared: &Shared, presented: &cookies::Presented<'_>) -> Verified {
     let token = match presented.session {
-        cookies::SessionValue::Absent => return Ok((None, false)),
-        cookies::SessionValue::Garbage => return Ok((None, true)),
-        cookies::SessionValue::Conflicting => {
+        SessionValue::Absent => return Ok((None, false)),
+        SessionValue::Invalid => return Ok((None, true)),
+        SessionValue::Conflicting => {
             // No cookie is expired: the one this site set is the only one
             // a removal reaches, and dropping it would leave the other
             // (perhaps planted) value alone in the browser.
             tracing::info!("session cookies with different values refused");
             return Ok((None, false));
         }
-        cookies::SessionValue::One(token) => token,
+        SessionValue::One(token) => token,
     };
     match shared.sessions.verify(token).await {
         Ok(rec) => Ok((Some((rec, session::Token::new(token))), false)),
@@ -316,8 +321,8 @@ fn conflicting(
     presented: &cookies::Presented<'_>,
     headers: &axum::http::HeaderMap,
 ) -> Vec<String> {
-    if presented.session == cookies::SessionValue::Conflicting {
-        cookies::conflicting_values(headers, shared.cookie.effective_name())
+    if presented.session == SessionValue::Conflicting {
+        cookies::conflicting_values(headers, &shared.cookie)
     } else {
         Vec::new()
     }
@@ -348,25 +353,24 @@ where
     S: Service<Request<Body>, Response = Response<Body>>,
 {
     let (mut parts, mut body) = req.into_parts();
-    let presented = cookies::read(
-        &parts.headers,
-        shared.cookie.effective_name(),
-        &shared.nonce_cookie,
-    );
-    let state_changing = !csrf::is_safe(&parts.method);
+    let presented = cookies::read(&parts.headers, &shared.cookie, &shared.nonce_cookie);
 
     // Header checks first: a cross-site request is refused before the
     // store is touched.
-    let verdict = if state_changing {
-        match csrf::check_headers(&parts, &shared.csrf) {
-            csrf::Verdict::Reject(why) => {
-                tracing::info!(reason = why, method = %parts.method, "CSRF check refused a request");
-                return Ok(problem::csrf_rejected(why));
+    let method = parts.method.as_str().as_bytes();
+    let state_changing = !is_safe_method(method);
+    let evidence = if state_changing {
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        let ctx = FetchContext::from_headers(&parts.headers, Some(method), authority);
+        match judge(&ctx, &shared.csrf.policy()) {
+            Verdict::Refuse(why) => {
+                tracing::info!(reason = why.detail(), method = %parts.method, "CSRF check refused a request");
+                return Ok(problem::problem(Code::CsrfRejected, why.detail()));
             }
-            v => v,
+            Verdict::Allow(evidence) => evidence,
         }
     } else {
-        csrf::Verdict::SameOrigin
+        Evidence::SafeMethod
     };
 
     let (current, bad_cookie) = match verify_presented(&shared, &presented).await {
@@ -385,7 +389,7 @@ where
     );
 
     if state_changing {
-        let need_token = verdict == csrf::Verdict::Unknown || shared.csrf.token_policy == TokenPolicy::Always;
+        let need_token = evidence == Evidence::None || shared.csrf.token_policy == TokenPolicy::Always;
         let header_token = parts
             .headers
             .get(CSRF_HEADER)
@@ -396,11 +400,7 @@ where
                 let bytes = match axum::body::to_bytes(body, shared.csrf.max_form_bytes).await {
                     Ok(b) => b,
                     Err(_) => {
-                        return Ok(problem::problem(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "payload_too_large",
-                            "form body too large",
-                        ));
+                        return Ok(problem::problem(Code::PayloadTooLarge, "form body too large"));
                     }
                 };
                 let t = csrf::form_token(&bytes);
@@ -411,11 +411,15 @@ where
         };
         match token {
             Some(t) if !session.verify_csrf_token(&t) => {
-                return Ok(problem::csrf_rejected("CSRF token invalid for this session"));
+                return Ok(problem::problem(
+                    Code::CsrfRejected,
+                    "CSRF token invalid for this session",
+                ));
             }
             None if need_token => {
-                return Ok(problem::csrf_rejected(
-                    "CSRF token missing (no Sec-Fetch-Site or Origin header)",
+                return Ok(problem::problem(
+                    Code::CsrfRejected,
+                    "CSRF token missing (no Sec-Fetch-Site, Origin or Referer header)",
                 ));
             }
             _ => {}

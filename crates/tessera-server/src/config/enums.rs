@@ -1,6 +1,7 @@
-//! The string-valued settings (`log_format`, `[cookie] same_site`,
-//! `[sqlite] synchronous`): each parses from, and prints as, its name. The
-//! `string_enum!` macro that makes them is also used by `tokens.rs`.
+//! The string-valued settings (`log_format`, `[sqlite] synchronous`): each
+//! parses from, and prints as, its name. The `string_enum!` macro that makes
+//! them is also used by `tokens.rs`. (`[cookie] same_site` is
+//! `tessera_http::cookies::SameSite`, shared with the library.)
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,10 +54,6 @@ pub(super) use string_enum;
 string_enum!(
     /// Log line format.
     LogFormat { Text => "text", Json => "json" } default Text
-);
-string_enum!(
-    /// `SameSite` attribute of the session cookie.
-    SameSiteConfig { Lax => "lax", Strict => "strict" } default Lax
 );
 string_enum!(
     /// SQLite `PRAGMA synchronous`.

@@ -60,6 +60,8 @@ pub(super) const ENV_KEYS: &[EnvKey] = env_keys! {
     "TESSERA_COOKIE_SECURE" => |c, v| c.cookie.secure = parse(v)?;
     "TESSERA_COOKIE_SAME_SITE" => |c, v| c.cookie.same_site = parse(v)?;
     "TESSERA_COOKIE_PERSISTENT" => |c, v| c.cookie.persistent = parse(v)?;
+    "TESSERA_COOKIE_DOMAIN" => |c, v| c.cookie.domain = Some(v.trim().to_owned()).filter(|d| !d.is_empty());
+    "TESSERA_COOKIE_PARTITIONED" => |c, v| c.cookie.partitioned = parse(v)?;
     "TESSERA_HTTP_MAX_BODY_BYTES" => |c, v| c.http.max_body_bytes = parse(v)?;
     "TESSERA_HTTP_MAX_HEADER_BYTES" => |c, v| c.http.max_header_bytes = parse(v)?;
     "TESSERA_HTTP_REQUEST_TIMEOUT_SECS" => |c, v| c.http.request_timeout_secs = parse(v)?;

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use tessera_core::SessionPolicy;
 
-use super::sections::check_origin;
 use super::{Config, ConfigError, MAX_HEADER_READ_TIMEOUT_SECS, MAX_RETENTION_DAYS, Overrides};
 
 impl Config {
@@ -90,15 +89,8 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir must not be empty".into());
         }
-        let c = &self.cookie;
-        if c.name.is_empty() || !c.name.bytes().all(is_cookie_name_byte) {
-            return bad(format!(
-                "[cookie] name {:?} is not a valid cookie name (RFC 6265 token characters only)",
-                c.name
-            ));
-        }
-        if c.effective_name().is_empty() {
-            return bad("[cookie] name must not be only a prefix".into());
+        if let Err(e) = self.cookie.validate() {
+            return bad(format!("[cookie] {e}"));
         }
         let h = &self.http;
         if h.max_body_bytes < 2 {
@@ -130,7 +122,7 @@ impl Config {
             ));
         }
         for o in &self.forward_auth.allowed_origins {
-            check_origin(o)
+            tessera_http::origin::parse_allowed(o)
                 .map_err(|e| ConfigError::Invalid(format!("[forward_auth] allowed_origins: {e}")))?;
         }
         self.validate_tokens().map_err(ConfigError::Invalid)?;
@@ -145,11 +137,6 @@ impl Config {
         self.mask_tokens(&mut shown);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
-}
-
-/// RFC 6265 `token` characters (RFC 9110 tchar).
-fn is_cookie_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// `scheme://user:secret@host` → `scheme://user:****@host`.

@@ -1,11 +1,12 @@
-//! The plain sections (`[session]`, `[cookie]`, `[http]`, `[sweeper]`,
-//! `[events]`, `[sqlite]`, `[forward_auth]`) with their defaults, and the
-//! check of a `[forward_auth] allowed_origins` entry.
+//! The plain sections (`[session]`, `[http]`, `[sweeper]`, `[events]`,
+//! `[sqlite]`, `[forward_auth]`) with their defaults. `[cookie]` is
+//! `tessera_http`'s `CookieConfig`.
 
 use serde::{Deserialize, Serialize};
 use tessera_core::SessionPolicy;
+use tessera_http::csrf::CsrfPolicy;
 
-use super::{SameSiteConfig, Synchronous};
+use super::Synchronous;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,43 +35,6 @@ impl Default for SessionConfig {
             touch_interval_secs: p.touch_interval_secs,
             max_auth_level: p.max_auth_level,
         }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CookieConfig {
-    pub name: String,
-    /// false drops `Secure` and the `__Host-`/`__Secure-` prefix (plain-HTTP development).
-    pub secure: bool,
-    pub same_site: SameSiteConfig,
-    /// `Max-Age` = time left to the absolute expiry; false = browser-session cookie.
-    pub persistent: bool,
-}
-
-impl Default for CookieConfig {
-    fn default() -> Self {
-        Self {
-            name: String::from("__Host-tessera"),
-            secure: true,
-            same_site: SameSiteConfig::Lax,
-            persistent: true,
-        }
-    }
-}
-
-impl CookieConfig {
-    /// The cookie name actually used: with `secure = false` the `__Host-` or
-    /// `__Secure-` prefix is dropped, since browsers refuse such cookies
-    /// without `Secure`.
-    pub fn effective_name(&self) -> &str {
-        if self.secure {
-            return &self.name;
-        }
-        self.name
-            .strip_prefix("__Host-")
-            .or_else(|| self.name.strip_prefix("__Secure-"))
-            .unwrap_or(&self.name)
     }
 }
 
@@ -147,77 +111,28 @@ pub struct SqliteConfig {
 }
 
 /// `[forward_auth]`: the CSRF policy of `GET /auth/verify` (for the proxied
-/// request) and `POST /auth/logout`.
+/// request) and `POST /auth/logout`, judged by `tessera_http::csrf`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardAuthConfig {
-    /// Origins (`https://app.example`) trusted for state-changing cookie requests
-    /// besides the request's own origin, also when `Sec-Fetch-Site` says
-    /// `same-site`. Never widens `cross-site`.
+    /// Origins (`https://app.example`) trusted for state-changing cookie
+    /// requests that carry no `Sec-Fetch-Site`. When any is listed, only
+    /// these are: the request's own origin is no longer accepted unless
+    /// listed. Never widens `same-site` or `cross-site`.
     pub allowed_origins: Vec<String>,
     /// Accept `Sec-Fetch-Site: same-site` for state-changing requests from any origin.
     pub allow_same_site: bool,
 }
 
 impl ForwardAuthConfig {
-    /// Whether `origin` (an `Origin` header value) is listed, compared
-    /// ASCII-case-insensitively.
-    pub fn is_allowed_origin(&self, origin: &str) -> bool {
-        self.allowed_origins
-            .iter()
-            .any(|o| o.eq_ignore_ascii_case(origin))
-    }
-}
-
-/// Checks an `allowed_origins` entry: `http(s)://host[:port]` as a browser
-/// serializes it in `Origin` (no path, no trailing slash, no default port).
-pub(super) fn check_origin(o: &str) -> Result<(), String> {
-    let rest = o
-        .strip_prefix("https://")
-        .map(|r| (r, "443"))
-        .or_else(|| o.strip_prefix("http://").map(|r| (r, "80")));
-    let Some((authority, default_port)) = rest else {
-        return Err(format!("{o:?} must start with https:// or http://"));
-    };
-    if authority.is_empty()
-        || !authority
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-    {
-        return Err(format!(
-            "{o:?} must be scheme://host[:port] with nothing after the host (no path, no trailing slash)"
-        ));
-    }
-    let bad_host = || format!("{o:?}: the host is not valid");
-    let (host, port) = match authority.strip_prefix('[') {
-        // An IPv6 literal: `[::1]` or `[::1]:8080`.
-        Some(v6) => {
-            let (addr, tail) = v6.split_once(']').ok_or_else(bad_host)?;
-            if addr.is_empty() || addr.contains(['[', ']']) {
-                return Err(bad_host());
-            }
-            match tail {
-                "" => (addr, None),
-                t => (addr, Some(t.strip_prefix(':').ok_or_else(bad_host)?)),
-            }
-        }
-        None => match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        },
-    };
-    if host.is_empty() || (!authority.starts_with('[') && host.contains(['[', ']'])) {
-        return Err(bad_host());
-    }
-    if let Some(port) = port {
-        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("{o:?}: the port must be a number"));
-        }
-        if port == default_port {
-            return Err(format!(
-                "{o:?}: omit the default port; browsers send the origin without it"
-            ));
+    /// The policy for a request. The service sits behind the proxy that
+    /// sets `X-Forwarded-Host` and `X-Forwarded-Proto` (SPEC §4.2), so they
+    /// are believed.
+    pub fn policy(&self) -> CsrfPolicy<'_> {
+        CsrfPolicy {
+            allowed_origins: &self.allowed_origins,
+            allow_same_site: self.allow_same_site,
+            trust_forwarded_headers: true,
         }
     }
-    Ok(())
 }

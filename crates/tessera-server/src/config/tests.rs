@@ -25,7 +25,7 @@ fn defaults_match_the_contract() {
     assert_eq!(c.session.max_sessions_per_subject, 50);
     assert_eq!(c.cookie.name, "__Host-tessera");
     assert!(c.cookie.secure && c.cookie.persistent);
-    assert_eq!(c.cookie.same_site, SameSiteConfig::Lax);
+    assert_eq!(c.cookie.same_site, SameSite::Lax);
     assert_eq!(c.http.max_body_bytes, 65536);
     assert_eq!(c.http.max_header_bytes, 16384);
     assert_eq!(c.sweeper.batch_size, 500);
@@ -75,7 +75,7 @@ synchronous = "full"
     assert_eq!(c.log_format, LogFormat::Json);
     assert_eq!(c.policy().max_sessions_per_subject, None);
     assert_eq!(c.policy().idle_timeout_secs, 600);
-    assert_eq!(c.cookie.same_site, SameSiteConfig::Strict);
+    assert_eq!(c.cookie.same_site, SameSite::Strict);
     assert_eq!(c.http.max_body_bytes, 1024);
     assert_eq!(c.http.max_header_bytes, 16384, "unset keys keep defaults");
     assert_eq!(c.sqlite.synchronous, Synchronous::Full);
@@ -187,6 +187,7 @@ fn every_key_has_an_env_variable() {
     c.oauth.issuer = Some("https://auth.example".into());
     c.keys.encryption_key = Some("k".into());
     c.keys.encryption_key_file = Some("f".into());
+    c.cookie.domain = Some("app.example".into());
     c.clients = tokens::parse_clients_env(r#"[{client_id = "x"}]"#).unwrap();
     let v: toml::Table = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
     let mut n = 0;
@@ -224,6 +225,44 @@ fn invalid_policies_and_values_are_refused() {
     for (k, v) in cases {
         let r = Config::load(None, env(&[(k, v)]), &Overrides::default());
         assert!(matches!(r, Err(ConfigError::Invalid(_))), "{k}={v}: {r:?}");
+    }
+}
+
+/// `[cookie] domain` and `partitioned`, checked by the rule the library
+/// checks its cookie with (`tessera_http::cookies::CookieConfig`).
+#[test]
+fn cookie_domain_and_partitioned_are_configurable_and_checked() {
+    let c = Config::load(
+        None,
+        env(&[
+            ("TESSERA_STORE", "memory://"),
+            ("TESSERA_COOKIE_NAME", "__Secure-s"),
+            ("TESSERA_COOKIE_DOMAIN", "app.example"),
+            ("TESSERA_COOKIE_PARTITIONED", "true"),
+        ]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.cookie.domain.as_deref(), Some("app.example"));
+    assert!(c.cookie.partitioned);
+    assert_eq!(Config::from_toml(&c.to_masked_toml()).unwrap().cookie, c.cookie);
+    for (vars, needle) in [
+        (vec![("TESSERA_COOKIE_DOMAIN", "app.example")], "__Host-"),
+        (
+            vec![
+                ("TESSERA_COOKIE_PARTITIONED", "true"),
+                ("TESSERA_COOKIE_SECURE", "false"),
+            ],
+            "Partitioned",
+        ),
+        (vec![("TESSERA_COOKIE_NAME", &*"n".repeat(65))], "64 bytes"),
+    ] {
+        let mut all = vec![("TESSERA_STORE", "memory://")];
+        all.extend(vars.iter().copied());
+        let e = Config::load(None, env(&all), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[cookie]") && e.contains(needle), "{vars:?}: {e}");
     }
 }
 

@@ -8,11 +8,12 @@ use serde_json::{Map, Value};
 use tessera_core::tokens::TokenRequest as TokensRequest;
 use tessera_core::{
     AuthInput, CreateSession, DeviceInput, Event, EventKind, EventQuery, IssuedSession, IssuedTokens,
-    OAuthError, PublicSession, RevokeReason, SessionRecord, TtlInput,
+    OAuthError, RevokeReason, SessionRecord, TtlInput,
 };
+use tessera_http::cookies::session_cookie;
+use tessera_http::session_view::PublicSession;
 
 use crate::app::AppState;
-use crate::cookie::session_cookie;
 use crate::extract::{Json, Path, Query};
 use crate::metrics::record_verify;
 use crate::problem::{ApiError, ApiResult};
@@ -185,7 +186,7 @@ fn issued_body<'a>(
         state.sessions.now(),
     );
     IssuedBody {
-        session: issued.session.public_view(),
+        session: PublicSession::of(&issued.session),
         session_token: issued.token.expose(),
         cookie,
         tokens: tokens.map(tokens_body),
@@ -197,7 +198,7 @@ fn issued_body<'a>(
 fn session_json(rec: &SessionRecord) -> Response {
     let mut buf = Vec::with_capacity(640);
     buf.extend_from_slice(b"{\"session\":");
-    match rec.public_view().write_json(&mut buf) {
+    match PublicSession::of(rec).write_json(&mut buf) {
         Ok(()) => {
             buf.push(b'}');
             (
@@ -311,7 +312,7 @@ pub async fn list_subject(
 ) -> ApiResult<impl IntoResponse> {
     let list = state.sessions.list(&subject).await?;
     Ok(axum::Json(SessionsBody {
-        sessions: list.iter().map(|s| s.public_view()).collect(),
+        sessions: list.iter().map(|s| PublicSession::of(s)).collect(),
     })
     .into_response())
 }

@@ -1,5 +1,6 @@
 //! Black-box tests of the real `tessera` binary over HTTP (one test binary,
-//! so the suite links once).
+//! so the suite links once), and `parity`, which drives the service's
+//! router in process beside the library's layer.
 #![forbid(unsafe_code)]
 
 mod api;
@@ -9,5 +10,6 @@ mod config_cli;
 mod forward_auth;
 mod harness;
 mod listener;
+mod parity;
 mod restart;
 mod tokens;

@@ -1,99 +1,13 @@
-//! Cookie and CSRF configuration.
+//! CSRF configuration. The cookie's is [`tessera_http::cookies::CookieConfig`],
+//! the service's `[cookie]` section.
 
 use std::fmt;
 
 use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-/// The `SameSite` attribute of the session cookie. `None` is deliberately
-/// not offered: a session cookie sent on cross-site requests is what CSRF
-/// feeds on (SC-08).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SameSite {
-    /// Sent on top-level cross-site navigations (links), not on cross-site
-    /// subrequests or form POSTs. The default.
-    #[default]
-    Lax,
-    /// Never sent cross-site; a user following a link from another site
-    /// arrives signed out.
-    Strict,
-}
-
-/// The session cookie (SPEC §4.2).
-///
-/// The default is `__Host-tessera=<token>; Secure; HttpOnly; SameSite=Lax;
-/// Path=/` with `Max-Age` equal to the time left until the session's
-/// absolute expiry, and never a `Domain`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CookieConfig {
-    /// The name as configured; see [`CookieConfig::effective_name`].
-    pub name: String,
-    /// `false` drops `Secure` and the `__Host-`/`__Secure-` prefix: for
-    /// plain-HTTP development only (a warning is logged once).
-    pub secure: bool,
-    pub same_site: SameSite,
-    /// `Max-Age` = seconds left until the absolute expiry; `false` makes a
-    /// browser-session cookie without `Max-Age`.
-    pub persistent: bool,
-}
-
-impl Default for CookieConfig {
-    fn default() -> Self {
-        Self {
-            name: String::from("__Host-tessera"),
-            secure: true,
-            same_site: SameSite::Lax,
-            persistent: true,
-        }
-    }
-}
-
-impl CookieConfig {
-    /// The defaults without `Secure` and without the `__Host-` prefix, for
-    /// plain HTTP on a development machine. Note that Chromium accepts
-    /// `__Host-`/`Secure` cookies over plain HTTP on `localhost` and
-    /// `127.0.0.1`, so local tests rarely need this.
-    pub fn insecure_dev() -> Self {
-        Self {
-            secure: false,
-            ..Self::default()
-        }
-    }
-
-    /// The cookie name actually used: without `secure` the `__Host-` or
-    /// `__Secure-` prefix is dropped, since browsers refuse such cookies
-    /// without `Secure`.
-    pub fn effective_name(&self) -> &str {
-        if self.secure {
-            return &self.name;
-        }
-        self.name
-            .strip_prefix("__Host-")
-            .or_else(|| self.name.strip_prefix("__Secure-"))
-            .unwrap_or(&self.name)
-    }
-
-    /// The name of the pre-session CSRF nonce cookie: the session cookie's
-    /// name plus `-csrf` (so `__Host-tessera-csrf` by default).
-    pub fn csrf_nonce_name(&self) -> String {
-        format!("{}-csrf", self.effective_name())
-    }
-
-    /// Checks the name: an RFC 6265 token, at most 64 bytes, and with
-    /// `secure` either unprefixed or `__Host-`/`__Secure-` prefixed.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let n = &self.name;
-        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-        if n.is_empty() || n.len() > 64 || !n.bytes().all(token) {
-            return Err(ConfigError::CookieName(n.clone()));
-        }
-        if self.effective_name().is_empty() {
-            return Err(ConfigError::CookieName(n.clone()));
-        }
-        Ok(())
-    }
-}
+use tessera_http::cookies::CookieConfigError;
+use tessera_http::csrf::CsrfPolicy;
 
 /// A 32-byte HMAC-SHA256 key for CSRF tokens.
 ///
@@ -151,15 +65,16 @@ pub enum TokenPolicy {
     Always,
 }
 
-/// Cross-site request forgery defences for state-changing methods (everything but
-/// GET, HEAD, OPTIONS and TRACE), in this order:
+/// Cross-site request forgery defences for state-changing methods
+/// (everything but GET, HEAD and OPTIONS), in this order:
 ///
-/// 1. `Sec-Fetch-Site`: `cross-site` is refused; `same-site` is refused
-///    unless [`CsrfConfig::allow_same_site`]; `same-origin` and `none` pass.
-/// 2. Without it, `Origin` (or, if `Origin` is absent or `null`, the origin
-///    of `Referer`) must be one of the allowed origins. With no origin
-///    configured, its host and port must equal the request's `Host`.
-/// 3. A request with none of these headers must carry a token
+/// 1. The headers, judged by [`tessera_http::csrf::judge`], the rule the
+///    service's forward auth applies too: `Sec-Fetch-Site` (`cross-site` is
+///    refused; `same-site` unless [`CsrfConfig::allow_same_site`];
+///    `same-origin` and `none` pass); without it `Origin` (`null` is
+///    refused), else the origin of `Referer`, must be one of the allowed
+///    origins or, with none configured, the request's own.
+/// 2. A request with none of these headers must carry a token
 ///    (`X-CSRF-Token` header or `csrf_token` form field) bound to its
 ///    session, or, before login, to its nonce cookie.
 ///
@@ -168,6 +83,7 @@ pub enum TokenPolicy {
 pub struct CsrfConfig {
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) allow_same_site: bool,
+    pub(crate) trust_forwarded_headers: bool,
     pub(crate) key: CsrfKey,
     pub(crate) token_policy: TokenPolicy,
     pub(crate) max_form_bytes: usize,
@@ -188,6 +104,7 @@ impl CsrfConfig {
         Self {
             allowed_origins: Vec::new(),
             allow_same_site: false,
+            trust_forwarded_headers: false,
             key: CsrfKey::random(),
             token_policy: TokenPolicy::default(),
             max_form_bytes: 64 * 1024,
@@ -195,10 +112,13 @@ impl CsrfConfig {
         }
     }
 
-    /// Adds an origin (`https://app.example`, `http://127.0.0.1:3000`).
-    /// Paths, queries and default ports are normalised away.
+    /// Adds an origin, written as browsers send it in `Origin`
+    /// (`https://app.example`, `http://127.0.0.1:3000`: no path, no
+    /// trailing slash, no default port). Once any is added, only the listed
+    /// origins are accepted: list the application's own too.
     pub fn allowed_origin(mut self, origin: &str) -> Result<Self, ConfigError> {
-        let o = parse_origin(origin).ok_or_else(|| ConfigError::Origin(origin.to_owned()))?;
+        let o = tessera_http::origin::parse_allowed(origin)
+            .map_err(|_| ConfigError::Origin(origin.to_owned()))?;
         if !self.allowed_origins.contains(&o) {
             self.allowed_origins.push(o);
         }
@@ -209,6 +129,15 @@ impl CsrfConfig {
     /// default: a compromised sibling must not be able to act for users.
     pub fn allow_same_site(mut self, allow: bool) -> Self {
         self.allow_same_site = allow;
+        self
+    }
+
+    /// Believes `X-Forwarded-Host` and `X-Forwarded-Proto` for the
+    /// request's own origin. Only for an app reachable solely through a
+    /// proxy that sets both itself (replacing any copy the client sent), as
+    /// the service's forward auth assumes. Off by default.
+    pub fn trust_forwarded_headers(mut self, trust: bool) -> Self {
+        self.trust_forwarded_headers = trust;
         self
     }
 
@@ -237,22 +166,23 @@ impl CsrfConfig {
     pub fn allowed_origins(&self) -> &[String] {
         &self.allowed_origins
     }
-}
 
-/// The ASCII serialisation of a URL's origin (`scheme://host[:port]`), or
-/// `None` for opaque origins and unparsable input.
-pub(crate) fn parse_origin(s: &str) -> Option<String> {
-    let url = url::Url::parse(s.trim()).ok()?;
-    let origin = url.origin();
-    origin.is_tuple().then(|| origin.ascii_serialization())
+    /// The policy the shared rule judges requests by.
+    pub(crate) fn policy(&self) -> CsrfPolicy<'_> {
+        CsrfPolicy {
+            allowed_origins: &self.allowed_origins,
+            allow_same_site: self.allow_same_site,
+            trust_forwarded_headers: self.trust_forwarded_headers,
+        }
+    }
 }
 
 /// A configuration that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("{0:?} is not a usable cookie name (RFC 6265 token, 1 to 64 bytes)")]
-    CookieName(String),
-    #[error("{0:?} is not an origin such as https://app.example")]
+    #[error(transparent)]
+    Cookie(#[from] CookieConfigError),
+    #[error("{0:?} is not an origin as browsers send it, such as https://app.example")]
     Origin(String),
     #[error("the CSRF key must be 32 bytes written as unpadded base64url (43 characters)")]
     CsrfKey,

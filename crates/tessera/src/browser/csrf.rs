@@ -1,4 +1,6 @@
-//! CSRF checks: Fetch Metadata, `Origin`/`Referer`, and HMAC tokens.
+//! CSRF tokens, the browser layer's defence for requests that carry no
+//! Fetch Metadata, `Origin` or `Referer` (the header rule is
+//! [`tessera_http::csrf`], shared with the service).
 //!
 //! Tokens are never stored. A session-bound token is
 //! `s.` + base64url(HMAC-SHA256(key, "tessera-csrf/v1/session" ‖ handle ‖
@@ -15,13 +17,12 @@
 //! session, a pre-session token no longer counts.
 
 use aws_lc_rs::hmac;
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tessera_core::{SessionRecord, Timestamp};
 
-use super::config::{CsrfConfig, CsrfKey, parse_origin};
+use super::config::{CsrfConfig, CsrfKey};
 
 /// The request header that carries a CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -32,79 +33,6 @@ const SESSION_LABEL: &[u8] = b"tessera-csrf/v1/session\0";
 const PRE_LABEL: &[u8] = b"tessera-csrf/v1/pre\0";
 /// Clock skew tolerated on a pre-session token's issue time.
 const SKEW_SECS: i64 = 60;
-
-/// Methods that must not change state (RFC 9110 §9.2.1).
-pub(crate) fn is_safe(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
-}
-
-/// What the origin headers say about a state-changing request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// A browser said the request comes from our own origin.
-    SameOrigin,
-    /// No usable header: only a token can vouch for the request.
-    Unknown,
-    /// Cross-site (or an origin not allowed): refused.
-    Reject(&'static str),
-}
-
-pub(crate) fn check_headers(parts: &Parts, cfg: &CsrfConfig) -> Verdict {
-    let h = &parts.headers;
-    if let Some(site) = h.get("sec-fetch-site") {
-        return match site.as_bytes() {
-            b"same-origin" | b"none" => Verdict::SameOrigin,
-            b"same-site" if cfg.allow_same_site => Verdict::SameOrigin,
-            b"same-site" => Verdict::Reject("same-site request refused (Sec-Fetch-Site)"),
-            b"cross-site" => Verdict::Reject("cross-site request refused (Sec-Fetch-Site)"),
-            _ => Verdict::Reject("unrecognised Sec-Fetch-Site"),
-        };
-    }
-    // `Origin: null` (sandboxed frames, `Referrer-Policy: no-referrer` form
-    // posts in some browsers) proves nothing either way: fall through.
-    let origin = h
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().eq_ignore_ascii_case("null"));
-    if let Some(o) = origin {
-        return match parse_origin(o) {
-            Some(o) if origin_allowed(&o, parts, cfg) => Verdict::SameOrigin,
-            _ => Verdict::Reject("origin not allowed"),
-        };
-    }
-    if let Some(r) = h.get(header::REFERER) {
-        return match r.to_str().ok().and_then(parse_origin) {
-            Some(o) if origin_allowed(&o, parts, cfg) => Verdict::SameOrigin,
-            _ => Verdict::Reject("referer origin not allowed"),
-        };
-    }
-    Verdict::Unknown
-}
-
-fn origin_allowed(origin: &str, parts: &Parts, cfg: &CsrfConfig) -> bool {
-    if !cfg.allowed_origins.is_empty() {
-        return cfg.allowed_origins.iter().any(|a| a == origin);
-    }
-    // No list: the origin's host[:port] must be the host the request was
-    // sent to (what a browser puts in `Host`/`:authority`).
-    let Some((scheme, host_port)) = origin.split_once("://") else {
-        return false;
-    };
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
-    let Some(host) = host else { return false };
-    let host = host.to_ascii_lowercase();
-    let default_port = if scheme == "https" { ":443" } else { ":80" };
-    let host = host.strip_suffix(default_port).unwrap_or(&host);
-    host == host_port
-}
 
 fn b64(tag: &hmac::Tag) -> String {
     URL_SAFE_NO_PAD.encode(tag.as_ref())

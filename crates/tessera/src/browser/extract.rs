@@ -3,8 +3,9 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use tessera_http::problem::Code;
 
 use super::problem::{Error, problem};
 use super::session::Session;
@@ -63,9 +64,7 @@ impl IntoResponse for Rejection {
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r
             }
-            Rejection::NotAuthenticated { redirect: None } => {
-                problem(StatusCode::UNAUTHORIZED, "unauthorized", "sign in first")
-            }
+            Rejection::NotAuthenticated { redirect: None } => problem(Code::Unauthorized, "sign in first"),
             Rejection::InsufficientAuth {
                 level, max_age_secs, ..
             } => {
@@ -76,8 +75,7 @@ impl IntoResponse for Rejection {
                     challenge.push_str(&format!(", max_age={m}"));
                 }
                 let mut r = problem(
-                    StatusCode::FORBIDDEN,
-                    "insufficient_user_authentication",
+                    Code::InsufficientUserAuthentication,
                     "step-up authentication required",
                 );
                 if let Ok(v) = HeaderValue::try_from(challenge) {

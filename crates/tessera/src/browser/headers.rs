@@ -6,12 +6,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use tessera_http::csrf::is_safe_method;
+use tessera_http::problem::Code;
 use tower::{Layer, Service};
 
-use super::csrf::is_safe;
 use super::problem::problem;
 
 /// Adds, when the handler did not set them:
@@ -135,12 +136,11 @@ where
 pub async fn json_only(req: Request, next: Next) -> Response {
     let body_optional =
         *req.method() != axum::http::Method::POST && !req.headers().contains_key(header::CONTENT_TYPE);
-    if is_safe(req.method()) || body_optional || is_json(req.headers()) {
+    if is_safe_method(req.method().as_str().as_bytes()) || body_optional || is_json(req.headers()) {
         return next.run(req).await;
     }
     problem(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        Code::UnsupportedMediaType,
         "this endpoint takes Content-Type: application/json",
     )
 }

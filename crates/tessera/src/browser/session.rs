@@ -426,18 +426,21 @@ impl Session {
         let mut set_cookie = Vec::new();
         match (&st.cookie, &st.current) {
             (CookieChange::Set, Some(c)) => {
-                set_cookie.push(cookies::session(
+                set_cookie.push(tessera_http::cookies::session_cookie(
                     &shared.cookie,
                     c.token.as_str(),
                     c.record.absolute_expires_at,
                     shared.sessions.now(),
                 ));
                 if st.presented_nonce.is_some() {
-                    set_cookie.push(cookies::nonce_removal(&shared.cookie));
+                    set_cookie.push(tessera_http::cookies::removal(
+                        &shared.cookie,
+                        &shared.nonce_cookie,
+                    ));
                 }
             }
             (CookieChange::Set | CookieChange::Expire, _) => {
-                set_cookie.push(cookies::session_removal(&shared.cookie));
+                set_cookie.push(tessera_http::cookies::session_removal(&shared.cookie));
             }
             (CookieChange::None, _) => {}
         }
@@ -446,6 +449,7 @@ impl Session {
         {
             set_cookie.push(cookies::nonce(
                 &shared.cookie,
+                &shared.nonce_cookie,
                 n,
                 shared.csrf.pre_session_ttl_secs,
             ));

@@ -847,6 +847,19 @@ async fn cs_02_fetch_metadata() {
     assert_eq!(status("same-origin").await, StatusCode::OK);
     // The session was not touched by the refused requests.
     assert_eq!(status("bogus").await, StatusCode::FORBIDDEN);
+    // Browsers send the values in lower case: anything else is unknown.
+    assert_eq!(status("Same-Origin").await, StatusCode::FORBIDDEN);
+    // TRACE and a lower-case method are judged like any state-changing one.
+    for method in ["TRACE", "post", "get"] {
+        let r = Request::builder()
+            .method(method)
+            .uri("/whoami")
+            .header(header::COOKIE, format!("{NAME}={s}"))
+            .header("sec-fetch-site", "cross-site")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&f.app, r).await.status, StatusCode::FORBIDDEN, "{method}");
+    }
 
     let f = fixture_with(|l| {
         let csrf = CsrfConfig::new().allow_same_site(true);
@@ -875,7 +888,15 @@ async fn cs_03_origin_and_referer_fallback() {
         StatusCode::FORBIDDEN
     );
     assert_eq!(st(&[("origin", "https://app.example")]).await, StatusCode::OK);
-    assert_eq!(st(&[("origin", "https://app.example:443")]).await, StatusCode::OK);
+    // Only an origin as browsers write it: never a default port, a path or
+    // a trailing slash (the service's rule, docs/http-rules.md).
+    for odd in [
+        "https://app.example:443",
+        "https://app.example/",
+        "https://u@app.example",
+    ] {
+        assert_eq!(st(&[("origin", odd)]).await, StatusCode::FORBIDDEN, "{odd}");
+    }
     assert_eq!(
         st(&[("origin", "http://app.example")]).await,
         StatusCode::FORBIDDEN
@@ -888,11 +909,12 @@ async fn cs_03_origin_and_referer_fallback() {
         st(&[("referer", "https://app.example/form")]).await,
         StatusCode::OK
     );
-    // `Origin: null` proves nothing: falls back to Referer, else a token.
+    // `Origin: null` (an opaque origin: a sandboxed frame, a `data:` page)
+    // is refused, whatever Referer comes with it, as the service refuses it.
     assert_eq!(st(&[("origin", "null")]).await, StatusCode::FORBIDDEN);
     assert_eq!(
         st(&[("origin", "null"), ("referer", "https://app.example/")]).await,
-        StatusCode::OK
+        StatusCode::FORBIDDEN
     );
 
     // With no configured origin the request's own Host is the origin.
@@ -913,6 +935,33 @@ async fn cs_03_origin_and_referer_fallback() {
     );
     assert_eq!(
         st(&[("host", "127.0.0.1:3000"), ("origin", "http://evil.example:3000")]).await,
+        StatusCode::FORBIDDEN
+    );
+    // Forwarded headers are believed only when the app says a proxy sets
+    // them.
+    let behind_proxy = [
+        ("host", "app:3000"),
+        ("x-forwarded-host", "app.example"),
+        ("x-forwarded-proto", "https"),
+        ("origin", "https://app.example"),
+    ];
+    assert_eq!(st(&behind_proxy).await, StatusCode::FORBIDDEN);
+    let f = fixture_with(|l| l.with_csrf(CsrfConfig::new().trust_forwarded_headers(true)));
+    let s = do_login(&f.app, "alice", None).await.token();
+    let st = |h: &[(&str, &str)]| {
+        let r = post_with("/action", &s, h);
+        let app = f.app.clone();
+        async move { send(&app, r).await.status }
+    };
+    assert_eq!(st(&behind_proxy).await, StatusCode::OK);
+    // The scheme the proxy saw must be the Origin's.
+    assert_eq!(
+        st(&[
+            ("x-forwarded-host", "app.example"),
+            ("x-forwarded-proto", "https"),
+            ("origin", "http://app.example"),
+        ])
+        .await,
         StatusCode::FORBIDDEN
     );
 }
@@ -1112,11 +1161,19 @@ fn config_validation() {
     assert!(CsrfConfig::new().allowed_origin("not a url").is_err());
     assert_eq!(
         CsrfConfig::new()
-            .allowed_origin("HTTPS://App.Example:443/path?q")
+            .allowed_origin("HTTPS://App.Example")
             .unwrap()
             .allowed_origins(),
         ["https://app.example"]
     );
+    // Written as browsers send it, or refused (as the service's config).
+    for odd in [
+        "https://app.example:443",
+        "https://app.example/path?q",
+        "ftp://app.example",
+    ] {
+        assert!(CsrfConfig::new().allowed_origin(odd).is_err(), "{odd}");
+    }
     assert!(CsrfKey::from_base64url("short").is_err());
     assert!(CsrfKey::from_base64url(&"A".repeat(43)).is_ok());
     assert!(StoreUrl::parse("memory://").is_ok());

@@ -1,9 +1,8 @@
-//! Reading cookies out of `Cookie` request headers: the one rule every face
-//! (the service's forward auth and logout, the library's browser layer)
-//! uses (SPEC §5, "one rule per concern").
+//! Reading cookies out of `Cookie` request headers, byte by byte: the one
+//! rule every face uses. [`super::read`] applies it to the session cookie.
 //!
-//! Pure functions over the raw bytes of header values, so they know nothing
-//! of any HTTP crate and can be fuzzed (`fuzz/fuzz_targets/cookie_header.rs`).
+//! Pure functions over the raw bytes of header values, so they can be
+//! fuzzed (`fuzz/fuzz_targets/cookie_header.rs`).
 //!
 //! The header is read as bytes, never as a string as a whole: browsers send
 //! cookies set by other applications of the site, and one of them holding a
