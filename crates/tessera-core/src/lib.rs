@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod access;
+pub mod b64url;
 pub mod clients;
 pub mod cookie_header;
 pub mod error;

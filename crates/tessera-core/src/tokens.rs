@@ -25,7 +25,7 @@ use crate::seal::Sealer;
 use crate::sessions::Sessions;
 
 pub use error::OAuthError;
-pub use introspect::{Introspection, MAX_ACCESS_TOKEN_BYTES};
+pub use introspect::Introspection;
 pub use issue::REFRESH_FAMILY_PREFIX;
 pub use scope::parse_scope;
 pub use types::{IssuedTokens, TokenPolicy, TokenRequest};

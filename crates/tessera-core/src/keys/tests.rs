@@ -58,6 +58,7 @@ fn claims() -> AccessClaims {
         aud: Audience::one("tessera"),
         exp: now + 300,
         iat: now,
+        nbf: None,
         jti: new_jti(),
         client_id: "default".into(),
         sid: "ses_x".into(),

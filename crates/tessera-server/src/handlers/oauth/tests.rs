@@ -192,7 +192,8 @@ impl H {
     }
 
     fn claims(&self, at: &str) -> tessera_core::AccessClaims {
-        self.state.oauth.tokens.decode_own_access_token(at).unwrap()
+        let tokens = &self.state.oauth.tokens;
+        tokens.verify_access_token(at, &tokens.own_token_rules()).unwrap()
     }
 
     async fn active_sessions(&self, subject: &str) -> usize {
