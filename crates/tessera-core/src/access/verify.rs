@@ -318,3 +318,6 @@ fn check_header<'k, K: KeySource + ?Sized>(
     }
     Ok(key)
 }
+
+#[cfg(test)]
+mod tests;
