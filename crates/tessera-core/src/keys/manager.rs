@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -350,17 +349,6 @@ impl KeyManager {
             snapshot: self.snapshot(),
             now: self.clock.now(),
             keep_secs: self.policy.retired_key_publish_secs(),
-        }
-    }
-
-    /// The same keys as [`jwks`](Self::jwks), typed, for in-process verifiers.
-    pub fn jwk_set(&self) -> JwkSet {
-        JwkSet {
-            keys: self
-                .published()
-                .iter()
-                .map(|k| k.signer.public_jwk().clone())
-                .collect(),
         }
     }
 
