@@ -274,11 +274,6 @@ impl KeySet {
         Ok(set)
     }
 
-    #[inline]
-    pub fn get(&self, kid: &str) -> Option<&Arc<VerifyKey>> {
-        self.keys.get(kid)
-    }
-
     /// Whether `other` has every key of `self` with the same algorithm and
     /// key material (so nothing verified with `self` needs re-checking).
     pub fn is_subset_of(&self, other: &KeySet) -> bool {
