@@ -24,6 +24,7 @@ fn claims() -> AccessClaims {
         aud: Audience::one("tessera"),
         exp: now + 3600,
         iat: now,
+        nbf: None,
         jti: new_jti(),
         client_id: "default".into(),
         sid: "ses_Qx3m9ZtN0bVv1yLk2pWc8A".into(),

@@ -56,7 +56,7 @@ mod signer;
 
 pub use manager::KeyManager;
 pub use policy::KeyPolicy;
-pub use schedule::{KeyInfo, KeyState};
+pub use schedule::{KeyInfo, KeyState, PublishedKeys};
 pub use signer::{ActiveSigner, jwt_algorithm};
 
 use crate::store::StoreError;

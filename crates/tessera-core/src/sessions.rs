@@ -56,6 +56,10 @@ impl Sessions {
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
+
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
 }
 
 #[cfg(test)]

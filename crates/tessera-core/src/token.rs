@@ -11,6 +11,8 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::b64url;
+
 /// Bytes of entropy in every secret token (256 bits).
 pub const SECRET_BYTES: usize = 32;
 /// Length of the base64url body of a secret token.
@@ -167,14 +169,11 @@ pub fn parse(kind: TokenKind, presented: &[u8]) -> Result<TokenHash, MalformedTo
     if prefix != kind.prefix().as_bytes() {
         return Err(MalformedToken::Prefix);
     }
-    if !body.iter().all(|&b| is_base64url(b)) {
+    if !body.iter().all(|&b| b64url::is_alphabet(b)) {
         return Err(MalformedToken::Alphabet);
     }
     let mut secret = [0u8; SECRET_BYTES];
-    let n = URL_SAFE_NO_PAD
-        .decode_slice(body, &mut secret)
-        .map_err(|_| MalformedToken::Encoding)?;
-    if n != SECRET_BYTES {
+    if b64url::decode_into(body, &mut secret).map(<[u8]>::len) != Some(SECRET_BYTES) {
         return Err(MalformedToken::Encoding);
     }
     let hash = TokenHash::of_secret(&secret);
@@ -197,26 +196,13 @@ pub fn new_id(prefix: &str) -> String {
 pub fn is_id(prefix: &str, s: &str) -> bool {
     s.len() == prefix.len() + ID_CHARS
         && s.starts_with(prefix)
-        && s.as_bytes()[prefix.len()..].iter().all(|&b| is_base64url(b))
+        && s.as_bytes()[prefix.len()..]
+            .iter()
+            .all(|&b| b64url::is_alphabet(b))
 }
 
 pub const SESSION_HANDLE_PREFIX: &str = "ses_";
 pub const API_KEY_ID_PREFIX: &str = "key_";
-
-fn is_base64url(b: u8) -> bool {
-    // A table: every token on every request goes through this byte by byte.
-    static TABLE: [bool; 256] = {
-        let mut t = [false; 256];
-        let mut i = 0;
-        while i < 256 {
-            let b = i as u8;
-            t[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
-            i += 1;
-        }
-        t
-    };
-    TABLE[usize::from(b)]
-}
 
 /// Fills `buf` from the OS CSPRNG.
 ///
@@ -314,7 +300,7 @@ mod tests {
                 .unwrap();
             let text = issued.token.expose();
             let body = text.strip_prefix("tss_").unwrap();
-            assert!(body.bytes().all(is_base64url));
+            assert!(body.bytes().all(b64url::is_alphabet));
             assert!(!text.contains(subject) && !text.contains("alice"), "{text}");
             assert!(!text.contains(&secs.to_string()[..6]), "the time shows in {text}");
             let raw = URL_SAFE_NO_PAD.decode(body).unwrap();

@@ -26,7 +26,7 @@ use crate::sessions::Sessions;
 use crate::store::RefreshStore;
 
 pub use error::OAuthError;
-pub use introspect::{Introspection, MAX_ACCESS_TOKEN_BYTES};
+pub use introspect::Introspection;
 pub use issue::REFRESH_FAMILY_PREFIX;
 pub use scope::parse_scope;
 pub use types::{IssuedTokens, TokenPolicy, TokenRequest};

@@ -5,13 +5,13 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::pkcs8::generate_pkcs8;
 use super::schedule::{LoadedKey, Schedule, Snapshot, key_order};
-use super::{ActiveSigner, KeyError, KeyInfo, KeyPolicy, KeyState};
+use super::{ActiveSigner, KeyError, KeyInfo, KeyPolicy, KeyState, PublishedKeys};
+use crate::access::VerifyKey;
 use crate::model::SigningKeyRecord;
 use crate::seal::Sealer;
 use crate::store::SigningKeyStore;
@@ -268,12 +268,17 @@ impl KeyManager {
         );
         let signer = ActiveSigner::from_pkcs8(record.kid, record.alg, &pkcs8)?;
         let jwk = signer.public_jwk_json();
+        let (_, verify) = VerifyKey::from_jwk(&jwk).map_err(|reason| KeyError::BadKey {
+            kid: signer.kid.clone(),
+            reason: reason.to_owned(),
+        })?;
         Ok(LoadedKey {
             created_at: record.created_at,
             activates_at: record.activates_at,
             sealed: record.private_sealed,
             signer: Arc::new(signer),
             jwk,
+            verify: Arc::new(verify),
         })
     }
 
@@ -337,14 +342,13 @@ impl KeyManager {
         serde_json::json!({ "keys": keys })
     }
 
-    /// The same keys as [`jwks`](Self::jwks), typed, for in-process verifiers.
-    pub fn jwk_set(&self) -> JwkSet {
-        JwkSet {
-            keys: self
-                .published()
-                .iter()
-                .map(|k| k.signer.public_jwk().clone())
-                .collect(),
+    /// The same keys as [`jwks`](Self::jwks), as the access-token verifier's
+    /// key source (`access::verify`). No store I/O, no allocation.
+    pub fn verification_keys(&self) -> PublishedKeys {
+        PublishedKeys {
+            snapshot: self.snapshot(),
+            now: self.clock.now(),
+            keep_secs: self.policy.retired_key_publish_secs(),
         }
     }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::ActiveSigner;
+use crate::access::{KeySource, VerifyKey};
 use crate::model::{SigningAlg, SigningKeyRecord};
 use crate::time::Timestamp;
 
@@ -48,6 +49,9 @@ pub(super) struct LoadedKey {
     pub(super) sealed: Vec<u8>,
     pub(super) signer: Arc<ActiveSigner>,
     pub(super) jwk: Value,
+    /// The public half as the access-token verifier uses it, imported from
+    /// `jwk` like a resource server imports it from the JWKS.
+    pub(super) verify: Arc<VerifyKey>,
 }
 
 /// An immutable view of the stored keys, oldest (`activates_at`, `kid`) first.
@@ -86,8 +90,33 @@ impl Schedule<'_> {
     }
 
     pub(super) fn published(&self, i: usize) -> bool {
-        self.retires_at(i)
-            .is_none_or(|r| self.now <= r.plus_secs(self.keep_secs))
+        published(self.retires_at(i), self.now, self.keep_secs)
+    }
+}
+
+/// A key retiring at `retires_at` (`None`: the newest) is published at `now`
+/// until its successor has been active for `keep_secs`.
+fn published(retires_at: Option<Timestamp>, now: Timestamp, keep_secs: i64) -> bool {
+    retires_at.is_none_or(|r| now <= r.plus_secs(keep_secs))
+}
+
+/// The service's own signing keys as the access-token verifier's key
+/// source: exactly the keys the JWKS lists at `now`, so the service accepts
+/// the tokens a resource server holding its JWKS accepts, and a revoked key
+/// (gone from the snapshot) verifies nothing. Looks keys up without
+/// allocating.
+pub struct PublishedKeys {
+    pub(super) snapshot: Arc<Snapshot>,
+    pub(super) now: Timestamp,
+    pub(super) keep_secs: i64,
+}
+
+impl KeySource for PublishedKeys {
+    fn key(&self, kid: &str) -> Option<&Arc<VerifyKey>> {
+        let keys = &self.snapshot.keys;
+        let i = keys.iter().position(|k| k.signer.kid == kid)?;
+        let retires_at = keys.get(i + 1).map(|k| k.activates_at);
+        published(retires_at, self.now, self.keep_secs).then(|| &keys[i].verify)
     }
 }
 

@@ -1,19 +1,17 @@
 //! Revocation (RFC 7009) and introspection (RFC 7662), and the check of our
-//! own access tokens both rest on.
+//! own access tokens both rest on (the shared [`access::verify`] over the
+//! published signing keys).
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::access::{AccessClaims, Audience};
+use crate::access::{self, AccessClaims, Audience, AudienceRule, Expected, VerifyError};
 use crate::clients::Client;
 use crate::error::Error;
 use crate::model::RevokeReason;
 use crate::token::{self, TokenKind};
 
 use super::{OAuthError, TokenService};
-
-/// Access tokens longer than this are refused before any parsing.
-pub const MAX_ACCESS_TOKEN_BYTES: usize = 8192;
 
 /// RFC 7662 answer. `Inactive` serializes as exactly `{"active":false}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,35 +34,30 @@ impl Serialize for Introspection {
 }
 
 impl TokenService {
-    /// Verifies one of our own access tokens (signature with a published
-    /// key, `typ`, `iss`, `exp`) without checking the audience; `None` if it
-    /// is not one.
-    pub fn decode_own_access_token(&self, token: &str) -> Option<AccessClaims> {
-        use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
-        if token.len() > MAX_ACCESS_TOKEN_BYTES {
-            return None;
+    /// What the issuer expects of its own tokens when asked about them
+    /// (introspection, revocation): its `iss`, any audience (callers filter
+    /// by their own, RV-12), sender-constrained tokens too, and no leeway: it
+    /// reads the clock that set `exp`, so an expired token is inactive at
+    /// once (RV-11). A resource-server face (`/auth/verify`) narrows it
+    /// with `..`.
+    pub fn own_token_rules(&self) -> Expected<'_> {
+        Expected {
+            issuer: &self.policy.issuer,
+            audience: AudienceRule::Any,
+            leeway_secs: 0,
+            accept_sender_constrained: true,
         }
-        let header = decode_header(token).ok()?;
-        let typ = header.typ.as_deref()?;
-        if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
-            return None;
-        }
-        let set = self.keys.jwk_set();
-        let jwk = set.find(header.kid.as_deref()?)?;
-        // The algorithm comes from our key, never from the token.
-        let key_alg = jwk.common.key_algorithm?;
-        if format!("{key_alg:?}") != format!("{:?}", header.alg) {
-            return None;
-        }
-        let key = DecodingKey::from_jwk(jwk).ok()?;
-        let mut v = Validation::new(header.alg);
-        v.set_issuer(&[self.policy.issuer.as_str()]);
-        v.validate_aud = false;
-        // Expiry is checked against the core's clock below, not the system's.
-        v.validate_exp = false;
-        v.set_required_spec_claims(&["exp", "iss", "sub"]);
-        let claims = decode::<AccessClaims>(token, &key, &v).ok()?.claims;
-        (claims.exp > self.sessions.now().unix_secs()).then_some(claims)
+    }
+
+    /// Verifies one of our own access tokens ([`access::verify`]) against the
+    /// keys the JWKS publishes now and the core's clock.
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+        expected: &Expected<'_>,
+    ) -> Result<AccessClaims, VerifyError> {
+        let keys = self.keys.verification_keys();
+        access::verify(token, &keys, expected, self.sessions.clock())
     }
 
     /// RFC 7009. Any valid token of this client ends its session (access
@@ -84,7 +77,7 @@ impl TokenService {
             }
             return Ok(());
         }
-        if let Some(claims) = self.decode_own_access_token(presented)
+        if let Ok(claims) = self.verify_access_token(presented, &self.own_token_rules())
             && claims.client_id == client.client_id
         {
             self.revoke_session(&claims.sid).await?;
@@ -131,7 +124,7 @@ impl TokenService {
             m.insert("auth_time".into(), s.auth.time.unix_secs().into());
             return Ok(Introspection::Active(m));
         }
-        let Some(claims) = self.decode_own_access_token(presented) else {
+        let Ok(claims) = self.verify_access_token(presented, &self.own_token_rules()) else {
             return Ok(Introspection::Inactive);
         };
         // Revocation and expiry of the session count too (RV-11).

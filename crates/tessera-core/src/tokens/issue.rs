@@ -102,6 +102,7 @@ impl TokenService {
             aud: Audience::new(audience.to_vec()),
             exp: exp.unix_secs(),
             iat: now.unix_secs(),
+            nbf: None,
             jti: new_jti(),
             client_id: client.client_id.clone(),
             sid: session.handle.clone(),

@@ -140,7 +140,7 @@ async fn jw_13_access_token_carries_rfc_9068_claims() {
     let (s, t) = login(&h, "read write").await;
     let claims = h
         .svc
-        .decode_own_access_token(&t.access_token)
+        .verify_access_token(&t.access_token, &h.svc.own_token_rules())
         .expect("own token verifies");
     assert_eq!(claims.iss, h.svc.policy().issuer);
     assert_eq!(claims.sub, "alice");
@@ -268,7 +268,10 @@ async fn rt_07_refresh_narrows_never_widens() {
     assert_eq!(e.code(), "invalid_scope");
     let n = h.svc.refresh(rt.expose(), &c, Some("read")).await.unwrap();
     assert_eq!(n.scope, "read");
-    let claims = h.svc.decode_own_access_token(&n.access_token).unwrap();
+    let claims = h
+        .svc
+        .verify_access_token(&n.access_token, &h.svc.own_token_rules())
+        .unwrap();
     assert_eq!(claims.scope.as_deref(), Some("read"));
     // The family keeps the full grant.
     let n2 = h

@@ -187,10 +187,10 @@ async fn token_client(state: &AppState, presented: &str) -> Result<Option<String
     if token::parse(TokenKind::Refresh, presented.as_bytes()).is_ok() {
         return refresh_token_client(state, presented).await;
     }
-    Ok(state
-        .oauth
-        .tokens
-        .decode_own_access_token(presented)
+    let tokens = &state.oauth.tokens;
+    Ok(tokens
+        .verify_access_token(presented, &tokens.own_token_rules())
+        .ok()
         .map(|c| c.client_id))
 }
 

@@ -155,7 +155,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 // A `more` that does not move the cursor would loop: take it
                 // as the end, and poll again after the pause below.
                 more = page.more && advanced;
-                if !more && inner.feed.mark_synced(inner.clock.now_unix()) {
+                if !more && inner.feed.mark_synced(inner.now()) {
                     tracing::info!(revoked = inner.revocations.len(), "revocation feed in sync");
                 }
                 if page.count == 0 && !more && started.elapsed() < MIN_EMPTY_POLL && cursor.is_some() {
@@ -180,7 +180,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
                         "revocation feed unavailable; retrying");
                 }
-                inner.revocations.prune(inner.clock.now_unix() - inner.leeway);
+                inner.revocations.prune(inner.now() - inner.leeway);
                 tokio::time::sleep(jitter(backoff)).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
@@ -219,7 +219,7 @@ async fn poll(inner: &Inner, base: &url::Url, cursor: Option<&str>, wait: bool) 
         .map_err(|e| PollError::Body(e.to_string()))?
         .ok_or_else(|| PollError::Body("page too large".into()))?;
     let page: Page = serde_json::from_slice(&body).map_err(|e| PollError::Body(e.to_string()))?;
-    let now = inner.clock.now_unix();
+    let now = inner.now();
     let count = page.revocations.len();
     let items = page.revocations.into_iter().map(|item| {
         let until =

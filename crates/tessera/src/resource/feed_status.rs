@@ -121,7 +121,7 @@ impl Inner {
         if !self.feed.configured {
             return Ok(());
         }
-        match self.feed.status(self.clock.now_unix()) {
+        match self.feed.status(self.now()) {
             FeedStatus::InSync => Ok(()),
             other => self.feed_not_current(other),
         }
@@ -173,7 +173,7 @@ impl Verifier {
 
     /// Where the revocation feed stands now.
     pub fn feed_status(&self) -> FeedStatus {
-        self.inner.feed.status(self.inner.clock.now_unix())
+        self.inner.feed.status(self.inner.now())
     }
 
     /// Resolves once the follower has read a complete snapshot of the feed

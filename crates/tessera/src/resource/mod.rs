@@ -35,46 +35,25 @@
 //!
 //! # What is checked, in order
 //!
-//! 1. Length (at most [`MAX_TOKEN_BYTES`]) and form before anything is
-//!    interpreted: exactly three non-empty base64url segments, no padding, no
-//!    whitespace. JWS JSON serialization and JWE (five segments) are refused.
-//!    (The segments are base64url-decoded up front and the full form scan runs
-//!    only when a decoding fails; the outcome is the same as scanning first.)
-//! 2. The protected header, parsed as raw JSON: any `crit` is refused (no
-//!    extension is understood); `jwk`, `jku`, `x5u`, `x5c` are refused (keys
-//!    come only from the configured JWKS); `enc`/`zip` (JWE) refused; `typ`
-//!    must be `at+jwt` or `application/at+jwt` (case-insensitive); `kid` is
-//!    required and at most [`MAX_KID_BYTES`].
-//! 3. The key is looked up by `kid` (an unknown `kid` triggers at most one
-//!    JWKS refetch per [`VerifierConfig::jwks_min_refetch_interval`],
-//!    single-flight); the header's `alg` must equal the algorithm **of the
-//!    key** byte for byte (so `none`, `HS256`, `es256`, … never match).
-//! 4. The signature, with aws-lc-rs, over the exact signing input.
-//! 5. Only then the claims: `iss` byte-exact, `aud` contains ours, `exp`
-//!    required, `nbf` and `iat` not in the future, each with the configured
-//!    leeway (≤ 60 s); `sub`, `sid`, `client_id`, `jti`, `iat` required; a
-//!    sender-constrained token (`cnf`) is refused as a Bearer token.
-//! 6. The session (`sid`) must not be in the revocation set.
-//!
-//! Before all of these, when a feed is configured: the revocation set must be
+//! Before anything, when a feed is configured: the revocation set must be
 //! current (see below), or every token is refused with
-//! [`VerifyError::RevocationStatusUnavailable`].
+//! [`VerifyError::RevocationStatusUnavailable`]. Then every token check is
+//! core's shared access-token verifier, the one `/auth/verify` and
+//! introspection in the service use too
+//! ([`tessera_core::access::verify`], whose docs list the checks in order:
+//! length and form, header — `crit`, `jwk`/`jku`/`x5u`/`x5c`, `typ`, `kid` —,
+//! the key from this verifier's JWKS with the algorithm **of the key**, the
+//! signature, then `iss`, `aud` (must contain [`VerifierConfig::audience`]),
+//! `exp`/`nbf`/`iat` with [`VerifierConfig::leeway_secs`], required claims,
+//! and `cnf`: a sender-constrained token is refused as a Bearer token).
+//! Finally the session (`sid`) must not be in the revocation set. An unknown
+//! `kid` triggers at most one JWKS refetch per
+//! [`VerifierConfig::jwks_min_refetch_interval`], single-flight.
 //!
-//! Every failure is a [`VerifyError`], which the axum extractor answers with
-//! `401` and `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750),
-//! except `RevocationStatusUnavailable`: `503` with `Retry-After`.
-//!
-//! # Signature verification: why not `jsonwebtoken::decode`
-//!
-//! Keys are imported with `jsonwebtoken` (`Jwk` → `DecodingKey::from_jwk`),
-//! but the token itself is parsed once by this module and its signature is
-//! verified with aws-lc-rs directly against a pre-parsed public key. Measured
-//! on the same machine, `jsonwebtoken::decode` of an EdDSA access token cost
-//! 8–11 % more than the bare Ed25519 verification (it parses the header twice
-//! and the claims twice, and boxes a verifier per call), which misses the
-//! goal of ≥ 95 % of raw signature throughput once our own strict header
-//! checks are added; parsing once and verifying directly stays above it (see
-//! `benches/verify.rs`).
+//! Every failure is a [`VerifyError`] (core's, the same for every face),
+//! which the axum extractor answers with `401` and
+//! `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750), except
+//! `RevocationStatusUnavailable`: `503` with `Retry-After`.
 //!
 //! # Cache
 //!
@@ -149,7 +128,6 @@
 //! when [`Verifier::spawn_feed`] is called without one).
 
 mod cache;
-mod clock;
 mod config;
 mod error;
 mod extract;
@@ -163,25 +141,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::VerifierConfig;
 pub use error::{ConfigError, JwksError, VerifyError};
 pub use extract::{AuthRejection, Authenticated, require_scope};
 pub use feed_status::{FEED_ERRORS, FEED_REFUSALS, FeedStatus};
+pub use tessera_core::access::{AccessClaims, Audience, MAX_KID_BYTES, MAX_LEEWAY_SECS, MAX_TOKEN_BYTES};
+/// The clock is core's, the one every crate reads (tests pin a
+/// [`ManualClock`]).
+pub use tessera_core::{Clock, ManualClock, SystemClock, Timestamp};
 pub use url::Url;
-pub use verify::{AccessClaims, VerifiedToken};
+pub use verify::VerifiedToken;
 
 use cache::TokenCache;
 use feed::RevocationSet;
 use feed_status::FeedState;
-use jwks::KeySet;
-
-/// Tokens longer than this are refused before any decoding.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// A `kid` longer than this is refused without a key lookup.
-pub const MAX_KID_BYTES: usize = 256;
-/// The largest leeway allowed for `exp`/`nbf`/`iat` (checklist JW-09).
-pub const MAX_LEEWAY_SECS: u64 = 60;
+use tessera_core::access::{AudienceRule, Expected, KeySet};
 
 /// Verifies Tessera access tokens. Cheap to clone (shared state); put one in
 /// the axum state and extract [`Authenticated`].
@@ -243,7 +217,7 @@ impl Verifier {
     /// tests and offline use. It never fetches keys; `config.jwks_url` is
     /// ignored.
     pub fn with_jwks(config: VerifierConfig, jwks: serde_json::Value) -> Result<Self, ConfigError> {
-        let keys = KeySet::from_jwks(&jwks)?;
+        let keys = KeySet::from_jwks(&jwks).map_err(JwksError::from)?;
         Self::build(config, keys, None)
     }
 
@@ -365,7 +339,7 @@ impl Verifier {
     /// Adds a revoked session handle by hand (e.g. from a webhook or a test);
     /// tokens with this `sid` are refused until `until_unix` has passed.
     pub fn insert_revocation(&self, sid: &str, until_unix: i64) {
-        let now = self.inner.clock.now_unix();
+        let now = self.inner.now();
         self.inner
             .revocations
             .insert_many(std::iter::once((sid.to_owned(), until_unix)), now);
@@ -418,6 +392,25 @@ impl Verifier {
                 false
             }
         }
+    }
+}
+
+impl Inner {
+    /// What this resource server expects of a token.
+    #[inline]
+    pub(crate) fn expected(&self) -> Expected<'_> {
+        Expected {
+            issuer: &self.issuer,
+            audience: AudienceRule::Contains(&self.audience),
+            leeway_secs: self.leeway.unsigned_abs(),
+            accept_sender_constrained: false,
+        }
+    }
+
+    /// Unix seconds, from the configured clock.
+    #[inline]
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now().unix_secs()
     }
 }
 

@@ -20,7 +20,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::jwks::KeySet;
+use tessera_core::access::{KeySet, KeySetError, KeySource};
+
 use super::*;
 
 const ISS: &str = "https://issuer.example";
@@ -171,7 +172,7 @@ fn config(clock: Arc<ManualClock>) -> VerifierConfig {
 }
 
 fn verifier(keys: &[&TestKey]) -> (Verifier, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(NOW));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
     let v = Verifier::with_jwks(config(clock.clone()), jwks(keys)).unwrap();
     (v, clock)
 }
@@ -209,7 +210,7 @@ fn good_tokens_verify_with_every_algorithm() {
             .unwrap_or_else(|e| panic!("{}: {e}", key.alg));
         assert_eq!(t.claims.sub, "user-1");
         assert_eq!(t.claims.sid, SID);
-        assert_eq!(t.claims.aud, vec![AUD.to_owned()]);
+        assert_eq!(t.claims.aud, Audience::one(AUD));
         assert_eq!(t.scopes, vec!["read".to_owned(), "write".to_owned()]);
         assert!(t.has_scope("write") && !t.has_scope("admin"));
     }
@@ -230,12 +231,12 @@ fn official_vectors_verify_through_the_key_import() {
     for (kid, jws) in [("a3", a3), ("a4", a4)] {
         let (input, sig) = jws.rsplit_once('.').unwrap();
         let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
-        let key = set.get(kid).unwrap();
+        let key = set.key(kid).unwrap();
         assert!(key.verify(input.as_bytes(), &sig), "{kid}");
         assert!(!key.verify(b"other input", &sig), "{kid}");
     }
     // As access tokens both are refused: no typ, no kid.
-    let clock = Arc::new(ManualClock::new(1_300_819_000));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(1_300_819_000)));
     let v = Verifier::with_jwks(
         config(clock),
         json!({"keys":[{"kty":"EC","crv":"P-256","kid":"a3","alg":"ES256",
@@ -375,7 +376,7 @@ fn jw_03_no_mac_with_a_public_key() {
     }
     // A symmetric key in the JWKS is never imported, so no HS* token can
     // find a key.
-    let clock = Arc::new(ManualClock::new(NOW));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
     let v2 = Verifier::with_jwks(
         config(clock),
         json!({"keys":[ed.jwk.clone(), {"kty":"oct","k": b64(b"0123456789abcdef0123456789abcdef"),"kid":"hs","alg":"HS256"}]}),
@@ -408,7 +409,7 @@ async fn jw_04_keys_named_by_the_token_are_never_used() {
     // Our JWKS and the attacker's, both counting requests.
     let (our_url, our_hits, _) = jwks_server(jwks(&[&ours])).await;
     let (evil_url, evil_hits, _) = jwks_server(jwks(&[&attacker])).await;
-    let clock = Arc::new(ManualClock::new(NOW));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
     let mut c = config(clock);
     c.jwks_url = our_url;
     let v = Verifier::new(c).unwrap();
@@ -455,7 +456,7 @@ async fn jw_04_keys_named_by_the_token_are_never_used() {
 async fn jw_05_kid_is_untrusted_input() {
     let key = TestKey::ed("k1");
     let (url, hits, _) = jwks_server(jwks(&[&key])).await;
-    let clock = Arc::new(ManualClock::new(NOW));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
     let mut c = config(clock);
     c.jwks_url = url;
     c.jwks_min_refetch_interval = Duration::from_secs(3600);
@@ -666,7 +667,7 @@ fn jw_09_exp_nbf_iat_with_leeway() {
     );
 
     // Leeway is configurable, and capped at 60 s.
-    let clock = Arc::new(ManualClock::new(NOW));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
     let mut c = config(clock);
     c.leeway_secs = 0;
     let strict = Verifier::with_jwks(c.clone(), jwks(&[&key])).unwrap();
@@ -738,7 +739,7 @@ fn jw_11_issuer_exact() {
     }
     assert_eq!(err(&v, &t(without(claims(), "iss"))), VerifyError::InvalidClaims);
     // Configured with a trailing slash, a token without one is refused too.
-    let clock = Arc::new(ManualClock::new(NOW));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
     let mut c = config(clock);
     c.issuer = format!("{ISS}/");
     let slash = Verifier::with_jwks(c, jwks(&[&key])).unwrap();
@@ -847,11 +848,11 @@ fn jwks_import_skips_unusable_keys() {
     assert_eq!(kids, vec!["ed"]);
     assert_eq!(
         KeySet::from_jwks(&json!({"keys": []})).err(),
-        Some(JwksError::NoUsableKeys)
+        Some(KeySetError::NoUsableKeys)
     );
     assert!(matches!(
         KeySet::from_jwks(&json!([])).err(),
-        Some(JwksError::Malformed(_))
+        Some(KeySetError::Malformed(_))
     ));
 }
 
@@ -903,9 +904,9 @@ fn cache_rechecks_expiry_on_every_hit() {
     // can answer for this token.
     *write(&v.inner.keys) = Arc::new(KeySet::default());
     assert!(v.verify_sync(&t).is_ok(), "served from the cache");
-    clock.set(NOW + 300 + 59);
+    clock.set(Timestamp::from_unix_secs(NOW + 300 + 59));
     assert!(v.verify_sync(&t).is_ok());
-    clock.set(NOW + 300 + 60);
+    clock.set(Timestamp::from_unix_secs(NOW + 300 + 60));
     assert_eq!(err(&v, &t), VerifyError::Expired);
     // A different token with the same signature is not a hit.
     let (h, p, s) = parts(&t);
@@ -941,7 +942,7 @@ fn cache_rechecks_revocation_on_every_hit() {
 fn cache_is_bounded_and_follows_key_removal() {
     let key = TestKey::ed("k1");
     let other = TestKey::ed("k2");
-    let clock = Arc::new(ManualClock::new(NOW));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
     let mut c = config(clock.clone());
     c.cache_capacity = 32;
     let v = Verifier::with_jwks(c, jwks(&[&key, &other])).unwrap();
@@ -1009,7 +1010,7 @@ async fn jw_20_unknown_kid_refetch_is_rate_limited() {
     let old = TestKey::ed("old");
     let new = TestKey::ed("new");
     let (url, hits, doc) = jwks_server(jwks(&[&old])).await;
-    let clock = Arc::new(ManualClock::new(NOW));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
     let mut c = config(clock);
     c.jwks_url = url;
     c.jwks_min_refetch_interval = Duration::from_millis(500);
@@ -1176,7 +1177,7 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// A verifier following `url` with `key`, on a manual clock.
 fn fed(key: &TestKey, url: Url, api_key: &str) -> (Verifier, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(NOW));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
     let mut c = config(clock.clone());
     c.revocations_url = Some(url);
     c.api_key = Some(api_key.into());
@@ -1363,11 +1364,11 @@ async fn rs_fails_closed_once_the_feed_is_stale() {
     feed.down.store(true, Ordering::SeqCst);
     feed.revoke(SID, "2099-01-01T00:00:00Z");
     // Within the bound (75 s by default): the last known set, still accepted.
-    clock.advance(70);
+    clock.advance_secs(70);
     v.verify(&t).await.unwrap();
     assert_eq!(v.feed_status(), FeedStatus::InSync);
     // Past it: refused, 503, and counted.
-    clock.advance(10);
+    clock.advance_secs(10);
     assert_eq!(v.feed_status(), FeedStatus::Stale);
     assert!(!v.feed_healthy());
     let counted = Counted::default();
@@ -1400,7 +1401,7 @@ async fn rs_refuses_at_once_when_the_feed_refuses_the_api_key() {
     let feed = FakeFeed::default();
     let url = feed_server(feed.clone(), "tsk_right").await;
     for accept_stale in [false, true] {
-        let clock = Arc::new(ManualClock::new(NOW));
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
         let mut c = config(clock);
         c.revocations_url = Some(url.clone());
         c.api_key = Some("tsk_wrong".into());
@@ -1433,7 +1434,7 @@ async fn rs_refuses_at_once_when_the_feed_refuses_the_api_key() {
 #[tokio::test]
 async fn rs_accepts_a_stale_set_only_when_opted_in() {
     let key = TestKey::ed("k1");
-    let clock = Arc::new(ManualClock::new(NOW));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
     let mut c = config(clock.clone());
     c.revocations_url = Some("http://127.0.0.1:9/v1/revocations".parse().unwrap());
     c.api_key = Some("tsk_x".into());
@@ -1446,7 +1447,7 @@ async fn rs_accepts_a_stale_set_only_when_opted_in() {
     let open = Verifier::with_jwks(c, jwks(&[&key])).unwrap();
     let t = key.token(&key.header(), &with(claims(), "exp", json!(NOW + 7200)));
     open.verify_sync(&t).unwrap();
-    clock.advance(3600);
+    clock.advance_secs(3600);
     open.verify_sync(&t).unwrap();
     open.insert_revocation(SID, NOW + 7200);
     assert_eq!(
@@ -1459,7 +1460,7 @@ async fn rs_accepts_a_stale_set_only_when_opted_in() {
 
 #[test]
 fn feed_max_staleness_must_outlast_a_long_poll() {
-    let mut c = config(Arc::new(ManualClock::new(NOW)));
+    let mut c = config(Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW))));
     c.feed_max_staleness = Duration::from_secs(29);
     assert!(matches!(
         Verifier::with_jwks(c.clone(), json!({"keys": [TestKey::ed("k").jwk]})),
@@ -1479,7 +1480,7 @@ fn no_feed_configured_never_refuses_for_it() {
     let key = TestKey::ed("k1");
     let (v, clock) = verifier(&[&key]);
     assert_eq!(v.feed_status(), FeedStatus::NotConfigured);
-    clock.advance(3600);
+    clock.advance_secs(3600);
     let t = key.token(&key.header(), &with(claims(), "exp", json!(NOW + 7200)));
     v.verify_sync(&t).unwrap();
 }
@@ -1495,13 +1496,13 @@ struct HookClock {
 }
 
 impl Clock for HookClock {
-    fn now_unix(&self) -> i64 {
+    fn now(&self) -> Timestamp {
         if self.armed.swap(false, Ordering::SeqCst)
             && let Some(hook) = self.hook.get()
         {
             hook();
         }
-        NOW
+        Timestamp::from_unix_secs(NOW)
     }
 }
 
@@ -1544,7 +1545,7 @@ async fn a_key_gone_from_the_jwks_is_refused_after_the_refresh() {
     let key = TestKey::ed("k1");
     let fresh = TestKey::ed("k2");
     let (url, _, doc) = jwks_server(jwks(&[&key])).await;
-    let clock = Arc::new(ManualClock::new(NOW));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(NOW)));
     let mut c = config(clock);
     c.jwks_url = url;
     let v = Verifier::new(c).unwrap();
@@ -1751,7 +1752,7 @@ fn header_memo_is_filled_only_by_verified_tokens_and_checks_still_apply() {
     let other = key.token(&key.header(), &with(claims(), "aud", json!("someone-else")));
     assert!(other.starts_with(&format!("{h}.")));
     assert_eq!(err(&v, &other), VerifyError::WrongAudience);
-    clock.advance(3600);
+    clock.advance_secs(3600);
     assert_eq!(err(&v, &good), VerifyError::Expired);
     // Any JWKS install starts with an empty memo.
     install_keys(&v.inner, KeySet::from_jwks(&jwks(&[&key])).unwrap());

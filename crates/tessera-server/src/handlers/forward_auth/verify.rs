@@ -251,11 +251,12 @@ async fn verify_cookie(state: &AppState, token: &str) -> Result<Identity, Refusa
 }
 
 /// The access-token branch: one of our RFC 9068 access tokens as a Bearer
-/// token (signature with a published key, `typ`, `iss`, expiry), for the
-/// `[oauth] default_audience`, whose session (`sid`) is still active in the
-/// store. `acr` is the level. No CSRF check applies (browsers never attach
-/// these headers on their own). Sender-constrained (DPoP) tokens are not
-/// accepted here yet.
+/// token, checked by the verifier every face shares (`access::verify`: the
+/// published signing keys, `iss`, `aud` = `[oauth] default_audience`,
+/// expiry without leeway, no `cnf`), whose session (`sid`) is still active
+/// in the store. `acr` is the level. No CSRF check applies (browsers never
+/// attach these headers on their own). Sender-constrained (DPoP) tokens are
+/// not accepted here yet.
 async fn verify_access_token(
     state: &AppState,
     scheme: &'static str,
@@ -266,19 +267,15 @@ async fn verify_access_token(
             "DPoP-bound access tokens are not accepted on /auth/verify yet",
         ));
     }
-    let claims = state
-        .oauth
-        .tokens
-        .decode_own_access_token(token)
-        .ok_or(Refusal::InvalidToken("the access token is not valid"))?;
-    if claims.cnf.is_some() {
-        return Err(Refusal::InvalidToken(
-            "a sender-constrained access token needs its proof of possession",
-        ));
-    }
-    if !claims.aud.contains(&state.config.oauth.default_audience) {
-        return Err(Refusal::InvalidToken("the access token is not for this audience"));
-    }
+    let tokens = &state.oauth.tokens;
+    let expected = tessera_core::access::Expected {
+        audience: tessera_core::access::AudienceRule::Contains(&state.config.oauth.default_audience),
+        accept_sender_constrained: false,
+        ..tokens.own_token_rules()
+    };
+    let claims = tokens
+        .verify_access_token(token, &expected)
+        .map_err(|e| Refusal::InvalidToken(e.description()))?;
     let session = state
         .sessions
         .lookup(&claims.sid)
@@ -286,7 +283,11 @@ async fn verify_access_token(
         .map_err(|e| Refusal::Api(ApiError::from(e), "error"))?;
     match session {
         Some(s) if s.is_active(state.sessions.now()) && s.subject == claims.sub => {}
-        _ => return Err(Refusal::InvalidToken("the access token's session has ended")),
+        _ => {
+            return Err(Refusal::InvalidToken(
+                tessera_core::access::VerifyError::Revoked.description(),
+            ));
+        }
     }
     let level = claims
         .acr

@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine;
 use serde_json::{Value, json};
+use tessera_core::access::VerifyError;
 use tessera_core::{Clock, ManualClock, MemoryStore, Store, Timestamp, TokenHash};
 use tower::ServiceExt;
 
@@ -197,7 +198,8 @@ impl H {
     }
 
     fn claims(&self, at: &str) -> tessera_core::AccessClaims {
-        self.state.oauth.tokens.decode_own_access_token(at).unwrap()
+        let tokens = &self.state.oauth.tokens;
+        tokens.verify_access_token(at, &tokens.own_token_rules()).unwrap()
     }
 
     async fn active_sessions(&self, subject: &str) -> usize {
@@ -1045,6 +1047,196 @@ async fn jw_18_forward_auth_accepts_our_access_token_until_the_session_is_revoke
         res.headers[header::WWW_AUTHENTICATE],
         "Bearer error=\"invalid_token\""
     );
+}
+
+// ------------------------------------------- one verifier: checks the service gained
+
+/// The service's faces verify access tokens with the verifier the library's
+/// resource layer uses (`tessera_core::access::verify`), so they refuse what
+/// it refuses. Tokens here carry a valid signature of the service's own
+/// signing key over whatever header and claims the test wants.
+impl H {
+    /// A live session's access-token claims, as JSON to vary.
+    async fn live_claims(&self, subject: &str) -> Value {
+        let r = self.login(subject, json!({})).await;
+        let at = r.str("access_token");
+        let payload = at.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn signing_header(&self) -> Value {
+        let signer = self.state.oauth.keys.signer().unwrap();
+        json!({"typ": "at+jwt", "alg": signer.alg.as_str(), "kid": signer.kid})
+    }
+
+    /// `header` and `claims` signed with the service's current signing key.
+    fn forge(&self, header: &Value, claims: &Value) -> String {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = self
+            .state
+            .oauth
+            .keys
+            .signer()
+            .unwrap()
+            .sign(input.as_bytes())
+            .unwrap();
+        format!("{input}.{}", b64(&sig))
+    }
+
+    async fn introspect_with_key(&self, token: &str) -> Resp {
+        let token = token
+            .replace('%', "%25")
+            .replace(' ', "%20")
+            .replace('=', "%3D")
+            .replace('+', "%2B");
+        self.form(
+            "/oauth2/introspect",
+            &format!("token={token}"),
+            Some(&format!("Bearer {}", self.key)),
+        )
+        .await
+    }
+
+    /// Refused by `/auth/verify` (401 `invalid_token`) and by introspection
+    /// (exactly `{"active":false}`), and the shared verifier says why.
+    async fn refused_by_every_face(&self, token: &str, why: VerifyError) {
+        let tokens = &self.state.oauth.tokens;
+        assert_eq!(
+            tokens.verify_access_token(token, &tokens.own_token_rules()).err(),
+            Some(why),
+            "{token}"
+        );
+        let fa = self.forward_auth_bearer(token).await;
+        assert_eq!(fa.status, StatusCode::UNAUTHORIZED, "{why:?}: {}", fa.text);
+        assert_eq!(
+            fa.headers[header::WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
+        let i = self.introspect_with_key(token).await;
+        assert_eq!(i.text, r#"{"active":false}"#, "{why:?}");
+    }
+
+    /// The unmodified forgery passes every face: what a variant is refused
+    /// for is the variation.
+    async fn accepted_by_every_face(&self, token: &str) {
+        assert_eq!(self.forward_auth_bearer(token).await.status, StatusCode::OK);
+        assert_eq!(self.introspect_with_key(token).await.body["active"], true);
+    }
+}
+
+fn with(mut v: Value, key: &str, value: Value) -> Value {
+    v[key] = value;
+    v
+}
+
+#[tokio::test]
+async fn jw_04_forward_auth_and_introspection_refuse_keys_named_by_the_token() {
+    let h = harness().await;
+    let c = h.live_claims("jw04").await;
+    let header = h.signing_header();
+    h.accepted_by_every_face(&h.forge(&header, &c)).await;
+    let jwk = h.state.oauth.keys.signer().unwrap().public_jwk_json();
+    for (member, value) in [
+        ("jwk", jwk),
+        ("jku", json!("https://attacker.example/jwks")),
+        ("x5u", json!("https://attacker.example/cert")),
+        ("x5c", json!(["MIIB"])),
+    ] {
+        let t = h.forge(&with(header.clone(), member, value), &c);
+        h.refused_by_every_face(&t, VerifyError::UnsupportedHeader).await;
+    }
+}
+
+#[tokio::test]
+async fn jw_05_forward_auth_and_introspection_refuse_an_empty_or_oversized_kid() {
+    let h = harness().await;
+    let c = h.live_claims("jw05").await;
+    let header = h.signing_header();
+    for kid in [json!(""), json!("k".repeat(257))] {
+        let t = h.forge(&with(header.clone(), "kid", kid), &c);
+        h.refused_by_every_face(&t, VerifyError::BadKid).await;
+    }
+}
+
+#[tokio::test]
+async fn jw_07_forward_auth_and_introspection_refuse_lax_forms_and_oversized_headers() {
+    let h = harness().await;
+    let c = h.live_claims("jw07").await;
+    let header = h.signing_header();
+    let good = h.forge(&header, &c);
+    let (input, sig) = good.rsplit_once('.').unwrap();
+    for t in [
+        format!("{good}="),
+        format!("{input} .{sig}"),
+        format!("{input}.{sig}.{sig}.{sig}"),
+    ] {
+        h.refused_by_every_face(&t, VerifyError::Malformed).await;
+    }
+    let big = h.forge(&with(header, "pad", json!("p".repeat(2048))), &c);
+    assert!(big.len() < 8192);
+    h.refused_by_every_face(&big, VerifyError::BadHeader).await;
+}
+
+#[tokio::test]
+async fn jw_08_forward_auth_and_introspection_refuse_crit() {
+    let h = harness().await;
+    let c = h.live_claims("jw08").await;
+    for crit in [json!(["x-unknown"]), json!([]), json!(["exp"])] {
+        let header = with(with(h.signing_header(), "crit", crit), "x-unknown", json!(1));
+        h.refused_by_every_face(&h.forge(&header, &c), VerifyError::CriticalExtension)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn jw_09_forward_auth_and_introspection_refuse_nbf_and_iat_in_the_future() {
+    let h = harness().await;
+    let c = h.live_claims("jw09").await;
+    let header = h.signing_header();
+    let now = h.clock.now().unix_secs();
+    h.accepted_by_every_face(&h.forge(&header, &with(c.clone(), "nbf", json!(now))))
+        .await;
+    for (claim, at) in [("nbf", now + 1), ("iat", now + 1), ("nbf", now + 3600)] {
+        let t = h.forge(&header, &with(c.clone(), claim, json!(at)));
+        h.refused_by_every_face(&t, VerifyError::NotYetValid).await;
+    }
+    // A string `nbf` is not skipped (CVE-2026-25537).
+    let t = h.forge(&header, &with(c, "nbf", json!("99999999999")));
+    h.refused_by_every_face(&t, VerifyError::InvalidClaims).await;
+}
+
+#[tokio::test]
+async fn jw_10_introspection_refuses_a_token_naming_no_audience() {
+    let h = harness().await;
+    let c = h.live_claims("jw10").await;
+    let header = h.signing_header();
+    for aud in [json!([]), json!(""), json!([""])] {
+        let t = h.forge(&header, &with(c.clone(), "aud", aud));
+        h.refused_by_every_face(&t, VerifyError::WrongAudience).await;
+    }
+}
+
+#[tokio::test]
+async fn jw_13_forward_auth_and_introspection_refuse_empty_required_claims() {
+    let h = harness().await;
+    let c = h.live_claims("jw13").await;
+    let header = h.signing_header();
+    for claim in ["jti", "client_id"] {
+        let t = h.forge(&header, &with(c.clone(), claim, json!("")));
+        h.refused_by_every_face(&t, VerifyError::InvalidClaims).await;
+    }
+    let t = h.forge(&header, &with(c, "sub", json!([1])));
+    h.refused_by_every_face(&t, VerifyError::InvalidClaims).await;
 }
 
 mod form_decoding {
