@@ -61,76 +61,28 @@ impl Timestamp {
 
     /// RFC 3339, UTC, with millisecond precision when it is not zero.
     pub fn to_rfc3339(self) -> String {
-        let mut buf = [0u8; RFC3339_MAX];
-        match self.write_rfc3339(&mut buf) {
-            Some(s) => s.to_owned(),
-            None => self.to_rfc3339_slow(),
-        }
-    }
-
-    fn to_rfc3339_slow(self) -> String {
         self.to_offset_date_time()
             .format(&Rfc3339)
             .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
     }
 
-    /// The RFC 3339 form written into `buf` without allocating, for years
-    /// 1970–9999 (every timestamp a session can carry); `None` outside.
-    /// Every session view carries seven timestamps, and formatting them
-    /// through `time`'s general formatter into fresh strings was a sixth of
-    /// the cost of a verify answer. The output is exactly `time`'s (a test
-    /// compares the two): fractional digits only when the milliseconds are
-    /// not zero, trailing zeros dropped.
-    pub fn write_rfc3339(self, buf: &mut [u8; RFC3339_MAX]) -> Option<&str> {
+    /// Appends the RFC 3339 form (as [`Timestamp::to_rfc3339`]) to `out`
+    /// without allocating when `out` has room, for years 1970–9999 (every
+    /// timestamp a session can carry); outside, appends nothing and answers
+    /// `false`. Every session view writes seven timestamps straight into
+    /// its answer this way; a hand-written formatter measured no faster
+    /// (docs/decisions.md).
+    pub fn append_rfc3339(self, out: &mut Vec<u8>) -> bool {
         const MAX_MS: i64 = 253_402_300_800_000; // 10000-01-01T00:00:00Z
         if !(0..MAX_MS).contains(&self.0) {
-            return None;
+            return false;
         }
-        let days = self.0.div_euclid(86_400_000);
-        let ms_of_day = self.0.rem_euclid(86_400_000);
-        // Howard Hinnant's days-to-civil algorithm, for days >= 0.
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-
-        let secs = ms_of_day / 1000;
-        let ms = ms_of_day % 1000;
-        // Two digits at a time: v is below 100 at every call.
-        let pair = |buf: &mut [u8], at: usize, v: i64| {
-            let v = v as usize;
-            buf[at] = b'0' + (v / 10) as u8;
-            buf[at + 1] = b'0' + (v % 10) as u8;
-        };
-        pair(buf, 0, year / 100);
-        pair(buf, 2, year % 100);
-        buf[4] = b'-';
-        pair(buf, 5, month);
-        buf[7] = b'-';
-        pair(buf, 8, day);
-        buf[10] = b'T';
-        pair(buf, 11, secs / 3600);
-        buf[13] = b':';
-        pair(buf, 14, secs / 60 % 60);
-        buf[16] = b':';
-        pair(buf, 17, secs % 60);
-        let mut len = 19;
-        if ms != 0 {
-            buf[19] = b'.';
-            buf[20] = b'0' + (ms / 100) as u8;
-            pair(buf, 21, ms % 100);
-            len = 23;
-            while buf[len - 1] == b'0' {
-                len -= 1;
-            }
+        let start = out.len();
+        if self.to_offset_date_time().format_into(out, &Rfc3339).is_err() {
+            out.truncate(start);
+            return false;
         }
-        buf[len] = b'Z';
-        std::str::from_utf8(&buf[..=len]).ok()
+        true
     }
 
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
@@ -152,16 +104,9 @@ impl fmt::Display for Timestamp {
     }
 }
 
-/// Longest fast-path RFC 3339 form: `9999-12-31T23:59:59.999Z`.
-pub const RFC3339_MAX: usize = 24;
-
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0u8; RFC3339_MAX];
-        match self.write_rfc3339(&mut buf) {
-            Some(text) => s.serialize_str(text),
-            None => s.serialize_str(&self.to_rfc3339_slow()),
-        }
+        s.serialize_str(&self.to_rfc3339())
     }
 }
 
@@ -234,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn fast_rfc3339_is_exactly_times_format() {
+    fn written_rfc3339_is_exactly_times_format() {
         let mut samples: Vec<i64> = vec![
             0,
             1,
@@ -260,16 +205,21 @@ mod tests {
         }
         for ms in samples {
             let t = Timestamp::from_unix_millis(ms);
-            assert_eq!(t.to_rfc3339(), t.to_rfc3339_slow(), "{ms}");
+            let mut out = b"x".to_vec();
+            assert!(t.append_rfc3339(&mut out), "{ms}");
+            assert_eq!(out[1..], *t.to_rfc3339().as_bytes(), "{ms}");
             assert_eq!(
                 serde_json::to_string(&t).unwrap(),
-                format!("\"{}\"", t.to_rfc3339_slow())
+                format!("\"{}\"", t.to_rfc3339())
             );
         }
-        // Outside the fast range the general formatter answers.
+        // Outside 1970–9999 nothing is written; the String form still answers.
         for ms in [-1, -86_400_001, 253_402_300_800_000, i64::MAX, i64::MIN] {
             let t = Timestamp::from_unix_millis(ms);
-            assert_eq!(t.to_rfc3339(), t.to_rfc3339_slow(), "{ms}");
+            let mut out = b"x".to_vec();
+            assert!(!t.append_rfc3339(&mut out), "{ms}");
+            assert_eq!(out, b"x");
+            assert!(!t.to_rfc3339().is_empty());
         }
     }
 

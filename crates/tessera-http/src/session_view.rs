@@ -6,7 +6,6 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tessera_core::time::RFC3339_MAX;
 use tessera_core::{AuthInfo, Binding, SessionRecord, Timestamp};
 
 #[derive(Debug, Serialize)]
@@ -116,16 +115,14 @@ fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {
 }
 
 fn json_time(out: &mut Vec<u8>, t: Timestamp) -> serde_json::Result<()> {
-    let mut buf = [0u8; RFC3339_MAX];
-    match t.write_rfc3339(&mut buf) {
-        // Digits, '-', ':', 'T', '.', 'Z': nothing to escape.
-        Some(text) => {
-            out.push(b'"');
-            out.extend_from_slice(text.as_bytes());
-            out.push(b'"');
-            Ok(())
-        }
-        None => serde_json::to_writer(&mut *out, &t),
+    out.push(b'"');
+    // Digits, '-', ':', 'T', '.', 'Z': nothing to escape.
+    if t.append_rfc3339(out) {
+        out.push(b'"');
+        Ok(())
+    } else {
+        out.pop();
+        serde_json::to_writer(&mut *out, &t)
     }
 }
 
