@@ -4,8 +4,6 @@
 use std::fmt;
 
 use aws_lc_rs::hmac;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tessera_http::cookies::CookieConfigError;
 use tessera_http::csrf::CsrfPolicy;
 
@@ -36,8 +34,8 @@ impl CsrfKey {
     /// 32 bytes written as unpadded base64url (43 characters).
     pub fn from_base64url(s: &str) -> Result<Self, ConfigError> {
         let mut b = [0u8; 32];
-        match URL_SAFE_NO_PAD.decode_slice(s.trim().as_bytes(), &mut b) {
-            Ok(32) => {
+        match tessera_core::b64url::decode_into(s.trim().as_bytes(), &mut b).map(<[u8]>::len) {
+            Some(32) => {
                 let k = Self::from_bytes(&b);
                 b.fill(0);
                 Ok(k)

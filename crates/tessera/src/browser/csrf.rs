@@ -73,8 +73,8 @@ fn decode_tag(s: &str) -> Option<[u8; 32]> {
         return None;
     }
     let mut out = [0u8; 32];
-    match URL_SAFE_NO_PAD.decode_slice(s.as_bytes(), &mut out) {
-        Ok(32) => Some(out),
+    match tessera_core::b64url::decode_into(s.as_bytes(), &mut out) {
+        Some(b) if b.len() == 32 => Some(out),
         _ => None,
     }
 }
