@@ -1,4 +1,4 @@
-//! `tessera_core::token::parse` on arbitrary bytes, for every token kind.
+//! `tessera_core::secret::parse` on arbitrary bytes, for every token kind.
 //!
 //! The input is tried as-is and with each kind's prefix in front, so the
 //! fuzzer gets past the prefix check and exercises the alphabet and strict
@@ -11,7 +11,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tessera_core::TokenKind;
-use tessera_core::token::{SECRET_CHARS, parse};
+use tessera_core::secret::{SECRET_CHARS, parse};
 
 const KINDS: [TokenKind; 3] = [TokenKind::Session, TokenKind::ApiKey, TokenKind::Refresh];
 

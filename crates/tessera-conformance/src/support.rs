@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tessera_core::token::{self, SESSION_HANDLE_PREFIX};
+use tessera_core::secret::{self, SESSION_HANDLE_PREFIX};
 use tessera_core::{
     AuthInfo, CreateOptions, CreateOutcome, CreateSession, DeviceInfo, Error, Event, EventKind, EventQuery,
     EventStore, IssuedSession, ManualClock, NewEvent, RefreshFamily, SecretToken, SessionPolicy,
@@ -24,7 +24,7 @@ pub const HOUR: i64 = 60 * MIN;
 pub fn session(subject: &str, at: Timestamp) -> (SecretToken, SessionRecord) {
     let token = SecretToken::generate(TokenKind::Session);
     let rec = SessionRecord {
-        handle: token::new_id(SESSION_HANDLE_PREFIX),
+        handle: secret::new_id(SESSION_HANDLE_PREFIX),
         token_hash: token.hash(),
         subject: subject.to_owned(),
         version: 0,
@@ -69,7 +69,7 @@ pub fn expired_session(subject: &str, now: Timestamp) -> (SecretToken, SessionRe
 pub fn refresh_family(session: &SessionRecord, at: Timestamp) -> (SecretToken, RefreshFamily) {
     let token = SecretToken::generate(TokenKind::Refresh);
     let family = RefreshFamily {
-        id: token::new_id("rtf_"),
+        id: secret::new_id("rtf_"),
         handle: session.handle.clone(),
         session_token_hash: session.token_hash,
         client_id: "app".to_owned(),

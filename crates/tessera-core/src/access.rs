@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::keys::{ActiveSigner, KeyError};
-use crate::token::new_id;
+use crate::secret::new_id;
 
 mod error;
 mod keys;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use subtle::ConstantTimeEq;
 
-use crate::token::TokenHash;
+use crate::secret::TokenHash;
 
 /// RFC 6749 §2.1 client types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

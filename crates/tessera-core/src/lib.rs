@@ -27,11 +27,11 @@ pub mod memory;
 pub mod model;
 pub mod policy;
 pub mod seal;
+pub mod secret;
 pub mod sessions;
 pub mod store;
 pub mod store_url;
 pub mod time;
-pub mod token;
 pub mod tokens;
 
 pub use access::{AccessClaims, Audience};
@@ -46,11 +46,11 @@ pub use model::{
 };
 pub use policy::SessionPolicy;
 pub use seal::Sealer;
+pub use secret::{SecretToken, TokenHash, TokenKind};
 pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Sessions, TtlInput};
 pub use store::{
     ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, RefreshStore, Rotation, SessionStore,
     SigningKeyStore, Store, StoreError, StoreHealth, StoreResult, Touch,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
-pub use token::{SecretToken, TokenHash, TokenKind};
 pub use tokens::{Introspection, IssuedTokens, OAuthError, TokenPolicy, TokenRequest, TokenService};

@@ -20,12 +20,12 @@ use crate::model::{
     ApiKeyRecord, Event, EventKind, NewEvent, RefreshFamily, RefreshLookup, Revocation, RevokeReason,
     SessionRecord, SigningKeyRecord,
 };
+use crate::secret::TokenHash;
 use crate::store::{
     ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, RefreshStore, Rotation, SessionStore,
     SigningKeyStore, StoreError, StoreHealth, StoreResult, Touch,
 };
 use crate::time::Timestamp;
-use crate::token::TokenHash;
 
 /// Hashes [`TokenHash`] keys by taking the bits they already carry.
 ///

@@ -6,8 +6,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::secret::TokenHash;
 use crate::time::Timestamp;
-use crate::token::TokenHash;
 
 /// One logged-in device or browser of a subject (SPEC §1).
 ///

@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use zeroize::Zeroizing;
 
-use crate::token::fill_random;
+use crate::secret::fill_random;
 
 /// Length of an AES-256 key.
 pub const KEY_LEN: usize = 32;

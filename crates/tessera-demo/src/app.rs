@@ -92,7 +92,7 @@ fn csrf_key(dir: &Path) -> anyhow::Result<CsrfKey> {
         return CsrfKey::from_base64url(&s).with_context(|| format!("{} is not a CSRF key", path.display()));
     }
     let mut b = [0u8; 32];
-    tessera_core::token::fill_random(&mut b);
+    tessera_core::secret::fill_random(&mut b);
     write_private(&path, &URL_SAFE_NO_PAD.encode(b))?;
     let key = CsrfKey::from_bytes(&b);
     b.fill(0);

@@ -86,7 +86,7 @@ impl Users {
 
     pub async fn create(&self, username: &str, password_hash: String) -> Result<User, UserError> {
         let user = User {
-            id: tessera_core::token::new_id("usr_"),
+            id: tessera_core::secret::new_id("usr_"),
             username: username.to_owned(),
             password_hash,
         };
@@ -210,7 +210,7 @@ impl Passwords {
 
     pub fn with_params(params: Params) -> anyhow::Result<Passwords> {
         let mut random = [0u8; 32];
-        tessera_core::token::fill_random(&mut random);
+        tessera_core::secret::fill_random(&mut random);
         let dummy = argon(&params)
             .hash_password(&random)
             .map_err(|e| anyhow::anyhow!("argon2: {e}"))?

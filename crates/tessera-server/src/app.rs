@@ -14,7 +14,7 @@ use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::edge::{Edge, EdgeLimits, Routes};
 use crate::handlers::{self, forward_auth, ops, sessions};
-use crate::store_url::{OpenError, open_store};
+use crate::open_store::{OpenError, open_store};
 
 /// Everything a handler can reach: the services, never the store itself
 /// (each service holds the store capabilities it needs). Cloned for every
@@ -41,7 +41,7 @@ pub struct AppStateInner {
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     /// Access/refresh tokens, signing keys, OAuth endpoints.
-    pub oauth: Arc<crate::oauth::OAuth>,
+    pub oauth: Arc<crate::issuer::OAuth>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -75,12 +75,12 @@ pub fn build_with_store(config: Config, store: Arc<dyn Store>) -> App {
 /// that lives only in memory; `serve` uses [`build_with_sealer`] with the
 /// key file.
 pub fn build_with_clock(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> App {
-    let sealer = crate::oauth::config_sealer(&config);
+    let sealer = crate::issuer::config_sealer(&config);
     build_with_sealer(config, store, clock, sealer)
 }
 
 /// Builds the application with the key that seals signing keys at rest.
-/// Call [`crate::oauth::start`] before issuing tokens.
+/// Call [`crate::issuer::start`] before issuing tokens.
 pub fn build_with_sealer(
     config: Config,
     store: Arc<dyn Store>,
@@ -89,7 +89,7 @@ pub fn build_with_sealer(
 ) -> App {
     // One store, handed to each service as the capabilities it uses.
     let sessions = Sessions::new(store.clone(), clock.clone(), config.policy());
-    let oauth = crate::oauth::OAuth::new(
+    let oauth = crate::issuer::OAuth::new(
         &config,
         sessions.clone(),
         store.clone(),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use tessera_core::token::{self, API_KEY_ID_PREFIX, TokenKind};
+use tessera_core::secret::{self, API_KEY_ID_PREFIX, TokenKind};
 use tessera_core::{ApiKeyRecord, ApiKeyScope, ApiKeyStore, SecretToken, StoreResult, Timestamp};
 
 use crate::problem::ApiError;
@@ -173,7 +173,7 @@ impl ApiKeys {
         if let Some(key) = self.cache.get(presented) {
             return Ok(key);
         }
-        let hash = token::parse(TokenKind::ApiKey, presented)
+        let hash = secret::parse(TokenKind::ApiKey, presented)
             .map_err(|_| ApiError::Unauthorized("the API key is not valid"))?;
         let rec = self.store.api_key_by_hash(&hash).await?;
         match rec {
@@ -225,7 +225,7 @@ impl ApiKeys {
 pub fn new_api_key(name: &str, scopes: &[ApiKeyScope], now: Timestamp) -> (ApiKeyRecord, SecretToken) {
     let secret = SecretToken::generate(TokenKind::ApiKey);
     let rec = ApiKeyRecord {
-        id: token::new_id(API_KEY_ID_PREFIX),
+        id: secret::new_id(API_KEY_ID_PREFIX),
         name: name.to_owned(),
         hash: secret.hash(),
         created_at: now,

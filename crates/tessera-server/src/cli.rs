@@ -204,15 +204,15 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::ApiKeys(cmd) => api_keys(cmd, &ApiKeys::new(open(&config)?, Duration::ZERO)).await,
         Command::Keys(KeysCommand::List { json }) => {
-            crate::oauth::keys_list(&config, open(&config)?, json).await?;
+            crate::issuer::keys_list(&config, open(&config)?, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys(KeysCommand::Rotate { activate_in }) => {
-            crate::oauth::keys_rotate(&config, open(&config)?, activate_in).await?;
+            crate::issuer::keys_rotate(&config, open(&config)?, activate_in).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys(KeysCommand::Revoke { kid }) => {
-            crate::oauth::keys_revoke(&config, open(&config)?, &kid).await
+            crate::issuer::keys_revoke(&config, open(&config)?, &kid).await
         }
         Command::Sessions(cmd) => {
             let store = open(&config)?;
@@ -229,7 +229,7 @@ fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             "tessera: note: memory:// is an empty in-process store; this command cannot see a running server's data"
         );
     }
-    crate::store_url::open_store(config).with_context(|| format!("cannot open the store {url}"))
+    crate::open_store::open_store(config).with_context(|| format!("cannot open the store {url}"))
 }
 
 async fn api_keys(cmd: ApiKeysCommand, keys: &ApiKeys) -> anyhow::Result<ExitCode> {

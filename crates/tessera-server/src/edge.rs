@@ -262,7 +262,7 @@ struct RequestIds {
 impl RequestIds {
     fn new() -> Self {
         Self {
-            prefix: tessera_core::token::new_id("").chars().take(8).collect(),
+            prefix: tessera_core::secret::new_id("").chars().take(8).collect(),
             next: AtomicU64::new(1),
         }
     }

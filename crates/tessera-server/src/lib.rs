@@ -26,13 +26,13 @@ pub mod config;
 pub mod edge;
 pub mod extract;
 pub mod handlers;
+pub mod issuer;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
-pub mod oauth;
+pub mod open_store;
 pub mod problem;
 pub mod serve;
-pub mod store_url;
 
 pub use app::{App, AppState};
 pub use config::Config;

@@ -36,16 +36,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Opening may migrate the schema: not on a runtime worker.
     let store = tokio::task::spawn_blocking({
         let config = config.clone();
-        move || crate::store_url::open_store(&config)
+        move || crate::open_store::open_store(&config)
     })
     .await
     .context("the store-opening task failed")?
     .with_context(|| format!("cannot open the store {store_url}"))?;
     tracing::info!(store = %store_url, "store opened");
-    let sealer = crate::oauth::load_sealer(&config, true)?;
+    let sealer = crate::issuer::load_sealer(&config, true)?;
     let app = app::build_with_sealer(config.clone(), store, Arc::new(tessera_core::SystemClock), sealer);
     bootstrap_api_key(&app.state.api_keys, &config.data_dir, app.state.sessions.now()).await?;
-    crate::oauth::start(&app.state.oauth).await?;
+    crate::issuer::start(&app.state.oauth).await?;
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -62,7 +62,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             EventRetention::of(&config),
         )),
         tokio::spawn(gauges(app.state.sessions.clone(), app.state.metrics.clone())),
-        tokio::spawn(crate::oauth::key_maintenance(app.state.oauth.keys.clone())),
+        tokio::spawn(crate::issuer::key_maintenance(app.state.oauth.keys.clone())),
     ];
 
     let limits = ConnLimits {
@@ -333,7 +333,7 @@ mod tests {
         };
         let sessions = Sessions::new(store.clone(), Arc::new(clock.clone()), config.policy());
         let sealer = Sealer::new(&Sealer::generate_key());
-        let oauth = crate::oauth::OAuth::new(
+        let oauth = crate::issuer::OAuth::new(
             &config,
             sessions,
             store.clone(),
@@ -341,7 +341,7 @@ mod tests {
             Arc::new(clock.clone()),
             sealer,
         );
-        crate::oauth::start(&oauth).await.unwrap();
+        crate::issuer::start(&oauth).await.unwrap();
         let tokens = oauth.tokens.clone();
         let client = tokens.clients().get("default").unwrap().clone();
         let mut handles = Vec::new();
@@ -515,7 +515,7 @@ mod tests {
         let key = std::fs::read_to_string(&path).unwrap();
         assert!(key.starts_with("tsk_") && key.ends_with('\n'), "{key:?}");
         let hash =
-            tessera_core::token::parse(tessera_core::TokenKind::ApiKey, key.trim_end().as_bytes()).unwrap();
+            tessera_core::secret::parse(tessera_core::TokenKind::ApiKey, key.trim_end().as_bytes()).unwrap();
         assert!(store.api_key_by_hash(&hash).await.unwrap().is_some());
         #[cfg(unix)]
         {

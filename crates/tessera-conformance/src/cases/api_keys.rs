@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tessera_core::token::{self, API_KEY_ID_PREFIX};
+use tessera_core::secret::{self, API_KEY_ID_PREFIX};
 use tessera_core::{ApiKeyRecord, ApiKeyScope, ApiKeyStore, SecretToken, StoreError, Timestamp, TokenKind};
 
 use crate::support::*;
@@ -33,7 +33,7 @@ pub async fn store_api_keys_fresh_store_is_empty<S: ApiKeyStore>(store: Arc<S>) 
 pub async fn store_api_keys<S: ApiKeyStore>(store: Arc<S>) {
     let s = &*store;
     let key = |name: &str, at: Timestamp, scopes: &[ApiKeyScope]| ApiKeyRecord {
-        id: token::new_id(API_KEY_ID_PREFIX),
+        id: secret::new_id(API_KEY_ID_PREFIX),
         name: name.to_owned(),
         hash: SecretToken::generate(TokenKind::ApiKey).hash(),
         created_at: at,

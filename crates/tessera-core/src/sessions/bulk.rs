@@ -7,7 +7,7 @@ use super::Sessions;
 use super::validate::validate_subject;
 use crate::error::{Error, Result};
 use crate::model::{RevokeReason, SessionRecord};
-use crate::token::{self, SESSION_HANDLE_PREFIX};
+use crate::secret::{self, SESSION_HANDLE_PREFIX};
 
 impl Sessions {
     /// The subject's active sessions, newest first.
@@ -36,7 +36,7 @@ impl Sessions {
         let subject = validate_subject(subject)?;
         // A mistyped `except` must not silently sign the caller out too.
         if let Some(e) = except
-            && !token::is_id(SESSION_HANDLE_PREFIX, e)
+            && !secret::is_id(SESSION_HANDLE_PREFIX, e)
         {
             return Err(Error::invalid("except", "must be a session handle (ses_…)"));
         }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::model::SessionRecord;
-use crate::token::SecretToken;
+use crate::secret::SecretToken;
 
 /// How the subject authenticated (`auth` in requests).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

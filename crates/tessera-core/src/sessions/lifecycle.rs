@@ -11,9 +11,9 @@ use super::validate::{
 use super::{AuthInput, CreateSession, IssuedSession, Sessions};
 use crate::error::{Error, Result};
 use crate::model::{AuthInfo, EventKind, NewEvent, Revocation, RevokeReason, SessionRecord};
+use crate::secret::{self, SESSION_HANDLE_PREFIX, SecretToken, TokenKind};
 use crate::store::{CreateOptions, CreateOutcome, StoreError, StoreResult, Touch};
 use crate::time::Timestamp;
-use crate::token::{self, SESSION_HANDLE_PREFIX, SecretToken, TokenKind};
 
 /// How many times an operation retries after losing a compare-and-swap.
 const CAS_ATTEMPTS: usize = 8;
@@ -35,7 +35,7 @@ impl Sessions {
         let previous = match req.previous_session_token.as_deref() {
             // A malformed previous token cannot name a session: ignore it, a
             // pre-login cookie is not worth failing a login over.
-            Some(t) => token::parse(TokenKind::Session, t.as_bytes()).ok(),
+            Some(t) => secret::parse(TokenKind::Session, t.as_bytes()).ok(),
             None => None,
         };
 
@@ -65,7 +65,7 @@ impl Sessions {
             let absolute_expires_at = now.plus_secs(abs_s);
             let idle_timeout_ms = idle_s * 1000;
             let record = SessionRecord {
-                handle: token::new_id(SESSION_HANDLE_PREFIX),
+                handle: secret::new_id(SESSION_HANDLE_PREFIX),
                 token_hash: token.hash(),
                 subject: subject.to_owned(),
                 version: 0,
@@ -120,7 +120,7 @@ impl Sessions {
     /// A failure writes nothing.
     pub async fn verify(&self, presented: &str) -> Result<Arc<SessionRecord>> {
         let hash =
-            token::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
+            secret::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
         let rec = self
             .store
             .get_by_token(&hash)
@@ -170,7 +170,7 @@ impl Sessions {
     pub async fn elevate(&self, presented: &str, auth: AuthInput) -> Result<IssuedSession> {
         let level = validate_level(auth.level, self.policy.max_auth_level)?;
         let hash =
-            token::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
+            secret::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
         for _ in 0..CAS_ATTEMPTS {
             let rec = self
                 .store
@@ -213,7 +213,7 @@ impl Sessions {
     /// unknown token is [`Error::SessionInvalid`].
     pub async fn revoke_token(&self, presented: &str, reason: RevokeReason) -> Result<()> {
         let hash =
-            token::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
+            secret::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
         let rec = self
             .store
             .get_by_token(&hash)
@@ -251,7 +251,7 @@ impl Sessions {
     }
 
     async fn get_any(&self, handle: &str) -> Result<Arc<SessionRecord>> {
-        if !token::is_id(SESSION_HANDLE_PREFIX, handle) {
+        if !secret::is_id(SESSION_HANDLE_PREFIX, handle) {
             return Err(Error::NotFound);
         }
         self.store.get(handle).await?.ok_or(Error::NotFound)

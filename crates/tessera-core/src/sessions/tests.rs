@@ -2,9 +2,9 @@ use super::*;
 use crate::error::{Error, Result};
 use crate::memory::MemoryStore;
 use crate::model::{EventKind, RevokeReason};
+use crate::secret::{SecretToken, TokenKind};
 use crate::store::{EventQuery, EventStore};
 use crate::time::ManualClock;
-use crate::token::{SecretToken, TokenKind};
 use serde_json::{Value, json};
 
 const T0: Timestamp = Timestamp::from_unix_secs(1_800_000_000);

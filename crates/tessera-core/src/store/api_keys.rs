@@ -4,8 +4,8 @@ use async_trait::async_trait;
 
 use super::StoreResult;
 use crate::model::ApiKeyRecord;
+use crate::secret::TokenHash;
 use crate::time::Timestamp;
-use crate::token::TokenHash;
 
 /// Backend API keys, kept as hashes.
 #[async_trait]

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 
 use super::{SessionStore, StoreResult, Touch};
 use crate::model::{NewEvent, RefreshFamily, RefreshLookup, RevokeReason, SessionRecord};
+use crate::secret::TokenHash;
 use crate::time::Timestamp;
-use crate::token::TokenHash;
 
 /// One refresh rotation: the arguments of [`RefreshStore::rotate_refresh`].
 #[derive(Debug, Clone, Copy)]

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 
 use super::StoreResult;
 use crate::model::{NewEvent, RevokeReason, SessionRecord};
+use crate::secret::TokenHash;
 use crate::time::Timestamp;
-use crate::token::TokenHash;
 
 /// Options of [`SessionStore::create`].
 #[derive(Debug, Clone, Default)]

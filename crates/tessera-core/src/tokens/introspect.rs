@@ -9,7 +9,7 @@ use crate::access::{self, AccessClaims, Audience, AudienceRule, Expected, Verify
 use crate::clients::Client;
 use crate::error::Error;
 use crate::model::RevokeReason;
-use crate::token::{self, TokenKind};
+use crate::secret::{self, TokenKind};
 
 use super::{OAuthError, TokenService};
 
@@ -65,7 +65,7 @@ impl TokenService {
     /// tokens die everywhere the revocation feed reaches). Unknown tokens,
     /// and tokens of other clients, are a silent no-op.
     pub async fn revoke(&self, presented: &str, client: &Client) -> Result<(), OAuthError> {
-        if let Ok(hash) = token::parse(TokenKind::Refresh, presented.as_bytes()) {
+        if let Ok(hash) = secret::parse(TokenKind::Refresh, presented.as_bytes()) {
             if let Some(l) = self.families.find_refresh(&hash).await?
                 && l.family.client_id == client.client_id
             {
@@ -95,7 +95,7 @@ impl TokenService {
     /// RFC 7662. Anything not active is exactly `{"active":false}`.
     pub async fn introspect(&self, presented: &str) -> Result<Introspection, OAuthError> {
         let now = self.sessions.now();
-        if let Ok(hash) = token::parse(TokenKind::Refresh, presented.as_bytes()) {
+        if let Ok(hash) = secret::parse(TokenKind::Refresh, presented.as_bytes()) {
             let Some(l) = self.families.find_refresh(&hash).await? else {
                 return Ok(Introspection::Inactive);
             };

@@ -4,8 +4,8 @@
 use crate::access::{AccessClaims, Audience, mint, new_jti};
 use crate::clients::{Client, DEFAULT_CLIENT_ID};
 use crate::model::{RefreshFamily, SessionRecord};
+use crate::secret::{self, SecretToken, TokenKind};
 use crate::time::Timestamp;
-use crate::token::{self, SecretToken, TokenKind};
 
 use super::{IssuedTokens, OAuthError, TokenRequest, TokenService, parse_scope};
 
@@ -29,7 +29,7 @@ impl TokenService {
         let refresh_token = if client.refresh_tokens {
             let token = SecretToken::generate(TokenKind::Refresh);
             let family = RefreshFamily {
-                id: token::new_id(REFRESH_FAMILY_PREFIX),
+                id: secret::new_id(REFRESH_FAMILY_PREFIX),
                 handle: session.handle.clone(),
                 session_token_hash: session.token_hash,
                 client_id: client.client_id.clone(),

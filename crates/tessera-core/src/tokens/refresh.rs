@@ -6,9 +6,9 @@ use std::sync::Arc;
 use crate::clients::Client;
 use crate::error::Error;
 use crate::model::{EventKind, NewEvent, RefreshFamily, RevokeReason, SessionRecord};
+use crate::secret::{self, SecretToken, TokenKind};
 use crate::store::{Rotation, StoreError};
 use crate::time::Timestamp;
-use crate::token::{self, SecretToken, TokenKind};
 
 use super::{IssuedTokens, OAuthError, TokenService, parse_scope};
 
@@ -26,7 +26,7 @@ impl TokenService {
         if !client.refresh_tokens {
             return Err(OAuthError::UnauthorizedClient);
         }
-        let hash = token::parse(TokenKind::Refresh, presented.as_bytes())
+        let hash = secret::parse(TokenKind::Refresh, presented.as_bytes())
             .map_err(|_| OAuthError::InvalidGrant("malformed refresh token"))?;
         let store = &self.families;
         // The token's family and the family's session in one store call (one
@@ -116,7 +116,7 @@ impl TokenService {
                     .map_err(|e| OAuthError::Unavailable(format!("cannot unseal refresh token: {e}")))?;
                 let text = String::from_utf8(raw)
                     .map_err(|_| OAuthError::Unavailable("sealed refresh token is not text".into()))?;
-                let successor = token::parse(TokenKind::Refresh, text.as_bytes())
+                let successor = secret::parse(TokenKind::Refresh, text.as_bytes())
                     .ok()
                     .map(|h| SecretToken::from_parts(text, h))
                     .ok_or_else(|| OAuthError::Unavailable("sealed refresh token is malformed".into()))?;
@@ -175,7 +175,7 @@ impl TokenService {
     /// (consumed and revoked ones included, until swept): the token
     /// endpoints authenticate the client a token names before anything else.
     pub async fn refresh_token_client(&self, presented: &str) -> Result<Option<String>, StoreError> {
-        let Ok(hash) = token::parse(TokenKind::Refresh, presented.as_bytes()) else {
+        let Ok(hash) = secret::parse(TokenKind::Refresh, presented.as_bytes()) else {
             return Ok(None);
         };
         Ok(self

@@ -6,10 +6,10 @@ use crate::keys::KeyPolicy;
 use crate::memory::MemoryStore;
 use crate::model::{EventKind, NewEvent, RefreshFamily, RevokeReason, SessionRecord};
 use crate::policy::SessionPolicy;
+use crate::secret::TokenHash;
 use crate::sessions::{AuthInput, CreateSession};
 use crate::store::{EventQuery, EventStore, RefreshStore, SessionStore, SigningKeyStore, StoreError};
 use crate::time::{Clock, ManualClock, Timestamp};
-use crate::token::TokenHash;
 
 const T0: Timestamp = Timestamp::from_unix_secs(1_800_000_000);
 

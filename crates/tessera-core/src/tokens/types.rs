@@ -6,7 +6,7 @@ use serde::Deserialize;
 #[cfg(doc)]
 use super::{MAX_REUSE_GRACE_SECS, TokenService};
 use crate::access::Audience;
-use crate::token::SecretToken;
+use crate::secret::SecretToken;
 
 /// Lifetimes and names of issued tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -84,7 +84,7 @@ impl Config {
         if let Err(e) = self.policy().validate() {
             return bad(format!("[session] {e}"));
         }
-        crate::store_url::parse(&self.store_url())
+        crate::open_store::parse(&self.store_url())
             .map_err(|e| ConfigError::Invalid(format!("store: {e}")))?;
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir must not be empty".into());

@@ -28,7 +28,7 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use serde::Serialize;
 use serde_json::Value;
-use tessera_core::token::{self, TokenKind};
+use tessera_core::secret::{self, TokenKind};
 use tessera_core::{
     ApiKeyScope, Client, ClientKind, ClientRegistry, Introspection, IssuedTokens, OAuthError,
 };
@@ -184,7 +184,7 @@ async fn refresh_token_client(state: &AppState, presented: &str) -> Result<Optio
 
 /// The client any of our tokens (refresh or access) was issued to.
 async fn token_client(state: &AppState, presented: &str) -> Result<Option<String>, OAuthFailure> {
-    if token::parse(TokenKind::Refresh, presented.as_bytes()).is_ok() {
+    if secret::parse(TokenKind::Refresh, presented.as_bytes()).is_ok() {
         return refresh_token_client(state, presented).await;
     }
     let tokens = &state.oauth.tokens;

@@ -218,7 +218,7 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     // Checked before anything is written: a bad `tokens` leaves no session.
     if let Some(t) = &req.tokens {
-        crate::oauth::check_token_request(&state.oauth.tokens, t).map_err(tokens_error)?;
+        crate::issuer::check_token_request(&state.oauth.tokens, t).map_err(tokens_error)?;
     }
     let issued = state
         .sessions
@@ -258,7 +258,7 @@ pub async fn elevate(
     Json(req): Json<ElevateRequest>,
 ) -> ApiResult<impl IntoResponse> {
     if let Some(t) = &req.tokens {
-        crate::oauth::check_token_request(&state.oauth.tokens, t).map_err(tokens_error)?;
+        crate::issuer::check_token_request(&state.oauth.tokens, t).map_err(tokens_error)?;
     }
     let issued = state.sessions.elevate(&req.session_token, req.auth).await?;
     let tokens = issue_tokens(&state, &issued, req.tokens.as_ref()).await?;

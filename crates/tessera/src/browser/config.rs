@@ -21,7 +21,7 @@ impl CsrfKey {
     /// A fresh key from the OS CSPRNG.
     pub fn random() -> Self {
         let mut b = [0u8; 32];
-        tessera_core::token::fill_random(&mut b);
+        tessera_core::secret::fill_random(&mut b);
         let k = Self::from_bytes(&b);
         b.fill(0);
         k

@@ -114,7 +114,7 @@ pub(crate) fn verify(
 /// A fresh pre-session nonce (256 bits, base64url).
 pub(crate) fn new_nonce() -> String {
     let mut b = [0u8; 32];
-    tessera_core::token::fill_random(&mut b);
+    tessera_core::secret::fill_random(&mut b);
     URL_SAFE_NO_PAD.encode(b)
 }
 

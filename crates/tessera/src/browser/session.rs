@@ -6,7 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Response, header};
 use serde_json::{Map, Value};
-use tessera_core::token::TokenKind;
+use tessera_core::secret::TokenKind;
 use tessera_core::{AuthInput, CreateSession, DeviceInput, RevokeReason, SessionRecord};
 
 use super::Shared;

@@ -10,8 +10,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
+use tessera_core::secret::TokenHash;
 use tessera_core::store::{CreateOptions, CreateOutcome, SessionStore, StoreResult};
-use tessera_core::token::TokenHash;
 use tessera_core::{
     AuthInput, DeviceInput, MemoryStore, NewEvent, RevokeReason, SessionPolicy, SessionRecord, Sessions,
     SystemClock, Timestamp,

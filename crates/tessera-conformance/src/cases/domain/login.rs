@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::json;
-use tessera_core::token::{self};
+use tessera_core::secret::{self};
 use tessera_core::{
     AuthInfo, CreateSession, EventKind, EventStore, IssuedSession, Revocation, RevokeReason, SecretToken,
     SessionStore, TokenKind,
@@ -51,7 +51,7 @@ pub async fn sc_01_tokens_unique_and_hashed_at_rest<S: SessionStore + EventStore
         // `parse` decodes the 32 secret bytes and hashes them: the stored
         // hash is SHA-256 of the secret, which the secret itself is not.
         assert_eq!(
-            token::parse(TokenKind::Session, tok.as_bytes()),
+            secret::parse(TokenKind::Session, tok.as_bytes()),
             Ok(i.token.hash())
         );
         let stored = h.stored(&i.session.handle).await;

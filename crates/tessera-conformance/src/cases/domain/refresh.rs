@@ -115,7 +115,7 @@ pub async fn rt_11_concurrent_refreshes_rotate_once_and_share_the_successor<
             "round {round}: every caller gets the same successor"
         );
         assert_ne!(successors[0], rt);
-        let hash = tessera_core::token::parse(tessera_core::TokenKind::Refresh, successors[0].as_bytes())
+        let hash = tessera_core::secret::parse(tessera_core::TokenKind::Refresh, successors[0].as_bytes())
             .expect("successor parses");
         let l = h
             .store

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tessera_core::token::{self, SESSION_HANDLE_PREFIX};
+use tessera_core::secret::{self, SESSION_HANDLE_PREFIX};
 use tessera_core::{EventKind, EventStore, RevokeReason, SessionPolicy, SessionStore};
 
 use super::*;
@@ -152,7 +152,7 @@ pub async fn ex_09_admin_revokes_one_subject<S: SessionStore + EventStore>(store
         );
     }
 
-    let unknown = token::new_id(SESSION_HANDLE_PREFIX);
+    let unknown = secret::new_id(SESSION_HANDLE_PREFIX);
     assert_eq!(
         kind(&h.sessions.revoke(&unknown, RevokeReason::Revoked).await),
         "not_found"

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tessera_core::token::{self, SESSION_HANDLE_PREFIX};
+use tessera_core::secret::{self, SESSION_HANDLE_PREFIX};
 use tessera_core::{
     AuthInfo, Binding, CreateOptions, CreateOutcome, DeviceInfo, EventKind, EventStore, NewEvent, Revocation,
     RevokeReason, SessionRecord, SessionStore, StoreError,
@@ -309,7 +309,7 @@ pub async fn store_create_replace_conflict_writes_nothing<S: SessionStore + Even
     let now = T0.plus_millis(10 * SEC);
     let subjects = ["anon", "alice"];
     let before = snapshot(s, &subjects, now).await;
-    let unknown = token::new_id(SESSION_HANDLE_PREFIX);
+    let unknown = secret::new_id(SESSION_HANDLE_PREFIX);
     let cases = [
         ("version ahead", (p.handle.clone(), p.version + 1)),
         ("version far off", (p.handle.clone(), 5)),

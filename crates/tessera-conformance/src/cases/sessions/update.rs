@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tessera_core::token::{self, SESSION_HANDLE_PREFIX};
+use tessera_core::secret::{self, SESSION_HANDLE_PREFIX};
 use tessera_core::{
     AuthInfo, Binding, EventKind, EventStore, NewEvent, Revocation, RevokeReason, SecretToken, SessionStore,
     StoreError, TokenKind,
@@ -171,7 +171,7 @@ pub async fn store_touch_conditional_and_monotonic<S: SessionStore + EventStore>
     let base = all_events(s).await.len();
     let at = |m: i64| T0.plus_millis(m * MIN);
 
-    let unknown = token::new_id(SESSION_HANDLE_PREFIX);
+    let unknown = secret::new_id(SESSION_HANDLE_PREFIX);
     assert!(
         !s.touch(&unknown, &p.token_hash, at(1), at(31))
             .await

@@ -101,7 +101,7 @@ async fn harness_with(config: Config) -> H {
     .await
     .unwrap();
     let app = build_with_clock(config, store, Arc::new(clock.clone()));
-    crate::oauth::start(&app.state.oauth).await.unwrap();
+    crate::issuer::start(&app.state.oauth).await.unwrap();
     H {
         router: app.router,
         state: app.state,

@@ -280,7 +280,7 @@ pub fn key_file_beside_data(config: &Config) -> Option<std::path::PathBuf> {
     };
     let key_dir = resolve(config.encryption_key_path().parent().unwrap_or(Path::new(".")));
     let mut data_dirs = vec![resolve(&config.data_dir)];
-    if let Ok(tessera_core::store_url::StoreUrl::Sqlite(db)) = crate::store_url::parse(&config.store_url())
+    if let Ok(tessera_core::store_url::StoreUrl::Sqlite(db)) = crate::open_store::parse(&config.store_url())
         && let Some(dir) = db.parent()
     {
         data_dirs.push(resolve(if dir.as_os_str().is_empty() {
