@@ -304,9 +304,11 @@ async fn verify_access_token(
 /// `?level=N` (1–255); any other parameter is ignored, so a token put in the
 /// query is never looked at.
 fn required_level(query: Option<&str>) -> Result<Option<u8>, ApiError> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
     let mut level = None;
-    for pair in query.unwrap_or("").split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         if k != "level" {
             continue;
         }
