@@ -86,25 +86,3 @@ fn create_memory(bencher: divan::Bencher) {
         .expect("create")
     });
 }
-
-/// One timestamp in RFC 3339 as every session view writes it (seven per
-/// view): `time` appending to the answer's buffer, and into a fresh String.
-/// A hand-written formatter measured 27.5 ns here, no faster
-/// (docs/decisions.md).
-#[divan::bench]
-fn rfc3339_into_buffer(b: divan::Bencher) {
-    let t = Timestamp::from_unix_millis(1_764_154_019_123);
-    let mut out = Vec::with_capacity(64);
-    b.bench_local(|| {
-        out.clear();
-        divan::black_box(divan::black_box(t).append_rfc3339(&mut out));
-        divan::black_box(out.len())
-    });
-}
-
-#[divan::bench]
-fn rfc3339_to_string(b: divan::Bencher) {
-    use time::format_description::well_known::Rfc3339;
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_764_154_019_123_000_000).expect("in range");
-    b.bench(|| divan::black_box(divan::black_box(t).format(&Rfc3339).map(|s| s.len())));
-}

@@ -66,25 +66,6 @@ impl Timestamp {
             .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
     }
 
-    /// Appends the RFC 3339 form (as [`Timestamp::to_rfc3339`]) to `out`
-    /// without allocating when `out` has room, for years 1970–9999 (every
-    /// timestamp a session can carry); outside, appends nothing and answers
-    /// `false`. Every session view writes seven timestamps straight into
-    /// its answer this way; a hand-written formatter measured no faster
-    /// (docs/decisions.md).
-    pub fn append_rfc3339(self, out: &mut Vec<u8>) -> bool {
-        const MAX_MS: i64 = 253_402_300_800_000; // 10000-01-01T00:00:00Z
-        if !(0..MAX_MS).contains(&self.0) {
-            return false;
-        }
-        let start = out.len();
-        if self.to_offset_date_time().format_into(out, &Rfc3339).is_err() {
-            out.truncate(start);
-            return false;
-        }
-        true
-    }
-
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
         OffsetDateTime::parse(s, &Rfc3339)
             .ok()
@@ -176,51 +157,6 @@ mod tests {
         let s = t.to_rfc3339();
         assert!(s.ends_with('Z'), "{s}");
         assert_eq!(Timestamp::parse_rfc3339(&s), Some(t));
-    }
-
-    #[test]
-    fn written_rfc3339_is_exactly_times_format() {
-        let mut samples: Vec<i64> = vec![
-            0,
-            1,
-            10,
-            100,
-            999,
-            1000,
-            86_399_999,
-            86_400_000,
-            951_782_400_000,   // 2000-02-29
-            4_107_542_400_000, // 2100-03-01
-            253_402_300_799_999,
-            1_764_154_019_120,
-            1_764_154_019_100,
-        ];
-        // A deterministic spread over the whole range (xorshift).
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            samples.push((x % 253_402_300_800_000) as i64);
-        }
-        for ms in samples {
-            let t = Timestamp::from_unix_millis(ms);
-            let mut out = b"x".to_vec();
-            assert!(t.append_rfc3339(&mut out), "{ms}");
-            assert_eq!(out[1..], *t.to_rfc3339().as_bytes(), "{ms}");
-            assert_eq!(
-                serde_json::to_string(&t).unwrap(),
-                format!("\"{}\"", t.to_rfc3339())
-            );
-        }
-        // Outside 1970–9999 nothing is written; the String form still answers.
-        for ms in [-1, -86_400_001, 253_402_300_800_000, i64::MAX, i64::MIN] {
-            let t = Timestamp::from_unix_millis(ms);
-            let mut out = b"x".to_vec();
-            assert!(!t.append_rfc3339(&mut out), "{ms}");
-            assert_eq!(out, b"x");
-            assert!(!t.to_rfc3339().is_empty());
-        }
     }
 
     #[test]

@@ -198,7 +198,7 @@ fn issued_body<'a>(
 fn session_json(rec: &SessionRecord) -> Response {
     let mut buf = Vec::with_capacity(640);
     buf.extend_from_slice(b"{\"session\":");
-    match PublicSession::of(rec).write_json(&mut buf) {
+    match serde_json::to_writer(&mut buf, &PublicSession::of(rec)) {
         Ok(()) => {
             buf.push(b'}');
             (
