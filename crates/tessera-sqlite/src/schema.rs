@@ -265,6 +265,26 @@ ALTER TABLE signing_keys ADD COLUMN revoked_at INTEGER;
     r"
 ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'admin';
 ",
+    // Version 7: `ended_sessions` no longer grows forever. Each row gets the
+    // time its session ended (the sweep's `now`; the session's own expiry
+    // if a row is deleted some other way), and event retention deletes the
+    // rows that ended before its cutoff: every event about a session
+    // happens before it is deleted, so by then none is left to look up.
+    // Existing rows take the time of their session's last event (0 when
+    // none is left, so the next retention pass removes them).
+    r"
+ALTER TABLE ended_sessions ADD COLUMN ended_at INTEGER NOT NULL DEFAULT 0;
+UPDATE ended_sessions SET ended_at = COALESCE(
+    (SELECT max(e.at) FROM events e
+     WHERE e.subject = ended_sessions.subject AND e.handle = ended_sessions.handle), 0);
+CREATE INDEX ended_sessions_ended_at ON ended_sessions (ended_at);
+DROP TRIGGER sessions_deleted;
+CREATE TRIGGER sessions_deleted AFTER DELETE ON sessions
+BEGIN
+    INSERT OR IGNORE INTO ended_sessions (handle, subject, ended_at)
+        VALUES (old.handle, old.subject, old.expires_at);
+END;
+",
 ];
 
 /// The schema version this build writes.

@@ -209,7 +209,7 @@ async fn a_version_1_database_is_upgraded_in_place() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, schema::SCHEMA_VERSION);
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     assert_eq!(*store.get(&record(1).handle).await.unwrap().unwrap(), record(1));
 
     let now = Timestamp::from_unix_secs(1_000_000);
@@ -850,4 +850,105 @@ async fn a_spilled_transaction_is_whole_in_a_crash_copy() {
     let check: String = raw.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
     drop(store);
+}
+
+/// `ended_sessions` (a swept session's subject, for queries by handle) does
+/// not grow forever: event retention forgets a session once it ended
+/// before the cutoff, when none of its events is left; until then its
+/// events are still found by handle alone.
+#[tokio::test]
+async fn ended_sessions_are_forgotten_with_their_last_events() {
+    let (dir, store) = open();
+    let t0 = Timestamp::from_unix_secs(1_000_000);
+    let mut r = record(1);
+    r.absolute_expires_at = t0.plus_secs(10);
+    let created = tessera_core::NewEvent::new(tessera_core::EventKind::Created, &r, t0);
+    store.create(&r, &opts(), &[created]).await.unwrap();
+    assert_eq!(store.sweep(t0.plus_secs(20), 10).await.unwrap(), 1);
+    let raw = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    let ended = |raw: &rusqlite::Connection| count(raw, "SELECT count(*) FROM ended_sessions");
+    assert_eq!(ended(&raw), 1);
+    let by_handle = EventQuery {
+        handle: Some(r.handle.clone()),
+        limit: 100,
+        ..EventQuery::default()
+    };
+
+    // The `created` event goes; the session ended after the cutoff, so
+    // its `expired` event (at the sweep) is still found by handle.
+    assert_eq!(
+        store.delete_events_before(t0.plus_secs(15), 100).await.unwrap(),
+        1
+    );
+    assert_eq!(ended(&raw), 1);
+    let left = store.events(&by_handle).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event.kind, tessera_core::EventKind::Expired);
+
+    // Past the sweep's time both go.
+    assert_eq!(
+        store.delete_events_before(t0.plus_secs(21), 100).await.unwrap(),
+        1
+    );
+    assert_eq!(ended(&raw), 0);
+    assert!(store.events(&by_handle).await.unwrap().is_empty());
+}
+
+/// Upgrading to schema version 7 dates the `ended_sessions` rows already
+/// there by their session's last event, so retention forgets them once that
+/// event is gone and not before; a row whose events are all gone goes at
+/// the first pass.
+#[tokio::test]
+async fn version_7_dates_existing_ended_sessions_by_their_last_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let t0 = Timestamp::from_unix_secs(1_000_000);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        for m in &schema::MIGRATIONS[..6] {
+            c.execute_batch(m).unwrap();
+        }
+        c.pragma_update(None, "user_version", 6).unwrap();
+        for (n, at) in [(1u32, Some(t0.plus_secs(30))), (2, None)] {
+            let r = record(n);
+            insert_session_row(&c, &r);
+            if let Some(at) = at {
+                c.execute(
+                    "INSERT INTO events (at, kind, subject, handle, reason) VALUES (?1, 'revoked', ?2, ?3, NULL)",
+                    rusqlite::params![at.unix_millis(), r.subject, r.handle],
+                )
+                .unwrap();
+            }
+            c.execute("DELETE FROM sessions WHERE handle = ?1", [&r.handle])
+                .unwrap();
+        }
+        assert_eq!(count(&c, "SELECT count(*) FROM ended_sessions"), 2);
+    }
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let ended_at: i64 = raw
+        .query_row(
+            "SELECT ended_at FROM ended_sessions WHERE handle = ?1",
+            [record(1).handle],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(ended_at, t0.plus_secs(30).unix_millis());
+    // The session without events goes at once; the other stays findable.
+    assert_eq!(
+        store.delete_events_before(t0.plus_secs(30), 100).await.unwrap(),
+        0
+    );
+    assert_eq!(count(&raw, "SELECT count(*) FROM ended_sessions"), 1);
+    let by_handle = EventQuery {
+        handle: Some(record(1).handle),
+        limit: 10,
+        ..EventQuery::default()
+    };
+    assert_eq!(store.events(&by_handle).await.unwrap().len(), 1);
+    assert_eq!(
+        store.delete_events_before(t0.plus_secs(31), 100).await.unwrap(),
+        1
+    );
+    assert_eq!(count(&raw, "SELECT count(*) FROM ended_sessions"), 0);
 }

@@ -46,6 +46,15 @@ pub(super) const OLDEST_EVENTS: &str = "SELECT id, at FROM events ORDER BY id LI
 /// order, from the table's first page), so a log with nothing to delete
 /// costs one short read, never a scan.
 pub(crate) fn delete_events_before(c: &Connection, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
+    // Sessions that ended before the cutoff have no events left to find by
+    // handle (schema version 7), so their subjects are no longer needed.
+    c.prepare_cached(
+        "DELETE FROM ended_sessions WHERE handle IN \
+         (SELECT handle FROM ended_sessions WHERE ended_at < ?1 ORDER BY ended_at LIMIT ?2)",
+    )
+    .store()?
+    .execute(params![cutoff.unix_millis(), i64::from(batch)])
+    .store()?;
     let mut last = None;
     {
         let mut stmt = c.prepare_cached(OLDEST_EVENTS).store()?;

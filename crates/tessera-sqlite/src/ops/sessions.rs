@@ -259,6 +259,18 @@ pub(crate) fn sweep(c: &Connection, now: Timestamp, batch: u32) -> StoreResult<u
     .store()?
     .execute(params![now, batch, EventKind::Expired.as_str()])
     .store()?;
+    // The sweep's `now` is when these sessions ended: it is no earlier than
+    // their last event (the `expired` one above), which retention relies on
+    // to forget the row (schema version 7). The delete trigger's own row,
+    // dated by the expiry, is then ignored.
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO ended_sessions (handle, subject, ended_at) \
+         SELECT handle, subject, ?1 FROM sessions WHERE expires_at <= ?1 \
+         ORDER BY expires_at, rowid LIMIT ?2",
+    )
+    .store()?
+    .execute(params![now, batch])
+    .store()?;
     let n = c
         .prepare_cached(
             "DELETE FROM sessions WHERE rowid IN \
