@@ -20,8 +20,6 @@ use zeroize::Zeroizing;
 
 use crate::config::{Config, LEEWAY_SECS};
 
-/// How often signing keys are rotated when due, reloaded and pruned.
-pub const KEY_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What the OAuth endpoints, the revocation feed and token issuance share.
 pub struct OAuth {
@@ -184,11 +182,11 @@ fn key_error(e: KeyError) -> anyhow::Error {
     }
 }
 
-/// Every [`KEY_MAINTENANCE_INTERVAL`]: adds the next signing key when due
+/// Every `[keys] reload_interval_secs`: adds the next signing key when due
 /// (which reloads the snapshot, so keys other processes added are picked
 /// up) and deletes keys no longer published.
-pub async fn key_maintenance(keys: Arc<KeyManager>) {
-    let mut tick = tokio::time::interval(KEY_MAINTENANCE_INTERVAL);
+pub async fn key_maintenance(keys: Arc<KeyManager>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
@@ -345,7 +343,7 @@ pub async fn keys_rotate(
             "added signing key {kid} ({}), published now, signing from {}; running servers pick it up within {} s",
             k.alg.as_str(),
             k.activates_at,
-            KEY_MAINTENANCE_INTERVAL.as_secs()
+            config.keys.reload_interval_secs
         ),
         None => eprintln!("added signing key {kid}"),
     }
@@ -373,8 +371,8 @@ pub async fn keys_revoke(
                 "revoked signing key {kid}: it no longer signs and is no longer published; \
                  tokens it signed are refused by this store's /auth/verify and introspection at once, \
                  by running servers within {} s (their key reload), and by resource servers once their \
-                 JWKS cache refreshes",
-                KEY_MAINTENANCE_INTERVAL.as_secs()
+                 JWKS cache refreshes ([keys] reload_interval_secs)",
+                config.keys.reload_interval_secs
             );
             if let Some(fresh) = replacement {
                 println!("{fresh}");

@@ -62,7 +62,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             EventRetention::of(&config),
         )),
         tokio::spawn(gauges(app.state.sessions.clone(), app.state.metrics.clone())),
-        tokio::spawn(crate::issuer::key_maintenance(app.state.oauth.keys.clone())),
+        tokio::spawn(crate::issuer::key_maintenance(
+            app.state.oauth.keys.clone(),
+            Duration::from_secs(config.keys.reload_interval_secs),
+        )),
     ];
 
     let limits = ConnLimits {

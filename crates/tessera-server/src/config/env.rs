@@ -87,6 +87,7 @@ pub(super) const ENV_KEYS: &[EnvKey] = env_keys! {
     "TESSERA_KEYS_ALG" => |c, v| c.keys.alg = parse(v)?;
     "TESSERA_KEYS_ROTATION_INTERVAL_SECS" => |c, v| c.keys.rotation_interval_secs = parse(v)?;
     "TESSERA_KEYS_PREPUBLISH_SECS" => |c, v| c.keys.prepublish_secs = parse(v)?;
+    "TESSERA_KEYS_RELOAD_INTERVAL_SECS" => |c, v| c.keys.reload_interval_secs = parse(v)?;
     // The value is never echoed in an error.
     "TESSERA_KEYS_ENCRYPTION_KEY" => |c, v| c.keys.encryption_key = Some(v.trim().to_owned());
     "TESSERA_KEYS_ENCRYPTION_KEY_FILE" => |c, v| c.keys.encryption_key_file = Some(PathBuf::from(v));

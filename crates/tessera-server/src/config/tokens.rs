@@ -84,6 +84,9 @@ pub struct KeysConfig {
     pub alg: KeyAlg,
     pub rotation_interval_secs: i64,
     pub prepublish_secs: i64,
+    /// How often a running service reloads the key set from the store (keys
+    /// another process added or withdrew) and runs the rotation schedule.
+    pub reload_interval_secs: u64,
     /// base64url (no padding) of 32 bytes. A secret: masked by `config check`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption_key: Option<String>,
@@ -100,6 +103,7 @@ impl Default for KeysConfig {
             alg: KeyAlg::EdDSA,
             rotation_interval_secs: p.rotation_interval_secs,
             prepublish_secs: p.prepublish_secs,
+            reload_interval_secs: 30,
             encryption_key: None,
             encryption_key_file: None,
         }
@@ -294,6 +298,9 @@ impl Config {
                 "[oauth] jwks_max_age_secs ({}) must be >= 0 and below [keys] prepublish_secs ({}), so verifiers learn a new key before it signs",
                 o.jwks_max_age_secs, self.keys.prepublish_secs
             ));
+        }
+        if !(1..=3600).contains(&self.keys.reload_interval_secs) {
+            return Err("[keys] reload_interval_secs must be between 1 and 3600".into());
         }
         if !(0..=MAX_REUSE_GRACE_SECS).contains(&self.refresh.reuse_grace_secs) {
             return Err(format!(

@@ -25,6 +25,14 @@ fn token_defaults_match_the_contract() {
     assert_eq!(k.alg, SigningAlg::EdDSA);
     assert_eq!(k.rotation_interval_secs, 2_592_000);
     assert_eq!(k.prepublish_secs, 86_400);
+    assert_eq!(c.keys.reload_interval_secs, 30);
+    assert_eq!(
+        load(&[("TESSERA_KEYS_RELOAD_INTERVAL_SECS", "1")])
+            .unwrap()
+            .keys
+            .reload_interval_secs,
+        1
+    );
     assert_eq!(
         c.encryption_key_path(),
         PathBuf::from("./data/key-encryption-key")
@@ -118,6 +126,8 @@ fn bad_token_settings_are_refused() {
         ("TESSERA_KEYS_PREPUBLISH_SECS", "100"),
         ("TESSERA_KEYS_ROTATION_INTERVAL_SECS", "10"),
         ("TESSERA_KEYS_ENCRYPTION_KEY", "too-short"),
+        ("TESSERA_KEYS_RELOAD_INTERVAL_SECS", "0"),
+        ("TESSERA_KEYS_RELOAD_INTERVAL_SECS", "3601"),
         ("TESSERA_REFRESH_REUSE_GRACE_SECS", "-1"),
         ("TESSERA_REFRESH_REUSE_GRACE_SECS", "61"),
         ("TESSERA_REFRESH_REUSE_GRACE_SECS", "3600"),
