@@ -20,7 +20,6 @@ use zeroize::Zeroizing;
 
 use crate::config::{Config, LEEWAY_SECS};
 
-
 /// What the OAuth endpoints, the revocation feed and token issuance share.
 pub struct OAuth {
     pub tokens: TokenService,
