@@ -12,6 +12,32 @@ use crate::time::Timestamp;
 /// Largest page of [`EventLog::page`].
 pub const MAX_EVENTS_PAGE: u32 = 1000;
 
+/// Events read per store call by the revocation feed, and the most
+/// revocations one [`RevocationPage`] holds.
+pub const REVOCATION_PAGE: u32 = 1000;
+const _: () = assert!(REVOCATION_PAGE <= MAX_EVENTS_PAGE);
+
+/// A revocation resource servers must still honour: the session (`sid`),
+/// when it was revoked, and until when access tokens it issued could still
+/// be presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveRevocation {
+    pub sid: String,
+    pub revoked_at: Timestamp,
+    pub until: Timestamp,
+}
+
+/// One answer of the revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationPage {
+    /// At most [`REVOCATION_PAGE`], in event order.
+    pub revocations: Vec<LiveRevocation>,
+    /// The last event id looked at: the cursor to continue from.
+    pub next: u64,
+    /// The log was read to its end (otherwise: ask again at once).
+    pub complete: bool,
+}
+
 /// Reads of the event log and its retention. The events themselves are
 /// appended by the session and refresh writes they record, so this needs
 /// only the [`EventStore`] capability.
@@ -52,6 +78,69 @@ impl EventLog {
         self.store.events_cursor_since(kind, since).await
     }
 
+    /// Where the revocation feed's snapshot starts: the cursor before the
+    /// first revocation whose window (`window_secs` after it, the access
+    /// token TTL plus leeway) is still open at `now`. Found from an index,
+    /// so neither older events nor the rest of the log are read.
+    pub async fn revocation_snapshot_start(&self, now: Timestamp, window_secs: i64) -> StoreResult<u64> {
+        self.cursor_since(EventKind::Revoked, now.plus_secs(-window_secs))
+            .await
+    }
+
+    /// The revocations after event `after` whose window is still open at
+    /// `now`. Stops after the first store page that held any, or after
+    /// `max_pages` store pages, so one answer is bounded whatever the log
+    /// holds; entries whose window has closed are skipped once (the cursor
+    /// moves past them), not rescanned.
+    pub async fn live_revocations(
+        &self,
+        after: u64,
+        now: Timestamp,
+        window_secs: i64,
+        max_pages: usize,
+    ) -> Result<RevocationPage> {
+        let mut next = after;
+        let mut revocations = Vec::new();
+        let mut pages = 0usize;
+        loop {
+            let page = self
+                .page(EventQuery {
+                    kind: Some(EventKind::Revoked),
+                    after: next,
+                    limit: REVOCATION_PAGE,
+                    ..EventQuery::default()
+                })
+                .await?;
+            let full = page.len() >= REVOCATION_PAGE as usize;
+            for e in page {
+                next = next.max(e.id);
+                let until = e.event.at.plus_secs(window_secs);
+                if until > now {
+                    revocations.push(LiveRevocation {
+                        sid: e.event.handle,
+                        revoked_at: e.event.at,
+                        until,
+                    });
+                }
+            }
+            pages += 1;
+            if !full {
+                return Ok(RevocationPage {
+                    revocations,
+                    next,
+                    complete: true,
+                });
+            }
+            if pages >= max_pages || !revocations.is_empty() {
+                return Ok(RevocationPage {
+                    revocations,
+                    next,
+                    complete: false,
+                });
+            }
+        }
+    }
+
     /// Retention: deletes the events before `cutoff` in batches of `batch`
     /// (each its own store call, so requests interleave); returns how many
     /// went. The caller picks a `cutoff` that keeps every revocation whose
@@ -70,38 +159,4 @@ impl EventLog {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::memory::MemoryStore;
-    use crate::policy::SessionPolicy;
-    use crate::sessions::{CreateSession, Sessions};
-    use crate::time::ManualClock;
-
-    #[tokio::test]
-    async fn events_page_limits_are_checked() {
-        let store = Arc::new(MemoryStore::new());
-        let clock = ManualClock::new(Timestamp::from_unix_secs(1_800_000_000));
-        let s = Sessions::new(store.clone(), Arc::new(clock), SessionPolicy::default());
-        let log = EventLog::new(store);
-        s.create(CreateSession {
-            subject: "u".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        for limit in [0, MAX_EVENTS_PAGE + 1] {
-            let q = EventQuery {
-                limit,
-                ..Default::default()
-            };
-            assert!(matches!(log.page(q).await, Err(Error::Validation { .. })));
-        }
-        let q = EventQuery {
-            limit: 10,
-            ..Default::default()
-        };
-        let evs = log.page(q).await.unwrap();
-        assert_eq!(evs.len(), 1);
-        assert_eq!(evs[0].event.kind, EventKind::Created);
-    }
-}
+mod tests;

@@ -103,12 +103,6 @@ impl OAuth {
         &self.tokens.policy().issuer
     }
 
-    /// Until when access tokens of a session revoked at `at` may still be
-    /// valid somewhere: revoked_at + access-token TTL + 60 s leeway.
-    pub fn revocation_until(&self, at: Timestamp) -> Timestamp {
-        at.plus_secs(self.revocation_window_secs())
-    }
-
     /// Access-token TTL + 60 s leeway: how long a revocation matters to
     /// resource servers.
     pub fn revocation_window_secs(&self) -> i64 {

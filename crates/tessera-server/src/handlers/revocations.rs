@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use tessera_core::{EventKind, EventQuery};
+use tessera_core::events::RevocationPage;
 use tokio::time::Instant;
 
 use crate::app::AppState;
@@ -48,10 +48,8 @@ use crate::problem::{ApiError, ApiResult};
 pub const MAX_WAIT_SECS: u64 = 30;
 /// How often a waiting request looks at the store.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// Events read per store call, and the most revocations in one answer.
-pub const PAGE: u32 = 1000;
-// The feed reads through the audit log's pages, which refuse larger ones.
-const _: () = assert!(PAGE <= tessera_core::events::MAX_EVENTS_PAGE);
+/// The most revocations in one answer (core reads the log in pages of this).
+pub const PAGE: u32 = tessera_core::events::REVOCATION_PAGE;
 /// Pages one follow-up request scans before answering, so a long run of
 /// expired revocations cannot hold a request.
 const MAX_PAGES: usize = 16;
@@ -105,80 +103,47 @@ pub async fn feed(
     };
     // Answer before the request timeout cuts the long-poll off.
     let wait = wait.min(state.config.http.request_timeout_secs.saturating_sub(2));
-    let (revocations, next, complete) = match after {
+    let page = match after {
         None => {
-            // The oldest revocation whose `until` is still ahead.
-            let window_start = state
-                .sessions
-                .now()
-                .plus_secs(-state.oauth.revocation_window_secs());
             let start = state
                 .events
-                .cursor_since(EventKind::Revoked, window_start)
+                .revocation_snapshot_start(state.sessions.now(), state.oauth.revocation_window_secs())
                 .await?;
-            scan(&state, start, MAX_PAGES).await?
+            scan(&state, start).await?
         }
         Some(after) => follow(&state, after, Duration::from_secs(wait)).await?,
     };
     Ok(axum::Json(FeedBody {
-        revocations,
-        next: next.to_string(),
-        more: !complete,
+        revocations: page
+            .revocations
+            .into_iter()
+            .map(|r| RevocationItem {
+                sid: r.sid,
+                revoked_at: r.revoked_at.to_rfc3339(),
+                until: r.until.to_rfc3339(),
+            })
+            .collect(),
+        next: page.next.to_string(),
+        more: !page.complete,
     }))
 }
 
-/// Revocations after `after` whose `until` is ahead (at most [`PAGE`]),
-/// the last event id looked at, and whether the log was read to its end.
-/// Stops after the first store page that held any, or after `max_pages`
-/// store pages, so one answer is bounded whatever the log holds.
-async fn scan(
-    state: &AppState,
-    after: u64,
-    max_pages: usize,
-) -> Result<(Vec<RevocationItem>, u64, bool), ApiError> {
-    let now = state.sessions.now();
-    let mut cursor = after;
-    let mut items = Vec::new();
-    let mut pages = 0usize;
-    loop {
-        let page = state
-            .events
-            .page(EventQuery {
-                kind: Some(EventKind::Revoked),
-                after: cursor,
-                limit: PAGE,
-                ..EventQuery::default()
-            })
-            .await?;
-        let full = page.len() >= PAGE as usize;
-        for e in page {
-            cursor = cursor.max(e.id);
-            let until = state.oauth.revocation_until(e.event.at);
-            if until > now {
-                items.push(RevocationItem {
-                    sid: e.event.handle,
-                    revoked_at: e.event.at.to_rfc3339(),
-                    until: until.to_rfc3339(),
-                });
-            }
-        }
-        pages += 1;
-        if !full {
-            return Ok((items, cursor, true));
-        }
-        if pages >= max_pages || !items.is_empty() {
-            return Ok((items, cursor, false));
-        }
-    }
+/// The live revocations after `after` (core's rule, bounded per answer).
+async fn scan(state: &AppState, after: u64) -> Result<RevocationPage, ApiError> {
+    Ok(state
+        .events
+        .live_revocations(
+            after,
+            state.sessions.now(),
+            state.oauth.revocation_window_secs(),
+            MAX_PAGES,
+        )
+        .await?)
 }
 
 /// A follow-up request: answers as soon as there is something after the
 /// cursor, or when `wait` is over.
-async fn follow(
-    state: &AppState,
-    after: u64,
-    wait: Duration,
-) -> Result<(Vec<RevocationItem>, u64, bool), ApiError> {
+async fn follow(state: &AppState, after: u64, wait: Duration) -> Result<RevocationPage, ApiError> {
     let deadline = Instant::now() + wait;
     let mut cursor = after;
     loop {
@@ -187,11 +152,11 @@ async fn follow(
         let notified = state.oauth.revoked.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (items, next, complete) = scan(state, cursor, MAX_PAGES).await?;
-        cursor = next;
+        let page = scan(state, cursor).await?;
+        cursor = page.next;
         let now = Instant::now();
-        if !items.is_empty() || !complete || now >= deadline {
-            return Ok((items, cursor, complete));
+        if !page.revocations.is_empty() || !page.complete || now >= deadline {
+            return Ok(page);
         }
         let nap = POLL_INTERVAL.min(deadline - now);
         tokio::select! {
