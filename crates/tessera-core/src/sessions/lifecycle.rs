@@ -11,7 +11,7 @@ use super::validate::{
 use super::{AuthInput, CreateSession, IssuedSession, Sessions};
 use crate::error::{Error, Result};
 use crate::model::{AuthInfo, EventKind, NewEvent, Revocation, RevokeReason, SessionRecord};
-use crate::secret::{self, SESSION_HANDLE_PREFIX, SecretToken, TokenKind};
+use crate::secret::{self, SESSION_HANDLE_PREFIX, SecretToken, TokenHash, TokenKind};
 use crate::store::{CreateOptions, CreateOutcome, StoreError, StoreResult, Touch};
 use crate::time::Timestamp;
 
@@ -119,22 +119,14 @@ impl Sessions {
     ///
     /// A failure writes nothing.
     pub async fn verify(&self, presented: &str) -> Result<Arc<SessionRecord>> {
-        let hash =
-            secret::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
-        let rec = self
-            .store
-            .get_by_token(&hash)
-            .await?
-            .ok_or(Error::SessionInvalid)?;
-        if !rec.token_hash.ct_eq(&hash) {
-            return Err(Error::SessionInvalid);
-        }
+        let hash = session_hash(presented)?;
+        let rec = self.by_token(&hash).await?;
         let now = self.clock.now();
         check_live(&rec, now)?;
-        if now.millis_since(rec.last_seen_at) < self.policy.touch_after_ms(rec.idle_timeout_ms) {
+        let Some(slide) = self.idle_slide(&rec, now) else {
             return Ok(rec);
-        }
-        let idle_expires_at = now.plus_millis(rec.idle_timeout_ms).min(rec.absolute_expires_at);
+        };
+        let idle_expires_at = slide.idle_expires_at;
         if self.store.touch(&rec.handle, &hash, now, idle_expires_at).await? {
             let mut next = SessionRecord::clone(&rec);
             next.last_seen_at = now;
@@ -146,6 +138,20 @@ impl Sessions {
             Some(r) => check_live(&r, now).map(|()| r),
             None => Err(Error::SessionInvalid),
         }
+    }
+
+    /// The session a token hash names, compared in constant time with the
+    /// hash the store filed it under; [`Error::SessionInvalid`] when none.
+    async fn by_token(&self, hash: &TokenHash) -> Result<Arc<SessionRecord>> {
+        let rec = self
+            .store
+            .get_by_token(hash)
+            .await?
+            .ok_or(Error::SessionInvalid)?;
+        if !rec.token_hash.ct_eq(hash) {
+            return Err(Error::SessionInvalid);
+        }
+        Ok(rec)
     }
 
     /// The slide of a live session's idle window on activity that did not
@@ -169,17 +175,9 @@ impl Sessions {
     /// in the same atomic step.
     pub async fn elevate(&self, presented: &str, auth: AuthInput) -> Result<IssuedSession> {
         let level = validate_level(auth.level, self.policy.max_auth_level)?;
-        let hash =
-            secret::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
+        let hash = session_hash(presented)?;
         for _ in 0..CAS_ATTEMPTS {
-            let rec = self
-                .store
-                .get_by_token(&hash)
-                .await?
-                .ok_or(Error::SessionInvalid)?;
-            if !rec.token_hash.ct_eq(&hash) {
-                return Err(Error::SessionInvalid);
-            }
+            let rec = self.by_token(&hash).await?;
             let now = self.clock.now();
             check_live(&rec, now)?;
             let token = SecretToken::generate(TokenKind::Session);
@@ -212,16 +210,8 @@ impl Sessions {
     /// revoked or expired session succeeds (logout is idempotent); an
     /// unknown token is [`Error::SessionInvalid`].
     pub async fn revoke_token(&self, presented: &str, reason: RevokeReason) -> Result<()> {
-        let hash =
-            secret::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)?;
-        let rec = self
-            .store
-            .get_by_token(&hash)
-            .await?
-            .ok_or(Error::SessionInvalid)?;
-        if !rec.token_hash.ct_eq(&hash) {
-            return Err(Error::SessionInvalid);
-        }
+        let hash = session_hash(presented)?;
+        let rec = self.by_token(&hash).await?;
         self.revoke_record(rec, reason).await.map(|_| ())
     }
 
@@ -300,4 +290,10 @@ impl Sessions {
         }
         Err(Error::Conflict)
     }
+}
+
+/// A presented session token's hash; anything malformed is
+/// [`Error::SessionInvalid`], like an unknown token.
+fn session_hash(presented: &str) -> Result<TokenHash> {
+    secret::parse(TokenKind::Session, presented.as_bytes()).map_err(|_| Error::SessionInvalid)
 }
