@@ -12,10 +12,12 @@
 //! host arrive as the proxy forwards them, and `tessera_http::csrf` judges
 //! them as the library judges its own requests.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tessera_core::Error as CoreError;
+use tessera_core::{Error as CoreError, SessionRecord};
 use tessera_http::cookies::{self, SessionValue};
 use tessera_http::csrf::{FetchContext, Verdict, is_safe_method, judge};
 
@@ -34,12 +36,40 @@ pub const X_TESSERA_AUTH_LEVEL: HeaderName = HeaderName::from_static("x-tessera-
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 
-/// Who the request is, however it proved it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Identity {
-    subject: String,
-    handle: String,
-    level: u8,
+/// Who the request is, however it proved it. A session cookie keeps the
+/// record the store answered with, so a verify copies no string before
+/// the answer's headers.
+#[derive(Debug)]
+enum Identity {
+    Session(Arc<SessionRecord>),
+    AccessToken {
+        subject: String,
+        handle: String,
+        level: u8,
+    },
+}
+
+impl Identity {
+    fn subject(&self) -> &str {
+        match self {
+            Identity::Session(rec) => &rec.subject,
+            Identity::AccessToken { subject, .. } => subject,
+        }
+    }
+
+    fn handle(&self) -> &str {
+        match self {
+            Identity::Session(rec) => &rec.handle,
+            Identity::AccessToken { handle, .. } => handle,
+        }
+    }
+
+    fn level(&self) -> u8 {
+        match self {
+            Identity::Session(rec) => rec.auth.level,
+            Identity::AccessToken { level, .. } => *level,
+        }
+    }
 }
 
 /// Why a verification did not succeed; each maps to an answer and a
@@ -209,11 +239,11 @@ async fn check(
         Credential::AccessToken { scheme, token } => verify_access_token(state, scheme, token).await?,
     };
     if let Some(required) = required
-        && identity.level < required
+        && identity.level() < required
     {
         return Err(Refusal::StepUp {
             required,
-            actual: identity.level,
+            actual: identity.level(),
         });
     }
     Ok(identity)
@@ -242,12 +272,7 @@ fn proxied_method(headers: &HeaderMap) -> Option<&[u8]> {
 async fn verify_cookie(state: &AppState, token: &str) -> Result<Identity, Refusal> {
     let result = state.sessions.verify(token).await;
     record_verify(&result);
-    let rec = result.map_err(core_refusal)?;
-    Ok(Identity {
-        subject: rec.subject.clone(),
-        handle: rec.handle.clone(),
-        level: rec.auth.level,
-    })
+    result.map(Identity::Session).map_err(core_refusal)
 }
 
 /// The access-token branch: one of our RFC 9068 access tokens as a Bearer
@@ -294,7 +319,7 @@ async fn verify_access_token(
         .as_deref()
         .and_then(|a| a.parse::<u8>().ok())
         .unwrap_or(1);
-    Ok(Identity {
+    Ok(Identity::AccessToken {
         subject: claims.sub,
         handle: claims.sid,
         level,
@@ -330,14 +355,14 @@ fn identity_response(id: &Identity) -> Response {
     let h = res.headers_mut();
     // Subjects are UTF-8 without control characters (the core refuses them),
     // so their bytes always make a valid header value.
-    match HeaderValue::from_bytes(id.subject.as_bytes()) {
+    match HeaderValue::from_bytes(id.subject().as_bytes()) {
         Ok(v) => h.insert(X_TESSERA_SUBJECT, v),
         Err(_) => return ApiError::Internal.into_response(),
     };
-    match HeaderValue::from_str(&id.handle) {
+    match HeaderValue::from_str(id.handle()) {
         Ok(v) => h.insert(X_TESSERA_SESSION, v),
         Err(_) => return ApiError::Internal.into_response(),
     };
-    h.insert(X_TESSERA_AUTH_LEVEL, HeaderValue::from(u16::from(id.level)));
+    h.insert(X_TESSERA_AUTH_LEVEL, HeaderValue::from(u16::from(id.level())));
     res
 }
