@@ -44,7 +44,6 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tessera_core::ApiKeyScope;
 use tower::Service;
-use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::ApiKey;
@@ -140,18 +139,39 @@ where
         }
     }
 
-    // Only the request id goes into the span: it is what ties a log line
-    // to the client's `x-request-id`, and every span field is formatted
-    // when the span opens (per request, whether anything logs or not).
+    // The request id ties every log line the request causes to the
+    // client's `x-request-id`. It is a task-local the log formatter reads
+    // (`logging::in_request`), not a span: a span costs its registration,
+    // field formatting, enter, exit and close on every request, whether
+    // anything logs or not (an eighth of `/auth/verify`'s instructions).
     // Method, route and caller go into the lines that end the request.
-    let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or(""));
-    let (mut res, api_key) = async {
+    crate::logging::in_request(request_id.clone(), async {
         tracing::debug!(method, route, "started processing request");
-        guarded(&shared, &mut inner, req, v1, route).await
-    }
-    .instrument(span.clone())
-    .await;
+        let (res, api_key) = guarded(&shared, &mut inner, req, v1, route).await;
+        Ok(finish(
+            res,
+            api_key.as_deref(),
+            request_id,
+            start,
+            route,
+            method,
+            v1,
+        ))
+    })
+    .await
+}
 
+/// Steps 7 and 8, the response's request id and the line that ends the
+/// request.
+fn finish(
+    mut res: Response,
+    api_key: Option<&ApiKey>,
+    request_id: HeaderValue,
+    start: Instant,
+    route: &str,
+    method: &'static str,
+    v1: bool,
+) -> Response {
     let status = res.status();
     let latency = start.elapsed();
     let (count, time) = crate::metrics::http_handles(route, method, status.as_u16());
@@ -170,14 +190,21 @@ where
     }
 
     let latency_ms = latency.as_millis();
-    let api_key = api_key.as_ref().map_or("", |k| &*k.id);
+    let api_key = api_key.map_or("", |k| &*k.id);
     let status = status.as_u16();
     if res.status().is_server_error() {
-        tracing::error!(parent: &span, method, route, api_key, status, latency_ms, "request failed");
+        tracing::error!(method, route, api_key, status, latency_ms, "request failed");
     } else {
-        tracing::debug!(parent: &span, method, route, api_key, status, latency_ms, "finished processing request");
+        tracing::debug!(
+            method,
+            route,
+            api_key,
+            status,
+            latency_ms,
+            "finished processing request"
+        );
     }
-    Ok(res)
+    res
 }
 
 /// Steps 4–6: the checks that may answer instead of the router. Also

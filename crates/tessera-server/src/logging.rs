@@ -4,11 +4,10 @@
 use std::fmt;
 use std::io::IsTerminal;
 
-use tracing::field::{Field, Visit};
-use tracing_subscriber::field::RecordFields;
+use axum::http::HeaderValue;
 use tracing_subscriber::filter::{EnvFilter, Targets};
-use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -17,30 +16,126 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber; a second call does nothing.
 pub fn init(format: LogFormat) {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let ansi = std::io::stderr().is_terminal();
+    let _ = subscriber(format, rust_log.as_deref(), ansi, std::io::stderr).try_init();
+}
+
+/// The subscriber [`init`] installs, writing to `writer`.
+fn subscriber<W>(
+    format: LogFormat,
+    rust_log: Option<&str>,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    // The builder's own level cap (INFO unless told) would sit under the
+    // `RUST_LOG` filter and silently drop the debug lines it asks for.
     let builder = tracing_subscriber::fmt()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
+        .with_ansi(ansi)
+        .with_writer(writer);
     match format {
-        LogFormat::Text => install(builder.fmt_fields(PlainFields).finish()),
-        LogFormat::Json => install(
+        LogFormat::Text => filtered(
+            builder
+                .event_format(WithRequestId::text(
+                    tracing_subscriber::fmt::format().with_ansi(ansi),
+                ))
+                .finish(),
+            rust_log,
+        ),
+        LogFormat::Json => filtered(
             builder
                 .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
+                .event_format(WithRequestId::json(
+                    tracing_subscriber::fmt::format()
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(true)
+                        .with_span_list(false),
+                ))
                 .finish(),
+            rust_log,
         ),
     }
 }
 
-fn install<S>(subscriber: S)
+tokio::task_local! {
+    static REQUEST_ID: HeaderValue;
+}
+
+/// Runs `fut` as the handling of the request with this id: every line
+/// logged while it runs (on its task) carries `request_id`.
+pub(crate) fn in_request<F: Future>(id: HeaderValue, fut: F) -> impl Future<Output = F::Output> {
+    REQUEST_ID.scope(id, fut)
+}
+
+/// Adds the current request's id (see [`in_request`]) to each line the
+/// inner format writes: a trailing `request_id="…"` field in text, a
+/// `"request_id"` member in JSON. Lines logged outside a request are the
+/// inner format's, unchanged.
+#[derive(Debug, Clone)]
+pub struct WithRequestId<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<F> WithRequestId<F> {
+    fn text(inner: F) -> Self {
+        Self { inner, json: false }
+    }
+
+    fn json(inner: F) -> Self {
+        Self { inner, json: true }
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithRequestId<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        // A header value that is not visible ASCII (a client may send
+        // anything) is not printed; the response still carries it.
+        let id = REQUEST_ID
+            .try_with(|id| id.to_str().ok().map(str::to_owned))
+            .ok()
+            .flatten();
+        let Some(id) = id else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        // The inner format ends the line; the id goes before that end.
+        let mut line = String::new();
+        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        match line.strip_suffix('}') {
+            Some(object) if self.json => {
+                let id = serde_json::to_string(&id).map_err(|_| fmt::Error)?;
+                let sep = if object.trim_end().ends_with('{') { "" } else { "," };
+                writeln!(writer, "{object}{sep}\"request_id\":{id}}}")
+            }
+            _ => writeln!(writer, "{line} request_id={id:?}"),
+        }
+    }
+}
+
+fn filtered<S>(subscriber: S, rust_log: Option<&str>) -> Box<dyn tracing::Subscriber + Send + Sync>
 where
     S: tracing::Subscriber + Send + Sync + for<'a> LookupSpan<'a>,
 {
-    let _ = match filter(std::env::var("RUST_LOG").ok().as_deref()) {
-        Filter::Targets(t) => subscriber.with(t).try_init(),
-        Filter::Env(e) => subscriber.with(e).try_init(),
-    };
+    match filter(rust_log) {
+        Filter::Targets(t) => Box::new(subscriber.with(t)),
+        Filter::Env(e) => Box::new(subscriber.with(e)),
+    }
 }
 
 /// `RUST_LOG` as the cheapest filter that means the same.
@@ -48,9 +143,9 @@ where
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Filter {
-    /// `target=level` directives only: decided once per call site. Every
-    /// request opens a span, and `EnvFilter` takes a lock on each span's
-    /// open, enter, exit and close to look for span directives.
+    /// `target=level` directives only: decided once per call site.
+    /// `EnvFilter` takes a lock on each span's open, enter, exit and close
+    /// to look for span directives.
     Targets(Targets),
     /// Directives on spans or fields (`[span{field=value}]=level`).
     Env(EnvFilter),
@@ -64,70 +159,6 @@ fn filter(rust_log: Option<&str>) -> Filter {
             s.parse::<Targets>().map_or_else(|_| default(), Filter::Targets)
         }
         Some(s) => EnvFilter::try_new(s).map_or_else(|_| default(), Filter::Env),
-    }
-}
-
-/// Text fields as `name=value` (values `Debug`-quoted, so a value cannot
-/// forge a field; the message bare), like `tracing_subscriber`'s default
-/// but without its styling wrappers: every request opens a span whose
-/// fields are formatted at once, and the default formatter's per-field
-/// ANSI plumbing cost more than the rest of the request's logging.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PlainFields;
-
-impl<'w> FormatFields<'w> for PlainFields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut visitor = PlainVisitor {
-            writer,
-            result: Ok(()),
-            first: true,
-        };
-        fields.record(&mut visitor);
-        visitor.result
-    }
-}
-
-struct PlainVisitor<'w> {
-    writer: Writer<'w>,
-    result: fmt::Result,
-    first: bool,
-}
-
-impl PlainVisitor<'_> {
-    fn write(&mut self, field: &Field, value: fmt::Arguments<'_>) {
-        if self.result.is_err() {
-            return;
-        }
-        let name = field.name();
-        if name.starts_with("log.") {
-            return;
-        }
-        let w = &mut self.writer;
-        let sep = if self.first { "" } else { " " };
-        self.first = false;
-        self.result = if name == "message" {
-            w.write_str(sep).and_then(|()| w.write_fmt(value))
-        } else {
-            let name = name.strip_prefix("r#").unwrap_or(name);
-            w.write_str(sep)
-                .and_then(|()| w.write_str(name))
-                .and_then(|()| w.write_char('='))
-                .and_then(|()| w.write_fmt(value))
-        };
-    }
-}
-
-impl Visit for PlainVisitor<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.write(field, format_args!("{value}"));
-        } else {
-            self.write(field, format_args!("{value:?}"));
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.write(field, format_args!("{value:?}"));
     }
 }
 
@@ -152,26 +183,82 @@ mod tests {
     }
 
     #[test]
-    fn plain_fields_quote_values_and_keep_the_message_bare() {
-        let collector = tracing_subscriber::fmt()
-            .fmt_fields(PlainFields)
-            .with_ansi(false)
-            .without_time()
-            .with_writer(|| CaptureWriter)
-            .finish();
-        tracing::subscriber::with_default(collector, || {
-            let span = tracing::info_span!("request", route = "/v1/x", n = 3);
-            let _g = span.enter();
-            tracing::info!(user = "a\"b\nc", "hello world");
+    fn text_values_are_quoted_so_a_value_cannot_forge_a_field() {
+        let lines = captured_lines(LogFormat::Text, None, || {
+            tracing::info!(user = "a\" admin=\"yes\nc", n = 3, "hello world");
         });
-        let text = String::from_utf8(CAPTURED.with(|c| c.borrow().clone())).unwrap();
-        // A quote or newline in a value stays inside its quotes.
+        assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
-            text.contains(
-                r#"request{route="/v1/x" n=3}: tessera_server::logging::tests: hello world user="a\"b\nc""#
-            ),
-            "{text}"
+            lines[0].ends_with(r#"hello world user="a\" admin=\"yes\nc" n=3"#),
+            "{lines:?}"
         );
+    }
+
+    /// Lines logged while `f` runs under `subscriber(format, rust_log)`.
+    fn captured_lines(format: LogFormat, rust_log: Option<&str>, f: impl FnOnce()) -> Vec<String> {
+        CAPTURED.with(|c| c.borrow_mut().clear());
+        tracing::subscriber::with_default(subscriber(format, rust_log, false, || CaptureWriter), f);
+        let text = String::from_utf8(CAPTURED.with(|c| c.borrow().clone())).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    /// Logs one line inside a request with id `id` and one outside any.
+    fn inside_and_outside(id: &'static str) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(in_request(HeaderValue::from_static(id), async {
+            tracing::warn!(code = "store_unavailable", "inside");
+        }));
+        tracing::warn!("outside");
+    }
+
+    #[test]
+    fn text_lines_logged_inside_a_request_carry_its_id() {
+        let lines = captured_lines(LogFormat::Text, None, || inside_and_outside("rid-1"));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].ends_with(r#"inside code="store_unavailable" request_id="rid-1""#),
+            "{lines:?}"
+        );
+        assert!(lines[1].ends_with("outside"), "{lines:?}");
+        assert!(!lines[1].contains("request_id"), "{lines:?}");
+    }
+
+    #[test]
+    fn json_lines_logged_inside_a_request_carry_its_id() {
+        let lines = captured_lines(LogFormat::Json, None, || inside_and_outside("rid-2"));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let inside: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(inside["request_id"], "rid-2");
+        assert_eq!(inside["message"], "inside");
+        assert_eq!(inside["code"], "store_unavailable");
+        assert_eq!(inside["level"], "WARN");
+        let outside: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(outside["message"], "outside");
+        assert!(outside.get("request_id").is_none(), "{outside}");
+    }
+
+    #[test]
+    fn a_client_request_id_cannot_forge_fields() {
+        let text = captured_lines(LogFormat::Text, None, || inside_and_outside(r#"x" admin="yes"#));
+        assert!(text[0].ends_with(r#"request_id="x\" admin=\"yes""#), "{text:?}");
+        let json = captured_lines(LogFormat::Json, None, || inside_and_outside(r#"x","admin":"yes"#));
+        let inside: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
+        assert_eq!(inside["request_id"], r#"x","admin":"yes"#);
+        assert!(inside.get("admin").is_none(), "{inside}");
+    }
+
+    #[test]
+    fn rust_log_debug_shows_debug_lines() {
+        let log = || tracing::debug!("detail");
+        assert!(captured_lines(LogFormat::Text, None, log).is_empty());
+        let lines = captured_lines(LogFormat::Text, Some("debug"), log);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("DEBUG") && lines[0].ends_with("detail"),
+            "{lines:?}"
+        );
+        let lines = captured_lines(LogFormat::Json, Some("tessera_server=debug"), log);
+        assert_eq!(lines.len(), 1, "{lines:?}");
     }
 
     #[test]

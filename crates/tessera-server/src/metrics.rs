@@ -106,7 +106,13 @@ pub fn record_verify(result: &Result<Arc<SessionRecord>, tessera_core::Error>) {
 /// and then reused: registering allocates and hashes the labels, which
 /// showed in every hot-path profile. The label values are fixed sets, so
 /// the map stays small.
-pub(crate) struct Registered<K, V>(OnceLock<std::sync::RwLock<std::collections::HashMap<K, V>>>);
+pub(crate) struct Registered<K, V>(OnceLock<std::sync::RwLock<FastMap<K, V>>>);
+
+/// The handle caches are looked up on every request with keys the process
+/// chose (route templates, labels), never a client's bytes, so they need no
+/// flood-resistant hashing: SipHash was a tenth of the verify path's
+/// metrics cost.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 impl<K: Eq + std::hash::Hash + Copy, V: Clone> Registered<K, V> {
     pub(crate) const fn new() -> Self {
@@ -173,9 +179,7 @@ type HttpHandles = (metrics::Counter, metrics::Histogram);
 /// and hashes them, which showed in the verify profile. Routes are the
 /// router's templates, so the cache is bounded.
 pub(crate) fn http_handles(route: &str, method: &'static str, status: u16) -> HttpHandles {
-    type Cache = std::sync::RwLock<
-        std::collections::HashMap<Box<str>, std::collections::HashMap<(&'static str, u16), HttpHandles>>,
-    >;
+    type Cache = std::sync::RwLock<FastMap<Box<str>, FastMap<(&'static str, u16), HttpHandles>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Ok(g) = cache.read()

@@ -1135,3 +1135,35 @@ async fn sc_15_token_in_url_is_not_logged_or_accepted() {
     srv.assert_logs_clean();
     srv.finish().await;
 }
+
+/// Every line a request logs carries its request id, the client's or the
+/// one the service made up (and returned in `x-request-id`), so an
+/// operator can find a client's failed call in the log.
+#[tokio::test]
+async fn log_lines_carry_the_request_id() {
+    let srv = TestServer::start(Opts::default().rust_log("info,tessera_server::edge=debug")).await;
+    let sent = srv
+        .send(srv.req(Method::GET, "/auth/verify").header("x-request-id", "it-req-7"))
+        .await;
+    assert_eq!(sent.header("x-request-id").as_deref(), Some("it-req-7"));
+    let made = srv.get("/auth/verify").await;
+    let made_id = made.header("x-request-id").expect("a request id is made up");
+    // The line ending a request is written after its response is built;
+    // give the child a moment to flush it.
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = srv.logs();
+        if logs.contains(&format!("request_id=\"{made_id}\"")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in ["it-req-7", made_id.as_str()] {
+        let line = logs
+            .lines()
+            .find(|l| l.contains("finished processing request") && l.contains(&format!("request_id=\"{id}\"")))
+            .unwrap_or_else(|| panic!("no finishing line for {id}:\n{logs}"));
+        assert!(line.contains("route=\"/auth/verify\""), "{line}");
+        assert!(line.contains("status=401"), "{line}");
+    }
+}
