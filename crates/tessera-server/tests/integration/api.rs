@@ -1143,7 +1143,10 @@ async fn sc_15_token_in_url_is_not_logged_or_accepted() {
 async fn log_lines_carry_the_request_id() {
     let srv = TestServer::start(Opts::default().rust_log("info,tessera_server::edge=debug")).await;
     let sent = srv
-        .send(srv.req(Method::GET, "/auth/verify").header("x-request-id", "it-req-7"))
+        .send(
+            srv.req(Method::GET, "/auth/verify")
+                .header("x-request-id", "it-req-7"),
+        )
         .await;
     assert_eq!(sent.header("x-request-id").as_deref(), Some("it-req-7"));
     let made = srv.get("/auth/verify").await;
@@ -1161,7 +1164,9 @@ async fn log_lines_carry_the_request_id() {
     for id in ["it-req-7", made_id.as_str()] {
         let line = logs
             .lines()
-            .find(|l| l.contains("finished processing request") && l.contains(&format!("request_id=\"{id}\"")))
+            .find(|l| {
+                l.contains("finished processing request") && l.contains(&format!("request_id=\"{id}\""))
+            })
             .unwrap_or_else(|| panic!("no finishing line for {id}:\n{logs}"));
         assert!(line.contains("route=\"/auth/verify\""), "{line}");
         assert!(line.contains("status=401"), "{line}");
