@@ -13,8 +13,9 @@
 //!    set on the response;
 //! 2. `Authorization`, `Cookie` and `DPoP` marked sensitive (never printed
 //!    by `Debug`), `Set-Cookie` on the response likewise;
-//! 3. the request span (the request id; method, route template and API key
-//!    id go into the line that ends the request);
+//! 3. the request id for every line logged while the request is handled
+//!    (`logging::in_request`; method, route template and API key id go into
+//!    the line that ends the request);
 //! 4. the header size limit (431);
 //! 5. the API key for every path under `/v1` — before routing, so an
 //!    unauthenticated caller learns nothing about which routes exist — and
@@ -305,7 +306,7 @@ impl RequestIds {
     }
 }
 
-/// The router's route templates, for span and metric labels.
+/// The router's route templates, for log and metric labels.
 #[derive(Debug, Clone)]
 pub(crate) struct Routes {
     /// The RFC 8414 metadata route at the issuer's path, when it has one.
