@@ -1,0 +1,50 @@
+-- SessionStore::create. ARGV: hc, record, now, replace hc ('' = none),
+-- replace version, max per subject ('' = none), then the events.
+local hc, rec, now = ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2])
+local rhc, rver, max = ARGV[A + 3], ARGV[A + 4], ARGV[A + 5]
+local r = dec(rec)
+local k = skey(hc)
+local tb, tf = tbucket(r.hash), tfield(r.hash)
+-- A duplicate wins over every other effect: checked before any write.
+if redis.call('EXISTS', k) == 1 or redis.call('HEXISTS', tb, tf) == 1 then
+  return { 'dup' }
+end
+if rhc ~= '' then
+  local old = redis.call('GET', skey(rhc))
+  if not old then return { 'conflict' } end
+  local o = dec(old)
+  if o.reason or o.version ~= tonumber(rver) then return { 'conflict' } end
+  revoke(rhc, o, 3, now)
+end
+local bucket = sbucket(r.subject)
+trim(bucket, now)
+redis.call('SET', k, rec, 'PX', ttl_for(expiry(r), now))
+redis.call('HSET', tb, tf, hc)
+redis.call('ZADD', bucket, score(r), member(r.subject, hc))
+evs(A + 6)
+local evicted = { 'ok' }
+if max ~= '' then
+  local others = {}
+  for _, e in ipairs(entries_of(r.subject, '(' .. ARGV[A + 2], '+inf')) do
+    if e[1] ~= hc then
+      local orec = redis.call('GET', skey(e[1]))
+      if orec then
+        local o = dec(orec)
+        others[#others + 1] = { e[1], o }
+      end
+    end
+  end
+  -- Oldest first: by created_at, then handle (hc sorts as the handle does).
+  table.sort(others, function(x, y)
+    if x[2].created ~= y[2].created then return x[2].created < y[2].created end
+    return less(x[1], y[1])
+  end)
+  local keep = tonumber(max)
+  if score(r) > now then keep = keep - 1 end
+  if keep < 0 then keep = 0 end
+  for i = 1, #others - keep do
+    revoke(others[i][1], others[i][2], 4, now)
+    evicted[#evicted + 1] = others[i][1]
+  end
+end
+return evicted

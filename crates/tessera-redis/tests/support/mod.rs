@@ -1,0 +1,119 @@
+//! A private `redis-server` for the tests of this crate: one per test
+//! binary, on a free loopback port (never 6379), in its own temporary
+//! directory, with persistence off. It is stopped when the test process
+//! ends, however it ends: a small shell waits on a pipe from this process
+//! and kills the server when the pipe closes.
+//!
+//! There is no skipping: without `redis-server` on PATH every test that
+//! needs one fails, saying so (`./scripts/test` installs it).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tessera_redis::{RedisOptions, RedisStore};
+
+pub struct Server {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    // Kept so the watchdog's stdin (the pipe) stays open while we live.
+    _watchdog: Child,
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+    l.local_addr().expect("local addr").port()
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().expect("addr"),
+        Duration::from_millis(200),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+fn start() -> Server {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        matches!(found, Ok(s) if s.success()),
+        "redis-server is not on PATH: the Redis store's tests need it \
+         (Debian: apt-get install redis-server; ./scripts/test installs it)"
+    );
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        let port = free_port();
+        let cmd = format!(
+            "redis-server --bind 127.0.0.1 --port {port} --dir '{}' --save '' --appendonly no \
+             --protected-mode yes --logfile '{}/redis.log' & pid=$!; \
+             cat >/dev/null; kill $pid; wait $pid",
+            dir.path().display(),
+            dir.path().display(),
+        );
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sh for redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if ping(port) {
+                return Server {
+                    port,
+                    _dir: dir,
+                    _watchdog: watchdog,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Port taken in between, or a slow start: drop the watchdog (its
+        // pipe closes, it kills its server) and try another port.
+        drop(watchdog);
+    }
+    panic!("redis-server did not start on a free port after 5 tries");
+}
+
+/// The binary's server, started on first use.
+pub fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(start)
+}
+
+/// A fresh, empty store: its own prefix on the shared server, so cases
+/// run concurrently without seeing each other (no FLUSHALL).
+pub async fn fresh_store(buckets: Option<u32>) -> RedisStore {
+    static CASE: AtomicU64 = AtomicU64::new(0);
+    let n = CASE.fetch_add(1, Ordering::Relaxed);
+    let options = RedisOptions {
+        prefix: RedisOptions::prefix_for(&format!("case{n}")),
+        buckets,
+        ..RedisOptions::default()
+    };
+    RedisStore::connect_with(&server().url(), options)
+        .await
+        .expect("connect to the private redis-server")
+}
