@@ -74,12 +74,14 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+/// A script that finds a value it cannot read answers `CORRUPT …`; every
+/// other failure (connection, timeout, a refused command) means Redis could
+/// not answer.
 pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
-    let msg = e.to_string();
-    if msg.contains("tessera: corrupt") {
-        StoreError::Corrupt(msg)
+    if e.code() == Some("CORRUPT") {
+        StoreError::Corrupt(e.detail().unwrap_or("a stored value").to_owned())
     } else {
-        StoreError::Unavailable(format!("redis: {msg}"))
+        StoreError::Unavailable(format!("redis: {e}"))
     }
 }
 

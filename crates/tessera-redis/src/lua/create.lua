@@ -18,6 +18,7 @@ if rhc ~= '' then
 end
 local bucket = sbucket(r.subject)
 trim(bucket, now)
+sample_tokens(tb)
 redis.call('SET', k, rec, 'PX', ttl_for(expiry(r), now))
 redis.call('HSET', tb, tf, hc)
 redis.call('ZADD', bucket, score(r), member(r.subject, hc))

@@ -7,7 +7,7 @@ for _, e in ipairs(redis.call('XRANGE', P .. 'e', '-', '+', 'COUNT', batch)) do
   for i = 1, #f, 2 do
     if f[i] == 't' then at = tonumber(f[i + 1]) elseif f[i] == 'k' then code = tonumber(f[i + 1]) end
   end
-  if not at or not code then return redis.error_reply('tessera: corrupt event ' .. e[1]) end
+  if not at or not code then return redis.error_reply('CORRUPT tessera: event ' .. e[1]) end
   if at >= cutoff then break end
   last = tonumber(string.sub(e[1], 3))
   if math.floor(code / 8) == K_REVOKED then redis.call('ZREM', P .. 'v', string.sub(e[1], 3)) end

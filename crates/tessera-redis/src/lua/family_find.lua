@@ -4,7 +4,7 @@
 local v = redis.call('HGET', P .. 'r', ARGV[A])
 if not v then return false end
 local sp = string.find(v, ' ', 1, true)
-if not sp then return redis.error_reply('tessera: corrupt refresh token index') end
+if not sp then return redis.error_reply('CORRUPT tessera: refresh token index') end
 local gen, fid = string.sub(v, 1, sp - 1), string.sub(v, sp + 1)
 local f = redis.call('HGETALL', P .. 'f' .. fid)
 if #f == 0 then return false end

@@ -8,8 +8,7 @@
 //! needs one fails, saying so (`./scripts/test` installs it).
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,22 +34,31 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(
-        &format!("127.0.0.1:{port}").parse().expect("addr"),
-        Duration::from_millis(200),
-    ) else {
+/// Whether the server on `port` answers and is the one started in `dir`
+/// (another test process may have taken the port in between).
+fn is_ours(port: u16, dir: &std::path::Path) -> bool {
+    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
         return false;
-    }
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    };
+    let Ok(answer) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("dir")
+        .query::<Vec<String>>(&mut conn)
+    else {
+        return false;
+    };
+    let ours = std::fs::canonicalize(dir).ok();
+    answer.get(1).map(std::path::PathBuf::from) == ours
 }
 
 fn start() -> Server {
+    start_on(None)
+}
+
+fn start_on(fixed_port: Option<u16>) -> Server {
     let found = Command::new("redis-server")
         .arg("--version")
         .stdout(Stdio::null())
@@ -63,7 +71,7 @@ fn start() -> Server {
     );
     for _ in 0..5 {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
-        let port = free_port();
+        let port = fixed_port.unwrap_or_else(free_port);
         let cmd = format!(
             "redis-server --bind 127.0.0.1 --port {port} --dir '{}' --save '' --appendonly no \
              --protected-mode yes --logfile '{}/redis.log' & pid=$!; \
@@ -81,7 +89,7 @@ fn start() -> Server {
             .expect("start sh for redis-server");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if ping(port) {
+            if is_ours(port, dir.path()) {
                 return Server {
                     port,
                     _dir: dir,
@@ -108,12 +116,41 @@ pub fn server() -> &'static Server {
 pub async fn fresh_store(buckets: Option<u32>) -> RedisStore {
     static CASE: AtomicU64 = AtomicU64::new(0);
     let n = CASE.fetch_add(1, Ordering::Relaxed);
+    // The pid too: under nextest each case is its own process, and two
+    // processes could end up on one server.
     let options = RedisOptions {
-        prefix: RedisOptions::prefix_for(&format!("case{n}")),
+        prefix: RedisOptions::prefix_for(&format!("t{}-{n}", std::process::id())),
         buckets,
         ..RedisOptions::default()
     };
     RedisStore::connect_with(&server().url(), options)
         .await
         .expect("connect to the private redis-server")
+}
+
+/// A server of the caller's own (stopped when dropped), for tests that
+/// stop Redis under a store.
+pub fn private_server() -> Server {
+    start()
+}
+
+/// A new, empty server on the port a stopped one had.
+pub fn restart_on(port: u16) -> Server {
+    start_on(Some(port))
+}
+
+/// A store with its own prefix on `server`.
+pub async fn store_on(server: &Server, options: RedisOptions) -> RedisStore {
+    RedisStore::connect_with(&server.url(), options)
+        .await
+        .expect("connect to a private redis-server")
+}
+
+/// A plain connection to the shared server, to look at the keys.
+pub async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server().url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection")
 }
