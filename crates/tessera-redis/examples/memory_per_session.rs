@@ -51,6 +51,7 @@ async fn main() {
         .unwrap_or(100_000);
     let server = support::server();
     let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let buckets = store.buckets().await.expect("buckets");
     let client = redis::Client::open(server.url()).expect("client");
     let mut conn = client
         .get_multiplexed_async_connection()
@@ -96,7 +97,7 @@ async fn main() {
     let stream = memory_usage(&mut conn, &key("e")).await;
     let mut token_index = 0;
     let mut subject_index = 0;
-    for b in 0..store.buckets() {
+    for b in 0..buckets {
         token_index += memory_usage(&mut conn, &key(&format!("t{b}"))).await;
         subject_index += memory_usage(&mut conn, &key(&format!("u{b}"))).await;
     }
@@ -112,7 +113,7 @@ async fn main() {
     println!(
         "sessions: {count} (Redis {}, {} index buckets)",
         redis_version(&mut conn).await,
-        store.buckets()
+        buckets
     );
     println!(
         "bytes per session, everything (events included): {:.1}",

@@ -59,8 +59,9 @@ pub struct RedisStore {
 struct Inner {
     conn: ConnectionManager,
     options: RedisOptions,
-    /// The bucket count in force (stored in Redis by the first process).
-    buckets: u32,
+    /// The bucket count in force (stored in Redis by the first process),
+    /// read on first use.
+    buckets: tokio::sync::OnceCell<u32>,
     /// Where the next sweep starts, so successive sweeps spread the work.
     sweep_cursor: AtomicU32,
 }
@@ -69,7 +70,7 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.inner.options.prefix)
-            .field("buckets", &self.inner.buckets)
+            .field("buckets", &self.inner.buckets.get())
             .finish_non_exhaustive()
     }
 }
@@ -98,20 +99,39 @@ impl RedisStore {
     /// `options`. Fails if Redis cannot be reached, or if its keys under
     /// the prefix were laid out differently (another bucket count).
     pub async fn connect_with(redis_url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
+        let store = Self::open_lazy_with(redis_url, options)?;
+        store.buckets().await?;
+        Ok(store)
+    }
+
+    /// Like [`connect`](Self::connect), without waiting for Redis: the
+    /// connection is made (and the layout checked) on first use, so a
+    /// process can start while Redis is down and answer "unavailable"
+    /// until it is back. Must be called within a Tokio runtime.
+    pub fn open_lazy(url: &str) -> StoreResult<RedisStore> {
+        let (redis_url, options) =
+            RedisOptions::from_url(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Self::open_lazy_with(&redis_url, options)
+    }
+
+    /// [`open_lazy`](Self::open_lazy) with explicit options.
+    pub fn open_lazy_with(redis_url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::Unavailable(
+                "a Redis store must be opened within a Tokio runtime".into(),
+            ));
+        }
         let client = redis::Client::open(redis_url).map_err(map_err)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout))
             .set_number_of_retries(1);
-        let mut conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(map_err)?;
-        let buckets = layout::check_meta(&mut conn, &options).await?;
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(map_err)?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
                 options,
-                buckets,
+                buckets: tokio::sync::OnceCell::new(),
                 sweep_cursor: AtomicU32::new(0),
             }),
         })
@@ -122,9 +142,16 @@ impl RedisStore {
         &self.inner.options
     }
 
-    /// The number of index buckets (see [`layout`]).
-    pub fn buckets(&self) -> u32 {
-        self.inner.buckets
+    /// The number of index buckets (see [`layout`]), as stored in Redis.
+    pub async fn buckets(&self) -> StoreResult<u32> {
+        self.inner
+            .buckets
+            .get_or_try_init(|| {
+                let mut conn = self.inner.conn.clone();
+                async move { layout::check_meta(&mut conn, &self.inner.options).await }
+            })
+            .await
+            .copied()
     }
 
     fn key(&self, kind: u8, id: &[u8]) -> Vec<u8> {
@@ -132,13 +159,14 @@ impl RedisStore {
     }
 
     /// A script call with the arguments every script starts with.
-    fn script<'a>(&self, s: &'a redis::Script) -> ScriptInvocation<'a> {
+    async fn script(&self, s: &'static redis::Script) -> StoreResult<ScriptInvocation<'static>> {
+        let buckets = self.buckets().await?;
         let mut inv = s.prepare_invoke();
         inv.key(self.key(layout::META, b""))
             .arg(self.inner.options.prefix.as_bytes())
-            .arg(self.inner.buckets)
+            .arg(buckets)
             .arg(self.inner.options.grace_ms());
-        inv
+        Ok(inv)
     }
 
     async fn run(&self, inv: &ScriptInvocation<'_>) -> StoreResult<Value> {
@@ -170,16 +198,16 @@ impl RedisStore {
     /// and the bucket where it stopped.
     async fn walk(
         &self,
-        script: &redis::Script,
+        script: &'static redis::Script,
         lead: &[Vec<u8>],
         start: u32,
         want: Option<u32>,
     ) -> StoreResult<(u64, u32)> {
-        let nb = self.inner.buckets;
+        let nb = self.buckets().await?;
         let (mut b, mut visited, mut done) = (start % nb, 0u32, 0u64);
         while visited < nb {
             let n = (nb - b).min(BUCKETS_PER_CALL).min(nb - visited);
-            let mut inv = self.script(script);
+            let mut inv = self.script(script).await?;
             for a in lead {
                 inv.arg(a);
             }
@@ -223,7 +251,7 @@ impl SessionStore for RedisStore {
         events: &[NewEvent],
     ) -> StoreResult<CreateOutcome> {
         let record = codec::encode_session(session)?;
-        let mut inv = self.script(&SCRIPTS.create);
+        let mut inv = self.script(&SCRIPTS.create).await?;
         inv.arg(pack_handle(&session.handle))
             .arg(record)
             .arg(millis(opts.now));
@@ -265,7 +293,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn get_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Arc<SessionRecord>>> {
-        let mut inv = self.script(&SCRIPTS.get_by_token);
+        let mut inv = self.script(&SCRIPTS.get_by_token).await?;
         inv.arg(&hash.0[..]);
         let v = self.run(&inv).await?;
         if matches!(v, Value::Nil) {
@@ -286,7 +314,7 @@ impl SessionStore for RedisStore {
         last_seen_at: Timestamp,
         idle_expires_at: Timestamp,
     ) -> StoreResult<bool> {
-        let mut inv = self.script(&SCRIPTS.touch);
+        let mut inv = self.script(&SCRIPTS.touch).await?;
         inv.arg(pack_handle(handle))
             .arg(&token_hash.0[..])
             .arg(millis(last_seen_at))
@@ -301,7 +329,7 @@ impl SessionStore for RedisStore {
         events: &[NewEvent],
     ) -> StoreResult<bool> {
         let record = codec::encode_session(session)?;
-        let mut inv = self.script(&SCRIPTS.update);
+        let mut inv = self.script(&SCRIPTS.update).await?;
         inv.arg(pack_handle(&session.handle))
             .arg(record)
             .arg(expected_version.to_string());
@@ -315,7 +343,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn list_by_subject(&self, subject: &str) -> StoreResult<Vec<Arc<SessionRecord>>> {
-        let mut inv = self.script(&SCRIPTS.list_by_subject);
+        let mut inv = self.script(&SCRIPTS.list_by_subject).await?;
         inv.arg(subject.as_bytes());
         pairs(self.run(&inv).await?, "list_by_subject")?
             .into_iter()
@@ -335,7 +363,7 @@ impl SessionStore for RedisStore {
         reason: RevokeReason,
         now: Timestamp,
     ) -> StoreResult<Vec<String>> {
-        let mut inv = self.script(&SCRIPTS.revoke_subject);
+        let mut inv = self.script(&SCRIPTS.revoke_subject).await?;
         inv.arg(subject.as_bytes())
             .arg(except.map(pack_handle).unwrap_or_default())
             .arg(reason_code(reason))
@@ -377,7 +405,7 @@ impl SessionStore for RedisStore {
 
 impl RedisStore {
     async fn find(&self, hash: &TokenHash, with_session: bool) -> StoreResult<Option<Found>> {
-        let mut inv = self.script(&SCRIPTS.family_find);
+        let mut inv = self.script(&SCRIPTS.family_find).await?;
         inv.arg(&hash.0[..]).arg(if with_session { "1" } else { "0" });
         let v = self.run(&inv).await?;
         if matches!(v, Value::Nil) {
@@ -417,7 +445,7 @@ impl RefreshStore for RedisStore {
         first: &TokenHash,
         events: &[NewEvent],
     ) -> StoreResult<()> {
-        let mut inv = self.script(&SCRIPTS.family_create);
+        let mut inv = self.script(&SCRIPTS.family_create).await?;
         inv.arg(family.id.as_bytes())
             .arg(pack_handle(&family.handle))
             .arg(codec::encode_family(family)?)
@@ -468,7 +496,7 @@ impl RefreshStore for RedisStore {
         let Some(next) = r.expected_generation.checked_add(1) else {
             return Ok(false);
         };
-        let mut inv = self.script(&SCRIPTS.family_rotate);
+        let mut inv = self.script(&SCRIPTS.family_rotate).await?;
         inv.arg(r.family_id.as_bytes())
             .arg(r.expected_generation.to_string())
             .arg(next.to_string())
@@ -498,7 +526,7 @@ impl RefreshStore for RedisStore {
         if batch == 0 {
             return Ok(0);
         }
-        let mut inv = self.script(&SCRIPTS.family_clear_sealed);
+        let mut inv = self.script(&SCRIPTS.family_clear_sealed).await?;
         inv.arg(millis(rotated_before)).arg(batch);
         let n = int(self.run(&inv).await?, "clear_sealed_successors")?;
         u32::try_from(n).map_err(|e| corrupt("clear_sealed_successors", e))
@@ -511,7 +539,7 @@ impl RefreshStore for RedisStore {
         now: Timestamp,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
-        let mut inv = self.script(&SCRIPTS.family_revoke);
+        let mut inv = self.script(&SCRIPTS.family_revoke).await?;
         inv.arg(family_id.as_bytes())
             .arg(millis(now))
             .arg(reason_code(reason));
@@ -520,7 +548,7 @@ impl RefreshStore for RedisStore {
     }
 
     async fn refresh_families_of(&self, handle: &str) -> StoreResult<Vec<Arc<RefreshFamily>>> {
-        let mut inv = self.script(&SCRIPTS.families_of);
+        let mut inv = self.script(&SCRIPTS.families_of).await?;
         inv.arg(pack_handle(handle));
         pairs(self.run(&inv).await?, "refresh_families_of")?
             .into_iter()
@@ -619,7 +647,7 @@ impl EventStore for RedisStore {
 
     async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
         if kind == EventKind::Revoked {
-            let mut inv = self.script(&SCRIPTS.events_cursor);
+            let mut inv = self.script(&SCRIPTS.events_cursor).await?;
             inv.arg(millis(since));
             let n = int(self.run(&inv).await?, "events_cursor_since")?;
             return u64::try_from(n).map_err(|e| corrupt("events_cursor_since", e));
@@ -650,7 +678,7 @@ impl EventStore for RedisStore {
         if batch == 0 {
             return Ok(0);
         }
-        let mut inv = self.script(&SCRIPTS.events_delete);
+        let mut inv = self.script(&SCRIPTS.events_delete).await?;
         inv.arg(millis(cutoff)).arg(batch);
         let n = int(self.run(&inv).await?, "delete_events_before")?;
         u32::try_from(n).map_err(|e| corrupt("delete_events_before", e))
@@ -660,7 +688,7 @@ impl EventStore for RedisStore {
 #[async_trait]
 impl SigningKeyStore for RedisStore {
     async fn insert_signing_key(&self, key: &SigningKeyRecord, if_newest: Option<&str>) -> StoreResult<bool> {
-        let mut inv = self.script(&SCRIPTS.key_insert);
+        let mut inv = self.script(&SCRIPTS.key_insert).await?;
         inv.arg(key.kid.as_bytes())
             .arg(codec::encode_signing_key(key)?)
             .arg(&key.private_sealed[..])
@@ -677,7 +705,7 @@ impl SigningKeyStore for RedisStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        let inv = self.script(&SCRIPTS.keys_all);
+        let inv = self.script(&SCRIPTS.keys_all).await?;
         pairs(self.run(&inv).await?, "signing_keys")?
             .into_iter()
             .map(|(kid, fields)| {
@@ -690,13 +718,13 @@ impl SigningKeyStore for RedisStore {
     }
 
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<bool> {
-        let mut inv = self.script(&SCRIPTS.key_delete);
+        let mut inv = self.script(&SCRIPTS.key_delete).await?;
         inv.arg(kid.as_bytes());
         Ok(int(self.run(&inv).await?, "delete_signing_key")? == 1)
     }
 
     async fn revoke_signing_key(&self, kid: &str, now: Timestamp) -> StoreResult<bool> {
-        let mut inv = self.script(&SCRIPTS.key_revoke);
+        let mut inv = self.script(&SCRIPTS.key_revoke).await?;
         inv.arg(kid.as_bytes()).arg(millis(now));
         Ok(int(self.run(&inv).await?, "revoke_signing_key")? == 1)
     }
@@ -705,7 +733,7 @@ impl SigningKeyStore for RedisStore {
 #[async_trait]
 impl ApiKeyStore for RedisStore {
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
-        let mut inv = self.script(&SCRIPTS.api_insert);
+        let mut inv = self.script(&SCRIPTS.api_insert).await?;
         inv.arg(key.id.as_bytes())
             .arg(&key.hash.0[..])
             .arg(codec::encode_api_key(key)?)
@@ -719,7 +747,7 @@ impl ApiKeyStore for RedisStore {
     }
 
     async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKeyRecord>> {
-        let mut inv = self.script(&SCRIPTS.api_by_hash);
+        let mut inv = self.script(&SCRIPTS.api_by_hash).await?;
         inv.arg(&hash.0[..]);
         let v = self.run(&inv).await?;
         if matches!(v, Value::Nil) {
@@ -732,7 +760,7 @@ impl ApiKeyStore for RedisStore {
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        let inv = self.script(&SCRIPTS.api_all);
+        let inv = self.script(&SCRIPTS.api_all).await?;
         pairs(self.run(&inv).await?, "list_api_keys")?
             .into_iter()
             .map(|(id, fields)| {
@@ -742,7 +770,7 @@ impl ApiKeyStore for RedisStore {
     }
 
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        let mut inv = self.script(&SCRIPTS.api_revoke);
+        let mut inv = self.script(&SCRIPTS.api_revoke).await?;
         inv.arg(id.as_bytes()).arg(millis(now));
         Ok(int(self.run(&inv).await?, "revoke_api_key")? == 1)
     }

@@ -336,11 +336,11 @@ async fn the_bucket_count_is_fixed_once_written() {
     let a = RedisStore::connect_with(&server.url(), options(Some(16)))
         .await
         .expect("first");
-    assert_eq!(a.buckets(), 16);
+    assert_eq!(a.buckets().await.expect("buckets"), 16);
     let b = RedisStore::connect_with(&server.url(), options(None))
         .await
         .expect("keeps what is stored");
-    assert_eq!(b.buckets(), 16);
+    assert_eq!(b.buckets().await.expect("buckets"), 16);
     let c = RedisStore::connect_with(&server.url(), options(Some(32))).await;
     assert!(matches!(c, Err(StoreError::Unavailable(m)) if m.contains("16 buckets")));
 }
@@ -367,4 +367,39 @@ fn store_url_options_are_taken_out_of_the_url() {
     ] {
         assert!(RedisOptions::from_url(bad).is_err(), "{bad}");
     }
+}
+
+/// A process may start before Redis: the lazily opened store answers
+/// "unavailable" until Redis is there, then works without a restart.
+#[tokio::test]
+async fn a_lazily_opened_store_waits_for_redis() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let store = RedisStore::open_lazy(&format!("redis://127.0.0.1:{port}/?prefix=lazy")).expect("open_lazy");
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        store.count_active(T0).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let _server = support::restart_on(port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.count_active(T0).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "no recovery within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        store.buckets().await.expect("buckets"),
+        RedisOptions::DEFAULT_BUCKETS
+    );
+}
+
+#[test]
+fn opening_outside_a_runtime_is_an_error_not_a_panic() {
+    assert!(matches!(
+        RedisStore::open_lazy("redis://127.0.0.1:1/"),
+        Err(StoreError::Unavailable(_))
+    ));
 }
