@@ -10,8 +10,7 @@
 //! `cargo run -p tessera-redis --example memory_per_session [-- COUNT]`
 #![forbid(unsafe_code)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use tessera_redis::testing as support;
 
 use std::sync::Arc;
 

@@ -20,6 +20,8 @@ mod codec;
 pub mod layout;
 mod options;
 mod scripts;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod value;
 
 use std::fmt;

@@ -2,7 +2,7 @@
 //! each case on a fresh prefix of its own.
 #![forbid(unsafe_code)]
 
-mod support;
+use tessera_redis::testing as support;
 
 use std::sync::Arc;
 

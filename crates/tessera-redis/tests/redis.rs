@@ -3,7 +3,7 @@
 //! the key layout and the store URL's options.
 #![forbid(unsafe_code)]
 
-mod support;
+use tessera_redis::testing as support;
 
 use std::time::Duration;
 

@@ -1,12 +1,14 @@
-//! A private `redis-server` for the tests of this crate: one per test
-//! binary, on a free loopback port (never 6379), in its own temporary
+//! Test support (feature `testing`): a private `redis-server` for tests,
+//! one per test binary, on a free loopback port (never 6379), in its own temporary
 //! directory, with persistence off. It is stopped when the test process
 //! ends, however it ends: a small shell waits on a pipe from this process
 //! and kills the server when the pipe closes.
 //!
 //! There is no skipping: without `redis-server` on PATH every test that
 //! needs one fails, saying so (`./scripts/test` installs it).
-#![allow(dead_code)]
+
+// Test support: a server that cannot start fails the test that needs it.
+#![allow(clippy::expect_used, clippy::panic)]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -14,9 +16,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tessera_redis::{RedisOptions, RedisStore};
+use crate::{RedisOptions, RedisStore};
 
+/// A running private `redis-server`; dropping it stops the server.
 pub struct Server {
+    /// The loopback port it listens on.
     pub port: u16,
     _dir: tempfile::TempDir,
     // Kept so the watchdog's stdin (the pipe) stays open while we live.
@@ -24,6 +28,7 @@ pub struct Server {
 }
 
 impl Server {
+    /// `redis://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
@@ -112,7 +117,8 @@ pub fn server() -> &'static Server {
 }
 
 /// A fresh, empty store: its own prefix on the shared server, so cases
-/// run concurrently without seeing each other (no FLUSHALL).
+/// run concurrently without seeing each other (no FLUSHALL). Panics if
+/// the server cannot be reached: this is test support.
 pub async fn fresh_store(buckets: Option<u32>) -> RedisStore {
     static CASE: AtomicU64 = AtomicU64::new(0);
     let n = CASE.fetch_add(1, Ordering::Relaxed);
