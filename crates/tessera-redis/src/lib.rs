@@ -123,7 +123,7 @@ impl RedisStore {
                 "a Redis store must be opened within a Tokio runtime".into(),
             ));
         }
-        let client = redis::Client::open(redis_url).map_err(map_err)?;
+        let client = client(redis_url, &options)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout))
@@ -237,6 +237,29 @@ impl RedisStore {
             b = (b + n) % nb;
         }
         Ok((done, b))
+    }
+}
+
+/// The Redis client for `redis_url`; for `rediss://`, with the CA file of
+/// the options if there is one, else the system's trust store.
+fn client(redis_url: &str, options: &RedisOptions) -> StoreResult<redis::Client> {
+    if redis_url.starts_with("rediss:") {
+        // The redis crate builds its rustls config from the process's
+        // default provider; install aws-lc-rs unless one already is.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    match &options.tls_ca {
+        Some(path) => {
+            let root_cert = std::fs::read(path).map_err(|e| {
+                StoreError::Unavailable(format!("cannot read tls_ca {}: {e}", path.display()))
+            })?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            };
+            redis::Client::build_with_tls(redis_url, certs).map_err(map_err)
+        }
+        None => redis::Client::open(redis_url).map_err(map_err),
     }
 }
 

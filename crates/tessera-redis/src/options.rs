@@ -1,10 +1,12 @@
 //! The store's options and their place in the store URL.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Options of a [`RedisStore`](crate::RedisStore). In a store URL they are
 /// query parameters, removed before the URL goes to the Redis client:
-/// `redis://host:6379/0?prefix=myapp&buckets=16384&grace_secs=3600`.
+/// `redis://host:6379/0?prefix=myapp&buckets=16384&grace_secs=3600`,
+/// `rediss://host:6380/0?tls_ca=/etc/tessera/redis-ca.pem`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisOptions {
     /// Every key starts with it; it is one Cluster hash tag, `{tessera}` by
@@ -19,6 +21,9 @@ pub struct RedisOptions {
     /// TTL deletes it (the sweeper normally deletes it first; see
     /// [`layout`](crate::layout)).
     pub grace: Duration,
+    /// For `rediss://`: a PEM file of the CA certificates to trust instead
+    /// of the system's (a private CA).
+    pub tls_ca: Option<PathBuf>,
     pub connect_timeout: Duration,
     /// A command without an answer after this fails as unavailable.
     pub response_timeout: Duration,
@@ -75,6 +80,7 @@ impl RedisOptions {
                     })?;
                     options.grace = Duration::from_secs(s);
                 }
+                "tls_ca" => options.tls_ca = Some(PathBuf::from(v.as_ref())),
                 _ => rest.push((k.into_owned(), v.into_owned())),
             }
         }
@@ -93,6 +99,7 @@ impl Default for RedisOptions {
             prefix: Self::DEFAULT_PREFIX.to_owned(),
             buckets: None,
             grace: Duration::from_secs(3600),
+            tls_ca: None,
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
         }

@@ -22,6 +22,8 @@ use crate::{RedisOptions, RedisStore};
 pub struct Server {
     /// The loopback port it listens on.
     pub port: u16,
+    /// The TLS port, for a [`tls_server`].
+    pub tls_port: Option<u16>,
     _dir: tempfile::TempDir,
     // Kept so the watchdog's stdin (the pipe) stays open while we live.
     _watchdog: Child,
@@ -64,6 +66,12 @@ fn start() -> Server {
 }
 
 fn start_on(fixed_port: Option<u16>) -> Server {
+    start_with(fixed_port, None)
+}
+
+/// Starts a server; with `tls` = (cert, key, CA) files it also listens
+/// with TLS on a second free port.
+fn start_with(fixed_port: Option<u16>, tls: Option<[&std::path::Path; 3]>) -> Server {
     let found = Command::new("redis-server")
         .arg("--version")
         .stdout(Stdio::null())
@@ -77,9 +85,20 @@ fn start_on(fixed_port: Option<u16>) -> Server {
     for _ in 0..5 {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let port = fixed_port.unwrap_or_else(free_port);
+        let tls_port = tls.map(|_| free_port());
+        let tls_args = match (tls, tls_port) {
+            (Some([cert, key, ca]), Some(p)) => format!(
+                "--tls-port {p} --tls-cert-file '{}' --tls-key-file '{}' --tls-ca-cert-file '{}' \
+                 --tls-auth-clients no",
+                cert.display(),
+                key.display(),
+                ca.display()
+            ),
+            _ => String::new(),
+        };
         let cmd = format!(
             "redis-server --bind 127.0.0.1 --port {port} --dir '{}' --save '' --appendonly no \
-             --protected-mode yes --logfile '{}/redis.log' & pid=$!; \
+             --protected-mode yes --logfile '{}/redis.log' {tls_args} & pid=$!; \
              cat >/dev/null; kill $pid; wait $pid",
             dir.path().display(),
             dir.path().display(),
@@ -97,6 +116,7 @@ fn start_on(fixed_port: Option<u16>) -> Server {
             if is_ours(port, dir.path()) {
                 return Server {
                     port,
+                    tls_port,
                     _dir: dir,
                     _watchdog: watchdog,
                 };
@@ -138,6 +158,13 @@ pub async fn fresh_store(buckets: Option<u32>) -> RedisStore {
 /// stop Redis under a store.
 pub fn private_server() -> Server {
     start()
+}
+
+/// A private server that also speaks TLS, with the certificate and key
+/// files given (the CA file is what it would check client certificates
+/// against; it does not ask for any).
+pub fn tls_server(cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path) -> Server {
+    start_with(None, Some([cert, key, ca]))
 }
 
 /// A new, empty server on the port a stopped one had.

@@ -403,3 +403,106 @@ fn opening_outside_a_runtime_is_an_error_not_a_panic() {
         Err(StoreError::Unavailable(_))
     ));
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian: openssl) to make test certificates");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `rediss://` with a private CA (`tls_ca`): the store works over TLS; a
+/// server whose certificate the store does not trust is unavailable,
+/// never connected to in the clear.
+#[tokio::test]
+async fn rediss_works_with_a_private_ca_and_refuses_an_untrusted_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        d,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=tessera test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        d,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext file");
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    let server = support::tls_server(&d.join("server.pem"), &d.join("server.key"), &d.join("ca.pem"));
+    let port = server.tls_port.expect("a TLS port");
+
+    let url = format!(
+        "rediss://127.0.0.1:{port}/?prefix=tls&tls_ca={}",
+        d.join("ca.pem").display()
+    );
+    let store = RedisStore::connect(&url).await.expect("connect over TLS");
+    let (_, rec) = session("alice", T0);
+    insert(&store, &rec).await;
+    assert_eq!(store.get(&rec.handle).await.expect("get").as_deref(), Some(&rec));
+
+    // The system trust store does not know the test CA.
+    let untrusted = RedisStore::connect(&format!("rediss://127.0.0.1:{port}/?prefix=tls")).await;
+    assert!(
+        matches!(untrusted, Err(StoreError::Unavailable(_))),
+        "{untrusted:?}"
+    );
+}
