@@ -694,7 +694,7 @@ impl EventStore for RedisStore {
             }
         }
         match first {
-            Some(id) => Ok(id - 1),
+            Some(id) => Ok(id.saturating_sub(1)),
             None => self.newest_event_id().await,
         }
     }

@@ -506,3 +506,152 @@ async fn rediss_works_with_a_private_ca_and_refuses_an_untrusted_server() {
         "{untrusted:?}"
     );
 }
+
+/// Overwrites the record of `handle` (found through the subject's index
+/// by elimination: the only record key not among `keep`) with garbage.
+async fn corrupt_record_of(store: &RedisStore, before: &[Vec<u8>]) -> Vec<u8> {
+    let mut conn = support::raw().await;
+    let now: Vec<Vec<u8>> = keys(&mut conn, &pattern(store, "s")).await;
+    let k = now
+        .into_iter()
+        .find(|k| !before.contains(k))
+        .expect("the new record key");
+    let _: () = redis::cmd("SET")
+        .arg(&k)
+        .arg(&b"\x01\xff"[..])
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    k
+}
+
+async fn record_keys(store: &RedisStore) -> Vec<Vec<u8>> {
+    keys(&mut support::raw().await, &pattern(store, "s")).await
+}
+
+async fn event_count(store: &RedisStore) -> usize {
+    store
+        .events(&EventQuery {
+            limit: 1000,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events")
+        .len()
+}
+
+/// A script that fails is not rolled back by Redis, so each reads and
+/// decodes everything before it writes: a corrupt record met by a create
+/// (checking the subject's limit) leaves nothing written.
+#[tokio::test]
+async fn a_create_that_meets_a_corrupt_record_writes_nothing() {
+    let store = support::fresh_store(Some(1)).await;
+    let (_, a) = session("alice", T0);
+    insert(&store, &a).await;
+    corrupt_record_of(&store, &[]).await;
+    let events = event_count(&store).await;
+    let (_, b) = session("alice", T0.plus_millis(1));
+    let opts = CreateOptions {
+        max_per_subject: Some(1),
+        now: b.created_at,
+        ..CreateOptions::default()
+    };
+    let r = store.create(&b, &opts, &[created_event(&b)]).await;
+    assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
+    assert!(store.get(&b.handle).await.expect("get").is_none(), "not inserted");
+    assert_eq!(event_count(&store).await, events, "no event");
+}
+
+/// The same for revoking a subject: all of its sessions or none.
+#[tokio::test]
+async fn a_revocation_that_meets_a_corrupt_record_writes_nothing() {
+    let store = support::fresh_store(Some(1)).await;
+    let mut recs: Vec<_> = (0..3).map(|_| session("alice", T0).1).collect();
+    recs.sort_by(|x, y| x.handle.cmp(&y.handle));
+    let mut before = Vec::new();
+    for r in &recs[..2] {
+        insert(&store, r).await;
+    }
+    before.extend(record_keys(&store).await);
+    insert(&store, &recs[2]).await;
+    // The last in handle order, so a store revoking in order would have
+    // revoked the other two first.
+    corrupt_record_of(&store, &before).await;
+    let events = event_count(&store).await;
+    let r = store
+        .revoke_subject("alice", None, tessera_core::RevokeReason::Operator, T0)
+        .await;
+    assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
+    for rec in &recs[..2] {
+        let got = store.get(&rec.handle).await.expect("get").expect("stored");
+        assert!(got.revoked.is_none(), "nothing revoked");
+    }
+    assert_eq!(event_count(&store).await, events, "no event");
+}
+
+/// A rotation whose slide meets a corrupt session record rotates nothing.
+#[tokio::test]
+async fn a_rotation_that_meets_a_corrupt_session_writes_nothing() {
+    let store = support::fresh_store(Some(1)).await;
+    let (tok, a) = session("alice", T0);
+    insert(&store, &a).await;
+    let (t0, fam) = refresh_family(&a, T0);
+    store
+        .create_refresh_family(&fam, &t0.hash(), &[])
+        .await
+        .expect("family");
+    corrupt_record_of(&store, &[]).await;
+    let t1 = tessera_core::SecretToken::generate(tessera_core::TokenKind::Refresh).hash();
+    let at = T0.plus_millis(MIN);
+    let slide = tessera_core::Touch {
+        handle: &a.handle,
+        token_hash: &tok.hash(),
+        last_seen_at: at,
+        idle_expires_at: at.plus_millis(30 * MIN),
+    };
+    let r = store
+        .rotate_refresh(
+            &tessera_core::Rotation::new(&fam.id, 0, &t1, at).touching(slide),
+            &[],
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
+    let found = store
+        .find_refresh(&t0.hash())
+        .await
+        .expect("find")
+        .expect("family");
+    assert_eq!(found.family.generation, 0, "not rotated");
+    assert!(
+        store.find_refresh(&t1).await.expect("find").is_none(),
+        "no successor"
+    );
+}
+
+/// One record that no longer decodes does not stop every later sweep: the
+/// sweep deletes it from what its index entry says, with its event.
+#[tokio::test]
+async fn a_corrupt_record_does_not_stop_the_sweep() {
+    let store = support::fresh_store(Some(1)).await;
+    let (_, a) = session("alice", T0);
+    insert(&store, &a).await;
+    corrupt_record_of(&store, &[]).await;
+    let (_, b) = session("bob", T0);
+    insert(&store, &b).await;
+    let now = T0.plus_millis(10 * HOUR);
+    assert_eq!(store.sweep(now, 10).await.expect("sweep"), 2);
+    assert!(record_keys(&store).await.is_empty());
+    let expired = store
+        .events(&EventQuery {
+            kind: Some(EventKind::Expired),
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events");
+    let mut handles: Vec<String> = expired.into_iter().map(|e| e.event.handle).collect();
+    handles.sort();
+    let mut want = vec![a.handle.clone(), b.handle.clone()];
+    want.sort();
+    assert_eq!(handles, want);
+}

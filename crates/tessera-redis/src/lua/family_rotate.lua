@@ -7,6 +7,11 @@ local fk = P .. 'f' .. fid
 local g = redis.call('HGET', fk, 'g')
 if not g or g ~= expected or redis.call('HEXISTS', fk, 'r') == 1 then return 0 end
 if redis.call('HEXISTS', P .. 'r', succ) == 1 then return -1 end
+-- The slide first: it is the only part that reads (and may refuse) a
+-- record, and nothing may be written before that.
+if ARGV[A + 7] == '1' then
+  touch(ARGV[A + 8], ARGV[A + 9], tonumber(ARGV[A + 10]), tonumber(ARGV[A + 11]))
+end
 redis.call('HSET', P .. 'r', succ, nextg .. ' ' .. fid)
 redis.call('RPUSH', P .. 'l' .. fid, succ)
 redis.call('HSET', fk, 'g', nextg, 't', now)
@@ -16,9 +21,6 @@ if has_sealed == '1' then
 else
   redis.call('HDEL', fk, 's')
   redis.call('ZREM', P .. 'c', fid)
-end
-if ARGV[A + 7] == '1' then
-  touch(ARGV[A + 8], ARGV[A + 9], tonumber(ARGV[A + 10]), tonumber(ARGV[A + 11]))
 end
 evs(A + 12)
 return 1

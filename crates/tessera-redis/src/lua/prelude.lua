@@ -210,17 +210,22 @@ end
 
 -- Deletes the session an index entry names, with its token hash and
 -- families; logs `expired` unless it was revoked. The entry alone is
--- enough: a record Redis already dropped by its TTL still gets its event.
+-- enough: a record Redis already dropped by its TTL still gets its event,
+-- and so does one that no longer decodes (its token-index entry, if any,
+-- is then left to `sample_tokens`): one bad value must not stop every
+-- later sweep.
 local function forget(bucket, m, sc, now)
   local subject, hc = unmember(m)
   local k = skey(hc)
   local rec = redis.call('GET', k)
   local revoked = sc < 0
   if rec then
-    local r = dec(rec)
-    revoked = r.reason ~= nil
-    local tb, tf = tbucket(r.hash), tfield(r.hash)
-    if redis.call('HGET', tb, tf) == hc then redis.call('HDEL', tb, tf) end
+    local ok, r = pcall(dec, rec)
+    if ok then
+      revoked = r.reason ~= nil
+      local tb, tf = tbucket(r.hash), tfield(r.hash)
+      if redis.call('HGET', tb, tf) == hc then redis.call('HDEL', tb, tf) end
+    end
     redis.call('DEL', k)
   end
   if not revoked then ev(now, K_EXPIRED * 8, subject, hc) end
