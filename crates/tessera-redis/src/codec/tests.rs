@@ -58,7 +58,6 @@ fn session_round_trips() {
 fn a_plain_session_is_small() {
     let b = encode_session(&record()).unwrap();
     assert!(b.len() <= 92, "{} bytes", b.len());
-    eprintln!("plain record: {} bytes", b.len());
 }
 
 #[test]
