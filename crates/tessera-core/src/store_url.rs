@@ -1,7 +1,7 @@
-//! Store URLs (`memory://`, `sqlite://PATH`): one grammar for the service's
-//! `--store` and the library's `SessionLayer::from_store_url`, so an app and
-//! the service can name the same SQLite file the same way. Opening the store
-//! is up to each face (it needs the driver crates).
+//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`): one grammar for
+//! the service's `--store` and the library's `SessionLayer::from_store_url`,
+//! so an app and the service can name the same store the same way. Opening
+//! the store is up to each face (it needs the driver crates).
 
 use std::path::PathBuf;
 
@@ -14,11 +14,15 @@ pub enum StoreUrl {
     /// (`sqlite://./data/t.db`, `sqlite://data/t.db`) or absolute
     /// (`sqlite:///var/lib/tessera/t.db`).
     Sqlite(PathBuf),
+    /// `redis://[USER:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]`, or `rediss://`
+    /// for TLS: the whole URL, as the Redis store reads it (its options —
+    /// `prefix`, `buckets`, `grace_secs` — are in `tessera-redis`).
+    Redis(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StoreUrlError {
-    #[error("{0:?} is not a store URL; expected memory:// or sqlite://PATH")]
+    #[error("{0:?} is not a store URL; expected memory://, sqlite://PATH or redis://HOST:PORT")]
     NotAUrl(String),
     #[error(
         "sqlite:// needs a file path, e.g. sqlite://./data/tessera.db or sqlite:///var/lib/tessera/tessera.db"
@@ -28,11 +32,17 @@ pub enum StoreUrlError {
     MemoryWithPath,
     #[error("sqlite:// URLs take no query options (got {0:?})")]
     SqliteQuery(String),
-    #[error("the {0}:// store is not available in this version yet; use sqlite://PATH or memory://")]
+    #[error(
+        "the {0}:// store is not available in this version yet; use redis://, rediss://, sqlite://PATH or memory://"
+    )]
     NotYetSupported(String),
     #[error("this build was compiled without the SQLite store (feature `sqlite`)")]
     SqliteNotBuilt,
-    #[error("unknown store scheme {0:?}; expected memory:// or sqlite://PATH")]
+    #[error("this build was compiled without the Redis store (feature `redis`)")]
+    RedisNotBuilt,
+    #[error("{0}:// needs a host, e.g. {0}://127.0.0.1:6379/0")]
+    RedisNoHost(String),
+    #[error("unknown store scheme {0:?}; expected memory://, sqlite://PATH or redis://HOST:PORT")]
     UnknownScheme(String),
 }
 
@@ -58,9 +68,17 @@ impl StoreUrl {
                 }
                 Ok(StoreUrl::Sqlite(PathBuf::from(rest)))
             }
-            s @ ("redis" | "rediss" | "redis+sentinel" | "redis+cluster") => {
-                Err(StoreUrlError::NotYetSupported(s.to_owned()))
+            s @ ("redis" | "rediss") => {
+                let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                let host = rest[..host_end]
+                    .rsplit_once('@')
+                    .map_or(&rest[..host_end], |(_, h)| h);
+                if host.is_empty() {
+                    return Err(StoreUrlError::RedisNoHost(s.to_owned()));
+                }
+                Ok(StoreUrl::Redis(url.to_owned()))
             }
+            s @ ("redis+sentinel" | "redis+cluster") => Err(StoreUrlError::NotYetSupported(s.to_owned())),
             other => Err(StoreUrlError::UnknownScheme(other.to_owned())),
         }
     }
@@ -85,6 +103,14 @@ mod tests {
             StoreUrl::parse("sqlite:///var/lib/t.db"),
             Ok(StoreUrl::Sqlite(PathBuf::from("/var/lib/t.db")))
         );
+        for url in [
+            "redis://localhost:6379/0",
+            "redis://127.0.0.1",
+            "rediss://:secret@redis.example:6380/2?prefix=app",
+            "REDIS://host/",
+        ] {
+            assert_eq!(StoreUrl::parse(url), Ok(StoreUrl::Redis(url.to_owned())));
+        }
     }
 
     #[test]
@@ -92,8 +118,16 @@ mod tests {
         assert_eq!(StoreUrl::parse("sqlite://"), Err(StoreUrlError::EmptyPath));
         assert_eq!(StoreUrl::parse("memory://x"), Err(StoreUrlError::MemoryWithPath));
         assert_eq!(
-            StoreUrl::parse("redis://localhost:6379/0"),
-            Err(StoreUrlError::NotYetSupported("redis".into()))
+            StoreUrl::parse("redis+cluster://localhost:6379"),
+            Err(StoreUrlError::NotYetSupported("redis+cluster".into()))
+        );
+        assert_eq!(
+            StoreUrl::parse("redis:///0"),
+            Err(StoreUrlError::RedisNoHost("redis".into()))
+        );
+        assert_eq!(
+            StoreUrl::parse("rediss://user:pw@/"),
+            Err(StoreUrlError::RedisNoHost("rediss".into()))
         );
         assert_eq!(
             StoreUrl::parse("postgres://db"),
@@ -103,7 +137,7 @@ mod tests {
             StoreUrl::parse("./data/t.db"),
             Err(StoreUrlError::NotAUrl(_))
         ));
-        let msg = StoreUrl::parse("redis://x").unwrap_err().to_string();
+        let msg = StoreUrl::parse("redis+sentinel://x").unwrap_err().to_string();
         assert!(msg.contains("not available"), "{msg}");
     }
 }

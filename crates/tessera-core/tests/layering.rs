@@ -64,7 +64,13 @@ fn core_knows_no_http_and_no_database() {
     assert_none_of("tessera-core", WEB);
     assert_none_of(
         "tessera-core",
-        &["http", "cookie", "tessera-http", "tessera-sqlite"],
+        &[
+            "http",
+            "cookie",
+            "tessera-http",
+            "tessera-sqlite",
+            "tessera-redis",
+        ],
     );
     assert_none_of("tessera-core", DB);
     assert_none_of("tessera-core", FACES);
@@ -74,16 +80,18 @@ fn core_knows_no_http_and_no_database() {
 fn http_rules_know_no_framework_and_no_store() {
     assert_none_of("tessera-http", WEB);
     assert_none_of("tessera-http", DB);
-    assert_none_of("tessera-http", &["tessera-sqlite"]);
+    assert_none_of("tessera-http", &["tessera-sqlite", "tessera-redis"]);
     assert_none_of("tessera-http", FACES);
 }
 
 #[test]
 fn stores_depend_on_the_core_only() {
-    assert_none_of("tessera-sqlite", WEB);
-    assert_none_of("tessera-sqlite", &["http", "cookie", "tessera-http"]);
-    assert_none_of("tessera-sqlite", FACES);
-    assert!(dependencies("tessera-sqlite").iter().any(|d| d == "tessera-core"));
+    for store in ["tessera-sqlite", "tessera-redis"] {
+        assert_none_of(store, WEB);
+        assert_none_of(store, &["http", "cookie", "tessera-http"]);
+        assert_none_of(store, FACES);
+        assert!(dependencies(store).iter().any(|d| d == "tessera-core"));
+    }
 }
 
 #[test]

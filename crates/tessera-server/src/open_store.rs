@@ -1,4 +1,5 @@
-//! Store URLs (`memory://`, `sqlite://PATH`) and opening the store they name.
+//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`) and opening the
+//! store they name.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,21 +22,40 @@ pub enum OpenError {
 
 /// Opens the store `config` names, wrapped in [`InstrumentedStore`] so
 /// every call is timed. For `sqlite://` the file's directory is created.
+/// A `redis://` store connects on first use (so the service can start
+/// while Redis is down and answer 503 until it is back); opening it needs
+/// a Tokio runtime (a blocking task of one is fine).
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenError> {
     let url = config.store_url();
     match parse(&url)? {
         StoreUrl::Memory => Ok(Arc::new(InstrumentedStore::new(MemoryStore::new()))),
         StoreUrl::Sqlite(path) => open_sqlite(config, &url, path),
+        StoreUrl::Redis(redis) => open_redis(&redis),
     }
 }
 
 /// Parses a store URL this build can open (`sqlite://` needs the `sqlite`
-/// feature).
+/// feature, `redis://` the `redis` feature).
 pub fn parse(url: &str) -> Result<StoreUrl, StoreUrlError> {
     match StoreUrl::parse(url)? {
         StoreUrl::Sqlite(_) if !cfg!(feature = "sqlite") => Err(StoreUrlError::SqliteNotBuilt),
+        StoreUrl::Redis(_) if !cfg!(feature = "redis") => Err(StoreUrlError::RedisNotBuilt),
         u => Ok(u),
     }
+}
+
+#[cfg(feature = "redis")]
+fn open_redis(url: &str) -> Result<Arc<dyn Store>, OpenError> {
+    let store = tessera_redis::RedisStore::open_lazy(url).map_err(|e| OpenError::Open {
+        url: crate::config::mask_url_password(url),
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(InstrumentedStore::new(store)))
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis(_url: &str) -> Result<Arc<dyn Store>, OpenError> {
+    Err(StoreUrlError::RedisNotBuilt.into())
 }
 
 #[cfg(feature = "sqlite")]

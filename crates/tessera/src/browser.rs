@@ -154,9 +154,10 @@ impl SessionLayer {
         }
     }
 
-    /// Opens the store a URL names (`memory://`, `sqlite://PATH`; the same
-    /// format as the service's, so both can share one SQLite file) with the
-    /// system clock.
+    /// Opens the store a URL names (`memory://`, `sqlite://PATH`, and with
+    /// feature `redis` `redis://…`/`rediss://…`; the same format as the
+    /// service's, so both can share one SQLite file or one Redis) with the
+    /// system clock. A Redis store must be opened within a Tokio runtime.
     pub fn from_store_url(
         url: &str,
         policy: SessionPolicy,

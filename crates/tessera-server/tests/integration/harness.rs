@@ -34,6 +34,8 @@ pub struct Opts {
     pub config: Option<String>,
     /// `RUST_LOG` for the child (default `info`).
     pub rust_log: Option<String>,
+    /// The store URL (default: a SQLite file in the test's directory).
+    pub store: Option<String>,
 }
 
 impl Opts {
@@ -44,6 +46,11 @@ impl Opts {
 
     pub fn config(mut self, toml: &str) -> Self {
         self.config = Some(toml.to_owned());
+        self
+    }
+
+    pub fn store(mut self, url: &str) -> Self {
+        self.store = Some(url.to_owned());
         self
     }
 
@@ -205,6 +212,9 @@ impl TestServer {
     }
 
     pub fn store_url(&self) -> String {
+        if let Some(url) = &self.opts.store {
+            return url.clone();
+        }
         format!("sqlite://{}", self.dir.path().join("t.db").display())
     }
 

@@ -11,5 +11,6 @@ mod forward_auth;
 mod harness;
 mod listener;
 mod parity;
+mod redis;
 mod restart;
 mod tokens;

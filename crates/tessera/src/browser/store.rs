@@ -1,6 +1,6 @@
-//! Opening a store from a URL (`memory://`, `sqlite://PATH`), the same
-//! grammar as the service's `--store` (`tessera_core::store_url`), so an app
-//! and the service can share one SQLite file.
+//! Opening a store from a URL (`memory://`, `sqlite://PATH`, `redis://…`),
+//! the same grammar as the service's `--store` (`tessera_core::store_url`),
+//! so an app and the service can share one SQLite file or one Redis.
 
 use std::sync::Arc;
 
@@ -16,12 +16,26 @@ impl From<StoreUrlError> for ConfigError {
     }
 }
 
-/// Opens the store `url` names; for `sqlite://` the file's directory is created.
+/// Opens the store `url` names; for `sqlite://` the file's directory is
+/// created. A `redis://` store (feature `redis`) connects on first use and
+/// must be opened within a Tokio runtime.
 pub fn open(url: &StoreUrl) -> Result<Arc<dyn SessionStore>, ConfigError> {
     match url {
         StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreUrl::Sqlite(path) => open_sqlite(path),
+        StoreUrl::Redis(url) => open_redis(url),
     }
+}
+
+#[cfg(feature = "redis")]
+fn open_redis(url: &str) -> Result<Arc<dyn SessionStore>, ConfigError> {
+    let store = tessera_redis::RedisStore::open_lazy(url).map_err(|e| ConfigError::Store(e.to_string()))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis(_url: &str) -> Result<Arc<dyn SessionStore>, ConfigError> {
+    Err(StoreUrlError::RedisNotBuilt.into())
 }
 
 #[cfg(feature = "sqlite")]

@@ -1183,6 +1183,22 @@ fn config_validation() {
     );
 }
 
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_store_url_works_end_to_end() {
+    let url = format!(
+        "{}?prefix=lib-{}",
+        tessera_redis::testing::server().url(),
+        std::process::id()
+    );
+    let layer =
+        SessionLayer::from_store_url(&url, SessionPolicy::default(), CookieConfig::default()).unwrap();
+    let app = routes().layer(layer);
+    let s = do_login(&app, "alice", None).await.token();
+    let r = send(&app, req(Method::GET, "/me", Some(&s))).await;
+    assert_eq!(r.body, "alice");
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn sqlite_store_url_works_end_to_end() {

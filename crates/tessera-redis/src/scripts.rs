@@ -1,0 +1,76 @@
+//! The Lua scripts, each with the shared prelude, hashed once.
+//!
+//! Every state-changing method is one script, so one atomic step on the
+//! server; `redis::Script` sends EVALSHA and loads the script on NOSCRIPT.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+const TOUCH: &str = include_str!("lua/touch.lua");
+
+fn with_prelude(parts: &[&str]) -> Script {
+    let mut code = String::from(PRELUDE);
+    for p in parts {
+        code.push('\n');
+        code.push_str(p);
+    }
+    Script::new(&code)
+}
+
+pub(crate) struct Scripts {
+    pub create: Script,
+    pub get_by_token: Script,
+    pub touch: Script,
+    pub update: Script,
+    pub list_by_subject: Script,
+    pub revoke_subject: Script,
+    pub revoke_all: Script,
+    pub sweep: Script,
+    pub count_active: Script,
+    pub family_create: Script,
+    pub family_find: Script,
+    pub family_rotate: Script,
+    pub family_clear_sealed: Script,
+    pub family_revoke: Script,
+    pub families_of: Script,
+    pub key_insert: Script,
+    pub keys_all: Script,
+    pub key_delete: Script,
+    pub key_revoke: Script,
+    pub api_insert: Script,
+    pub api_by_hash: Script,
+    pub api_all: Script,
+    pub api_revoke: Script,
+    pub events_cursor: Script,
+    pub events_delete: Script,
+}
+
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    create: with_prelude(&[include_str!("lua/create.lua")]),
+    get_by_token: with_prelude(&[include_str!("lua/get_by_token.lua")]),
+    touch: with_prelude(&[TOUCH, include_str!("lua/touch_main.lua")]),
+    update: with_prelude(&[include_str!("lua/update.lua")]),
+    list_by_subject: with_prelude(&[include_str!("lua/list_by_subject.lua")]),
+    revoke_subject: with_prelude(&[include_str!("lua/revoke_subject.lua")]),
+    revoke_all: with_prelude(&[include_str!("lua/revoke_all.lua")]),
+    sweep: with_prelude(&[include_str!("lua/sweep.lua")]),
+    count_active: with_prelude(&[include_str!("lua/count_active.lua")]),
+    family_create: with_prelude(&[include_str!("lua/family_create.lua")]),
+    family_find: with_prelude(&[include_str!("lua/family_find.lua")]),
+    family_rotate: with_prelude(&[TOUCH, include_str!("lua/family_rotate.lua")]),
+    family_clear_sealed: with_prelude(&[include_str!("lua/family_clear_sealed.lua")]),
+    family_revoke: with_prelude(&[include_str!("lua/family_revoke.lua")]),
+    families_of: with_prelude(&[include_str!("lua/families_of.lua")]),
+    key_insert: with_prelude(&[include_str!("lua/key_insert.lua")]),
+    keys_all: with_prelude(&[include_str!("lua/keys_all.lua")]),
+    key_delete: with_prelude(&[include_str!("lua/key_delete.lua")]),
+    key_revoke: with_prelude(&[include_str!("lua/key_revoke.lua")]),
+    api_insert: with_prelude(&[include_str!("lua/api_insert.lua")]),
+    api_by_hash: with_prelude(&[include_str!("lua/api_by_hash.lua")]),
+    api_all: with_prelude(&[include_str!("lua/api_all.lua")]),
+    api_revoke: with_prelude(&[include_str!("lua/api_revoke.lua")]),
+    events_cursor: with_prelude(&[include_str!("lua/events_cursor.lua")]),
+    events_delete: with_prelude(&[include_str!("lua/events_delete.lua")]),
+});
