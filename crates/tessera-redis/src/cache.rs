@@ -386,13 +386,14 @@ impl Core {
 
 impl SessionCache {
     /// A cache whose subscriber (a task on the current Tokio runtime)
-    /// subscribes to `channel` over connections from `connect`; each
-    /// subscribe and heartbeat waits at most `timeout`.
+    /// subscribes to `channel` over connections from `connect`, waiting at
+    /// most `timeouts.0` for a connection and its subscription, and
+    /// `timeouts.1` for each heartbeat.
     pub(crate) fn start(
         options: &CacheOptions,
         connect: Connector,
         channel: Vec<u8>,
-        timeout: Duration,
+        timeouts: (Duration, Duration),
     ) -> Self {
         let core = Arc::new(Core::new(options));
         let (barriers, requests) = mpsc::unbounded_channel();
@@ -401,7 +402,8 @@ impl SessionCache {
             requests,
             connect,
             channel,
-            timeout,
+            subscribe_timeout: timeouts.0,
+            heartbeat_timeout: timeouts.1,
         };
         tokio::spawn(subscriber.run());
         Self { core, barriers }
@@ -462,7 +464,8 @@ struct Subscriber {
     requests: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
     connect: Connector,
     channel: Vec<u8>,
-    timeout: Duration,
+    subscribe_timeout: Duration,
+    heartbeat_timeout: Duration,
 }
 
 /// Why a subscription ended.
@@ -477,7 +480,7 @@ impl Subscriber {
         let mut failing = false;
         loop {
             let attempt = tokio::select! {
-                r = tokio::time::timeout(self.timeout, subscribe(&self.connect, &self.channel)) => {
+                r = tokio::time::timeout(self.subscribe_timeout, subscribe(&self.connect, &self.channel)) => {
                     r.unwrap_or_else(|_| Err("subscribe timed out".into()))
                 }
                 () = answer_while_not_live(&mut self.requests) => return,
@@ -563,7 +566,7 @@ impl Subscriber {
     async fn ping(&self, sink: &mut PubSubSink, stream: &mut PubSubStream) -> Result<(), String> {
         let pong = sink.ping::<redis::Value>();
         tokio::pin!(pong);
-        let deadline = tokio::time::sleep(self.timeout);
+        let deadline = tokio::time::sleep(self.heartbeat_timeout);
         tokio::pin!(deadline);
         loop {
             tokio::select! {

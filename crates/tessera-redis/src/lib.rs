@@ -144,7 +144,10 @@ impl RedisStore {
                 &options.cache,
                 cache::connector(&client),
                 layout::key(&options.prefix, layout::INVALIDATIONS, b""),
-                options.connect_timeout + options.response_timeout,
+                (
+                    options.connect_timeout + options.response_timeout,
+                    options.response_timeout,
+                ),
             )
         });
         let config = ConnectionManagerConfig::new()
