@@ -638,3 +638,84 @@ async fn sliding_idle_expiry_writes_nothing_between_touches_and_a_touch_costs_ot
     let s = a.get_by_token(&issued.session.token_hash).await.unwrap().unwrap();
     assert!(s.idle_expires_at > now, "the slide is stored");
 }
+
+/// The heartbeat (a PING on the subscription every second) is answered on
+/// either protocol: a quiet subscription stays live and keeps its entries,
+/// and a lost compare-and-swap (which waits on the same PING) works.
+#[tokio::test]
+async fn a_quiet_subscription_stays_live_on_resp2_and_resp3() {
+    let server = support::private_server();
+    let mut stores = Vec::new();
+    for protocol in ["resp2", "resp3"] {
+        let v = nodes(&server, 2, &format!("&protocol={protocol}")).await;
+        let (_, rec) = session("gina", T0);
+        insert(&v[0], &rec).await;
+        cached(&v[0], &rec.token_hash).await;
+        stores.push((v, rec));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for (v, rec) in &stores {
+        let s = v[0].cache_stats().expect("on");
+        assert!(s.live && s.losses == 0, "{s:?}");
+        cached(&v[0], &rec.token_hash).await;
+        let mut on_b = rec.clone();
+        on_b.version += 1;
+        assert!(v[1].update(&on_b, 0, &[]).await.unwrap());
+        assert!(!v[0].update(&on_b, 0, &[]).await.unwrap());
+        assert_eq!(
+            v[0].get_by_token(&rec.token_hash).await.unwrap().unwrap().version,
+            1
+        );
+    }
+}
+
+/// A subscription that stops answering (Redis paused: the connection is
+/// open but nothing comes back) is a lost one: the heartbeat drops the
+/// cache within a second plus the response timeout, and caching resumes
+/// once Redis answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_heartbeat_drops_the_cache() {
+    let server = support::private_server();
+    let options = tessera_redis::RedisOptions {
+        prefix: tessera_redis::RedisOptions::prefix_for(&prefix()),
+        response_timeout: Duration::from_millis(300),
+        ..tessera_redis::RedisOptions::default()
+    };
+    let a = RedisStore::connect_with(&server.url(), options)
+        .await
+        .expect("connect");
+    assert!(a.wait_cache_live(Duration::from_secs(5)).await);
+    let (_, rec) = session("hank", T0);
+    insert(&a, &rec).await;
+    cached(&a, &rec.token_hash).await;
+    let mut conn = redis::Client::open(server.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2500)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT PAUSE");
+    let start = Instant::now();
+    while a.cache_stats().expect("on").losses == 0 {
+        assert!(
+            start.elapsed() < Duration::from_millis(2000),
+            "no loss noticed while Redis was paused"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "an unanswered heartbeat dropped the cache after {:?}",
+        start.elapsed()
+    );
+    assert!(!a.cache_stats().expect("on").live);
+    assert!(
+        a.wait_cache_live(Duration::from_secs(5)).await,
+        "subscribed again"
+    );
+    cached(&a, &rec.token_hash).await;
+}
