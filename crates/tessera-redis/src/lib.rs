@@ -12,10 +12,16 @@
 //! not decode is [`StoreError::Corrupt`]; nothing here panics on what Redis
 //! holds. The connection is a `redis::aio::ConnectionManager`, which
 //! reconnects by itself when Redis comes back.
+//!
+//! Sessions read by token hash are cached in the process (see [`cache`]:
+//! invalidations published by the scripts themselves, a cache used only
+//! while its subscription is live), so repeated verifications need no
+//! round trip; `?cache=off` turns that off.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod cache;
 mod codec;
 pub mod layout;
 mod options;
@@ -38,8 +44,10 @@ use tessera_core::{
     TokenHash,
 };
 
+pub use cache::{CacheOptions, CacheStats};
 pub use options::{OptionsError, RedisOptions};
 
+use crate::cache::{Lookup, SessionCache};
 use crate::codec::{corrupt, event_args, pack_handle, reason_code, unpack_handle};
 use crate::scripts::SCRIPTS;
 use crate::value::{array, bytes, int, pairs, text};
@@ -66,6 +74,8 @@ struct Inner {
     buckets: tokio::sync::OnceCell<u32>,
     /// Where the next sweep starts, so successive sweeps spread the work.
     sweep_cursor: AtomicU32,
+    /// Sessions by token hash; `None` with `cache=off`.
+    cache: Option<SessionCache>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -103,6 +113,11 @@ impl RedisStore {
     pub async fn connect_with(redis_url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
         let store = Self::open_lazy_with(redis_url, options)?;
         store.buckets().await?;
+        // Caching starts with the subscription; without it the store works
+        // uncached until the subscriber gets through.
+        if let Some(c) = &store.inner.cache {
+            c.wait_live(store.inner.options.connect_timeout).await;
+        }
         Ok(store)
     }
 
@@ -124,6 +139,17 @@ impl RedisStore {
             ));
         }
         let client = client(redis_url, &options)?;
+        let cache = options.cache.enabled.then(|| {
+            SessionCache::start(
+                &options.cache,
+                cache::connector(&client),
+                layout::key(&options.prefix, layout::INVALIDATIONS, b""),
+                (
+                    options.connect_timeout + options.response_timeout,
+                    options.response_timeout,
+                ),
+            )
+        });
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout))
@@ -135,6 +161,7 @@ impl RedisStore {
                 options,
                 buckets: tokio::sync::OnceCell::new(),
                 sweep_cursor: AtomicU32::new(0),
+                cache,
             }),
         })
     }
@@ -142,6 +169,21 @@ impl RedisStore {
     /// The options in force.
     pub fn options(&self) -> &RedisOptions {
         &self.inner.options
+    }
+
+    /// What the session cache has done so far; `None` with `cache=off`.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.cache.as_ref().map(SessionCache::stats)
+    }
+
+    /// Waits (at most `within`) until the session cache is subscribed to
+    /// invalidations, so reads are cached from then on; false if it is not
+    /// (or the cache is off).
+    pub async fn wait_cache_live(&self, within: std::time::Duration) -> bool {
+        match &self.inner.cache {
+            Some(c) => c.wait_live(within).await,
+            None => false,
+        }
     }
 
     /// The number of index buckets (see [`layout`]), as stored in Redis.
@@ -176,6 +218,29 @@ impl RedisStore {
         inv.invoke_async(&mut conn).await.map_err(map_err)
     }
 
+    /// Runs a script that changes sessions (wrapped by `scripts.rs`): evicts
+    /// the sessions it names from this process's cache before the caller
+    /// sees its answer, which it returns.
+    async fn run_changing(&self, inv: &ScriptInvocation<'_>) -> StoreResult<Value> {
+        let v = self.run(inv).await?;
+        let mut it = array(v, "script answer")?.into_iter();
+        let answer = it.next().unwrap_or(Value::Nil);
+        let names = bytes(it.next().unwrap_or(Value::Nil), "invalidations")?;
+        if let Some(c) = &self.inner.cache {
+            c.evict_names(&names);
+        }
+        Ok(answer)
+    }
+
+    /// After a conditional write found a session changed by someone else:
+    /// the copy the caller read may be one whose invalidation was still
+    /// on its way; wait for it, so the retry reads the new record.
+    async fn settle(&self) {
+        if let Some(c) = &self.inner.cache {
+            c.barrier().await;
+        }
+    }
+
     async fn cmd(&self, cmd: &Cmd) -> StoreResult<Value> {
         let mut conn = self.inner.conn.clone();
         cmd.query_async(&mut conn).await.map_err(map_err)
@@ -201,6 +266,7 @@ impl RedisStore {
     async fn walk(
         &self,
         script: &'static redis::Script,
+        changing: bool,
         lead: &[Vec<u8>],
         start: u32,
         want: Option<u32>,
@@ -217,7 +283,11 @@ impl RedisStore {
                 inv.arg(u64::from(w) - done);
             }
             inv.arg(b).arg(n);
-            let v = self.run(&inv).await?;
+            let v = if changing {
+                self.run_changing(&inv).await?
+            } else {
+                self.run(&inv).await?
+            };
             let (got, stop) = match want {
                 Some(_) => {
                     let a = array(v, "bucket walk")?;
@@ -289,11 +359,14 @@ impl SessionStore for RedisStore {
             None => inv.arg(""),
         };
         Self::push_events(&mut inv, events)?;
-        let out = array(self.run(&inv).await?, "create")?;
+        let out = array(self.run_changing(&inv).await?, "create")?;
         let mut it = out.into_iter();
         match text(it.next().unwrap_or(Value::Nil), "create")?.as_str() {
             "dup" => Err(StoreError::Duplicate),
-            "conflict" => Ok(CreateOutcome::Conflict),
+            "conflict" => {
+                self.settle().await;
+                Ok(CreateOutcome::Conflict)
+            }
             "ok" => Ok(CreateOutcome::Created {
                 evicted: it
                     .map(|v| unpack_handle(&bytes(v, "create")?))
@@ -318,18 +391,16 @@ impl SessionStore for RedisStore {
     }
 
     async fn get_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Arc<SessionRecord>>> {
-        let mut inv = self.script(&SCRIPTS.get_by_token).await?;
-        inv.arg(&hash.0[..]);
-        let v = self.run(&inv).await?;
-        if matches!(v, Value::Nil) {
-            return Ok(None);
+        let ticket = match self.inner.cache.as_ref().map(|c| c.lookup(hash)) {
+            Some(Lookup::Hit(s)) => return Ok(Some(s)),
+            Some(Lookup::Miss(t)) => t,
+            None => None,
+        };
+        let found = self.read_by_token(hash).await?;
+        if let (Some(c), Some(t), Some(s)) = (&self.inner.cache, ticket, &found) {
+            c.insert(t, Arc::clone(s));
         }
-        let mut it = array(v, "get_by_token")?.into_iter();
-        let hc = bytes(it.next().unwrap_or(Value::Nil), "get_by_token")?;
-        let rec = bytes(it.next().unwrap_or(Value::Nil), "get_by_token")?;
-        let s = Self::session(&hc, &rec)?;
-        // The index keys the first half of the hash: the record decides.
-        Ok((s.token_hash == *hash).then(|| Arc::new(s)))
+        Ok(found)
     }
 
     async fn touch(
@@ -344,7 +415,14 @@ impl SessionStore for RedisStore {
             .arg(&token_hash.0[..])
             .arg(millis(last_seen_at))
             .arg(millis(idle_expires_at));
-        Ok(int(self.run(&inv).await?, "touch")? == 1)
+        let matched = int(self.run_changing(&inv).await?, "touch")? == 1;
+        if !matched && let Some(c) = &self.inner.cache {
+            // Revoked or re-keyed by someone else: the copy here is stale
+            // (its invalidation may still be on its way), and the caller
+            // reads the session again next.
+            c.evict(token_hash);
+        }
+        Ok(matched)
     }
 
     async fn update(
@@ -359,9 +437,12 @@ impl SessionStore for RedisStore {
             .arg(record)
             .arg(expected_version.to_string());
         Self::push_events(&mut inv, events)?;
-        match int(self.run(&inv).await?, "update")? {
+        match int(self.run_changing(&inv).await?, "update")? {
             1 => Ok(true),
-            0 => Ok(false),
+            0 => {
+                self.settle().await;
+                Ok(false)
+            }
             -1 => Err(StoreError::Duplicate),
             n => Err(corrupt("update", format!("unexpected answer {n}"))),
         }
@@ -393,7 +474,7 @@ impl SessionStore for RedisStore {
             .arg(except.map(pack_handle).unwrap_or_default())
             .arg(reason_code(reason))
             .arg(millis(now));
-        array(self.run(&inv).await?, "revoke_subject")?
+        array(self.run_changing(&inv).await?, "revoke_subject")?
             .into_iter()
             .map(|v| unpack_handle(&bytes(v, "revoke_subject")?))
             .collect()
@@ -407,7 +488,9 @@ impl SessionStore for RedisStore {
             reason_code(reason).to_string().into_bytes(),
             millis(now).to_string().into_bytes(),
         ];
-        let (n, _) = self.walk(&SCRIPTS.revoke_all, &lead, 0, Some(batch)).await?;
+        let (n, _) = self
+            .walk(&SCRIPTS.revoke_all, true, &lead, 0, Some(batch))
+            .await?;
         u32::try_from(n).map_err(|e| corrupt("revoke_all_active", e))
     }
 
@@ -417,18 +500,34 @@ impl SessionStore for RedisStore {
         }
         let lead = [millis(now).to_string().into_bytes()];
         let start = self.inner.sweep_cursor.load(Ordering::Relaxed);
-        let (n, stop) = self.walk(&SCRIPTS.sweep, &lead, start, Some(batch)).await?;
+        let (n, stop) = self.walk(&SCRIPTS.sweep, true, &lead, start, Some(batch)).await?;
         self.inner.sweep_cursor.store(stop, Ordering::Relaxed);
         u32::try_from(n).map_err(|e| corrupt("sweep", e))
     }
 
     async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
         let lead = [millis(now).to_string().into_bytes()];
-        Ok(self.walk(&SCRIPTS.count_active, &lead, 0, None).await?.0)
+        Ok(self.walk(&SCRIPTS.count_active, false, &lead, 0, None).await?.0)
     }
 }
 
 impl RedisStore {
+    /// `get_by_token` from Redis.
+    async fn read_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Arc<SessionRecord>>> {
+        let mut inv = self.script(&SCRIPTS.get_by_token).await?;
+        inv.arg(&hash.0[..]);
+        let v = self.run(&inv).await?;
+        if matches!(v, Value::Nil) {
+            return Ok(None);
+        }
+        let mut it = array(v, "get_by_token")?.into_iter();
+        let hc = bytes(it.next().unwrap_or(Value::Nil), "get_by_token")?;
+        let rec = bytes(it.next().unwrap_or(Value::Nil), "get_by_token")?;
+        let s = Self::session(&hc, &rec)?;
+        // The index keys the first half of the hash: the record decides.
+        Ok((s.token_hash == *hash).then(|| Arc::new(s)))
+    }
+
     async fn find(&self, hash: &TokenHash, with_session: bool) -> StoreResult<Option<Found>> {
         let mut inv = self.script(&SCRIPTS.family_find).await?;
         inv.arg(&hash.0[..]).arg(if with_session { "1" } else { "0" });
@@ -539,7 +638,7 @@ impl RefreshStore for RedisStore {
             None => inv.arg("0").arg("").arg("").arg(0).arg(0),
         };
         Self::push_events(&mut inv, events)?;
-        match int(self.run(&inv).await?, "rotate_refresh")? {
+        match int(self.run_changing(&inv).await?, "rotate_refresh")? {
             1 => Ok(true),
             0 => Ok(false),
             -1 => Err(StoreError::Duplicate),

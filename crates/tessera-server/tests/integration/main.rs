@@ -10,6 +10,7 @@ mod config_cli;
 mod forward_auth;
 mod harness;
 mod listener;
+mod many_nodes;
 mod parity;
 mod redis;
 mod restart;
