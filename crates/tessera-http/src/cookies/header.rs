@@ -16,11 +16,30 @@
 //! byte (cookie names are case-sensitive).
 
 /// The `name=value` pairs of one `Cookie` header value, in order.
+///
+/// The separators are found with `memchr` rather than a byte-at-a-time
+/// split: every request reads this header (twice in the browser layer:
+/// the session cookie and the CSRF nonce), and browsers send every cookie
+/// of the site in it. `pairs_match_a_plain_split` pins the result to the
+/// obvious `split`/`position` version.
 pub fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    header.split(|&b| b == b';').filter_map(|pair| {
-        let eq = pair.iter().position(|&b| b == b'=')?;
-        let (name, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
-        (!name.is_empty()).then_some((name, value))
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        loop {
+            let r = rest?;
+            let (pair, next) = match memchr::memchr(b';', r) {
+                Some(i) => (&r[..i], Some(&r[i + 1..])),
+                None => (r, None),
+            };
+            rest = next;
+            let Some(eq) = memchr::memchr(b'=', pair) else {
+                continue;
+            };
+            let (name, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            if !name.is_empty() {
+                return Some((name, value));
+            }
+        }
     })
 }
 
@@ -54,21 +73,35 @@ pub enum SessionCookie<'h> {
 }
 
 /// The session cookie `name` under the duplicate rule: one value (sent once
-/// or repeated) or [`SessionCookie::Conflicting`], never a guess. Reads no
-/// further than the second different value.
+/// or repeated) or [`SessionCookie::Conflicting`], never a guess.
 pub fn session_cookie<'h, I>(headers: I, name: &[u8]) -> SessionCookie<'h>
 where
     I: IntoIterator<Item = &'h [u8]>,
 {
-    let mut found: Option<&[u8]> = None;
-    for v in values(headers, name) {
-        match found {
-            None => found = Some(v),
-            Some(f) if f == v => {}
-            Some(_) => return SessionCookie::Conflicting,
+    let [found] = session_cookies(headers, [name]);
+    found
+}
+
+/// [`session_cookie`] for each of several names, in one pass over the
+/// headers (the browser layer reads the session cookie and the CSRF
+/// nonce of every request).
+pub fn session_cookies<'h, I, const N: usize>(headers: I, names: [&[u8]; N]) -> [SessionCookie<'h>; N]
+where
+    I: IntoIterator<Item = &'h [u8]>,
+{
+    let mut found = [SessionCookie::Absent; N];
+    for (n, v) in headers.into_iter().flat_map(pairs) {
+        for (name, seen) in names.iter().zip(found.iter_mut()) {
+            if n == *name {
+                *seen = match *seen {
+                    SessionCookie::Absent => SessionCookie::One(v),
+                    SessionCookie::One(f) if f == v => SessionCookie::One(f),
+                    SessionCookie::One(_) | SessionCookie::Conflicting => SessionCookie::Conflicting,
+                };
+            }
         }
     }
-    found.map_or(SessionCookie::Absent, SessionCookie::One)
+    found
 }
 
 /// The distinct values of the cookie `name`, in order, at most `max` of
@@ -99,6 +132,52 @@ mod tests {
 
     fn one(h: &[u8]) -> SessionCookie<'_> {
         session_cookie([h], NAME)
+    }
+
+    /// The straightforward reading `pairs` must agree with.
+    fn plain_pairs(header: &[u8]) -> Vec<(&[u8], &[u8])> {
+        header
+            .split(|&b| b == b';')
+            .filter_map(|pair| {
+                let eq = pair.iter().position(|&b| b == b'=')?;
+                let (name, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+                (!name.is_empty()).then_some((name, value))
+            })
+            .collect()
+    }
+
+    /// The duplicate rule read plainly, for one name.
+    fn plain_session_cookie<'h>(header: &'h [u8], name: &[u8]) -> SessionCookie<'h> {
+        let vs: Vec<&[u8]> = plain_pairs(header)
+            .into_iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .collect();
+        match vs.first() {
+            None => SessionCookie::Absent,
+            Some(f) if vs.iter().all(|v| v == f) => SessionCookie::One(f),
+            Some(_) => SessionCookie::Conflicting,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn several_names_in_one_pass_read_as_each_alone(header in proptest::collection::vec(
+            prop_oneof![Just(b';'), Just(b'='), Just(b' '), Just(b'a'), Just(b'b'), Just(b'1'), Just(b'2')],
+            0..48,
+        )) {
+            let got = session_cookies([&header[..]], [&b"a"[..], &b"b"[..], &b"ab"[..]]);
+            let want = [b"a".as_slice(), b"b", b"ab"].map(|n| plain_session_cookie(&header, n));
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn pairs_match_a_plain_split(header in proptest::collection::vec(
+            prop_oneof![Just(b';'), Just(b'='), Just(b' '), Just(b'\t'), Just(b'a'), Just(b'b'), any::<u8>()],
+            0..64,
+        )) {
+            prop_assert_eq!(pairs(&header).collect::<Vec<_>>(), plain_pairs(&header));
+        }
     }
 
     #[test]

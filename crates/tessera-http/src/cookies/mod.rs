@@ -11,7 +11,7 @@ pub mod header;
 pub mod read;
 pub mod write;
 
-pub use read::{SessionValue, logout_values, session_value};
+pub use read::{SessionValue, logout_values, session_value, session_values};
 pub use write::{removal, session_cookie, session_removal, set_cookie};
 
 /// Longest cookie name accepted: with the value (47 bytes for a session

@@ -5,7 +5,7 @@
 use http::HeaderMap;
 use http::header::COOKIE;
 
-use super::header::{SessionCookie, distinct_values, session_cookie};
+use super::header::{SessionCookie, distinct_values, session_cookies};
 
 /// A cookie value longer than this is refused unread (SC-13); session
 /// tokens are 47 bytes.
@@ -39,14 +39,20 @@ pub fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
 /// The cookie `name` under the one duplicate rule: one value, sent once or
 /// repeated, or a conflict — never a guess.
 pub fn session_value<'h>(headers: &'h HeaderMap, name: &str) -> SessionValue<'h> {
-    match session_cookie(cookie_headers(headers), name.as_bytes()) {
+    let [v] = session_values(headers, [name]);
+    v
+}
+
+/// [`session_value`] of each name, reading the headers once.
+pub fn session_values<'h, const N: usize>(headers: &'h HeaderMap, names: [&str; N]) -> [SessionValue<'h>; N] {
+    session_cookies(cookie_headers(headers), names.map(str::as_bytes)).map(|c| match c {
         SessionCookie::Absent => SessionValue::Absent,
         SessionCookie::Conflicting => SessionValue::Conflicting,
         SessionCookie::One(v) => match plausible(v) {
             Some(v) => SessionValue::One(v),
             None => SessionValue::Invalid,
         },
-    }
+    })
 }
 
 /// The distinct plausible values of the cookie `name`, at most

@@ -18,14 +18,12 @@ pub(crate) struct Presented<'h> {
 /// Reads only the `Cookie` header(s): never the URL, a form or any other
 /// header (SC-04). `nonce_name` is [`nonce_name`] of the configuration.
 pub(crate) fn read<'h>(headers: &'h HeaderMap, cfg: &CookieConfig, nonce_name: &str) -> Presented<'h> {
-    let nonce = match cookies::session_value(headers, nonce_name) {
+    let [session, nonce] = cookies::session_values(headers, [cfg.effective_name(), nonce_name]);
+    let nonce = match nonce {
         SessionValue::One(v) if is_nonce(v) => Some(v),
         _ => None,
     };
-    Presented {
-        session: cookies::session_value(headers, cfg.effective_name()),
-        nonce,
-    }
+    Presented { session, nonce }
 }
 
 /// The values a logout revokes when the session cookies conflict.
