@@ -86,8 +86,9 @@ fn app(mode: &str) -> Result<Router, String> {
             // `BENCH_STORE` picks the store (scripts/bench-redis sets a
             // `redis://` URL); the browser comparison uses memory.
             let store = std::env::var("BENCH_STORE").unwrap_or_else(|_| "memory://".to_owned());
-            let layer = SessionLayer::from_store_url(&store, SessionPolicy::default(), CookieConfig::default())
-                .map_err(|e| e.to_string())?;
+            let layer =
+                SessionLayer::from_store_url(&store, SessionPolicy::default(), CookieConfig::default())
+                    .map_err(|e| e.to_string())?;
             Ok(Router::new()
                 .route("/login", post(tessera_login))
                 .route("/me", get(tessera_me))
