@@ -39,7 +39,7 @@
 //! deletes the entry with the session's families and logs the `expired`
 //! event the sweep would have logged.
 
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
 use tessera_core::{StoreError, StoreResult};
 
 use crate::{RedisOptions, map_err};
@@ -61,7 +61,7 @@ pub(crate) fn key(prefix: &str, kind: u8, id: &[u8]) -> Vec<u8> {
 
 /// Records (once) and checks the layout under the prefix: the format and
 /// the bucket count. Returns the bucket count in force.
-pub(crate) async fn check_meta(conn: &mut ConnectionManager, options: &RedisOptions) -> StoreResult<u32> {
+pub(crate) async fn check_meta(conn: &mut impl ConnectionLike, options: &RedisOptions) -> StoreResult<u32> {
     let m = key(&options.prefix, META, b"");
     let wanted = options.buckets.unwrap_or(RedisOptions::DEFAULT_BUCKETS);
     let (format, buckets): (Option<String>, Option<String>) = redis::pipe()

@@ -10,13 +10,16 @@
 //! Every failure becomes a [`StoreError`]: a lost connection or a timeout
 //! is [`StoreError::Unavailable`] (the faces answer 503), a value that does
 //! not decode is [`StoreError::Corrupt`]; nothing here panics on what Redis
-//! holds. The connection is a `redis::aio::ConnectionManager`, which
-//! reconnects by itself when Redis comes back.
+//! holds. The connection (`conn`) reconnects by itself when Redis comes
+//! back: to one server (`redis://`, `rediss://`), a Redis Cluster
+//! (`redis+cluster://`) or the master Sentinels name (`redis+sentinel://`);
+//! the URL forms are in [`RedisOptions`]' docs and docs/configuration.md.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod codec;
+mod conn;
 pub mod layout;
 mod options;
 mod scripts;
@@ -29,7 +32,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ScriptInvocation, Value};
 use tessera_core::{
     ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
@@ -59,7 +61,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: conn::Conn,
     options: RedisOptions,
     /// The bucket count in force (stored in Redis by the first process),
     /// read on first use.
@@ -89,12 +91,13 @@ pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
 }
 
 impl RedisStore {
-    /// Connects to the Redis a `redis://` or `rediss://` URL names; the
-    /// store's own options ([`RedisOptions`]) come from its query.
+    /// Connects to the Redis a store URL names (`redis://`, `rediss://`,
+    /// `redis+cluster://`, `redis+sentinel://`; see [`RedisOptions`]); the
+    /// store's own options come from its query.
     pub async fn connect(url: &str) -> StoreResult<RedisStore> {
-        let (redis_url, options) =
-            RedisOptions::from_url(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Self::connect_with(&redis_url, options).await
+        let store = Self::open_lazy(url)?;
+        store.buckets().await?;
+        Ok(store)
     }
 
     /// Connects to `redis_url` (passed to the `redis` crate as is) with
@@ -111,24 +114,34 @@ impl RedisStore {
     /// process can start while Redis is down and answer "unavailable"
     /// until it is back. Must be called within a Tokio runtime.
     pub fn open_lazy(url: &str) -> StoreResult<RedisStore> {
-        let (redis_url, options) =
-            RedisOptions::from_url(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Self::open_lazy_with(&redis_url, options)
+        let (target, options) =
+            options::RedisTarget::parse(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Self::open_target(&target, options)
     }
 
-    /// [`open_lazy`](Self::open_lazy) with explicit options.
+    /// [`open_lazy`](Self::open_lazy) with explicit options, for one server
+    /// (`redis_url` goes to the `redis` crate as is).
     pub fn open_lazy_with(redis_url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
+        Self::open_target(&options::RedisTarget::Single(redis_url.to_owned()), options)
+    }
+
+    /// Like [`connect`](Self::connect) with the options given instead of
+    /// those of the URL's query (which must have none of the store's).
+    pub async fn connect_url_with(url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
+        let (target, _) =
+            options::RedisTarget::parse(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let store = Self::open_target(&target, options)?;
+        store.buckets().await?;
+        Ok(store)
+    }
+
+    fn open_target(target: &options::RedisTarget, options: RedisOptions) -> StoreResult<RedisStore> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::Unavailable(
                 "a Redis store must be opened within a Tokio runtime".into(),
             ));
         }
-        let client = client(redis_url, &options)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(map_err)?;
+        let conn = conn::Conn::open_lazy(target, &options)?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
