@@ -1,11 +1,11 @@
-//! `redis://`, `rediss://` — Tessera's store for several processes over one
-//! Redis.
+//! `redis://`, `rediss://`, `redis+cluster://`, `redis+sentinel://` —
+//! Tessera's store for several processes over one Redis.
 //!
 //! [`RedisStore`] implements every store capability of `tessera_core`
 //! ([`SessionStore`], [`RefreshStore`], [`EventStore`], [`SigningKeyStore`],
-//! [`ApiKeyStore`], [`StoreHealth`]). Each state-changing method is one Lua
-//! script (one atomic step on the server, one round trip); a read is one
-//! command or one read-only script. The key layout is in [`layout`].
+//! [`ApiKeyStore`], [`LeaseStore`], [`StoreHealth`]). Each state-changing
+//! method is one Lua script (one atomic step on the server, one round
+//! trip); a read is one command or one read-only script. The key layout is in [`layout`].
 //!
 //! Every failure becomes a [`StoreError`]: a lost connection or a timeout
 //! is [`StoreError::Unavailable`] (the faces answer 503), a value that does
@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use redis::{Cmd, ScriptInvocation, Value};
 use tessera_core::{
     ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
-    NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, Rotation, SessionRecord,
+    LeaseStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, Rotation, SessionRecord,
     SessionStore, SigningKeyRecord, SigningKeyStore, StoreError, StoreHealth, StoreResult, Timestamp,
     TokenHash,
 };
@@ -811,6 +811,59 @@ impl ApiKeyStore for RedisStore {
         let mut inv = self.script(&SCRIPTS.api_revoke).await?;
         inv.arg(id.as_bytes()).arg(millis(now));
         Ok(int(self.run(&inv).await?, "revoke_api_key")? == 1)
+    }
+}
+
+impl RedisStore {
+    async fn lease(
+        &self,
+        op: &str,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut inv = SCRIPTS.lease.prepare_invoke();
+        inv.key(self.key(layout::LEASE, name.as_bytes()))
+            .arg(op)
+            .arg(holder.as_bytes())
+            .arg(millis(now))
+            .arg(tessera_core::store::ttl_millis(ttl));
+        Ok(int(self.run(&inv).await?, "lease")? == 1)
+    }
+}
+
+#[async_trait]
+impl LeaseStore for RedisStore {
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.lease("acquire", name, holder, ttl, now).await
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.lease("renew", name, holder, ttl, now).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool> {
+        self.lease(
+            "release",
+            name,
+            holder,
+            std::time::Duration::ZERO,
+            Timestamp::from_unix_millis(0),
+        )
+        .await
     }
 }
 
