@@ -36,6 +36,10 @@ pub struct Opts {
     pub rust_log: Option<String>,
     /// The store URL (default: a SQLite file in the test's directory).
     pub store: Option<String>,
+    /// The node joins a store shared with other nodes: the bootstrap API
+    /// key file may be in another node's data directory (set
+    /// [`TestServer::api_key`] to it), so its absence is no failure.
+    pub joins: bool,
 }
 
 impl Opts {
@@ -51,6 +55,12 @@ impl Opts {
 
     pub fn store(mut self, url: &str) -> Self {
         self.store = Some(url.to_owned());
+        self
+    }
+
+    /// See [`Opts::joins`].
+    pub fn joining(mut self) -> Self {
+        self.joins = true;
         self
     }
 
@@ -301,6 +311,9 @@ impl TestServer {
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.opts.joins && !self.bootstrap_key_path().exists() {
+            return;
         }
         let key = std::fs::read_to_string(self.bootstrap_key_path()).unwrap_or_else(|e| {
             panic!(

@@ -7,6 +7,7 @@ mod api;
 mod bad_input;
 mod concurrency;
 mod config_cli;
+mod duties;
 mod forward_auth;
 mod harness;
 mod listener;
