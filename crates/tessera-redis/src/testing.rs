@@ -50,6 +50,31 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Kills the server with SIGKILL, a crash (nothing is written but what
+    /// its fsync policy already wrote), and waits until it is gone; its
+    /// directory is kept for [`Stopped::start_again`].
+    pub fn kill(self) -> Stopped {
+        let pid = redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c))
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("process_id:"))
+                    .map(|p| p.trim().to_owned())
+            })
+            .expect("the server's process id (INFO server)");
+        let killed = Command::new("kill")
+            .arg("-KILL")
+            .arg(&pid)
+            .status()
+            .expect("run kill");
+        assert!(killed.success(), "kill -KILL {pid}");
+        self.stop()
+    }
+}
+
 /// A server stopped by [`Server::stop`]: its port and its data.
 pub struct Stopped {
     pub port: u16,

@@ -256,7 +256,11 @@ async fn two_processes_bootstrapping_one_empty_store_at_once_make_one_key() {
         1,
         "one of them writes a key file: {a:?} {b:?}"
     );
-    assert_eq!(shared.list_api_keys().await.unwrap().len(), 1, "one key in the store");
+    assert_eq!(
+        shared.list_api_keys().await.unwrap().len(),
+        1,
+        "one key in the store"
+    );
     // Done: the lease is free again for whatever comes next.
     assert!(leases_b.bootstrap.hold().await.unwrap());
 }

@@ -432,6 +432,20 @@ impl TestServer {
     }
 
     pub async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+        let resp = self.send_any(rb).await;
+        if resp.status >= 500 {
+            panic!(
+                "server answered {}: {}\nlog:\n{}",
+                resp.status,
+                resp.text(),
+                self.logs()
+            );
+        }
+        resp
+    }
+
+    /// [`send`](Self::send) that also returns a 5xx (tests of outages).
+    pub async fn send_any(&self, rb: reqwest::RequestBuilder) -> Resp {
         let r = rb
             .send()
             .await
@@ -443,15 +457,11 @@ impl TestServer {
             self.note_secrets(&String::from_utf8_lossy(v.as_bytes()));
         }
         self.note_secrets(&String::from_utf8_lossy(&body));
-        let resp = Resp {
+        Resp {
             status,
             headers,
             body,
-        };
-        if status >= 500 {
-            panic!("server answered {status}: {}\nlog:\n{}", resp.text(), self.logs());
         }
-        resp
     }
 
     pub async fn get(&self, path: &str) -> Resp {
