@@ -11,15 +11,17 @@
 
 use std::sync::{Arc, Mutex};
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection, PubSub};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, Pipeline,
+    RedisFuture, RedisResult, Value,
 };
 use tessera_core::StoreResult;
 
+use crate::cache::Connector;
 use crate::map_err;
 use crate::options::{RedisOptions, RedisTarget, SentinelTarget};
 
@@ -65,6 +67,107 @@ impl Conn {
             RedisTarget::Sentinel(t) => Ok(Conn::Sentinel(Arc::new(SentinelConn::new(t, options)?))),
         }
     }
+}
+
+impl Conn {
+    /// Pub/sub connections for the session cache's subscription, to the
+    /// server that runs the scripts: so a message published by a script
+    /// reaches the subscriber before anything the subscriber sends after
+    /// it (the cache's barrier relies on that order). For a Cluster, the
+    /// master of the prefix's slot, found anew at every (re)connection;
+    /// behind Sentinel, the master it names now.
+    pub(crate) fn pubsub_connector(
+        &self,
+        target: &RedisTarget,
+        options: &RedisOptions,
+    ) -> StoreResult<Connector> {
+        match (self, target) {
+            (Conn::Sentinel(s), _) => {
+                let s = s.clone();
+                Ok(Arc::new(move || {
+                    let s = s.clone();
+                    Box::pin(async move { s.master_client().await?.get_async_pubsub().await })
+                }))
+            }
+            (_, RedisTarget::Cluster { nodes }) => {
+                let nodes = Arc::new(nodes.clone());
+                let slot_key = crate::layout::key(&options.prefix, crate::layout::META, b"");
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(options.connect_timeout))
+                    .set_response_timeout(Some(options.response_timeout));
+                Ok(Arc::new(move || {
+                    let (nodes, slot_key, config) = (nodes.clone(), slot_key.clone(), config.clone());
+                    Box::pin(async move { slot_owner_pubsub(&nodes, &slot_key, &config).await })
+                }))
+            }
+            (_, RedisTarget::Single(url)) => Ok(crate::cache::connector(&crate::client(url, options)?)),
+            (_, RedisTarget::Sentinel(_)) => Err(tessera_core::StoreError::Unavailable(
+                "a Sentinel URL without a Sentinel connection".into(),
+            )),
+        }
+    }
+}
+
+/// A pub/sub connection to the master that holds `key`'s slot, asking the
+/// seed `nodes` in turn where that is.
+async fn slot_owner_pubsub(
+    nodes: &[String],
+    key: &[u8],
+    config: &AsyncConnectionConfig,
+) -> RedisResult<PubSub> {
+    let mut last = redis::RedisError::from((ErrorKind::Io, "no seed node of the Cluster answered"));
+    for node in nodes {
+        match slot_owner(node, key, config).await {
+            Ok(info) => return redis::Client::open(info)?.get_async_pubsub().await,
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The seed node's connection settings, pointed at the master of `key`'s
+/// slot as the node's `CLUSTER SLOTS` reports it.
+async fn slot_owner(node: &str, key: &[u8], config: &AsyncConnectionConfig) -> RedisResult<ConnectionInfo> {
+    let info = node.into_connection_info()?;
+    let mut c = redis::Client::open(info.clone())?
+        .get_multiplexed_async_connection_with_config(config)
+        .await?;
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(&mut c)
+        .await?;
+    let ranges: Vec<Vec<Value>> = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut c).await?;
+    for range in ranges {
+        let mut it = range.into_iter();
+        let (Some(start), Some(end), Some(master)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let (start, end): (i64, i64) = (redis::from_redis_value(start)?, redis::from_redis_value(end)?);
+        if !(start..=end).contains(&slot) {
+            continue;
+        }
+        let (host, port): (String, u16) = match redis::from_redis_value::<Vec<Value>>(master)?.as_slice() {
+            [h, p, ..] => (
+                redis::from_redis_value(h.clone())?,
+                redis::from_redis_value(p.clone())?,
+            ),
+            _ => break,
+        };
+        // An empty or unknown endpoint means "the node you asked".
+        let host = match host.as_str() {
+            "" | "?" => match info.addr() {
+                ConnectionAddr::Tcp(h, _) => h.clone(),
+                _ => host,
+            },
+            _ => host,
+        };
+        return Ok(info.set_addr(ConnectionAddr::Tcp(host, port)));
+    }
+    Err(redis::RedisError::from((
+        ErrorKind::Io,
+        "no master holds the prefix's slot (is the Cluster complete?)",
+    )))
 }
 
 impl ConnectionLike for Conn {
@@ -148,6 +251,18 @@ impl SentinelConn {
                 .set_response_timeout(Some(options.response_timeout)),
             connect_timeout: options.connect_timeout,
         })
+    }
+
+    /// A client for the master the Sentinels name now.
+    async fn master_client(&self) -> RedisResult<redis::Client> {
+        let ask = async { self.client.lock().await.async_get_client().await };
+        match tokio::time::timeout(self.connect_timeout * 2, ask).await {
+            Ok(r) => r,
+            Err(_) => Err(redis::RedisError::from((
+                ErrorKind::Io,
+                "no answer from the Sentinels in time",
+            ))),
+        }
     }
 
     fn cached(&self) -> Option<MultiplexedConnection> {

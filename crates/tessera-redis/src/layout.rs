@@ -22,6 +22,7 @@
 //! | `k`‹kid› / `K` | hash / sorted set | signing keys; their order by activation |
 //! | `a`‹id› / `A` / `L` | hash / hash / sorted set | API keys; hash → id; order by creation |
 //! | `m` | hash | layout metadata: `f` format, `b` bucket count |
+//! | `i` | pub/sub channel (not a key) | invalidations: the token index fields (16 bytes each) of the sessions a script changed ([`cache`](crate::cache)) |
 //! | `d`‹name› | string, TTL | a lease (`LeaseStore`): "‹expires at ms› ‹holder›" |
 //!
 //! Buckets: the two session indexes are split in *n* buckets (a power of
@@ -48,6 +49,7 @@ use crate::{RedisOptions, map_err};
 pub(crate) const SESSION: u8 = b's';
 pub(crate) const EVENTS: u8 = b'e';
 pub(crate) const META: u8 = b'm';
+pub(crate) const INVALIDATIONS: u8 = b'i';
 pub(crate) const LEASE: u8 = b'd';
 
 /// The layout this build writes; a different one in `m` is refused.

@@ -14,10 +14,16 @@
 //! back: to one server (`redis://`, `rediss://`), a Redis Cluster
 //! (`redis+cluster://`) or the master Sentinels name (`redis+sentinel://`);
 //! the URL forms are in [`RedisOptions`]' docs and docs/configuration.md.
+//!
+//! Sessions read by token hash are cached in the process (see [`cache`]:
+//! invalidations published by the scripts themselves, a cache used only
+//! while its subscription is live), so repeated verifications need no
+//! round trip; `?cache=off` turns that off.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod cache;
 mod codec;
 mod conn;
 pub mod layout;
@@ -40,8 +46,10 @@ use tessera_core::{
     TokenHash,
 };
 
+pub use cache::{CacheOptions, CacheStats};
 pub use options::{OptionsError, RedisOptions};
 
+use crate::cache::{Lookup, SessionCache};
 use crate::codec::{corrupt, event_args, pack_handle, reason_code, unpack_handle};
 use crate::scripts::SCRIPTS;
 use crate::value::{array, bytes, int, pairs, text};
@@ -68,6 +76,8 @@ struct Inner {
     buckets: tokio::sync::OnceCell<u32>,
     /// Where the next sweep starts, so successive sweeps spread the work.
     sweep_cursor: AtomicU32,
+    /// Sessions by token hash; `None` with `cache=off`.
+    cache: Option<SessionCache>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -95,18 +105,26 @@ impl RedisStore {
     /// `redis+cluster://`, `redis+sentinel://`; see [`RedisOptions`]); the
     /// store's own options come from its query.
     pub async fn connect(url: &str) -> StoreResult<RedisStore> {
-        let store = Self::open_lazy(url)?;
-        store.buckets().await?;
-        Ok(store)
+        Self::open_lazy(url)?.ready().await
+    }
+
+    /// Checks the layout (connecting) and gives the session cache its
+    /// subscription's time to come up.
+    async fn ready(self) -> StoreResult<RedisStore> {
+        self.buckets().await?;
+        // Caching starts with the subscription; without it the store works
+        // uncached until the subscriber gets through.
+        if let Some(c) = &self.inner.cache {
+            c.wait_live(self.inner.options.connect_timeout).await;
+        }
+        Ok(self)
     }
 
     /// Connects to `redis_url` (passed to the `redis` crate as is) with
     /// `options`. Fails if Redis cannot be reached, or if its keys under
     /// the prefix were laid out differently (another bucket count).
     pub async fn connect_with(redis_url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
-        let store = Self::open_lazy_with(redis_url, options)?;
-        store.buckets().await?;
-        Ok(store)
+        Self::open_lazy_with(redis_url, options)?.ready().await
     }
 
     /// Like [`connect`](Self::connect), without waiting for Redis: the
@@ -130,9 +148,7 @@ impl RedisStore {
     pub async fn connect_url_with(url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
         let (target, _) =
             options::RedisTarget::parse(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let store = Self::open_target(&target, options)?;
-        store.buckets().await?;
-        Ok(store)
+        Self::open_target(&target, options)?.ready().await
     }
 
     fn open_target(target: &options::RedisTarget, options: RedisOptions) -> StoreResult<RedisStore> {
@@ -142,12 +158,25 @@ impl RedisStore {
             ));
         }
         let conn = conn::Conn::open_lazy(target, &options)?;
+        let cache = match options.cache.enabled {
+            true => Some(SessionCache::start(
+                &options.cache,
+                conn.pubsub_connector(target, &options)?,
+                layout::key(&options.prefix, layout::INVALIDATIONS, b""),
+                (
+                    options.connect_timeout + options.response_timeout,
+                    options.response_timeout,
+                ),
+            )),
+            false => None,
+        };
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
                 options,
                 buckets: tokio::sync::OnceCell::new(),
                 sweep_cursor: AtomicU32::new(0),
+                cache,
             }),
         })
     }
@@ -155,6 +184,21 @@ impl RedisStore {
     /// The options in force.
     pub fn options(&self) -> &RedisOptions {
         &self.inner.options
+    }
+
+    /// What the session cache has done so far; `None` with `cache=off`.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.cache.as_ref().map(SessionCache::stats)
+    }
+
+    /// Waits (at most `within`) until the session cache is subscribed to
+    /// invalidations, so reads are cached from then on; false if it is not
+    /// (or the cache is off).
+    pub async fn wait_cache_live(&self, within: std::time::Duration) -> bool {
+        match &self.inner.cache {
+            Some(c) => c.wait_live(within).await,
+            None => false,
+        }
     }
 
     /// The number of index buckets (see [`layout`]), as stored in Redis.
@@ -189,6 +233,29 @@ impl RedisStore {
         inv.invoke_async(&mut conn).await.map_err(map_err)
     }
 
+    /// Runs a script that changes sessions (wrapped by `scripts.rs`): evicts
+    /// the sessions it names from this process's cache before the caller
+    /// sees its answer, which it returns.
+    async fn run_changing(&self, inv: &ScriptInvocation<'_>) -> StoreResult<Value> {
+        let v = self.run(inv).await?;
+        let mut it = array(v, "script answer")?.into_iter();
+        let answer = it.next().unwrap_or(Value::Nil);
+        let names = bytes(it.next().unwrap_or(Value::Nil), "invalidations")?;
+        if let Some(c) = &self.inner.cache {
+            c.evict_names(&names);
+        }
+        Ok(answer)
+    }
+
+    /// After a conditional write found a session changed by someone else:
+    /// the copy the caller read may be one whose invalidation was still
+    /// on its way; wait for it, so the retry reads the new record.
+    async fn settle(&self) {
+        if let Some(c) = &self.inner.cache {
+            c.barrier().await;
+        }
+    }
+
     async fn cmd(&self, cmd: &Cmd) -> StoreResult<Value> {
         let mut conn = self.inner.conn.clone();
         cmd.query_async(&mut conn).await.map_err(map_err)
@@ -214,6 +281,7 @@ impl RedisStore {
     async fn walk(
         &self,
         script: &'static redis::Script,
+        changing: bool,
         lead: &[Vec<u8>],
         start: u32,
         want: Option<u32>,
@@ -230,7 +298,11 @@ impl RedisStore {
                 inv.arg(u64::from(w) - done);
             }
             inv.arg(b).arg(n);
-            let v = self.run(&inv).await?;
+            let v = if changing {
+                self.run_changing(&inv).await?
+            } else {
+                self.run(&inv).await?
+            };
             let (got, stop) = match want {
                 Some(_) => {
                     let a = array(v, "bucket walk")?;
@@ -302,11 +374,14 @@ impl SessionStore for RedisStore {
             None => inv.arg(""),
         };
         Self::push_events(&mut inv, events)?;
-        let out = array(self.run(&inv).await?, "create")?;
+        let out = array(self.run_changing(&inv).await?, "create")?;
         let mut it = out.into_iter();
         match text(it.next().unwrap_or(Value::Nil), "create")?.as_str() {
             "dup" => Err(StoreError::Duplicate),
-            "conflict" => Ok(CreateOutcome::Conflict),
+            "conflict" => {
+                self.settle().await;
+                Ok(CreateOutcome::Conflict)
+            }
             "ok" => Ok(CreateOutcome::Created {
                 evicted: it
                     .map(|v| unpack_handle(&bytes(v, "create")?))
@@ -331,18 +406,16 @@ impl SessionStore for RedisStore {
     }
 
     async fn get_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Arc<SessionRecord>>> {
-        let mut inv = self.script(&SCRIPTS.get_by_token).await?;
-        inv.arg(&hash.0[..]);
-        let v = self.run(&inv).await?;
-        if matches!(v, Value::Nil) {
-            return Ok(None);
+        let ticket = match self.inner.cache.as_ref().map(|c| c.lookup(hash)) {
+            Some(Lookup::Hit(s)) => return Ok(Some(s)),
+            Some(Lookup::Miss(t)) => t,
+            None => None,
+        };
+        let found = self.read_by_token(hash).await?;
+        if let (Some(c), Some(t), Some(s)) = (&self.inner.cache, ticket, &found) {
+            c.insert(t, Arc::clone(s));
         }
-        let mut it = array(v, "get_by_token")?.into_iter();
-        let hc = bytes(it.next().unwrap_or(Value::Nil), "get_by_token")?;
-        let rec = bytes(it.next().unwrap_or(Value::Nil), "get_by_token")?;
-        let s = Self::session(&hc, &rec)?;
-        // The index keys the first half of the hash: the record decides.
-        Ok((s.token_hash == *hash).then(|| Arc::new(s)))
+        Ok(found)
     }
 
     async fn touch(
@@ -357,7 +430,14 @@ impl SessionStore for RedisStore {
             .arg(&token_hash.0[..])
             .arg(millis(last_seen_at))
             .arg(millis(idle_expires_at));
-        Ok(int(self.run(&inv).await?, "touch")? == 1)
+        let matched = int(self.run_changing(&inv).await?, "touch")? == 1;
+        if !matched && let Some(c) = &self.inner.cache {
+            // Revoked or re-keyed by someone else: the copy here is stale
+            // (its invalidation may still be on its way), and the caller
+            // reads the session again next.
+            c.evict(token_hash);
+        }
+        Ok(matched)
     }
 
     async fn update(
@@ -372,9 +452,12 @@ impl SessionStore for RedisStore {
             .arg(record)
             .arg(expected_version.to_string());
         Self::push_events(&mut inv, events)?;
-        match int(self.run(&inv).await?, "update")? {
+        match int(self.run_changing(&inv).await?, "update")? {
             1 => Ok(true),
-            0 => Ok(false),
+            0 => {
+                self.settle().await;
+                Ok(false)
+            }
             -1 => Err(StoreError::Duplicate),
             n => Err(corrupt("update", format!("unexpected answer {n}"))),
         }
@@ -406,7 +489,7 @@ impl SessionStore for RedisStore {
             .arg(except.map(pack_handle).unwrap_or_default())
             .arg(reason_code(reason))
             .arg(millis(now));
-        array(self.run(&inv).await?, "revoke_subject")?
+        array(self.run_changing(&inv).await?, "revoke_subject")?
             .into_iter()
             .map(|v| unpack_handle(&bytes(v, "revoke_subject")?))
             .collect()
@@ -420,7 +503,9 @@ impl SessionStore for RedisStore {
             reason_code(reason).to_string().into_bytes(),
             millis(now).to_string().into_bytes(),
         ];
-        let (n, _) = self.walk(&SCRIPTS.revoke_all, &lead, 0, Some(batch)).await?;
+        let (n, _) = self
+            .walk(&SCRIPTS.revoke_all, true, &lead, 0, Some(batch))
+            .await?;
         u32::try_from(n).map_err(|e| corrupt("revoke_all_active", e))
     }
 
@@ -430,18 +515,34 @@ impl SessionStore for RedisStore {
         }
         let lead = [millis(now).to_string().into_bytes()];
         let start = self.inner.sweep_cursor.load(Ordering::Relaxed);
-        let (n, stop) = self.walk(&SCRIPTS.sweep, &lead, start, Some(batch)).await?;
+        let (n, stop) = self.walk(&SCRIPTS.sweep, true, &lead, start, Some(batch)).await?;
         self.inner.sweep_cursor.store(stop, Ordering::Relaxed);
         u32::try_from(n).map_err(|e| corrupt("sweep", e))
     }
 
     async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
         let lead = [millis(now).to_string().into_bytes()];
-        Ok(self.walk(&SCRIPTS.count_active, &lead, 0, None).await?.0)
+        Ok(self.walk(&SCRIPTS.count_active, false, &lead, 0, None).await?.0)
     }
 }
 
 impl RedisStore {
+    /// `get_by_token` from Redis.
+    async fn read_by_token(&self, hash: &TokenHash) -> StoreResult<Option<Arc<SessionRecord>>> {
+        let mut inv = self.script(&SCRIPTS.get_by_token).await?;
+        inv.arg(&hash.0[..]);
+        let v = self.run(&inv).await?;
+        if matches!(v, Value::Nil) {
+            return Ok(None);
+        }
+        let mut it = array(v, "get_by_token")?.into_iter();
+        let hc = bytes(it.next().unwrap_or(Value::Nil), "get_by_token")?;
+        let rec = bytes(it.next().unwrap_or(Value::Nil), "get_by_token")?;
+        let s = Self::session(&hc, &rec)?;
+        // The index keys the first half of the hash: the record decides.
+        Ok((s.token_hash == *hash).then(|| Arc::new(s)))
+    }
+
     async fn find(&self, hash: &TokenHash, with_session: bool) -> StoreResult<Option<Found>> {
         let mut inv = self.script(&SCRIPTS.family_find).await?;
         inv.arg(&hash.0[..]).arg(if with_session { "1" } else { "0" });
@@ -552,7 +653,7 @@ impl RefreshStore for RedisStore {
             None => inv.arg("0").arg("").arg("").arg(0).arg(0),
         };
         Self::push_events(&mut inv, events)?;
-        match int(self.run(&inv).await?, "rotate_refresh")? {
+        match int(self.run_changing(&inv).await?, "rotate_refresh")? {
             1 => Ok(true),
             0 => Ok(false),
             -1 => Err(StoreError::Duplicate),

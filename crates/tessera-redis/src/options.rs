@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::CacheOptions;
+
 /// Options of a [`RedisStore`](crate::RedisStore). In a store URL they are
 /// query parameters, removed before the URL goes to the Redis client:
 /// `redis://host:6379/0?prefix=myapp&buckets=16384&grace_secs=3600`,
@@ -42,6 +44,9 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     /// A command without an answer after this fails as unavailable.
     pub response_timeout: Duration,
+    /// The session cache (`cache`, `cache_ttl_ms`, `cache_size`; see
+    /// [`CacheOptions`]).
+    pub cache: CacheOptions,
 }
 
 impl RedisOptions {
@@ -106,6 +111,7 @@ impl RedisOptions {
                     options.grace = Duration::from_secs(s);
                 }
                 "tls_ca" => options.tls_ca = Some(PathBuf::from(v.as_ref())),
+                key if CacheOptions::KEYS.contains(&key) => options.cache.set(key, &v)?,
                 _ => {
                     if !extra(&k, &v)? {
                         rest.push((k.into_owned(), v.into_owned()));
@@ -313,6 +319,7 @@ impl Default for RedisOptions {
             tls_ca: None,
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
+            cache: CacheOptions::default(),
         }
     }
 }

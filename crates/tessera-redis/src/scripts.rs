@@ -19,6 +19,35 @@ fn with_prelude(parts: &[&str]) -> Script {
     Script::new(&code)
 }
 
+/// After a script that changes sessions: publish the invalidations its
+/// body collected (`INV`, see the prelude) and answer `{answer, INV}`.
+/// Published from inside the script, they are part of its atomic step:
+/// no reader on any node can see the change without the message being
+/// on its way to every subscriber. An error reply passes through as is.
+const PUBLISH_INVALIDATIONS: &str = r"
+local out = main()
+if out == nil then out = false end
+if type(out) == 'table' and out.err then return out end
+local names = table.concat(INV)
+if names ~= '' then redis.call('PUBLISH', P .. 'i', names) end
+return { out, names }
+";
+
+/// A script that changes sessions: its body runs as a function, so each of
+/// its `return`s goes through [`PUBLISH_INVALIDATIONS`]; the caller reads
+/// the answer with `RedisStore::run_changing`.
+fn changing_sessions(parts: &[&str]) -> Script {
+    let mut code = String::from(PRELUDE);
+    code.push_str("\nlocal function main()\n");
+    for p in parts {
+        code.push_str(p);
+        code.push('\n');
+    }
+    code.push_str("end\n");
+    code.push_str(PUBLISH_INVALIDATIONS);
+    Script::new(&code)
+}
+
 pub(crate) struct Scripts {
     pub create: Script,
     pub get_by_token: Script,
@@ -49,18 +78,18 @@ pub(crate) struct Scripts {
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    create: with_prelude(&[include_str!("lua/create.lua")]),
+    create: changing_sessions(&[include_str!("lua/create.lua")]),
     get_by_token: with_prelude(&[include_str!("lua/get_by_token.lua")]),
-    touch: with_prelude(&[TOUCH, include_str!("lua/touch_main.lua")]),
-    update: with_prelude(&[include_str!("lua/update.lua")]),
+    touch: changing_sessions(&[TOUCH, include_str!("lua/touch_main.lua")]),
+    update: changing_sessions(&[include_str!("lua/update.lua")]),
     list_by_subject: with_prelude(&[include_str!("lua/list_by_subject.lua")]),
-    revoke_subject: with_prelude(&[include_str!("lua/revoke_subject.lua")]),
-    revoke_all: with_prelude(&[include_str!("lua/revoke_all.lua")]),
-    sweep: with_prelude(&[include_str!("lua/sweep.lua")]),
+    revoke_subject: changing_sessions(&[include_str!("lua/revoke_subject.lua")]),
+    revoke_all: changing_sessions(&[include_str!("lua/revoke_all.lua")]),
+    sweep: changing_sessions(&[include_str!("lua/sweep.lua")]),
     count_active: with_prelude(&[include_str!("lua/count_active.lua")]),
     family_create: with_prelude(&[include_str!("lua/family_create.lua")]),
     family_find: with_prelude(&[include_str!("lua/family_find.lua")]),
-    family_rotate: with_prelude(&[TOUCH, include_str!("lua/family_rotate.lua")]),
+    family_rotate: changing_sessions(&[TOUCH, include_str!("lua/family_rotate.lua")]),
     family_clear_sealed: with_prelude(&[include_str!("lua/family_clear_sealed.lua")]),
     family_revoke: with_prelude(&[include_str!("lua/family_revoke.lua")]),
     families_of: with_prelude(&[include_str!("lua/families_of.lua")]),

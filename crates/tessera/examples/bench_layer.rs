@@ -10,7 +10,8 @@
 //!
 //! Modes:
 //!
-//! - `tessera`: [`SessionLayer`] over the `memory://` store (default
+//! - `tessera`: [`SessionLayer`] over the `memory://` store, or the store
+//!   URL in `BENCH_STORE` (e.g. `redis://…`, for `scripts/bench-redis`) (default
 //!   [`SessionPolicy`] and [`CookieConfig`]). `POST /login` signs `bench` in
 //!   with [`Session::login`]; `GET /me` takes [`RequireSession`] and answers
 //!   the subject. Every `GET /me` verifies the cookie's token in the store.
@@ -82,8 +83,11 @@ async fn bare_me() -> impl IntoResponse {
 fn app(mode: &str) -> Result<Router, String> {
     match mode {
         "tessera" => {
+            // `BENCH_STORE` picks the store (scripts/bench-redis sets a
+            // `redis://` URL); the browser comparison uses memory.
+            let store = std::env::var("BENCH_STORE").unwrap_or_else(|_| "memory://".to_owned());
             let layer =
-                SessionLayer::from_store_url("memory://", SessionPolicy::default(), CookieConfig::default())
+                SessionLayer::from_store_url(&store, SessionPolicy::default(), CookieConfig::default())
                     .map_err(|e| e.to_string())?;
             Ok(Router::new()
                 .route("/login", post(tessera_login))

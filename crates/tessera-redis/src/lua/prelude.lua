@@ -140,6 +140,14 @@ local function tbucket(hash)
   return P .. 't' .. ((string.byte(hash, 17) * 256 + string.byte(hash, 18)) % NB)
 end
 local function tfield(hash) return string.sub(hash, 1, 16) end
+
+-- Invalidations (src/cache.rs): the token index field (first 16 bytes of
+-- the token hash) of every session this script changed. A script that
+-- writes sessions is wrapped (src/scripts.rs) so that, after its body
+-- ran, it publishes them on the channel `P .. 'i'` in the same atomic
+-- step and returns them to its caller too.
+local INV = {}
+local function inv(hash) INV[#INV + 1] = tfield(hash) end
 local function member(subject, hc) return euvar(#subject) .. subject .. hc end
 local function unmember(m)
   local n, p = uvar(m, 1)
@@ -189,6 +197,7 @@ local function revoke(hc, r, reason, now)
   r.version = r.version + 1
   r.reason = reason
   r.revoked_at = now
+  inv(r.hash)
   put(skey(hc), r, old_e, now)
   redis.call('ZADD', bucket, score(r), member(r.subject, hc))
   ev(now, K_REVOKED * 8 + reason, r.subject, hc)
@@ -223,6 +232,7 @@ local function forget(bucket, m, sc, now)
     local ok, r = pcall(dec, rec)
     if ok then
       revoked = r.reason ~= nil
+      inv(r.hash)
       local tb, tf = tbucket(r.hash), tfield(r.hash)
       if redis.call('HGET', tb, tf) == hc then redis.call('HDEL', tb, tf) end
     end

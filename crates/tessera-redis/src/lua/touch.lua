@@ -7,6 +7,9 @@ local function touch(hc, hash, ls, idle)
   local r = dec(rec)
   if r.hash ~= hash or r.reason then return 0 end
   local old_e = expiry(r)
+  -- Every node drops its copy, so none keeps a last-seen time that says
+  -- the next slide is due (which would make it touch on every request).
+  inv(r.hash)
   if ls > r.last_seen then r.last_seen = ls end
   if idle > r.idle then r.idle = idle end
   put(k, r, old_e, ls)

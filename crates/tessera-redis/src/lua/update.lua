@@ -11,6 +11,7 @@ if rekey and redis.call('HEXISTS', tbucket(n.hash), tfield(n.hash)) == 1 then
   return -1
 end
 -- A touch that landed since the caller read the record is kept.
+inv(o.hash)
 if o.last_seen > n.last_seen then n.last_seen = o.last_seen end
 if o.idle > n.idle then n.idle = o.idle end
 put(k, n, expiry(o), n.last_seen)

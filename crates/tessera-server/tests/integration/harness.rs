@@ -36,6 +36,10 @@ pub struct Opts {
     pub rust_log: Option<String>,
     /// The store URL (default: a SQLite file in the test's directory).
     pub store: Option<String>,
+    /// An API key put in the data directory as `bootstrap-api-key` before
+    /// the start: for another server on a store a first one set up (which
+    /// then creates none).
+    pub api_key: Option<String>,
     /// The node joins a store shared with other nodes: the bootstrap API
     /// key file may be in another node's data directory (set
     /// [`TestServer::api_key`] to it), so its absence is no failure.
@@ -55,6 +59,11 @@ impl Opts {
 
     pub fn store(mut self, url: &str) -> Self {
         self.store = Some(url.to_owned());
+        self
+    }
+
+    pub fn api_key(mut self, key: &str) -> Self {
+        self.api_key = Some(key.to_owned());
         self
     }
 
@@ -194,6 +203,13 @@ impl TestServer {
             .tempdir()
             .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+        if let Some(key) = &opts.api_key {
+            std::fs::write(
+                dir.path().join("data").join("bootstrap-api-key"),
+                format!("{key}\n"),
+            )
+            .expect("API key file");
+        }
         if let Some(cfg) = &opts.config {
             std::fs::write(dir.path().join("tessera.toml"), cfg).expect("config file");
         }

@@ -12,6 +12,7 @@ mod faults;
 mod forward_auth;
 mod harness;
 mod listener;
+mod many_nodes;
 mod parity;
 mod redis;
 mod restart;
