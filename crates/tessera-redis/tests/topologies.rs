@@ -141,4 +141,68 @@ async fn through_sentinel_the_store_follows_a_failover() {
     // Writes go to the new master.
     create(&store, "dave").await;
     eprintln!("failover followed after {:?}", started.elapsed());
+    // The cache dropped everything with its subscription on the old
+    // master, and subscribed again on the new one.
+    assert!(
+        store.wait_cache_live(Duration::from_secs(10)).await,
+        "subscribed again"
+    );
+    let stats = store.cache_stats().expect("cache on");
+    assert!(stats.losses >= 1, "{stats:?}");
+}
+
+/// Two processes' stores on one prefix: B caches a session, A revokes it,
+/// B refuses it within 100 ms (the invalidation reached B's subscription).
+async fn the_cache_is_invalidated_across_stores(a: &RedisStore, b: &RedisStore) {
+    let within = Duration::from_secs(5);
+    assert!(
+        a.wait_cache_live(within).await && b.wait_cache_live(within).await,
+        "subscribed"
+    );
+    let (tok, _) = create(a, "erin").await;
+    for _ in 0..3 {
+        assert!(b.get_by_token(&tok.hash()).await.expect("read").is_some());
+    }
+    let hits = b.cache_stats().expect("cache on").hits;
+    assert!(hits >= 2, "B serves the session from memory: {hits} hits");
+    a.revoke_subject("erin", None, RevokeReason::RevokeAll, T0.plus_millis(1))
+        .await
+        .expect("revoke through A");
+    let start = Instant::now();
+    loop {
+        let s = b
+            .get_by_token(&tok.hash())
+            .await
+            .expect("read")
+            .expect("kept, revoked");
+        if s.revoked.is_some() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "B still serves the session it cached"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    eprintln!(
+        "B refused the revoked session {:?} after A revoked it",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn on_a_cluster_the_session_cache_is_invalidated_across_processes() {
+    let url = format!("{}?prefix=cache-{}", support::cluster().url(), std::process::id());
+    let a = RedisStore::connect(&url).await.expect("A");
+    let b = RedisStore::connect(&url).await.expect("B");
+    the_cache_is_invalidated_across_stores(&a, &b).await;
+}
+
+#[tokio::test]
+async fn through_sentinel_the_session_cache_is_invalidated_across_processes() {
+    let sentinel = support::start_sentinel();
+    let url = format!("{}?prefix=cache", sentinel.url());
+    let a = RedisStore::connect(&url).await.expect("A");
+    let b = RedisStore::connect(&url).await.expect("B");
+    the_cache_is_invalidated_across_stores(&a, &b).await;
 }
