@@ -24,6 +24,7 @@
 //! | [`signing_keys_cases!`] | [`cases::signing_keys`] | `SigningKeyStore` |
 //! | [`api_keys_cases!`] | [`cases::api_keys`] | `ApiKeyStore` |
 //! | [`events_cases!`] | [`cases::events`] | `SessionStore + EventStore` |
+//! | [`leases_cases!`] | [`cases::leases`] | `LeaseStore` |
 //! | [`health_cases!`] | [`cases::health`] | `StoreHealth` |
 //! | [`domain_cases!`] | [`cases::domain`] | `RefreshStore + SigningKeyStore + EventStore` |
 //! | [`concurrency_cases!`] | [`cases::concurrency`] | `SessionStore + EventStore` |
@@ -82,6 +83,7 @@ macro_rules! conformance_suite {
         $crate::signing_keys_cases!(@complete $factory);
         $crate::api_keys_cases!(@complete $factory);
         $crate::events_cases!(@complete $factory);
+        $crate::leases_cases!(@complete $factory);
         $crate::health_cases!(@complete $factory);
         $crate::domain_cases!(@complete $factory);
         $crate::concurrency_cases!(@complete $factory);
@@ -166,6 +168,20 @@ macro_rules! events_cases {
             store_events_order_filters_paging,
             store_events_cursor_since,
             store_delete_events_before_in_batches,
+        }
+    };
+}
+
+/// [`LeaseStore`](tessera_core::LeaseStore): [`cases::leases`].
+#[macro_export]
+macro_rules! leases_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { leases; $($how)+;
+            store_lease_is_exclusive_until_it_expires,
+            store_lease_renew_only_by_its_live_holder,
+            store_lease_release_only_by_its_holder,
+            store_leases_are_independent_by_name,
+            concurrent_lease_one_holder,
         }
     };
 }

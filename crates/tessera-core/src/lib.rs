@@ -23,6 +23,7 @@ pub mod clients;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod lease;
 pub mod memory;
 pub mod model;
 pub mod policy;
@@ -39,6 +40,7 @@ pub use clients::{Client, ClientKind, ClientRegistry};
 pub use error::{Error, Result};
 pub use events::EventLog;
 pub use keys::{KeyManager, KeyPolicy};
+pub use lease::DutyLease;
 pub use memory::MemoryStore;
 pub use model::{
     ApiKeyRecord, ApiKeyScope, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, RefreshFamily,
@@ -49,8 +51,8 @@ pub use seal::Sealer;
 pub use secret::{SecretToken, TokenHash, TokenKind};
 pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Sessions, TtlInput};
 pub use store::{
-    ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, RefreshStore, Rotation, SessionStore,
-    SigningKeyStore, Store, StoreError, StoreHealth, StoreResult, Touch,
+    ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, LeaseStore, RefreshStore, Rotation,
+    SessionStore, SigningKeyStore, Store, StoreError, StoreHealth, StoreResult, Touch,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use tokens::{Introspection, IssuedTokens, OAuthError, TokenPolicy, TokenRequest, TokenService};

@@ -29,6 +29,7 @@ use crate::time::Timestamp;
 
 mod events;
 mod keys;
+mod leases;
 mod refresh;
 
 /// Hashes [`TokenHash`] keys by taking the bits they already carry.
@@ -81,6 +82,8 @@ struct Inner {
     /// family id → its token hashes, so a sweep can drop them.
     family_tokens: HashMap<String, Vec<TokenHash>>,
     signing_keys: Vec<SigningKeyRecord>,
+    /// lease name → (holder, expires at).
+    leases: HashMap<String, (String, Timestamp)>,
 }
 
 impl MemoryStore {

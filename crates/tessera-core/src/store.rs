@@ -12,6 +12,7 @@
 //! | [`SigningKeyStore`] | access-token signing keys | [`KeyManager`](crate::KeyManager) |
 //! | [`ApiKeyStore`] | backend API keys | the service's API-key check |
 //! | [`EventStore`] | the event log (reads and retention) | [`EventLog`](crate::EventLog) |
+//! | [`LeaseStore`] | leases: who does a cluster-wide duty now | [`DutyLease`](crate::lease::DutyLease) |
 //! | [`StoreHealth`] | — | readiness probes |
 //!
 //! [`Store`] is all of them, implemented for every type that implements
@@ -35,6 +36,7 @@
 mod api_keys;
 mod events;
 mod keys;
+mod leases;
 mod refresh;
 mod sessions;
 
@@ -43,6 +45,7 @@ use async_trait::async_trait;
 pub use api_keys::ApiKeyStore;
 pub use events::{EventQuery, EventStore};
 pub use keys::SigningKeyStore;
+pub use leases::{LeaseStore, ttl_millis};
 pub use refresh::{RefreshStore, Rotation};
 pub use sessions::{CreateOptions, CreateOutcome, SessionStore, Touch};
 
@@ -73,11 +76,18 @@ pub trait StoreHealth: Send + Sync + 'static {
 /// Every capability: a complete store. Implemented for any type that
 /// implements each capability trait; never implement it by hand.
 pub trait Store:
-    SessionStore + RefreshStore + SigningKeyStore + ApiKeyStore + EventStore + StoreHealth
+    SessionStore + RefreshStore + SigningKeyStore + ApiKeyStore + EventStore + LeaseStore + StoreHealth
 {
 }
 
 impl<T> Store for T where
-    T: SessionStore + RefreshStore + SigningKeyStore + ApiKeyStore + EventStore + StoreHealth + ?Sized
+    T: SessionStore
+        + RefreshStore
+        + SigningKeyStore
+        + ApiKeyStore
+        + EventStore
+        + LeaseStore
+        + StoreHealth
+        + ?Sized
 {
 }

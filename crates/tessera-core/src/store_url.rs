@@ -15,8 +15,12 @@ pub enum StoreUrl {
     /// (`sqlite:///var/lib/tessera/t.db`).
     Sqlite(PathBuf),
     /// `redis://[USER:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]`, or `rediss://`
-    /// for TLS: the whole URL, as the Redis store reads it (its options —
-    /// `prefix`, `buckets`, `grace_secs` — are in `tessera-redis`).
+    /// for TLS; a Redis Cluster,
+    /// `redis+cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…][/][?OPTIONS]`;
+    /// or the master Sentinels name,
+    /// `redis+sentinel://HOST[:PORT][,HOST[:PORT]…]/MASTER_NAME[/DB][?OPTIONS]`:
+    /// the whole URL, as the Redis store reads it (its options — `prefix`,
+    /// `buckets`, `grace_secs`, … — are in `tessera-redis`).
     Redis(String),
 }
 
@@ -33,7 +37,8 @@ pub enum StoreUrlError {
     #[error("sqlite:// URLs take no query options (got {0:?})")]
     SqliteQuery(String),
     #[error(
-        "the {0}:// store is not available in this version yet; use redis://, rediss://, sqlite://PATH or memory://"
+        "the {0}:// store is not available in this version yet; use redis://, rediss://, redis+cluster://, \
+         redis+sentinel://, sqlite://PATH or memory://"
     )]
     NotYetSupported(String),
     #[error("this build was compiled without the SQLite store (feature `sqlite`)")]
@@ -68,7 +73,7 @@ impl StoreUrl {
                 }
                 Ok(StoreUrl::Sqlite(PathBuf::from(rest)))
             }
-            s @ ("redis" | "rediss") => {
+            s @ ("redis" | "rediss" | "redis+cluster" | "redis+sentinel") => {
                 let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
                 let host = rest[..host_end]
                     .rsplit_once('@')
@@ -78,7 +83,7 @@ impl StoreUrl {
                 }
                 Ok(StoreUrl::Redis(url.to_owned()))
             }
-            s @ ("redis+sentinel" | "redis+cluster") => Err(StoreUrlError::NotYetSupported(s.to_owned())),
+            s @ ("rediss+sentinel" | "rediss+cluster") => Err(StoreUrlError::NotYetSupported(s.to_owned())),
             other => Err(StoreUrlError::UnknownScheme(other.to_owned())),
         }
     }
@@ -108,6 +113,8 @@ mod tests {
             "redis://127.0.0.1",
             "rediss://:secret@redis.example:6380/2?prefix=app",
             "REDIS://host/",
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000/?prefix=app",
+            "redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0",
         ] {
             assert_eq!(StoreUrl::parse(url), Ok(StoreUrl::Redis(url.to_owned())));
         }
@@ -118,8 +125,12 @@ mod tests {
         assert_eq!(StoreUrl::parse("sqlite://"), Err(StoreUrlError::EmptyPath));
         assert_eq!(StoreUrl::parse("memory://x"), Err(StoreUrlError::MemoryWithPath));
         assert_eq!(
-            StoreUrl::parse("redis+cluster://localhost:6379"),
-            Err(StoreUrlError::NotYetSupported("redis+cluster".into()))
+            StoreUrl::parse("rediss+cluster://localhost:6379"),
+            Err(StoreUrlError::NotYetSupported("rediss+cluster".into()))
+        );
+        assert_eq!(
+            StoreUrl::parse("redis+sentinel:///mymaster"),
+            Err(StoreUrlError::RedisNoHost("redis+sentinel".into()))
         );
         assert_eq!(
             StoreUrl::parse("redis:///0"),
@@ -137,7 +148,7 @@ mod tests {
             StoreUrl::parse("./data/t.db"),
             Err(StoreUrlError::NotAUrl(_))
         ));
-        let msg = StoreUrl::parse("redis+sentinel://x").unwrap_err().to_string();
+        let msg = StoreUrl::parse("rediss+sentinel://x").unwrap_err().to_string();
         assert!(msg.contains("not available"), "{msg}");
     }
 }

@@ -23,6 +23,7 @@
 //! | `a`‹id› / `A` / `L` | hash / hash / sorted set | API keys; hash → id; order by creation |
 //! | `m` | hash | layout metadata: `f` format, `b` bucket count |
 //! | `i` | pub/sub channel (not a key) | invalidations: the token index fields (16 bytes each) of the sessions a script changed ([`cache`](crate::cache)) |
+//! | `d`‹name› | string, TTL | a lease (`LeaseStore`): "‹expires at ms› ‹holder›" |
 //!
 //! Buckets: the two session indexes are split in *n* buckets (a power of
 //! two, 4096 by default) so each stays small enough for Redis's compact
@@ -40,7 +41,7 @@
 //! deletes the entry with the session's families and logs the `expired`
 //! event the sweep would have logged.
 
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
 use tessera_core::{StoreError, StoreResult};
 
 use crate::{RedisOptions, map_err};
@@ -49,6 +50,7 @@ pub(crate) const SESSION: u8 = b's';
 pub(crate) const EVENTS: u8 = b'e';
 pub(crate) const META: u8 = b'm';
 pub(crate) const INVALIDATIONS: u8 = b'i';
+pub(crate) const LEASE: u8 = b'd';
 
 /// The layout this build writes; a different one in `m` is refused.
 const FORMAT: &str = "1";
@@ -63,7 +65,7 @@ pub(crate) fn key(prefix: &str, kind: u8, id: &[u8]) -> Vec<u8> {
 
 /// Records (once) and checks the layout under the prefix: the format and
 /// the bucket count. Returns the bucket count in force.
-pub(crate) async fn check_meta(conn: &mut ConnectionManager, options: &RedisOptions) -> StoreResult<u32> {
+pub(crate) async fn check_meta(conn: &mut impl ConnectionLike, options: &RedisOptions) -> StoreResult<u32> {
     let m = key(&options.prefix, META, b"");
     let wanted = options.buckets.unwrap_or(RedisOptions::DEFAULT_BUCKETS);
     let (format, buckets): (Option<String>, Option<String>) = redis::pipe()

@@ -1,17 +1,19 @@
-//! `redis://`, `rediss://` — Tessera's store for several processes over one
-//! Redis.
+//! `redis://`, `rediss://`, `redis+cluster://`, `redis+sentinel://` —
+//! Tessera's store for several processes over one Redis.
 //!
 //! [`RedisStore`] implements every store capability of `tessera_core`
 //! ([`SessionStore`], [`RefreshStore`], [`EventStore`], [`SigningKeyStore`],
-//! [`ApiKeyStore`], [`StoreHealth`]). Each state-changing method is one Lua
-//! script (one atomic step on the server, one round trip); a read is one
-//! command or one read-only script. The key layout is in [`layout`].
+//! [`ApiKeyStore`], [`LeaseStore`], [`StoreHealth`]). Each state-changing
+//! method is one Lua script (one atomic step on the server, one round
+//! trip); a read is one command or one read-only script. The key layout is in [`layout`].
 //!
 //! Every failure becomes a [`StoreError`]: a lost connection or a timeout
 //! is [`StoreError::Unavailable`] (the faces answer 503), a value that does
 //! not decode is [`StoreError::Corrupt`]; nothing here panics on what Redis
-//! holds. The connection is a `redis::aio::ConnectionManager`, which
-//! reconnects by itself when Redis comes back.
+//! holds. The connection (`conn`) reconnects by itself when Redis comes
+//! back: to one server (`redis://`, `rediss://`), a Redis Cluster
+//! (`redis+cluster://`) or the master Sentinels name (`redis+sentinel://`);
+//! the URL forms are in [`RedisOptions`]' docs and docs/configuration.md.
 //!
 //! Sessions read by token hash are cached in the process (see [`cache`]:
 //! invalidations published by the scripts themselves, a cache used only
@@ -23,6 +25,7 @@
 
 pub mod cache;
 mod codec;
+mod conn;
 pub mod layout;
 mod options;
 mod scripts;
@@ -35,11 +38,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ScriptInvocation, Value};
 use tessera_core::{
     ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
-    NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, Rotation, SessionRecord,
+    LeaseStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, Rotation, SessionRecord,
     SessionStore, SigningKeyRecord, SigningKeyStore, StoreError, StoreHealth, StoreResult, Timestamp,
     TokenHash,
 };
@@ -67,7 +69,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: conn::Conn,
     options: RedisOptions,
     /// The bucket count in force (stored in Redis by the first process),
     /// read on first use.
@@ -99,26 +101,30 @@ pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
 }
 
 impl RedisStore {
-    /// Connects to the Redis a `redis://` or `rediss://` URL names; the
-    /// store's own options ([`RedisOptions`]) come from its query.
+    /// Connects to the Redis a store URL names (`redis://`, `rediss://`,
+    /// `redis+cluster://`, `redis+sentinel://`; see [`RedisOptions`]); the
+    /// store's own options come from its query.
     pub async fn connect(url: &str) -> StoreResult<RedisStore> {
-        let (redis_url, options) =
-            RedisOptions::from_url(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Self::connect_with(&redis_url, options).await
+        Self::open_lazy(url)?.ready().await
+    }
+
+    /// Checks the layout (connecting) and gives the session cache its
+    /// subscription's time to come up.
+    async fn ready(self) -> StoreResult<RedisStore> {
+        self.buckets().await?;
+        // Caching starts with the subscription; without it the store works
+        // uncached until the subscriber gets through.
+        if let Some(c) = &self.inner.cache {
+            c.wait_live(self.inner.options.connect_timeout).await;
+        }
+        Ok(self)
     }
 
     /// Connects to `redis_url` (passed to the `redis` crate as is) with
     /// `options`. Fails if Redis cannot be reached, or if its keys under
     /// the prefix were laid out differently (another bucket count).
     pub async fn connect_with(redis_url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
-        let store = Self::open_lazy_with(redis_url, options)?;
-        store.buckets().await?;
-        // Caching starts with the subscription; without it the store works
-        // uncached until the subscriber gets through.
-        if let Some(c) = &store.inner.cache {
-            c.wait_live(store.inner.options.connect_timeout).await;
-        }
-        Ok(store)
+        Self::open_lazy_with(redis_url, options)?.ready().await
     }
 
     /// Like [`connect`](Self::connect), without waiting for Redis: the
@@ -126,35 +132,44 @@ impl RedisStore {
     /// process can start while Redis is down and answer "unavailable"
     /// until it is back. Must be called within a Tokio runtime.
     pub fn open_lazy(url: &str) -> StoreResult<RedisStore> {
-        let (redis_url, options) =
-            RedisOptions::from_url(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Self::open_lazy_with(&redis_url, options)
+        let (target, options) =
+            options::RedisTarget::parse(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Self::open_target(&target, options)
     }
 
-    /// [`open_lazy`](Self::open_lazy) with explicit options.
+    /// [`open_lazy`](Self::open_lazy) with explicit options, for one server
+    /// (`redis_url` goes to the `redis` crate as is).
     pub fn open_lazy_with(redis_url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
+        Self::open_target(&options::RedisTarget::Single(redis_url.to_owned()), options)
+    }
+
+    /// Like [`connect`](Self::connect) with the options given instead of
+    /// those of the URL's query (which must have none of the store's).
+    pub async fn connect_url_with(url: &str, options: RedisOptions) -> StoreResult<RedisStore> {
+        let (target, _) =
+            options::RedisTarget::parse(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Self::open_target(&target, options)?.ready().await
+    }
+
+    fn open_target(target: &options::RedisTarget, options: RedisOptions) -> StoreResult<RedisStore> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::Unavailable(
                 "a Redis store must be opened within a Tokio runtime".into(),
             ));
         }
-        let client = client(redis_url, &options)?;
-        let cache = options.cache.enabled.then(|| {
-            SessionCache::start(
+        let conn = conn::Conn::open_lazy(target, &options)?;
+        let cache = match options.cache.enabled {
+            true => Some(SessionCache::start(
                 &options.cache,
-                cache::connector(&client),
+                conn.pubsub_connector(target, &options)?,
                 layout::key(&options.prefix, layout::INVALIDATIONS, b""),
                 (
                     options.connect_timeout + options.response_timeout,
                     options.response_timeout,
                 ),
-            )
-        });
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(map_err)?;
+            )),
+            false => None,
+        };
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
@@ -897,6 +912,59 @@ impl ApiKeyStore for RedisStore {
         let mut inv = self.script(&SCRIPTS.api_revoke).await?;
         inv.arg(id.as_bytes()).arg(millis(now));
         Ok(int(self.run(&inv).await?, "revoke_api_key")? == 1)
+    }
+}
+
+impl RedisStore {
+    async fn lease(
+        &self,
+        op: &str,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut inv = SCRIPTS.lease.prepare_invoke();
+        inv.key(self.key(layout::LEASE, name.as_bytes()))
+            .arg(op)
+            .arg(holder.as_bytes())
+            .arg(millis(now))
+            .arg(tessera_core::store::ttl_millis(ttl));
+        Ok(int(self.run(&inv).await?, "lease")? == 1)
+    }
+}
+
+#[async_trait]
+impl LeaseStore for RedisStore {
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.lease("acquire", name, holder, ttl, now).await
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.lease("renew", name, holder, ttl, now).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool> {
+        self.lease(
+            "release",
+            name,
+            holder,
+            std::time::Duration::ZERO,
+            Timestamp::from_unix_millis(0),
+        )
+        .await
     }
 }
 

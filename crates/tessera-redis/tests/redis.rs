@@ -655,3 +655,44 @@ async fn a_corrupt_record_does_not_stop_the_sweep() {
     want.sort();
     assert_eq!(handles, want);
 }
+
+/// A lease is one key with a TTL of its own, so Redis drops it once a dead
+/// holder's lease has run out, whatever the processes' clocks say.
+#[tokio::test]
+async fn a_lease_is_a_key_with_a_ttl() {
+    use tessera_core::LeaseStore;
+    let store = support::fresh_store(None).await;
+    let mut conn = support::raw().await;
+    assert!(
+        store
+            .acquire_lease("sweep", "hld_a", Duration::from_secs(5), T0)
+            .await
+            .expect("acquire")
+    );
+    let key = format!("{}dsweep", store.options().prefix);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("PTTL");
+    assert!((1..=5000).contains(&ttl), "PTTL {ttl}");
+    let value: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(value, format!("{} hld_a", T0.unix_millis() + 5000));
+    // What another version or a person wrote there is an error, not a panic.
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("junk")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    assert!(matches!(
+        store
+            .acquire_lease("sweep", "hld_b", Duration::from_secs(5), T0)
+            .await,
+        Err(StoreError::Corrupt(_))
+    ));
+}

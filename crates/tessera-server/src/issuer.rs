@@ -175,15 +175,31 @@ fn key_error(e: KeyError) -> anyhow::Error {
     }
 }
 
-/// Every `[keys] reload_interval_secs`: adds the next signing key when due
-/// (which reloads the snapshot, so keys other processes added are picked
-/// up) and deletes keys no longer published.
-pub async fn key_maintenance(keys: Arc<KeyManager>, every: Duration) {
+/// Every `[keys] reload_interval_secs`: under the `keys` lease (one process
+/// of those sharing the store), adds the next signing key when due and
+/// deletes keys no longer published; in every process, reloads the
+/// snapshot, so keys another process added are picked up. (The insert of
+/// a rotation is a compare-and-set as well: the lease saves the others
+/// generating a key only to see their insert refused.)
+pub async fn key_maintenance(keys: Arc<KeyManager>, every: Duration, lease: Arc<tessera_core::DutyLease>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
+        let ours = match lease.hold().await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the signing-key lease; only reloading the keys");
+                false
+            }
+        };
+        if !ours {
+            if let Err(e) = keys.reload().await {
+                tracing::warn!(error = %e, "reloading the signing keys failed");
+            }
+            continue;
+        }
         if let Err(e) = keys.rotate_if_due().await {
             tracing::warn!(error = %e, "signing-key rotation check failed");
         }

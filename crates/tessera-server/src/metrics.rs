@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tessera_core::{
     ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
-    NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, SessionRecord, SessionStore,
-    SigningKeyRecord, SigningKeyStore, StoreHealth, StoreResult, Timestamp, TokenHash,
+    LeaseStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, SessionRecord,
+    SessionStore, SigningKeyRecord, SigningKeyStore, StoreHealth, StoreResult, Timestamp, TokenHash,
 };
 
 pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
@@ -437,6 +437,33 @@ impl<S: ApiKeyStore> ApiKeyStore for InstrumentedStore<S> {
 
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
         timed("revoke_api_key", self.inner.revoke_api_key(id, now)).await
+    }
+}
+
+#[async_trait]
+impl<S: LeaseStore> LeaseStore for InstrumentedStore<S> {
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        timed("acquire_lease", self.inner.acquire_lease(name, holder, ttl, now)).await
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        timed("renew_lease", self.inner.renew_lease(name, holder, ttl, now)).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool> {
+        timed("release_lease", self.inner.release_lease(name, holder)).await
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tessera_core::{ApiKeyScope, EventLog, SecretToken, Sessions, Timestamp, TokenService};
+use tessera_core::{ApiKeyScope, DutyLease, EventLog, SecretToken, Sessions, Timestamp, TokenService};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -43,8 +43,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .with_context(|| format!("cannot open the store {store_url}"))?;
     tracing::info!(store = %store_url, "store opened");
     let sealer = crate::issuer::load_sealer(&config, true)?;
-    let app = app::build_with_sealer(config.clone(), store, Arc::new(tessera_core::SystemClock), sealer);
-    bootstrap_api_key(&app.state.api_keys, &config.data_dir, app.state.sessions.now()).await?;
+    let clock: Arc<dyn tessera_core::Clock> = Arc::new(tessera_core::SystemClock);
+    let leases = Leases::new(store.clone(), clock.clone(), &config);
+    let app = app::build_with_sealer(config.clone(), store, clock, sealer);
+    bootstrap_api_key_once(
+        &app.state.api_keys,
+        &config.data_dir,
+        &app.state.sessions,
+        &leases.bootstrap,
+    )
+    .await?;
     crate::issuer::start(&app.state.oauth).await?;
 
     let listener = TcpListener::bind(config.listen)
@@ -60,11 +68,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Duration::from_secs(config.sweeper.interval_secs),
             config.sweeper.batch_size,
             EventRetention::of(&config),
+            leases.sweep.clone(),
         )),
         tokio::spawn(gauges(app.state.sessions.clone(), app.state.metrics.clone())),
         tokio::spawn(crate::issuer::key_maintenance(
             app.state.oauth.keys.clone(),
             Duration::from_secs(config.keys.reload_interval_secs),
+            leases.keys.clone(),
         )),
     ];
 
@@ -88,8 +98,96 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("in-flight requests did not finish in {deadline:?}; stopping anyway");
     }
     abort_all(&tasks);
+    leases.release().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The leases of the cluster-wide duties (see [`DutyLease`]): every
+/// process sharing the store runs the same loops, and each round does its
+/// duty only under the duty's lease. A lease lasts three rounds of its
+/// loop, so a live holder keeps it and a dead one is replaced within
+/// three rounds.
+pub struct Leases {
+    /// Expired sessions, event retention, sealed refresh successors.
+    pub sweep: Arc<DutyLease>,
+    /// Signing-key rotation and pruning.
+    pub keys: Arc<DutyLease>,
+    /// The bootstrap API key of an empty store.
+    pub bootstrap: DutyLease,
+}
+
+/// How long the first start may wait for another process that is creating
+/// the bootstrap API key (past its lease, it is taken over).
+const BOOTSTRAP_LEASE: Duration = Duration::from_secs(10);
+
+impl Leases {
+    pub fn new(
+        store: Arc<dyn tessera_core::LeaseStore>,
+        clock: Arc<dyn tessera_core::Clock>,
+        config: &Config,
+    ) -> Leases {
+        let rounds = |secs: u64| Duration::from_secs(secs.saturating_mul(3));
+        Leases {
+            sweep: Arc::new(DutyLease::new(
+                store.clone(),
+                clock.clone(),
+                "sweep",
+                rounds(config.sweeper.interval_secs),
+            )),
+            keys: Arc::new(DutyLease::new(
+                store.clone(),
+                clock.clone(),
+                "keys",
+                rounds(config.keys.reload_interval_secs),
+            )),
+            bootstrap: DutyLease::new(store, clock, "bootstrap", BOOTSTRAP_LEASE),
+        }
+    }
+
+    /// Hands the duties this process holds to the next process at once
+    /// (a graceful stop), instead of after their leases run out.
+    async fn release(&self) {
+        for lease in [&self.sweep, &self.keys] {
+            if let Err(e) = lease.release().await {
+                tracing::debug!(duty = lease.name(), error = %e, "cannot release the lease; it runs out by itself");
+            }
+        }
+    }
+}
+
+/// [`bootstrap_api_key`] under the `bootstrap` lease, so processes starting
+/// together on an empty shared store create one key between them (in the
+/// data directory of the one that created it), not one each. Waits while
+/// another process holds the lease: it is creating the key, or it died
+/// and its lease runs out.
+pub async fn bootstrap_api_key_once(
+    api_keys: &ApiKeys,
+    data_dir: &Path,
+    sessions: &Sessions,
+    lease: &DutyLease,
+) -> anyhow::Result<Option<PathBuf>> {
+    let deadline = tokio::time::Instant::now() + lease.ttl() * 2;
+    loop {
+        if lease
+            .hold()
+            .await
+            .context("cannot take the bootstrap lease in the store")?
+        {
+            let made = bootstrap_api_key(api_keys, data_dir, sessions.now()).await;
+            if let Err(e) = lease.release().await {
+                tracing::debug!(error = %e, "cannot release the bootstrap lease; it runs out by itself");
+            }
+            return made;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "another process has held the bootstrap lease for over {:?}; is a process stuck on this store?",
+                lease.ttl() * 2
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn abort_all(tasks: &[JoinHandle<()>]) {
@@ -113,6 +211,14 @@ pub async fn bootstrap_api_key(
 ) -> anyhow::Result<Option<PathBuf>> {
     let keys = api_keys.list().await.context("cannot list API keys")?;
     if !keys.is_empty() {
+        let path = data_dir.join(BOOTSTRAP_KEY_FILE);
+        if !path.exists() {
+            tracing::info!(
+                path = %path.display(),
+                "the store already has API keys: no bootstrap key here (a process sharing this store created it, \
+                 in its own data directory); `tessera api-keys create` makes more"
+            );
+        }
         let admins: Vec<String> = keys
             .iter()
             .filter(|k| {
@@ -212,12 +318,16 @@ impl EventRetention {
 /// window (at most every `interval`), so a successor stays in the store
 /// for at most about twice the grace window (SPEC §5). At grace 0 nothing
 /// new is sealed; the sweep's pass clears what an older version left.
+///
+/// Every round runs only under the `sweep` lease, so one process sweeps
+/// for all that share the store.
 async fn sweeper(
     tokens: TokenService,
     events: EventLog,
     interval: Duration,
     batch: u32,
     retention: EventRetention,
+    lease: Arc<DutyLease>,
 ) {
     let sessions = tokens.sessions().clone();
     let grace = u64::try_from(tokens.policy().reuse_grace_secs).unwrap_or(0);
@@ -229,9 +339,19 @@ async fn sweeper(
     sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut clear_tick = tokio::time::interval(clear_every);
     clear_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ours = async || match lease.hold().await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the sweep lease; skipping this round");
+            false
+        }
+    };
     loop {
         tokio::select! {
             _ = sweep_tick.tick() => {
+                if !ours().await {
+                    continue;
+                }
                 match sessions.sweep(batch).await {
                     Ok(0) => {}
                     Ok(n) => {
@@ -249,11 +369,16 @@ async fn sweeper(
                     Err(e) => tracing::warn!(error = %e, "event retention sweep failed"),
                 }
             }
-            _ = clear_tick.tick() => match tokens.clear_sealed_successors(batch).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(cleared = n, "cleared sealed refresh successors past their grace window"),
-                Err(e) => tracing::warn!(error = %e, "clearing sealed refresh successors failed"),
-            },
+            _ = clear_tick.tick() => {
+                if !ours().await {
+                    continue;
+                }
+                match tokens.clear_sealed_successors(batch).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(cleared = n, "cleared sealed refresh successors past their grace window"),
+                    Err(e) => tracing::warn!(error = %e, "clearing sealed refresh successors failed"),
+                }
+            }
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! [`SqliteStore`] implements every store capability of `tessera_core`
 //! ([`SessionStore`], [`RefreshStore`], [`EventStore`], [`SigningKeyStore`],
-//! [`ApiKeyStore`], [`StoreHealth`]) on one SQLite file in WAL mode:
+//! [`ApiKeyStore`], [`LeaseStore`], [`StoreHealth`]) on one SQLite file in
+//! WAL mode:
 //!
 //! - **Writes** go through one connection owned by a dedicated thread
 //!   (`writer`), which batches whatever is queued into one transaction
@@ -43,7 +44,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tessera_core::{
     ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
-    NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, Rotation, SessionRecord,
+    LeaseStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, Rotation, SessionRecord,
     SessionStore, SigningKeyRecord, SigningKeyStore, StoreError, StoreHealth, StoreResult, Timestamp,
     TokenHash,
 };
@@ -416,6 +417,50 @@ impl ApiKeyStore for SqliteStore {
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
         let id = id.to_owned();
         self.writer.call(move |c| ops::revoke_api_key(c, &id, now)).await
+    }
+}
+
+#[async_trait]
+impl LeaseStore for SqliteStore {
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (name, holder, ttl) = (
+            name.to_owned(),
+            holder.to_owned(),
+            tessera_core::store::ttl_millis(ttl),
+        );
+        self.writer
+            .call(move |c| ops::acquire_lease(c, &name, &holder, ttl, now))
+            .await
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (name, holder, ttl) = (
+            name.to_owned(),
+            holder.to_owned(),
+            tessera_core::store::ttl_millis(ttl),
+        );
+        self.writer
+            .call(move |c| ops::renew_lease(c, &name, &holder, ttl, now))
+            .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.writer
+            .call(move |c| ops::release_lease(c, &name, &holder))
+            .await
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! Each child holds the operations on one kind of record, writes first:
 //! `sessions`, `refresh` (families and their tokens), `events` (the audit
-//! log) and `keys` (API and signing keys).
+//! log), `keys` (API and signing keys) and `leases`.
 
 use rusqlite::Connection;
 use tessera_core::StoreResult;
@@ -16,6 +16,7 @@ use crate::error::SqlResultExt;
 
 mod events;
 mod keys;
+mod leases;
 mod refresh;
 mod sessions;
 
@@ -24,6 +25,7 @@ pub(crate) use keys::{
     api_key_by_hash, delete_signing_key, insert_api_key, insert_signing_key, list_api_keys, revoke_api_key,
     revoke_signing_key, signing_keys,
 };
+pub(crate) use leases::{acquire_lease, release_lease, renew_lease};
 #[cfg(test)]
 pub(crate) use refresh::SEALED_BEFORE;
 pub(crate) use refresh::{

@@ -285,6 +285,18 @@ BEGIN
         VALUES (old.handle, old.subject, old.expires_at);
 END;
 ",
+    // Version 8: leases, so processes sharing the file (several services on
+    // one machine, or the CLI beside the service) do each cluster-wide
+    // duty once (`tessera_core::LeaseStore`). A row per duty name; an
+    // expired row is taken over in place, so the table never grows past
+    // the handful of duty names.
+    r"
+CREATE TABLE leases (
+    name       TEXT NOT NULL PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+",
 ];
 
 /// The schema version this build writes.

@@ -89,7 +89,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     drop(open(&path));
-    assert_eq!(user_version(&path), 7);
+    assert_eq!(user_version(&path), 8);
     let tables: Vec<String> = raw(&path)
         .prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
@@ -105,6 +105,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
             "api_keys",
             "ended_sessions",
             "events",
+            "leases",
             "refresh_families",
             "refresh_tokens",
             "refresh_tokens_gc",
@@ -117,7 +118,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
         let s = open(&path);
         s.ping().await.unwrap();
     }
-    assert_eq!(user_version(&path), 7);
+    assert_eq!(user_version(&path), 8);
     let mode: String = raw(&path)
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();

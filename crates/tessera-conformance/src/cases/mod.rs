@@ -4,7 +4,8 @@
 //! as its own test on a fresh store.
 //!
 //! - [`sessions`], [`refresh`], [`signing_keys`], [`api_keys`], [`events`],
-//!   [`health`]: one capability's contract, straight against the store.
+//!   [`leases`], [`health`]: one capability's contract, straight against
+//!   the store.
 //! - [`domain`]: the checklist's rules through the services.
 //! - [`concurrency`]: atomicity of the session services under real
 //!   parallelism.
@@ -14,6 +15,7 @@ pub mod concurrency;
 pub mod domain;
 pub mod events;
 pub mod health;
+pub mod leases;
 pub mod refresh;
 pub mod sessions;
 pub mod signing_keys;

@@ -1043,6 +1043,25 @@ impl ApiKeyStore for DownStore {
 }
 
 #[async_trait]
+impl tessera_core::LeaseStore for DownStore {
+    async fn acquire_lease(
+        &self,
+        _: &str,
+        _: &str,
+        _: std::time::Duration,
+        _: Timestamp,
+    ) -> StoreResult<bool> {
+        down()
+    }
+    async fn renew_lease(&self, _: &str, _: &str, _: std::time::Duration, _: Timestamp) -> StoreResult<bool> {
+        down()
+    }
+    async fn release_lease(&self, _: &str, _: &str) -> StoreResult<bool> {
+        down()
+    }
+}
+
+#[async_trait]
 impl StoreHealth for DownStore {
     async fn ping(&self) -> StoreResult<()> {
         down()

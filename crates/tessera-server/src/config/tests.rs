@@ -216,7 +216,7 @@ fn invalid_policies_and_values_are_refused() {
         ("TESSERA_SESSION_IDLE_TIMEOUT_SECS", "0"),
         ("TESSERA_SESSION_ABSOLUTE_TIMEOUT_SECS", "999999999999"),
         ("TESSERA_COOKIE_NAME", "bad name"),
-        ("TESSERA_STORE", "redis+sentinel://localhost:26379/mymaster"),
+        ("TESSERA_STORE", "rediss+sentinel://localhost:26379/mymaster"),
         ("TESSERA_STORE", "redis:///0"),
         ("TESSERA_STORE", "postgres://x"),
         ("TESSERA_SWEEPER_BATCH_SIZE", "0"),
@@ -227,12 +227,14 @@ fn invalid_policies_and_values_are_refused() {
         let r = Config::load(None, env(&[(k, v)]), &Overrides::default());
         assert!(matches!(r, Err(ConfigError::Invalid(_))), "{k}={v}: {r:?}");
     }
-    let redis = Config::load(
-        None,
-        env(&[("TESSERA_STORE", "redis://localhost:6379/0?prefix=app")]),
-        &Overrides::default(),
-    );
-    assert!(redis.is_ok(), "{redis:?}");
+    for url in [
+        "redis://localhost:6379/0?prefix=app",
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7000/?prefix=app",
+        "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster",
+    ] {
+        let redis = Config::load(None, env(&[("TESSERA_STORE", url)]), &Overrides::default());
+        assert!(redis.is_ok(), "{url}: {redis:?}");
+    }
 }
 
 /// `[cookie] domain` and `partitioned`, checked by the rule the library

@@ -57,12 +57,19 @@ async fn the_sweeper_clears_sealed_successors_past_the_grace_window() {
     };
     assert!(sealed(handles[0].clone()).await);
 
+    let lease = DutyLease::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        "sweep",
+        Duration::from_secs(180),
+    );
     let task = tokio::spawn(sweeper(
         tokens,
         EventLog::new(store.clone()),
         Duration::from_secs(60),
         10,
         EventRetention::of(&config),
+        Arc::new(lease),
     ));
     for _ in 0..1000 {
         if !sealed(handles[0].clone()).await {
@@ -208,4 +215,52 @@ async fn bootstrap_key_is_written_once_with_mode_0600() {
     }
     assert_eq!(bootstrap_api_key(&api_keys, dir.path(), now).await.unwrap(), None);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), key, "not rewritten");
+}
+
+/// Two processes starting at the same instant on one empty shared store
+/// (two connections to one Redis, two data directories) create one
+/// bootstrap API key between them: the lease makes the list-then-insert
+/// of each one step for the cluster.
+#[tokio::test]
+async fn two_processes_bootstrapping_one_empty_store_at_once_make_one_key() {
+    let shared = tessera_redis::testing::fresh_store(None).await;
+    let second = tessera_redis::RedisStore::connect_url_with(
+        &tessera_redis::testing::server().url(),
+        shared.options().clone(),
+    )
+    .await
+    .unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(tessera_core::SystemClock);
+    let config = Config {
+        store: Some("memory://".into()),
+        ..Config::default()
+    };
+    let node = |store: tessera_redis::RedisStore| {
+        let store = Arc::new(store);
+        (
+            ApiKeys::new(store.clone(), Duration::ZERO),
+            Sessions::new(store.clone(), clock.clone(), config.policy()),
+            Leases::new(store, clock.clone(), &config),
+            tempfile::tempdir().unwrap(),
+        )
+    };
+    let (keys_a, sessions_a, leases_a, dir_a) = node(shared.clone());
+    let (keys_b, sessions_b, leases_b, dir_b) = node(second);
+    let (a, b) = tokio::join!(
+        bootstrap_api_key_once(&keys_a, dir_a.path(), &sessions_a, &leases_a.bootstrap),
+        bootstrap_api_key_once(&keys_b, dir_b.path(), &sessions_b, &leases_b.bootstrap),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        [a.is_some(), b.is_some()].iter().filter(|w| **w).count(),
+        1,
+        "one of them writes a key file: {a:?} {b:?}"
+    );
+    assert_eq!(
+        shared.list_api_keys().await.unwrap().len(),
+        1,
+        "one key in the store"
+    );
+    // Done: the lease is free again for whatever comes next.
+    assert!(leases_b.bootstrap.hold().await.unwrap());
 }

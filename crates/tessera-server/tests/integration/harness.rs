@@ -40,6 +40,10 @@ pub struct Opts {
     /// the start: for another server on a store a first one set up (which
     /// then creates none).
     pub api_key: Option<String>,
+    /// The node joins a store shared with other nodes: the bootstrap API
+    /// key file may be in another node's data directory (set
+    /// [`TestServer::api_key`] to it), so its absence is no failure.
+    pub joins: bool,
 }
 
 impl Opts {
@@ -60,6 +64,12 @@ impl Opts {
 
     pub fn api_key(mut self, key: &str) -> Self {
         self.api_key = Some(key.to_owned());
+        self
+    }
+
+    /// See [`Opts::joins`].
+    pub fn joining(mut self) -> Self {
+        self.joins = true;
         self
     }
 
@@ -318,6 +328,9 @@ impl TestServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        if self.opts.joins && !self.bootstrap_key_path().exists() {
+            return;
+        }
         let key = std::fs::read_to_string(self.bootstrap_key_path()).unwrap_or_else(|e| {
             panic!(
                 "cannot read {}: {e}; log:\n{}",
@@ -435,6 +448,20 @@ impl TestServer {
     }
 
     pub async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+        let resp = self.send_any(rb).await;
+        if resp.status >= 500 {
+            panic!(
+                "server answered {}: {}\nlog:\n{}",
+                resp.status,
+                resp.text(),
+                self.logs()
+            );
+        }
+        resp
+    }
+
+    /// [`send`](Self::send) that also returns a 5xx (tests of outages).
+    pub async fn send_any(&self, rb: reqwest::RequestBuilder) -> Resp {
         let r = rb
             .send()
             .await
@@ -446,15 +473,11 @@ impl TestServer {
             self.note_secrets(&String::from_utf8_lossy(v.as_bytes()));
         }
         self.note_secrets(&String::from_utf8_lossy(&body));
-        let resp = Resp {
+        Resp {
             status,
             headers,
             body,
-        };
-        if status >= 500 {
-            panic!("server answered {status}: {}\nlog:\n{}", resp.text(), self.logs());
         }
-        resp
     }
 
     pub async fn get(&self, path: &str) -> Resp {
