@@ -1,0 +1,69 @@
+//! [`LeaseStore`] and [`StoreHealth`] on Redis.
+
+use super::*;
+
+#[async_trait]
+impl LeaseStore for RedisStore {
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.lease("acquire", name, holder, ttl, now).await
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.lease("renew", name, holder, ttl, now).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool> {
+        self.lease(
+            "release",
+            name,
+            holder,
+            std::time::Duration::ZERO,
+            Timestamp::from_unix_millis(0),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl StoreHealth for RedisStore {
+    async fn ping(&self) -> StoreResult<()> {
+        match self.cmd(&redis::cmd("PING")).await? {
+            Value::SimpleString(s) if s == "PONG" => Ok(()),
+            Value::BulkString(b) if b == b"PONG" => Ok(()),
+            other => Err(StoreError::Unavailable(format!(
+                "redis answered PING with {other:?}"
+            ))),
+        }
+    }
+}
+
+impl RedisStore {
+    async fn lease(
+        &self,
+        op: &str,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut inv = SCRIPTS.lease.prepare_invoke();
+        inv.key(self.key(layout::LEASE, name.as_bytes()))
+            .arg(op)
+            .arg(holder.as_bytes())
+            .arg(millis(now))
+            .arg(tessera_core::store::ttl_millis(ttl));
+        Ok(int(self.run(&inv).await?, "lease")? == 1)
+    }
+}
