@@ -64,7 +64,11 @@ async fn a_loss_drops_every_entry_at_once_and_a_new_subscription_starts_empty() 
         let t = ticket(&c, r);
         c.insert(t, Arc::clone(r), Instant::now());
     }
-    assert!(rs.iter().all(|r| hit(&c, r)));
+    // Slots are direct-mapped: a later record may have taken an earlier
+    // one's slot (about one run in twenty with 100 records), so count the
+    // ones held rather than expect all of them.
+    let held = rs.iter().filter(|r| hit(&c, r)).count();
+    assert!(held >= 90, "only {held} of 100 records held");
     c.lost();
     assert!(
         rs.iter()
