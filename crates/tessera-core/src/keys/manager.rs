@@ -91,7 +91,7 @@ impl KeyManager {
         if !snap.revoked.is_empty() {
             // Every stored key was revoked: the compare-and-set below
             // (only into an empty store) cannot add one.
-            return self.rotate(0).await.map(Some);
+            return self.replace_revoked().await;
         }
         let now = self.clock.now();
         let record = self.new_record(now, now)?;
@@ -120,7 +120,7 @@ impl KeyManager {
         else {
             // Only revoked keys: sign with a fresh one at once.
             self.install(seq, records)?;
-            return self.rotate(0).await.map(Some);
+            return self.replace_revoked().await;
         };
         let now = self.clock.now();
         let lead = self
@@ -143,6 +143,37 @@ impl KeyManager {
             tracing::info!(kid = %record.kid, alg = record.alg.as_str(), activates_at = %activates, "signing key rotated");
         }
         Ok(added.then_some(record.kid))
+    }
+
+    /// Adds a key that signs at once when every stored key is revoked,
+    /// unless another process sharing the store did so first: one
+    /// compare-and-set naming the newest revoked key, ordered after it, so
+    /// nodes starting together on such a store add one key between them
+    /// (`rotate` would retry and add one each). Returns the `kid` this call
+    /// added, if any.
+    async fn replace_revoked(&self) -> Result<Option<String>, KeyError> {
+        for _ in 0..ROTATE_ATTEMPTS {
+            let seq = self.next_seq();
+            let records = self.store.signing_keys().await?;
+            if records.iter().any(|r| r.revoked_at.is_none()) {
+                self.install(seq, records)?;
+                return Ok(None);
+            }
+            let newest = records.iter().max_by(|a, b| key_order(a, b));
+            let now = self.clock.now();
+            let activates = newest.map_or(now, |n| now.max(n.activates_at.plus_millis(1)));
+            let record = self.new_record(now, activates)?;
+            if self
+                .store
+                .insert_signing_key(&record, newest.map(|n| n.kid.as_str()))
+                .await?
+            {
+                tracing::warn!(kid = %record.kid, alg = record.alg.as_str(), "every signing key was revoked; added one that signs at once");
+                self.reload().await?;
+                return Ok(Some(record.kid));
+            }
+        }
+        Err(KeyError::Conflict)
     }
 
     /// Operator rotation: adds a key of the configured algorithm that signs

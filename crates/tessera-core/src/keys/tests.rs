@@ -517,6 +517,71 @@ async fn only_revoked_keys_left_means_a_fresh_key_on_start() {
     assert_eq!(fresh.signer().unwrap().kid, k2);
 }
 
+struct Yielding(Arc<MemoryStore>);
+
+#[async_trait::async_trait]
+impl SigningKeyStore for Yielding {
+    async fn insert_signing_key(
+        &self,
+        key: &crate::model::SigningKeyRecord,
+        if_newest: Option<&str>,
+    ) -> crate::store::StoreResult<bool> {
+        tokio::task::yield_now().await;
+        self.0.insert_signing_key(key, if_newest).await
+    }
+    async fn signing_keys(&self) -> crate::store::StoreResult<Vec<crate::model::SigningKeyRecord>> {
+        tokio::task::yield_now().await;
+        self.0.signing_keys().await
+    }
+    async fn delete_signing_key(&self, kid: &str) -> crate::store::StoreResult<bool> {
+        tokio::task::yield_now().await;
+        self.0.delete_signing_key(kid).await
+    }
+    async fn revoke_signing_key(
+        &self,
+        kid: &str,
+        now: crate::time::Timestamp,
+    ) -> crate::store::StoreResult<bool> {
+        tokio::task::yield_now().await;
+        self.0.revoke_signing_key(kid, now).await
+    }
+}
+
+#[tokio::test]
+async fn two_processes_starting_on_only_revoked_keys_add_one_key() {
+    let f = Fixture::new();
+    let k1 = f.manager(SigningAlg::EdDSA).ensure_key().await.unwrap().unwrap();
+    f.clock.advance_secs(1);
+    assert!(f.store.revoke_signing_key(&k1, f.clock.now()).await.unwrap());
+    // Two processes whose store calls really interleave: every call yields
+    // first, as a network round trip would.
+    let yielding = Arc::new(Yielding(f.store.clone()));
+    let manager = || {
+        KeyManager::new(
+            yielding.clone(),
+            Arc::new(f.clock.clone()),
+            f.sealer.clone(),
+            KeyPolicy::default(),
+        )
+    };
+    let (a, b) = (manager(), manager());
+    let (ra, rb) = tokio::join!(a.ensure_key(), b.ensure_key());
+    let added: Vec<String> = [ra.unwrap(), rb.unwrap()].into_iter().flatten().collect();
+    assert_eq!(added.len(), 1, "one of the two adds the key: {added:?}");
+    let usable: Vec<_> = f
+        .store
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.revoked_at.is_none())
+        .collect();
+    assert_eq!(usable.len(), 1);
+    assert_eq!(usable[0].kid, added[0]);
+    assert_eq!(a.signer().unwrap().kid, added[0]);
+    assert_eq!(b.signer().unwrap().kid, added[0]);
+}
+
 #[tokio::test]
 async fn rotation_in_the_same_millisecond_steps_past_the_current_key() {
     // Same activation instant would leave the order to the kids; the new
