@@ -25,6 +25,7 @@
 //! | [`api_keys_cases!`] | [`cases::api_keys`] | `ApiKeyStore` |
 //! | [`events_cases!`] | [`cases::events`] | `SessionStore + EventStore` |
 //! | [`leases_cases!`] | [`cases::leases`] | `LeaseStore` |
+//! | [`replay_cases!`] | [`cases::replay`] | `ReplayStore` |
 //! | [`health_cases!`] | [`cases::health`] | `StoreHealth` |
 //! | [`domain_cases!`] | [`cases::domain`] | `RefreshStore + SigningKeyStore + EventStore` |
 //! | [`concurrency_cases!`] | [`cases::concurrency`] | `SessionStore + EventStore` |
@@ -84,6 +85,7 @@ macro_rules! conformance_suite {
         $crate::api_keys_cases!(@complete $factory);
         $crate::events_cases!(@complete $factory);
         $crate::leases_cases!(@complete $factory);
+        $crate::replay_cases!(@complete $factory);
         $crate::health_cases!(@complete $factory);
         $crate::domain_cases!(@complete $factory);
         $crate::concurrency_cases!(@complete $factory);
@@ -182,6 +184,18 @@ macro_rules! leases_cases {
             store_lease_release_only_by_its_holder,
             store_leases_are_independent_by_name,
             concurrent_lease_one_holder,
+        }
+    };
+}
+
+/// [`ReplayStore`](tessera_core::ReplayStore): [`cases::replay`].
+#[macro_export]
+macro_rules! replay_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { replay; $($how)+;
+            store_marker_is_used_once_until_it_expires,
+            store_sweep_markers_deletes_expired_in_batches,
+            concurrent_marker_one_use,
         }
     };
 }

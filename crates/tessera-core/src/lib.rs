@@ -51,8 +51,8 @@ pub use seal::Sealer;
 pub use secret::{SecretToken, TokenHash, TokenKind};
 pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Sessions, TtlInput};
 pub use store::{
-    ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, LeaseStore, RefreshStore, Rotation,
-    SessionStore, SigningKeyStore, Store, StoreError, StoreHealth, StoreResult, Touch,
+    ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, LeaseStore, RefreshStore, ReplayStore,
+    Rotation, SessionStore, SigningKeyStore, Store, StoreError, StoreHealth, StoreResult, Touch,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use tokens::{Introspection, IssuedTokens, OAuthError, TokenPolicy, TokenRequest, TokenService};

@@ -31,6 +31,7 @@ mod events;
 mod keys;
 mod leases;
 mod refresh;
+mod replay;
 
 /// Hashes [`TokenHash`] keys by taking the bits they already carry.
 ///
@@ -84,6 +85,8 @@ struct Inner {
     signing_keys: Vec<SigningKeyRecord>,
     /// lease name → (holder, expires at).
     leases: HashMap<String, (String, Timestamp)>,
+    /// single-use marker → expires at.
+    markers: HashMap<[u8; 32], Timestamp>,
 }
 
 impl MemoryStore {

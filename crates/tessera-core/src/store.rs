@@ -13,6 +13,7 @@
 //! | [`ApiKeyStore`] | backend API keys | the service's API-key check |
 //! | [`EventStore`] | the event log (reads and retention) | [`EventLog`](crate::EventLog) |
 //! | [`LeaseStore`] | leases: who does a cluster-wide duty now | [`DutyLease`](crate::lease::DutyLease) |
+//! | [`ReplayStore`] | single-use markers (DPoP `jti`, …) | [`dpop`](crate::dpop) |
 //! | [`StoreHealth`] | — | readiness probes |
 //!
 //! [`Store`] is all of them, implemented for every type that implements
@@ -38,6 +39,7 @@ mod events;
 mod keys;
 mod leases;
 mod refresh;
+mod replay;
 mod sessions;
 
 use async_trait::async_trait;
@@ -47,6 +49,7 @@ pub use events::{EventQuery, EventStore};
 pub use keys::SigningKeyStore;
 pub use leases::{LeaseStore, ttl_millis};
 pub use refresh::{RefreshStore, Rotation};
+pub use replay::ReplayStore;
 pub use sessions::{CreateOptions, CreateOutcome, SessionStore, Touch};
 
 /// A store failure. Every variant means "the store could not answer": callers
@@ -76,7 +79,14 @@ pub trait StoreHealth: Send + Sync + 'static {
 /// Every capability: a complete store. Implemented for any type that
 /// implements each capability trait; never implement it by hand.
 pub trait Store:
-    SessionStore + RefreshStore + SigningKeyStore + ApiKeyStore + EventStore + LeaseStore + StoreHealth
+    SessionStore
+    + RefreshStore
+    + SigningKeyStore
+    + ApiKeyStore
+    + EventStore
+    + LeaseStore
+    + ReplayStore
+    + StoreHealth
 {
 }
 
@@ -87,6 +97,7 @@ impl<T> Store for T where
         + ApiKeyStore
         + EventStore
         + LeaseStore
+        + ReplayStore
         + StoreHealth
         + ?Sized
 {

@@ -24,6 +24,7 @@
 //! | `m` | hash | layout metadata: `f` format, `b` bucket count |
 //! | `i` | pub/sub channel (not a key) | invalidations: the token index fields (16 bytes each) of the sessions a script changed ([`cache`](crate::cache)) |
 //! | `d`‹name› | string, TTL | a lease (`LeaseStore`): "‹expires at ms› ‹holder›" |
+//! | `x`‹marker› | string, TTL | a single-use marker (`ReplayStore`, 32 bytes): its expiry in ms |
 //!
 //! Buckets: the two session indexes are split in *n* buckets (a power of
 //! two, 4096 by default) so each stays small enough for Redis's compact
@@ -51,6 +52,8 @@ pub(crate) const EVENTS: u8 = b'e';
 pub(crate) const META: u8 = b'm';
 pub(crate) const INVALIDATIONS: u8 = b'i';
 pub(crate) const LEASE: u8 = b'd';
+/// A single-use marker (`ReplayStore`).
+pub(crate) const MARKER: u8 = b'x';
 
 /// The layout this build writes; a different one in `m` is refused.
 const FORMAT: &str = "1";

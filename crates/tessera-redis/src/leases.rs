@@ -1,4 +1,4 @@
-//! [`LeaseStore`] and [`StoreHealth`] on Redis.
+//! [`LeaseStore`], [`ReplayStore`] and [`StoreHealth`] on Redis.
 
 use super::*;
 
@@ -33,6 +33,23 @@ impl LeaseStore for RedisStore {
             Timestamp::from_unix_millis(0),
         )
         .await
+    }
+}
+
+#[async_trait]
+impl ReplayStore for RedisStore {
+    async fn use_once(&self, marker: &[u8; 32], expires_at: Timestamp, now: Timestamp) -> StoreResult<bool> {
+        let mut inv = SCRIPTS.use_once.prepare_invoke();
+        inv.key(self.key(layout::MARKER, marker))
+            .arg(millis(expires_at))
+            .arg(millis(now));
+        Ok(int(self.run(&inv).await?, "use_once")? == 1)
+    }
+
+    /// Redis drops expired markers by their key TTL; there is nothing to
+    /// sweep.
+    async fn sweep_markers(&self, _now: Timestamp, _batch: u32) -> StoreResult<u32> {
+        Ok(0)
     }
 }
 

@@ -75,6 +75,7 @@ pub(crate) struct Scripts {
     pub events_cursor: Script,
     pub events_delete: Script,
     pub lease: Script,
+    pub use_once: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -104,4 +105,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     events_cursor: with_prelude(&[include_str!("lua/events_cursor.lua")]),
     events_delete: with_prelude(&[include_str!("lua/events_delete.lua")]),
     lease: Script::new(include_str!("lua/lease.lua")),
+    use_once: Script::new(include_str!("lua/use_once.lua")),
 });

@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tessera_core::{
     ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
-    LeaseStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, SessionRecord,
-    SessionStore, SigningKeyRecord, SigningKeyStore, StoreHealth, StoreResult, Timestamp, TokenHash,
+    LeaseStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, ReplayStore, RevokeReason,
+    SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore, StoreHealth, StoreResult, Timestamp,
+    TokenHash,
 };
 
 pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
@@ -464,6 +465,17 @@ impl<S: LeaseStore> LeaseStore for InstrumentedStore<S> {
 
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool> {
         timed("release_lease", self.inner.release_lease(name, holder)).await
+    }
+}
+
+#[async_trait]
+impl<S: ReplayStore> ReplayStore for InstrumentedStore<S> {
+    async fn use_once(&self, marker: &[u8; 32], expires_at: Timestamp, now: Timestamp) -> StoreResult<bool> {
+        timed("use_once", self.inner.use_once(marker, expires_at, now)).await
+    }
+
+    async fn sweep_markers(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
+        timed("sweep_markers", self.inner.sweep_markers(now, batch)).await
     }
 }
 

@@ -44,9 +44,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tessera_core::{
     ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
-    LeaseStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, Rotation, SessionRecord,
-    SessionStore, SigningKeyRecord, SigningKeyStore, StoreError, StoreHealth, StoreResult, Timestamp,
-    TokenHash,
+    LeaseStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, ReplayStore, RevokeReason, Rotation,
+    SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore, StoreError, StoreHealth, StoreResult,
+    Timestamp, TokenHash,
 };
 
 use crate::codec::{FamilyRow, SessionRow};
@@ -461,6 +461,23 @@ impl LeaseStore for SqliteStore {
         self.writer
             .call(move |c| ops::release_lease(c, &name, &holder))
             .await
+    }
+}
+
+#[async_trait]
+impl ReplayStore for SqliteStore {
+    async fn use_once(&self, marker: &[u8; 32], expires_at: Timestamp, now: Timestamp) -> StoreResult<bool> {
+        let marker = *marker;
+        self.writer
+            .call(move |c| ops::use_once(c, &marker, expires_at, now))
+            .await
+    }
+
+    async fn sweep_markers(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
+        if batch == 0 {
+            return Ok(0);
+        }
+        self.writer.call(move |c| ops::sweep_markers(c, now, batch)).await
     }
 }
 

@@ -297,6 +297,17 @@ CREATE TABLE leases (
     expires_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 ",
+    // Version 9: single-use markers (`tessera_core::ReplayStore`): DPoP
+    // proof `jti`s seen by any process sharing the file. Keyed by a digest
+    // the core derives; the sweeper deletes expired rows through the
+    // expiry index.
+    r"
+CREATE TABLE used_markers (
+    marker     BLOB NOT NULL PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX used_markers_expires_at ON used_markers (expires_at);
+",
 ];
 
 /// The schema version this build writes.

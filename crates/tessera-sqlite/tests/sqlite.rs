@@ -89,7 +89,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     drop(open(&path));
-    assert_eq!(user_version(&path), 8);
+    assert_eq!(user_version(&path), 9);
     let tables: Vec<String> = raw(&path)
         .prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
@@ -110,7 +110,8 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
             "refresh_tokens",
             "refresh_tokens_gc",
             "sessions",
-            "signing_keys"
+            "signing_keys",
+            "used_markers"
         ]
     );
     // Re-running a migration would fail on CREATE TABLE; reopening must not.
@@ -118,7 +119,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
         let s = open(&path);
         s.ping().await.unwrap();
     }
-    assert_eq!(user_version(&path), 8);
+    assert_eq!(user_version(&path), 9);
     let mode: String = raw(&path)
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();

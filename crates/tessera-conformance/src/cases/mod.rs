@@ -4,7 +4,7 @@
 //! as its own test on a fresh store.
 //!
 //! - [`sessions`], [`refresh`], [`signing_keys`], [`api_keys`], [`events`],
-//!   [`leases`], [`health`]: one capability's contract, straight against
+//!   [`leases`], [`replay`], [`health`]: one capability's contract, straight against
 //!   the store.
 //! - [`domain`]: the checklist's rules through the services.
 //! - [`concurrency`]: atomicity of the session services under real
@@ -17,5 +17,6 @@ pub mod events;
 pub mod health;
 pub mod leases;
 pub mod refresh;
+pub mod replay;
 pub mod sessions;
 pub mod signing_keys;

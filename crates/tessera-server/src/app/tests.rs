@@ -1043,6 +1043,16 @@ impl ApiKeyStore for DownStore {
 }
 
 #[async_trait]
+impl tessera_core::ReplayStore for DownStore {
+    async fn use_once(&self, _: &[u8; 32], _: Timestamp, _: Timestamp) -> StoreResult<bool> {
+        down()
+    }
+    async fn sweep_markers(&self, _: Timestamp, _: u32) -> StoreResult<u32> {
+        down()
+    }
+}
+
+#[async_trait]
 impl tessera_core::LeaseStore for DownStore {
     async fn acquire_lease(
         &self,
