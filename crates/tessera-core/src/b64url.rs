@@ -19,6 +19,11 @@ pub fn decode_into<'b>(input: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
     buf.get(..n)
 }
 
+/// Encodes `bytes` as unpadded base64url.
+pub fn encode(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// Whether `b` is in the base64url alphabet (`A–Z a–z 0–9 - _`).
 #[inline]
 pub fn is_alphabet(b: u8) -> bool {
