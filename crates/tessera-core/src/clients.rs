@@ -29,6 +29,10 @@ pub struct Client {
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
     pub refresh_tokens: bool,
+    /// RFC 9449 §5.2 `dpop_bound_access_tokens`: every token request of
+    /// this client must carry a DPoP proof (or, at session creation, a
+    /// `dpop_jkt`).
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -40,6 +44,7 @@ impl std::fmt::Debug for Client {
             .field("scopes", &self.scopes)
             .field("audiences", &self.audiences)
             .field("refresh_tokens", &self.refresh_tokens)
+            .field("dpop_bound_access_tokens", &self.dpop_bound_access_tokens)
             .finish()
     }
 }
@@ -55,6 +60,7 @@ impl Client {
             scopes: vec!["*".into()],
             audiences: vec!["*".into()],
             refresh_tokens: true,
+            dpop_bound_access_tokens: false,
         }
     }
 
@@ -163,6 +169,7 @@ mod tests {
             scopes: vec!["read".into()],
             audiences: vec!["api".into()],
             refresh_tokens: false,
+            dpop_bound_access_tokens: false,
         }
     }
 

@@ -87,6 +87,49 @@ pub enum Binding {
     Dbsc { session_id: String, jkt: String },
 }
 
+impl Binding {
+    /// A DPoP binding to the key with this RFC 7638 thumbprint
+    /// (`tokens.dpop_jkt`, a proof's key): base64url of a SHA-256 digest.
+    pub fn dpop(jkt: &str) -> Result<Binding, &'static str> {
+        let mut buf = [0u8; 35];
+        match crate::b64url::decode_into(jkt.as_bytes(), &mut buf) {
+            Some(d) if d.len() == 32 => Ok(Binding::Dpop { jkt: jkt.to_owned() }),
+            _ => Err("dpop_jkt must be a JWK SHA-256 thumbprint (43 base64url characters)"),
+        }
+    }
+
+    /// The `cnf` claim of an access token bound to this (RFC 9449 §6.1,
+    /// RFC 8705 §3.1); `None` for a DBSC binding, which binds cookies.
+    pub fn cnf(&self) -> Option<serde_json::Value> {
+        match self {
+            Binding::Dpop { jkt } => Some(serde_json::json!({ "jkt": jkt })),
+            Binding::Mtls { x5t_s256 } => Some(serde_json::json!({ "x5t#S256": x5t_s256 })),
+            Binding::Dbsc { .. } => None,
+        }
+    }
+
+    /// The binding a token's `cnf` claim names, if one Tessera knows.
+    pub fn from_cnf(cnf: &serde_json::Value) -> Option<Binding> {
+        if let Some(jkt) = cnf.get("jkt").and_then(serde_json::Value::as_str) {
+            return Some(Binding::Dpop { jkt: jkt.to_owned() });
+        }
+        cnf.get("x5t#S256")
+            .and_then(serde_json::Value::as_str)
+            .map(|x| Binding::Mtls {
+                x5t_s256: x.to_owned(),
+            })
+    }
+
+    /// `token_type` of the tokens issued under this binding: `DPoP` for a
+    /// DPoP key (RFC 9449 §5), `Bearer` otherwise (RFC 8705 keeps it).
+    pub fn token_type(binding: Option<&Binding>) -> &'static str {
+        match binding {
+            Some(Binding::Dpop { .. }) => "DPoP",
+            _ => "Bearer",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
     pub at: Timestamp,

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::access::{self, AccessClaims, Audience, AudienceRule, Expected, VerifyError};
 use crate::clients::Client;
 use crate::error::Error;
-use crate::model::RevokeReason;
+use crate::model::{Binding, RevokeReason};
 use crate::secret::{self, TokenKind};
 
 use super::{OAuthError, TokenService};
@@ -122,6 +122,9 @@ impl TokenService {
             m.insert("iat".into(), l.family.rotated_at.unix_secs().into());
             m.insert("exp".into(), s.expires_at().unix_secs().into());
             m.insert("auth_time".into(), s.auth.time.unix_secs().into());
+            if let Some(cnf) = l.family.binding.as_ref().and_then(Binding::cnf) {
+                m.insert("cnf".into(), cnf);
+            }
             return Ok(Introspection::Active(m));
         }
         let Ok(claims) = self.verify_access_token(presented, &self.own_token_rules()) else {
@@ -136,7 +139,9 @@ impl TokenService {
             return Ok(Introspection::Inactive);
         };
         m.insert("active".into(), Value::Bool(true));
-        m.insert("token_type".into(), "Bearer".into());
+        // `cnf` is already among the claims (RFC 9449 §6.2, RFC 8705 §3.2).
+        let binding = claims.cnf.as_ref().and_then(Binding::from_cnf);
+        m.insert("token_type".into(), Binding::token_type(binding.as_ref()).into());
         Ok(Introspection::Active(m))
     }
 }

@@ -2,8 +2,8 @@
 //! audience, and minting access tokens (also for the refresh grant).
 
 use crate::access::{AccessClaims, Audience, mint, new_jti};
-use crate::clients::{Client, DEFAULT_CLIENT_ID};
-use crate::model::{RefreshFamily, SessionRecord};
+use crate::clients::{Client, ClientKind, DEFAULT_CLIENT_ID};
+use crate::model::{Binding, RefreshFamily, SessionRecord};
 use crate::secret::{self, SecretToken, TokenKind};
 use crate::time::Timestamp;
 
@@ -12,6 +12,9 @@ use super::{IssuedTokens, OAuthError, TokenRequest, TokenService, parse_scope};
 const MAX_AUDIENCES: usize = 8;
 
 pub const REFRESH_FAMILY_PREFIX: &str = "rtf_";
+
+/// A request's client, scope, audience and DPoP binding.
+type Resolved<'a> = (&'a Client, Vec<String>, Vec<String>, Option<Binding>);
 
 impl TokenService {
     /// Issues an access token (and, if the client gets them, a refresh-token
@@ -23,9 +26,25 @@ impl TokenService {
         session: &SessionRecord,
         req: &TokenRequest,
     ) -> Result<IssuedTokens, OAuthError> {
-        let (client, scope, audience) = self.resolve_request(req)?;
+        self.issue_for_session_with(session, req, None).await
+    }
+
+    /// [`issue_for_session`](Self::issue_for_session) for a caller that
+    /// presented a client certificate (`cert`: its [`Binding::Mtls`]): the
+    /// tokens are bound to it unless `req.dpop_jkt` binds them to a DPoP
+    /// key. Refresh tokens are bound only for public clients (RFC 9449 §5,
+    /// RFC 8705 §4); a confidential client's are bound to its
+    /// authentication instead.
+    pub async fn issue_for_session_with(
+        &self,
+        session: &SessionRecord,
+        req: &TokenRequest,
+        cert: Option<Binding>,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let (client, scope, audience, holder) = self.resolve_request(req)?;
+        let holder = holder.or(cert);
         let now = self.sessions.now();
-        let access_token = self.mint_for(session, client, &scope, &audience, now)?;
+        let access_token = self.mint_for(session, client, &scope, &audience, holder.as_ref(), now)?;
         let refresh_token = if client.refresh_tokens {
             let token = SecretToken::generate(TokenKind::Refresh);
             let family = RefreshFamily {
@@ -39,7 +58,10 @@ impl TokenService {
                 created_at: now,
                 rotated_at: now,
                 current_sealed: None,
-                binding: None,
+                binding: match client.kind {
+                    ClientKind::Public => holder.clone(),
+                    ClientKind::Confidential => None,
+                },
                 revoked: None,
             };
             self.families
@@ -51,6 +73,7 @@ impl TokenService {
         };
         Ok(IssuedTokens {
             access_token,
+            token_type: Binding::token_type(holder.as_ref()),
             expires_in: self.policy.access_token_ttl_secs,
             refresh_token,
             scope: scope.join(" "),
@@ -64,8 +87,9 @@ impl TokenService {
     }
 
     /// The client, scope and audience a request names, each allowed for the
-    /// client (least privilege: exactly what was asked for).
-    fn resolve_request(&self, req: &TokenRequest) -> Result<(&Client, Vec<String>, Vec<String>), OAuthError> {
+    /// client (least privilege: exactly what was asked for), and the DPoP
+    /// key it binds the tokens to.
+    fn resolve_request(&self, req: &TokenRequest) -> Result<Resolved<'_>, OAuthError> {
         let client_id = req.client_id.as_deref().unwrap_or(DEFAULT_CLIENT_ID);
         let client = self
             .clients
@@ -78,7 +102,16 @@ impl TokenService {
             )));
         }
         let audience = self.audience_for(client, req.audience.as_ref())?;
-        Ok((client, scope, audience))
+        let holder = match req.dpop_jkt.as_deref() {
+            Some(jkt) => Some(Binding::dpop(jkt).map_err(|e| OAuthError::InvalidRequest(e.into()))?),
+            None if client.dpop_bound_access_tokens => {
+                return Err(OAuthError::InvalidDpopProof(
+                    "this client must bind its tokens to a DPoP key (dpop_jkt)".into(),
+                ));
+            }
+            None => None,
+        };
+        Ok((client, scope, audience, holder))
     }
 
     pub(super) fn mint_for(
@@ -87,6 +120,7 @@ impl TokenService {
         client: &Client,
         scope: &[String],
         audience: &[String],
+        holder: Option<&Binding>,
         now: Timestamp,
     ) -> Result<String, OAuthError> {
         let signer = self
@@ -110,7 +144,7 @@ impl TokenService {
             auth_time: Some(session.auth.time.unix_secs()),
             acr: Some(session.auth.level.to_string()),
             amr: (!session.auth.methods.is_empty()).then(|| session.auth.methods.clone()),
-            cnf: None,
+            cnf: holder.and_then(Binding::cnf),
         };
         mint(&signer, &claims).map_err(|e| OAuthError::Unavailable(e.to_string()))
     }

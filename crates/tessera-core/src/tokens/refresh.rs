@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::clients::Client;
 use crate::error::Error;
-use crate::model::{EventKind, NewEvent, RefreshFamily, RevokeReason, SessionRecord};
+use crate::model::{Binding, EventKind, NewEvent, RefreshFamily, RevokeReason, SessionRecord};
 use crate::secret::{self, SecretToken, TokenKind};
 use crate::store::{Rotation, StoreError};
 use crate::time::Timestamp;
@@ -22,6 +22,21 @@ impl TokenService {
         presented: &str,
         client: &Client,
         scope: Option<&str>,
+    ) -> Result<IssuedTokens, OAuthError> {
+        self.refresh_with(presented, client, scope, None).await
+    }
+
+    /// [`refresh`](Self::refresh) by a caller that proved possession of a
+    /// key (`holder`: the DPoP proof's key, else the connection's client
+    /// certificate). A refresh token bound to a key is refused without
+    /// that same key (RFC 9449 §5, RFC 8705 §4); the new access token is
+    /// bound to `holder`.
+    pub async fn refresh_with(
+        &self,
+        presented: &str,
+        client: &Client,
+        scope: Option<&str>,
+        holder: Option<&Binding>,
     ) -> Result<IssuedTokens, OAuthError> {
         if !client.refresh_tokens {
             return Err(OAuthError::UnauthorizedClient);
@@ -42,6 +57,25 @@ impl TokenService {
             return Err(OAuthError::InvalidGrant(
                 "refresh token was issued to another client",
             ));
+        }
+        if client.dpop_bound_access_tokens && !matches!(holder, Some(Binding::Dpop { .. })) {
+            return Err(OAuthError::InvalidDpopProof(
+                "this client must send a DPoP proof".into(),
+            ));
+        }
+        match (&lookup.family.binding, holder) {
+            (None, _) => {}
+            (Some(bound), Some(h)) if bound == h => {}
+            (Some(Binding::Dpop { .. }), None) => {
+                return Err(OAuthError::InvalidDpopProof(
+                    "this refresh token is bound to a DPoP key: send a DPoP proof".into(),
+                ));
+            }
+            (Some(_), _) => {
+                return Err(OAuthError::InvalidGrant(
+                    "refresh token is bound to another key or certificate",
+                ));
+            }
         }
         let requested = match scope {
             Some(s) => {
@@ -71,7 +105,7 @@ impl TokenService {
                 // token is consumed, the client gets its successor. (A failure
                 // after the commit would leave the client holding a consumed
                 // token, whose retry at grace 0 is taken as theft.)
-                let access_token = self.mint_for(&session, client, &at_scope, &fam.audience, now)?;
+                let access_token = self.mint_for(&session, client, &at_scope, &fam.audience, holder, now)?;
                 let successor = SecretToken::generate(TokenKind::Refresh);
                 let successor_hash = successor.hash();
                 // Kept sealed only when a retry may need it back: at grace 0
@@ -86,6 +120,7 @@ impl TokenService {
                     Ok(true) => {
                         return Ok(IssuedTokens {
                             access_token,
+                            token_type: Binding::token_type(holder),
                             expires_in: self.policy.access_token_ttl_secs,
                             refresh_token: Some(successor),
                             scope: at_scope.join(" "),
@@ -120,7 +155,7 @@ impl TokenService {
                     .ok()
                     .map(|h| SecretToken::from_parts(text, h))
                     .ok_or_else(|| OAuthError::Unavailable("sealed refresh token is malformed".into()))?;
-                return self.respond(&session, client, &fam, at_scope, successor, now);
+                return self.respond(&session, client, &fam, at_scope, successor, holder, now);
             }
 
             // A consumed token outside the grace: theft. End the session and
@@ -185,6 +220,7 @@ impl TokenService {
             .map(|l| l.family.client_id.clone()))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn respond(
         &self,
         session: &SessionRecord,
@@ -192,11 +228,13 @@ impl TokenService {
         fam: &RefreshFamily,
         scope: Vec<String>,
         successor: SecretToken,
+        holder: Option<&Binding>,
         now: Timestamp,
     ) -> Result<IssuedTokens, OAuthError> {
-        let access_token = self.mint_for(session, client, &scope, &fam.audience, now)?;
+        let access_token = self.mint_for(session, client, &scope, &fam.audience, holder, now)?;
         Ok(IssuedTokens {
             access_token,
+            token_type: Binding::token_type(holder),
             expires_in: self.policy.access_token_ttl_secs,
             refresh_token: Some(successor),
             scope: scope.join(" "),

@@ -4,7 +4,7 @@ use crate::clients::{Client, ClientKind};
 use crate::error::Error;
 use crate::keys::KeyPolicy;
 use crate::memory::MemoryStore;
-use crate::model::{EventKind, NewEvent, RefreshFamily, RevokeReason, SessionRecord};
+use crate::model::{Binding, EventKind, NewEvent, RefreshFamily, RevokeReason, SessionRecord};
 use crate::policy::SessionPolicy;
 use crate::secret::TokenHash;
 use crate::sessions::{AuthInput, CreateSession};
@@ -84,6 +84,7 @@ fn confidential(id: &str, secret: &str, refresh: bool) -> Client {
         scopes: vec!["read".into(), "write".into()],
         audiences: vec!["api".into()],
         refresh_tokens: refresh,
+        dpop_bound_access_tokens: false,
     }
 }
 
@@ -320,6 +321,7 @@ async fn rt_14_client_without_refresh_tokens_gets_none() {
                 client_id: Some("svc".into()),
                 scope: Some("read".into()),
                 audience: Some(Audience::new(vec!["api".into()])),
+                dpop_jkt: None,
             },
         )
         .await
@@ -333,6 +335,7 @@ async fn rt_14_client_without_refresh_tokens_gets_none() {
                 client_id: Some("svc".into()),
                 scope: Some("admin".into()),
                 audience: None,
+                dpop_jkt: None,
             },
         )
         .await
@@ -756,4 +759,270 @@ async fn refresh_reads_token_and_session_in_one_store_call() {
         rotated.refresh_token.unwrap().expose(),
         again.refresh_token.unwrap().expose()
     );
+}
+
+// --- Sender-constrained tokens: DPoP (RFC 9449) and mTLS (RFC 8705) ---
+
+const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+const OTHER_JKT: &str = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+
+async fn login_bound(
+    h: &H,
+    client: Option<&str>,
+    jkt: Option<&str>,
+    cert: Option<Binding>,
+) -> Result<IssuedTokens, OAuthError> {
+    let s = h
+        .svc
+        .sessions()
+        .create(CreateSession {
+            subject: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    h.svc
+        .issue_for_session_with(
+            &s.session,
+            &TokenRequest {
+                client_id: client.map(str::to_owned),
+                dpop_jkt: jkt.map(str::to_owned),
+                ..Default::default()
+            },
+            cert,
+        )
+        .await
+}
+
+fn cnf_of(h: &H, at: &str) -> Option<serde_json::Value> {
+    h.svc
+        .verify_access_token(at, &h.svc.own_token_rules())
+        .unwrap()
+        .cnf
+}
+
+fn dpop(jkt: &str) -> Binding {
+    Binding::Dpop { jkt: jkt.into() }
+}
+
+#[tokio::test]
+async fn dp_19_dpop_jkt_binds_the_access_token_and_the_refresh_token() {
+    let h = setup().await;
+    let t = login_bound(&h, None, Some(JKT), None).await.unwrap();
+    assert_eq!(t.token_type, "DPoP");
+    assert_eq!(cnf_of(&h, &t.access_token), Some(serde_json::json!({"jkt": JKT})));
+    let rt = t.refresh_token.unwrap();
+    let client = default_client(&h);
+    // Without a proof, or with another key: refused, nothing rotated.
+    let e = h.svc.refresh(rt.expose(), &client, None).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_dpop_proof", "{e}");
+    let e = h
+        .svc
+        .refresh_with(rt.expose(), &client, None, Some(&dpop(OTHER_JKT)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_grant", "{e}");
+    let e = h
+        .svc
+        .refresh_with(
+            rt.expose(),
+            &client,
+            None,
+            Some(&Binding::Mtls { x5t_s256: JKT.into() }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_grant", "{e}");
+    // With the key: rotated, and the new access token bound again.
+    let n = h
+        .svc
+        .refresh_with(rt.expose(), &client, None, Some(&dpop(JKT)))
+        .await
+        .unwrap();
+    assert_eq!(n.token_type, "DPoP");
+    assert_eq!(cnf_of(&h, &n.access_token), Some(serde_json::json!({"jkt": JKT})));
+    // The successor is bound too.
+    let e = h
+        .svc
+        .refresh(n.refresh_token.unwrap().expose(), &client, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_dpop_proof");
+}
+
+#[tokio::test]
+async fn dpop_jkt_must_be_a_thumbprint() {
+    let h = setup().await;
+    for bad in [
+        "",
+        "abc",
+        "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4",
+        "0ZcOCORZNYy+DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+    ] {
+        let e = login_bound(&h, None, Some(bad), None).await.unwrap_err();
+        assert_eq!(e.code(), "invalid_request", "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn unbound_refresh_token_with_a_proof_gets_a_bound_access_token() {
+    let h = setup().await;
+    let t = login_bound(&h, None, None, None).await.unwrap();
+    assert_eq!(t.token_type, "Bearer");
+    assert_eq!(cnf_of(&h, &t.access_token), None);
+    let n = h
+        .svc
+        .refresh_with(
+            t.refresh_token.unwrap().expose(),
+            &default_client(&h),
+            None,
+            Some(&dpop(JKT)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n.token_type, "DPoP");
+    assert_eq!(cnf_of(&h, &n.access_token), Some(serde_json::json!({"jkt": JKT})));
+}
+
+#[tokio::test]
+async fn confidential_clients_refresh_tokens_stay_unbound() {
+    // RFC 9449 §5: a confidential client's refresh token is bound to its
+    // authentication, not to the DPoP key.
+    let h = setup_with(vec![confidential("svc", "s3cret", true)], 10).await;
+    let s = h
+        .svc
+        .sessions()
+        .create(CreateSession {
+            subject: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let t = h
+        .svc
+        .issue_for_session(
+            &s.session,
+            &TokenRequest {
+                client_id: Some("svc".into()),
+                scope: Some("read".into()),
+                audience: Some(Audience::one("api")),
+                dpop_jkt: Some(JKT.into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.token_type, "DPoP");
+    let client = h.svc.clients().get("svc").unwrap().clone();
+    let n = h
+        .svc
+        .refresh(t.refresh_token.unwrap().expose(), &client, None)
+        .await
+        .unwrap();
+    assert_eq!(n.token_type, "Bearer");
+}
+
+#[tokio::test]
+async fn dp_20_client_that_must_use_dpop() {
+    let mut c = confidential("strict", "s3cret", true);
+    c.kind = ClientKind::Public;
+    c.secret_sha256 = None;
+    c.dpop_bound_access_tokens = true;
+    c.audiences = vec!["*".into()];
+    let h = setup_with(vec![c], 10).await;
+    let e = login_bound(&h, Some("strict"), None, None).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_dpop_proof");
+    let e = login_bound(
+        &h,
+        Some("strict"),
+        None,
+        Some(Binding::Mtls { x5t_s256: JKT.into() }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.code(),
+        "invalid_dpop_proof",
+        "a certificate does not stand in for DPoP"
+    );
+    let s = h
+        .svc
+        .sessions()
+        .create(CreateSession {
+            subject: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let t = h
+        .svc
+        .issue_for_session(
+            &s.session,
+            &TokenRequest {
+                client_id: Some("strict".into()),
+                scope: Some("read".into()),
+                audience: Some(Audience::one("api")),
+                dpop_jkt: Some(JKT.into()),
+            },
+        )
+        .await
+        .unwrap();
+    let client = h.svc.clients().get("strict").unwrap().clone();
+    let rt = t.refresh_token.unwrap();
+    let e = h.svc.refresh(rt.expose(), &client, None).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_dpop_proof");
+    h.svc
+        .refresh_with(rt.expose(), &client, None, Some(&dpop(JKT)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn mt_01_certificate_binds_the_tokens() {
+    let h = setup().await;
+    let cert = Binding::Mtls {
+        x5t_s256: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2".into(),
+    };
+    let t = login_bound(&h, None, None, Some(cert.clone())).await.unwrap();
+    assert_eq!(t.token_type, "Bearer", "RFC 8705 keeps the Bearer type");
+    assert_eq!(
+        cnf_of(&h, &t.access_token),
+        Some(serde_json::json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}))
+    );
+    let rt = t.refresh_token.unwrap();
+    let client = default_client(&h);
+    let e = h.svc.refresh(rt.expose(), &client, None).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_grant", "without the certificate");
+    let n = h
+        .svc
+        .refresh_with(rt.expose(), &client, None, Some(&cert))
+        .await
+        .unwrap();
+    assert!(cnf_of(&h, &n.access_token).is_some());
+}
+
+#[tokio::test]
+async fn dp_mt_03_introspection_returns_cnf_and_token_type() {
+    let h = setup().await;
+    let t = login_bound(&h, None, Some(JKT), None).await.unwrap();
+    let Introspection::Active(m) = h.svc.introspect(&t.access_token).await.unwrap() else {
+        panic!("active");
+    };
+    assert_eq!(m["token_type"], "DPoP");
+    assert_eq!(m["cnf"], serde_json::json!({"jkt": JKT}));
+    let Introspection::Active(m) = h
+        .svc
+        .introspect(t.refresh_token.as_ref().unwrap().expose())
+        .await
+        .unwrap()
+    else {
+        panic!("active");
+    };
+    assert_eq!(m["cnf"], serde_json::json!({"jkt": JKT}));
+    let cert = Binding::Mtls { x5t_s256: JKT.into() };
+    let t = login_bound(&h, None, None, Some(cert)).await.unwrap();
+    let Introspection::Active(m) = h.svc.introspect(&t.access_token).await.unwrap() else {
+        panic!("active");
+    };
+    assert_eq!(m["token_type"], "Bearer");
+    assert_eq!(m["cnf"], serde_json::json!({"x5t#S256": JKT}));
 }

@@ -46,12 +46,18 @@ pub struct TokenRequest {
     /// One audience or several.
     #[serde(default)]
     pub audience: Option<Audience>,
+    /// RFC 7638 thumbprint of the client's DPoP key (SPEC §4.1): the
+    /// tokens issued are bound to that key from the first one on.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 /// Tokens handed out by issuance or refresh.
 #[derive(Debug, Clone)]
 pub struct IssuedTokens {
     pub access_token: String,
+    /// `DPoP` when the access token is bound to a DPoP key, else `Bearer`.
+    pub token_type: &'static str,
     pub expires_in: i64,
     pub refresh_token: Option<SecretToken>,
     /// The access token's scope (space-separated), possibly narrowed.

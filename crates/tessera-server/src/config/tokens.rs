@@ -142,6 +142,9 @@ pub struct ClientConfig {
     /// Whether the client gets refresh tokens.
     #[serde(default = "yes")]
     pub refresh_tokens: bool,
+    /// RFC 9449 §5.2: the client must always use DPoP.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl ClientConfig {
@@ -165,6 +168,7 @@ impl ClientConfig {
             scopes: self.scopes.clone(),
             audiences: self.audiences.clone(),
             refresh_tokens: self.refresh_tokens,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
         })
     }
 }

@@ -66,6 +66,7 @@ fn client(id: &str, kind: ClientKindConfig, secret: Option<&str>) -> ClientConfi
         scopes: vec!["*".into()],
         audiences: vec!["*".into()],
         refresh_tokens: true,
+        dpop_bound_access_tokens: false,
     }
 }
 
