@@ -27,11 +27,13 @@
 mod jwk;
 mod nonce;
 mod proof;
+mod resource;
 mod verifier;
 
 pub use jwk::{PublicJwk, jwk_thumbprint};
 pub use nonce::{NonceIssuer, NonceUse};
 pub use proof::{CheckedProof, ProofRequest, check_proof, htu_matches};
+pub use resource::{Presentation, PresentationError, ProofHeader, Scheme, check_presentation};
 pub use verifier::{BoundedReplayCache, DpopVerifier};
 
 /// A `DPoP` header longer than this is refused before any decoding. RFC

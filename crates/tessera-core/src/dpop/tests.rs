@@ -553,3 +553,194 @@ fn oversized_and_malformed_proofs_are_refused_not_panicking() {
     );
     invalid(check(&dup, &token_req(), at(NOW)));
 }
+
+// --- Resource servers: how a bound token is presented ---
+
+fn claims_bound(cnf: Option<Value>) -> crate::access::AccessClaims {
+    crate::access::AccessClaims {
+        iss: "https://issuer.test".into(),
+        sub: "alice".into(),
+        aud: crate::access::Audience::one("api"),
+        exp: NOW + 300,
+        iat: NOW,
+        nbf: None,
+        jti: "j".into(),
+        client_id: "default".into(),
+        sid: "ses_x".into(),
+        scope: None,
+        auth_time: None,
+        acr: None,
+        amr: None,
+        cnf,
+    }
+}
+
+const RS_URI: &str = "https://api.example.com/things";
+
+fn rs_proof(key: &Key, token: &str, iat: i64) -> String {
+    let ath =
+        b64url::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
+    key.raw(
+        &key.header(),
+        &json!({"jti": crate::secret::new_id(""), "htm": "GET", "htu": RS_URI, "iat": iat, "ath": ath}),
+    )
+}
+
+fn presentation<'a>(scheme: Scheme, proof: ProofHeader<'a>, cert: Option<&'a str>) -> Presentation<'a> {
+    Presentation {
+        scheme,
+        proof,
+        method: "GET",
+        uri: RS_URI,
+        client_cert: cert,
+    }
+}
+
+fn rs_verifier(clock: &ManualClock) -> DpopVerifier {
+    DpopVerifier::new(
+        DpopPolicy::default(),
+        Arc::new(BoundedReplayCache::new(100)),
+        Arc::new(clock.clone()),
+    )
+}
+
+#[tokio::test]
+async fn dp_15_to_17_resource_presentation_of_a_dpop_bound_token() {
+    let clock = ManualClock::new(at(NOW));
+    let v = rs_verifier(&clock);
+    let key = Key::es256();
+    let claims = claims_bound(Some(json!({"jkt": key.jkt()})));
+    let token = "the.access.token";
+    let proof = rs_proof(&key, token, NOW);
+    // DP-17: a DPoP-bound token sent as Bearer.
+    let e = check_presentation(
+        &v,
+        &claims,
+        token,
+        &presentation(Scheme::Bearer, ProofHeader::One(&proof), None),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_code(), "invalid_token");
+    // DP-16: the DPoP scheme without a proof.
+    let e = check_presentation(
+        &v,
+        &claims,
+        token,
+        &presentation(Scheme::Dpop, ProofHeader::None, None),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_code(), "invalid_dpop_proof");
+    // DP-01: two DPoP headers.
+    let e = check_presentation(
+        &v,
+        &claims,
+        token,
+        &presentation(Scheme::Dpop, ProofHeader::Many, None),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_code(), "invalid_dpop_proof");
+    // DP-15: a valid proof by another key.
+    let other = rs_proof(&Key::es256(), token, NOW);
+    let e = check_presentation(
+        &v,
+        &claims,
+        token,
+        &presentation(Scheme::Dpop, ProofHeader::One(&other), None),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e, PresentationError::InvalidToken("Invalid DPoP key binding"));
+    // DP-14: a proof for another token.
+    let for_other = rs_proof(&key, "another.access.token", NOW);
+    let e = check_presentation(
+        &v,
+        &claims,
+        token,
+        &presentation(Scheme::Dpop, ProofHeader::One(&for_other), None),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_code(), "invalid_dpop_proof");
+    // The right one, once.
+    check_presentation(
+        &v,
+        &claims,
+        token,
+        &presentation(Scheme::Dpop, ProofHeader::One(&proof), None),
+    )
+    .await
+    .expect("bound key, right token");
+    let e = check_presentation(
+        &v,
+        &claims,
+        token,
+        &presentation(Scheme::Dpop, ProofHeader::One(&proof), None),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_code(), "invalid_dpop_proof", "replayed");
+}
+
+#[tokio::test]
+async fn unbound_tokens_only_as_bearer() {
+    let clock = ManualClock::new(at(NOW));
+    let v = rs_verifier(&clock);
+    let claims = claims_bound(None);
+    check_presentation(
+        &v,
+        &claims,
+        "t",
+        &presentation(Scheme::Bearer, ProofHeader::None, None),
+    )
+    .await
+    .unwrap();
+    let proof = rs_proof(&Key::es256(), "t", NOW);
+    let e = check_presentation(
+        &v,
+        &claims,
+        "t",
+        &presentation(Scheme::Dpop, ProofHeader::One(&proof), None),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_code(), "invalid_token");
+}
+
+#[tokio::test]
+async fn mt_02_certificate_bound_token_needs_the_same_certificate() {
+    let clock = ManualClock::new(at(NOW));
+    let v = rs_verifier(&clock);
+    let claims = claims_bound(Some(json!({"x5t#S256": "c1"})));
+    check_presentation(
+        &v,
+        &claims,
+        "t",
+        &presentation(Scheme::Bearer, ProofHeader::None, Some("c1")),
+    )
+    .await
+    .unwrap();
+    for cert in [Some("c2"), None] {
+        let e = check_presentation(
+            &v,
+            &claims,
+            "t",
+            &presentation(Scheme::Bearer, ProofHeader::None, cert),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.error_code(), "invalid_token", "{cert:?}");
+    }
+    let claims = claims_bound(Some(json!({"x5t#S999": "c1"})));
+    let e = check_presentation(
+        &v,
+        &claims,
+        "t",
+        &presentation(Scheme::Bearer, ProofHeader::None, Some("c1")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_code(), "invalid_token", "unknown confirmation method");
+}
