@@ -2,6 +2,8 @@
 //! concern"): the service's forward auth and logout, and the library's
 //! browser layer, are adapters over this crate.
 //!
+//! - [`bearer`]: access tokens at resource servers — `Authorization:
+//!   Bearer|DPoP`, the `DPoP` header, `WWW-Authenticate` challenges;
 //! - [`cookies`]: the session cookie's configuration (name, `__Host-`
 //!   prefix rules, attributes), reading it from `Cookie` request headers
 //!   (bytes, one duplicate rule) and writing `Set-Cookie` and its removal;
@@ -23,6 +25,7 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod bearer;
 pub mod cookies;
 pub mod csrf;
 pub mod origin;
