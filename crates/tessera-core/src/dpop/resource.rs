@@ -50,8 +50,8 @@ pub enum PresentationError {
     #[error("{0}")]
     InvalidToken(&'static str),
     /// 401 `invalid_dpop_proof`.
-    #[error("{0}")]
-    InvalidProof(String),
+    #[error("invalid DPoP proof: {0}")]
+    InvalidProof(&'static str),
     /// 401 `use_dpop_nonce` with a fresh `DPoP-Nonce`.
     #[error("a fresh DPoP nonce is required")]
     UseNonce,
@@ -65,9 +65,8 @@ impl From<DpopError> for PresentationError {
         match e {
             DpopError::UseNonce => PresentationError::UseNonce,
             DpopError::Unavailable(why) => PresentationError::Unavailable(why),
-            other @ (DpopError::Invalid(_) | DpopError::Replayed) => {
-                PresentationError::InvalidProof(other.to_string())
-            }
+            DpopError::Invalid(why) => PresentationError::InvalidProof(why),
+            DpopError::Replayed => PresentationError::InvalidProof("the proof was used before"),
         }
     }
 }
@@ -102,14 +101,10 @@ pub async fn check_presentation(
             let proof = match p.proof {
                 ProofHeader::One(proof) => proof,
                 ProofHeader::None => {
-                    return Err(PresentationError::InvalidProof(
-                        "a DPoP-bound token needs a DPoP proof".into(),
-                    ));
+                    return Err(PresentationError::InvalidProof("a DPoP-bound token needs a DPoP proof"));
                 }
                 ProofHeader::Many => {
-                    return Err(PresentationError::InvalidProof(
-                        "more than one DPoP header".into(),
-                    ));
+                    return Err(PresentationError::InvalidProof("more than one DPoP header"));
                 }
             };
             let req = ProofRequest {
