@@ -94,6 +94,7 @@ pub fn build_with_sealer(
         sessions.clone(),
         store.clone(),
         store.clone(),
+        store.clone(),
         clock,
         sealer,
     );

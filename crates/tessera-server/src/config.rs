@@ -10,12 +10,14 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod dpop;
 mod enums;
 mod env;
 mod load;
 mod sections;
 mod tokens;
 
+pub use dpop::DpopConfig;
 pub use enums::{LogFormat, Synchronous};
 pub use env::{NON_KEY_ENV, env_names};
 pub use load::mask_url_password;
@@ -53,6 +55,7 @@ pub struct Config {
     pub oauth: OAuthConfig,
     pub refresh: RefreshConfig,
     pub keys: KeysConfig,
+    pub dpop: DpopConfig,
     /// `[[clients]]`: OAuth clients besides the built-in `default`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<ClientConfig>,
@@ -75,6 +78,7 @@ impl Default for Config {
             oauth: OAuthConfig::default(),
             refresh: RefreshConfig::default(),
             keys: KeysConfig::default(),
+            dpop: DpopConfig::default(),
             clients: Vec::new(),
         }
     }

@@ -10,10 +10,11 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+use tessera_core::dpop::{BoundedReplayCache, DpopPolicy, DpopVerifier, NonceIssuer, NonceUse};
 use tessera_core::keys::{KeyError, KeyInfo};
 use tessera_core::{
-    Clock, KeyManager, OAuthError, RefreshStore, Sealer, Sessions, SigningKeyStore, Timestamp, TokenRequest,
-    TokenService,
+    Clock, KeyManager, OAuthError, RefreshStore, ReplayStore, Sealer, Sessions, SigningKeyStore, Timestamp,
+    TokenRequest, TokenService,
 };
 use tokio::sync::Notify;
 use zeroize::Zeroizing;
@@ -35,6 +36,14 @@ pub struct OAuth {
     /// The issuer's path (`""` or `/t1`): the metadata is also served at
     /// `/.well-known/oauth-authorization-server<path>` (RFC 8414 §3).
     pub issuer_path: String,
+    /// The token endpoint's public URL: a proof's `htu` there.
+    pub token_endpoint: String,
+    /// DPoP proofs at the token endpoint: `jti`s in the shared store, so a
+    /// proof is used once across every process.
+    pub dpop_token: DpopVerifier,
+    /// DPoP proofs at `/auth/verify`: `jti`s in a bounded in-memory cache
+    /// (no store write per request).
+    pub dpop_resource: DpopVerifier,
 }
 
 impl std::fmt::Debug for OAuth {
@@ -56,11 +65,38 @@ impl OAuth {
         sessions: Sessions,
         families: Arc<dyn RefreshStore>,
         keys: Arc<dyn SigningKeyStore>,
+        replay: Arc<dyn ReplayStore>,
         clock: Arc<dyn Clock>,
         sealer: Sealer,
     ) -> Self {
         let sealer = Arc::new(sealer);
-        let keys = Arc::new(KeyManager::new(keys, clock, sealer.clone(), config.key_policy()));
+        let keys = Arc::new(KeyManager::new(
+            keys,
+            clock.clone(),
+            sealer.clone(),
+            config.key_policy(),
+        ));
+        let d = &config.dpop;
+        let mut dpop_token = DpopVerifier::new(config.dpop_policy(), replay, clock.clone());
+        if d.token_nonce {
+            dpop_token = dpop_token.with_nonces(NonceIssuer::new(
+                sealer.clone(),
+                NonceUse::Token,
+                d.nonce_lifetime_secs,
+            ));
+        }
+        let mut dpop_resource = DpopVerifier::new(
+            config.dpop_policy(),
+            Arc::new(BoundedReplayCache::new(d.resource_replay_cache_size)),
+            clock,
+        );
+        if d.resource_nonce {
+            dpop_resource = dpop_resource.with_nonces(NonceIssuer::new(
+                sealer.clone(),
+                NonceUse::Resource,
+                d.nonce_lifetime_secs,
+            ));
+        }
         let clients = config.client_registry().unwrap_or_else(|e| {
             tracing::error!(error = %e, "invalid [[clients]]; only the built-in default client is available");
             tessera_core::ClientRegistry::new(Vec::new()).unwrap_or_else(|_| unreachable_registry())
@@ -80,8 +116,11 @@ impl OAuth {
             keys,
             revoked: Notify::new(),
             jwks_max_age_secs: config.oauth.jwks_max_age_secs,
-            metadata: metadata(&issuer),
+            metadata: metadata(&issuer, &config.dpop_policy()),
             issuer_path: issuer_path(&issuer).to_owned(),
+            token_endpoint: format!("{issuer}/oauth2/token"),
+            dpop_token,
+            dpop_resource,
         }
     }
 
@@ -133,7 +172,7 @@ fn issuer_path(issuer: &str) -> &str {
 /// so with a path in the issuer the reverse proxy forwards `<issuer>/…` to
 /// the service root. There is no authorization endpoint, so neither
 /// `response_types_supported` nor PKCE metadata is advertised.
-fn metadata(issuer: &str) -> Value {
+fn metadata(issuer: &str, dpop: &DpopPolicy) -> Value {
     let auth_methods = json!(["client_secret_basic", "client_secret_post", "none"]);
     json!({
         "issuer": issuer,
@@ -146,6 +185,8 @@ fn metadata(issuer: &str) -> Value {
         "revocation_endpoint_auth_methods_supported": auth_methods,
         // Introspection also takes a backend API key as a Bearer token.
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        // RFC 9449 §5.1.
+        "dpop_signing_alg_values_supported": dpop.algs.iter().map(|a| a.name()).collect::<Vec<_>>(),
     })
 }
 

@@ -64,6 +64,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let tasks = [
         tokio::spawn(sweeper(
             app.state.oauth.tokens.clone(),
+            app.state.oauth.dpop_token.clone(),
             app.state.events.clone(),
             Duration::from_secs(config.sweeper.interval_secs),
             config.sweeper.batch_size,
@@ -311,7 +312,8 @@ impl EventRetention {
     }
 }
 
-/// Deletes expired sessions, then events past retention, every `interval`,
+/// Deletes expired sessions, then expired DPoP `jti` markers, then events
+/// past retention, every `interval`,
 /// each in batches of `batch` (one store call each, so requests
 /// interleave), and clears the
 /// sealed refresh successors whose grace window has passed once per grace
@@ -323,6 +325,7 @@ impl EventRetention {
 /// for all that share the store.
 async fn sweeper(
     tokens: TokenService,
+    dpop: tessera_core::dpop::DpopVerifier,
     events: EventLog,
     interval: Duration,
     batch: u32,
@@ -359,6 +362,11 @@ async fn sweeper(
                         tracing::debug!(swept = n, "deleted expired sessions");
                     }
                     Err(e) => tracing::warn!(error = %e, "sweep failed"),
+                }
+                match dpop.sweep(batch).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(deleted = n, "deleted expired DPoP proof markers"),
+                    Err(e) => tracing::warn!(error = %e, "DPoP marker sweep failed"),
                 }
                 match sweep_events(&events, sessions.now(), batch, retention).await {
                     Ok(0) => {}

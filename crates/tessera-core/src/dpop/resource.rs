@@ -101,7 +101,9 @@ pub async fn check_presentation(
             let proof = match p.proof {
                 ProofHeader::One(proof) => proof,
                 ProofHeader::None => {
-                    return Err(PresentationError::InvalidProof("a DPoP-bound token needs a DPoP proof"));
+                    return Err(PresentationError::InvalidProof(
+                        "a DPoP-bound token needs a DPoP proof",
+                    ));
                 }
                 ProofHeader::Many => {
                     return Err(PresentationError::InvalidProof("more than one DPoP header"));

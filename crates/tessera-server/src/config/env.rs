@@ -91,6 +91,18 @@ pub(super) const ENV_KEYS: &[EnvKey] = env_keys! {
     // The value is never echoed in an error.
     "TESSERA_KEYS_ENCRYPTION_KEY" => |c, v| c.keys.encryption_key = Some(v.trim().to_owned());
     "TESSERA_KEYS_ENCRYPTION_KEY_FILE" => |c, v| c.keys.encryption_key_file = Some(PathBuf::from(v));
+    "TESSERA_DPOP_ALGS" => |c, v| c.dpop.algs = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    "TESSERA_DPOP_MAX_AGE_SECS" => |c, v| c.dpop.max_age_secs = parse(v)?;
+    "TESSERA_DPOP_MAX_FUTURE_SECS" => |c, v| c.dpop.max_future_secs = parse(v)?;
+    "TESSERA_DPOP_TOKEN_NONCE" => |c, v| c.dpop.token_nonce = parse(v)?;
+    "TESSERA_DPOP_RESOURCE_NONCE" => |c, v| c.dpop.resource_nonce = parse(v)?;
+    "TESSERA_DPOP_NONCE_LIFETIME_SECS" => |c, v| c.dpop.nonce_lifetime_secs = parse(v)?;
+    "TESSERA_DPOP_RESOURCE_REPLAY_CACHE_SIZE" => |c, v| c.dpop.resource_replay_cache_size = parse(v)?;
     "TESSERA_CLIENTS" => |c, v| c.clients = tokens::parse_clients_env(v)?;
 };
 

@@ -126,6 +126,7 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid(format!("[forward_auth] allowed_origins: {e}")))?;
         }
         self.validate_tokens().map_err(ConfigError::Invalid)?;
+        self.validate_dpop().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

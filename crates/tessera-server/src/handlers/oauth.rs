@@ -28,10 +28,13 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use serde::Serialize;
 use serde_json::Value;
+use tessera_core::dpop::{DpopError, ProofHeader, ProofRequest};
+use tessera_core::model::Binding;
 use tessera_core::secret::{self, TokenKind};
 use tessera_core::{
     ApiKeyScope, Client, ClientKind, ClientRegistry, Introspection, IssuedTokens, OAuthError,
 };
+use tessera_http::bearer::{DPOP_NONCE, dpop_proof};
 
 use crate::app::AppState;
 use crate::problem::ApiError;
@@ -210,7 +213,7 @@ struct TokenBody<'a> {
 fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
     TokenBody {
         access_token: &t.access_token,
-        token_type: "Bearer",
+        token_type: t.token_type,
         expires_in: t.expires_in,
         refresh_token: t.refresh_token.as_ref().map(|r| r.expose()),
         scope: &t.scope,
@@ -234,6 +237,18 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
             "only grant_type=refresh_token is supported",
         ));
     }
+    // RFC 9449 §4.3 check 1: at most one proof.
+    let proof = match dpop_proof(&headers) {
+        ProofHeader::None => None,
+        ProofHeader::One(p) => Some(p),
+        ProofHeader::Many => {
+            return Err(OAuthFailure::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_dpop_proof",
+                "more than one DPoP header",
+            ));
+        }
+    };
     let presented = presented_client(&headers, &form)?;
     let refresh_token = form
         .get("refresh_token")
@@ -251,13 +266,58 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
             }
         },
     };
+    // The proof is checked (and its `jti` spent) only for an authenticated
+    // client, and before the refresh token is: a bad proof consumes
+    // nothing.
+    let holder = match proof {
+        Some(proof) => {
+            let req = ProofRequest {
+                method: "POST",
+                uri: &state.oauth.token_endpoint,
+                access_token: None,
+            };
+            let checked = state
+                .oauth
+                .dpop_token
+                .verify(proof, &req)
+                .await
+                .map_err(|e| dpop_failure(state, e))?;
+            Some(Binding::Dpop { jkt: checked.jkt })
+        }
+        None => None,
+    };
     let issued = state
         .oauth
         .tokens
-        .refresh(refresh_token, client, form.get("scope"))
+        .refresh_with(refresh_token, client, form.get("scope"), holder.as_ref())
         .await
         .map_err(|e| OAuthFailure::from_core(e, presented.is_basic()))?;
-    Ok(axum::Json(token_body(&issued)).into_response())
+    let mut res = axum::Json(token_body(&issued)).into_response();
+    // RFC 9449 §8.2: a nonce for the next request may come with a success.
+    if let Some(nonce) = state.oauth.dpop_token.fresh_nonce()
+        && let Ok(v) = HeaderValue::from_str(&nonce)
+    {
+        res.headers_mut().insert(DPOP_NONCE, v);
+    }
+    Ok(res)
+}
+
+/// A refused proof at the token endpoint (RFC 9449 §5, §8): 400
+/// `invalid_dpop_proof`, or `use_dpop_nonce` with a fresh `DPoP-Nonce`.
+fn dpop_failure(state: &AppState, e: DpopError) -> OAuthFailure {
+    match e {
+        DpopError::UseNonce => OAuthFailure {
+            dpop_nonce: state.oauth.dpop_token.fresh_nonce(),
+            ..OAuthFailure::new(StatusCode::BAD_REQUEST, "use_dpop_nonce", e.to_string())
+        },
+        DpopError::Unavailable(why) => {
+            tracing::error!(error = %why, "DPoP replay check unavailable");
+            OAuthFailure::unavailable()
+        }
+        other @ (DpopError::Invalid(_) | DpopError::Replayed) => {
+            OAuthFailure::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", other.to_string())
+        }
+    }
 }
 
 // ------------------------------------------------------------------ revoke

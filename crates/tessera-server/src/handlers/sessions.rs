@@ -114,7 +114,7 @@ pub struct TokensBody<'a> {
 fn tokens_body(t: &IssuedTokens) -> TokensBody<'_> {
     TokensBody {
         access_token: &t.access_token,
-        token_type: "Bearer",
+        token_type: t.token_type,
         expires_in: t.expires_in,
         refresh_token: t.refresh_token.as_ref().map(|r| r.expose()),
         scope: &t.scope,

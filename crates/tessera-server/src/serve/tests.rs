@@ -21,6 +21,7 @@ async fn the_sweeper_clears_sealed_successors_past_the_grace_window() {
         sessions,
         store.clone(),
         store.clone(),
+        store.clone(),
         Arc::new(clock.clone()),
         sealer,
     );
@@ -65,6 +66,7 @@ async fn the_sweeper_clears_sealed_successors_past_the_grace_window() {
     );
     let task = tokio::spawn(sweeper(
         tokens,
+        oauth.dpop_token.clone(),
         EventLog::new(store.clone()),
         Duration::from_secs(60),
         10,

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tessera_core::dpop::{Presentation, PresentationError, Scheme, check_presentation};
 use tessera_core::{Error as CoreError, SessionRecord};
+use tessera_http::bearer::{AccessCredential, DPOP_NONCE, access_credential, challenge, dpop_proof};
 use tessera_http::cookies::{self, SessionValue};
 use tessera_http::csrf::{FetchContext, Verdict, is_safe_method, judge};
 
@@ -35,6 +37,10 @@ pub const X_TESSERA_AUTH_LEVEL: HeaderName = HeaderName::from_static("x-tessera-
 
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 
 /// Who the request is, however it proved it. A session cookie keeps the
 /// record the store answered with, so a verify copies no string before
@@ -82,9 +88,47 @@ enum Refusal {
     Csrf(&'static str),
     /// 403 with the RFC 9470 step-up challenge.
     StepUp { required: u8, actual: u8 },
-    /// 401 for a presented access token that is not (or no longer) valid,
-    /// with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1).
-    InvalidToken(&'static str),
+    /// A presented access token refused (RFC 6750 §3.1, RFC 9449 §7): 401,
+    /// 400 for `invalid_request`, 503 when the DPoP replay check cannot be
+    /// made; the challenge names the scheme the token came with.
+    Token(TokenRefusal),
+}
+
+#[derive(Debug)]
+struct TokenRefusal {
+    code: &'static str,
+    detail: &'static str,
+    challenge: String,
+    /// A fresh `DPoP-Nonce` (with `use_dpop_nonce`).
+    nonce: Option<String>,
+}
+
+impl TokenRefusal {
+    fn refuse(state: &AppState, scheme: Option<Scheme>, code: &'static str, detail: &'static str) -> Refusal {
+        let algs = state.oauth.dpop_resource.policy().algs_list();
+        Refusal::Token(TokenRefusal {
+            code,
+            detail,
+            challenge: challenge(scheme, Some((code, detail)), &algs),
+            nonce: None,
+        })
+    }
+
+    fn presentation(state: &AppState, scheme: Scheme, e: &PresentationError) -> Refusal {
+        let detail = match e {
+            PresentationError::InvalidToken(d) | PresentationError::InvalidProof(d) => d,
+            PresentationError::UseNonce => "a fresh DPoP nonce is required",
+            PresentationError::Unavailable(why) => {
+                tracing::error!(error = %why, "DPoP replay check unavailable");
+                "the DPoP replay check is unavailable; try again later"
+            }
+        };
+        let mut r = TokenRefusal::refuse(state, Some(scheme), e.error_code(), detail);
+        if let (PresentationError::UseNonce, Refusal::Token(t)) = (e, &mut r) {
+            t.nonce = state.oauth.dpop_resource.fresh_nonce();
+        }
+        r
+    }
 }
 
 impl Refusal {
@@ -93,7 +137,7 @@ impl Refusal {
             Refusal::Api(_, outcome) => outcome,
             Refusal::Csrf(_) => "csrf_rejected",
             Refusal::StepUp { .. } => "insufficient_level",
-            Refusal::InvalidToken(_) => "invalid_token",
+            Refusal::Token(t) => t.code,
         }
     }
 
@@ -101,12 +145,20 @@ impl Refusal {
         match self {
             Refusal::Api(e, _) => e.into_response(),
             Refusal::Csrf(detail) => ApiError::CsrfRejected(detail).into_response(),
-            Refusal::InvalidToken(detail) => {
-                let mut res = ApiError::Unauthorized(detail).into_response();
-                res.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                );
+            Refusal::Token(t) => {
+                let mut res = match t.code {
+                    "invalid_request" => ApiError::Validation(t.detail.to_owned()).into_response(),
+                    "temporarily_unavailable" => ApiError::StoreUnavailable.into_response(),
+                    _ => ApiError::Unauthorized(t.detail).into_response(),
+                };
+                if let Ok(v) = HeaderValue::from_str(&t.challenge) {
+                    res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                if let Some(n) = t.nonce.as_deref()
+                    && let Ok(v) = HeaderValue::from_str(n)
+                {
+                    res.headers_mut().insert(DPOP_NONCE, v);
+                }
                 res
             }
             Refusal::StepUp { required, actual } => {
@@ -149,9 +201,11 @@ enum Credential<'h> {
     InvalidCookie,
     /// `Authorization: Bearer|DPoP <token>` and no session cookie.
     AccessToken {
-        scheme: &'static str,
+        scheme: Scheme,
         token: &'h str,
     },
+    /// Several `Authorization` headers or an empty token, and no cookie.
+    MalformedAuthorization(&'static str),
 }
 
 impl<'h> Credential<'h> {
@@ -161,26 +215,12 @@ impl<'h> Credential<'h> {
             SessionValue::One(v) => return Credential::Cookie(v),
             SessionValue::Invalid | SessionValue::Conflicting => return Credential::InvalidCookie,
         }
-        match access_token(headers) {
-            Some((scheme, token)) => Credential::AccessToken { scheme, token },
-            None => Credential::None,
+        match access_credential(headers) {
+            AccessCredential::Token(scheme, token) => Credential::AccessToken { scheme, token },
+            AccessCredential::Malformed(why) => Credential::MalformedAuthorization(why),
+            AccessCredential::None => Credential::None,
         }
     }
-}
-
-/// `Authorization: Bearer <token>` or `DPoP <token>` (scheme
-/// case-insensitive).
-fn access_token(headers: &HeaderMap) -> Option<(&'static str, &str)> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.trim().split_once(' ')?;
-    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
-        "Bearer"
-    } else if scheme.eq_ignore_ascii_case("dpop") {
-        "DPoP"
-    } else {
-        return None;
-    };
-    Some((scheme, token.trim()))
 }
 
 /// `GET|HEAD /auth/verify[?level=N]`, and any method at `/auth/verify/…`
@@ -215,7 +255,10 @@ async fn check(
     // own. Every other request is judged before its cookie is looked at,
     // as the library's layer judges it: a forged request does not even
     // slide the idle expiry, and both faces refuse it for the same reason.
-    if !matches!(credential, Credential::AccessToken { .. }) {
+    if !matches!(
+        credential,
+        Credential::AccessToken { .. } | Credential::MalformedAuthorization(_)
+    ) {
         let method = proxied_method(headers);
         // A safe method needs nothing else read.
         if !method.is_some_and(is_safe_method) {
@@ -232,11 +275,16 @@ async fn check(
                 "no_credential",
             ));
         }
+        Credential::MalformedAuthorization(why) => {
+            return Err(TokenRefusal::refuse(state, None, "invalid_request", why));
+        }
         Credential::InvalidCookie => {
             return Err(Refusal::Api(ApiError::SessionInvalid, "invalid"));
         }
         Credential::Cookie(token) => verify_cookie(state, token).await?,
-        Credential::AccessToken { scheme, token } => verify_access_token(state, scheme, token).await?,
+        Credential::AccessToken { scheme, token } => {
+            verify_access_token(state, scheme, token, headers).await?
+        }
     };
     if let Some(required) = required
         && identity.level() < required
@@ -275,32 +323,31 @@ async fn verify_cookie(state: &AppState, token: &str) -> Result<Identity, Refusa
     result.map(Identity::Session).map_err(core_refusal)
 }
 
-/// The access-token branch: one of our RFC 9068 access tokens as a Bearer
-/// token, checked by the verifier every face shares (`access::verify`: the
-/// published signing keys, `iss`, `aud` = `[oauth] default_audience`,
-/// expiry without leeway, no `cnf`), whose session (`sid`) is still active
-/// in the store. `acr` is the level. No CSRF check applies (browsers never
-/// attach these headers on their own). Sender-constrained (DPoP) tokens are
-/// not accepted here yet.
+/// The access-token branch: one of our RFC 9068 access tokens, checked by
+/// the verifier every face shares (`access::verify`: the published signing
+/// keys, `iss`, `aud` = `[oauth] default_audience`, expiry without leeway),
+/// whose session (`sid`) is still active in the store, presented as what
+/// it is bound to (`dpop::check_presentation`, the rule the library's
+/// verifier applies too): a DPoP-bound token with `Authorization: DPoP`
+/// and a proof for the proxied request — `htm` the proxied method, `htu`
+/// the proxied URL ([`proxied_uri`]) — an unbound one as `Bearer`. `acr`
+/// is the level. No CSRF check applies (browsers never attach these
+/// headers on their own).
 async fn verify_access_token(
     state: &AppState,
-    scheme: &'static str,
+    scheme: Scheme,
     token: &str,
+    headers: &HeaderMap,
 ) -> Result<Identity, Refusal> {
-    if scheme != "Bearer" {
-        return Err(Refusal::InvalidToken(
-            "DPoP-bound access tokens are not accepted on /auth/verify yet",
-        ));
-    }
     let tokens = &state.oauth.tokens;
     let expected = tessera_core::access::Expected {
         audience: tessera_core::access::AudienceRule::Contains(&state.config.oauth.default_audience),
-        accept_sender_constrained: false,
+        accept_sender_constrained: true,
         ..tokens.own_token_rules()
     };
     let claims = tokens
         .verify_access_token(token, &expected)
-        .map_err(|e| Refusal::InvalidToken(e.description()))?;
+        .map_err(|e| TokenRefusal::refuse(state, Some(scheme), "invalid_token", e.description()))?;
     let session = state
         .sessions
         .lookup(&claims.sid)
@@ -309,11 +356,26 @@ async fn verify_access_token(
     match session {
         Some(s) if s.is_active(state.sessions.now()) && s.subject == claims.sub => {}
         _ => {
-            return Err(Refusal::InvalidToken(
+            return Err(TokenRefusal::refuse(
+                state,
+                Some(scheme),
+                "invalid_token",
                 tessera_core::access::VerifyError::Revoked.description(),
             ));
         }
     }
+    let uri = proxied_uri(headers);
+    let method = proxied_method(headers).and_then(|m| std::str::from_utf8(m).ok());
+    let presentation = Presentation {
+        scheme,
+        proof: dpop_proof(headers),
+        method: method.unwrap_or(""),
+        uri: uri.as_deref().unwrap_or(""),
+        client_cert: None,
+    };
+    check_presentation(&state.oauth.dpop_resource, &claims, token, &presentation)
+        .await
+        .map_err(|e| TokenRefusal::presentation(state, scheme, &e))?;
     let level = claims
         .acr
         .as_deref()
@@ -324,6 +386,28 @@ async fn verify_access_token(
         handle: claims.sid,
         level,
     })
+}
+
+/// The URL of the request the proxy holds (SPEC §4.2): nginx's
+/// `X-Original-URL`, else Traefik's `X-Forwarded-Proto` +
+/// `X-Forwarded-Host` + `X-Forwarded-Uri`. A DPoP proof's `htu` must name
+/// it. Forward auth trusts these headers because only the proxy reaches
+/// it (the deployment's job: listen on an address clients cannot reach).
+fn proxied_uri(headers: &HeaderMap) -> Option<String> {
+    let one = |name: &HeaderName| -> Option<&str> {
+        let mut it = headers.get_all(name).iter();
+        match (it.next(), it.next()) {
+            (Some(v), None) => v.to_str().ok().map(str::trim).filter(|v| !v.is_empty()),
+            _ => None,
+        }
+    };
+    if let Some(url) = one(&X_ORIGINAL_URL) {
+        return Some(url.to_owned());
+    }
+    let proto = one(&X_FORWARDED_PROTO)?;
+    let host = one(&X_FORWARDED_HOST)?;
+    let path = one(&X_FORWARDED_URI).unwrap_or("/");
+    Some(format!("{proto}://{host}{path}"))
 }
 
 /// `?level=N` (1–255); any other parameter is ignored, so a token put in the

@@ -16,6 +16,8 @@ pub struct OAuthFailure {
     pub(super) code: &'static str,
     pub(super) description: String,
     pub(super) challenge: Option<&'static str>,
+    /// A fresh `DPoP-Nonce` to send (RFC 9449 §8: with `use_dpop_nonce`).
+    pub(super) dpop_nonce: Option<String>,
 }
 
 impl OAuthFailure {
@@ -25,6 +27,7 @@ impl OAuthFailure {
             code,
             description: clean_description(&description.into()),
             challenge: None,
+            dpop_nonce: None,
         }
     }
 
@@ -96,6 +99,11 @@ impl IntoResponse for OAuthFailure {
         if let Some(c) = self.challenge {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        if let Some(nonce) = self.dpop_nonce.as_deref()
+            && let Ok(v) = HeaderValue::from_str(nonce)
+        {
+            res.headers_mut().insert(tessera_http::bearer::DPOP_NONCE, v);
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()

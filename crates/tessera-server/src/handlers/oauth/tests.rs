@@ -1035,18 +1035,26 @@ async fn jw_18_forward_auth_accepts_our_access_token_until_the_session_is_revoke
     ] {
         let res = h.forward_auth_bearer(&bad).await;
         assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            res.headers[header::WWW_AUTHENTICATE],
-            "Bearer error=\"invalid_token\""
+        assert!(
+            res.headers[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer error=\"invalid_token\""),
+            "{:?}",
+            res.headers[header::WWW_AUTHENTICATE]
         );
     }
     h.api(Method::DELETE, &format!("/v1/sessions/{handle}"), None)
         .await;
     let res = h.forward_auth_bearer(&at).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        res.headers[header::WWW_AUTHENTICATE],
-        "Bearer error=\"invalid_token\""
+    assert!(
+        res.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer error=\"invalid_token\""),
+        "{:?}",
+        res.headers[header::WWW_AUTHENTICATE]
     );
 }
 
@@ -1119,9 +1127,13 @@ impl H {
         );
         let fa = self.forward_auth_bearer(token).await;
         assert_eq!(fa.status, StatusCode::UNAUTHORIZED, "{why:?}: {}", fa.text);
-        assert_eq!(
-            fa.headers[header::WWW_AUTHENTICATE],
-            "Bearer error=\"invalid_token\""
+        assert!(
+            fa.headers[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer error=\"invalid_token\""),
+            "{:?}",
+            fa.headers[header::WWW_AUTHENTICATE]
         );
         let i = self.introspect_with_key(token).await;
         assert_eq!(i.text, r#"{"active":false}"#, "{why:?}");
