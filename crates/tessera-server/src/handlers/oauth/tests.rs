@@ -18,6 +18,8 @@ use crate::app::{AppState, build_with_clock};
 use crate::auth::create_api_key;
 use crate::config::{ClientConfig, ClientKindConfig, Config};
 
+mod dpop;
+
 struct H {
     router: Router,
     state: AppState,
