@@ -131,6 +131,7 @@ macro_rules! refresh_cases {
             store_find_refresh_with_session_matches_separate_reads,
             store_refresh_rotate_cas,
             store_refresh_rotate_slides_the_session,
+            store_refresh_rotate_binds_an_unbound_family_once,
             store_refresh_rotate_duplicate_successor_writes_nothing,
             store_clear_sealed_successors_in_batches,
             concurrent_refresh_rotation_exactly_one_wins,

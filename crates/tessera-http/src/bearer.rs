@@ -12,6 +12,44 @@ pub const DPOP: HeaderName = HeaderName::from_static("dpop");
 /// The `DPoP-Nonce` response header (RFC 9449 §8).
 pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
+/// The TLS client certificate of a request, as its RFC 8705 thumbprint
+/// (base64url of the SHA-256 of the leaf's DER, `cnf.x5t#S256`). The TLS
+/// listener, or a trusted proxy's header, puts it in the request's
+/// extensions; resource checks and token binding read it from there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertThumbprint(pub String);
+
+impl ClientCertThumbprint {
+    /// The thumbprint of a DER certificate.
+    pub fn of_der(der: &[u8]) -> ClientCertThumbprint {
+        // `TokenHash::of_secret` is the core's SHA-256.
+        let digest = tessera_core::secret::TokenHash::of_secret(der);
+        ClientCertThumbprint(tessera_core::b64url::encode(digest.as_bytes()))
+    }
+}
+
+/// The client certificate a TLS-terminating proxy forwarded in a header it
+/// sets itself (nginx: `proxy_set_header X-SSL-Client-Cert
+/// $ssl_client_escaped_cert;`): PEM, URL-encoded or not. Only a header
+/// the deployment names is read, and only there may it be trusted — the
+/// proxy must overwrite it on every request (RFC 8705 §6.4). `None` when
+/// absent, empty, repeated or not a certificate.
+pub fn forwarded_client_cert(headers: &HeaderMap, name: &HeaderName) -> Option<ClientCertThumbprint> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut values = headers.get_all(name).iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let raw = v.as_bytes().trim_ascii();
+    if raw.is_empty() || raw.len() > 16 * 1024 {
+        return None;
+    }
+    let pem: Vec<u8> = percent_encoding::percent_decode(raw).collect();
+    let der = CertificateDer::from_pem_slice(&pem).ok()?;
+    Some(ClientCertThumbprint::of_der(der.as_ref()))
+}
+
 /// What the `Authorization` header holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessCredential<'h> {

@@ -424,7 +424,8 @@ pub(crate) fn encode_family(f: &RefreshFamily) -> StoreResult<Vec<u8>> {
 }
 
 /// A family hash's fields: `b` (the [`WireFamily`]), `g` generation, `t`
-/// rotated at, `s` sealed successor, `r`/`w` revocation time and reason.
+/// rotated at, `s` sealed successor, `r`/`w` revocation time and reason,
+/// `k` a binding set at a rotation (JSON).
 pub(crate) fn decode_family(id: String, fields: &[(Vec<u8>, Vec<u8>)]) -> StoreResult<RefreshFamily> {
     let get = |name: &[u8]| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
     let num = |name: &[u8]| -> StoreResult<Option<i64>> {
@@ -465,7 +466,16 @@ pub(crate) fn decode_family(id: String, fields: &[(Vec<u8>, Vec<u8>)]) -> StoreR
         created_at: Timestamp::from_unix_millis(w.created_at),
         rotated_at: Timestamp::from_unix_millis(rotated_at),
         current_sealed: get(b"s").map(<[u8]>::to_vec),
-        binding: w.binding.map(|b| from_json("binding", &b)).transpose()?,
+        // `k`: a binding the family got at a rotation (it had none when
+        // created; the record itself is never rewritten).
+        binding: match (w.binding, get(b"k")) {
+            (Some(b), _) => Some(from_json("binding", &b)?),
+            (None, Some(k)) => Some(from_json(
+                "binding",
+                std::str::from_utf8(k).map_err(|e| corrupt("refresh family", e))?,
+            )?),
+            (None, None) => None,
+        },
         revoked,
     })
 }

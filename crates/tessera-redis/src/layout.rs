@@ -14,7 +14,7 @@
 //! | `u`‹n› | sorted set | subject index bucket *n*: ‹len›‹subject›‹handle› scored by expiry (negated once revoked) |
 //! | `e` | stream | the event log, ids `0-1`, `0-2`, …; fields `t` at, `k` kind·8+reason, `s` subject, `h` handle |
 //! | `v` | sorted set | ids of `revoked` events, scored by their time (the feed's cursor) |
-//! | `f`‹family› | hash | a refresh family: `b` record, `h` handle, `g` generation, `t` rotated at, `s` sealed successor, `r`/`w` revocation |
+//! | `f`‹family› | hash | a refresh family: `b` record, `h` handle, `g` generation, `t` rotated at, `s` sealed successor, `r`/`w` revocation, `k` binding set at a rotation |
 //! | `l`‹family› | list | the family's token hashes, generation order |
 //! | `F`‹handle› | list | the session's family ids |
 //! | `r` | hash | refresh token hash → "‹generation› ‹family›" |

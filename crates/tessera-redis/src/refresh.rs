@@ -79,6 +79,11 @@ impl RefreshStore for RedisStore {
                 .arg(millis(t.idle_expires_at)),
             None => inv.arg("0").arg("").arg("").arg(0).arg(0),
         };
+        let bind = r
+            .bind
+            .map(|b| serde_json::to_string(b).map_err(|e| corrupt("rotate_refresh", e)))
+            .transpose()?;
+        inv.arg(bind.unwrap_or_default());
         Self::push_events(&mut inv, events)?;
         match int(self.run_changing(&inv).await?, "rotate_refresh")? {
             1 => Ok(true),

@@ -340,6 +340,7 @@ async fn every_change_a_script_makes_to_a_session_reaches_the_other_node() {
                             last_seen_at: t,
                             idle_expires_at: t.plus_millis(r.idle_timeout_ms),
                         }),
+                        bind: None,
                     };
                     assert!(b.rotate_refresh(&rotation, &[]).await.unwrap());
                 })

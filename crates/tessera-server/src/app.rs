@@ -102,7 +102,8 @@ pub fn build_with_sealer(
         oauth: Arc::new(oauth),
         sessions,
         events: EventLog::new(store.clone()),
-        api_keys: ApiKeys::new(store.clone(), Duration::from_secs(config.http.api_key_cache_secs)),
+        api_keys: ApiKeys::new(store.clone(), Duration::from_secs(config.http.api_key_cache_secs))
+            .with_cert_clients(&config.tls.api_clients),
         health: store,
         config: Arc::new(config),
         metrics: crate::metrics::handle(),

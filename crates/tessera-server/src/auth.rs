@@ -135,6 +135,9 @@ impl ApiKeyCache {
 pub struct ApiKeys {
     store: Arc<dyn ApiKeyStore>,
     cache: ApiKeyCache,
+    /// `[[tls.api_clients]]`: client certificate thumbprint → the key it
+    /// stands for.
+    cert_clients: std::collections::HashMap<String, Arc<ApiKey>>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -151,7 +154,30 @@ impl ApiKeys {
         Self {
             store,
             cache: ApiKeyCache::new(cache_ttl),
+            cert_clients: std::collections::HashMap::new(),
         }
+    }
+
+    /// Lets these client certificates authenticate to the backend API
+    /// instead of an API key (SPEC §4.1, `[[tls.api_clients]]`).
+    #[must_use]
+    pub fn with_cert_clients(mut self, clients: &[crate::config::CertApiClient]) -> Self {
+        self.cert_clients = clients
+            .iter()
+            .map(|c| {
+                let key = ApiKey {
+                    id: format!("mtls:{}", c.name).into(),
+                    scopes: c.scopes.clone(),
+                };
+                (c.x5t_s256.clone(), Arc::new(key))
+            })
+            .collect();
+        self
+    }
+
+    /// The key a TLS client certificate stands for, if it is mapped.
+    pub fn by_certificate(&self, cert: &tessera_http::bearer::ClientCertThumbprint) -> Option<Arc<ApiKey>> {
+        self.cert_clients.get(&cert.0).cloned()
     }
 
     /// Checks a presented `Authorization` header value; returns the key's id

@@ -15,6 +15,7 @@ mod enums;
 mod env;
 mod load;
 mod sections;
+mod tls;
 mod tokens;
 
 pub use dpop::DpopConfig;
@@ -25,6 +26,7 @@ pub use sections::{
     EventsConfig, ForwardAuthConfig, HttpConfig, MAX_HEADER_READ_TIMEOUT_SECS, MAX_RETENTION_DAYS,
     SessionConfig, SqliteConfig, SweeperConfig,
 };
+pub use tls::{CertApiClient, ClientAuth, TlsConfig};
 
 /// `[cookie]`: the session cookie, the same configuration as the
 /// library's.
@@ -56,6 +58,7 @@ pub struct Config {
     pub refresh: RefreshConfig,
     pub keys: KeysConfig,
     pub dpop: DpopConfig,
+    pub tls: TlsConfig,
     /// `[[clients]]`: OAuth clients besides the built-in `default`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<ClientConfig>,
@@ -79,6 +82,7 @@ impl Default for Config {
             refresh: RefreshConfig::default(),
             keys: KeysConfig::default(),
             dpop: DpopConfig::default(),
+            tls: TlsConfig::default(),
             clients: Vec::new(),
         }
     }

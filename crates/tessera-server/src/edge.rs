@@ -238,7 +238,20 @@ where
     if v1 {
         let state = &shared.state;
         let value = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        match state.api_keys.authenticate(value).await {
+        // Without an Authorization header, a mapped client certificate
+        // (`[[tls.api_clients]]`) stands in for an API key.
+        let by_cert = match value {
+            None => req
+                .extensions()
+                .get::<tessera_http::bearer::ClientCertThumbprint>()
+                .and_then(|c| state.api_keys.by_certificate(c)),
+            Some(_) => None,
+        };
+        let authenticated = match by_cert {
+            Some(key) => Ok(key),
+            None => state.api_keys.authenticate(value).await,
+        };
+        match authenticated {
             Ok(key) => {
                 if let Some(scope) = required_scope(route)
                     && let Err(e) = key.require(scope)

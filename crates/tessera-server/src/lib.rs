@@ -8,7 +8,7 @@
 //! - [`auth`]: backend API keys; [`metrics`]: Prometheus and the timed store.
 //! - [`serve`]: startup, bootstrap key, sweeper, graceful shutdown.
 //! - [`listener`]: the accept loop, with the connection cap and the
-//!   header-read timeout.
+//!   header-read timeout; [`tls`]: HTTPS and client certificates.
 #![forbid(unsafe_code)]
 #![deny(
     clippy::unwrap_used,
@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod open_store;
 pub mod problem;
 pub mod serve;
+pub mod tls;
 
 pub use app::{App, AppState};
 pub use config::Config;

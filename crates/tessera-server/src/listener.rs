@@ -71,6 +71,7 @@ pub async fn accept_loop<S>(
     listener: TcpListener,
     router: S,
     limits: ConnLimits,
+    tls: Option<Arc<crate::tls::Tls>>,
     stop: impl Future<Output = ()>,
 ) -> GracefulShutdown
 where
@@ -116,16 +117,71 @@ where
             },
             () = &mut stop => break,
         };
-        serve_connection(
-            stream,
-            router.clone(),
-            Arc::clone(&builder),
-            graceful.watcher(),
-            limits.header_read_timeout,
-            permit,
-        );
+        match &tls {
+            None => serve_connection(
+                stream,
+                router.clone(),
+                Arc::clone(&builder),
+                graceful.watcher(),
+                limits.header_read_timeout,
+                permit,
+            ),
+            Some(tls) => {
+                let (acceptor, router, builder, watcher) = (
+                    tls.acceptor(),
+                    router.clone(),
+                    Arc::clone(&builder),
+                    graceful.watcher(),
+                );
+                let timeout = limits.header_read_timeout;
+                tokio::spawn(async move {
+                    // The handshake holds the slot, and gets no more time
+                    // than a plain connection gets for its first head.
+                    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let cert = crate::tls::peer_thumbprint(stream.get_ref().1);
+                    let router = WithClientCert { inner: router, cert };
+                    serve_connection(stream, router, builder, watcher, timeout, permit);
+                });
+            }
+        }
     }
     graceful
+}
+
+/// Puts the connection's client certificate thumbprint (if any) into each
+/// request's extensions. Only the TLS listener adds it, so no request
+/// header can make one up.
+#[derive(Clone)]
+struct WithClientCert<S> {
+    inner: S,
+    cert: Option<tessera_http::bearer::ClientCertThumbprint>,
+}
+
+impl<S: AppService> Service<Request> for WithClientCert<S> {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if let Some(cert) = &self.cert {
+            req.extensions_mut().insert(cert.clone());
+        }
+        self.inner.call(req)
+    }
 }
 
 /// HTTP/1.1 and HTTP/2, chosen by the client's first bytes. The

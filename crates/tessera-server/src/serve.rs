@@ -55,11 +55,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await?;
     crate::issuer::start(&app.state.oauth).await?;
 
+    let tls = if config.tls.enabled() {
+        Some(Arc::new(crate::tls::Tls::load(&config.tls)?))
+    } else {
+        None
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("cannot read the bound address")?;
-    tracing::info!(%addr, "listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, "listening on {scheme}://{addr}");
+    #[cfg(unix)]
+    let sighup = tls.clone().map(|t| tokio::spawn(crate::tls::reload_on_sighup(t)));
 
     let tasks = [
         tokio::spawn(sweeper(
@@ -87,9 +95,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         listener,
         crate::app::service(app.state.clone()),
         limits,
+        tls,
         shutdown_signal(),
     )
     .await;
+    #[cfg(unix)]
+    if let Some(h) = sighup {
+        h.abort();
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     let deadline = Duration::from_secs(config.http.request_timeout_secs) + SHUTDOWN_GRACE;
     if tokio::time::timeout(deadline, connections.shutdown())

@@ -310,6 +310,10 @@ impl RefreshStore for SqliteStore {
                     t.idle_expires_at,
                 )
             }),
+            bind: r
+                .bind
+                .map(|b| serde_json::to_string(b).map_err(|e| StoreError::Corrupt(format!("binding: {e}"))))
+                .transpose()?,
             events: events.to_vec(),
         };
         self.writer.call(move |c| ops::rotate_refresh(c, &job)).await

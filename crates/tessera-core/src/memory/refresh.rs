@@ -55,6 +55,9 @@ impl RefreshStore for MemoryStore {
         next.generation += 1;
         next.rotated_at = r.now;
         next.current_sealed = r.successor_sealed.map(<[u8]>::to_vec);
+        if next.binding.is_none() {
+            next.binding = r.bind.cloned();
+        }
         g.refresh_tokens
             .insert(*r.successor, (r.family_id.to_owned(), next.generation));
         g.family_tokens

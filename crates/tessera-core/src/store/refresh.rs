@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{SessionStore, StoreResult, Touch};
-use crate::model::{NewEvent, RefreshFamily, RefreshLookup, RevokeReason, SessionRecord};
+use crate::model::{Binding, NewEvent, RefreshFamily, RefreshLookup, RevokeReason, SessionRecord};
 use crate::secret::TokenHash;
 use crate::time::Timestamp;
 
@@ -28,6 +28,11 @@ pub struct Rotation<'a> {
     /// token hash and is not revoked; later values win). Whether it matched
     /// does not decide the rotation.
     pub touch: Option<Touch<'a>>,
+    /// Binds the family to this key or certificate if it is bound to
+    /// nothing yet (a public client's first refresh with a DPoP proof or
+    /// over mTLS: its refresh tokens from then on need the same key, RFC
+    /// 9449 §5, RFC 8705 §4). A family's binding, once set, never changes.
+    pub bind: Option<&'a Binding>,
 }
 
 impl<'a> Rotation<'a> {
@@ -45,6 +50,7 @@ impl<'a> Rotation<'a> {
             successor_sealed: None,
             now,
             touch: None,
+            bind: None,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::clients::Client;
+use crate::clients::{Client, ClientKind};
 use crate::error::Error;
 use crate::model::{Binding, EventKind, NewEvent, RefreshFamily, RevokeReason, SessionRecord};
 use crate::secret::{self, SecretToken, TokenKind};
@@ -115,6 +115,12 @@ impl TokenService {
                 let mut rotation = Rotation::new(&fam.id, fam.generation, &successor_hash, now);
                 rotation.successor_sealed = sealed.as_deref();
                 rotation.touch = self.sessions.idle_slide(&session, now);
+                // A public client's refresh tokens follow the key it first
+                // proved (a confidential client's stay bound to its
+                // authentication).
+                if fam.binding.is_none() && client.kind == ClientKind::Public {
+                    rotation.bind = holder;
+                }
                 let events = [NewEvent::new(EventKind::Refreshed, &session, now)];
                 match store.rotate_refresh(&rotation, &events).await {
                     Ok(true) => {

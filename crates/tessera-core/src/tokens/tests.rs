@@ -865,7 +865,7 @@ async fn dpop_jkt_must_be_a_thumbprint() {
 }
 
 #[tokio::test]
-async fn unbound_refresh_token_with_a_proof_gets_a_bound_access_token() {
+async fn unbound_refresh_token_with_a_proof_binds_the_access_token_and_the_family() {
     let h = setup().await;
     let t = login_bound(&h, None, None, None).await.unwrap();
     assert_eq!(t.token_type, "Bearer");
@@ -882,6 +882,25 @@ async fn unbound_refresh_token_with_a_proof_gets_a_bound_access_token() {
         .unwrap();
     assert_eq!(n.token_type, "DPoP");
     assert_eq!(cnf_of(&h, &n.access_token), Some(serde_json::json!({"jkt": JKT})));
+    // RFC 9449 §5: a public client's refresh tokens issued with a proof
+    // are bound to its key: the successor needs it.
+    let rt = n.refresh_token.unwrap();
+    let e = h
+        .svc
+        .refresh(rt.expose(), &default_client(&h), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_dpop_proof");
+    let e = h
+        .svc
+        .refresh_with(rt.expose(), &default_client(&h), None, Some(&dpop(OTHER_JKT)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_grant");
+    h.svc
+        .refresh_with(rt.expose(), &default_client(&h), None, Some(&dpop(JKT)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 -- RefreshStore::rotate_refresh. ARGV: family id, expected generation, next
 -- generation, successor hash, sealed, sealed flag, now, touch flag, touch
--- hc, touch hash, last seen, idle expiry, then the events.
+-- hc, touch hash, last seen, idle expiry, binding (JSON; '' for none),
+-- then the events.
 local fid, expected, nextg, succ = ARGV[A], ARGV[A + 1], ARGV[A + 2], ARGV[A + 3]
 local sealed, has_sealed, now = ARGV[A + 4], ARGV[A + 5], ARGV[A + 6]
 local fk = P .. 'f' .. fid
@@ -22,5 +23,10 @@ else
   redis.call('HDEL', fk, 's')
   redis.call('ZREM', P .. 'c', fid)
 end
-evs(A + 12)
+-- A binding only where the family has none: `k` is set once, and only
+-- for a family created unbound (the caller checks the record).
+if ARGV[A + 12] ~= '' then
+  redis.call('HSETNX', fk, 'k', ARGV[A + 12])
+end
+evs(A + 13)
 return 1

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::{Config, ConfigError, tokens};
+use super::{Config, ConfigError, tls, tokens};
 
 /// Environment variables with the `TESSERA_` prefix that are not
 /// configuration keys (the `--config` flag's variable).
@@ -79,6 +79,7 @@ pub(super) const ENV_KEYS: &[EnvKey] = env_keys! {
         .map(str::to_owned)
         .collect();
     "TESSERA_FORWARD_AUTH_ALLOW_SAME_SITE" => |c, v| c.forward_auth.allow_same_site = parse(v)?;
+    "TESSERA_FORWARD_AUTH_CLIENT_CERT_HEADER" => |c, v| c.forward_auth.client_cert_header = Some(v.trim().to_owned()).filter(|h| !h.is_empty());
     "TESSERA_OAUTH_ISSUER" => |c, v| c.oauth.issuer = Some(v.trim().to_owned());
     "TESSERA_OAUTH_ACCESS_TOKEN_TTL_SECS" => |c, v| c.oauth.access_token_ttl_secs = parse(v)?;
     "TESSERA_OAUTH_DEFAULT_AUDIENCE" => |c, v| c.oauth.default_audience = v.to_owned();
@@ -103,6 +104,11 @@ pub(super) const ENV_KEYS: &[EnvKey] = env_keys! {
     "TESSERA_DPOP_RESOURCE_NONCE" => |c, v| c.dpop.resource_nonce = parse(v)?;
     "TESSERA_DPOP_NONCE_LIFETIME_SECS" => |c, v| c.dpop.nonce_lifetime_secs = parse(v)?;
     "TESSERA_DPOP_RESOURCE_REPLAY_CACHE_SIZE" => |c, v| c.dpop.resource_replay_cache_size = parse(v)?;
+    "TESSERA_TLS_CERT_FILE" => |c, v| c.tls.cert_file = Some(PathBuf::from(v));
+    "TESSERA_TLS_KEY_FILE" => |c, v| c.tls.key_file = Some(PathBuf::from(v));
+    "TESSERA_TLS_CLIENT_CA_FILE" => |c, v| c.tls.client_ca_file = Some(PathBuf::from(v));
+    "TESSERA_TLS_CLIENT_AUTH" => |c, v| c.tls.client_auth = parse(v)?;
+    "TESSERA_TLS_API_CLIENTS" => |c, v| c.tls.api_clients = tls::parse_api_clients_env(v)?;
     "TESSERA_CLIENTS" => |c, v| c.clients = tokens::parse_clients_env(v)?;
 };
 

@@ -122,6 +122,12 @@ pub struct ForwardAuthConfig {
     pub allowed_origins: Vec<String>,
     /// Accept `Sec-Fetch-Site: same-site` for state-changing requests from any origin.
     pub allow_same_site: bool,
+    /// The header in which the proxy forwards the client's TLS certificate
+    /// (PEM, URL-encoded or not; nginx `$ssl_client_escaped_cert`), for
+    /// certificate-bound access tokens. Unset: such tokens are refused at
+    /// `/auth/verify`. The proxy must set (overwrite) it on every request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_header: Option<String>,
 }
 
 impl ForwardAuthConfig {

@@ -189,6 +189,14 @@ fn every_key_has_an_env_variable() {
     c.keys.encryption_key_file = Some("f".into());
     c.cookie.domain = Some("app.example".into());
     c.clients = tokens::parse_clients_env(r#"[{client_id = "x"}]"#).unwrap();
+    c.forward_auth.client_cert_header = Some("x-ssl-client-cert".into());
+    c.tls.cert_file = Some("c".into());
+    c.tls.key_file = Some("k".into());
+    c.tls.client_ca_file = Some("ca".into());
+    c.tls.api_clients = tls::parse_api_clients_env(
+        r#"[{name = "n", x5t_s256 = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}]"#,
+    )
+    .unwrap();
     let v: toml::Table = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
     let mut n = 0;
     for (k, val) in &v {

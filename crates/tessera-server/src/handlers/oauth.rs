@@ -34,7 +34,7 @@ use tessera_core::secret::{self, TokenKind};
 use tessera_core::{
     ApiKeyScope, Client, ClientKind, ClientRegistry, Introspection, IssuedTokens, OAuthError,
 };
-use tessera_http::bearer::{DPOP_NONCE, dpop_proof};
+use tessera_http::bearer::{ClientCertThumbprint, DPOP_NONCE, dpop_proof};
 
 use crate::app::AppState;
 use crate::problem::ApiError;
@@ -226,6 +226,14 @@ pub async fn token(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFailure> {
+    // RFC 8705 §3: tokens requested over a connection with a client
+    // certificate are bound to it (unless a DPoP proof binds them).
+    let cert = req
+        .extensions()
+        .get::<ClientCertThumbprint>()
+        .map(|c| Binding::Mtls {
+            x5t_s256: c.0.clone(),
+        });
     let (headers, form) = read_form(req).await?;
     let grant = form
         .get("grant_type")
@@ -284,7 +292,7 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
                 .map_err(|e| dpop_failure(state, e))?;
             Some(Binding::Dpop { jkt: checked.jkt })
         }
-        None => None,
+        None => cert,
     };
     let issued = state
         .oauth

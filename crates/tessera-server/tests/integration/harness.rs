@@ -44,9 +44,26 @@ pub struct Opts {
     /// key file may be in another node's data directory (set
     /// [`TestServer::api_key`] to it), so its absence is no failure.
     pub joins: bool,
+    /// The server listens with TLS (`TESSERA_TLS_*` in `env`): the base URL
+    /// is `https://` and the test's client trusts this CA (PEM).
+    pub https_ca: Option<String>,
+    /// The certificate and key (one PEM) the test's client presents.
+    pub client_identity: Option<String>,
 }
 
 impl Opts {
+    /// See [`Opts::client_identity`].
+    pub fn client_identity(mut self, pem: &str) -> Self {
+        self.client_identity = Some(pem.to_owned());
+        self
+    }
+
+    /// See [`Opts::https_ca`].
+    pub fn https(mut self, ca_pem: &str) -> Self {
+        self.https_ca = Some(ca_pem.to_owned());
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_owned(), v.to_owned()));
         self
@@ -213,11 +230,16 @@ impl TestServer {
         if let Some(cfg) = &opts.config {
             std::fs::write(dir.path().join("tessera.toml"), cfg).expect("config file");
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .no_proxy()
-            .timeout(Duration::from_secs(15))
-            .build()
-            .expect("http client");
+            .timeout(Duration::from_secs(15));
+        if let Some(ca) = &opts.https_ca {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).expect("CA PEM"));
+        }
+        if let Some(id) = &opts.client_identity {
+            http = http.identity(reqwest::Identity::from_pem(id.as_bytes()).expect("identity PEM"));
+        }
+        let http = http.build().expect("http client");
         let mut srv = TestServer {
             dir,
             child: None,
@@ -276,7 +298,12 @@ impl TestServer {
         self.generation += 1;
         let port = free_port();
         self.addr = SocketAddr::from(([127, 0, 0, 1], port));
-        self.base = format!("http://{}", self.addr);
+        let scheme = if self.opts.https_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.base = format!("{scheme}://{}", self.addr);
         let log = File::create(self.log_path(self.generation)).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
         cmd.arg("serve")

@@ -16,5 +16,6 @@ mod many_nodes;
 mod parity;
 mod redis;
 mod restart;
+mod tls;
 mod tokens;
 mod topologies;

@@ -117,6 +117,8 @@ pub(crate) struct Rotate {
     pub now: Timestamp,
     /// The session's slide: (handle, token hash, last seen, idle expiry).
     pub touch: Option<(String, [u8; 32], Timestamp, Timestamp)>,
+    /// The binding (JSON) to give the family if it has none.
+    pub bind: Option<String>,
     pub events: Vec<NewEvent>,
 }
 
@@ -149,7 +151,7 @@ pub(crate) fn rotate_refresh(c: &Connection, job: &Rotate) -> StoreResult<bool> 
     let n = c
         .prepare_cached(
             "UPDATE refresh_families SET generation = ?3, rotated_at = ?4, current_sealed = ?5, \
-                 current_hash = ?6 \
+                 current_hash = ?6, binding = COALESCE(binding, ?7) \
              WHERE id = ?1 AND generation = ?2 AND revoked_at IS NULL",
         )
         .store()?
@@ -159,7 +161,8 @@ pub(crate) fn rotate_refresh(c: &Connection, job: &Rotate) -> StoreResult<bool> 
             next,
             job.now.unix_millis(),
             job.successor_sealed,
-            job.successor
+            job.successor,
+            job.bind
         ])
         .store()?;
     if n != 1 {

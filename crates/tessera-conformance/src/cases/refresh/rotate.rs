@@ -142,6 +142,36 @@ pub async fn store_refresh_rotate_cas<S: RefreshStore + EventStore>(store: Arc<S
 /// session's current token hash and while it is not revoked; later values
 /// win; `version` unchanged), it does not decide the rotation, and a
 /// rotation that does not swap slides nothing either.
+pub async fn store_refresh_rotate_binds_an_unbound_family_once<S: RefreshStore + EventStore>(store: Arc<S>) {
+    let s = &*store;
+    let (_, a) = session("alice", T0);
+    insert(s, &a).await;
+    let (t0, f) = refresh_family(&a, T0);
+    assert_eq!(f.binding, None);
+    create_family(s, &f, &t0.hash(), &[]).await;
+    let (t1, t2) = (refresh_token(), refresh_token());
+    let (h1, h2) = (t1.hash(), t2.hash());
+    let k1 = tessera_core::Binding::Dpop {
+        jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into(),
+    };
+    let k2 = tessera_core::Binding::Mtls {
+        x5t_s256: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".into(),
+    };
+    let at1 = T0.plus_millis(MIN + 1);
+    let mut r = Rotation::new(&f.id, 0, &h1, at1);
+    r.bind = Some(&k1);
+    assert!(s.rotate_refresh(&r, &[]).await.expect("rotate_refresh"));
+    let (got, g) = lookup(s, &t1.hash()).await.expect("the successor");
+    assert_eq!((got.binding.as_ref(), g), (Some(&k1), 1), "bound by the rotation");
+    // Once bound, a later rotation's binding does not replace it.
+    let mut r = Rotation::new(&f.id, 1, &h2, at1.plus_millis(1));
+    r.bind = Some(&k2);
+    assert!(s.rotate_refresh(&r, &[]).await.expect("rotate_refresh"));
+    let (got, _) = lookup(s, &t2.hash()).await.expect("the successor");
+    assert_eq!(got.binding, Some(k1.clone()), "a binding never changes");
+    assert_eq!(families_of(s, &a.handle).await[0].binding, Some(k1));
+}
+
 pub async fn store_refresh_rotate_slides_the_session<S: RefreshStore + EventStore>(store: Arc<S>) {
     let s = &*store;
     let (_, a) = session("alice", T0);

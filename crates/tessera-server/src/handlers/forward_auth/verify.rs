@@ -19,7 +19,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera_core::dpop::{Presentation, PresentationError, Scheme, check_presentation};
 use tessera_core::{Error as CoreError, SessionRecord};
-use tessera_http::bearer::{AccessCredential, DPOP_NONCE, access_credential, challenge, dpop_proof};
+use tessera_http::bearer::{
+    AccessCredential, DPOP_NONCE, access_credential, challenge, dpop_proof, forwarded_client_cert,
+};
 use tessera_http::cookies::{self, SessionValue};
 use tessera_http::csrf::{FetchContext, Verdict, is_safe_method, judge};
 
@@ -365,13 +367,22 @@ async fn verify_access_token(
         }
     }
     let uri = proxied_uri(headers);
+    // The client's certificate is the proxy's to forward; this request's
+    // own connection is the proxy's.
+    let client_cert = state
+        .config
+        .forward_auth
+        .client_cert_header
+        .as_deref()
+        .and_then(|h| HeaderName::try_from(h).ok())
+        .and_then(|h| forwarded_client_cert(headers, &h));
     let method = proxied_method(headers).and_then(|m| std::str::from_utf8(m).ok());
     let presentation = Presentation {
         scheme,
         proof: dpop_proof(headers),
         method: method.unwrap_or(""),
         uri: uri.as_deref().unwrap_or(""),
-        client_cert: None,
+        client_cert: client_cert.as_ref().map(|c| c.0.as_str()),
     };
     check_presentation(&state.oauth.dpop_resource, &claims, token, &presentation)
         .await
