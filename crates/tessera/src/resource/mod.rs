@@ -45,15 +45,71 @@
 //! the key from this verifier's JWKS with the algorithm **of the key**, the
 //! signature, then `iss`, `aud` (must contain [`VerifierConfig::audience`]),
 //! `exp`/`nbf`/`iat` with [`VerifierConfig::leeway_secs`], required claims,
-//! and `cnf`: a sender-constrained token is refused as a Bearer token).
+//! and `cnf`: [`Verifier::verify`] refuses a sender-constrained token, which
+//! only [`Verifier::verify_request`] accepts, see below).
 //! Finally the session (`sid`) must not be in the revocation set. An unknown
 //! `kid` triggers at most one JWKS refetch per
 //! [`VerifierConfig::jwks_min_refetch_interval`], single-flight.
 //!
 //! Every failure is a [`VerifyError`] (core's, the same for every face),
 //! which the axum extractor answers with `401` and
-//! `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750), except
+//! `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750; `DPoP
+//! error=…` for a token sent with the DPoP scheme), except
 //! `RevocationStatusUnavailable`: `503` with `Retry-After`.
+//!
+//! # DPoP and certificate-bound tokens
+//!
+//! The service binds tokens to a client's DPoP key (RFC 9449, `cnf.jkt`) or
+//! TLS client certificate (RFC 8705, `cnf.x5t#S256`). The [`Authenticated`]
+//! extractor (and [`Verifier::verify_request`], which it calls) accepts
+//! them as core's `check_presentation` rules, the ones `/auth/verify`
+//! applies:
+//!
+//! - a DPoP-bound token only as `Authorization: DPoP <token>` with exactly
+//!   one `DPoP` proof, signed by the bound key, for this method and URI, with
+//!   `ath` the token's hash, `iat` within [`VerifierConfig::dpop`]'s window,
+//!   and a `jti` not seen before. `Bearer <token>` is a downgrade: 401
+//!   `invalid_token`. The token is cached like any other; the proof is
+//!   checked on every request.
+//! - a certificate-bound token only as `Bearer`, over a connection whose
+//!   [`ClientCertThumbprint`] (a request extension the TLS layer inserts)
+//!   is the bound one.
+//! - an unbound token only as `Bearer`.
+//!
+//! **`htu`.** A proof names the URI the client sent it to. It is compared
+//! (after RFC 3986 normalisation: case, default port; the query ignored)
+//! with [`VerifierConfig::public_base_url`] followed by the request's path
+//! (the whole path, also inside nested routers). Without a base URL it is
+//! `https://` + the `Host` header + path, which is only right when clients
+//! connect to this process over TLS directly: **behind a reverse proxy or
+//! load balancer, set `public_base_url`** to the URL clients use
+//! (RFC 9449 §4.3, checklist DP-08; `X-Forwarded-*` headers are never
+//! trusted).
+//!
+//! **Replay.** Each proof's `jti` is remembered in this process until the
+//! proof is too old anyway (`max_age_secs` + 1 s, 61 s by default), in a
+//! cache of at most [`VerifierConfig::dpop_replay_capacity`] proofs (about
+//! 80 bytes each: 1 000 000 by default, ~80 MB when full, which takes 16 000
+//! proofs a second). When it is full of unexpired proofs, DPoP requests get
+//! 503 with `Retry-After` rather than being accepted unchecked. Each
+//! instance keeps its own cache, so a proof replayed to *another* instance
+//! within its window is not caught there: keep `max_age_secs` short (the
+//! proof is still bound to this token, method and URI).
+//!
+//! **Nonces** (RFC 9449 §9) are off by default. With
+//! [`VerifierConfig::dpop_nonces`], a proof without a fresh nonce gets 401
+//! `DPoP error="use_dpop_nonce"` and a `DPoP-Nonce` header to retry with.
+//! Nonces are stateless (the issue time, sealed): give every instance
+//! behind one load balancer the same [`VerifierConfig::dpop_nonce_key`]. The
+//! service's token-endpoint nonces are never accepted here.
+//!
+//! ```no_run
+//! # fn run(mut config: tessera::resource::VerifierConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! config.public_base_url = Some("https://api.example.com".parse()?);
+//! config.dpop_nonces = true;
+//! config.dpop_nonce_key = Some([0x42; 32]); // the same on every instance; keep it secret
+//! # Ok(()) }
+//! ```
 //!
 //! # Cache
 //!
@@ -339,7 +395,7 @@ impl Verifier {
     /// 8705 §3), as the [`Authenticated`] extractor does: the token as in
     /// [`Verifier::verify`] but accepting `cnf` (the cache is used, and a
     /// hit still re-checks expiry and revocation), then core's
-    /// [`check_presentation`](tessera_core::dpop::check_presentation) for
+    /// [`check_presentation`] for
     /// this request, never cached: a DPoP-bound token only with the `DPoP`
     /// scheme and one fresh proof of its key for this method, URI (see
     /// [`VerifierConfig::public_base_url`]) and token, whose `jti` is then
