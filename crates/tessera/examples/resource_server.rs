@@ -35,11 +35,16 @@
 //!   revocations`), and should have no other.
 //! - `--port N` (`TESSERA_RS_PORT`, default 8081; 0 picks a free port) or
 //!   `--listen ADDR` (`TESSERA_RS_LISTEN`, default `127.0.0.1:<port>`).
+//! - `--public-base-url URL` (`TESSERA_RS_PUBLIC_BASE_URL`, default
+//!   `http://<listen address>`): the URL clients reach this server at; a
+//!   DPoP proof's `htu` must be it followed by the request path. Set it to
+//!   the proxy's `https://…` URL when behind one.
 //!
 //! Once listening it prints `listening on http://ADDR` on stdout.
 //!
 //! Routes: `GET /api/me` → `{sub, sid, client_id, scope, scopes}` (any valid
-//! token); `POST /api/write` → `{ok: true}` (needs scope `write`, else 403
+//! token: `Authorization: Bearer`, or `Authorization: DPoP` with a `DPoP`
+//! proof for a DPoP-bound one); `POST /api/write` → `{ok: true}` (needs scope `write`, else 403
 //! `insufficient_scope`); `GET /healthz` → `{status, feed_healthy, feed}`
 //! (`feed`: `in_sync`, `not_synced`, `stale`, `unauthorized` or
 //! `not_configured`).
@@ -64,6 +69,7 @@ struct Options {
     api_key_file: Option<String>,
     port: u16,
     listen: Option<String>,
+    public_base_url: Option<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -85,6 +91,7 @@ fn parse_options() -> Result<Options, String> {
             None => 8081,
         },
         listen: env("TESSERA_RS_LISTEN"),
+        public_base_url: env("TESSERA_RS_PUBLIC_BASE_URL"),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -95,7 +102,7 @@ fn parse_options() -> Result<Options, String> {
         if name == "--help" || name == "-h" {
             println!(
                 "resource_server [--issuer URL] [--audience AUD] [--jwks-url URL] [--revocations-url URL|none] \
-                 [--api-key KEY | --api-key-file PATH] [--port N | --listen ADDR]"
+                 [--api-key KEY | --api-key-file PATH] [--port N | --listen ADDR] [--public-base-url URL]"
             );
             std::process::exit(0);
         }
@@ -116,13 +123,14 @@ fn parse_options() -> Result<Options, String> {
                     .map_err(|_| format!("--port: not a port: {value}"))?
             }
             "--listen" => o.listen = Some(value),
+            "--public-base-url" => o.public_base_url = Some(value),
             other => return Err(format!("unknown option {other} (see --help)")),
         }
     }
     Ok(o)
 }
 
-fn config(o: &Options) -> Result<VerifierConfig, String> {
+fn config(o: &Options, local: SocketAddr) -> Result<VerifierConfig, String> {
     let base = o.issuer.trim_end_matches('/');
     let jwks_url: Url = o
         .jwks_url
@@ -153,6 +161,15 @@ fn config(o: &Options) -> Result<VerifierConfig, String> {
     let mut config = VerifierConfig::new(o.issuer.clone(), o.audience.clone(), jwks_url);
     config.revocations_url = revocations_url;
     config.api_key = api_key;
+    let public_base_url = o
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
+    config.public_base_url = Some(
+        public_base_url
+            .parse()
+            .map_err(|e| format!("public base url: {e}"))?,
+    );
     Ok(config)
 }
 
@@ -197,7 +214,16 @@ async fn run() -> Result<(), String> {
         .with_writer(std::io::stderr)
         .init();
     let options = parse_options()?;
-    let config = config(&options)?;
+    let addr = options
+        .listen
+        .clone()
+        .unwrap_or_else(|| format!("127.0.0.1:{}", options.port));
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("listen address {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("bind {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let config = config(&options, local)?;
     let feed = config.revocations_url.is_some();
     let verifier = Verifier::new(config).map_err(|e| e.to_string())?;
     if let Err(e) = verifier.refresh_jwks().await {
@@ -218,15 +244,6 @@ async fn run() -> Result<(), String> {
         .route("/api/write", post(write))
         .route("/healthz", get(healthz))
         .with_state(verifier);
-    let addr = options
-        .listen
-        .clone()
-        .unwrap_or_else(|| format!("127.0.0.1:{}", options.port));
-    let addr: SocketAddr = addr.parse().map_err(|e| format!("listen address {addr}: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("bind {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
     println!("listening on http://{local}");
     let _ = std::io::stdout().flush();
     axum::serve(listener, app)

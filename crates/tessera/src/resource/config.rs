@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_core::dpop::{BoundedReplayCache, DpopPolicy};
 use url::Url;
 
 #[cfg(doc)]
@@ -51,11 +52,49 @@ pub struct VerifierConfig {
     pub http_timeout: Duration,
     /// Where "now" comes from. Default [`SystemClock`].
     pub clock: Arc<dyn Clock>,
+    /// How DPoP proofs are judged (RFC 9449): accepted algorithms and the
+    /// `iat` window. Use the same policy as the service. Empty `algs`
+    /// turns DPoP off: no challenge offers it and every proof is refused.
+    /// Default [`DpopPolicy::default`] (ES256, EdDSA, ES384; 60 s old, 5 s
+    /// ahead).
+    pub dpop: DpopPolicy,
+    /// This resource server's externally visible base URL, e.g.
+    /// `https://api.example.com` (a path prefix is kept: a proxy that
+    /// strips `/api` before forwarding is configured as
+    /// `https://example.com/api`). A proof's `htu` must name this base
+    /// followed by the request's path (RFC 9449 §4.3 check 9, checklist
+    /// DP-08). Unset: `https://` + the request's `Host` + path, which is
+    /// only right when clients reach this process directly over TLS.
+    /// **Behind a proxy or load balancer, set it**: the `Host` it forwards
+    /// and the scheme it terminates are not what the client signed, and
+    /// `X-Forwarded-*` headers are never read. Default `None`.
+    pub public_base_url: Option<Url>,
+    /// DPoP proofs remembered against replay (RFC 9449 §11.1), in this
+    /// process: each `jti` is kept until its proof is too old anyway
+    /// (`dpop.max_age_secs` + 1 s). About 80 bytes per proof at most; when
+    /// full of unexpired proofs, DPoP requests are answered 503 rather
+    /// than accepted unchecked. Default
+    /// [`BoundedReplayCache::DEFAULT_CAPACITY`] (1 000 000: ~80 MB at most,
+    /// 16 000 proofs a second over the default 61 s window).
+    pub dpop_replay_capacity: usize,
+    /// Require a fresh server nonce in every DPoP proof (RFC 9449 §9): a
+    /// proof without one is answered 401 `use_dpop_nonce` with a
+    /// `DPoP-Nonce` header. Default `false`.
+    pub dpop_nonces: bool,
+    /// The key that seals this resource server's nonces. `None`: a random
+    /// key per process, so a nonce is only good at the process that issued
+    /// it. Give several instances behind one load balancer the same key.
+    /// Nonces of the service's token endpoint are never accepted here, even
+    /// under the same key. Default `None`.
+    pub dpop_nonce_key: Option<[u8; 32]>,
+    /// How long a nonce stays fresh. Default 300 s.
+    pub dpop_nonce_lifetime: Duration,
 }
 
 impl VerifierConfig {
     /// A configuration with the defaults: leeway 60 s, refetch interval 10 s,
-    /// cache of 10 000 tokens, no feed.
+    /// cache of 10 000 tokens, no feed; DPoP accepted with the default
+    /// policy, no server nonces.
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>, jwks_url: Url) -> Self {
         Self {
             issuer: issuer.into(),
@@ -72,6 +111,12 @@ impl VerifierConfig {
             accept_when_feed_stale: false,
             http_timeout: Duration::from_secs(10),
             clock: Arc::new(SystemClock),
+            dpop: DpopPolicy::default(),
+            public_base_url: None,
+            dpop_replay_capacity: BoundedReplayCache::DEFAULT_CAPACITY,
+            dpop_nonces: false,
+            dpop_nonce_key: None,
+            dpop_nonce_lifetime: Duration::from_secs(300),
         }
     }
 }
@@ -92,6 +137,15 @@ impl fmt::Debug for VerifierConfig {
             .field("feed_max_staleness", &self.feed_max_staleness)
             .field("accept_when_feed_stale", &self.accept_when_feed_stale)
             .field("http_timeout", &self.http_timeout)
+            .field("dpop", &self.dpop)
+            .field("public_base_url", &self.public_base_url.as_ref().map(Url::as_str))
+            .field("dpop_replay_capacity", &self.dpop_replay_capacity)
+            .field("dpop_nonces", &self.dpop_nonces)
+            .field(
+                "dpop_nonce_key",
+                &self.dpop_nonce_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("dpop_nonce_lifetime", &self.dpop_nonce_lifetime)
             .finish_non_exhaustive()
     }
 }

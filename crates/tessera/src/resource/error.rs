@@ -4,6 +4,21 @@
 
 use tessera_core::access::KeySetError;
 pub use tessera_core::access::VerifyError;
+use tessera_core::dpop::PresentationError;
+
+/// Why [`Verifier::verify_request`](super::Verifier::verify_request)
+/// refused a request: the token itself, or how the request presented it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The token was refused (or the revocation status is unknown).
+    #[error(transparent)]
+    Token(#[from] VerifyError),
+    /// The token is valid but not presented as what it is bound to: the
+    /// scheme, the DPoP proof or the client certificate.
+    #[error(transparent)]
+    Presentation(#[from] PresentationError),
+}
 
 /// Fetching or reading a JWKS failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -45,15 +45,71 @@
 //! the key from this verifier's JWKS with the algorithm **of the key**, the
 //! signature, then `iss`, `aud` (must contain [`VerifierConfig::audience`]),
 //! `exp`/`nbf`/`iat` with [`VerifierConfig::leeway_secs`], required claims,
-//! and `cnf`: a sender-constrained token is refused as a Bearer token).
+//! and `cnf`: [`Verifier::verify`] refuses a sender-constrained token, which
+//! only [`Verifier::verify_request`] accepts, see below).
 //! Finally the session (`sid`) must not be in the revocation set. An unknown
 //! `kid` triggers at most one JWKS refetch per
 //! [`VerifierConfig::jwks_min_refetch_interval`], single-flight.
 //!
 //! Every failure is a [`VerifyError`] (core's, the same for every face),
 //! which the axum extractor answers with `401` and
-//! `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750), except
+//! `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750; `DPoP
+//! error=…` for a token sent with the DPoP scheme), except
 //! `RevocationStatusUnavailable`: `503` with `Retry-After`.
+//!
+//! # DPoP and certificate-bound tokens
+//!
+//! The service binds tokens to a client's DPoP key (RFC 9449, `cnf.jkt`) or
+//! TLS client certificate (RFC 8705, `cnf.x5t#S256`). The [`Authenticated`]
+//! extractor (and [`Verifier::verify_request`], which it calls) accepts
+//! them as core's `check_presentation` rules, the ones `/auth/verify`
+//! applies:
+//!
+//! - a DPoP-bound token only as `Authorization: DPoP <token>` with exactly
+//!   one `DPoP` proof, signed by the bound key, for this method and URI, with
+//!   `ath` the token's hash, `iat` within [`VerifierConfig::dpop`]'s window,
+//!   and a `jti` not seen before. `Bearer <token>` is a downgrade: 401
+//!   `invalid_token`. The token is cached like any other; the proof is
+//!   checked on every request.
+//! - a certificate-bound token only as `Bearer`, over a connection whose
+//!   [`ClientCertThumbprint`] (a request extension the TLS layer inserts)
+//!   is the bound one.
+//! - an unbound token only as `Bearer`.
+//!
+//! **`htu`.** A proof names the URI the client sent it to. It is compared
+//! (after RFC 3986 normalisation: case, default port; the query ignored)
+//! with [`VerifierConfig::public_base_url`] followed by the request's path
+//! (the whole path, also inside nested routers). Without a base URL it is
+//! `https://` + the `Host` header + path, which is only right when clients
+//! connect to this process over TLS directly: **behind a reverse proxy or
+//! load balancer, set `public_base_url`** to the URL clients use
+//! (RFC 9449 §4.3, checklist DP-08; `X-Forwarded-*` headers are never
+//! trusted).
+//!
+//! **Replay.** Each proof's `jti` is remembered in this process until the
+//! proof is too old anyway (`max_age_secs` + 1 s, 61 s by default), in a
+//! cache of at most [`VerifierConfig::dpop_replay_capacity`] proofs (about
+//! 80 bytes each: 1 000 000 by default, ~80 MB when full, which takes 16 000
+//! proofs a second). When it is full of unexpired proofs, DPoP requests get
+//! 503 with `Retry-After` rather than being accepted unchecked. Each
+//! instance keeps its own cache, so a proof replayed to *another* instance
+//! within its window is not caught there: keep `max_age_secs` short (the
+//! proof is still bound to this token, method and URI).
+//!
+//! **Nonces** (RFC 9449 §9) are off by default. With
+//! [`VerifierConfig::dpop_nonces`], a proof without a fresh nonce gets 401
+//! `DPoP error="use_dpop_nonce"` and a `DPoP-Nonce` header to retry with.
+//! Nonces are stateless (the issue time, sealed): give every instance
+//! behind one load balancer the same [`VerifierConfig::dpop_nonce_key`]. The
+//! service's token-endpoint nonces are never accepted here.
+//!
+//! ```no_run
+//! # fn run(mut config: tessera::resource::VerifierConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! config.public_base_url = Some("https://api.example.com".parse()?);
+//! config.dpop_nonces = true;
+//! config.dpop_nonce_key = Some([0x42; 32]); // the same on every instance; keep it secret
+//! # Ok(()) }
+//! ```
 //!
 //! # Cache
 //!
@@ -142,20 +198,26 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 pub use config::VerifierConfig;
-pub use error::{ConfigError, JwksError, VerifyError};
-pub use extract::{AuthRejection, Authenticated, require_scope};
+pub use error::{ConfigError, JwksError, RequestError, VerifyError};
+pub use extract::{AuthRejection, Authenticated, ClientCertThumbprint, RejectionReason, require_scope};
 pub use feed_status::{FEED_ERRORS, FEED_REFUSALS, FeedStatus};
 pub use tessera_core::access::{AccessClaims, Audience, MAX_KID_BYTES, MAX_LEEWAY_SECS, MAX_TOKEN_BYTES};
+/// DPoP (RFC 9449) as core checks it, for every face.
+pub use tessera_core::dpop::{
+    BoundedReplayCache, DpopAlg, DpopPolicy, PresentationError, ProofHeader, Scheme,
+};
 /// The clock is core's, the one every crate reads (tests pin a
 /// [`ManualClock`]).
 pub use tessera_core::{Clock, ManualClock, SystemClock, Timestamp};
 pub use url::Url;
-pub use verify::VerifiedToken;
+pub use verify::{ResourceRequest, VerifiedToken};
 
 use cache::TokenCache;
 use feed::RevocationSet;
 use feed_status::FeedState;
+use tessera_core::Sealer;
 use tessera_core::access::{AudienceRule, Expected, KeySet};
+use tessera_core::dpop::{DpopVerifier, NonceIssuer, NonceUse, Presentation, check_presentation};
 
 /// Verifies Tessera access tokens. Cheap to clone (shared state); put one in
 /// the axum state and extract [`Authenticated`].
@@ -202,6 +264,13 @@ pub(crate) struct Inner {
     pub(crate) feed_wait_secs: u64,
     pub(crate) feed: FeedState,
     pub(crate) http: reqwest::Client,
+    /// Proof checks, the replay cache and the nonces (core's, shared with
+    /// `/auth/verify`).
+    pub(crate) dpop: DpopVerifier,
+    /// `public_base_url` without its trailing `/`: the request path follows.
+    pub(crate) public_base: Option<Box<str>>,
+    /// The accepted proof algorithms, space-separated, for challenges.
+    pub(crate) dpop_algs: Arc<str>,
 }
 
 impl Verifier {
@@ -246,6 +315,40 @@ impl Verifier {
             .build()
             .map_err(|e| ConfigError::Http(e.to_string()))?;
         let leeway = i64::try_from(config.leeway_secs).unwrap_or(60);
+        let public_base = match &config.public_base_url {
+            None => None,
+            Some(u) => {
+                if !matches!(u.scheme(), "http" | "https")
+                    || u.cannot_be_a_base()
+                    || u.host().is_none()
+                    || u.query().is_some()
+                    || u.fragment().is_some()
+                    || !u.username().is_empty()
+                    || u.password().is_some()
+                {
+                    return Err(ConfigError::Invalid(
+                        "public_base_url must be an http(s) URL with a host and no query, fragment or user",
+                    ));
+                }
+                Some(u.as_str().trim_end_matches('/').into())
+            }
+        };
+        let dpop_algs: Arc<str> = config.dpop.algs_list().into();
+        let replay = Arc::new(BoundedReplayCache::new(config.dpop_replay_capacity));
+        let mut dpop = DpopVerifier::new(config.dpop, replay, Arc::clone(&config.clock));
+        if config.dpop_nonces {
+            let key = config.dpop_nonce_key.unwrap_or_else(|| {
+                let mut key = [0u8; 32];
+                tessera_core::secret::fill_random(&mut key);
+                key
+            });
+            let lifetime = i64::try_from(config.dpop_nonce_lifetime.as_secs()).unwrap_or(i64::MAX);
+            dpop = dpop.with_nonces(NonceIssuer::new(
+                Arc::new(Sealer::new(&key)),
+                NonceUse::Resource,
+                lifetime,
+            ));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer: config.issuer.into_boxed_str(),
@@ -271,19 +374,68 @@ impl Verifier {
                 api_key: config.api_key,
                 feed_wait_secs: wait,
                 http,
+                dpop,
+                public_base,
+                dpop_algs,
             }),
         })
     }
 
-    /// Verifies a compact JWS access token (see the module docs for the
-    /// checks). An unknown `kid` triggers at most one JWKS refetch per
-    /// `jwks_min_refetch_interval` (single-flight) before the token is refused.
+    /// Verifies a compact JWS access token presented as a Bearer token (see
+    /// the module docs for the checks): a sender-constrained token (`cnf`)
+    /// is refused with [`VerifyError::SenderConstrained`], also when a
+    /// [`Verifier::verify_request`] cached it. An unknown `kid` triggers at
+    /// most one JWKS refetch per `jwks_min_refetch_interval`
+    /// (single-flight) before the token is refused.
     pub async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, VerifyError> {
+        self.verify_token(token, false).await
+    }
+
+    /// Verifies a token and how one request presents it (RFC 9449 §7, RFC
+    /// 8705 §3), as the [`Authenticated`] extractor does: the token as in
+    /// [`Verifier::verify`] but accepting `cnf` (the cache is used, and a
+    /// hit still re-checks expiry and revocation), then core's
+    /// [`check_presentation`] for
+    /// this request, never cached: a DPoP-bound token only with the `DPoP`
+    /// scheme and one fresh proof of its key for this method, URI (see
+    /// [`VerifierConfig::public_base_url`]) and token, whose `jti` is then
+    /// recorded; a certificate-bound token only with that client
+    /// certificate; an unbound token only as `Bearer`.
+    pub async fn verify_request(
+        &self,
+        token: &str,
+        request: &ResourceRequest<'_>,
+    ) -> Result<Arc<VerifiedToken>, RequestError> {
+        let verified = self.verify_token(token, true).await?;
+        let uri = if request.scheme == Scheme::Dpop {
+            self.inner.request_uri(request.path, request.host)
+        } else {
+            String::new()
+        };
+        let presentation = Presentation {
+            scheme: request.scheme,
+            proof: request.proof,
+            method: request.method,
+            uri: &uri,
+            client_cert: request.client_cert,
+        };
+        check_presentation(&self.inner.dpop, &verified.claims, token, &presentation).await?;
+        Ok(verified)
+    }
+
+    /// A fresh resource-server nonce for a `DPoP-Nonce` header, when
+    /// [`VerifierConfig::dpop_nonces`] is on (a handler may send one on a
+    /// 200, with `Cache-Control: no-store`, RFC 9449 §8.2).
+    pub fn fresh_dpop_nonce(&self) -> Option<String> {
+        self.inner.dpop.fresh_nonce()
+    }
+
+    async fn verify_token(&self, token: &str, accept_bound: bool) -> Result<Arc<VerifiedToken>, VerifyError> {
         let generation = self.inner.keys_generation.load(Ordering::Acquire);
-        match self.verify_sync(token) {
+        match verify::verify(&self.inner, token, accept_bound) {
             Err(VerifyError::UnknownKid) if self.inner.jwks_url.is_some() => {
                 if self.refetch_for_unknown_kid(generation).await {
-                    self.verify_sync(token)
+                    verify::verify(&self.inner, token, accept_bound)
                 } else {
                     Err(VerifyError::UnknownKid)
                 }
@@ -293,9 +445,10 @@ impl Verifier {
     }
 
     /// Verifies without any I/O: an unknown `kid` is refused at once. Used by
-    /// [`Verifier::verify`]; handy in synchronous code and benchmarks.
+    /// [`Verifier::verify`]; handy in synchronous code and benchmarks. Like
+    /// `verify`, refuses sender-constrained tokens.
     pub fn verify_sync(&self, token: &str) -> Result<Arc<VerifiedToken>, VerifyError> {
-        verify::verify(&self.inner, token)
+        verify::verify(&self.inner, token, false)
     }
 
     /// Fetches the JWKS now (single-flight, not rate-limited) and installs it.
@@ -396,14 +549,33 @@ impl Verifier {
 }
 
 impl Inner {
-    /// What this resource server expects of a token.
+    /// What this resource server expects of a token; `accept_bound` when
+    /// the caller checks the presentation of a bound token next.
     #[inline]
-    pub(crate) fn expected(&self) -> Expected<'_> {
+    pub(crate) fn expected(&self, accept_bound: bool) -> Expected<'_> {
         Expected {
             issuer: &self.issuer,
             audience: AudienceRule::Contains(&self.audience),
             leeway_secs: self.leeway.unsigned_abs(),
-            accept_sender_constrained: false,
+            accept_sender_constrained: accept_bound,
+        }
+    }
+
+    /// The URI a DPoP proof's `htu` must name: the configured public base
+    /// URL and the request path, or else `https://` + `Host` + path. Empty
+    /// (so no `htu` matches) when neither is usable.
+    fn request_uri(&self, path: &str, host: Option<&str>) -> String {
+        if !path.starts_with('/') {
+            return String::new();
+        }
+        match (&self.public_base, host) {
+            (Some(base), _) => format!("{base}{path}"),
+            (None, Some(host))
+                if !host.contains('@') && host.parse::<axum::http::uri::Authority>().is_ok() =>
+            {
+                format!("https://{host}{path}")
+            }
+            _ => String::new(),
         }
     }
 

@@ -1627,17 +1627,21 @@ async fn jw_18_www_authenticate_forms() {
         StatusCode::OK
     );
 
-    // No credentials at all: 401, `Bearer` without an error attribute.
+    // No credentials at all: 401, `Bearer` without an error attribute (and
+    // DPoP offered, RFC 9449 §7.1).
+    let no_credentials = Some(r#"Bearer, DPoP algs="ES256 EdDSA ES384""#);
     let (s, www, _) = call(&app, "/me", &[]).await;
-    assert_eq!((s, www.as_deref()), (StatusCode::UNAUTHORIZED, Some("Bearer")));
+    assert_eq!((s, www.as_deref()), (StatusCode::UNAUTHORIZED, no_credentials));
     // Another scheme is not Bearer credentials.
     let (s, www, _) = call(&app, "/me", &["Basic dXNlcjpwYXNz"]).await;
-    assert_eq!((s, www.as_deref()), (StatusCode::UNAUTHORIZED, Some("Bearer")));
+    assert_eq!((s, www.as_deref()), (StatusCode::UNAUTHORIZED, no_credentials));
+    // An unbound token with the DPoP scheme: refused in that scheme.
     let (s, www, _) = call(&app, "/me", &[&format!("DPoP {good}")]).await;
-    assert_eq!((s, www.as_deref()), (StatusCode::UNAUTHORIZED, Some("Bearer")));
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(www.unwrap().starts_with("DPoP error=\"invalid_token\""));
     // A token in the query string is never read.
     let (s, www, _) = call(&app, &format!("/me?access_token={good}"), &[]).await;
-    assert_eq!((s, www.as_deref()), (StatusCode::UNAUTHORIZED, Some("Bearer")));
+    assert_eq!((s, www.as_deref()), (StatusCode::UNAUTHORIZED, no_credentials));
 
     // Bad tokens: 401 invalid_token.
     let expired = key.token(&key.header(), &with(claims(), "exp", json!(NOW - 3600)));
@@ -1704,7 +1708,7 @@ async fn jw_17_scope_check_is_403_insufficient_scope() {
 
 #[tokio::test]
 async fn fail_closed_answers_503() {
-    let response = AuthRejection::InvalidToken(VerifyError::RevocationStatusUnavailable).into_response();
+    let response = AuthRejection::from(VerifyError::RevocationStatusUnavailable).into_response();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key(header::RETRY_AFTER));
 }
@@ -1758,3 +1762,5 @@ fn header_memo_is_filled_only_by_verified_tokens_and_checks_still_apply() {
     install_keys(&v.inner, KeySet::from_jwks(&jwks(&[&key])).unwrap());
     assert!(!known(&v));
 }
+
+mod dpop;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tessera_core::access::{self, AccessClaims};
+use tessera_core::dpop::{ProofHeader, Scheme};
 
 use super::cache::Checked;
 use super::error::VerifyError;
@@ -27,8 +28,37 @@ impl VerifiedToken {
     }
 }
 
+/// What a request presents besides its access token, for
+/// [`Verifier::verify_request`](super::Verifier::verify_request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceRequest<'a> {
+    /// The `Authorization` scheme the token came with.
+    pub scheme: Scheme,
+    /// The request's `DPoP` header(s).
+    pub proof: ProofHeader<'a>,
+    /// The HTTP method, e.g. `GET`.
+    pub method: &'a str,
+    /// The request's path as the client sent it (a query is ignored).
+    pub path: &'a str,
+    /// The `Host` (or HTTP/2 `:authority`) of the request; read for a
+    /// proof's `htu` only when no
+    /// [`public_base_url`](super::VerifierConfig::public_base_url) is set.
+    pub host: Option<&'a str>,
+    /// base64url(SHA-256(DER)) of the TLS client certificate, as the TLS
+    /// layer (or a trusted proxy) established it; see
+    /// [`ClientCertThumbprint`](super::ClientCertThumbprint).
+    pub client_cert: Option<&'a str>,
+}
+
 /// The verification (see the module docs for the order of the checks).
-pub(crate) fn verify(inner: &Inner, token: &str) -> Result<Arc<VerifiedToken>, VerifyError> {
+/// `accept_bound`: whether a sender-constrained token (`cnf`) may pass,
+/// for a caller that checks its presentation next. The cache holds both
+/// kinds, so a hit is held to the same rule.
+pub(crate) fn verify(
+    inner: &Inner,
+    token: &str,
+    accept_bound: bool,
+) -> Result<Arc<VerifiedToken>, VerifyError> {
     inner.check_feed()?;
     let cache_key = inner.cache.key(token);
     // Fast path: a token verified before. Expiry and revocation are checked
@@ -40,8 +70,11 @@ pub(crate) fn verify(inner: &Inner, token: &str) -> Result<Arc<VerifiedToken>, V
             if entry.keys_removed != inner.keys_removed.load(Ordering::Acquire) {
                 return None;
             }
-            if inner.expected().is_expired(entry.exp, inner.now()) {
+            if inner.expected(accept_bound).is_expired(entry.exp, inner.now()) {
                 return Some(Err(VerifyError::Expired));
+            }
+            if !accept_bound && entry.verified.claims.cnf.is_some() {
+                return Some(Err(VerifyError::SenderConstrained));
             }
             let epoch = inner.revocations.epoch();
             if entry.epoch() != epoch {
@@ -55,18 +88,19 @@ pub(crate) fn verify(inner: &Inner, token: &str) -> Result<Arc<VerifiedToken>, V
     {
         return result;
     }
-    first_sight(inner, token, cache_key)
+    first_sight(inner, token, cache_key, accept_bound)
 }
 
 fn first_sight(
     inner: &Inner,
     token: &str,
     cache_key: Option<u64>,
+    accept_bound: bool,
 ) -> Result<Arc<VerifiedToken>, VerifyError> {
     // The removal generation is read before the keys (see `install_keys`).
     let keys_removed = inner.keys_removed.load(Ordering::Acquire);
     let keys = Arc::clone(&*read(&inner.keys));
-    let claims = access::verify(token, &*keys, &inner.expected(), &*inner.clock)?;
+    let claims = access::verify(token, &*keys, &inner.expected(accept_bound), &*inner.clock)?;
 
     // Revocation. The epoch is read before the lookup, so the cache entry
     // never claims a check newer than the one made.
