@@ -16,12 +16,12 @@ pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 /// (base64url of the SHA-256 of the leaf's DER, `cnf.x5t#S256`). The TLS
 /// listener, or a trusted proxy's header, puts it in the request's
 /// extensions; resource checks and token binding read it from there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientCertThumbprint(pub String);
 
 impl ClientCertThumbprint {
     /// The thumbprint of a DER certificate.
-    pub fn of_der(der: &[u8]) -> ClientCertThumbprint {
+    pub fn from_der(der: &[u8]) -> ClientCertThumbprint {
         // `TokenHash::of_secret` is the core's SHA-256.
         let digest = tessera_core::secret::TokenHash::of_secret(der);
         ClientCertThumbprint(tessera_core::b64url::encode(digest.as_bytes()))
@@ -47,7 +47,7 @@ pub fn forwarded_client_cert(headers: &HeaderMap, name: &HeaderName) -> Option<C
     }
     let pem: Vec<u8> = percent_encoding::percent_decode(raw).collect();
     let der = CertificateDer::from_pem_slice(&pem).ok()?;
-    Some(ClientCertThumbprint::of_der(der.as_ref()))
+    Some(ClientCertThumbprint::from_der(der.as_ref()))
 }
 
 /// What the `Authorization` header holds.

@@ -122,7 +122,7 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 pub fn peer_thumbprint(conn: &rustls::ServerConnection) -> Option<ClientCertThumbprint> {
     conn.peer_certificates()
         .and_then(<[CertificateDer<'_>]>::first)
-        .map(|leaf| ClientCertThumbprint::of_der(leaf.as_ref()))
+        .map(|leaf| ClientCertThumbprint::from_der(leaf.as_ref()))
 }
 
 /// Re-reads the TLS files whenever the process gets SIGHUP.

@@ -50,23 +50,12 @@ impl std::ops::Deref for Authenticated {
     }
 }
 
-/// The TLS client certificate of a request: base64url(SHA-256(DER of the
-/// leaf)), the form of a token's `cnf.x5t#S256` (RFC 8705 §3.1). Whatever
-/// terminates TLS inserts it as a request extension
-/// (`request.extensions_mut().insert(…)`), or a middleware that takes it
-/// from a proxy it trusts and nothing else; the extractor never reads it
-/// from a header. A certificate-bound token is accepted only with the same
-/// thumbprint.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClientCertThumbprint(pub String);
-
-impl ClientCertThumbprint {
-    /// The thumbprint of a DER-encoded certificate.
-    pub fn from_der(der: &[u8]) -> Self {
-        use aws_lc_rs::digest::{SHA256, digest};
-        Self(tessera_core::b64url::encode(digest(&SHA256, der).as_ref()))
-    }
-}
+/// The TLS client certificate of a request (RFC 8705 §3.1 thumbprint),
+/// shared with the service: whatever terminates TLS inserts it as a
+/// request extension, or a middleware that takes it from a proxy it trusts
+/// and nothing else; the extractor never reads it from a header. A
+/// certificate-bound token is accepted only with the same thumbprint.
+pub use tessera_http::bearer::ClientCertThumbprint;
 
 /// Refuses with 403 `insufficient_scope` unless the token grants `scope`
 /// (RFC 6750 §3.1, checklist JW-17), in the scheme the token was
