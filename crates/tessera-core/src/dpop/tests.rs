@@ -744,3 +744,36 @@ async fn mt_02_certificate_bound_token_needs_the_same_certificate() {
     .unwrap_err();
     assert_eq!(e.error_code(), "invalid_token", "unknown confirmation method");
 }
+
+#[tokio::test]
+async fn a_full_replay_cache_is_scanned_at_most_once_a_second() {
+    use crate::store::ReplayStore;
+    let cache = BoundedReplayCache::new(2);
+    let t0 = at(NOW);
+    assert!(cache.use_once(&[1; 32], t0.plus_millis(100), t0).await.unwrap());
+    assert!(
+        cache
+            .use_once(&[2; 32], t0.plus_millis(10_000), t0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        cache
+            .use_once(&[3; 32], t0.plus_millis(10_000), t0)
+            .await
+            .is_err(),
+        "full"
+    );
+    // [1] has expired, but the last scan was under a second ago.
+    let t = t0.plus_millis(500);
+    assert!(
+        cache.use_once(&[3; 32], t.plus_millis(10_000), t).await.is_err(),
+        "no scan yet"
+    );
+    let t = t0.plus_millis(1000);
+    assert!(
+        cache.use_once(&[3; 32], t.plus_millis(10_000), t).await.unwrap(),
+        "scanned"
+    );
+    assert_eq!(cache.len(), 2);
+}

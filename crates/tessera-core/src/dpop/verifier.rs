@@ -129,7 +129,16 @@ impl DpopVerifier {
 #[derive(Debug)]
 pub struct BoundedReplayCache {
     capacity: usize,
-    seen: Mutex<HashMap<[u8; 32], Timestamp>>,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    entries: HashMap<[u8; 32], Timestamp>,
+    /// When a full cache was last scanned for expired entries: at most once
+    /// a second, so a flood against a full cache costs a lookup per proof,
+    /// not a scan of a million entries.
+    purged_at: Option<Timestamp>,
 }
 
 impl BoundedReplayCache {
@@ -140,12 +149,16 @@ impl BoundedReplayCache {
     pub fn new(capacity: usize) -> BoundedReplayCache {
         BoundedReplayCache {
             capacity: capacity.max(1),
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Seen::default()),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -156,22 +169,27 @@ impl BoundedReplayCache {
 #[async_trait]
 impl ReplayStore for BoundedReplayCache {
     async fn use_once(&self, marker: &[u8; 32], expires_at: Timestamp, now: Timestamp) -> StoreResult<bool> {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if seen.get(marker).is_some_and(|until| now < *until) {
+        let mut guard = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = &mut *guard;
+        if seen.entries.get(marker).is_some_and(|until| now < *until) {
             return Ok(false);
         }
-        if seen.len() >= self.capacity && !seen.contains_key(marker) {
-            seen.retain(|_, until| now < *until);
-            if seen.len() >= self.capacity {
+        if seen.entries.len() >= self.capacity && !seen.entries.contains_key(marker) {
+            if seen.purged_at.is_none_or(|at| now.millis_since(at) >= 1000) {
+                seen.purged_at = Some(now);
+                seen.entries.retain(|_, until| now < *until);
+            }
+            if seen.entries.len() >= self.capacity {
                 return Err(StoreError::Unavailable(String::from("DPoP replay cache is full")));
             }
         }
-        seen.insert(*marker, expires_at);
+        seen.entries.insert(*marker, expires_at);
         Ok(true)
     }
 
     async fn sweep_markers(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = &mut guard.entries;
         let before = seen.len();
         let mut left = batch as usize;
         seen.retain(|_, until| {
