@@ -116,7 +116,11 @@ impl OAuth {
             keys,
             revoked: Notify::new(),
             jwks_max_age_secs: config.oauth.jwks_max_age_secs,
-            metadata: metadata(&issuer, &config.dpop_policy()),
+            metadata: metadata(
+                &issuer,
+                &config.dpop_policy(),
+                config.tls.client_ca_file.is_some(),
+            ),
             issuer_path: issuer_path(&issuer).to_owned(),
             token_endpoint: format!("{issuer}/oauth2/token"),
             dpop_token,
@@ -172,7 +176,7 @@ fn issuer_path(issuer: &str) -> &str {
 /// so with a path in the issuer the reverse proxy forwards `<issuer>/…` to
 /// the service root. There is no authorization endpoint, so neither
 /// `response_types_supported` nor PKCE metadata is advertised.
-fn metadata(issuer: &str, dpop: &DpopPolicy) -> Value {
+fn metadata(issuer: &str, dpop: &DpopPolicy, mtls: bool) -> Value {
     let auth_methods = json!(["client_secret_basic", "client_secret_post", "none"]);
     json!({
         "issuer": issuer,
@@ -187,6 +191,9 @@ fn metadata(issuer: &str, dpop: &DpopPolicy) -> Value {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         // RFC 9449 §5.1.
         "dpop_signing_alg_values_supported": dpop.algs.iter().map(|a| a.name()).collect::<Vec<_>>(),
+        // RFC 8705 §3.3: with client certificates asked for, tokens
+        // requested over them are bound.
+        "tls_client_certificate_bound_access_tokens": mtls,
     })
 }
 

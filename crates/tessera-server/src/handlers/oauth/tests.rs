@@ -19,6 +19,7 @@ use crate::auth::create_api_key;
 use crate::config::{ClientConfig, ClientKindConfig, Config};
 
 mod dpop;
+mod mtls;
 
 struct H {
     router: Router,
