@@ -244,6 +244,8 @@ impl Config {
     pub fn issuer(&self) -> String {
         match &self.oauth.issuer {
             Some(i) => i.clone(),
+            // The listener's own scheme: https with [tls].
+            None if self.tls.enabled() => format!("https://{}", self.listen),
             None => format!("http://{}", self.listen),
         }
     }
