@@ -341,3 +341,44 @@ fn masked_toml_round_trips_and_hides_passwords() {
     assert_eq!(back.session, c.session);
     assert_eq!(mask_url_password("sqlite://./data/x.db"), "sqlite://./data/x.db");
 }
+
+#[test]
+fn the_default_issuer_follows_the_listeners_scheme() {
+    let mut c = Config::default();
+    assert_eq!(c.issuer(), "http://127.0.0.1:8080");
+    c.tls.cert_file = Some("c.pem".into());
+    c.tls.key_file = Some("k.pem".into());
+    assert_eq!(
+        c.issuer(),
+        "https://127.0.0.1:8080",
+        "DPoP htu and iss name the URL clients use"
+    );
+}
+
+#[test]
+fn tls_settings_are_checked() {
+    let base = Config {
+        store: Some("memory://".into()),
+        ..Config::default()
+    };
+    let bad = |f: &dyn Fn(&mut Config)| {
+        let mut c = base.clone();
+        f(&mut c);
+        c.validate().unwrap_err().to_string()
+    };
+    assert!(bad(&|c| c.tls.cert_file = Some("c".into())).contains("both cert_file and key_file"));
+    assert!(
+        bad(&|c| {
+            c.tls.cert_file = Some("c".into());
+            c.tls.key_file = Some("k".into());
+            c.tls.client_auth = ClientAuth::Required;
+        })
+        .contains("client_ca_file")
+    );
+    assert!(bad(&|c| c.dpop.algs = vec!["HS256".into()]).contains("HS256"));
+    assert!(bad(&|c| c.dpop.max_age_secs = 0).contains("max_age_secs"));
+    assert!(
+        bad(&|c| c.forward_auth.client_cert_header = Some("bad header".into()))
+            .contains("client_cert_header")
+    );
+}
