@@ -60,6 +60,7 @@ mod verify;
 
 pub use error::VerifyError;
 pub use keys::{KeyAlg, KeySet, KeySetError, KeySource, VerifyKey};
+pub(crate) use verify::Present;
 pub use verify::{AudienceRule, Expected, MAX_HEADER_B64, verify};
 
 /// Tokens longer than this are refused before any decoding.

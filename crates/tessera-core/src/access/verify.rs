@@ -180,8 +180,9 @@ fn parse_claims(payload_json: &[u8]) -> Result<AccessClaims, VerifyError> {
 }
 
 /// Marks a header member as present whatever its value (even `null`).
+/// Also the DPoP `jwk`'s private-member check.
 #[derive(Default)]
-struct Present(bool);
+pub(crate) struct Present(pub(crate) bool);
 
 impl<'de> Deserialize<'de> for Present {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -5,20 +5,11 @@ use std::borrow::Cow;
 
 use aws_lc_rs::digest;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, UnparsedPublicKey};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::{DpopAlg, DpopError};
+use crate::access::Present;
 use crate::b64url;
-
-/// Marks a member as present whatever its value (even `null`).
-#[derive(Default)]
-struct Present(bool);
-
-impl<'de> Deserialize<'de> for Present {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        serde::de::IgnoredAny::deserialize(d).map(|_| Present(true))
-    }
-}
 
 /// The members we read; others (`alg`, `use`, `kid`, …) are ignored. A
 /// duplicated member among these is an error (serde refuses duplicates).

@@ -71,16 +71,10 @@ impl From<tessera_core::StoreError> for OAuthFailure {
     }
 }
 
-/// `error_description` allows only `%x20-21 / %x23-5B / %x5D-7E`.
+/// `error_description` allows only `%x20-21 / %x23-5B / %x5D-7E`: the
+/// rule the resource-server challenges use too.
 fn clean_description(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '"' => '\'',
-            '\\' => '/',
-            c if c == ' ' || c.is_ascii_graphic() => c,
-            _ => '?',
-        })
-        .collect()
+    tessera_http::bearer::quotable(s)
 }
 
 #[derive(Serialize)]
