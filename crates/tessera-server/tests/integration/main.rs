@@ -7,6 +7,7 @@ mod api;
 mod bad_input;
 mod concurrency;
 mod config_cli;
+mod dpop_client;
 mod duties;
 mod faults;
 mod forward_auth;
