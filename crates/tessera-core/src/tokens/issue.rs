@@ -43,6 +43,11 @@ impl TokenService {
     ) -> Result<IssuedTokens, OAuthError> {
         let (client, scope, audience, holder) = self.resolve_request(req)?;
         let holder = holder.or(cert);
+        if holder.is_none() && self.policy.sender_constrained_only {
+            return Err(OAuthError::InvalidDpopProof(
+                "this deployment issues only sender-constrained tokens: bind them with dpop_jkt".into(),
+            ));
+        }
         let now = self.sessions.now();
         let access_token = self.mint_for(session, client, &scope, &audience, holder.as_ref(), now)?;
         let refresh_token = if client.refresh_tokens {
@@ -83,7 +88,16 @@ impl TokenService {
     /// Checks a token request exactly as [`issue_for_session`](Self::issue_for_session)
     /// will, so a caller can refuse it before writing anything.
     pub fn check_request(&self, req: &TokenRequest) -> Result<(), OAuthError> {
-        self.resolve_request(req).map(|_| ())
+        let (.., holder) = self.resolve_request(req)?;
+        // Session creation has no certificate to bind to (see
+        // `issue_for_session_with`): under the sender-constrained profile
+        // the request itself must name the key.
+        if holder.is_none() && self.policy.sender_constrained_only {
+            return Err(OAuthError::InvalidDpopProof(
+                "this deployment issues only sender-constrained tokens: bind them with dpop_jkt".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The client, scope and audience a request names, each allowed for the

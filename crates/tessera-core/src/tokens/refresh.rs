@@ -58,6 +58,12 @@ impl TokenService {
                 "refresh token was issued to another client",
             ));
         }
+        if holder.is_none() && self.policy.sender_constrained_only {
+            return Err(OAuthError::InvalidDpopProof(
+                "this deployment issues only sender-constrained tokens: send a DPoP proof or a client certificate"
+                    .into(),
+            ));
+        }
         if client.dpop_bound_access_tokens && !matches!(holder, Some(Binding::Dpop { .. })) {
             return Err(OAuthError::InvalidDpopProof(
                 "this client must send a DPoP proof".into(),

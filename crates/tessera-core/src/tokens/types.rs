@@ -20,6 +20,10 @@ pub struct TokenPolicy {
     pub reuse_grace_secs: i64,
     /// `aud` when a request names none.
     pub default_audience: String,
+    /// Issue only sender-constrained tokens (ASVS L3, checklist MT-07):
+    /// every token request must bind to a DPoP key or a client
+    /// certificate.
+    pub sender_constrained_only: bool,
 }
 
 impl Default for TokenPolicy {
@@ -29,6 +33,7 @@ impl Default for TokenPolicy {
             access_token_ttl_secs: 300,
             reuse_grace_secs: 10,
             default_audience: "tessera".into(),
+            sender_constrained_only: false,
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct OAuthConfig {
     /// `Cache-Control: max-age` of the JWKS; must be below
     /// `[keys] prepublish_secs`, so verifiers see a new key before it signs.
     pub jwks_max_age_secs: i64,
+    /// The high-assurance profile (ASVS L3, RFC 9700 §2.5): only
+    /// sender-constrained tokens are issued, and clients may not
+    /// authenticate with a shared secret.
+    pub sender_constrained_only: bool,
 }
 
 impl Default for OAuthConfig {
@@ -41,6 +45,7 @@ impl Default for OAuthConfig {
             access_token_ttl_secs: p.access_token_ttl_secs,
             default_audience: p.default_audience,
             jwks_max_age_secs: 300,
+            sender_constrained_only: false,
         }
     }
 }
@@ -256,6 +261,7 @@ impl Config {
             access_token_ttl_secs: self.oauth.access_token_ttl_secs,
             reuse_grace_secs: self.refresh.reuse_grace_secs,
             default_audience: self.oauth.default_audience.clone(),
+            sender_constrained_only: self.oauth.sender_constrained_only,
         }
     }
 

@@ -154,15 +154,21 @@ fn presented_client(headers: &HeaderMap, form: &Form) -> Result<Presented, OAuth
 }
 
 /// Authenticates presented credentials; `Ok(None)` when none were presented.
-fn authenticate<'r>(
-    registry: &'r ClientRegistry,
-    presented: &Presented,
-) -> Result<Option<&'r Client>, OAuthFailure> {
+/// Under `[oauth] sender_constrained_only` a client secret is refused
+/// (ASVS 10.4.16: asymmetric client authentication only).
+fn authenticate<'r>(state: &'r AppState, presented: &Presented) -> Result<Option<&'r Client>, OAuthFailure> {
+    let registry = state.oauth.tokens.clients();
     let (id, secret, basic) = match presented {
         Presented::None => return Ok(None),
         Presented::Basic { id, secret } => (id, secret, true),
         Presented::Post { id, secret } => (id, secret, false),
     };
+    if secret.is_some() && state.oauth.tokens.policy().sender_constrained_only {
+        return Err(OAuthFailure::client(
+            basic,
+            "client secrets are not accepted here (sender-constrained profile)",
+        ));
+    }
     registry
         .authenticate(id, secret.as_deref())
         .map(Some)
@@ -262,7 +268,7 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
         .get("refresh_token")
         .ok_or_else(|| OAuthFailure::request("refresh_token is required"))?;
     let registry = state.oauth.tokens.clients();
-    let client = match authenticate(registry, &presented)? {
+    let client = match authenticate(state, &presented)? {
         Some(c) => c,
         None => match refresh_token_client(state, refresh_token).await? {
             Some(id) => implied_client(registry, &id)?,
@@ -344,7 +350,7 @@ async fn revoke_inner(state: &AppState, req: Request) -> Result<Response, OAuthF
         .get("token")
         .ok_or_else(|| OAuthFailure::request("token is required"))?;
     let registry = state.oauth.tokens.clients();
-    let client = match authenticate(registry, &presented)? {
+    let client = match authenticate(state, &presented)? {
         Some(c) => c,
         None => match token_client(state, token).await? {
             Some(id) => implied_client(registry, &id)?,
@@ -383,7 +389,6 @@ pub async fn introspect(State(state): State<AppState>, req: Request) -> Response
 
 async fn introspect_inner(state: &AppState, req: Request) -> Result<Response, OAuthFailure> {
     let (headers, form) = read_form(req).await?;
-    let registry = state.oauth.tokens.clients();
     let caller = match authorization(&headers) {
         Authorization::Bearer(value) => {
             match state.api_keys.authenticate(Some(value)).await {
@@ -415,7 +420,7 @@ async fn introspect_inner(state: &AppState, req: Request) -> Result<Response, OA
         }
         _ => {
             let presented = presented_client(&headers, &form)?;
-            let client = authenticate(registry, &presented)?.ok_or_else(|| OAuthFailure {
+            let client = authenticate(state, &presented)?.ok_or_else(|| OAuthFailure {
                 challenge: Some("Basic realm=\"tessera\", Bearer"),
                 ..OAuthFailure::client(false, "authenticate as a confidential client or with an API key")
             })?;

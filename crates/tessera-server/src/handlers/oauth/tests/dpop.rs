@@ -474,3 +474,43 @@ async fn hostile_proofs_get_the_rfc_error_never_a_5xx() {
     let ok = h.refresh_dpop(&rt, &[&h.token_proof(&key)]).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
 }
+
+#[tokio::test]
+async fn mt_07_sender_constrained_profile_issues_only_bound_tokens_and_refuses_secrets() {
+    let mut config = test_config();
+    config.oauth.sender_constrained_only = true;
+    let h = harness_with(config).await;
+    // Session creation must bind.
+    let r = h
+        .api(
+            Method::POST,
+            "/v1/sessions",
+            Some(json!({"subject": "alice", "tokens": {}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let key = Key::new();
+    let rt = h
+        .login("alice", json!({"dpop_jkt": key.jkt()}))
+        .await
+        .str("refresh_token")
+        .to_owned();
+    // A token request with neither DPoP nor a certificate: 400.
+    h.refresh(&rt, "")
+        .await
+        .assert_oauth_error(400, "invalid_dpop_proof");
+    let ok = h.refresh_dpop(&rt, &[&h.token_proof(&key)]).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    // client_secret_basic: 401 invalid_client.
+    let r = h
+        .form(
+            "/oauth2/token",
+            &format!(
+                "grant_type=refresh_token&refresh_token={}",
+                ok.str("refresh_token")
+            ),
+            Some(&basic("backend", "backend-secret")),
+        )
+        .await;
+    r.assert_oauth_error(401, "invalid_client");
+}
