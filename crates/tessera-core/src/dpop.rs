@@ -55,10 +55,13 @@ pub enum DpopAlg {
     Es384,
     /// Ed25519.
     EdDsa,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, keys of 2048–8192 bits (DBSC offers
+    /// it beside ES256; not in the default DPoP allow-list).
+    Rs256,
 }
 
 impl DpopAlg {
-    pub const ALL: [DpopAlg; 3] = [DpopAlg::Es256, DpopAlg::Es384, DpopAlg::EdDsa];
+    pub const ALL: [DpopAlg; 4] = [DpopAlg::Es256, DpopAlg::Es384, DpopAlg::EdDsa, DpopAlg::Rs256];
 
     /// The JOSE name, as in `alg` and `dpop_signing_alg_values_supported`.
     pub fn name(self) -> &'static str {
@@ -66,6 +69,7 @@ impl DpopAlg {
             DpopAlg::Es256 => "ES256",
             DpopAlg::Es384 => "ES384",
             DpopAlg::EdDsa => "EdDSA",
+            DpopAlg::Rs256 => "RS256",
         }
     }
 

@@ -83,8 +83,14 @@ pub enum Binding {
         #[serde(rename = "x5t#S256")]
         x5t_s256: String,
     },
-    /// DBSC: the registered device key.
-    Dbsc { session_id: String, jkt: String },
+    /// DBSC: the registered device key. `jwk` is the public key (RFC 7638
+    /// members, JSON) refresh proofs are verified with.
+    Dbsc {
+        session_id: String,
+        jkt: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        jwk: String,
+    },
 }
 
 impl Binding {

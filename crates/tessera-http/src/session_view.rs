@@ -18,8 +18,35 @@ pub struct PublicSession<'a> {
     pub absolute_expires_at: Timestamp,
     pub auth: &'a AuthInfo,
     pub device: PublicDevice<'a>,
-    pub binding: Option<&'a Binding>,
+    pub binding: Option<PublicBinding<'a>>,
     pub data: &'a Map<String, Value>,
+}
+
+/// `binding` in the view: what the session is bound to, never key material
+/// beyond its thumbprint.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PublicBinding<'a> {
+    Dpop {
+        jkt: &'a str,
+    },
+    Mtls {
+        #[serde(rename = "x5t#S256")]
+        x5t_s256: &'a str,
+    },
+    Dbsc {
+        jkt: &'a str,
+    },
+}
+
+impl<'a> PublicBinding<'a> {
+    pub fn of(b: &'a Binding) -> Self {
+        match b {
+            Binding::Dpop { jkt } => PublicBinding::Dpop { jkt },
+            Binding::Mtls { x5t_s256 } => PublicBinding::Mtls { x5t_s256 },
+            Binding::Dbsc { jkt, .. } => PublicBinding::Dbsc { jkt },
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -48,7 +75,7 @@ impl<'a> PublicSession<'a> {
                 first_seen_at: rec.created_at,
                 last_seen_at: rec.last_seen_at,
             },
-            binding: rec.binding.as_ref(),
+            binding: rec.binding.as_ref().map(PublicBinding::of),
             data: &rec.data,
         }
     }

@@ -4,7 +4,10 @@
 use std::borrow::Cow;
 
 use aws_lc_rs::digest;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, UnparsedPublicKey};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256,
+    RsaPublicKeyComponents, UnparsedPublicKey,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{DpopAlg, DpopError};
@@ -14,7 +17,7 @@ use crate::b64url;
 /// The members we read; others (`alg`, `use`, `kid`, …) are ignored. A
 /// duplicated member among these is an error (serde refuses duplicates).
 #[derive(Deserialize)]
-pub(super) struct RawJwk<'a> {
+pub(crate) struct RawJwk<'a> {
     #[serde(borrow, default)]
     kty: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -66,7 +69,7 @@ fn decoded_len(s: &str, max: usize) -> Option<usize> {
 }
 
 impl PublicJwk {
-    pub(super) fn from_raw(raw: &RawJwk<'_>) -> Result<PublicJwk, DpopError> {
+    pub(crate) fn from_raw(raw: &RawJwk<'_>) -> Result<PublicJwk, DpopError> {
         if raw.d.0 || raw.p.0 || raw.q.0 || raw.dp.0 || raw.dq.0 || raw.qi.0 || raw.oth.0 || raw.k.0 {
             return Err(DpopError::Invalid("the jwk holds a private key"));
         }
@@ -116,18 +119,19 @@ impl PublicJwk {
     }
 
     /// Whether this key can verify `alg` signatures.
-    pub(super) fn fits(&self, alg: DpopAlg) -> bool {
+    pub(crate) fn fits(&self, alg: DpopAlg) -> bool {
         matches!(
             (alg, self),
             (DpopAlg::Es256, PublicJwk::Ec { crv: "P-256", .. })
                 | (DpopAlg::Es384, PublicJwk::Ec { crv: "P-384", .. })
                 | (DpopAlg::EdDsa, PublicJwk::Okp { .. })
+                | (DpopAlg::Rs256, PublicJwk::Rsa { .. })
         )
     }
 
     /// Verifies a JWS signature over `input` with this key under `alg`
     /// (which [`fits`](Self::fits) it).
-    pub(super) fn verify(&self, alg: DpopAlg, input: &[u8], signature: &[u8]) -> bool {
+    pub(crate) fn verify(&self, alg: DpopAlg, input: &[u8], signature: &[u8]) -> bool {
         let mut point = [0u8; 1 + 2 * 48 + 6];
         let mut buf = [0u8; 51];
         match (alg, self) {
@@ -161,6 +165,18 @@ impl PublicJwk {
                     .verify(input, signature)
                     .is_ok()
             }
+            (DpopAlg::Rs256, PublicJwk::Rsa { n, e }) => {
+                let (mut nb, mut eb) = (vec![0u8; n.len()], vec![0u8; e.len()]);
+                let (Some(n), Some(e)) = (
+                    b64url::decode_into(n.as_bytes(), &mut nb),
+                    b64url::decode_into(e.as_bytes(), &mut eb),
+                ) else {
+                    return false;
+                };
+                RsaPublicKeyComponents { n, e }
+                    .verify(&RSA_PKCS1_2048_8192_SHA256, input, signature)
+                    .is_ok()
+            }
             _ => false,
         }
     }
@@ -191,18 +207,29 @@ struct CanonicalRsa<'a> {
     n: &'a str,
 }
 
-/// The RFC 7638 JWK SHA-256 thumbprint, base64url: a DPoP key's `jkt`.
-pub fn jwk_thumbprint(jwk: &PublicJwk) -> String {
+impl PublicJwk {
+    /// The key's canonical JSON (RFC 7638 members only): what a binding
+    /// stores to verify later proofs with.
+    pub fn to_json(&self) -> String {
+        canonical(self)
+    }
+}
+
+fn canonical(jwk: &PublicJwk) -> String {
     let json = match jwk {
-        PublicJwk::Ec { crv, x, y } => serde_json::to_vec(&CanonicalEc { crv, kty: "EC", x, y }),
-        PublicJwk::Okp { x } => serde_json::to_vec(&CanonicalOkp {
+        PublicJwk::Ec { crv, x, y } => serde_json::to_string(&CanonicalEc { crv, kty: "EC", x, y }),
+        PublicJwk::Okp { x } => serde_json::to_string(&CanonicalOkp {
             crv: "Ed25519",
             kty: "OKP",
             x,
         }),
-        PublicJwk::Rsa { n, e } => serde_json::to_vec(&CanonicalRsa { e, kty: "RSA", n }),
-    }
+        PublicJwk::Rsa { n, e } => serde_json::to_string(&CanonicalRsa { e, kty: "RSA", n }),
+    };
     // Serializing a struct of strings cannot fail.
-    .unwrap_or_default();
-    crate::b64url::encode(digest::digest(&digest::SHA256, &json).as_ref())
+    json.unwrap_or_default()
+}
+
+/// The RFC 7638 JWK SHA-256 thumbprint, base64url: a DPoP key's `jkt`.
+pub fn jwk_thumbprint(jwk: &PublicJwk) -> String {
+    crate::b64url::encode(digest::digest(&digest::SHA256, canonical(jwk).as_bytes()).as_ref())
 }

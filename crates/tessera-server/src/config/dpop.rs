@@ -10,7 +10,7 @@ use super::Config;
 #[serde(deny_unknown_fields, default)]
 pub struct DpopConfig {
     /// Accepted proof algorithms (`dpop_signing_alg_values_supported`):
-    /// any of `ES256`, `EdDSA`, `ES384`.
+    /// any of `ES256`, `EdDSA`, `ES384`, `RS256`.
     pub algs: Vec<String>,
     /// Oldest proof `iat` accepted, in seconds; the `jti` replay cache
     /// covers this window.
@@ -66,7 +66,9 @@ impl Config {
             return Err("[dpop] algs must name at least one algorithm".into());
         }
         if let Some(a) = d.algs.iter().find(|a| DpopAlg::from_name(a).is_none()) {
-            return Err(format!("[dpop] algs: {a:?} is not one of ES256, EdDSA, ES384"));
+            return Err(format!(
+                "[dpop] algs: {a:?} is not one of ES256, EdDSA, ES384, RS256"
+            ));
         }
         if !(1..=300).contains(&d.max_age_secs) {
             return Err("[dpop] max_age_secs must be between 1 and 300".into());

@@ -79,6 +79,7 @@ pub async fn store_refresh_family_round_trip<S: RefreshStore + EventStore>(store
     f3.binding = Some(Binding::Dbsc {
         session_id: "dbsc 'sid'".to_owned(),
         jkt: "jkt-ünï".to_owned(),
+        jwk: String::new(),
     });
     f3.current_sealed = Some(vec![7; 300]);
 

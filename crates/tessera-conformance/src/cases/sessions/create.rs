@@ -95,6 +95,7 @@ pub async fn store_create_get_round_trip<S: SessionStore + EventStore>(store: Ar
     full.binding = Some(Binding::Dbsc {
         session_id: "dbsc_1".into(),
         jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into(),
+        jwk: r#"{"crv":"P-256","kty":"EC","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA"}"#.into(),
     });
 
     // The other extreme: every optional field empty.
