@@ -30,6 +30,7 @@ mod proof;
 mod resource;
 mod verifier;
 
+pub(crate) use jwk::RawJwk;
 pub use jwk::{PublicJwk, jwk_thumbprint};
 pub use nonce::{NonceIssuer, NonceUse};
 pub use proof::{CheckedProof, ProofRequest, check_proof, htu_matches};

@@ -20,6 +20,7 @@
 pub mod access;
 pub mod b64url;
 pub mod clients;
+pub mod dbsc;
 pub mod dpop;
 pub mod error;
 pub mod events;

@@ -10,7 +10,7 @@ use super::validate::{
 };
 use super::{AuthInput, CreateSession, IssuedSession, Sessions};
 use crate::error::{Error, Result};
-use crate::model::{AuthInfo, EventKind, NewEvent, Revocation, RevokeReason, SessionRecord};
+use crate::model::{AuthInfo, Binding, EventKind, NewEvent, Revocation, RevokeReason, SessionRecord};
 use crate::secret::{self, SESSION_HANDLE_PREFIX, SecretToken, TokenHash, TokenKind};
 use crate::store::{CreateOptions, CreateOutcome, StoreError, StoreResult, Touch};
 use crate::time::Timestamp;
@@ -263,6 +263,25 @@ impl Sessions {
         } else {
             Err(Error::NotFound)
         }
+    }
+
+    /// Binds the live session `handle` to a device key (DBSC) or another
+    /// binding, unless it is bound already: a binding is never replaced
+    /// (checklist DB-05). Returns whether this call bound it.
+    pub async fn bind(&self, handle: &str, binding: Binding) -> Result<bool> {
+        for _ in 0..CAS_ATTEMPTS {
+            let rec = self.get(handle).await?;
+            if rec.binding.is_some() {
+                return Ok(false);
+            }
+            let mut next = SessionRecord::clone(&rec);
+            next.version += 1;
+            next.binding = Some(binding.clone());
+            if self.store.update(&next, rec.version, &[]).await? {
+                return Ok(true);
+            }
+        }
+        Err(Error::Conflict)
     }
 
     /// Applies an RFC 7396 JSON merge patch to the session's `data`.
