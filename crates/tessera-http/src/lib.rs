@@ -7,6 +7,8 @@
 //! - [`cookies`]: the session cookie's configuration (name, `__Host-`
 //!   prefix rules, attributes), reading it from `Cookie` request headers
 //!   (bytes, one duplicate rule) and writing `Set-Cookie` and its removal;
+//! - [`dbsc`]: Device Bound Session Credentials on the wire (headers, the
+//!   session instruction, the bound cookie);
 //! - [`csrf`]: the CSRF decision, a pure function from a request's fetch
 //!   context and a policy to a [`csrf::Verdict`];
 //! - [`problem`]: RFC 9457 problem documents, one status and title per code;
@@ -28,6 +30,7 @@
 pub mod bearer;
 pub mod cookies;
 pub mod csrf;
+pub mod dbsc;
 pub mod origin;
 pub mod problem;
 pub mod session_view;
