@@ -73,7 +73,10 @@ pub const BOUND_COOKIE_ATTRIBUTES: &str = "Path=/; Secure; HttpOnly; SameSite=La
 
 /// `Set-Cookie` for the bound cookie.
 pub fn bound_cookie(name: &str, value: &str, max_age_secs: i64) -> String {
-    format!("{name}={value}; {BOUND_COOKIE_ATTRIBUTES}; Max-Age={}", max_age_secs.max(0))
+    format!(
+        "{name}={value}; {BOUND_COOKIE_ATTRIBUTES}; Max-Age={}",
+        max_age_secs.max(0)
+    )
 }
 
 /// The JSON session instruction of a registration or refresh answer.
@@ -93,7 +96,10 @@ mod tests {
     #[test]
     fn db_01_registration_header_is_an_sf_list() {
         let h = registration_header(&[DpopAlg::Es256, DpopAlg::Rs256], REGISTER_PATH, "abc-_1");
-        assert_eq!(h, r#"(ES256 RS256);path="/auth/dbsc/register";challenge="abc-_1""#);
+        assert_eq!(
+            h,
+            r#"(ES256 RS256);path="/auth/dbsc/register";challenge="abc-_1""#
+        );
         assert_eq!(challenge_header("c\"x", "ses_1"), r#""c\"x";id="ses_1""#);
     }
 

@@ -42,6 +42,8 @@ pub struct AppStateInner {
     pub metrics: PrometheusHandle,
     /// Access/refresh tokens, signing keys, OAuth endpoints.
     pub oauth: Arc<crate::issuer::OAuth>,
+    /// Device Bound Session Credentials, when `[dbsc] enabled`.
+    pub dbsc: Option<tessera_core::dbsc::Dbsc>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -98,7 +100,16 @@ pub fn build_with_sealer(
         clock,
         sealer,
     );
+    let dbsc = config.dbsc.enabled.then(|| {
+        tessera_core::dbsc::Dbsc::new(
+            sessions.clone(),
+            store.clone(),
+            oauth.sealer.clone(),
+            config.dbsc_policy(),
+        )
+    });
     let state = AppState(Arc::new(AppStateInner {
+        dbsc,
         oauth: Arc::new(oauth),
         sessions,
         events: EventLog::new(store.clone()),
@@ -191,7 +202,9 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/auth/verify", any(forward_auth::verify))
         .route("/auth/verify/", any(forward_auth::verify))
         .route("/auth/verify/{*proxied_path}", any(forward_auth::verify))
-        .route("/auth/logout", post(forward_auth::logout));
+        .route("/auth/logout", post(forward_auth::logout))
+        .route(tessera_http::dbsc::REGISTER_PATH, post(handlers::dbsc::register))
+        .route(tessera_http::dbsc::REFRESH_PATH, post(handlers::dbsc::refresh));
 
     Router::new()
         .merge(v1)

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod dbsc;
 mod dpop;
 mod enums;
 mod env;
@@ -18,6 +19,7 @@ mod sections;
 mod tls;
 mod tokens;
 
+pub use dbsc::DbscConfig;
 pub use dpop::DpopConfig;
 pub use enums::{LogFormat, Synchronous};
 pub use env::{NON_KEY_ENV, env_names};
@@ -59,6 +61,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub dpop: DpopConfig,
     pub tls: TlsConfig,
+    pub dbsc: DbscConfig,
     /// `[[clients]]`: OAuth clients besides the built-in `default`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<ClientConfig>,
@@ -83,6 +86,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             dpop: DpopConfig::default(),
             tls: TlsConfig::default(),
+            dbsc: DbscConfig::default(),
             clients: Vec::new(),
         }
     }

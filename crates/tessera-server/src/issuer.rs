@@ -44,6 +44,9 @@ pub struct OAuth {
     /// DPoP proofs at `/auth/verify`: `jti`s in a bounded in-memory cache
     /// (no store write per request).
     pub dpop_resource: DpopVerifier,
+    /// The key-encryption key: signing keys at rest, and the stateless
+    /// nonces, challenges and bound cookies every process must accept.
+    pub sealer: Arc<Sealer>,
 }
 
 impl std::fmt::Debug for OAuth {
@@ -70,6 +73,7 @@ impl OAuth {
         sealer: Sealer,
     ) -> Self {
         let sealer = Arc::new(sealer);
+        let sealer_for_state = sealer.clone();
         let keys = Arc::new(KeyManager::new(
             keys,
             clock.clone(),
@@ -125,6 +129,7 @@ impl OAuth {
             token_endpoint: format!("{issuer}/oauth2/token"),
             dpop_token,
             dpop_resource,
+            sealer: sealer_for_state,
         }
     }
 

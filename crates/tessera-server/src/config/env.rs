@@ -110,6 +110,11 @@ pub(super) const ENV_KEYS: &[EnvKey] = env_keys! {
     "TESSERA_TLS_CLIENT_CA_FILE" => |c, v| c.tls.client_ca_file = Some(PathBuf::from(v));
     "TESSERA_TLS_CLIENT_AUTH" => |c, v| c.tls.client_auth = parse(v)?;
     "TESSERA_TLS_API_CLIENTS" => |c, v| c.tls.api_clients = tls::parse_api_clients_env(v)?;
+    "TESSERA_DBSC_ENABLED" => |c, v| c.dbsc.enabled = parse(v)?;
+    "TESSERA_DBSC_COOKIE_NAME" => |c, v| c.dbsc.cookie_name = v.trim().to_owned();
+    "TESSERA_DBSC_COOKIE_TTL_SECS" => |c, v| c.dbsc.cookie_ttl_secs = parse(v)?;
+    "TESSERA_DBSC_CHALLENGE_TTL_SECS" => |c, v| c.dbsc.challenge_ttl_secs = parse(v)?;
+    "TESSERA_DBSC_REQUIRED_LEVEL" => |c, v| c.dbsc.required_level = Some(parse(v)?);
     "TESSERA_CLIENTS" => |c, v| c.clients = tokens::parse_clients_env(v)?;
 };
 

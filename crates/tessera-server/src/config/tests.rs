@@ -190,6 +190,7 @@ fn every_key_has_an_env_variable() {
     c.cookie.domain = Some("app.example".into());
     c.clients = tokens::parse_clients_env(r#"[{client_id = "x"}]"#).unwrap();
     c.forward_auth.client_cert_header = Some("x-ssl-client-cert".into());
+    c.dbsc.required_level = Some(2);
     c.tls.cert_file = Some("c".into());
     c.tls.key_file = Some("k".into());
     c.tls.client_ca_file = Some("ca".into());

@@ -1,5 +1,6 @@
 //! Request handlers: parse, call the core, shape the answer. Nothing else.
 
+pub mod dbsc;
 pub mod forward_auth;
 pub mod oauth;
 pub mod ops;

@@ -39,6 +39,11 @@ pub struct CreateRequest {
     /// gets them) for the new session.
     #[serde(default)]
     pub tokens: Option<TokensRequest>,
+    /// Offer Device Bound Session Credentials: the answer carries
+    /// `dbsc_registration`, the `Secure-Session-Registration` value for the
+    /// app's login response (SPEC §4.5).
+    #[serde(default)]
+    pub dbsc: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +103,8 @@ pub struct IssuedBody<'a> {
     pub cookie: String,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<TokensBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dbsc_registration: Option<String>,
 }
 
 /// The token members of a create/elevate answer.
@@ -190,6 +197,7 @@ fn issued_body<'a>(
         session_token: issued.token.expose(),
         cookie,
         tokens: tokens.map(tokens_body),
+        dbsc_registration: None,
     }
 }
 
@@ -232,8 +240,17 @@ pub async fn create(
         })
         .await?;
     let tokens = issue_tokens(&state, &issued, req.tokens.as_ref()).await?;
-    let body =
-        serde_json::to_vec(&issued_body(&state, &issued, tokens.as_ref())).map_err(|_| ApiError::Internal)?;
+    let mut body = issued_body(&state, &issued, tokens.as_ref());
+    if req.dbsc
+        && let Some(dbsc) = &state.dbsc
+    {
+        body.dbsc_registration = Some(tessera_http::dbsc::registration_header(
+            &dbsc.policy().algs,
+            tessera_http::dbsc::REGISTER_PATH,
+            &dbsc.registration_challenge(&issued.session),
+        ));
+    }
+    let body = serde_json::to_vec(&body).map_err(|_| ApiError::Internal)?;
     Ok((
         StatusCode::CREATED,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -259,6 +276,19 @@ pub async fn elevate(
 ) -> ApiResult<impl IntoResponse> {
     if let Some(t) = &req.tokens {
         crate::issuer::check_token_request(&state.oauth.tokens, t).map_err(tokens_error)?;
+    }
+    // `[dbsc] required_level`: sensitive levels only from a device-bound
+    // session (SPEC §4.5).
+    if let Some(dbsc) = &state.dbsc
+        && dbsc.policy().required_level.is_some()
+    {
+        let current = state.sessions.verify(&req.session_token).await?;
+        let level = req.auth.level.unwrap_or(1);
+        if !dbsc.may_elevate_to(&current, level) {
+            return Err(ApiError::Forbidden(format!(
+                "authentication level {level} needs a device-bound session (DBSC)"
+            )));
+        }
     }
     let issued = state.sessions.elevate(&req.session_token, req.auth).await?;
     let tokens = issue_tokens(&state, &issued, req.tokens.as_ref()).await?;

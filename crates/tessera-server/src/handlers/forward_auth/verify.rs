@@ -283,7 +283,7 @@ async fn check(
         Credential::InvalidCookie => {
             return Err(Refusal::Api(ApiError::SessionInvalid, "invalid"));
         }
-        Credential::Cookie(token) => verify_cookie(state, token).await?,
+        Credential::Cookie(token) => verify_cookie(state, token, headers).await?,
         Credential::AccessToken { scheme, token } => {
             verify_access_token(state, scheme, token, headers).await?
         }
@@ -319,10 +319,33 @@ fn proxied_method(headers: &HeaderMap) -> Option<&[u8]> {
     named
 }
 
-async fn verify_cookie(state: &AppState, token: &str) -> Result<Identity, Refusal> {
+async fn verify_cookie(state: &AppState, token: &str, headers: &HeaderMap) -> Result<Identity, Refusal> {
     let result = state.sessions.verify(token).await;
     record_verify(&result);
-    result.map(Identity::Session).map_err(core_refusal)
+    let session = result.map_err(core_refusal)?;
+    // A device-bound session needs its short-lived bound cookie as well
+    // (SPEC §4.5, checklist DB-09): the long-lived cookie alone, or
+    // another session's bound cookie, is not enough.
+    if let Some(dbsc) = &state.dbsc
+        && session.binding.is_some()
+    {
+        let bound = match cookies::session_value(headers, &state.config.dbsc.cookie_name) {
+            SessionValue::One(v) => Some(v.as_bytes()),
+            _ => None,
+        };
+        if !dbsc.admits(&session, bound) {
+            if let Some(skipped) = headers.get(tessera_http::dbsc::SECURE_SESSION_SKIPPED) {
+                // DB-16: the browser could not refresh; treated as unbound,
+                // which a bound session does not accept.
+                tracing::info!(reason = ?skipped, session = %session.handle, "DBSC refresh skipped by the browser");
+            }
+            return Err(Refusal::Api(
+                ApiError::Unauthorized("the device-bound session needs a fresh bound cookie"),
+                "unbound",
+            ));
+        }
+    }
+    Ok(Identity::Session(session))
 }
 
 /// The access-token branch: one of our RFC 9068 access tokens, checked by

@@ -18,6 +18,7 @@ use crate::app::{AppState, build_with_clock};
 use crate::auth::create_api_key;
 use crate::config::{ClientConfig, ClientKindConfig, Config};
 
+mod dbsc;
 mod dpop;
 mod mtls;
 
