@@ -89,6 +89,15 @@ pub struct VerifierConfig {
     pub dpop_nonce_key: Option<[u8; 32]>,
     /// How long a nonce stays fresh. Default 300 s.
     pub dpop_nonce_lifetime: Duration,
+    /// Behind a TLS-terminating proxy: the header in which it forwards the
+    /// client's certificate (PEM, URL-encoded or not; nginx
+    /// `$ssl_client_escaped_cert`), read when no [`ClientCertThumbprint`]
+    /// extension is present. Only for a proxy that overwrites the header on
+    /// every request (RFC 8705 §6.4). Default `None`: certificate-bound
+    /// tokens need the extension a TLS acceptor inserts.
+    ///
+    /// [`ClientCertThumbprint`]: super::ClientCertThumbprint
+    pub client_cert_header: Option<axum::http::HeaderName>,
 }
 
 impl VerifierConfig {
@@ -117,6 +126,7 @@ impl VerifierConfig {
             dpop_nonces: false,
             dpop_nonce_key: None,
             dpop_nonce_lifetime: Duration::from_secs(300),
+            client_cert_header: None,
         }
     }
 }

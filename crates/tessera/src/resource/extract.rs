@@ -315,6 +315,15 @@ async fn authenticate(
         Some(authority) => Some(authority.as_str()),
         None => parts.headers.get(HOST).and_then(|h| h.to_str().ok()),
     };
+    // The connection's certificate (a TLS acceptor's extension), else the
+    // one a configured proxy header forwards.
+    let forwarded = match (
+        parts.extensions.get::<ClientCertThumbprint>(),
+        &verifier.inner.client_cert_header,
+    ) {
+        (None, Some(name)) => bearer::forwarded_client_cert(&parts.headers, name),
+        _ => None,
+    };
     let request = ResourceRequest {
         scheme,
         proof: bearer::dpop_proof(&parts.headers),
@@ -324,6 +333,7 @@ async fn authenticate(
         client_cert: parts
             .extensions
             .get::<ClientCertThumbprint>()
+            .or(forwarded.as_ref())
             .map(|c| c.0.as_str()),
     };
     verifier

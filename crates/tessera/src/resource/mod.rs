@@ -271,6 +271,8 @@ pub(crate) struct Inner {
     pub(crate) public_base: Option<Box<str>>,
     /// The accepted proof algorithms, space-separated, for challenges.
     pub(crate) dpop_algs: Arc<str>,
+    /// `VerifierConfig::client_cert_header`.
+    pub(crate) client_cert_header: Option<axum::http::HeaderName>,
 }
 
 impl Verifier {
@@ -377,6 +379,7 @@ impl Verifier {
                 dpop,
                 public_base,
                 dpop_algs,
+                client_cert_header: config.client_cert_header,
             }),
         })
     }

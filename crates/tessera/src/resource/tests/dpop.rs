@@ -560,6 +560,44 @@ async fn mt_02_a_certificate_bound_token_needs_its_client_certificate() {
 }
 
 #[tokio::test]
+async fn mt_06_a_proxy_forwarded_certificate_is_read_only_from_the_configured_header() {
+    use base64::Engine;
+    let issuer = TestKey::ed("k1");
+    let der = b"certificate one";
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    );
+    let escaped: String = pem
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let c1 = ClientCertThumbprint::from_der(der);
+    let token = bound(&issuer, json!({"x5t#S256": c1.0}));
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("x-ssl-client-cert", escaped.as_str()),
+    ];
+    // Not configured: the header is ignored (a client could have sent it).
+    let (v, _) = dpop_verifier(&issuer, |_| {});
+    let a = get(&app(v), "/me", &headers, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    // Configured: the forwarded certificate is the client's.
+    let (v, _) = dpop_verifier(&issuer, |c| {
+        c.client_cert_header = Some(axum::http::HeaderName::from_static("x-ssl-client-cert"));
+    });
+    let a = get(&app(v), "/me", &headers, None).await;
+    assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "user-1"));
+}
+
+#[tokio::test]
 async fn verify_refuses_a_bound_token_even_after_a_dpop_request_cached_it() {
     let issuer = TestKey::ed("k1");
     let key = Key::es256();
