@@ -21,8 +21,9 @@
 //! 2. Warm-up (`--warmup` s) on C fresh connections. In dpop mode its
 //!    proofs are signed beforehand too (`--warmup-proofs`); if they run out
 //!    first, the warm-up ends there, and either way its rate sizes the
-//!    measured run's pool: `rate × (settle + duration) × 1.3 + 4 C` proofs
-//!    (or exactly `--proofs N`).
+//!    measured run's pool: `rate × (settle + duration) × 2 + 4 C` proofs
+//!    (or exactly `--proofs N`); twice, because on a shared machine the
+//!    warm-up may run while another process takes half the cores.
 //! 3. Pre-signs that pool (distinct `jti`, `iat` = now, `ath` = the token's
 //!    hash; on `--threads` OS threads, while the server is idle) — none of
 //!    this is measured. The server must accept proofs that old: run it with
@@ -689,7 +690,7 @@ async fn run(args: Args) -> Result<(), String> {
     } else if args.proofs > 0 {
         args.proofs
     } else {
-        (warm_rate * (args.settle + args.duration) * 1.3).ceil() as usize + 4 * args.connections
+        (warm_rate * (args.settle + args.duration) * 2.0).ceil() as usize + 4 * args.connections
     };
     let (proofs, sign_time) = sign(pool)?;
     if dpop {
