@@ -16,6 +16,8 @@ use crate::harness::{Opts, Resp, TestServer};
 
 /// The recovery the service promises once Redis answers again.
 const RECOVERY: Duration = Duration::from_secs(2);
+/// How long the session cache may take to notice its subscription is gone.
+const CACHE_LOSS: Duration = Duration::from_secs(1);
 
 fn on(server: &redis::Server) -> Opts {
     Opts::default().store(&format!("{}?prefix=faults", server.url()))
@@ -78,6 +80,20 @@ async fn redis_down_is_503_and_back_empty_the_service_recovers_by_itself() {
     forward(&srv, &s.token).await.assert_status(200);
 
     let stopped = server.stop();
+    // The session cache drops its entries once its subscription connection
+    // reports the loss, which takes the subscriber task a moment to see
+    // (milliseconds; longer on a loaded machine). Until then a request may
+    // still be answered from the cache — for a session nobody could have
+    // revoked, since every write needs the Redis that just went away.
+    let start = Instant::now();
+    while verify(&srv, &s.token).await.status != 503 {
+        assert!(
+            start.elapsed() < CACHE_LOSS,
+            "still answered from the cache {CACHE_LOSS:?} after Redis stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("cache dropped {:?} after Redis stopped", start.elapsed());
     verify(&srv, &s.token)
         .await
         .assert_problem(503, "store_unavailable");
