@@ -171,6 +171,7 @@ macro_rules! events_cases {
             store_events_order_filters_paging,
             store_events_cursor_since,
             store_delete_events_before_in_batches,
+            store_append_events_records_no_write_in_order,
         }
     };
 }

@@ -27,10 +27,10 @@ use serde::Deserialize;
 
 use crate::b64url;
 use crate::dpop::{DpopAlg, PublicJwk, jwk_thumbprint};
-use crate::model::{Binding, SessionRecord};
+use crate::model::{Binding, EventKind, NewEvent, SessionRecord};
 use crate::seal::Sealer;
 use crate::sessions::Sessions;
-use crate::store::{ReplayStore, StoreError};
+use crate::store::{EventStore, ReplayStore, StoreError};
 use crate::time::Timestamp;
 
 /// Longest proof accepted (an RS256 registration proof with a 4096-bit key
@@ -130,6 +130,8 @@ pub struct Dbsc {
     replay: Arc<dyn ReplayStore>,
     sealer: Arc<Sealer>,
     policy: Arc<DbscPolicy>,
+    /// Where `binding_failed` events go, if anywhere.
+    events: Option<Arc<dyn EventStore>>,
 }
 
 impl std::fmt::Debug for Dbsc {
@@ -154,6 +156,28 @@ impl Dbsc {
             replay,
             sealer,
             policy: Arc::new(policy),
+            events: None,
+        }
+    }
+
+    /// Records a `binding_failed` event (the audit log) for every refused
+    /// proof that names a real session.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn EventStore>) -> Dbsc {
+        self.events = Some(events);
+        self
+    }
+
+    /// Logs a refused proof, and appends `binding_failed` to the audit log
+    /// when an event store is set. A failure to append is logged; the answer
+    /// stays the refusal.
+    async fn failed(&self, session: &SessionRecord, why: &str) {
+        tracing::warn!(session = %session.handle, reason = why, "binding_failed: DBSC proof refused");
+        if let Some(events) = &self.events {
+            let e = NewEvent::new(EventKind::BindingFailed, session, self.sessions.now());
+            if let Err(err) = events.append_events(&[e]).await {
+                tracing::warn!(error = %err, "cannot record a binding_failed event");
+            }
         }
     }
 
@@ -212,6 +236,14 @@ impl Dbsc {
     /// `POST` registration: `session` is the live session of the request's
     /// session cookie, `proof` the `Secure-Session-Response` header.
     pub async fn register(&self, session: &SessionRecord, proof: &str) -> Result<BoundCookie, DbscError> {
+        let r = self.register_checked(session, proof).await;
+        if let Err(DbscError::InvalidProof(why)) = &r {
+            self.failed(session, why).await;
+        }
+        r
+    }
+
+    async fn register_checked(&self, session: &SessionRecord, proof: &str) -> Result<BoundCookie, DbscError> {
         let p = parse_proof(proof, &self.policy.algs, None)?;
         let jwk = p
             .jwk
@@ -257,6 +289,19 @@ impl Dbsc {
         let Some(proof) = proof else {
             return Err(DbscError::ChallengeNeeded(self.refresh_challenge(session_id)));
         };
+        let r = self.refresh_checked(session_id, proof, jwk).await;
+        if let Err(DbscError::InvalidProof(why)) = &r {
+            self.failed(&rec, why).await;
+        }
+        r
+    }
+
+    async fn refresh_checked(
+        &self,
+        session_id: &str,
+        proof: &str,
+        jwk: &str,
+    ) -> Result<BoundCookie, DbscError> {
         let key = PublicJwk::from_json(jwk)
             .map_err(|_| DbscError::Unavailable("stored DBSC key is corrupt".into()))?;
         let p = parse_proof(proof, &self.policy.algs, Some(&key))?;

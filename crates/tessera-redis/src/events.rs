@@ -77,6 +77,15 @@ impl EventStore for RedisStore {
         let n = int(self.run(&inv).await?, "delete_events_before")?;
         u32::try_from(n).map_err(|e| corrupt("delete_events_before", e))
     }
+
+    async fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.script(&SCRIPTS.events_append).await?;
+        Self::push_events(&mut inv, events)?;
+        int(self.run(&inv).await?, "append_events").map(|_| ())
+    }
 }
 
 impl RedisStore {

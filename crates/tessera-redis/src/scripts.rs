@@ -74,6 +74,7 @@ pub(crate) struct Scripts {
     pub api_revoke: Script,
     pub events_cursor: Script,
     pub events_delete: Script,
+    pub events_append: Script,
     pub lease: Script,
     pub use_once: Script,
 }
@@ -104,6 +105,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     api_revoke: with_prelude(&[include_str!("lua/api_revoke.lua")]),
     events_cursor: with_prelude(&[include_str!("lua/events_cursor.lua")]),
     events_delete: with_prelude(&[include_str!("lua/events_delete.lua")]),
+    events_append: with_prelude(&[include_str!("lua/events_append.lua")]),
     lease: Script::new(include_str!("lua/lease.lua")),
     use_once: Script::new(include_str!("lua/use_once.lua")),
 });

@@ -107,6 +107,7 @@ pub fn build_with_sealer(
             oauth.sealer.clone(),
             config.dbsc_policy(),
         )
+        .with_events(store.clone())
     });
     let state = AppState(Arc::new(AppStateInner {
         dbsc,

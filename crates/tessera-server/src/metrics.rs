@@ -397,6 +397,10 @@ impl<S: EventStore> EventStore for InstrumentedStore<S> {
         )
         .await
     }
+
+    async fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
+        timed("append_events", self.inner.append_events(events)).await
+    }
 }
 
 #[async_trait]

@@ -373,6 +373,14 @@ impl EventStore for SqliteStore {
             .call(move |c| ops::delete_events_before(c, cutoff, batch))
             .await
     }
+
+    async fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events = events.to_vec();
+        self.writer.call(move |c| ops::append_events(c, &events)).await
+    }
 }
 
 #[async_trait]

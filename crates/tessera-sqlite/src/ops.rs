@@ -21,7 +21,7 @@ mod refresh;
 mod replay;
 mod sessions;
 
-pub(crate) use events::{delete_events_before, events, events_cursor_since};
+pub(crate) use events::{append_events, delete_events_before, events, events_cursor_since};
 pub(crate) use keys::{
     api_key_by_hash, delete_signing_key, insert_api_key, insert_signing_key, list_api_keys, revoke_api_key,
     revoke_signing_key, signing_keys,

@@ -1,6 +1,7 @@
 //! [`EventStore`]: reading the log (order, filters, paging), the cursor
-//! of a recent window, and retention. Events are appended by session writes
-//! (the only way a store takes them), so these cases need both.
+//! of a recent window, retention, and events appended on their own
+//! (`append_events`). Most events are appended by session writes, so these
+//! cases need both capabilities.
 
 use std::sync::Arc;
 
@@ -312,5 +313,31 @@ pub async fn store_delete_events_before_in_batches<S: SessionStore + EventStore>
         next.id > all.last().map_or(0, |e| e.id),
         "id {} reused after every event was deleted",
         next.id
+    );
+}
+
+pub async fn store_append_events_records_no_write_in_order<S: SessionStore + EventStore>(store: Arc<S>) {
+    let s = &*store;
+    let (_, a) = session("alice", T0);
+    insert(s, &a).await;
+    let skip = all_events(s).await.len();
+    let failed = |ms: i64| NewEvent::new(EventKind::BindingFailed, &a, T0.plus_millis(ms));
+    s.append_events(&[]).await.expect("append nothing");
+    s.append_events(&[failed(1), failed(2)]).await.expect("append");
+    s.append_events(&[failed(3)]).await.expect("append");
+    let got = all_events(s).await;
+    let new: Vec<&Event> = got[skip..].iter().collect();
+    assert_eq!(
+        new.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        vec![failed(1), failed(2), failed(3)],
+        "appended in order, nothing else"
+    );
+    assert!(new.windows(2).all(|w| w[0].id < w[1].id), "ids increase");
+    assert_eq!(
+        query(s, None, Some(&a.handle), Some(EventKind::BindingFailed), 0, 10)
+            .await
+            .len(),
+        3,
+        "found by handle and kind"
     );
 }

@@ -61,6 +61,7 @@ struct H {
     dbsc: Dbsc,
     sessions: Sessions,
     clock: ManualClock,
+    store: Arc<MemoryStore>,
 }
 
 fn setup() -> H {
@@ -69,17 +70,19 @@ fn setup() -> H {
     let sessions = Sessions::new(store.clone(), Arc::new(clock.clone()), SessionPolicy::default());
     let dbsc = Dbsc::new(
         sessions.clone(),
-        store,
+        store.clone(),
         Arc::new(Sealer::new(&Sealer::generate_key())),
         DbscPolicy {
             required_level: Some(2),
             ..DbscPolicy::default()
         },
-    );
+    )
+    .with_events(store.clone());
     H {
         dbsc,
         sessions,
         clock,
+        store,
     }
 }
 
@@ -364,4 +367,35 @@ async fn required_level_needs_a_bound_session() {
     assert!(!h.dbsc.may_elevate_to(&plain, 2));
     let (s, _) = h.registered(&Device::new()).await;
     assert!(h.dbsc.may_elevate_to(&*h.record(&s.handle).await, 3));
+}
+
+#[tokio::test]
+async fn refused_proofs_are_binding_failed_events() {
+    use crate::store::{EventQuery, EventStore};
+    let h = setup();
+    let device = Device::new();
+    let (s, _) = h.registered(&device).await;
+    let c = h.dbsc.refresh_challenge(&s.handle);
+    invalid(h.dbsc.refresh(&s.handle, Some(&Device::new().refresh(&c))).await);
+    let other = h.login("bob").await;
+    let c = h.dbsc.registration_challenge(&other);
+    invalid(h.dbsc.register(&other, &device.refresh(&c)).await);
+    let failed = || async {
+        h.store
+            .events(&EventQuery {
+                kind: Some(crate::model::EventKind::BindingFailed),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    };
+    let who: Vec<String> = failed().await.into_iter().map(|e| e.event.subject).collect();
+    assert_eq!(who, ["alice", "bob"]);
+    // A challenge that is merely stale is not a failure of the binding.
+    h.clock.advance_secs(400);
+    let c = h.dbsc.refresh_challenge(&s.handle);
+    h.clock.advance_secs(400);
+    let _ = h.dbsc.refresh(&s.handle, Some(&device.refresh(&c))).await;
+    assert_eq!(failed().await.len(), 2);
 }

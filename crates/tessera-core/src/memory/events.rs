@@ -42,4 +42,12 @@ impl EventStore for MemoryStore {
         g.events.drain(..n);
         Ok(n as u32)
     }
+
+    async fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
+        let mut g = self.write();
+        for e in events {
+            g.push_event(e.clone());
+        }
+        Ok(())
+    }
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::model::{Event, EventKind};
+use crate::model::{Event, EventKind, NewEvent};
 use crate::time::Timestamp;
 
 /// A page request for the event log.
@@ -51,4 +51,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// Callers choose `cutoff` so that no `revoked` event whose access tokens
     /// may still be valid is deleted.
     async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32>;
+
+    /// Appends events that record no change of any record (a refused
+    /// device-binding proof: `binding_failed`), in order, in one step.
+    async fn append_events(&self, events: &[NewEvent]) -> StoreResult<()>;
 }

@@ -1004,6 +1004,9 @@ impl EventStore for DownStore {
     async fn delete_events_before(&self, _: Timestamp, _: u32) -> StoreResult<u32> {
         down()
     }
+    async fn append_events(&self, _: &[tessera_core::NewEvent]) -> StoreResult<()> {
+        down()
+    }
 }
 
 #[async_trait]

@@ -74,14 +74,8 @@ fn refused(e: DbscError, session_id: Option<&str>) -> Response {
             }
             res
         }
-        DbscError::InvalidProof(why) => {
-            tracing::warn!(
-                reason = why,
-                session = session_id,
-                "binding_failed: DBSC proof refused"
-            );
-            ApiError::Unauthorized(why).into_response()
-        }
+        // Logged (and recorded as `binding_failed`) by the core.
+        DbscError::InvalidProof(why) => ApiError::Unauthorized(why).into_response(),
         DbscError::UnknownSession => {
             ApiError::NotFound("no such device-bound session".into()).into_response()
         }

@@ -32,6 +32,11 @@ pub(super) fn insert_event(
     Ok(())
 }
 
+/// `EventStore::append_events`: events recording no other write.
+pub(crate) fn append_events(c: &Connection, events: &[NewEvent]) -> StoreResult<()> {
+    insert_events(c, events)
+}
+
 pub(super) fn insert_events(c: &Connection, events: &[NewEvent]) -> StoreResult<()> {
     for e in events {
         insert_event(c, e.at, e.kind, &e.subject, &e.handle, e.reason)?;

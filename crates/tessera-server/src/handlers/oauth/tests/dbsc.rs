@@ -227,6 +227,11 @@ async fn db_09_db_06_db_08_bound_cookie_expires_and_is_refreshed_with_a_proof() 
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(!r.headers.contains_key(header::SET_COOKIE));
+    // The refused proof is in the audit log.
+    let ev = h.api(Method::GET, "/v1/events?kind=binding_failed", None).await;
+    let events = ev.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{}", ev.text);
+    assert_eq!(events[0]["handle"], login.handle.as_str());
 }
 
 #[tokio::test]
