@@ -50,6 +50,45 @@
 //!
 //! Non-browser clients calling state-changing routes behind the layer must send an
 //! allowed `Origin` or a token; mount machine endpoints (webhooks) outside it.
+//!
+//! # Device Bound Session Credentials
+//!
+//! [`SessionLayer::with_dbsc`] turns on DBSC (SPEC §4.5) by the same rules
+//! and wire format as the service (`tessera_core::dbsc`,
+//! [`tessera_http::dbsc`]):
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use tessera::browser::{CookieConfig, DbscOptions, DbscPolicy, SessionLayer};
+//! # use tessera::core::{Sealer, SessionPolicy};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Shared by every process of the app, like the store.
+//! let sealer = Arc::new(Sealer::from_base64url(&std::env::var("DBSC_KEY")?)?);
+//! let layer = SessionLayer::from_store_url("sqlite://./data/sessions.db", SessionPolicy::default(), CookieConfig::default())?
+//!     .with_dbsc(DbscOptions {
+//!         policy: DbscPolicy { required_level: Some(2), ..DbscPolicy::default() },
+//!         ..DbscOptions::new(sealer)
+//!     })?;
+//! # Ok(()) }
+//! ```
+//!
+//! - `POST /auth/dbsc/register` and `POST /auth/dbsc/refresh` are answered
+//!   by the layer before the app (and without the CSRF checks: the device
+//!   key's proof over a session-bound, single-use challenge is what a
+//!   cross-site page cannot forge), with the service's statuses and
+//!   headers. The layer must wrap the app at the root.
+//! - The response of a request whose handler called [`Session::login`]
+//!   carries `Secure-Session-Registration` (automatic: the session to bind
+//!   is the one just created).
+//! - A bound session without its own unexpired bound cookie is signed out
+//!   for the extractors and [`Session`]; its session cookie is kept (the
+//!   browser refreshes and retries) and a [`Session::logout`] still
+//!   revokes it.
+//! - [`Session::elevate`] to `required_level` or above from an unbound
+//!   session fails with [`Error::DeviceBindingRequired`] (403).
+//!
+//! Chromium binds sessions only over HTTPS with a trusted certificate (or
+//! on `localhost`).
 
 use std::future::Future;
 use std::net::SocketAddr;
