@@ -376,6 +376,7 @@ where
                 };
                 let device = DeviceSource::of(req.headers(), req.extensions());
                 let mut conflicting = conflicting(shared, &presented, req.headers());
+                note_skipped(req.headers(), unadmitted.is_some());
                 conflicting.extend(unadmitted);
                 let session =
                     session::Session::new(shared.clone(), device, current, nonce, bad_cookie, conflicting);
@@ -442,6 +443,15 @@ async fn verify_presented(shared: &Shared, presented: &cookies::Presented<'_>) -
             Ok((None, true, None))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// DB-16: a browser that could not refresh says so in
+/// `Secure-Session-Skipped`; the request stays unbound (so signed out for
+/// a bound session), and the reason is logged.
+fn note_skipped(headers: &axum::http::HeaderMap, unadmitted: bool) {
+    if unadmitted && let Some(reason) = headers.get(tessera_http::dbsc::SECURE_SESSION_SKIPPED) {
+        tracing::info!(reason = ?reason, "DBSC refresh skipped by the browser");
     }
 }
 
@@ -528,6 +538,7 @@ where
         bad_cookie,
         {
             let mut c = conflicting(&shared, &presented, &parts.headers);
+            note_skipped(&parts.headers, unadmitted.is_some());
             c.extend(unadmitted);
             c
         },

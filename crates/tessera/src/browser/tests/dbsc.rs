@@ -433,3 +433,19 @@ fn with_dbsc_needs_a_replay_store_and_a_distinct_cookie_name() {
     };
     assert!(matches!(layer.with_dbsc(same), Err(ConfigError::DbscCookieName)));
 }
+
+#[tokio::test]
+async fn db_16_a_skipped_refresh_leaves_the_request_unbound() {
+    let f = dbsc_fixture(None);
+    let b = login_and_register(&f.app, "alice").await;
+    let r = Request::post("/action")
+        .header(header::COOKIE, &b.session)
+        .header("sec-fetch-site", "same-origin")
+        .header(
+            "secure-session-skipped",
+            format!("unreachable;session_identifier=\"{}\"", b.handle),
+        )
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&f.app, r).await.status, StatusCode::UNAUTHORIZED);
+}
