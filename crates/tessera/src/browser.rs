@@ -50,6 +50,45 @@
 //!
 //! Non-browser clients calling state-changing routes behind the layer must send an
 //! allowed `Origin` or a token; mount machine endpoints (webhooks) outside it.
+//!
+//! # Device Bound Session Credentials
+//!
+//! [`SessionLayer::with_dbsc`] turns on DBSC (SPEC §4.5) by the same rules
+//! and wire format as the service (`tessera_core::dbsc`,
+//! [`tessera_http::dbsc`]):
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use tessera::browser::{CookieConfig, DbscOptions, DbscPolicy, SessionLayer};
+//! # use tessera::core::{Sealer, SessionPolicy};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Shared by every process of the app, like the store.
+//! let sealer = Arc::new(Sealer::from_base64url(&std::env::var("DBSC_KEY")?)?);
+//! let layer = SessionLayer::from_store_url("sqlite://./data/sessions.db", SessionPolicy::default(), CookieConfig::default())?
+//!     .with_dbsc(DbscOptions {
+//!         policy: DbscPolicy { required_level: Some(2), ..DbscPolicy::default() },
+//!         ..DbscOptions::new(sealer)
+//!     })?;
+//! # Ok(()) }
+//! ```
+//!
+//! - `POST /auth/dbsc/register` and `POST /auth/dbsc/refresh` are answered
+//!   by the layer before the app (and without the CSRF checks: the device
+//!   key's proof over a session-bound, single-use challenge is what a
+//!   cross-site page cannot forge), with the service's statuses and
+//!   headers. The layer must wrap the app at the root.
+//! - The response of a request whose handler called [`Session::login`]
+//!   carries `Secure-Session-Registration` (automatic: the session to bind
+//!   is the one just created).
+//! - A bound session without its own unexpired bound cookie is signed out
+//!   for the extractors and [`Session`]; its session cookie is kept (the
+//!   browser refreshes and retries) and a [`Session::logout`] still
+//!   revokes it.
+//! - [`Session::elevate`] to `required_level` or above from an unbound
+//!   session fails with [`Error::DeviceBindingRequired`] (403).
+//!
+//! Chromium binds sessions only over HTTPS with a trusted certificate (or
+//! on `localhost`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -70,6 +109,7 @@ use tower::{Layer, Service};
 mod config;
 mod cookies;
 mod csrf;
+mod dbsc;
 mod extract;
 mod headers;
 mod problem;
@@ -82,11 +122,13 @@ mod tests_waiting;
 
 pub use config::{ConfigError, CsrfConfig, CsrfKey, TokenPolicy};
 pub use csrf::{CSRF_FIELD, CSRF_HEADER};
+pub use dbsc::DbscOptions;
 pub use extract::{MaybeSession, Rejection, RequireLevel, RequireRecentAuth, RequireSession};
 pub use headers::{SecurityHeaders, SecurityHeadersLayer, json_only};
 pub use problem::Error;
 pub use session::Session;
 pub use store::StoreUrl;
+pub use tessera_core::dbsc::DbscPolicy;
 pub use tessera_http::cookies::{CookieConfig, CookieConfigError, SameSite};
 /// The JSON view of a session the service shows too
 /// (`PublicSession::of(&record)`).
@@ -105,6 +147,8 @@ pub(crate) struct Shared {
     pub(crate) no_store_authenticated: bool,
     /// Set once the store made a verification wait (see `verify_now`).
     pub(crate) store_waits: StoreWaits,
+    /// Device Bound Session Credentials, when enabled.
+    pub(crate) dbsc: Option<dbsc::DbscState>,
 }
 
 /// Whether the store has ever made a request wait; clones start from the
@@ -123,6 +167,17 @@ impl Clone for StoreWaits {
 #[derive(Debug, Clone)]
 pub struct SessionLayer {
     shared: Arc<Shared>,
+    /// The store a URL opened, kept for DBSC's single-use markers.
+    store: Option<OpenedStore>,
+}
+
+#[derive(Clone)]
+struct OpenedStore(Arc<dyn tessera_core::Store>);
+
+impl std::fmt::Debug for OpenedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpenedStore")
+    }
 }
 
 static INSECURE_WARNED: AtomicBool = AtomicBool::new(false);
@@ -150,7 +205,9 @@ impl SessionLayer {
                 step_up_redirect: None,
                 no_store_authenticated: true,
                 store_waits: StoreWaits::default(),
+                dbsc: None,
             }),
+            store: None,
         }
     }
 
@@ -166,10 +223,52 @@ impl SessionLayer {
         cookie.validate()?;
         policy.validate().map_err(ConfigError::Policy)?;
         let store = store::open(&StoreUrl::parse(url)?)?;
-        Ok(Self::new(
-            Sessions::new(store, Arc::new(SystemClock), policy),
+        let mut layer = Self::new(
+            Sessions::new(store.clone(), Arc::new(SystemClock), policy),
             cookie,
-        ))
+        );
+        layer.store = Some(OpenedStore(store));
+        Ok(layer)
+    }
+
+    /// Enables Device Bound Session Credentials (SPEC §4.5): the layer
+    /// answers `POST /auth/dbsc/register` and `POST /auth/dbsc/refresh`
+    /// itself, adds `Secure-Session-Registration` to the response of every
+    /// request that logs in, treats a device-bound session as signed out
+    /// unless the request carries its own unexpired bound cookie, and
+    /// refuses [`Session::elevate`] to `policy.required_level` or above
+    /// from an unbound session. The layer must wrap the app at the root
+    /// (the paths are absolute). The challenges' single-use markers go to
+    /// `options.replay`, else to the store [`SessionLayer::from_store_url`]
+    /// opened; with neither this is an error.
+    pub fn with_dbsc(mut self, options: dbsc::DbscOptions) -> Result<Self, ConfigError> {
+        let replay: Arc<dyn tessera_core::ReplayStore> = match (options.replay, &self.store) {
+            (Some(r), _) => r,
+            (None, Some(s)) => s.0.clone(),
+            (None, None) => return Err(ConfigError::DbscStore),
+        };
+        let name = &options.cookie_name;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || name == self.shared.cookie.effective_name()
+            || *name == self.shared.nonce_cookie
+        {
+            return Err(ConfigError::DbscCookieName);
+        }
+        let dbsc = tessera_core::dbsc::Dbsc::new(
+            self.shared.sessions.clone(),
+            replay,
+            options.sealer,
+            options.policy,
+        );
+        Arc::make_mut(&mut self.shared).dbsc = Some(dbsc::DbscState {
+            dbsc,
+            cookie_name: options.cookie_name,
+        });
+        Ok(self)
     }
 
     pub fn with_csrf(mut self, csrf: CsrfConfig) -> Self {
@@ -242,6 +341,17 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        if self.shared.dbsc.is_some() && dbsc::is_endpoint(&req) {
+            let shared = self.shared.clone();
+            let register = req.uri().path() == tessera_http::dbsc::REGISTER_PATH;
+            let (parts, _body) = req.into_parts();
+            return Box::pin(async move {
+                match &shared.dbsc {
+                    Some(d) => Ok(dbsc::serve(&shared, d, register, &parts.headers).await),
+                    None => Ok(problem::problem(Code::NotFound, "DBSC is not enabled")),
+                }
+            });
+        }
         // A safe method needs no CSRF check, so the store lookup is its only
         // wait. When the store answers at once (the memory store always does;
         // SQLite does for reads), the service that was driven ready handles
@@ -249,10 +359,15 @@ where
         // exchange, only a small future that writes the cookie changes.
         if is_safe_method(req.method().as_str().as_bytes()) {
             let shared = &self.shared;
-            let presented = cookies::read(req.headers(), &shared.cookie, &shared.nonce_cookie);
+            let presented = cookies::read(
+                req.headers(),
+                &shared.cookie,
+                &shared.nonce_cookie,
+                bound_name(shared),
+            );
             if let Some(verified) = verify_now(shared, &presented) {
                 let nonce = presented.nonce.map(str::to_owned);
-                let (current, bad_cookie) = match verified {
+                let (current, bad_cookie, unadmitted) = match verified {
                     Ok(v) => v,
                     Err(e) => {
                         let resp = axum::response::IntoResponse::into_response(Error::Core(e));
@@ -260,7 +375,9 @@ where
                     }
                 };
                 let device = DeviceSource::of(req.headers(), req.extensions());
-                let conflicting = conflicting(shared, &presented, req.headers());
+                let mut conflicting = conflicting(shared, &presented, req.headers());
+                note_skipped(req.headers(), unadmitted.is_some());
+                conflicting.extend(unadmitted);
                 let session =
                     session::Session::new(shared.clone(), device, current, nonce, bad_cookie, conflicting);
                 req.extensions_mut().insert(session.clone());
@@ -280,27 +397,41 @@ where
 }
 
 /// What verifying the presented session cookies gave: the session (with the
-/// cookie value that verified) and whether a cookie was refused.
-type Verified = Result<(Option<(Arc<SessionRecord>, session::Token)>, bool), tessera_core::Error>;
+/// cookie value that verified), whether a cookie was refused, and the
+/// token of a device-bound session presented without its bound cookie
+/// (signed out, but a logout still revokes it).
+type Verified =
+    Result<(Option<(Arc<SessionRecord>, session::Token)>, bool, Option<String>), tessera_core::Error>;
 
 /// Verifies the presented session cookie. Several different values are
 /// refused without a lookup (the service's rule), and so is a garbled one.
 /// A store failure is an error (the request fails closed).
 async fn verify_presented(shared: &Shared, presented: &cookies::Presented<'_>) -> Verified {
     let token = match presented.session {
-        SessionValue::Absent => return Ok((None, false)),
-        SessionValue::Invalid => return Ok((None, true)),
+        SessionValue::Absent => return Ok((None, false, None)),
+        SessionValue::Invalid => return Ok((None, true, None)),
         SessionValue::Conflicting => {
             // No cookie is expired: the one this site set is the only one
             // a removal reaches, and dropping it would leave the other
             // (perhaps planted) value alone in the browser.
             tracing::info!("session cookies with different values refused");
-            return Ok((None, false));
+            return Ok((None, false, None));
         }
         SessionValue::One(token) => token,
     };
     match shared.sessions.verify(token).await {
-        Ok(rec) => Ok((Some((rec, session::Token::new(token))), false)),
+        Ok(rec) => {
+            if let Some(d) = &shared.dbsc
+                && !d.dbsc.admits(&rec, presented.bound.map(str::as_bytes))
+            {
+                // DB-09: the session cookie alone no longer signs in. The
+                // cookie stays (the browser refreshes the bound cookie
+                // and retries), and a logout still ends the session.
+                tracing::info!(session = %rec.handle, "device-bound session without its bound cookie");
+                return Ok((None, false, Some(token.to_owned())));
+            }
+            Ok((Some((rec, session::Token::new(token))), false, None))
+        }
         Err(
             e @ (tessera_core::Error::SessionInvalid
             | tessera_core::Error::SessionExpired
@@ -309,10 +440,24 @@ async fn verify_presented(shared: &Shared, presented: &cookies::Presented<'_>) -
             // Never adopted (SC-03); the response expires it. The value
             // itself is never logged.
             tracing::info!(reason = %e, "session cookie refused");
-            Ok((None, true))
+            Ok((None, true, None))
         }
         Err(e) => Err(e),
     }
+}
+
+/// DB-16: a browser that could not refresh says so in
+/// `Secure-Session-Skipped`; the request stays unbound (so signed out for
+/// a bound session), and the reason is logged.
+fn note_skipped(headers: &axum::http::HeaderMap, unadmitted: bool) {
+    if unadmitted && let Some(reason) = headers.get(tessera_http::dbsc::SECURE_SESSION_SKIPPED) {
+        tracing::info!(reason = ?reason, "DBSC refresh skipped by the browser");
+    }
+}
+
+/// The DBSC bound cookie's name, when DBSC is on.
+fn bound_name(shared: &Shared) -> Option<&str> {
+    shared.dbsc.as_ref().map(|d| d.cookie_name.as_str())
 }
 
 /// The values a logout revokes when the session cookies conflict (none
@@ -354,7 +499,12 @@ where
     S: Service<Request<Body>, Response = Response<Body>>,
 {
     let (mut parts, mut body) = req.into_parts();
-    let presented = cookies::read(&parts.headers, &shared.cookie, &shared.nonce_cookie);
+    let presented = cookies::read(
+        &parts.headers,
+        &shared.cookie,
+        &shared.nonce_cookie,
+        bound_name(&shared),
+    );
 
     // Header checks first: a cross-site request is refused before the
     // store is touched.
@@ -374,7 +524,7 @@ where
         Evidence::SafeMethod
     };
 
-    let (current, bad_cookie) = match verify_presented(&shared, &presented).await {
+    let (current, bad_cookie, unadmitted) = match verify_presented(&shared, &presented).await {
         Ok(v) => v,
         Err(e) => return Ok(axum::response::IntoResponse::into_response(Error::Core(e))),
     };
@@ -386,7 +536,12 @@ where
         current,
         nonce,
         bad_cookie,
-        conflicting(&shared, &presented, &parts.headers),
+        {
+            let mut c = conflicting(&shared, &presented, &parts.headers);
+            note_skipped(&parts.headers, unadmitted.is_some());
+            c.extend(unadmitted);
+            c
+        },
     );
 
     if state_changing {

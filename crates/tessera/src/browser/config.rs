@@ -190,4 +190,13 @@ pub enum ConfigError {
     Store(String),
     #[error("invalid session policy: {0}")]
     Policy(String),
+    /// DBSC needs a store shared by the app's processes for its
+    /// single-use challenge markers: the store a URL opened, or
+    /// `DbscOptions::replay`.
+    #[error("DBSC needs a replay store: use SessionLayer::from_store_url or set DbscOptions::replay")]
+    DbscStore,
+    #[error(
+        "the DBSC cookie name must be 1-64 letters, digits, '-', '_' or '.' and differ from the session and CSRF cookies'"
+    )]
+    DbscCookieName,
 }

@@ -13,17 +13,42 @@ pub(crate) struct Presented<'h> {
     /// The pre-session CSRF nonce, if well-formed and not in conflict with
     /// another value.
     pub nonce: Option<&'h str>,
+    /// The DBSC bound cookie, when DBSC is on and exactly one value came.
+    pub bound: Option<&'h str>,
 }
 
 /// Reads only the `Cookie` header(s): never the URL, a form or any other
-/// header (SC-04). `nonce_name` is [`nonce_name`] of the configuration.
-pub(crate) fn read<'h>(headers: &'h HeaderMap, cfg: &CookieConfig, nonce_name: &str) -> Presented<'h> {
-    let [session, nonce] = cookies::session_values(headers, [cfg.effective_name(), nonce_name]);
+/// header (SC-04). `nonce_name` is [`nonce_name`] of the configuration,
+/// `bound_name` the DBSC bound cookie's when DBSC is on.
+pub(crate) fn read<'h>(
+    headers: &'h HeaderMap,
+    cfg: &CookieConfig,
+    nonce_name: &str,
+    bound_name: Option<&str>,
+) -> Presented<'h> {
+    let (session, nonce, bound) = match bound_name {
+        Some(b) => {
+            let [s, n, b] = cookies::session_values(headers, [cfg.effective_name(), nonce_name, b]);
+            (s, n, b)
+        }
+        None => {
+            let [s, n] = cookies::session_values(headers, [cfg.effective_name(), nonce_name]);
+            (s, n, SessionValue::Absent)
+        }
+    };
+    let bound = match bound {
+        SessionValue::One(v) => Some(v),
+        _ => None,
+    };
     let nonce = match nonce {
         SessionValue::One(v) if is_nonce(v) => Some(v),
         _ => None,
     };
-    Presented { session, nonce }
+    Presented {
+        session,
+        nonce,
+        bound,
+    }
 }
 
 /// The values a logout revokes when the session cookies conflict.

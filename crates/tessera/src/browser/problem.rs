@@ -21,6 +21,10 @@ pub enum Error {
     /// The request did not pass through [`SessionLayer`](super::SessionLayer).
     #[error("the session layer is not installed on this route")]
     LayerMissing,
+    /// Step-up to this level needs a device-bound session (DBSC
+    /// `required_level`).
+    #[error("authentication level {0} needs a device-bound session (DBSC)")]
+    DeviceBindingRequired(u8),
     #[error(transparent)]
     Core(#[from] tessera_core::Error),
 }
@@ -40,6 +44,7 @@ impl Error {
             Error::NotAuthenticated => Code::Unauthorized,
             Error::NotFound => Code::NotFound,
             Error::LayerMissing => Code::Internal,
+            Error::DeviceBindingRequired(_) => Code::Forbidden,
             Error::Core(e) => Code::of(e),
         }
     }

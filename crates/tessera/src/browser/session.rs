@@ -90,8 +90,11 @@ struct State {
     fresh_nonce: Option<String>,
     /// The different session-cookie values of a refused request: a logout
     /// revokes them all, as the service's does, so that neither comes back
-    /// alone once the browser drops the other.
+    /// alone once the browser drops the other. Also the token of a
+    /// device-bound session that came without its bound cookie.
     conflicting: Vec<String>,
+    /// A login happened in this request (DBSC: offer registration).
+    logged_in: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -250,6 +253,7 @@ impl Session {
         });
         st.cookie = CookieChange::Set;
         st.clear_site_data = false;
+        st.logged_in = true;
         Ok(())
     }
 
@@ -258,12 +262,20 @@ impl Session {
     /// stops working at once (FX-02/FX-03). A `level` of `None` keeps the
     /// current level (the core would otherwise take it as 1).
     pub async fn elevate(&self, mut auth: AuthInput) -> Result<(), Error> {
-        let (token, level) = {
+        let (token, level, record) = {
             let st = self.state();
             let c = st.current.as_ref().ok_or(Error::NotAuthenticated)?;
-            (c.token.as_str().to_owned(), c.record.auth.level)
+            (c.token.as_str().to_owned(), c.record.auth.level, c.record.clone())
         };
         auth.level = auth.level.or(Some(level));
+        // DBSC `required_level`: sensitive levels only from a device-bound
+        // session (SPEC §4.5).
+        if let Some(d) = &self.shared().dbsc {
+            let target = auth.level.unwrap_or(level);
+            if !d.dbsc.may_elevate_to(&record, target) {
+                return Err(Error::DeviceBindingRequired(target));
+            }
+        }
         let issued = self.sessions().elevate(&token, auth).await?;
         let mut st = self.state();
         st.current = Some(Current {
@@ -453,6 +465,19 @@ impl Session {
                 n,
                 shared.csrf.pre_session_ttl_secs,
             ));
+        }
+        // DBSC: every login offers registration; the session to bind is the
+        // one just created, and its challenge is good for that one only.
+        if st.logged_in
+            && let (Some(d), Some(c)) = (&shared.dbsc, &st.current)
+            && c.record.binding.is_none()
+            && let Ok(v) = HeaderValue::try_from(tessera_http::dbsc::registration_header(
+                &d.dbsc.policy().algs,
+                tessera_http::dbsc::REGISTER_PATH,
+                &d.dbsc.registration_challenge(&c.record),
+            ))
+        {
+            h.insert(tessera_http::dbsc::SECURE_SESSION_REGISTRATION, v);
         }
         if st.clear_site_data {
             h.insert(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 pub use tessera_core::store_url::StoreUrl;
 use tessera_core::store_url::StoreUrlError;
-use tessera_core::{MemoryStore, SessionStore};
+use tessera_core::{MemoryStore, Store};
 
 use super::config::ConfigError;
 
@@ -19,7 +19,7 @@ impl From<StoreUrlError> for ConfigError {
 /// Opens the store `url` names; for `sqlite://` the file's directory is
 /// created. A `redis://` store (feature `redis`) connects on first use and
 /// must be opened within a Tokio runtime.
-pub fn open(url: &StoreUrl) -> Result<Arc<dyn SessionStore>, ConfigError> {
+pub fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, ConfigError> {
     match url {
         StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreUrl::Sqlite(path) => open_sqlite(path),
@@ -28,18 +28,18 @@ pub fn open(url: &StoreUrl) -> Result<Arc<dyn SessionStore>, ConfigError> {
 }
 
 #[cfg(feature = "redis")]
-fn open_redis(url: &str) -> Result<Arc<dyn SessionStore>, ConfigError> {
+fn open_redis(url: &str) -> Result<Arc<dyn Store>, ConfigError> {
     let store = tessera_redis::RedisStore::open_lazy(url).map_err(|e| ConfigError::Store(e.to_string()))?;
     Ok(Arc::new(store))
 }
 
 #[cfg(not(feature = "redis"))]
-fn open_redis(_url: &str) -> Result<Arc<dyn SessionStore>, ConfigError> {
+fn open_redis(_url: &str) -> Result<Arc<dyn Store>, ConfigError> {
     Err(StoreUrlError::RedisNotBuilt.into())
 }
 
 #[cfg(feature = "sqlite")]
-fn open_sqlite(path: &std::path::Path) -> Result<Arc<dyn SessionStore>, ConfigError> {
+fn open_sqlite(path: &std::path::Path) -> Result<Arc<dyn Store>, ConfigError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| ConfigError::Store(format!("cannot create {}: {e}", dir.display())))?;
@@ -50,6 +50,6 @@ fn open_sqlite(path: &std::path::Path) -> Result<Arc<dyn SessionStore>, ConfigEr
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn open_sqlite(_path: &std::path::Path) -> Result<Arc<dyn SessionStore>, ConfigError> {
+fn open_sqlite(_path: &std::path::Path) -> Result<Arc<dyn Store>, ConfigError> {
     Err(StoreUrlError::SqliteNotBuilt.into())
 }

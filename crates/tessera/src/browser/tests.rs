@@ -1211,3 +1211,5 @@ async fn sqlite_store_url_works_end_to_end() {
     let r = send(&app, req(Method::GET, "/me", Some(&s))).await;
     assert_eq!(r.body, "alice");
 }
+
+mod dbsc;
