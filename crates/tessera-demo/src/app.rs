@@ -1,6 +1,7 @@
 //! Routes of the demo.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
@@ -12,10 +13,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use tessera::browser::{
-    CookieConfig, CsrfConfig, CsrfKey, MaybeSession, RequireRecentAuth, RequireSession, SecurityHeadersLayer,
-    Session, SessionLayer, TokenPolicy,
+    CookieConfig, CsrfConfig, CsrfKey, DbscOptions, MaybeSession, RequireRecentAuth, RequireSession,
+    SecurityHeadersLayer, Session, SessionLayer, TokenPolicy,
 };
-use tessera_core::{AuthInput, DeviceInput, SessionPolicy, Sessions};
+use tessera_core::{AuthInput, DeviceInput, Sealer, SessionPolicy, Sessions};
 
 use crate::html;
 use crate::users::{self, Passwords, UserError, Users};
@@ -29,6 +30,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub allowed_origins: Vec<String>,
     pub insecure_dev_cookies: bool,
+    /// Offer DBSC (`SessionLayer::with_dbsc`), sealing key in
+    /// `<data-dir>/dbsc-key`.
+    pub dbsc: bool,
 }
 
 #[derive(Clone)]
@@ -56,10 +60,13 @@ pub fn build(cfg: &Config, passwords: Passwords) -> anyhow::Result<(Router, Sess
     for o in &cfg.allowed_origins {
         csrf = csrf.allowed_origin(o)?;
     }
-    let layer = SessionLayer::from_store_url(&store_url, SessionPolicy::default(), cookie)?
+    let mut layer = SessionLayer::from_store_url(&store_url, SessionPolicy::default(), cookie)?
         .with_csrf(csrf)
         .login_redirect("/login")
         .step_up_redirect("/reauth?next={next}");
+    if cfg.dbsc {
+        layer = layer.with_dbsc(DbscOptions::new(Arc::new(dbsc_sealer(&cfg.data_dir)?)))?;
+    }
     let sessions = layer.sessions().clone();
 
     let security = SecurityHeadersLayer::new().content_security_policy(
@@ -99,7 +106,22 @@ fn csrf_key(dir: &Path) -> anyhow::Result<CsrfKey> {
     Ok(key)
 }
 
-fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+/// The DBSC sealing key, like the CSRF key: kept across restarts (bound
+/// cookies and open challenges stay valid) in `<data-dir>/dbsc-key`, 0600.
+fn dbsc_sealer(dir: &Path) -> anyhow::Result<Sealer> {
+    let path = dir.join("dbsc-key");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return Sealer::from_base64url(s.trim())
+            .with_context(|| format!("{} is not a DBSC key", path.display()));
+    }
+    let mut b = Sealer::generate_key();
+    write_private(&path, &URL_SAFE_NO_PAD.encode(b))?;
+    let sealer = Sealer::new(&b);
+    b.fill(0);
+    Ok(sealer)
+}
+
+pub(crate) fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

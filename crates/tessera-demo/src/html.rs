@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use tessera_core::{SessionRecord, Timestamp};
+use tessera_core::{Binding, SessionRecord, Timestamp};
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn esc(s: &str) -> String {
@@ -192,7 +192,7 @@ pub fn account(
         let _ = write!(
             rows,
             "<tr class=\"session{}\" data-handle=\"{}\">\
-<td class=\"device\">{}{}</td><td class=\"ip\">{}</td><td class=\"created\">{}</td><td class=\"last-seen\">{}</td>\
+<td class=\"device\">{}{}{}</td><td class=\"ip\">{}</td><td class=\"created\">{}</td><td class=\"last-seen\">{}</td>\
 <td><form class=\"inline\" method=\"post\" action=\"/account/sessions/{}/revoke\">{csrf}\
 <button type=\"submit\" class=\"revoke secondary small\">{}</button></form></td></tr>",
             if this { " this-device" } else { "" },
@@ -200,6 +200,11 @@ pub fn account(
             esc(&s.device.label),
             if this {
                 "<span class=\"badge\">this device</span>"
+            } else {
+                ""
+            },
+            if matches!(s.binding, Some(Binding::Dbsc { .. })) {
+                "<span class=\"badge bound\" title=\"This session's cookie only works with a key held by the device\">device-bound (DBSC)</span>"
             } else {
                 ""
             },

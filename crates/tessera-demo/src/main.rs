@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p tessera-demo -- --listen 127.0.0.1:3000 --data-dir ./demo-data
+//! # over HTTPS with Device Bound Session Credentials:
+//! cargo run --release -p tessera-demo -- --tls-self-signed --dbsc
 //! ```
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -19,6 +21,7 @@ mod app;
 mod html;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod users;
 
 /// A demo web app on Tessera's cookie sessions: sign up, sign in, see and end
@@ -39,6 +42,26 @@ struct Args {
     /// Chromium on localhost/127.0.0.1, which accepts secure cookies over http.
     #[arg(long)]
     insecure_dev_cookies: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate for localhost and
+    /// 127.0.0.1, generated into <data-dir>/tls-cert.pem and tls-key.pem on
+    /// first start and reused afterwards.
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Offer Device Bound Session Credentials (needs HTTPS); the sealing key
+    /// lives in <data-dir>/dbsc-key.
+    #[arg(long)]
+    dbsc: bool,
 }
 
 #[tokio::main]
@@ -53,8 +76,20 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::load(cert, key)?),
+        _ if args.tls_self_signed => {
+            let (cert, key) = tls::self_signed(&args.data_dir)?;
+            Some(tls::load(&cert, &key)?)
+        }
+        _ => None,
+    };
+    if args.dbsc && tls.is_none() {
+        anyhow::bail!("--dbsc needs HTTPS: add --tls-self-signed or --tls-cert/--tls-key");
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let allowed_origins = if args.allowed_origins.is_empty() {
-        vec![format!("http://{}", args.listen)]
+        vec![format!("{scheme}://{}", args.listen)]
     } else {
         args.allowed_origins.clone()
     };
@@ -62,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         allowed_origins,
         insecure_dev_cookies: args.insecure_dev_cookies,
+        dbsc: args.dbsc,
     };
     let (router, sessions) = app::build(&cfg, users::Passwords::new()?)?;
 
@@ -80,6 +116,17 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    if let Some(tls) = &tls {
+        tracing::info!(
+            data_dir = %cfg.data_dir.display(),
+            origins = ?cfg.allowed_origins,
+            dbsc = cfg.dbsc,
+            spki_sha256 = %tls.spki_sha256,
+            "tessera-demo listening on https://{addr} (Chromium: --ignore-certificate-errors-spki-list={})",
+            tls.spki_sha256
+        );
+        return tls::serve(listener, router, tls, shutdown()).await;
+    }
     tracing::info!(
         data_dir = %cfg.data_dir.display(),
         origins = ?cfg.allowed_origins,

@@ -17,20 +17,30 @@ use crate::users::Passwords;
 
 struct Demo {
     router: Router,
-    _dir: tempfile::TempDir,
+    sessions: tessera_core::Sessions,
+    dir: tempfile::TempDir,
 }
 
 fn demo() -> Demo {
+    demo_with(false)
+}
+
+fn demo_with(dbsc: bool) -> Demo {
     let dir = tempfile::tempdir().unwrap();
     let cfg = app::Config {
         data_dir: dir.path().join("data"),
         allowed_origins: vec!["http://127.0.0.1:3000".into()],
         insecure_dev_cookies: false,
+        dbsc,
     };
     // Cheap argon2 parameters: the tests are about flows, not hashing cost.
     let passwords = Passwords::with_params(argon2::Params::new(8, 1, 1, None).unwrap()).unwrap();
-    let (router, _) = app::build(&cfg, passwords).unwrap();
-    Demo { router, _dir: dir }
+    let (router, sessions) = app::build(&cfg, passwords).unwrap();
+    Demo {
+        router,
+        sessions,
+        dir,
+    }
 }
 
 struct Page {
@@ -481,7 +491,7 @@ fn secrets_on_disk_are_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let d = demo();
     for f in ["users.db", "csrf-key"] {
-        let mode = std::fs::metadata(d._dir.path().join("data").join(f))
+        let mode = std::fs::metadata(d.dir.path().join("data").join(f))
             .unwrap()
             .permissions()
             .mode();
@@ -505,4 +515,161 @@ async fn styles_come_from_the_own_origin_only() {
     assert_eq!(css.status, StatusCode::OK);
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
     assert!(css.body.contains("main"));
+}
+
+/// The handle of the row marked as this browser's on the account page.
+fn own_handle(page: &Page) -> String {
+    let marker = "class=\"session this-device\" data-handle=\"";
+    let i = page.body.find(marker).expect("this device's row") + marker.len();
+    let j = page.body[i..].find('"').unwrap();
+    page.body[i..i + j].to_owned()
+}
+
+#[tokio::test]
+async fn dbsc_login_offers_registration_and_devices_page_shows_bound_sessions() {
+    let d = demo_with(true);
+    let mut a = Browser::new(&d, [127, 0, 0, 1]);
+    let r = a.signup("alice", "correct horse battery").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let reg = r
+        .header("secure-session-registration")
+        .expect("DBSC offered after sign-up");
+    assert!(reg.contains("/auth/dbsc/register"), "{reg}");
+    let mut b = Browser::new(&d, [127, 0, 0, 2]);
+    let r = b.login("alice", "correct horse battery").await;
+    assert!(r.header("secure-session-registration").is_some());
+    let b_handle = own_handle(&b.get("/account").await);
+    let page = a.get("/account").await;
+    assert_eq!(page.count("device-bound (DBSC)"), 0, "nothing bound yet");
+
+    // What the layer's /auth/dbsc/register stores once the device proved
+    // its key.
+    let bound = d
+        .sessions
+        .bind(
+            &b_handle,
+            tessera_core::Binding::Dbsc {
+                session_id: "s1".into(),
+                jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into(),
+                jwk: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(bound);
+    let page = a.get("/account").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.count("device-bound (DBSC)"), 1, "{}", page.body);
+    let row_start = page.body.find(&format!("data-handle=\"{b_handle}\"")).unwrap();
+    let row = &page.body[row_start..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("device-bound (DBSC)"),
+        "the badge is on the bound session's row: {row}"
+    );
+}
+
+#[tokio::test]
+async fn dbsc_key_is_private_and_kept_across_restarts() {
+    let d = demo_with(true);
+    let path = d.dir.path().join("data").join("dbsc-key");
+    let key = std::fs::read_to_string(&path).unwrap();
+    assert!(tessera_core::Sealer::from_base64url(key.trim()).is_ok());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let cfg = app::Config {
+        data_dir: d.dir.path().join("data"),
+        allowed_origins: vec!["https://127.0.0.1:3000".into()],
+        insecure_dev_cookies: false,
+        dbsc: true,
+    };
+    let passwords = Passwords::with_params(argon2::Params::new(8, 1, 1, None).unwrap()).unwrap();
+    let _ = app::build(&cfg, passwords).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), key);
+}
+
+#[tokio::test]
+async fn devices_page_without_dbsc_has_no_badge_or_registration() {
+    let d = demo();
+    let mut a = Browser::new(&d, [127, 0, 0, 1]);
+    let r = a.signup("alice", "correct horse battery").await;
+    assert!(r.header("secure-session-registration").is_none());
+    assert_eq!(a.get("/account").await.count("device-bound (DBSC)"), 0);
+}
+
+#[test]
+fn self_signed_certificate_spki_hash_is_the_printed_one_and_is_reused() {
+    use base64::Engine;
+    use rcgen::PublicKeyData;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::self_signed(dir.path()).unwrap();
+    assert_eq!(cert, dir.path().join("tls-cert.pem"));
+    assert_eq!(key, dir.path().join("tls-key.pem"));
+    let tls = crate::tls::load(&cert, &key).unwrap();
+
+    let key_pem = std::fs::read_to_string(&key).unwrap();
+    let spki = rcgen::KeyPair::from_pem(&key_pem)
+        .unwrap()
+        .subject_public_key_info();
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki));
+    assert_eq!(tls.spki_sha256, expected);
+    // The hash is over the certificate's own SubjectPublicKeyInfo.
+    let cert_pem = std::fs::read_to_string(&cert).unwrap();
+    let b64: String = cert_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    assert!(der.windows(spki.len()).any(|w| w == spki.as_slice()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    // Second start: the same pair, so the printed hash stays valid.
+    crate::tls::self_signed(dir.path()).unwrap();
+    assert_eq!(std::fs::read_to_string(&cert).unwrap(), cert_pem);
+    assert_eq!(crate::tls::load(&cert, &key).unwrap().spki_sha256, expected);
+}
+
+#[tokio::test]
+async fn tls_server_answers_https_with_the_generated_certificate() {
+    let d = demo();
+    let (cert, key) = crate::tls::self_signed(d.dir.path()).unwrap();
+    let tls = crate::tls::load(&cert, &key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let router = d.router.clone();
+    let server = tokio::spawn(async move {
+        crate::tls::serve(listener, router, &tls, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .build()
+        .unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        let r = client
+            .get(format!("https://{host}:{port}/login"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "{host}");
+        assert!(r.text().await.unwrap().contains("id=\"login\""));
+    }
+    stop_tx.send(()).unwrap();
+    drop(client);
+    server.await.unwrap().unwrap();
 }
