@@ -17,7 +17,6 @@ use crate::users::Passwords;
 
 struct Demo {
     router: Router,
-    sessions: tessera_core::Sessions,
     dir: tempfile::TempDir,
 }
 
@@ -35,12 +34,8 @@ fn demo_with(dbsc: bool) -> Demo {
     };
     // Cheap argon2 parameters: the tests are about flows, not hashing cost.
     let passwords = Passwords::with_params(argon2::Params::new(8, 1, 1, None).unwrap()).unwrap();
-    let (router, sessions) = app::build(&cfg, passwords).unwrap();
-    Demo {
-        router,
-        sessions,
-        dir,
-    }
+    let (router, _) = app::build(&cfg, passwords).unwrap();
+    Demo { router, dir }
 }
 
 struct Page {
@@ -88,6 +83,16 @@ impl Browser {
     }
 
     async fn send(&mut self, method: Method, uri: &str, form: Option<&[(&str, &str)]>) -> Page {
+        self.send_with(method, uri, form, &[]).await
+    }
+
+    async fn send_with(
+        &mut self,
+        method: Method,
+        uri: &str,
+        form: Option<&[(&str, &str)]>,
+        extra: &[(&str, &str)],
+    ) -> Page {
         let mut b = Request::builder()
             .method(method)
             .uri(uri)
@@ -98,6 +103,9 @@ impl Browser {
                 "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
             )
             .extension(ConnectInfo(SocketAddr::from((self.ip, 40000))));
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
         if !self.jar.is_empty() {
             let c: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
             b = b.header(header::COOKIE, c.join("; "));
@@ -542,21 +550,30 @@ async fn dbsc_login_offers_registration_and_devices_page_shows_bound_sessions() 
     let page = a.get("/account").await;
     assert_eq!(page.count("device-bound (DBSC)"), 0, "nothing bound yet");
 
-    // What the layer's /auth/dbsc/register stores once the device proved
-    // its key.
-    let bound = d
-        .sessions
-        .bind(
-            &b_handle,
-            tessera_core::Binding::Dbsc {
-                session_id: "s1".into(),
-                jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into(),
-                jwk: String::new(),
-            },
-        )
-        .await
+    // Browser b registers a device key the way Chromium does.
+    let reg = r.header("secure-session-registration").unwrap().to_owned();
+    let challenge = reg
+        .split("challenge=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
         .unwrap();
-    assert!(bound);
+    let device = Device::new();
+    let r = b
+        .send_with(
+            Method::POST,
+            "/auth/dbsc/register",
+            None,
+            &[("secure-session-response", &device.registration(challenge))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        b.jar.contains_key("__Host-tessera-dbsc"),
+        "the bound cookie is set"
+    );
+
     let page = a.get("/account").await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(page.count("device-bound (DBSC)"), 1, "{}", page.body);
@@ -567,6 +584,43 @@ async fn dbsc_login_offers_registration_and_devices_page_shows_bound_sessions() 
         row.contains("device-bound (DBSC)"),
         "the badge is on the bound session's row: {row}"
     );
+    // The bound browser itself, with its bound cookie, sees its own row
+    // marked.
+    let own = b.get("/account").await;
+    assert_eq!(own.status, StatusCode::OK);
+    let row_start = own.body.find("class=\"session this-device\"").unwrap();
+    let row = &own.body[row_start..];
+    assert!(row[..row.find("</tr>").unwrap()].contains("device-bound (DBSC)"));
+}
+
+/// A device key signing the proofs Chromium would (ES256 `dbsc+jwt`).
+struct Device(aws_lc_rs::signature::EcdsaKeyPair);
+
+impl Device {
+    fn new() -> Device {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        Device(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).unwrap())
+    }
+
+    fn registration(&self, challenge: &str) -> String {
+        use aws_lc_rs::signature::KeyPair as _;
+        use tessera_core::b64url;
+        let p = self.0.public_key().as_ref();
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64url::encode(&p[1..33]), "y": b64url::encode(&p[33..65])});
+        let header = serde_json::json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": jwk});
+        let input = format!(
+            "{}.{}",
+            b64url::encode(header.to_string().as_bytes()),
+            b64url::encode(serde_json::json!({ "jti": challenge }).to_string().as_bytes())
+        );
+        let sig = self
+            .0
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+            .unwrap();
+        format!("{input}.{}", b64url::encode(sig.as_ref()))
+    }
 }
 
 #[tokio::test]
