@@ -33,6 +33,8 @@ pub struct Config {
     /// Offer DBSC (`SessionLayer::with_dbsc`), sealing key in
     /// `<data-dir>/dbsc-key`.
     pub dbsc: bool,
+    /// `DbscPolicy::cookie_ttl_secs`.
+    pub dbsc_cookie_ttl_secs: i64,
 }
 
 #[derive(Clone)]
@@ -65,7 +67,9 @@ pub fn build(cfg: &Config, passwords: Passwords) -> anyhow::Result<(Router, Sess
         .login_redirect("/login")
         .step_up_redirect("/reauth?next={next}");
     if cfg.dbsc {
-        layer = layer.with_dbsc(DbscOptions::new(Arc::new(dbsc_sealer(&cfg.data_dir)?)))?;
+        let mut opts = DbscOptions::new(Arc::new(dbsc_sealer(&cfg.data_dir)?));
+        opts.policy.cookie_ttl_secs = cfg.dbsc_cookie_ttl_secs;
+        layer = layer.with_dbsc(opts)?;
     }
     let sessions = layer.sessions().clone();
 

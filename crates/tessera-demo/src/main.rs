@@ -62,6 +62,10 @@ struct Args {
     /// lives in <data-dir>/dbsc-key.
     #[arg(long)]
     dbsc: bool,
+    /// Lifetime of the DBSC bound cookie, after which the browser refreshes
+    /// it with a proof. Short values are for tests that watch a refresh.
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(i64).range(1..), requires = "dbsc")]
+    dbsc_cookie_ttl_secs: i64,
 }
 
 #[tokio::main]
@@ -98,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         allowed_origins,
         insecure_dev_cookies: args.insecure_dev_cookies,
         dbsc: args.dbsc,
+        dbsc_cookie_ttl_secs: args.dbsc_cookie_ttl_secs,
     };
     let (router, sessions) = app::build(&cfg, users::Passwords::new()?)?;
 

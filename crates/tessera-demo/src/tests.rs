@@ -31,6 +31,7 @@ fn demo_with(dbsc: bool) -> Demo {
         allowed_origins: vec!["http://127.0.0.1:3000".into()],
         insecure_dev_cookies: false,
         dbsc,
+        dbsc_cookie_ttl_secs: 600,
     };
     // Cheap argon2 parameters: the tests are about flows, not hashing cost.
     let passwords = Passwords::with_params(argon2::Params::new(8, 1, 1, None).unwrap()).unwrap();
@@ -642,6 +643,7 @@ async fn dbsc_key_is_private_and_kept_across_restarts() {
         allowed_origins: vec!["https://127.0.0.1:3000".into()],
         insecure_dev_cookies: false,
         dbsc: true,
+        dbsc_cookie_ttl_secs: 600,
     };
     let passwords = Passwords::with_params(argon2::Params::new(8, 1, 1, None).unwrap()).unwrap();
     let _ = app::build(&cfg, passwords).unwrap();

@@ -200,7 +200,10 @@ async fn refresh(d: &DbscState, headers: &HeaderMap) -> Response<Body> {
         ));
     };
     match d.dbsc.refresh(id, one(headers, &SECURE_SESSION_RESPONSE)).await {
-        Ok(cookie) => bound(d, &cookie, true),
+        Ok(cookie) => {
+            tracing::info!(session = id, "device-bound session refreshed with a valid proof");
+            bound(d, &cookie, true)
+        }
         Err(e) => refused(e, id),
     }
 }
