@@ -163,9 +163,17 @@ pub struct Demo {
 
 impl Demo {
     pub async fn start() -> Result<Self> {
+        Self::start_with(&[], "e2e-demo.log").await
+    }
+
+    /// The demo with `extra` arguments; over HTTPS when they include
+    /// `--tls-self-signed` (its certificate is then accepted without checks
+    /// by the harness's own client, and by Chromium through
+    /// [`Demo::spki`]).
+    pub async fn start_with(extra: &[&str], log_name: &str) -> Result<Self> {
         let data = tempfile::Builder::new().prefix("tessera-e2e-data").tempdir()?;
         let port = free_port();
-        let log = artifacts_dir().join("e2e-demo.log");
+        let log = artifacts_dir().join(log_name);
         let mut proc = ProcessGuard::spawn(
             "tessera-demo",
             Command::new(env!("CARGO_BIN_EXE_tessera-demo"))
@@ -173,11 +181,17 @@ impl Demo {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--data-dir")
                 .arg(data.path())
+                .args(extra)
                 .env("RUST_LOG", "info")
                 .env("NO_COLOR", "1"),
             &log,
         )?;
-        let base = format!("http://127.0.0.1:{port}");
+        let scheme = if extra.contains(&"--tls-self-signed") {
+            "https"
+        } else {
+            "http"
+        };
+        let base = format!("{scheme}://127.0.0.1:{port}");
         let http = http_client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -211,6 +225,31 @@ impl Demo {
             _proc: proc,
             _data: data,
         })
+    }
+
+    /// The base64 SHA-256 of the TLS certificate's SPKI, as the demo logs it
+    /// for `--ignore-certificate-errors-spki-list`.
+    pub fn spki(&self) -> Result<String> {
+        const FLAG: &str = "--ignore-certificate-errors-spki-list=";
+        let text = std::fs::read_to_string(&self.log)?;
+        let at = text
+            .find(FLAG)
+            .ok_or_else(|| anyhow!("the demo logged no SPKI hash:\n{}", tail(&self.log, 20)))?;
+        let rest = &text[at + FLAG.len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '='))
+            .unwrap_or(rest.len());
+        Ok(rest[..end].to_string())
+    }
+
+    /// The lines of the demo's log that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -265,11 +304,17 @@ impl Driver {
 
     /// A new browser "device": a WebDriver session on a fresh, empty profile.
     pub async fn profile(&self, name: &str, demo: &Demo) -> Result<Profile> {
+        self.profile_with(name, demo, &[]).await
+    }
+
+    /// [`Driver::profile`] with more Chromium flags.
+    pub async fn profile_with(&self, name: &str, demo: &Demo, extra: &[String]) -> Result<Profile> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("tessera-e2e-{name}-"))
             .tempdir()?;
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", dir.path().display()));
+        args.extend(extra.iter().cloned());
         let caps = json!({
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
@@ -564,6 +609,9 @@ pub fn snippet(s: &str) -> String {
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // Only ever talks to the demo on 127.0.0.1, whose HTTPS certificate
+        // is self-signed.
+        .tls_danger_accept_invalid_certs(true)
         .timeout(Duration::from_secs(10))
         .build()
         .expect("build reqwest client")

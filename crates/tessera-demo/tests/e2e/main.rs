@@ -15,6 +15,7 @@
 //! one of the given words.
 #![forbid(unsafe_code)]
 
+mod dbsc;
 mod harness;
 mod scenarios;
 
@@ -47,6 +48,7 @@ async fn browser_e2e() {
         scenarios::cs_02_cs_03_cross_origin_forms_are_refused,
         scenarios::ex_12_ex_04_ex_13_logout_clears_and_back_shows_login,
         scenarios::ex_07_account_deletion_ends_all_sessions,
+        dbsc::db_e2e_register_refresh_replay_logout,
     ];
     let only: Vec<String> = std::env::var("TESSERA_E2E_ONLY")
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
