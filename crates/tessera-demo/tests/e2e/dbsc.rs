@@ -93,6 +93,20 @@ pub async fn db_e2e_register_refresh_replay_logout(h: Arc<Harness>) -> Result<()
         .await?
         .context("the browser holds no bound cookie after registration")?;
     let session = a.session_value().await?;
+    let copy = format!("{COOKIE}={session}; {BOUND}={first_bound}");
+    // While the bound cookie is fresh the copy works (DBSC shortens a
+    // stolen copy's life to the bound cookie's; it does not end it at once),
+    // which also shows the refusal below is the expiry, not a bad copy.
+    let early = http_client()
+        .get(demo.url("/account"))
+        .header("cookie", &copy)
+        .send()
+        .await?;
+    ensure!(
+        early.status().as_u16() == 200,
+        "the cookie copy before expiry got {}, expected 200",
+        early.status()
+    );
 
     // The bound cookie expires; the next navigation is held, refreshed with a
     // proof, and still shows the signed-in view.
@@ -116,7 +130,7 @@ pub async fn db_e2e_register_refresh_replay_logout(h: Arc<Harness>) -> Result<()
     // expired, it is signed out.
     let replay = http_client()
         .get(demo.url("/account"))
-        .header("cookie", format!("{COOKIE}={session}; {BOUND}={first_bound}"))
+        .header("cookie", &copy)
         .send()
         .await?;
     let loc = header(&replay, "location").unwrap_or_default();
