@@ -316,3 +316,40 @@ async fn dbsc_required_level_needs_a_bound_session_and_off_means_404() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn db_12_db_17_refresh_endpoint_is_narrow_and_ignores_the_legacy_format() {
+    let h = harness_with(dbsc_config(None)).await;
+    let login = h.dbsc_login("alice").await;
+    let device = Device::new();
+    // DB-17: the origin-trial-1 header (`Sec-Session-Response`) binds nothing.
+    let challenge = sf_param(&login.registration, Some("challenge"));
+    let r = h
+        .dbsc_post(
+            "/auth/dbsc/register",
+            &[&login.session_cookie],
+            &[("sec-session-response", &device.registration(&challenge))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let v = h
+        .api(Method::GET, &format!("/v1/sessions/{}", login.handle), None)
+        .await;
+    assert_eq!(v.body["session"]["binding"], Value::Null);
+    // DB-12: a cross-origin caller gets no CORS grant; nothing is framable.
+    h.register(&login, &device).await;
+    let id = format!("\"{}\"", login.handle);
+    let r = h
+        .dbsc_post(
+            "/auth/dbsc/refresh",
+            &[],
+            &[("sec-secure-session-id", &id), ("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!r.headers.contains_key("access-control-allow-origin"));
+    assert!(!r.headers.contains_key("access-control-allow-credentials"));
+    assert_eq!(r.headers[header::X_FRAME_OPTIONS], "DENY");
+    assert_eq!(r.headers["cross-origin-resource-policy"], "same-origin");
+    assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+}
