@@ -24,6 +24,13 @@ pub fn encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Whether `s` is base64url of exactly 32 bytes: the shape of a SHA-256
+/// thumbprint (`cnf.jkt`, `cnf.x5t#S256`).
+pub fn is_sha256_digest(s: &str) -> bool {
+    let mut buf = [0u8; 35];
+    decode_into(s.as_bytes(), &mut buf).is_some_and(|d| d.len() == 32)
+}
+
 /// Whether `b` is in the base64url alphabet (`A–Z a–z 0–9 - _`).
 #[inline]
 pub fn is_alphabet(b: u8) -> bool {

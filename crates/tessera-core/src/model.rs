@@ -97,10 +97,10 @@ impl Binding {
     /// A DPoP binding to the key with this RFC 7638 thumbprint
     /// (`tokens.dpop_jkt`, a proof's key): base64url of a SHA-256 digest.
     pub fn dpop(jkt: &str) -> Result<Binding, &'static str> {
-        let mut buf = [0u8; 35];
-        match crate::b64url::decode_into(jkt.as_bytes(), &mut buf) {
-            Some(d) if d.len() == 32 => Ok(Binding::Dpop { jkt: jkt.to_owned() }),
-            _ => Err("dpop_jkt must be a JWK SHA-256 thumbprint (43 base64url characters)"),
+        if crate::b64url::is_sha256_digest(jkt) {
+            Ok(Binding::Dpop { jkt: jkt.to_owned() })
+        } else {
+            Err("dpop_jkt must be a JWK SHA-256 thumbprint (43 base64url characters)")
         }
     }
 

@@ -27,6 +27,17 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+/// The value of header `name` when the request carries it exactly once and
+/// as visible text: the rule for headers whose repetition would be
+/// ambiguous (DBSC, the proxied request's URL).
+pub fn single_header<'h>(headers: &'h http::HeaderMap, name: &http::HeaderName) -> Option<&'h str> {
+    let mut it = headers.get_all(name).iter();
+    match (it.next(), it.next()) {
+        (Some(v), None) => v.to_str().ok(),
+        _ => None,
+    }
+}
+
 pub mod bearer;
 pub mod cookies;
 pub mod csrf;

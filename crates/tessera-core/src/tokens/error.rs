@@ -23,10 +23,6 @@ pub enum OAuthError {
     /// RFC 9449 §5: the DPoP proof is missing where required, or invalid.
     #[error("{0}")]
     InvalidDpopProof(String),
-    /// RFC 9449 §8: the proof lacks a fresh server nonce; the answer
-    /// carries one in `DPoP-Nonce`.
-    #[error("authorization server requires nonce in DPoP proof")]
-    UseDpopNonce,
     /// The store (or key material) is unavailable: 503, never a grant.
     #[error("temporarily unavailable")]
     Unavailable(String),
@@ -43,21 +39,7 @@ impl OAuthError {
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::InvalidTarget(_) => "invalid_target",
             OAuthError::InvalidDpopProof(_) => "invalid_dpop_proof",
-            OAuthError::UseDpopNonce => "use_dpop_nonce",
             OAuthError::Unavailable(_) => "temporarily_unavailable",
-        }
-    }
-}
-
-impl From<crate::dpop::DpopError> for OAuthError {
-    fn from(e: crate::dpop::DpopError) -> Self {
-        use crate::dpop::DpopError;
-        match e {
-            DpopError::UseNonce => OAuthError::UseDpopNonce,
-            DpopError::Unavailable(why) => OAuthError::Unavailable(why),
-            other @ (DpopError::Invalid(_) | DpopError::Replayed) => {
-                OAuthError::InvalidDpopProof(other.to_string())
-            }
         }
     }
 }

@@ -86,7 +86,7 @@ impl Config {
                     c.name
                 ));
             }
-            if tessera_core::model::Binding::dpop(&c.x5t_s256).is_err() {
+            if !tessera_core::b64url::is_sha256_digest(&c.x5t_s256) {
                 return Err(format!(
                     "[[tls.api_clients]] {}: x5t_s256 must be base64url of a SHA-256 digest (43 characters)",
                     c.name

@@ -6,7 +6,7 @@
 //! session; 5xx: back off) — never a redirect.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera_core::dbsc::{BoundCookie, Dbsc, DbscError};
 use tessera_http::cookies::{self, SessionValue};
@@ -14,18 +14,10 @@ use tessera_http::dbsc::{
     SEC_SECURE_SESSION_ID, SECURE_SESSION_CHALLENGE, SECURE_SESSION_RESPONSE, bound_cookie, challenge_header,
     session_id, session_instruction,
 };
+use tessera_http::single_header;
 
 use crate::app::AppState;
 use crate::problem::ApiError;
-
-/// The one value of a header, if there is exactly one.
-fn one<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
-    let mut it = headers.get_all(name).iter();
-    match (it.next(), it.next()) {
-        (Some(v), None) => v.to_str().ok(),
-        _ => None,
-    }
-}
 
 /// What every DBSC answer carries (checklist DB-12): never cached, never
 /// framed, never read by another origin.
@@ -103,7 +95,7 @@ pub async fn register(State(state): State<AppState>, req: Request) -> Response {
         SessionValue::One(v) => v,
         _ => return hardened(ApiError::Unauthorized("no session cookie was presented").into_response()),
     };
-    let Some(proof) = one(headers, &SECURE_SESSION_RESPONSE) else {
+    let Some(proof) = single_header(headers, &SECURE_SESSION_RESPONSE) else {
         return hardened(
             ApiError::Validation("one Secure-Session-Response header is required".into()).into_response(),
         );
@@ -128,12 +120,13 @@ pub async fn refresh(State(state): State<AppState>, req: Request) -> Response {
         return disabled();
     };
     let headers = req.headers();
-    let Some(id) = one(headers, &SEC_SECURE_SESSION_ID).and_then(|v| session_id(v.as_bytes())) else {
+    let Some(id) = single_header(headers, &SEC_SECURE_SESSION_ID).and_then(|v| session_id(v.as_bytes()))
+    else {
         return hardened(
             ApiError::Validation("one Sec-Secure-Session-Id header is required".into()).into_response(),
         );
     };
-    let proof = one(headers, &SECURE_SESSION_RESPONSE);
+    let proof = single_header(headers, &SECURE_SESSION_RESPONSE);
     match dbsc.refresh(id, proof).await {
         Ok(cookie) => bound(&state, dbsc, &cookie, true),
         Err(e) => refused(e, Some(id)),

@@ -19,6 +19,7 @@ use tessera_http::dbsc::{
     bound_cookie, challenge_header, session_id, session_instruction,
 };
 use tessera_http::problem::Code;
+use tessera_http::single_header;
 
 use super::Shared;
 use super::problem::{Error, problem};
@@ -72,15 +73,6 @@ pub(crate) struct DbscState {
 /// Whether the layer answers this request itself.
 pub(crate) fn is_endpoint<B>(req: &Request<B>) -> bool {
     req.method() == Method::POST && matches!(req.uri().path(), REGISTER_PATH | REFRESH_PATH)
-}
-
-/// The one value of a header, if there is exactly one.
-fn one<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
-    let mut it = headers.get_all(name).iter();
-    match (it.next(), it.next()) {
-        (Some(v), None) => v.to_str().ok(),
-        _ => None,
-    }
 }
 
 /// What every DBSC answer carries (checklist DB-12): never cached, never
@@ -171,7 +163,7 @@ async fn register(shared: &Shared, d: &DbscState, headers: &HeaderMap) -> Respon
     let SessionValue::One(token) = presented.session else {
         return hardened(problem(Code::Unauthorized, "no session cookie was presented"));
     };
-    let Some(proof) = one(headers, &SECURE_SESSION_RESPONSE) else {
+    let Some(proof) = single_header(headers, &SECURE_SESSION_RESPONSE) else {
         return hardened(problem(
             Code::ValidationFailed,
             "one Secure-Session-Response header is required",
@@ -193,13 +185,18 @@ async fn register(shared: &Shared, d: &DbscState, headers: &HeaderMap) -> Respon
 /// A new bound cookie for a proof over a fresh challenge; without a
 /// proof, the challenge (403).
 async fn refresh(d: &DbscState, headers: &HeaderMap) -> Response<Body> {
-    let Some(id) = one(headers, &SEC_SECURE_SESSION_ID).and_then(|v| session_id(v.as_bytes())) else {
+    let Some(id) = single_header(headers, &SEC_SECURE_SESSION_ID).and_then(|v| session_id(v.as_bytes()))
+    else {
         return hardened(problem(
             Code::ValidationFailed,
             "one Sec-Secure-Session-Id header is required",
         ));
     };
-    match d.dbsc.refresh(id, one(headers, &SECURE_SESSION_RESPONSE)).await {
+    match d
+        .dbsc
+        .refresh(id, single_header(headers, &SECURE_SESSION_RESPONSE))
+        .await
+    {
         Ok(cookie) => {
             tracing::info!(session = id, "device-bound session refreshed with a valid proof");
             bound(d, &cookie, true)

@@ -389,7 +389,10 @@ async fn verify_access_token(
             ));
         }
     }
-    let uri = proxied_uri(headers);
+    // The proxied URL and the forwarded certificate matter only to a bound
+    // token; an unbound Bearer token (the common case) skips building them.
+    let bound = claims.cnf.is_some();
+    let uri = if bound { proxied_uri(headers) } else { None };
     // The client's certificate is the proxy's to forward; this request's
     // own connection is the proxy's.
     let client_cert = state
@@ -397,6 +400,7 @@ async fn verify_access_token(
         .forward_auth
         .client_cert_header
         .as_deref()
+        .filter(|_| bound)
         .and_then(|h| HeaderName::try_from(h).ok())
         .and_then(|h| forwarded_client_cert(headers, &h));
     let method = proxied_method(headers).and_then(|m| std::str::from_utf8(m).ok());
@@ -428,12 +432,10 @@ async fn verify_access_token(
 /// it. Forward auth trusts these headers because only the proxy reaches
 /// it (the deployment's job: listen on an address clients cannot reach).
 fn proxied_uri(headers: &HeaderMap) -> Option<String> {
-    let one = |name: &HeaderName| -> Option<&str> {
-        let mut it = headers.get_all(name).iter();
-        match (it.next(), it.next()) {
-            (Some(v), None) => v.to_str().ok().map(str::trim).filter(|v| !v.is_empty()),
-            _ => None,
-        }
+    let one = |name: &HeaderName| {
+        tessera_http::single_header(headers, name)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
     };
     if let Some(url) = one(&X_ORIGINAL_URL) {
         return Some(url.to_owned());
