@@ -26,6 +26,7 @@
 //! | [`events_cases!`] | [`cases::events`] | `SessionStore + EventStore` |
 //! | [`leases_cases!`] | [`cases::leases`] | `LeaseStore` |
 //! | [`replay_cases!`] | [`cases::replay`] | `ReplayStore` |
+//! | [`rate_limits_cases!`] | [`cases::rate_limits`] | `RateLimitStore` |
 //! | [`health_cases!`] | [`cases::health`] | `StoreHealth` |
 //! | [`domain_cases!`] | [`cases::domain`] | `RefreshStore + SigningKeyStore + EventStore` |
 //! | [`concurrency_cases!`] | [`cases::concurrency`] | `SessionStore + EventStore` |
@@ -86,6 +87,7 @@ macro_rules! conformance_suite {
         $crate::events_cases!(@complete $factory);
         $crate::leases_cases!(@complete $factory);
         $crate::replay_cases!(@complete $factory);
+        $crate::rate_limits_cases!(@complete $factory);
         $crate::health_cases!(@complete $factory);
         $crate::domain_cases!(@complete $factory);
         $crate::concurrency_cases!(@complete $factory);
@@ -198,6 +200,19 @@ macro_rules! replay_cases {
             store_marker_is_used_once_until_it_expires,
             store_sweep_markers_deletes_expired_in_batches,
             concurrent_marker_one_use,
+        }
+    };
+}
+
+/// [`RateLimitStore`](tessera_core::RateLimitStore): [`cases::rate_limits`].
+#[macro_export]
+macro_rules! rate_limits_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { rate_limits; $($how)+;
+            store_hits_add_up_per_window_and_report_the_previous,
+            store_sweep_counters_deletes_expired_in_batches,
+            concurrent_hits_are_all_counted,
+            gn_04_two_processes_share_one_limit,
         }
     };
 }

@@ -29,6 +29,7 @@ pub mod lease;
 pub mod memory;
 pub mod model;
 pub mod policy;
+pub mod ratelimit;
 pub mod seal;
 pub mod secret;
 pub mod sessions;
@@ -53,8 +54,9 @@ pub use seal::Sealer;
 pub use secret::{SecretToken, TokenHash, TokenKind};
 pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Sessions, TtlInput};
 pub use store::{
-    ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, LeaseStore, RefreshStore, ReplayStore,
-    Rotation, SessionStore, SigningKeyStore, Store, StoreError, StoreHealth, StoreResult, Touch,
+    ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, LeaseStore, RateLimitStore,
+    RefreshStore, ReplayStore, Rotation, SessionStore, SigningKeyStore, Store, StoreError, StoreHealth,
+    StoreResult, Touch,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use tokens::{Introspection, IssuedTokens, OAuthError, TokenPolicy, TokenRequest, TokenService};

@@ -30,6 +30,7 @@ use crate::time::Timestamp;
 mod events;
 mod keys;
 mod leases;
+mod rate_limits;
 mod refresh;
 mod replay;
 
@@ -87,6 +88,8 @@ struct Inner {
     leases: HashMap<String, (String, Timestamp)>,
     /// single-use marker → expires at.
     markers: HashMap<[u8; 32], Timestamp>,
+    /// (rate-limit counter, window) → (hits, kept until).
+    counters: HashMap<([u8; 32], u64), (u64, Timestamp)>,
 }
 
 impl MemoryStore {

@@ -14,6 +14,7 @@
 //! | [`EventStore`] | the event log (reads and retention) | [`EventLog`](crate::EventLog) |
 //! | [`LeaseStore`] | leases: who does a cluster-wide duty now | [`DutyLease`](crate::lease::DutyLease) |
 //! | [`ReplayStore`] | single-use markers (DPoP `jti`, …) | [`dpop`](crate::dpop) |
+//! | [`RateLimitStore`] | rate-limit counters | [`ratelimit`](crate::ratelimit) |
 //! | [`StoreHealth`] | — | readiness probes |
 //!
 //! [`Store`] is all of them, implemented for every type that implements
@@ -38,6 +39,7 @@ mod api_keys;
 mod events;
 mod keys;
 mod leases;
+mod rate_limits;
 mod refresh;
 mod replay;
 mod sessions;
@@ -48,6 +50,7 @@ pub use api_keys::ApiKeyStore;
 pub use events::{EventQuery, EventStore};
 pub use keys::SigningKeyStore;
 pub use leases::{LeaseStore, ttl_millis};
+pub use rate_limits::{RateLimitStore, WindowTotals};
 pub use refresh::{RefreshStore, Rotation};
 pub use replay::ReplayStore;
 pub use sessions::{CreateOptions, CreateOutcome, SessionStore, Touch};
@@ -86,6 +89,7 @@ pub trait Store:
     + EventStore
     + LeaseStore
     + ReplayStore
+    + RateLimitStore
     + StoreHealth
 {
 }
@@ -98,6 +102,7 @@ impl<T> Store for T where
         + EventStore
         + LeaseStore
         + ReplayStore
+        + RateLimitStore
         + StoreHealth
         + ?Sized
 {

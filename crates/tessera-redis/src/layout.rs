@@ -25,6 +25,7 @@
 //! | `i` | pub/sub channel (not a key) | invalidations: the token index fields (16 bytes each) of the sessions a script changed ([`cache`](crate::cache)) |
 //! | `d`‹name› | string, TTL | a lease (`LeaseStore`): "‹expires at ms› ‹holder›" |
 //! | `x`‹marker› | string, TTL | a single-use marker (`ReplayStore`, 32 bytes): its expiry in ms |
+//! | `r`‹counter› | hash, TTL | a rate-limit counter (`RateLimitStore`, 32 bytes): window index → hits, the current and previous window only |
 //!
 //! Buckets: the two session indexes are split in *n* buckets (a power of
 //! two, 4096 by default) so each stays small enough for Redis's compact
@@ -54,6 +55,8 @@ pub(crate) const INVALIDATIONS: u8 = b'i';
 pub(crate) const LEASE: u8 = b'd';
 /// A single-use marker (`ReplayStore`).
 pub(crate) const MARKER: u8 = b'x';
+/// A rate-limit counter (`RateLimitStore`).
+pub(crate) const COUNTER: u8 = b'r';
 
 /// The layout this build writes; a different one in `m` is refused.
 const FORMAT: &str = "1";

@@ -1,4 +1,5 @@
-//! [`LeaseStore`], [`ReplayStore`] and [`StoreHealth`] on Redis.
+//! [`LeaseStore`], [`ReplayStore`], [`RateLimitStore`] and [`StoreHealth`] on
+//! Redis.
 
 use super::*;
 
@@ -49,6 +50,45 @@ impl ReplayStore for RedisStore {
     /// Redis drops expired markers by their key TTL; there is nothing to
     /// sweep.
     async fn sweep_markers(&self, _now: Timestamp, _batch: u32) -> StoreResult<u32> {
+        Ok(0)
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for RedisStore {
+    async fn add_hits(
+        &self,
+        key: &[u8; 32],
+        window: u64,
+        hits: u64,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<WindowTotals> {
+        let mut inv = SCRIPTS.add_hits.prepare_invoke();
+        inv.key(self.key(layout::COUNTER, key))
+            .arg(window)
+            .arg(hits)
+            .arg(millis(expires_at))
+            .arg(millis(now));
+        let counts = match self.run(&inv).await? {
+            Value::Array(v) if v.len() == 2 => v,
+            other => {
+                return Err(StoreError::Corrupt(format!("add_hits answered {other:?}")));
+            }
+        };
+        let count = |v: &Value| match v {
+            Value::Int(n) => Ok(u64::try_from(*n).unwrap_or(0)),
+            other => Err(StoreError::Corrupt(format!("add_hits answered {other:?}"))),
+        };
+        Ok(WindowTotals {
+            current: count(&counts[0])?,
+            previous: count(&counts[1])?,
+        })
+    }
+
+    /// Redis drops idle counters by their key TTL; there is nothing to
+    /// sweep.
+    async fn sweep_counters(&self, _now: Timestamp, _batch: u32) -> StoreResult<u32> {
         Ok(0)
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! [`RedisStore`] implements every store capability of `tessera_core`
 //! ([`SessionStore`], [`RefreshStore`], [`EventStore`], [`SigningKeyStore`],
-//! [`ApiKeyStore`], [`LeaseStore`], [`ReplayStore`], [`StoreHealth`]). Each state-changing
+//! [`ApiKeyStore`], [`LeaseStore`], [`ReplayStore`], [`RateLimitStore`], [`StoreHealth`]). Each state-changing
 //! method is one Lua script (one atomic step on the server, one round
 //! trip); a read is one command or one read-only script. The key layout is in [`layout`].
 //!
@@ -45,11 +45,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use redis::{Cmd, ScriptInvocation, Value};
+use tessera_core::store::WindowTotals;
 use tessera_core::{
     ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
-    LeaseStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, ReplayStore, RevokeReason, Rotation,
-    SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore, StoreError, StoreHealth, StoreResult,
-    Timestamp, TokenHash,
+    LeaseStore, NewEvent, RateLimitStore, RefreshFamily, RefreshLookup, RefreshStore, ReplayStore,
+    RevokeReason, Rotation, SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore, StoreError,
+    StoreHealth, StoreResult, Timestamp, TokenHash,
 };
 
 pub use cache::{CacheOptions, CacheStats};

@@ -77,6 +77,7 @@ pub(crate) struct Scripts {
     pub events_append: Script,
     pub lease: Script,
     pub use_once: Script,
+    pub add_hits: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -108,4 +109,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     events_append: with_prelude(&[include_str!("lua/events_append.lua")]),
     lease: Script::new(include_str!("lua/lease.lua")),
     use_once: Script::new(include_str!("lua/use_once.lua")),
+    add_hits: Script::new(include_str!("lua/add_hits.lua")),
 });

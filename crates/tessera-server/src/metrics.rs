@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tessera_core::{
     ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
-    LeaseStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, ReplayStore, RevokeReason,
-    SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore, StoreHealth, StoreResult, Timestamp,
-    TokenHash,
+    LeaseStore, NewEvent, RateLimitStore, RefreshFamily, RefreshLookup, RefreshStore, ReplayStore,
+    RevokeReason, SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore, StoreHealth, StoreResult,
+    Timestamp, TokenHash,
 };
 
 pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
@@ -480,6 +480,28 @@ impl<S: ReplayStore> ReplayStore for InstrumentedStore<S> {
 
     async fn sweep_markers(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
         timed("sweep_markers", self.inner.sweep_markers(now, batch)).await
+    }
+}
+
+#[async_trait]
+impl<S: RateLimitStore> RateLimitStore for InstrumentedStore<S> {
+    async fn add_hits(
+        &self,
+        key: &[u8; 32],
+        window: u64,
+        hits: u64,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<tessera_core::store::WindowTotals> {
+        timed(
+            "add_hits",
+            self.inner.add_hits(key, window, hits, expires_at, now),
+        )
+        .await
+    }
+
+    async fn sweep_counters(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
+        timed("sweep_counters", self.inner.sweep_counters(now, batch)).await
     }
 }
 

@@ -42,11 +42,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tessera_core::store::WindowTotals;
 use tessera_core::{
     ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
-    LeaseStore, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, ReplayStore, RevokeReason, Rotation,
-    SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore, StoreError, StoreHealth, StoreResult,
-    Timestamp, TokenHash,
+    LeaseStore, NewEvent, RateLimitStore, RefreshFamily, RefreshLookup, RefreshStore, ReplayStore,
+    RevokeReason, Rotation, SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore, StoreError,
+    StoreHealth, StoreResult, Timestamp, TokenHash,
 };
 
 use crate::codec::{FamilyRow, SessionRow};
@@ -490,6 +491,32 @@ impl ReplayStore for SqliteStore {
             return Ok(0);
         }
         self.writer.call(move |c| ops::sweep_markers(c, now, batch)).await
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for SqliteStore {
+    async fn add_hits(
+        &self,
+        key: &[u8; 32],
+        window: u64,
+        hits: u64,
+        expires_at: Timestamp,
+        _now: Timestamp,
+    ) -> StoreResult<WindowTotals> {
+        let key = *key;
+        self.writer
+            .call(move |c| ops::add_hits(c, &key, window, hits, expires_at))
+            .await
+    }
+
+    async fn sweep_counters(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
+        if batch == 0 {
+            return Ok(0);
+        }
+        self.writer
+            .call(move |c| ops::sweep_counters(c, now, batch))
+            .await
     }
 }
 

@@ -33,7 +33,7 @@ pub(crate) use refresh::{
     Rotate, clear_sealed_successors, collect_refresh_tokens, create_refresh_family, find_refresh,
     find_refresh_with_session, refresh_families_of, revoke_refresh_family, rotate_refresh,
 };
-pub(crate) use replay::{sweep_markers, use_once};
+pub(crate) use replay::{add_hits, sweep_counters, sweep_markers, use_once};
 pub(crate) use sessions::{
     Create, count_active, create, get, get_by_token, list_by_subject, revoke_all_active, revoke_subject,
     sweep, touch, update,

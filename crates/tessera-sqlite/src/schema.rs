@@ -308,6 +308,20 @@ CREATE TABLE used_markers (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX used_markers_expires_at ON used_markers (expires_at);
 ",
+    // Version 10: rate-limit counters (`tessera_core::RateLimitStore`),
+    // shared by every process on the file. A row per counter and window,
+    // keyed by a digest the core derives; each process adds its hits in
+    // batches, so a row is written a few times a second at most.
+    r"
+CREATE TABLE rate_counters (
+    key        BLOB NOT NULL,
+    window     INTEGER NOT NULL,
+    hits       INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (key, window)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX rate_counters_expires_at ON rate_counters (expires_at);
+",
 ];
 
 /// The schema version this build writes.

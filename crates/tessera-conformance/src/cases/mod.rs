@@ -4,7 +4,7 @@
 //! as its own test on a fresh store.
 //!
 //! - [`sessions`], [`refresh`], [`signing_keys`], [`api_keys`], [`events`],
-//!   [`leases`], [`replay`], [`health`]: one capability's contract, straight against
+//!   [`leases`], [`replay`], [`rate_limits`], [`health`]: one capability's contract, straight against
 //!   the store.
 //! - [`domain`]: the checklist's rules through the services.
 //! - [`concurrency`]: atomicity of the session services under real
@@ -16,6 +16,7 @@ pub mod domain;
 pub mod events;
 pub mod health;
 pub mod leases;
+pub mod rate_limits;
 pub mod refresh;
 pub mod replay;
 pub mod sessions;

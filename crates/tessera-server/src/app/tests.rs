@@ -1056,6 +1056,23 @@ impl tessera_core::ReplayStore for DownStore {
 }
 
 #[async_trait]
+impl tessera_core::RateLimitStore for DownStore {
+    async fn add_hits(
+        &self,
+        _: &[u8; 32],
+        _: u64,
+        _: u64,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> StoreResult<tessera_core::store::WindowTotals> {
+        down()
+    }
+    async fn sweep_counters(&self, _: Timestamp, _: u32) -> StoreResult<u32> {
+        down()
+    }
+}
+
+#[async_trait]
 impl tessera_core::LeaseStore for DownStore {
     async fn acquire_lease(
         &self,
