@@ -8,8 +8,11 @@
 //! background task calls `sync` every interval (100 ms by default), which
 //! adds the local hits to the store's counter and reads back the
 //! deployment's total. The decision therefore costs a hash-map lookup under
-//! a mutex, and the limit is exact on one node and overshoots across nodes
-//! by at most what the other nodes admit within one sync interval.
+//! a mutex, and the limit is exact on one node. Across nodes a node knows
+//! the others' hits as of its last sync that had something of its own to
+//! add, so the limit can be exceeded by at most what each node admits for
+//! one subject within one sync interval before that sync tells it the
+//! total.
 //!
 //! The estimate is a sliding window: the previous fixed window's total,
 //! weighted by how much of it still overlaps the last `window`, plus the
@@ -144,6 +147,9 @@ struct Entry {
     pending: u64,
     /// The deployment's total for `window - 1`.
     previous: u64,
+    /// Hits of `window - 1` no sync has taken yet (the window rolled
+    /// first): still owed to the store.
+    carried: u64,
 }
 
 impl Entry {
@@ -157,11 +163,15 @@ impl Entry {
         if window == self.window {
             return;
         }
-        self.previous = if window == self.window + 1 {
-            self.current()
+        if window == self.window + 1 {
+            self.previous = self.current();
+            self.carried = self.pending;
         } else {
-            0
-        };
+            // Two windows on, the old hits weigh nothing; the store's
+            // count of them would be dropped unread, so they are too.
+            self.previous = 0;
+            self.carried = 0;
+        }
         self.window = window;
         self.synced = 0;
         self.in_flight = 0;
@@ -258,6 +268,7 @@ impl RateLimiter {
             in_flight: 0,
             pending: 0,
             previous: 0,
+            carried: 0,
         });
         entry.roll(window);
         let current = entry.current();
@@ -287,9 +298,16 @@ impl RateLimiter {
                 let current_window = now / e.window_ms;
                 // Idle: nothing to add and nothing counted in the windows
                 // that still weigh.
-                !(e.pending == 0 && e.in_flight == 0 && e.window + 1 < current_window)
+                !(e.pending == 0 && e.in_flight == 0 && e.carried == 0 && e.window + 1 < current_window)
             });
             for (key, e) in entries.iter_mut() {
+                if e.carried > 0 {
+                    // Owed to the previous window; a failure drops them
+                    // (the window is over, and they weigh locally through
+                    // `previous` already).
+                    batch.push((*key, e.name, e.window - 1, e.window_ms, e.carried));
+                    e.carried = 0;
+                }
                 if e.pending > 0 {
                     batch.push((*key, e.name, e.window, e.window_ms, e.pending));
                     e.in_flight += e.pending;
@@ -327,6 +345,20 @@ impl RateLimiter {
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// Deletes expired counters from the store, `batch` at a time (the
+    /// sweeper's round); returns how many went.
+    pub async fn sweep(&self, batch: u32) -> StoreResult<u64> {
+        let batch = batch.max(1);
+        let mut total = 0u64;
+        loop {
+            let n = self.store.sweep_counters(self.clock.now(), batch).await?;
+            total += u64::from(n);
+            if n < batch {
+                return Ok(total);
+            }
         }
     }
 

@@ -56,6 +56,7 @@ codes! {
     HeadersTooLarge => "headers_too_large", REQUEST_HEADER_FIELDS_TOO_LARGE, "Request headers too large";
     ValidationFailed => "validation_failed", BAD_REQUEST, "Validation failed";
     RequestTimeout => "request_timeout", REQUEST_TIMEOUT, "Request timeout";
+    RateLimited => "rate_limited", TOO_MANY_REQUESTS, "Too many requests";
     StoreUnavailable => "store_unavailable", SERVICE_UNAVAILABLE, "Store unavailable";
     Internal => "internal", INTERNAL_SERVER_ERROR, "Internal error";
 }

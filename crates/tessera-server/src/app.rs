@@ -44,6 +44,8 @@ pub struct AppStateInner {
     pub oauth: Arc<crate::issuer::OAuth>,
     /// Device Bound Session Credentials, when `[dbsc] enabled`.
     pub dbsc: Option<tessera_core::dbsc::Dbsc>,
+    /// The abuse limits (`[rate_limits]`).
+    pub limits: Arc<crate::limits::AbuseLimits>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -91,6 +93,11 @@ pub fn build_with_sealer(
 ) -> App {
     // One store, handed to each service as the capabilities it uses.
     let sessions = Sessions::new(store.clone(), clock.clone(), config.policy());
+    let limits = Arc::new(crate::limits::AbuseLimits::new(
+        &config.rate_limits,
+        store.clone(),
+        clock.clone(),
+    ));
     let oauth = crate::issuer::OAuth::new(
         &config,
         sessions.clone(),
@@ -111,6 +118,7 @@ pub fn build_with_sealer(
     });
     let state = AppState(Arc::new(AppStateInner {
         dbsc,
+        limits,
         oauth: Arc::new(oauth),
         sessions,
         events: EventLog::new(store.clone()),

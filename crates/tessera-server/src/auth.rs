@@ -189,13 +189,7 @@ impl ApiKeys {
                 "an API key is required: Authorization: Bearer tsk_…",
             ));
         };
-        if value.len() > MAX_AUTHORIZATION_BYTES {
-            return Err(ApiError::Unauthorized("the API key is not valid"));
-        }
-        let presented = match value.split_first_chunk::<7>() {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"Bearer ") => rest.trim_ascii(),
-            _ => return Err(ApiError::Unauthorized("the Authorization scheme must be Bearer")),
-        };
+        let presented = presented_key(value)?;
         if let Some(key) = self.cache.get(presented) {
             return Ok(key);
         }
@@ -213,6 +207,12 @@ impl ApiKeys {
             }
             _ => Err(ApiError::Unauthorized("the API key is not valid")),
         }
+    }
+
+    /// The key `authorization` presents if it was found valid within the
+    /// cache's lifetime; never asks the store.
+    pub fn cached(&self, authorization: &[u8]) -> Option<Arc<ApiKey>> {
+        self.cache.get(presented_key(authorization).ok()?)
     }
 
     /// Creates and stores a new API key; returns its record and the secret.
@@ -275,3 +275,14 @@ pub async fn create_api_key(
 
 #[cfg(test)]
 mod tests;
+
+/// The key in `Authorization: Bearer …`.
+fn presented_key(value: &[u8]) -> Result<&[u8], ApiError> {
+    if value.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(ApiError::Unauthorized("the API key is not valid"));
+    }
+    match value.split_first_chunk::<7>() {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"Bearer ") => Ok(rest.trim_ascii()),
+        _ => Err(ApiError::Unauthorized("the Authorization scheme must be Bearer")),
+    }
+}

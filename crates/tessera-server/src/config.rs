@@ -15,6 +15,7 @@ mod dpop;
 mod enums;
 mod env;
 mod load;
+mod rate_limits;
 mod sections;
 mod tls;
 mod tokens;
@@ -24,6 +25,7 @@ pub use dpop::DpopConfig;
 pub use enums::{LogFormat, Synchronous};
 pub use env::{NON_KEY_ENV, env_names};
 pub use load::mask_url_password;
+pub use rate_limits::{LimitConfig, RateLimitsConfig};
 pub use sections::{
     EventsConfig, ForwardAuthConfig, HttpConfig, MAX_HEADER_READ_TIMEOUT_SECS, MAX_RETENTION_DAYS,
     SessionConfig, SqliteConfig, SweeperConfig,
@@ -62,6 +64,7 @@ pub struct Config {
     pub dpop: DpopConfig,
     pub tls: TlsConfig,
     pub dbsc: DbscConfig,
+    pub rate_limits: RateLimitsConfig,
     /// `[[clients]]`: OAuth clients besides the built-in `default`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<ClientConfig>,
@@ -87,6 +90,7 @@ impl Default for Config {
             dpop: DpopConfig::default(),
             tls: TlsConfig::default(),
             dbsc: DbscConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
             clients: Vec::new(),
         }
     }

@@ -18,8 +18,10 @@
 //!    the line that ends the request);
 //! 4. the header size limit (431);
 //! 5. the API key for every path under `/v1` — before routing, so an
-//!    unauthenticated caller learns nothing about which routes exist — and
-//!    the scope its route needs ([`required_scope`], 403 `forbidden`);
+//!    unauthenticated caller learns nothing about which routes exist — with
+//!    the abuse limits on failed keys per address and on requests per key
+//!    ([`crate::limits`], 429 `rate_limited`), and the scope its route
+//!    needs ([`required_scope`], 403 `forbidden`);
 //! 6. the body limit (an extension the extractors read for their error
 //!    detail), the request timeout (408) and the panic catcher (500);
 //! 7. metrics by route template, method and status;
@@ -247,12 +249,19 @@ where
                 .and_then(|c| state.api_keys.by_certificate(c)),
             Some(_) => None,
         };
+        let limits = &state.limits;
         let authenticated = match by_cert {
             Some(key) => Ok(key),
-            None => state.api_keys.authenticate(value).await,
+            None => {
+                let ip = limits.client_ip(req.headers(), req.extensions());
+                limits.authenticate_api_key(&state.api_keys, value, &ip).await
+            }
         };
         match authenticated {
             Ok(key) => {
+                if let Err(limited) = limits.check(&limits.api_per_key, key.id.as_bytes()) {
+                    return (ApiError::from(limited).into_response(), Some(key));
+                }
                 if let Some(scope) = required_scope(route)
                     && let Err(e) = key.require(scope)
                 {

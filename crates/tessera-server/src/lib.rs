@@ -27,6 +27,7 @@ pub mod edge;
 pub mod extract;
 pub mod handlers;
 pub mod issuer;
+pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

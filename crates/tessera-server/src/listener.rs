@@ -48,6 +48,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
+use crate::limits::PeerAddr;
+
 /// How long the listener pauses after an accept error that is not about
 /// one connection (e.g. out of file descriptors), so it does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(250);
@@ -104,9 +106,9 @@ where
                 }
             }
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _peer)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(e) => {
                     if !is_connection_error(&e) {
                         tracing::error!(error = %e, "accepting a connection failed");
@@ -120,7 +122,11 @@ where
         match &tls {
             None => serve_connection(
                 stream,
-                router.clone(),
+                WithConnInfo {
+                    inner: router.clone(),
+                    peer: PeerAddr(peer),
+                    cert: None,
+                },
                 Arc::clone(&builder),
                 graceful.watcher(),
                 limits.header_read_timeout,
@@ -149,7 +155,11 @@ where
                         }
                     };
                     let cert = crate::tls::peer_thumbprint(stream.get_ref().1);
-                    let router = WithClientCert { inner: router, cert };
+                    let router = WithConnInfo {
+                        inner: router,
+                        peer: PeerAddr(peer),
+                        cert,
+                    };
                     serve_connection(stream, router, builder, watcher, timeout, permit);
                 });
             }
@@ -158,16 +168,18 @@ where
     graceful
 }
 
-/// Puts the connection's client certificate thumbprint (if any) into each
-/// request's extensions. Only the TLS listener adds it, so no request
-/// header can make one up.
+/// Puts what the connection knows of its client into each request's
+/// extensions: the peer address (for the abuse limits) and, on TLS, the
+/// client certificate's thumbprint. Only the listener adds them, so no
+/// request header can make one up.
 #[derive(Clone)]
-struct WithClientCert<S> {
+struct WithConnInfo<S> {
     inner: S,
+    peer: PeerAddr,
     cert: Option<tessera_http::bearer::ClientCertThumbprint>,
 }
 
-impl<S: AppService> Service<Request> for WithClientCert<S> {
+impl<S: AppService> Service<Request> for WithConnInfo<S> {
     type Response = Response;
     type Error = Infallible;
     type Future = S::Future;
@@ -177,6 +189,7 @@ impl<S: AppService> Service<Request> for WithClientCert<S> {
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
+        req.extensions_mut().insert(self.peer);
         if let Some(cert) = &self.cert {
             req.extensions_mut().insert(cert.clone());
         }

@@ -25,6 +25,7 @@ pub const STORE_ERRORS: &str = "tessera_store_errors_total";
 pub const SWEPT: &str = "tessera_sessions_swept_total";
 pub const EVENTS_DELETED: &str = "tessera_events_deleted_total";
 pub const FORWARD_AUTH: &str = "tessera_forward_auth_total";
+pub const RATE_LIMITED: &str = "tessera_rate_limited_total";
 
 const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -80,6 +81,10 @@ fn describe() {
     );
     metrics::describe_counter!(STORE_ERRORS, "Store calls that failed, by operation.");
     metrics::describe_counter!(SWEPT, "Expired sessions deleted by the sweeper.");
+    metrics::describe_counter!(
+        RATE_LIMITED,
+        "Requests refused with 429 by an abuse limit ([rate_limits]), by limit."
+    );
     metrics::describe_counter!(
         EVENTS_DELETED,
         "Events deleted by the sweeper past [events] retention_days."
@@ -514,3 +519,8 @@ impl<S: StoreHealth> StoreHealth for InstrumentedStore<S> {
 
 #[cfg(test)]
 mod tests;
+
+/// One request refused by the abuse limit `limit`.
+pub fn rate_limited(limit: &'static str) {
+    metrics::counter!(RATE_LIMITED, "limit" => limit).increment(1);
+}

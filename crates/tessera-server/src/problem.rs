@@ -47,6 +47,13 @@ pub enum ApiError {
     Validation(String),
     #[error("the request took longer than {0} s")]
     RequestTimeout(u64),
+    /// Over an abuse limit (`[rate_limits]`); `Retry-After` says when to
+    /// try again.
+    #[error("too many requests ({limit}); retry after {retry_after_secs} s")]
+    RateLimited {
+        limit: &'static str,
+        retry_after_secs: u64,
+    },
     /// The store could not answer; verification fails closed.
     #[error("the session store is unavailable; try again later")]
     StoreUnavailable,
@@ -80,6 +87,7 @@ impl ApiError {
             ApiError::HeadersTooLarge(_) => Code::HeadersTooLarge,
             ApiError::Validation(_) => Code::ValidationFailed,
             ApiError::RequestTimeout(_) => Code::RequestTimeout,
+            ApiError::RateLimited { .. } => Code::RateLimited,
             ApiError::StoreUnavailable => Code::StoreUnavailable,
             ApiError::Internal => Code::Internal,
         }
@@ -108,6 +116,9 @@ impl IntoResponse for ApiError {
         }
         if let ApiError::StoreUnavailable = self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::RateLimited { retry_after_secs, .. } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         // Lets the metrics/trace layers see the code without parsing the body.
         res.extensions_mut().insert(ErrorCode(self.code()));

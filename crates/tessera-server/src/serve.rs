@@ -72,7 +72,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let tasks = [
         tokio::spawn(sweeper(
             app.state.oauth.tokens.clone(),
-            app.state.oauth.dpop_token.clone(),
+            (
+                app.state.oauth.dpop_token.clone(),
+                app.state.limits.limiter().clone(),
+            ),
             app.state.events.clone(),
             Duration::from_secs(config.sweeper.interval_secs),
             config.sweeper.batch_size,
@@ -80,6 +83,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             leases.sweep.clone(),
         )),
         tokio::spawn(gauges(app.state.sessions.clone(), app.state.metrics.clone())),
+        tokio::spawn(app.state.limits.clone().sync_forever()),
         tokio::spawn(crate::issuer::key_maintenance(
             app.state.oauth.keys.clone(),
             Duration::from_secs(config.keys.reload_interval_secs),
@@ -338,7 +342,7 @@ impl EventRetention {
 /// for all that share the store.
 async fn sweeper(
     tokens: TokenService,
-    dpop: tessera_core::dpop::DpopVerifier,
+    (dpop, limiter): Expiring,
     events: EventLog,
     interval: Duration,
     batch: u32,
@@ -381,6 +385,11 @@ async fn sweeper(
                     Ok(n) => tracing::debug!(deleted = n, "deleted expired DPoP proof markers"),
                     Err(e) => tracing::warn!(error = %e, "DPoP marker sweep failed"),
                 }
+                match limiter.sweep(batch).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(deleted = n, "deleted expired rate-limit counters"),
+                    Err(e) => tracing::warn!(error = %e, "rate-limit counter sweep failed"),
+                }
                 match sweep_events(&events, sessions.now(), batch, retention).await {
                     Ok(0) => {}
                     Ok(n) => {
@@ -403,6 +412,13 @@ async fn sweeper(
         }
     }
 }
+
+/// The holders of short-lived records the sweeper deletes besides
+/// sessions: DPoP proof markers and rate-limit counters.
+type Expiring = (
+    tessera_core::dpop::DpopVerifier,
+    Arc<tessera_core::ratelimit::RateLimiter>,
+);
 
 /// Deletes the events past retention at `now` in batches; returns how
 /// many went.

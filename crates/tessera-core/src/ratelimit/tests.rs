@@ -228,3 +228,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn hits_counted_just_before_a_window_ends_still_reach_the_store() {
+    let clock = clock_at_window_start();
+    let store: Arc<dyn RateLimitStore> = Arc::new(MemoryStore::new());
+    let a = limiter(store.clone(), &clock);
+    clock.advance_secs(59);
+    for _ in 0..5 {
+        assert!(a.check(&RULE, b"late").is_allowed());
+    }
+    // The window rolls before A syncs: the five are owed to the old one.
+    clock.advance_secs(2);
+    // ⌊5 × 59/60⌋ = 4 weigh locally: room for one more, not two.
+    assert!(a.check(&RULE, b"late").is_allowed());
+    assert!(!a.check(&RULE, b"late").is_allowed(), "they weigh locally");
+    block_on(a.sync()).unwrap();
+    // Another process sees them as the previous window's count.
+    let b = limiter(store, &clock);
+    b.add(&RULE, b"late");
+    block_on(b.sync()).unwrap();
+    assert!(!b.peek(&RULE, b"late").is_allowed());
+}

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::{Config, ConfigError, tls, tokens};
+use super::{Config, ConfigError, LimitConfig, tls, tokens};
 
 /// Environment variables with the `TESSERA_` prefix that are not
 /// configuration keys (the `--config` flag's variable).
@@ -115,6 +115,16 @@ pub(super) const ENV_KEYS: &[EnvKey] = env_keys! {
     "TESSERA_DBSC_COOKIE_TTL_SECS" => |c, v| c.dbsc.cookie_ttl_secs = parse(v)?;
     "TESSERA_DBSC_CHALLENGE_TTL_SECS" => |c, v| c.dbsc.challenge_ttl_secs = parse(v)?;
     "TESSERA_DBSC_REQUIRED_LEVEL" => |c, v| c.dbsc.required_level = Some(parse(v)?);
+    "TESSERA_RATE_LIMITS_ENABLED" => |c, v| c.rate_limits.enabled = parse(v)?;
+    "TESSERA_RATE_LIMITS_CLIENT_IP_HEADER" => |c, v| c.rate_limits.client_ip_header = v.trim().to_owned();
+    "TESSERA_RATE_LIMITS_SYNC_INTERVAL_MS" => |c, v| c.rate_limits.sync_interval_ms = parse(v)?;
+    "TESSERA_RATE_LIMITS_MAX_TRACKED" => |c, v| c.rate_limits.max_tracked = parse(v)?;
+    "TESSERA_RATE_LIMITS_API_KEY_FAILURES_PER_IP" => |c, v| c.rate_limits.api_key_failures_per_ip = LimitConfig::parse(v)?;
+    "TESSERA_RATE_LIMITS_API_PER_KEY" => |c, v| c.rate_limits.api_per_key = LimitConfig::parse(v)?;
+    "TESSERA_RATE_LIMITS_OAUTH_PER_IP" => |c, v| c.rate_limits.oauth_per_ip = LimitConfig::parse(v)?;
+    "TESSERA_RATE_LIMITS_OAUTH_PER_CLIENT" => |c, v| c.rate_limits.oauth_per_client = LimitConfig::parse(v)?;
+    "TESSERA_RATE_LIMITS_DBSC_PER_IP" => |c, v| c.rate_limits.dbsc_per_ip = LimitConfig::parse(v)?;
+    "TESSERA_RATE_LIMITS_DBSC_PER_SESSION" => |c, v| c.rate_limits.dbsc_per_session = LimitConfig::parse(v)?;
     "TESSERA_CLIENTS" => |c, v| c.clients = tokens::parse_clients_env(v)?;
 };
 

@@ -129,6 +129,7 @@ impl Config {
         self.validate_dpop().map_err(ConfigError::Invalid)?;
         self.validate_tls().map_err(ConfigError::Invalid)?;
         self.validate_dbsc().map_err(ConfigError::Invalid)?;
+        self.rate_limits.validate().map_err(ConfigError::Invalid)?;
         if let Some(h) = &self.forward_auth.client_cert_header
             && axum::http::HeaderName::try_from(h.as_str()).is_err()
         {

@@ -383,3 +383,36 @@ fn tls_settings_are_checked() {
             .contains("client_cert_header")
     );
 }
+
+#[test]
+fn gn_04_rate_limits_from_toml_and_env_and_checked() {
+    let c = Config::from_toml(
+        "[rate_limits]\nenabled = false\noauth_per_ip = { requests = 5, window_secs = 10 }\n",
+    )
+    .unwrap();
+    assert!(!c.rate_limits.enabled);
+    assert_eq!(c.rate_limits.oauth_per_ip, crate::config::LimitConfig::new(5, 10));
+    assert_eq!(
+        c.rate_limits.api_key_failures_per_ip,
+        crate::config::LimitConfig::new(20, 60),
+        "the others keep their defaults"
+    );
+    assert_eq!(
+        crate::config::LimitConfig::parse("600/60").unwrap(),
+        crate::config::LimitConfig::new(600, 60)
+    );
+    assert_eq!(
+        crate::config::LimitConfig::parse(" 3 / 10s ").unwrap(),
+        crate::config::LimitConfig::new(3, 10)
+    );
+    assert!(crate::config::LimitConfig::parse("600").is_err());
+    let mut bad = Config::default();
+    bad.rate_limits.api_per_key.window_secs = 0;
+    assert!(bad.validate().unwrap_err().to_string().contains("api_per_key"));
+    let mut off = Config::default();
+    off.rate_limits.api_per_key = crate::config::LimitConfig::new(0, 0);
+    off.validate().unwrap();
+    let mut header = Config::default();
+    header.rate_limits.client_ip_header = "bad header".into();
+    assert!(header.validate().is_err());
+}

@@ -84,12 +84,24 @@ fn refused(e: DbscError, session_id: Option<&str>) -> Response {
     hardened(res)
 }
 
+/// The per-address limit of both DBSC endpoints: the 429 to send when
+/// over it.
+fn over_ip_limit(state: &AppState, req: &Request) -> Option<Response> {
+    let limits = &state.limits;
+    let ip = limits.client_ip(req.headers(), req.extensions());
+    let over = limits.check(&limits.dbsc_per_ip, ip.as_bytes()).err()?;
+    Some(hardened(ApiError::from(over).into_response()))
+}
+
 /// `POST /auth/dbsc/register`: the browser proves its new key over the
 /// registration challenge, with the session cookie of the session it binds.
 pub async fn register(State(state): State<AppState>, req: Request) -> Response {
     let Some(dbsc) = state.dbsc.as_ref() else {
         return disabled();
     };
+    if let Some(refused) = over_ip_limit(&state, &req) {
+        return refused;
+    }
     let headers = req.headers();
     let token = match cookies::session_value(headers, state.config.cookie.effective_name()) {
         SessionValue::One(v) => v,
@@ -119,6 +131,9 @@ pub async fn refresh(State(state): State<AppState>, req: Request) -> Response {
     let Some(dbsc) = state.dbsc.as_ref() else {
         return disabled();
     };
+    if let Some(refused) = over_ip_limit(&state, &req) {
+        return refused;
+    }
     let headers = req.headers();
     let Some(id) = single_header(headers, &SEC_SECURE_SESSION_ID).and_then(|v| session_id(v.as_bytes()))
     else {
@@ -126,6 +141,12 @@ pub async fn refresh(State(state): State<AppState>, req: Request) -> Response {
             ApiError::Validation("one Sec-Secure-Session-Id header is required".into()).into_response(),
         );
     };
+    // Per bound session too: a stolen session id cannot be used to make
+    // the server check proofs (and log refusals) without end.
+    let limits = &state.limits;
+    if let Err(l) = limits.check(&limits.dbsc_per_session, id.as_bytes()) {
+        return hardened(ApiError::from(l).into_response());
+    }
     let proof = single_header(headers, &SECURE_SESSION_RESPONSE);
     match dbsc.refresh(id, proof).await {
         Ok(cookie) => bound(&state, dbsc, &cookie, true),

@@ -37,6 +37,7 @@ use tessera_core::{
 use tessera_http::bearer::{ClientCertThumbprint, DPOP_NONCE, dpop_proof};
 
 use crate::app::AppState;
+use crate::limits::IpSubject;
 use crate::problem::ApiError;
 
 const WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
@@ -186,6 +187,33 @@ fn implied_client<'r>(registry: &'r ClientRegistry, client_id: &str) -> Result<&
         .map_err(|_| OAuthFailure::client(false, "client authentication is required"))
 }
 
+/// The abuse limits of the OAuth endpoints: an authenticated confidential
+/// client counts under its id, everything else (public clients, failed or
+/// missing client authentication) under the caller's address.
+fn limit_oauth(state: &AppState, ip: &IpSubject, authenticated: Option<&Client>) -> Result<(), OAuthFailure> {
+    let limits = &state.limits;
+    match authenticated {
+        Some(c) if c.kind == ClientKind::Confidential => {
+            limits.check(&limits.oauth_per_client, c.client_id.as_bytes())
+        }
+        _ => limits.check(&limits.oauth_per_ip, ip.as_bytes()),
+    }
+    .map_err(OAuthFailure::rate_limited)
+}
+
+/// Client authentication and the abuse limit it decides, in that order:
+/// a failed authentication counts against the address before it is
+/// reported.
+fn authenticate_limited<'r>(
+    state: &'r AppState,
+    presented: &Presented,
+    ip: &IpSubject,
+) -> Result<Option<&'r Client>, OAuthFailure> {
+    let authenticated = authenticate(state, presented);
+    limit_oauth(state, ip, authenticated.as_ref().ok().copied().flatten())?;
+    authenticated
+}
+
 /// The client a refresh token was issued to, if it is one we know.
 async fn refresh_token_client(state: &AppState, presented: &str) -> Result<Option<String>, OAuthFailure> {
     Ok(state.oauth.tokens.refresh_token_client(presented).await?)
@@ -240,6 +268,7 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
         .map(|c| Binding::Mtls {
             x5t_s256: c.0.clone(),
         });
+    let ip = state.limits.client_ip(req.headers(), req.extensions());
     let (headers, form) = read_form(req).await?;
     let grant = form
         .get("grant_type")
@@ -268,7 +297,7 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
         .get("refresh_token")
         .ok_or_else(|| OAuthFailure::request("refresh_token is required"))?;
     let registry = state.oauth.tokens.clients();
-    let client = match authenticate(state, &presented)? {
+    let client = match authenticate_limited(state, &presented, &ip)? {
         Some(c) => c,
         None => match refresh_token_client(state, refresh_token).await? {
             Some(id) => implied_client(registry, &id)?,
@@ -344,13 +373,14 @@ pub async fn revoke(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn revoke_inner(state: &AppState, req: Request) -> Result<Response, OAuthFailure> {
+    let ip = state.limits.client_ip(req.headers(), req.extensions());
     let (headers, form) = read_form(req).await?;
     let presented = presented_client(&headers, &form)?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthFailure::request("token is required"))?;
     let registry = state.oauth.tokens.clients();
-    let client = match authenticate(state, &presented)? {
+    let client = match authenticate_limited(state, &presented, &ip)? {
         Some(c) => c,
         None => match token_client(state, token).await? {
             Some(id) => implied_client(registry, &id)?,
@@ -388,13 +418,21 @@ pub async fn introspect(State(state): State<AppState>, req: Request) -> Response
 }
 
 async fn introspect_inner(state: &AppState, req: Request) -> Result<Response, OAuthFailure> {
+    let ip = state.limits.client_ip(req.headers(), req.extensions());
     let (headers, form) = read_form(req).await?;
+    let limits = &state.limits;
     let caller = match authorization(&headers) {
         Authorization::Bearer(value) => {
-            match state.api_keys.authenticate(Some(value)).await {
-                // Introspection reveals who a token's session belongs to:
-                // the `sessions` scope, like reading a session by handle.
-                Ok(key) if key.allows(ApiKeyScope::Sessions) => Caller::Backend,
+            match limits
+                .authenticate_api_key(&state.api_keys, Some(value), &ip)
+                .await
+            {
+                Ok(key) if key.allows(ApiKeyScope::Sessions) => {
+                    limits
+                        .check(&limits.api_per_key, key.id.as_bytes())
+                        .map_err(OAuthFailure::rate_limited)?;
+                    Caller::Backend
+                }
                 Ok(_) => {
                     return Err(OAuthFailure {
                         challenge: Some("Bearer error=\"insufficient_scope\", scope=\"sessions\""),
@@ -406,6 +444,15 @@ async fn introspect_inner(state: &AppState, req: Request) -> Result<Response, OA
                     });
                 }
                 Err(ApiError::StoreUnavailable) => return Err(OAuthFailure::unavailable()),
+                Err(ApiError::RateLimited {
+                    limit,
+                    retry_after_secs,
+                }) => {
+                    return Err(OAuthFailure::rate_limited(crate::limits::Limited {
+                        limit,
+                        retry_after_secs,
+                    }));
+                }
                 Err(_) => {
                     return Err(OAuthFailure {
                         challenge: Some("Bearer error=\"invalid_token\""),
@@ -420,7 +467,7 @@ async fn introspect_inner(state: &AppState, req: Request) -> Result<Response, OA
         }
         _ => {
             let presented = presented_client(&headers, &form)?;
-            let client = authenticate(state, &presented)?.ok_or_else(|| OAuthFailure {
+            let client = authenticate_limited(state, &presented, &ip)?.ok_or_else(|| OAuthFailure {
                 challenge: Some("Basic realm=\"tessera\", Bearer"),
                 ..OAuthFailure::client(false, "authenticate as a confidential client or with an API key")
             })?;

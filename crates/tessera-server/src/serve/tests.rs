@@ -66,7 +66,13 @@ async fn the_sweeper_clears_sealed_successors_past_the_grace_window() {
     );
     let task = tokio::spawn(sweeper(
         tokens,
-        oauth.dpop_token.clone(),
+        (
+            oauth.dpop_token.clone(),
+            Arc::new(tessera_core::ratelimit::RateLimiter::new(
+                store.clone(),
+                Arc::new(clock.clone()),
+            )),
+        ),
         EventLog::new(store.clone()),
         Duration::from_secs(60),
         10,

@@ -15,6 +15,7 @@ mod harness;
 mod listener;
 mod many_nodes;
 mod parity;
+mod rate_limits;
 mod redis;
 mod restart;
 mod tls;

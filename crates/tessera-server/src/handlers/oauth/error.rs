@@ -18,6 +18,8 @@ pub struct OAuthFailure {
     pub(super) challenge: Option<&'static str>,
     /// A fresh `DPoP-Nonce` to send (RFC 9449 §8: with `use_dpop_nonce`).
     pub(super) dpop_nonce: Option<String>,
+    /// `Retry-After` seconds of a 429.
+    pub(super) retry_after: Option<u64>,
 }
 
 impl OAuthFailure {
@@ -28,6 +30,24 @@ impl OAuthFailure {
             description: clean_description(&description.into()),
             challenge: None,
             dpop_nonce: None,
+            retry_after: None,
+        }
+    }
+
+    /// Over an abuse limit: 429 `slow_down`, the code RFC 8628 registers
+    /// for a token-endpoint client that must slow down (RFC 6749 has none
+    /// for rate limits), with `Retry-After`.
+    pub(super) fn rate_limited(l: crate::limits::Limited) -> Self {
+        OAuthFailure {
+            retry_after: Some(l.retry_after_secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                format!(
+                    "too many requests ({}); retry after {} s",
+                    l.limit, l.retry_after_secs
+                ),
+            )
         }
     }
 
@@ -98,6 +118,10 @@ impl IntoResponse for OAuthFailure {
             && let Ok(v) = HeaderValue::from_str(nonce)
         {
             res.headers_mut().insert(tessera_http::bearer::DPOP_NONCE, v);
+        }
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()

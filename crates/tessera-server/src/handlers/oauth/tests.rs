@@ -21,6 +21,7 @@ use crate::config::{ClientConfig, ClientKindConfig, Config};
 mod dbsc;
 mod dpop;
 mod mtls;
+mod rate_limits;
 
 struct H {
     router: Router,
