@@ -90,7 +90,7 @@ impl Default for RateLimitsConfig {
             sync_interval_ms: 100,
             max_tracked: tessera_core::ratelimit::DEFAULT_MAX_ENTRIES,
             api_key_failures_per_ip: LimitConfig::new(20, 60),
-            api_per_key: LimitConfig::new(50_000, 1),
+            api_per_key: LimitConfig::new(200_000, 1),
             oauth_per_ip: LimitConfig::new(600, 60),
             oauth_per_client: LimitConfig::new(60_000, 60),
             dbsc_per_ip: LimitConfig::new(600, 60),
