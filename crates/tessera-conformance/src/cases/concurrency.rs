@@ -51,7 +51,16 @@ pub async fn concurrent_50_verifies_and_1_revoke<S: SessionStore + EventStore>(s
         tasks.spawn(async move {
             barrier.wait().await;
             let mut t = Tally::default();
-            for _ in 0..ROUNDS {
+            for round in 0..ROUNDS {
+                // Half-way, each verifier waits for the revoke to return:
+                // the revoke (started after a quarter of all verifies)
+                // then always lands mid-load, whatever the scheduler does,
+                // and the second halves all run after it.
+                if round == ROUNDS / 2 {
+                    while !revoke_returned.load(SeqCst) {
+                        yield_now().await;
+                    }
+                }
                 h.advance_ms(1);
                 let after_revoke = revoke_returned.load(SeqCst);
                 let r = h.sessions.verify(&token).await;
