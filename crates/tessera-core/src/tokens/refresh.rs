@@ -183,9 +183,10 @@ impl TokenService {
                 reason: Some(RevokeReason::RefreshTokenReuse),
                 ..NewEvent::new(EventKind::RefreshTokenReuse, &session, now)
             }];
-            store
-                .revoke_refresh_family(&fam.id, RevokeReason::RefreshTokenReuse, now, &reuse)
-                .await?;
+            // The session first: it is what every face checks, so a crash
+            // between the two writes leaves the thief locked out (the
+            // family cannot refresh for an ended session) rather than the
+            // family ended and the session still valid.
             match self
                 .sessions
                 .revoke(&fam.handle, RevokeReason::RefreshTokenReuse)
@@ -194,6 +195,9 @@ impl TokenService {
                 Ok(_) | Err(Error::NotFound) => {}
                 Err(e) => return Err(e.into()),
             }
+            store
+                .revoke_refresh_family(&fam.id, RevokeReason::RefreshTokenReuse, now, &reuse)
+                .await?;
             return Err(OAuthError::InvalidGrant("refresh token was already used"));
         }
         Err(OAuthError::Unavailable("refresh contention; retry".into()))

@@ -576,6 +576,10 @@ struct LoggedReads {
     log: std::sync::Mutex<Vec<&'static str>>,
     fail_after_rotation: std::sync::atomic::AtomicBool,
     rotated: std::sync::atomic::AtomicBool,
+    /// Armed, every call after the next state-changing one fails: a
+    /// crash between two writes.
+    crash_after_write: std::sync::atomic::AtomicBool,
+    wrote: std::sync::atomic::AtomicBool,
 }
 
 impl LoggedReads {
@@ -584,7 +588,14 @@ impl LoggedReads {
         if self.fail_after_rotation.load(SeqCst) && self.rotated.load(SeqCst) {
             return Err(StoreError::Unavailable("a store call after the rotation".into()));
         }
+        if self.crash_after_write.load(SeqCst) && self.wrote.load(SeqCst) {
+            return Err(StoreError::Unavailable("crashed after a write".into()));
+        }
         Ok(())
+    }
+
+    fn written(&self) {
+        self.wrote.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn note(&self, read: &'static str) {
@@ -629,7 +640,9 @@ impl SessionStore for LoggedReads {
     }
     async fn update(&self, s: &SessionRecord, v: u64, e: &[NewEvent]) -> crate::store::StoreResult<bool> {
         self.gate()?;
-        self.inner.update(s, v, e).await
+        let r = self.inner.update(s, v, e).await;
+        self.written();
+        r
     }
     async fn list_by_subject(&self, subject: &str) -> crate::store::StoreResult<Vec<Arc<SessionRecord>>> {
         self.gate()?;
@@ -715,9 +728,12 @@ impl RefreshStore for LoggedReads {
         events: &[NewEvent],
     ) -> crate::store::StoreResult<bool> {
         self.gate()?;
-        self.inner
+        let r = self
+            .inner
             .revoke_refresh_family(family_id, reason, now, events)
-            .await
+            .await;
+        self.written();
+        r
     }
     async fn refresh_families_of(&self, handle: &str) -> crate::store::StoreResult<Vec<Arc<RefreshFamily>>> {
         self.gate()?;
@@ -1044,4 +1060,32 @@ async fn dp_mt_03_introspection_returns_cnf_and_token_type() {
     };
     assert_eq!(m["token_type"], "Bearer");
     assert_eq!(m["cnf"], serde_json::json!({"x5t#S256": JKT}));
+}
+
+/// RT-02 under a crash: the theft response is two writes (the session and
+/// the family). Whichever of them a crash interrupts after, the session
+/// must not stay valid: failed before, a crashed reuse left the family
+/// revoked and the session verifying.
+#[tokio::test]
+async fn rt_02_a_crash_inside_the_theft_response_never_leaves_the_session_valid() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(LoggedReads::default());
+    let svc = service_on(store.clone(), Arc::new(MemoryStore::new()), &clock, vec![], 0).await;
+    let (s, t) = login_on(&svc, "").await;
+    let c = svc.clients().get("default").unwrap().clone();
+    let rt = t.refresh_token.unwrap();
+    svc.refresh(rt.expose(), &c, None).await.unwrap();
+    clock.advance_secs(1);
+
+    store.crash_after_write.store(true, SeqCst);
+    let reuse = svc.refresh(rt.expose(), &c, None).await;
+    assert!(reuse.is_err(), "the reuse is refused: {reuse:?}");
+    store.crash_after_write.store(false, SeqCst);
+
+    let verified = svc.sessions().verify(s.token.expose()).await;
+    assert!(
+        matches!(verified, Err(crate::Error::SessionRevoked)),
+        "after a crash between the theft response's writes the session must be ended: {verified:?}"
+    );
 }
