@@ -7,6 +7,7 @@ mod api;
 mod bad_input;
 mod concurrency;
 mod config_cli;
+mod crash;
 mod dpop_client;
 mod duties;
 mod faults;
