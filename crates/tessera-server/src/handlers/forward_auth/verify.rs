@@ -226,7 +226,7 @@ impl<'h> Credential<'h> {
 }
 
 #[utoipa::path(
-    method(get, head, post, put, patch, delete),
+    method(get, head, post, put, patch, delete, options, trace),
     path = "/auth/verify",
     operation_id = "forward_auth_verify",
     tag = "forward-auth",
@@ -512,7 +512,7 @@ fn identity_response(id: &Identity) -> Response {
 
 /// Doc-only twin of [`verify`] at `/auth/verify/` (the same handler).
 #[utoipa::path(
-    method(get, head, post, put, patch, delete),
+    method(get, head, post, put, patch, delete, options, trace),
     path = "/auth/verify/",
     operation_id = "forward_auth_verify_slash",
     tag = "forward-auth",
@@ -536,7 +536,7 @@ pub(crate) fn verify_slash() {}
 /// Doc-only twin of [`verify`] at `/auth/verify/{*proxied_path}` (Envoy's
 /// ext_authz `path_prefix`; the route is a catch-all).
 #[utoipa::path(
-    method(get, head, post, put, patch, delete),
+    method(get, head, post, put, patch, delete, options, trace),
     path = "/auth/verify/{proxied_path}",
     operation_id = "forward_auth_verify_proxied",
     tag = "forward-auth",
