@@ -109,6 +109,8 @@ async fn every_route_of_the_router_is_documented() {
             Method::PUT,
             Method::PATCH,
             Method::DELETE,
+            Method::OPTIONS,
+            Method::TRACE,
         ] {
             let documented = item.get(method.as_str().to_ascii_lowercase()).is_some();
             let res = router
