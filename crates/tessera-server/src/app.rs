@@ -202,7 +202,8 @@ fn routes(state: &AppState) -> Router<AppState> {
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics));
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(crate::openapi::document_handler));
 
     // Browser-facing forward auth (SPEC §4.2); no API key. Every method and
     // any path below: Envoy's ext_authz sends its check with the proxied

@@ -77,6 +77,9 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET
+    /// /openapi.json` serves; committed as docs/openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +201,10 @@ pub fn main() -> ExitCode {
 pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve => crate::serve::serve(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Openapi => {
+            print!("{}", crate::openapi::json());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config(ConfigCommand::Check) => {
             print!("{}", config.to_masked_toml());
             Ok(ExitCode::SUCCESS)

@@ -345,29 +345,53 @@ impl Routes {
         }
     }
 
+    /// The routes without parameters.
+    const STATIC: &'static [&'static str] = &[
+        "/v1/sessions",
+        "/v1/sessions/verify",
+        "/v1/sessions/elevate",
+        "/v1/sessions/revoke",
+        "/v1/events",
+        "/v1/revocations",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/auth/verify",
+        "/auth/verify/",
+        "/auth/logout",
+        tessera_http::dbsc::REGISTER_PATH,
+        tessera_http::dbsc::REFRESH_PATH,
+        "/oauth2/token",
+        "/oauth2/revoke",
+        "/oauth2/introspect",
+        "/.well-known/jwks.json",
+        WELL_KNOWN_METADATA,
+    ];
+
+    /// The routes with parameters, as axum names them (what the matching
+    /// in [`Self::template`] answers).
+    #[cfg(test)]
+    const PATTERNS: &'static [&'static str] = &[
+        "/auth/verify/{*proxied_path}",
+        "/v1/sessions/{handle}",
+        "/v1/subjects/{subject}/sessions",
+    ];
+
+    /// Every template [`Self::template`] can answer but `"unmatched"`: the
+    /// route table, which the OpenAPI document must cover (a test holds
+    /// them together).
+    #[cfg(test)]
+    pub(crate) fn templates(&self) -> Vec<&str> {
+        let mut all: Vec<&str> = Self::STATIC.iter().chain(Self::PATTERNS).copied().collect();
+        all.extend(self.metadata_at_issuer.as_deref());
+        all
+    }
+
     /// The template of the route `path` matches, as axum's `MatchedPath`
     /// would name it, or `"unmatched"`.
     pub(crate) fn template(&self, path: &str) -> &str {
-        const STATIC: &[&str] = &[
-            "/v1/sessions",
-            "/v1/sessions/verify",
-            "/v1/sessions/elevate",
-            "/v1/sessions/revoke",
-            "/v1/events",
-            "/v1/revocations",
-            "/healthz",
-            "/readyz",
-            "/metrics",
-            "/auth/verify",
-            "/auth/verify/",
-            "/auth/logout",
-            "/oauth2/token",
-            "/oauth2/revoke",
-            "/oauth2/introspect",
-            "/.well-known/jwks.json",
-            WELL_KNOWN_METADATA,
-        ];
-        if let Some(t) = STATIC.iter().find(|t| **t == path) {
+        if let Some(t) = Self::STATIC.iter().find(|t| **t == path) {
             return t;
         }
         if let Some(t) = self.metadata_at_issuer.as_deref()

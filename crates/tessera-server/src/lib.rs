@@ -6,6 +6,7 @@
 //! - [`app`]: the axum router and its middleware; [`handlers`] are thin.
 //! - [`problem`]: [`problem::ApiError`], the one error type, as RFC 9457.
 //! - [`auth`]: backend API keys; [`metrics`]: Prometheus and the timed store.
+//! - [`openapi`]: the OpenAPI 3.1 document (`GET /openapi.json`).
 //! - [`serve`]: startup, bootstrap key, sweeper, graceful shutdown.
 //! - [`listener`]: the accept loop, with the connection cap and the
 //!   header-read timeout; [`tls`]: HTTPS and client certificates.
@@ -32,6 +33,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod open_store;
+pub mod openapi;
 pub mod problem;
 pub mod serve;
 pub mod tls;

@@ -196,3 +196,17 @@ fn edge_matches_tower_http_on_a_handler_that_outlives_the_timeout() {
     assert_eq!(a.status, StatusCode::REQUEST_TIMEOUT);
     assert_eq!(a, b);
 }
+
+/// The DBSC endpoints were missing from the edge's route table, so their
+/// requests were logged and counted as `unmatched`.
+#[test]
+fn edge_labels_dbsc_routes_by_their_template() {
+    let routes = Routes::new("");
+    for path in [
+        tessera_http::dbsc::REGISTER_PATH,
+        tessera_http::dbsc::REFRESH_PATH,
+    ] {
+        assert_eq!(routes.template(path), path);
+    }
+    assert_eq!(routes.template("/openapi.json"), "/openapi.json");
+}

@@ -93,6 +93,23 @@ fn over_ip_limit(state: &AppState, req: &Request) -> Option<Response> {
     Some(hardened(ApiError::from(over).into_response()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/dbsc/register",
+    operation_id = "dbsc_register",
+    tag = "dbsc",
+    params(("Secure-Session-Response" = String, Header, description = "The browser's proof (a JWT) over the registration challenge")),
+    responses(
+        (status = 200, description = "Registered: the session instruction and the bound cookie", body = crate::openapi::schemas::DbscInstruction, headers(("Set-Cookie" = String, description = "The bound cookie"), ("Secure-Session-Challenge" = String, description = "After a refresh: the next challenge"), ("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "Answer this challenge: sign a proof over it and retry (no body)",
+            headers(("Secure-Session-Challenge" = String, description = "The challenge (a structured header)"))),
+        (status = 404, description = "`not_found`: DBSC is not enabled, or no such device-bound session", body = crate::openapi::schemas::Problem, content_type = "application/problem+json"),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `POST /auth/dbsc/register`: the browser proves its new key over the
 /// registration challenge, with the session cookie of the session it binds.
 pub async fn register(State(state): State<AppState>, req: Request) -> Response {
@@ -125,6 +142,26 @@ pub async fn register(State(state): State<AppState>, req: Request) -> Response {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/dbsc/refresh",
+    operation_id = "dbsc_refresh",
+    tag = "dbsc",
+    params(
+        ("Sec-Secure-Session-Id" = String, Header, description = "The device-bound session"),
+        ("Secure-Session-Response" = Option<String>, Header, description = "The proof over the last challenge; without it, the answer is the challenge (403)"),
+    ),
+    responses(
+        (status = 200, description = "A new bound cookie (and the next challenge), or `{\"continue\": false}` when the session has ended", body = crate::openapi::schemas::DbscInstruction, headers(("Set-Cookie" = String, description = "The bound cookie"), ("Secure-Session-Challenge" = String, description = "After a refresh: the next challenge"), ("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "Answer this challenge: sign a proof over it and retry (no body)",
+            headers(("Secure-Session-Challenge" = String, description = "The challenge (a structured header)"))),
+        (status = 404, description = "`not_found`: DBSC is not enabled, or no such device-bound session", body = crate::openapi::schemas::Problem, content_type = "application/problem+json"),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `POST /auth/dbsc/refresh`: a new bound cookie for a proof over a fresh
 /// challenge; without a proof, the challenge (403).
 pub async fn refresh(State(state): State<AppState>, req: Request) -> Response {

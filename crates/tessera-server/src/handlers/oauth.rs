@@ -254,6 +254,23 @@ fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/oauth2/token",
+    operation_id = "oauth_token",
+    tag = "oauth",
+    security((), ("client_basic" = []), ("dpop" = []), ("client_basic" = [], "dpop" = [])),
+    request_body(content = crate::openapi::schemas::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "New tokens; the refresh token rotated", body = crate::openapi::schemas::TokenResponse,
+            headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"),
+                ("DPoP-Nonce" = String, description = "A nonce for the next DPoP proof"))),
+        (status = 400, response = crate::openapi::OAuthBadRequest),
+        (status = 401, response = crate::openapi::OAuthInvalidClient),
+        (status = 429, response = crate::openapi::OAuthRateLimited),
+        (status = 503, response = crate::openapi::OAuthUnavailable),
+    ),
+)]
 /// `POST /oauth2/token`: `grant_type=refresh_token` only (MD-07).
 pub async fn token(State(state): State<AppState>, req: Request) -> Response {
     answer(token_inner(&state, req).await)
@@ -365,6 +382,21 @@ fn dpop_failure(state: &AppState, e: DpopError) -> OAuthFailure {
 
 // ------------------------------------------------------------------ revoke
 
+#[utoipa::path(
+    post,
+    path = "/oauth2/revoke",
+    operation_id = "oauth_revoke",
+    tag = "oauth",
+    security((), ("client_basic" = [])),
+    request_body(content = crate::openapi::schemas::TokenHintForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or not a token of ours (RFC 7009 §2.2); the session ends with it"),
+        (status = 400, response = crate::openapi::OAuthBadRequest),
+        (status = 401, response = crate::openapi::OAuthInvalidClient),
+        (status = 429, response = crate::openapi::OAuthRateLimited),
+        (status = 503, response = crate::openapi::OAuthUnavailable),
+    ),
+)]
 /// `POST /oauth2/revoke` (RFC 7009): 200 whether or not the token was
 /// known (RV-05); `token_type_hint` is ignored, every type is searched
 /// (RV-06). Revoking any token of a session ends the session.
@@ -409,6 +441,23 @@ enum Caller<'r> {
     Client(&'r Client),
 }
 
+#[utoipa::path(
+    post,
+    path = "/oauth2/introspect",
+    operation_id = "oauth_introspect",
+    tag = "oauth",
+    security(("api_key" = []), ("client_basic" = []), ()),
+    request_body(content = crate::openapi::schemas::TokenHintForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The token's state (RFC 7662 §2.2)", body = crate::openapi::schemas::Introspection, headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"))),
+        (status = 400, response = crate::openapi::OAuthBadRequest),
+        (status = 401, response = crate::openapi::OAuthInvalidClient),
+        (status = 429, response = crate::openapi::OAuthRateLimited),
+        (status = 503, response = crate::openapi::OAuthUnavailable),
+        (status = 403, description = "`insufficient_scope`: the API key lacks the `sessions` scope", body = crate::openapi::schemas::OAuthError,
+            headers(("WWW-Authenticate" = String, description = "`Bearer error=\"insufficient_scope\"`"))),
+    ),
+)]
 /// `POST /oauth2/introspect` (RFC 7662): the caller authenticates with an
 /// API key with the `sessions` scope (`Authorization: Bearer tsk_…`; another
 /// key is 403 `insufficient_scope`, RFC 6750 §3.1) or as a confidential client
@@ -518,6 +567,16 @@ fn cacheable(mut res: Response, max_age: i64) -> Response {
     res
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "jwks",
+    tag = "oauth",
+    responses(
+        (status = 200, description = "The public keys that sign access tokens (RFC 7517)", body = crate::openapi::schemas::Jwks,
+            headers(("Cache-Control" = String, description = "`public, max-age=N`"))),
+    ),
+)]
 /// `GET /.well-known/jwks.json`: public keys only (JW-19), cached for
 /// less than a new key's pre-publication period.
 pub async fn jwks(State(state): State<AppState>) -> Response {
@@ -527,6 +586,18 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    operation_id = "oauth_metadata",
+    tag = "oauth",
+    description = "RFC 8414 metadata. When the issuer has a path, the same document is also served at \
+`/.well-known/oauth-authorization-server/<issuer path>` (RFC 8414 §3).",
+    responses(
+        (status = 200, description = "Authorization server metadata", body = crate::openapi::schemas::ServerMetadata,
+            headers(("Cache-Control" = String, description = "`public, max-age=N`"))),
+    ),
+)]
 /// `GET /.well-known/oauth-authorization-server[/<issuer path>]` (RFC 8414).
 pub async fn metadata(State(state): State<AppState>) -> Response {
     cacheable(

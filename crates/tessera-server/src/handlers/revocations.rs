@@ -79,6 +79,25 @@ pub struct FeedBody {
     pub more: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/revocations",
+    operation_id = "revocation_feed",
+    tag = "events",
+    security(("api_key" = [])),
+    params(
+        ("after" = Option<String>, Query, pattern = "^([0-9]{1,20})?$", description = "The previous answer's `next` (a decimal u64 event id; empty counts as absent); without it, the snapshot of revocations still in force"),
+        ("wait" = Option<u64>, Query, minimum = 0, maximum = 30, description = "With `after`: wait up to this many seconds for a revocation (long poll)"),
+    ),
+    responses(
+        (status = 200, description = "Revoked sessions and until when their access tokens could still be presented", body = crate::openapi::schemas::RevocationPage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::ApiKeyForbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `GET /v1/revocations?after=CURSOR&wait=SECS`.
 pub async fn feed(
     State(state): State<AppState>,

@@ -219,6 +219,24 @@ fn session_json(rec: &SessionRecord) -> Response {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    operation_id = "create_session",
+    tag = "sessions",
+    security(("api_key" = [])),
+    request_body = crate::openapi::schemas::CreateSessionRequest,
+    responses(
+        (status = 201, description = "The new session and its token (and tokens, when asked)", body = crate::openapi::schemas::IssuedSession),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::ApiKeyForbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `POST /v1/sessions`: login.
 pub async fn create(
     State(state): State<AppState>,
@@ -258,6 +276,24 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/verify",
+    operation_id = "verify_session",
+    tag = "sessions",
+    security(("api_key" = [])),
+    request_body = crate::openapi::schemas::SessionTokenRequest,
+    responses(
+        (status = 200, description = "The session is active; its idle expiry slid", body = crate::openapi::schemas::SessionBody),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::ApiKeyForbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `POST /v1/sessions/verify`: checks a token and slides the idle expiry.
 pub async fn verify(
     State(state): State<AppState>,
@@ -269,6 +305,24 @@ pub async fn verify(
     Ok(session_json(&rec))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/elevate",
+    operation_id = "elevate_session",
+    tag = "sessions",
+    security(("api_key" = [])),
+    request_body = crate::openapi::schemas::ElevateRequest,
+    responses(
+        (status = 200, description = "The elevated session under a new token (the old one ends)", body = crate::openapi::schemas::IssuedSession),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::ApiKeyForbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `POST /v1/sessions/elevate`: step-up; replaces the token.
 pub async fn elevate(
     State(state): State<AppState>,
@@ -297,6 +351,24 @@ pub async fn elevate(
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/revoke",
+    operation_id = "revoke_session_by_token",
+    tag = "sessions",
+    security(("api_key" = [])),
+    request_body = crate::openapi::schemas::SessionTokenRequest,
+    responses(
+        (status = 204, description = "Revoked (also when it already was, or had expired)"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::ApiKeyForbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `POST /v1/sessions/revoke`: logout with the token. Idempotent for
 /// revoked or expired sessions; an unknown token is `session_invalid`.
 pub async fn revoke(State(state): State<AppState>, Json(req): Json<TokenRequest>) -> ApiResult<StatusCode> {
@@ -307,6 +379,23 @@ pub async fn revoke(State(state): State<AppState>, Json(req): Json<TokenRequest>
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{handle}",
+    operation_id = "get_session",
+    tag = "sessions",
+    security(("api_key" = [])),
+    params(("handle" = String, Path, description = "The session handle (`ses_…`)")),
+    responses(
+        (status = 200, description = "The session, whatever its state", body = crate::openapi::schemas::SessionBody),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::ApiKeyForbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `GET /v1/sessions/{handle}`.
 pub async fn get_session(
     State(state): State<AppState>,
@@ -316,6 +405,27 @@ pub async fn get_session(
     Ok(session_json(&rec).into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/sessions/{handle}",
+    operation_id = "patch_session_data",
+    tag = "sessions",
+    security(("api_key" = [])),
+    params(("handle" = String, Path, description = "The session handle (`ses_…`)")),
+    request_body = crate::openapi::schemas::PatchRequest,
+    responses(
+        (status = 200, description = "The session with its new data", body = crate::openapi::schemas::SessionBody),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, description = "`conflict`: the session changed meanwhile; retry", body = crate::openapi::schemas::Problem, content_type = "application/problem+json"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::ApiKeyForbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `PATCH /v1/sessions/{handle}`: RFC 7396 merge patch of `data`.
 pub async fn patch_session(
     State(state): State<AppState>,
@@ -326,6 +436,23 @@ pub async fn patch_session(
     Ok(session_json(&rec).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{handle}",
+    operation_id = "revoke_session",
+    tag = "sessions",
+    security(("api_key" = [])),
+    params(("handle" = String, Path, description = "The session handle (`ses_…`)")),
+    responses(
+        (status = 204, description = "Revoked (also when it already was)"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::ApiKeyForbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `DELETE /v1/sessions/{handle}`: 204, also when already revoked.
 pub async fn delete_session(
     State(state): State<AppState>,
@@ -335,6 +462,22 @@ pub async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/subjects/{subject}/sessions",
+    operation_id = "list_subject_sessions",
+    tag = "sessions",
+    security(("api_key" = [])),
+    params(("subject" = String, Path, description = "The subject (user)")),
+    responses(
+        (status = 200, description = "The subject's active sessions, newest first", body = crate::openapi::schemas::SessionList),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::ApiKeyForbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `GET /v1/subjects/{subject}/sessions`: active sessions, newest first.
 pub async fn list_subject(
     State(state): State<AppState>,
@@ -347,6 +490,24 @@ pub async fn list_subject(
     .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/subjects/{subject}/sessions",
+    operation_id = "revoke_subject_sessions",
+    tag = "sessions",
+    security(("api_key" = [])),
+    params(("subject" = String, Path, description = "The subject (user)"),
+        ("except" = Option<String>, Query, description = "A session handle to keep (the current one)"),
+    ),
+    responses(
+        (status = 200, description = "How many sessions were revoked", body = crate::openapi::schemas::RevokedCount),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::ApiKeyForbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `DELETE /v1/subjects/{subject}/sessions[?except=HANDLE]`: sign out everywhere.
 pub async fn revoke_subject(
     State(state): State<AppState>,
@@ -361,6 +522,28 @@ pub async fn revoke_subject(
     Ok(axum::Json(serde_json::json!({ "revoked": n })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "list_events",
+    tag = "events",
+    security(("api_key" = [])),
+    params(
+        ("subject" = Option<String>, Query, description = "Only this subject's events"),
+        ("handle" = Option<String>, Query, description = "Only this session's events"),
+        ("kind" = Option<String>, Query, pattern = "^(|created|refreshed|elevated|revoked|expired|refresh_token_reuse|binding_failed)$", description = "Only events of this kind (an `EventKind`); empty counts as absent"),
+        ("after" = Option<String>, Query, pattern = "^([0-9]{1,20})?$", description = "Events after this id, a decimal u64; empty counts as absent (the previous page's `next`)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size [default: 100]"),
+    ),
+    responses(
+        (status = 200, description = "A page of events, oldest first", body = crate::openapi::schemas::EventPage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::ApiKeyForbidden),
+        (status = 429, response = crate::openapi::RateLimited),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `GET /v1/events?subject=&handle=&kind=&after=&limit=`.
 pub async fn events(
     State(state): State<AppState>,

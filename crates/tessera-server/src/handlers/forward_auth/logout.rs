@@ -21,6 +21,22 @@ const CLEAR_SITE_DATA_VALUE: &str = "\"cache\", \"cookies\", \"storage\"";
 /// Longest `?next=` a logout redirects to.
 const MAX_NEXT_BYTES: usize = 2048;
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    operation_id = "forward_auth_logout",
+    tag = "forward-auth",
+    params(("next" = Option<String>, Query, description = "A path on this site to go to afterwards (303)")),
+    responses(
+        (status = 204, description = "Logged out (also without a live session): the cookie expired, `Clear-Site-Data` sent",
+            headers(("Set-Cookie" = String, description = "The expired session cookie"), ("Clear-Site-Data" = String, description = "`\"cache\", \"cookies\", \"storage\"`"))),
+        (status = 303, description = "Logged out; on to `next`",
+            headers(("Location" = String, description = "`next`"), ("Set-Cookie" = String, description = "The expired session cookie"), ("Clear-Site-Data" = String, description = "`\"cache\", \"cookies\", \"storage\"`"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 403, description = "`csrf_rejected`: a cross-site request; nothing changed", body = crate::openapi::schemas::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// Revokes the cookie's session (every distinct session-cookie value
 /// presented), expires the cookie with the attributes it was set with and
 /// sends `Clear-Site-Data`. 204, or 303 to `next`. A missing, unknown or

@@ -16,7 +16,9 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use logout::__path_logout;
 pub use logout::logout;
+pub(crate) use verify::{__path_verify, __path_verify_proxied, __path_verify_slash};
 pub use verify::{X_TESSERA_AUTH_LEVEL, X_TESSERA_SESSION, X_TESSERA_SUBJECT, verify};
 
 fn no_store(mut res: Response) -> Response {

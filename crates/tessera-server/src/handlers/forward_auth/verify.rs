@@ -225,6 +225,29 @@ impl<'h> Credential<'h> {
     }
 }
 
+#[utoipa::path(
+    method(get, head, post, put, patch, delete, options, trace),
+    path = "/auth/verify",
+    operation_id = "forward_auth_verify",
+    tag = "forward-auth",
+    description = "A proxy's sub-request about the request it holds (nginx `auth_request`, Traefik \
+ForwardAuth, Envoy ext_authz). The session token comes only from the session cookie; an access \
+token may come in `Authorization` (Bearer or DPoP). Every method is answered.",
+    params(
+        ("level" = Option<u8>, Query, minimum = 1, maximum = 255, description = "The authentication level the resource needs"),
+        ("X-Forwarded-Method" = Option<String>, Header, description = "The proxied request's method (else judged state-changing)"),
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "The proxied request's URI"),
+        ("X-Forwarded-Host" = Option<String>, Header, description = "The proxied request's host"),
+        ("X-Forwarded-Proto" = Option<String>, Header, description = "The proxied request's scheme"),
+    ),
+    responses(
+        (status = 200, response = crate::openapi::ForwardAuthOk),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::ForwardAuthUnauthorized),
+        (status = 403, response = crate::openapi::ForwardAuthForbidden),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
 /// `GET|HEAD /auth/verify[?level=N]`, and any method at `/auth/verify/…`
 /// (Envoy's ext_authz check: the proxied method at `path_prefix` + the
 /// proxied path, whose query is the proxied request's, not ours).
@@ -486,3 +509,53 @@ fn identity_response(id: &Identity) -> Response {
     h.insert(X_TESSERA_AUTH_LEVEL, HeaderValue::from(u16::from(id.level())));
     res
 }
+
+/// Doc-only twin of [`verify`] at `/auth/verify/` (the same handler).
+#[utoipa::path(
+    method(get, head, post, put, patch, delete, options, trace),
+    path = "/auth/verify/",
+    operation_id = "forward_auth_verify_slash",
+    tag = "forward-auth",
+    params(
+        ("X-Forwarded-Method" = Option<String>, Header, description = "The proxied request's method (else judged state-changing)"),
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "The proxied request's URI"),
+        ("X-Forwarded-Host" = Option<String>, Header, description = "The proxied request's host"),
+        ("X-Forwarded-Proto" = Option<String>, Header, description = "The proxied request's scheme"),
+    ),
+    responses(
+        (status = 200, response = crate::openapi::ForwardAuthOk),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::ForwardAuthUnauthorized),
+        (status = 403, response = crate::openapi::ForwardAuthForbidden),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
+#[allow(dead_code)]
+pub(crate) fn verify_slash() {}
+
+/// Doc-only twin of [`verify`] at `/auth/verify/{*proxied_path}` (Envoy's
+/// ext_authz `path_prefix`; the route is a catch-all).
+#[utoipa::path(
+    method(get, head, post, put, patch, delete, options, trace),
+    path = "/auth/verify/{proxied_path}",
+    operation_id = "forward_auth_verify_proxied",
+    tag = "forward-auth",
+    description = "Envoy's ext_authz check: the proxied request's method at `path_prefix` + its path. \
+`proxied_path` may span several segments (the route is a catch-all).",
+    params(
+        ("proxied_path" = String, Path, description = "The proxied request's path"),
+        ("X-Forwarded-Method" = Option<String>, Header, description = "The proxied request's method (else judged state-changing)"),
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "The proxied request's URI"),
+        ("X-Forwarded-Host" = Option<String>, Header, description = "The proxied request's host"),
+        ("X-Forwarded-Proto" = Option<String>, Header, description = "The proxied request's scheme"),
+    ),
+    responses(
+        (status = 200, response = crate::openapi::ForwardAuthOk),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::ForwardAuthUnauthorized),
+        (status = 403, response = crate::openapi::ForwardAuthForbidden),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ),
+)]
+#[allow(dead_code)]
+pub(crate) fn verify_proxied() {}
