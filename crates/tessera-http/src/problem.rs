@@ -57,6 +57,7 @@ codes! {
     ValidationFailed => "validation_failed", BAD_REQUEST, "Validation failed";
     RequestTimeout => "request_timeout", REQUEST_TIMEOUT, "Request timeout";
     StoreUnavailable => "store_unavailable", SERVICE_UNAVAILABLE, "Store unavailable";
+    Overloaded => "overloaded", SERVICE_UNAVAILABLE, "Overloaded";
     Internal => "internal", INTERNAL_SERVER_ERROR, "Internal error";
 }
 

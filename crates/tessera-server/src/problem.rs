@@ -50,6 +50,9 @@ pub enum ApiError {
     /// The store could not answer; verification fails closed.
     #[error("the session store is unavailable; try again later")]
     StoreUnavailable,
+    /// More requests in progress than `[http] max_in_flight` (shed at once).
+    #[error("the service is handling {0} requests, its limit; try again shortly")]
+    Overloaded(usize),
     /// A bug. The detail never carries internals.
     #[error("internal error")]
     Internal,
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::Validation(_) => Code::ValidationFailed,
             ApiError::RequestTimeout(_) => Code::RequestTimeout,
             ApiError::StoreUnavailable => Code::StoreUnavailable,
+            ApiError::Overloaded(_) => Code::Overloaded,
             ApiError::Internal => Code::Internal,
         }
     }
@@ -106,7 +110,7 @@ impl IntoResponse for ApiError {
         if let ApiError::Unauthorized(_) = self {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::StoreUnavailable = self {
+        if let ApiError::StoreUnavailable | ApiError::Overloaded(_) = self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         // Lets the metrics/trace layers see the code without parsing the body.
