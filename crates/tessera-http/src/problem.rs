@@ -58,6 +58,7 @@ codes! {
     RequestTimeout => "request_timeout", REQUEST_TIMEOUT, "Request timeout";
     RateLimited => "rate_limited", TOO_MANY_REQUESTS, "Too many requests";
     StoreUnavailable => "store_unavailable", SERVICE_UNAVAILABLE, "Store unavailable";
+    Overloaded => "overloaded", SERVICE_UNAVAILABLE, "Overloaded";
     Internal => "internal", INTERNAL_SERVER_ERROR, "Internal error";
 }
 

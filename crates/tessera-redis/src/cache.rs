@@ -458,6 +458,31 @@ impl SessionCache {
     }
 }
 
+/// A write to sessions on its way: dropped before [`Pending::answered`]
+/// (an error, or the caller's future dropped), it flushes the cache, since
+/// the write may have happened without this process learning what it
+/// changed.
+pub(crate) struct Pending<'a>(Option<&'a Core>);
+
+impl<'a> Pending<'a> {
+    pub(crate) fn new(cache: Option<&'a SessionCache>) -> Self {
+        Self(cache.map(|c| &*c.core))
+    }
+
+    /// The write answered: its own invalidations say what to evict.
+    pub(crate) fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            c.flush();
+        }
+    }
+}
+
 struct Subscriber {
     core: Arc<Core>,
     /// Barrier requests; closed when the store is dropped, which ends the task.

@@ -243,8 +243,19 @@ impl RedisStore {
     /// Runs a script that changes sessions (wrapped by `scripts.rs`): evicts
     /// the sessions it names from this process's cache before the caller
     /// sees its answer, which it returns.
+    ///
+    /// Until that answer arrives, whether the script ran is unknown: a
+    /// timeout or a lost connection may come after Redis carried it out
+    /// (its invalidation then reaches the subscriber late, or never when
+    /// the subscription is gone too), and a caller whose future is
+    /// dropped (the service's request timeout) never sees an answer. So a
+    /// call that ends any other way than with its answer drops this
+    /// process's whole cache: a revoke answered 503 or 408 is never
+    /// followed by a "valid" served from memory.
     async fn run_changing(&self, inv: &ScriptInvocation<'_>) -> StoreResult<Value> {
+        let pending = cache::Pending::new(self.inner.cache.as_ref());
         let v = self.run(inv).await?;
+        pending.answered();
         let mut it = array(v, "script answer")?.into_iter();
         let answer = it.next().unwrap_or(Value::Nil);
         let names = bytes(it.next().unwrap_or(Value::Nil), "invalidations")?;

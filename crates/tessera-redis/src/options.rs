@@ -41,8 +41,13 @@ pub struct RedisOptions {
     /// For `rediss://`: a PEM file of the CA certificates to trust instead
     /// of the system's (a private CA).
     pub tls_ca: Option<PathBuf>,
+    /// How long a (re)connection may take before the command that needed
+    /// it fails as unavailable (`connect_timeout_ms`, default 2000).
     pub connect_timeout: Duration,
-    /// A command without an answer after this fails as unavailable.
+    /// A command without an answer after this fails as unavailable
+    /// (`timeout_ms`, default 2000): a slow Redis makes requests fail
+    /// closed (503) in bounded time instead of piling up behind it. The
+    /// session cache's heartbeat uses it too.
     pub response_timeout: Duration,
     /// The session cache (`cache`, `cache_ttl_ms`, `cache_size`; see
     /// [`CacheOptions`]).
@@ -111,6 +116,8 @@ impl RedisOptions {
                     options.grace = Duration::from_secs(s);
                 }
                 "tls_ca" => options.tls_ca = Some(PathBuf::from(v.as_ref())),
+                "timeout_ms" => options.response_timeout = millis(&k, &v)?,
+                "connect_timeout_ms" => options.connect_timeout = millis(&k, &v)?,
                 key if CacheOptions::KEYS.contains(&key) => options.cache.set(key, &v)?,
                 _ => {
                     if !extra(&k, &v)? {
@@ -244,7 +251,8 @@ impl RedisTarget {
         }
         if let Some(q) = parsed.query() {
             return Err(OptionsError(format!(
-                "redis+sentinel:// options: prefix, buckets, grace_secs, sentinel_auth (got {q:?})"
+                "redis+sentinel:// options: prefix, buckets, grace_secs, timeout_ms, connect_timeout_ms, \
+                 cache, cache_ttl_ms, cache_size, sentinel_auth (got {q:?})"
             )));
         }
         let (master, db) = match segments.as_slice() {
@@ -278,6 +286,19 @@ impl RedisTarget {
             options,
         ))
     }
+}
+
+/// The longest `timeout_ms` / `connect_timeout_ms`: a store call that
+/// waits longer than a minute is no longer worth an answer.
+const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// A timeout option: whole milliseconds from 1 to [`MAX_TIMEOUT_MS`].
+fn millis(key: &str, v: &str) -> Result<Duration, OptionsError> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|ms| (1..=MAX_TIMEOUT_MS).contains(ms))
+        .map(Duration::from_millis)
+        .ok_or_else(|| OptionsError(format!("{key} {v:?}: 1 to {MAX_TIMEOUT_MS} milliseconds")))
 }
 
 /// `HOST[:PORT]` of a multi-host URL, checked by the URL parser.

@@ -159,6 +159,7 @@ pub fn service(
         max_header_bytes: http.max_header_bytes,
         max_body_bytes: http.max_body_bytes,
         timeout: Duration::from_secs(http.request_timeout_secs),
+        max_in_flight: http.max_in_flight,
     };
     let labels = Routes::new(&state.oauth.issuer_path);
     let inner = routes(&state).with_state(state.clone());

@@ -16,7 +16,10 @@
 //! 3. the request id for every line logged while the request is handled
 //!    (`logging::in_request`; method, route template and API key id go into
 //!    the line that ends the request);
-//! 4. the header size limit (431);
+//! 4. load shedding: beyond `[http] max_in_flight` requests in progress,
+//!    503 `overloaded` at once (`/healthz` and `/metrics` are exempt, so
+//!    probes and scrapes still see an overloaded process); then the header
+//!    size limit (431);
 //! 5. the API key for every path under `/v1` — before routing, so an
 //!    unauthenticated caller learns nothing about which routes exist — with
 //!    the abuse limits on failed keys per address and on requests per key
@@ -35,7 +38,7 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -62,6 +65,8 @@ pub(crate) struct EdgeLimits {
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
     pub timeout: Duration,
+    /// Requests in progress at most; more are shed with 503 `overloaded`.
+    pub max_in_flight: usize,
 }
 
 /// What every request's edge future shares.
@@ -70,6 +75,8 @@ struct Shared {
     limits: EdgeLimits,
     routes: Routes,
     request_ids: RequestIds,
+    /// Requests in progress, for [`EdgeLimits::max_in_flight`].
+    in_flight: AtomicUsize,
 }
 
 /// The edge around an inner service (the router).
@@ -88,6 +95,7 @@ impl<S> Edge<S> {
                 limits,
                 routes,
                 request_ids: RequestIds::new(),
+                in_flight: AtomicUsize::new(0),
             }),
         }
     }
@@ -211,7 +219,9 @@ fn finish(
 }
 
 /// Steps 4–6: the checks that may answer instead of the router. Also
-/// returns the authenticated API key, for the log.
+/// returns the authenticated API key, for the log. The in-flight slot is
+/// held until the answer is made, however the request ends (a timeout, a
+/// client gone, a panic).
 async fn guarded<S>(
     shared: &Shared,
     inner: &mut S,
@@ -224,6 +234,16 @@ where
     S::Future: Send + 'static,
 {
     let limits = shared.limits;
+    let _slot = match route {
+        "/healthz" | "/metrics" => None,
+        _ => match InFlight::take(&shared.in_flight, limits.max_in_flight) {
+            Some(slot) => Some(slot),
+            None => {
+                crate::metrics::shed_counter().increment(1);
+                return (ApiError::Overloaded(limits.max_in_flight).into_response(), None);
+            }
+        },
+    };
     let header_bytes: usize = req
         .headers()
         .iter()
@@ -287,6 +307,34 @@ where
         Err(_) => ApiError::RequestTimeout(limits.timeout.as_secs()).into_response(),
     };
     (res, api_key)
+}
+
+/// One request in progress; dropping it frees the slot.
+///
+/// A counter rather than a semaphore: a request over the bound is
+/// answered at once instead of waiting for a slot, since waiting is what
+/// the bound exists to prevent (a slow store would otherwise make every
+/// request queue up to the request timeout), and one atomic add per
+/// request costs nothing measurable.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn take(count: &'a AtomicUsize, max: usize) -> Option<Self> {
+        // Add first, then look: no compare-and-swap loop under contention.
+        // A burst may briefly count past `max`; those requests are shed.
+        if count.fetch_add(1, Ordering::Relaxed) < max {
+            Some(InFlight(count))
+        } else {
+            count.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The answer to a panicked handler: a 500 problem, and the panic message

@@ -26,6 +26,7 @@ pub const SWEPT: &str = "tessera_sessions_swept_total";
 pub const EVENTS_DELETED: &str = "tessera_events_deleted_total";
 pub const FORWARD_AUTH: &str = "tessera_forward_auth_total";
 pub const RATE_LIMITED: &str = "tessera_rate_limited_total";
+pub const HTTP_SHED: &str = "tessera_http_requests_shed_total";
 
 const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -93,6 +94,16 @@ fn describe() {
         FORWARD_AUTH,
         "Forward-auth answers (/auth/verify, /auth/logout) by outcome."
     );
+    metrics::describe_counter!(
+        HTTP_SHED,
+        "Requests answered 503 overloaded at once: [http] max_in_flight were in progress."
+    );
+}
+
+/// `tessera_http_requests_shed_total`.
+pub(crate) fn shed_counter() -> &'static metrics::Counter {
+    static COUNTER: OnceLock<metrics::Counter> = OnceLock::new();
+    COUNTER.get_or_init(|| metrics::counter!(HTTP_SHED))
 }
 
 /// Outcome label of `tessera_session_verify_total` for a verify result.

@@ -297,7 +297,7 @@ shared_answer!(
     StoreUnavailable,
     Problem,
     PROBLEM,
-    "`store_unavailable`: the store did not answer; the request fails closed",
+    "`store_unavailable`: the store did not answer; the request fails closed. Any operation may also answer 503 `overloaded` when more than `[http] max_in_flight` requests are in progress",
     RETRY_AFTER
 );
 shared_answer!(

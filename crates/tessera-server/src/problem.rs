@@ -57,6 +57,9 @@ pub enum ApiError {
     /// The store could not answer; verification fails closed.
     #[error("the session store is unavailable; try again later")]
     StoreUnavailable,
+    /// More requests in progress than `[http] max_in_flight` (shed at once).
+    #[error("the service is handling {0} requests, its limit; try again shortly")]
+    Overloaded(usize),
     /// A bug. The detail never carries internals.
     #[error("internal error")]
     Internal,
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => Code::RequestTimeout,
             ApiError::RateLimited { .. } => Code::RateLimited,
             ApiError::StoreUnavailable => Code::StoreUnavailable,
+            ApiError::Overloaded(_) => Code::Overloaded,
             ApiError::Internal => Code::Internal,
         }
     }
@@ -114,7 +118,7 @@ impl IntoResponse for ApiError {
         if let ApiError::Unauthorized(_) = self {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::StoreUnavailable = self {
+        if let ApiError::StoreUnavailable | ApiError::Overloaded(_) = self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let ApiError::RateLimited { retry_after_secs, .. } = self {

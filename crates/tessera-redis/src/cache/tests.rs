@@ -205,3 +205,28 @@ fn cache_options_parse_and_refuse_nonsense() {
         assert!(o.set(k, v).is_err(), "{k}={v}");
     }
 }
+
+#[tokio::test]
+async fn a_write_that_ends_without_its_answer_drops_everything() {
+    let c = core();
+    c.went_live();
+    let (r, other) = (record(), record());
+    for x in [&r, &other] {
+        let t = ticket(&c, x);
+        c.insert(t, Arc::clone(x), Instant::now());
+    }
+    let late = record();
+    let in_flight = ticket(&c, &late);
+    // Answered: its own invalidations say what changed; nothing else goes.
+    super::Pending(Some(&c)).answered();
+    assert!(hit(&c, &r) && hit(&c, &other));
+    // Failed, timed out or dropped mid-way: it may have changed anything.
+    drop(super::Pending(Some(&c)));
+    assert!(!hit(&c, &r) && !hit(&c, &other));
+    assert!(c.stats().live, "still live: later reads are cached again");
+    c.insert(in_flight, Arc::clone(&late), Instant::now());
+    assert!(!hit(&c, &late), "a read from before the drop is not stored");
+    let t = ticket(&c, &r);
+    c.insert(t, Arc::clone(&r), Instant::now());
+    assert!(hit(&c, &r));
+}

@@ -87,3 +87,33 @@ fn the_debug_form_shows_no_password() {
         assert!(!format!("{t:?}").contains("secret"), "{t:?}");
     }
 }
+
+#[test]
+fn timeouts_are_options_of_every_url_form() {
+    let (t, o) = parse("redis://h/?timeout_ms=250&connect_timeout_ms=1500&protocol=resp3");
+    assert_eq!(t, RedisTarget::Single("redis://h/?protocol=resp3".into()));
+    assert_eq!(o.response_timeout, Duration::from_millis(250));
+    assert_eq!(o.connect_timeout, Duration::from_millis(1500));
+    let (_, o) = parse("redis+cluster://a:1/?timeout_ms=100");
+    assert_eq!(o.response_timeout, Duration::from_millis(100));
+    let (_, o) = parse("redis+sentinel://s1/m?timeout_ms=100&connect_timeout_ms=60000");
+    assert_eq!(
+        (o.response_timeout, o.connect_timeout),
+        (Duration::from_millis(100), Duration::from_secs(60))
+    );
+    let d = RedisOptions::default();
+    assert_eq!(
+        (d.response_timeout, d.connect_timeout),
+        (Duration::from_secs(2), Duration::from_secs(2))
+    );
+    for bad in [
+        "timeout_ms=0",
+        "timeout_ms=60001",
+        "timeout_ms=1s",
+        "connect_timeout_ms=-1",
+    ] {
+        let url = format!("redis://h/?{bad}");
+        let e = RedisTarget::parse(&url).expect_err(&url).to_string();
+        assert!(e.contains("1 to 60000 milliseconds"), "{bad}: {e}");
+    }
+}

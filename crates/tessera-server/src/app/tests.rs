@@ -1170,6 +1170,7 @@ async fn panics_become_500_problems() {
         max_header_bytes: 1024,
         max_body_bytes: 1024,
         timeout: std::time::Duration::from_secs(5),
+        max_in_flight: 1024,
     };
     let edge: Router = Router::new().fallback_service(Edge::new(inner, app.state, limits, Routes::new("")));
     for _ in 0..2 {

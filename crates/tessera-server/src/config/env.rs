@@ -68,6 +68,7 @@ pub(super) const ENV_KEYS: &[EnvKey] = env_keys! {
     "TESSERA_HTTP_API_KEY_CACHE_SECS" => |c, v| c.http.api_key_cache_secs = parse(v)?;
     "TESSERA_HTTP_HEADER_READ_TIMEOUT_SECS" => |c, v| c.http.header_read_timeout_secs = parse(v)?;
     "TESSERA_HTTP_MAX_CONNECTIONS" => |c, v| c.http.max_connections = parse(v)?;
+    "TESSERA_HTTP_MAX_IN_FLIGHT" => |c, v| c.http.max_in_flight = parse(v)?;
     "TESSERA_SWEEPER_INTERVAL_SECS" => |c, v| c.sweeper.interval_secs = parse(v)?;
     "TESSERA_SWEEPER_BATCH_SIZE" => |c, v| c.sweeper.batch_size = parse(v)?;
     "TESSERA_EVENTS_RETENTION_DAYS" => |c, v| c.events.retention_days = parse(v)?;

@@ -110,6 +110,9 @@ impl Config {
         if h.max_connections == 0 {
             return bad("[http] max_connections must be positive".into());
         }
+        if h.max_in_flight == 0 {
+            return bad("[http] max_in_flight must be positive".into());
+        }
         if self.sweeper.interval_secs == 0 {
             return bad("[sweeper] interval_secs must be positive".into());
         }

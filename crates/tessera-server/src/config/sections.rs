@@ -50,6 +50,8 @@ pub struct HttpConfig {
     pub header_read_timeout_secs: u64,
     /// Open connections at most; beyond, the listener stops accepting.
     pub max_connections: usize,
+    /// Requests in progress at most; beyond, 503 `overloaded` at once.
+    pub max_in_flight: usize,
 }
 
 /// The longest `[http] header_read_timeout_secs` accepted: a slow client
@@ -65,6 +67,7 @@ impl Default for HttpConfig {
             api_key_cache_secs: 5,
             header_read_timeout_secs: 10,
             max_connections: 4096,
+            max_in_flight: 1024,
         }
     }
 }

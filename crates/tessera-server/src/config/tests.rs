@@ -416,3 +416,25 @@ fn gn_04_rate_limits_from_toml_and_env_and_checked() {
     header.rate_limits.client_ip_header = "bad header".into();
     assert!(header.validate().is_err());
 }
+
+#[test]
+fn max_in_flight_is_configurable_and_positive() {
+    assert_eq!(Config::default().http.max_in_flight, 1024);
+    let c = Config::from_toml("[http]\nmax_in_flight = 8\n").unwrap();
+    assert_eq!(c.http.max_in_flight, 8);
+    let load = |v: &str| {
+        Config::load(
+            None,
+            env(&[("TESSERA_STORE", "memory://"), ("TESSERA_HTTP_MAX_IN_FLIGHT", v)]),
+            &Overrides::default(),
+        )
+    };
+    assert_eq!(load("100").unwrap().http.max_in_flight, 100);
+    let e = load("0").unwrap_err().to_string();
+    assert!(e.contains("[http] max_in_flight"), "{e}");
+    assert!(
+        Config::default()
+            .to_masked_toml()
+            .contains("max_in_flight = 1024")
+    );
+}

@@ -64,6 +64,10 @@ fn probe() -> Svc {
 }
 
 fn edge() -> Svc {
+    edge_with(probe(), 1024)
+}
+
+fn edge_with(inner: Svc, max_in_flight: usize) -> Svc {
     let store = Arc::new(MemoryStore::new());
     let config = Config {
         store: Some("memory://".into()),
@@ -74,8 +78,9 @@ fn edge() -> Svc {
         max_header_bytes: 64 * 1024,
         max_body_bytes: 1024,
         timeout: TIMEOUT,
+        max_in_flight,
     };
-    BoxCloneSyncService::new(Edge::new(probe(), app.state, limits, Routes::new("")))
+    BoxCloneSyncService::new(Edge::new(inner, app.state, limits, Routes::new("")))
 }
 
 #[derive(Clone, Default)]
@@ -209,4 +214,70 @@ fn edge_labels_dbsc_routes_by_their_template() {
         assert_eq!(routes.template(path), path);
     }
     assert_eq!(routes.template("/openapi.json"), "/openapi.json");
+}
+
+/// `[http] max_in_flight`: with that many requests in progress, the next
+/// one is answered 503 `overloaded` with `Retry-After: 1` at once (it does
+/// not wait for a slot); `/healthz` and `/metrics` are never shed; a slot
+/// comes back when its request ends, also by the request timeout.
+#[tokio::test]
+async fn requests_beyond_max_in_flight_are_shed_at_once_and_their_slots_come_back() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let inside = Arc::new(AtomicU64::new(0));
+    let (g, n) = (gate.clone(), inside.clone());
+    let held = BoxCloneSyncService::new(tower::service_fn(move |req: Request| {
+        let (g, n) = (g.clone(), n.clone());
+        async move {
+            if req.uri().path() == "/hold" {
+                n.fetch_add(1, Ordering::SeqCst);
+                let _permit = g.acquire().await;
+            }
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        }
+    }));
+    let svc = edge_with(held, 2);
+    let holders: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(svc.clone().oneshot(request("/hold", None, &[]))))
+        .collect();
+    while inside.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+
+    let res = tokio::time::timeout(
+        Duration::from_secs(1),
+        svc.clone().oneshot(request("/x", None, &[])),
+    )
+    .await
+    .expect("shed at once, not queued")
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+    assert!(res.headers().contains_key(REQUEST_ID));
+    let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["type"], "urn:tessera:error:overloaded");
+    assert_eq!(
+        (v["code"].as_str(), v["status"].as_u64()),
+        (Some("overloaded"), Some(503))
+    );
+    for exempt in ["/healthz", "/metrics"] {
+        let res = svc.clone().oneshot(request(exempt, None, &[])).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{exempt}");
+    }
+
+    gate.add_permits(2);
+    for h in holders {
+        assert_eq!(h.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    for _ in 0..3 {
+        let res = svc.clone().oneshot(request("/x", None, &[])).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "the slots are free again");
+    }
+
+    // A request cut off by the timeout gives its slot back too.
+    let one = edge_with(probe(), 1);
+    let res = one.clone().oneshot(request("/slow", None, &[])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+    let res = one.clone().oneshot(request("/x", None, &[])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
 }

@@ -5,6 +5,7 @@
 
 mod api;
 mod bad_input;
+mod chaos_proxy;
 mod concurrency;
 mod config_cli;
 mod crash;
