@@ -107,6 +107,7 @@ fn advance() -> impl Strategy<Value = i64> {
         4 => prop_oneof![
             Just(1_000),
             Just(9_999),
+            Just(10_000),
             Just(10_001),
             Just(60_000),
             Just(300_000),
