@@ -5,9 +5,9 @@
 //! under test, and after every step every answer and every observable part
 //! of the state (per-subject lists, the active count, every record, the
 //! step's events, the JWKS) is compared with a plain reference
-//! ([`reference`]) written from the spec.
+//! (`reference.rs`) written from the spec.
 //!
-//! The sequences come from proptest strategies ([`ops`]), driven here by
+//! The sequences come from proptest strategies (`ops.rs`), driven here by
 //! hand because the cases are async: each generated case runs on a fresh
 //! store from the factory, and a failing one is shrunk (fewer operations,
 //! smaller selectors) with proptest's own `simplify`/`complicate` to a
