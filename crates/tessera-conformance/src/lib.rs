@@ -30,6 +30,7 @@
 //! | [`health_cases!`] | [`cases::health`] | `StoreHealth` |
 //! | [`domain_cases!`] | [`cases::domain`] | `RefreshStore + SigningKeyStore + EventStore` |
 //! | [`concurrency_cases!`] | [`cases::concurrency`] | `SessionStore + EventStore` |
+//! | [`model_cases!`] | [`cases::model`] | `SessionStore + RefreshStore + SigningKeyStore + EventStore` |
 //!
 //! The factory is a path, from the invoking module, to an `async fn()`
 //! returning a fresh, empty `Arc<S>` of the concrete store type. Every macro
@@ -91,6 +92,7 @@ macro_rules! conformance_suite {
         $crate::health_cases!(@complete $factory);
         $crate::domain_cases!(@complete $factory);
         $crate::concurrency_cases!(@complete $factory);
+        $crate::model_cases!(@complete $factory);
     };
 }
 
@@ -281,10 +283,45 @@ macro_rules! concurrency_cases {
     };
 }
 
+/// The model check of the session state machine: [`cases::model`]. Its
+/// case takes the factory itself, since every generated sequence starts on
+/// a fresh store.
+#[macro_export]
+macro_rules! model_cases {
+    // The case needs no complete store; it builds its own from the factory.
+    (@complete $factory:path) => {
+        $crate::model_cases!($factory);
+    };
+    ($factory:path) => {
+        $crate::__cases! { model; @factory $factory;
+            model_session_state_machine,
+        }
+    };
+}
+
 /// The per-case expansion of the macros above. Not public API.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __cases {
+    // Cases that take the factory (a fresh store per generated sequence)
+    // rather than one store. First: `@factory` is not a path.
+    ($module:ident; @factory $factory:path; $($case:ident),* $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[$crate::__tokio::test(
+                    flavor = "multi_thread",
+                    worker_threads = 4,
+                    crate = "tessera_conformance::__tokio"
+                )]
+                async fn $case() {
+                    $crate::__run_case(stringify!($case), $crate::cases::$module::$case(|| $factory()))
+                        .await;
+                }
+            )*
+        }
+    };
     ($module:ident; @complete $factory:path; $($case:ident),* $(,)?) => {
         mod $module {
             // The factory is named from the invoking module.

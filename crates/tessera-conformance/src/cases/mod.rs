@@ -9,6 +9,7 @@
 //! - [`domain`]: the checklist's rules through the services.
 //! - [`concurrency`]: atomicity of the session services under real
 //!   parallelism.
+//! - [`model`]: random sequences of operations against a reference model.
 
 pub mod api_keys;
 pub mod concurrency;
@@ -16,6 +17,7 @@ pub mod domain;
 pub mod events;
 pub mod health;
 pub mod leases;
+pub mod model;
 pub mod rate_limits;
 pub mod refresh;
 pub mod replay;

@@ -181,6 +181,18 @@ impl KeyManager {
     /// current key may be compromised; verifiers with a cached JWKS then
     /// meet an unknown `kid` and must refetch). Returns its `kid`.
     pub async fn rotate(&self, activate_in_secs: i64) -> Result<String, KeyError> {
+        self.rotate_replacing(activate_in_secs, None).await
+    }
+
+    /// [`rotate`](Self::rotate) for the replacement of `replacing`, which
+    /// is about to be revoked: a tie with it does not count (it leaves the
+    /// schedule), so a replacement due at once signs at once even in the
+    /// millisecond `replacing` activated.
+    async fn rotate_replacing(
+        &self,
+        activate_in_secs: i64,
+        replacing: Option<&str>,
+    ) -> Result<String, KeyError> {
         if activate_in_secs < 0 {
             return Err(KeyError::InvalidPolicy(String::from(
                 "a key cannot activate in the past",
@@ -193,9 +205,15 @@ impl KeyManager {
             let records = self.store.signing_keys().await?;
             // A key activating in the same millisecond as another would be
             // ordered against it by `kid` alone; step past it so the new
-            // key does sign from its activation.
+            // key does sign from its activation. Revoked keys (and the one
+            // being replaced) are outside the schedule: a tie with them
+            // orders nothing.
             record.activates_at = target;
-            while records.iter().any(|r| r.activates_at == record.activates_at) {
+            while records.iter().any(|r| {
+                r.activates_at == record.activates_at
+                    && r.revoked_at.is_none()
+                    && Some(r.kid.as_str()) != replacing
+            }) {
                 record.activates_at = record.activates_at.plus_millis(1);
             }
             let newest = records
@@ -230,7 +248,7 @@ impl KeyManager {
         }
         let signs_now = self.signer().is_ok_and(|s| s.kid == kid);
         let replacement = if signs_now {
-            Some(self.rotate(0).await?)
+            Some(self.rotate_replacing(0, Some(kid)).await?)
         } else {
             None
         };

@@ -582,6 +582,27 @@ async fn two_processes_starting_on_only_revoked_keys_add_one_key() {
     assert_eq!(b.signer().unwrap().kid, added[0]);
 }
 
+/// Found by the conformance model check: revoking the signing key in the
+/// millisecond it activated must still leave a key that signs at once (the
+/// replacement used to step past the revoked key's instant, leaving that
+/// millisecond, and on a manual clock all time until it moved, without a
+/// signer: every token issuance failed).
+#[tokio::test]
+async fn revoking_the_signing_key_in_its_first_millisecond_leaves_a_signer() {
+    let f = Fixture::new();
+    let m = f.manager(SigningAlg::EdDSA);
+    let t0 = f.clock.now();
+    let first = m.ensure_key().await.unwrap().unwrap();
+    let fresh = m.revoke(&first).await.unwrap().expect("a replacement");
+    assert_eq!(m.signer().unwrap().kid, fresh, "the replacement signs at once");
+    assert_eq!(kids(&m.jwks()), vec![fresh.clone()]);
+    let info = m.list().into_iter().find(|k| k.kid == fresh).unwrap();
+    assert_eq!(info.activates_at, t0);
+    // And again: the replacement revoked in its own first millisecond.
+    let third = m.revoke(&fresh).await.unwrap().expect("a replacement");
+    assert_eq!(m.signer().unwrap().kid, third);
+}
+
 #[tokio::test]
 async fn rotation_in_the_same_millisecond_steps_past_the_current_key() {
     // Same activation instant would leave the order to the kids; the new
