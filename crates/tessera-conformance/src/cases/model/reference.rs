@@ -551,9 +551,12 @@ impl Reference {
         let fam = &mut self.families[f];
         fam.revoked = true;
         fam.sealed = false;
+        // The session is ended before the family (a crash between the two
+        // writes must leave the thief locked out), so its `revoked` event
+        // comes first.
         let reuse = Some(RevokeReason::RefreshTokenReuse);
-        self.event(s, EventKind::RefreshTokenReuse, reuse);
         self.revoke(s, RevokeReason::RefreshTokenReuse);
+        self.event(s, EventKind::RefreshTokenReuse, reuse);
         invalid()
     }
 
