@@ -17,6 +17,8 @@ mod verify;
 mod tests;
 
 pub use logout::logout;
+#[doc(hidden)]
+pub use verify::fuzzing;
 pub use verify::{X_TESSERA_AUTH_LEVEL, X_TESSERA_SESSION, X_TESSERA_SUBJECT, verify};
 
 fn no_store(mut res: Response) -> Response {
