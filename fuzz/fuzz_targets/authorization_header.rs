@@ -10,9 +10,9 @@
 //! certificate thumbprint is 43 base64url characters.
 #![no_main]
 
+use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use tessera_http::bearer::{AccessCredential, access_credential, dpop_proof, forwarded_client_cert};
-use http::{HeaderMap, HeaderName, HeaderValue};
 
 fuzz_target!(|data: &[u8]| {
     let cert = HeaderName::from_static("x-ssl-client-cert");

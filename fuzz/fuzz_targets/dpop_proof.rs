@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut parts = text.splitn(4, '\n');
-    let (Some(method), Some(uri), Some(at), Some(proof)) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(uri), Some(at), Some(proof)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return;
     };
@@ -32,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(p) = check_proof(proof, &req, &policy, now) {
         assert_eq!(p.jkt.len(), 43);
-        assert!(p.jkt.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            p.jkt
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         assert!(!p.jti.is_empty() && p.jti.len() <= 256);
         assert!(p.iat >= now.unix_secs() - policy.max_age_secs);
         assert!(p.iat <= now.unix_secs() + policy.max_future_secs);

@@ -367,6 +367,23 @@ impl Dbsc {
     }
 }
 
+/// The proof parser as the fuzz targets (`fuzz/`) call it; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{DbscError, DpopAlg, PublicJwk};
+
+    /// Parses and verifies a `dbsc+jwt` proof exactly as registration
+    /// (`registered` is `None`) and refresh do: its `jti` and, at
+    /// registration, the key from its header.
+    pub fn parse_proof(
+        proof: &str,
+        algs: &[DpopAlg],
+        registered: Option<&PublicJwk>,
+    ) -> Result<(String, Option<PublicJwk>), DbscError> {
+        super::parse_proof(proof, algs, registered).map(|p| (p.jti, p.jwk))
+    }
+}
+
 struct Proof {
     jti: String,
     jwk: Option<PublicJwk>,

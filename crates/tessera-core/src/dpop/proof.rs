@@ -184,8 +184,13 @@ pub fn check_proof(
 /// syntax- and scheme-based normalisation: case of scheme and host, default
 /// port, dot segments, percent-encoding of unreserved characters) with
 /// query and fragment dropped, then compared. Only `http` and `https`.
+/// A string with a control character or a space is no URI (RFC 3986 §2)
+/// and names nothing: the WHATWG parser would strip or drop them silently.
 pub fn htu_matches(htu: &str, uri: &str) -> bool {
     let norm = |s: &str| -> Option<url::Url> {
+        if s.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return None;
+        }
         let mut u = url::Url::parse(s).ok()?;
         if !matches!(u.scheme(), "http" | "https") || u.cannot_be_a_base() || u.host().is_none() {
             return None;

@@ -302,6 +302,28 @@ fn dp_07_htm_must_match_the_method() {
     );
 }
 
+/// The WHATWG URL parser strips leading and trailing C0 controls and spaces
+/// and drops tabs and newlines anywhere, so `https://s/tok\nen\u{4}` used
+/// to name `https://s/token`. No RFC 3986 URI contains them: such an `htu`
+/// (or request URI) names nothing. Found by the dpop_proof fuzz target.
+#[test]
+fn dp_08_htu_with_control_characters_or_spaces_matches_nothing() {
+    let uri = "https://server.example.com/token";
+    for bad in [
+        "https://server.example.com/token\u{4}",
+        "https://server.example.com/token\u{0}",
+        " https://server.example.com/token",
+        "https://server.example.com/token ",
+        "https://server.example.com/to\nken",
+        "https://server.example.com/to\tken",
+        "https://server.example.com/token\u{7f}",
+    ] {
+        assert!(!htu_matches(bad, uri), "{bad:?}");
+        assert!(!htu_matches(uri, bad), "{bad:?}");
+        assert!(!htu_matches(bad, bad), "{bad:?}");
+    }
+}
+
 #[test]
 fn dp_08_htu_is_compared_after_normalisation() {
     let uri = "https://server.example.com/token";

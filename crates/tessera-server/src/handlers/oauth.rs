@@ -615,3 +615,78 @@ use form::{Form, form_decode, read_form};
 
 #[cfg(test)]
 mod tests;
+
+/// The request readers of the OAuth endpoints as the fuzz targets (`fuzz/`)
+/// call them; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use axum::extract::Request;
+    use axum::http::HeaderMap;
+
+    use super::{
+        Authorization, OAuthFailure, Presented, authorization, form_decode, presented_client, read_form,
+    };
+
+    /// The client credentials a request presents.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Credentials {
+        None,
+        Basic { id: String, secret: Option<String> },
+        Post { id: String, secret: Option<String> },
+    }
+
+    /// What `/oauth2/token|revoke|introspect` read before any store access.
+    #[derive(Debug)]
+    pub struct Read {
+        /// The form's parameters, in order.
+        pub params: Vec<(String, String)>,
+        /// `get(name)` of each parameter named in `params`, as the handlers see it.
+        pub got: Vec<Option<String>>,
+        /// The client credentials, or the 400/401 answered instead.
+        pub client: Result<Credentials, (u16, &'static str, String)>,
+        /// `Authorization` as introspection classifies it: `none`, `basic`,
+        /// `bearer` or `other`.
+        pub scheme: &'static str,
+    }
+
+    fn failure(f: OAuthFailure) -> (u16, &'static str, String) {
+        (f.status.as_u16(), f.code, f.description)
+    }
+
+    /// Reads a POST of `body` with `headers` exactly as the endpoints do
+    /// (`Content-Type`, body, form, client credentials).
+    pub fn read_request(headers: HeaderMap, body: Vec<u8>) -> Result<Read, (u16, &'static str, String)> {
+        let mut req = Request::new(axum::body::Body::from(body));
+        *req.headers_mut() = headers;
+        let (headers, form) = futures::executor::block_on(read_form(req)).map_err(failure)?;
+        let params = form.0.clone();
+        let got = params
+            .iter()
+            .map(|(k, _)| form.get(k).map(str::to_owned))
+            .collect();
+        let client = presented_client(&headers, &form)
+            .map(|p| match p {
+                Presented::None => Credentials::None,
+                Presented::Basic { id, secret } => Credentials::Basic { id, secret },
+                Presented::Post { id, secret } => Credentials::Post { id, secret },
+            })
+            .map_err(failure);
+        let scheme = match authorization(&headers) {
+            Authorization::None => "none",
+            Authorization::Basic(_) => "basic",
+            Authorization::Bearer(_) => "bearer",
+            Authorization::Other => "other",
+        };
+        Ok(Read {
+            params,
+            got,
+            client,
+            scheme,
+        })
+    }
+
+    /// One form-urlencoded component, strictly decoded.
+    pub fn decode_component(s: &str) -> Option<String> {
+        form_decode(s)
+    }
+}

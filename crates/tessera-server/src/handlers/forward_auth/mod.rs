@@ -18,6 +18,8 @@ mod tests;
 
 pub(crate) use logout::__path_logout;
 pub use logout::logout;
+#[doc(hidden)]
+pub use verify::fuzzing;
 pub(crate) use verify::{__path_verify, __path_verify_proxied, __path_verify_slash};
 pub use verify::{X_TESSERA_AUTH_LEVEL, X_TESSERA_SESSION, X_TESSERA_SUBJECT, verify};
 

@@ -559,3 +559,26 @@ pub(crate) fn verify_slash() {}
 )]
 #[allow(dead_code)]
 pub(crate) fn verify_proxied() {}
+
+/// The forwarded-header readers as the fuzz targets (`fuzz/`) call them;
+/// not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use axum::http::HeaderMap;
+
+    /// The proxied request's method (`X-Forwarded-Method`, `X-Original-Method`).
+    pub fn proxied_method(headers: &HeaderMap) -> Option<&[u8]> {
+        super::proxied_method(headers)
+    }
+
+    /// The proxied request's URL (`X-Original-URL`, `X-Forwarded-Proto|Host|Uri`).
+    pub fn proxied_uri(headers: &HeaderMap) -> Option<String> {
+        super::proxied_uri(headers)
+    }
+
+    /// `?level=N` of `/auth/verify`; `Err` is the detail of the 400 the
+    /// service answers.
+    pub fn required_level(query: Option<&str>) -> Result<Option<u8>, String> {
+        super::required_level(query).map_err(|e| e.to_string())
+    }
+}

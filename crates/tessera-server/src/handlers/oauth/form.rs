@@ -9,7 +9,7 @@ use crate::extract::BodyLimit;
 
 /// A decoded `application/x-www-form-urlencoded` body.
 #[derive(Debug, Default)]
-pub(super) struct Form(Vec<(String, String)>);
+pub(super) struct Form(pub(super) Vec<(String, String)>);
 
 impl Form {
     /// The parameter's value; an empty value counts as absent.
