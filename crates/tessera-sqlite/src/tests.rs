@@ -209,7 +209,7 @@ async fn a_version_1_database_is_upgraded_in_place() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, schema::SCHEMA_VERSION);
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     assert_eq!(*store.get(&record(1).handle).await.unwrap().unwrap(), record(1));
 
     let now = Timestamp::from_unix_secs(1_000_000);
