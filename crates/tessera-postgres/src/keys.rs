@@ -1,9 +1,9 @@
-//! API keys and signing keys.
+//! API keys, signing keys and OAuth clients registered at run time.
 
 use async_trait::async_trait;
 use tessera_core::{
-    ApiKeyRecord, ApiKeyScope, ApiKeyStore, SigningKeyRecord, SigningKeyStore, StoreError, StoreResult,
-    Timestamp, TokenHash,
+    ApiKeyRecord, ApiKeyScope, ApiKeyStore, ClientRecord, ClientStore, SigningKeyRecord, SigningKeyStore,
+    StoreError, StoreResult, Timestamp, TokenHash,
 };
 
 use crate::codec::{API_KEY_COLUMNS, SIGNING_KEY_COLUMNS, col, decode_api_key, decode_signing_key};
@@ -136,6 +136,71 @@ impl SigningKeyStore for PostgresStore {
                 "UPDATE signing_keys SET revoked_at = $2, private_sealed = '\\x'::bytea \
                  WHERE kid = $1 AND revoked_at IS NULL",
                 &[&kid, &now.unix_millis()],
+            )
+            .await?
+                > 0
+        })
+    }
+}
+
+const CLIENT_COLUMNS: &str = "client_id, created_at, revoked_at, registration";
+
+fn decode_client(row: &tokio_postgres::Row) -> StoreResult<ClientRecord> {
+    let revoked_at: Option<i64> = col(row, 2, "client revoked_at")?;
+    Ok(ClientRecord {
+        client_id: col(row, 0, "client_id")?,
+        created_at: Timestamp::from_unix_millis(col(row, 1, "client created_at")?),
+        revoked_at: revoked_at.map(Timestamp::from_unix_millis),
+        registration: col(row, 3, "registration")?,
+    })
+}
+
+#[async_trait]
+impl ClientStore for PostgresStore {
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        with_client!(self, |c| {
+            execute(
+                c,
+                "INSERT INTO clients (client_id, created_at, revoked_at, registration) VALUES ($1, $2, $3, $4)",
+                &[
+                    &client.client_id,
+                    &client.created_at.unix_millis(),
+                    &client.revoked_at.map(Timestamp::unix_millis),
+                    &client.registration,
+                ],
+            )
+            .await?;
+        })
+    }
+
+    async fn client_by_id(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        with_client!(self, |c| {
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1");
+            query_opt(c, &sql, &[&client_id])
+                .await?
+                .as_ref()
+                .map(decode_client)
+                .transpose()?
+        })
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        with_client!(self, |c| {
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, client_id");
+            query(c, &sql, &[])
+                .await?
+                .iter()
+                .map(decode_client)
+                .collect::<StoreResult<Vec<_>>>()?
+        })
+    }
+
+    async fn revoke_client(&self, client_id: &str, now: Timestamp) -> StoreResult<bool> {
+        with_client!(self, |c| {
+            execute(
+                c,
+                "UPDATE clients SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL",
+                &[&client_id, &now.unix_millis()],
             )
             .await?
                 > 0

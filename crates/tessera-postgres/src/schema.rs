@@ -24,7 +24,8 @@ use tessera_core::{StoreError, StoreResult};
 /// - A family belongs to its session and its tokens to the family: the
 ///   sweeper deletes a session and the cascade takes the rest in the same
 ///   statement.
-pub(crate) const MIGRATIONS: &[&str] = &[r"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE sessions (
     handle              text     NOT NULL PRIMARY KEY,
     token_hash          bytea    NOT NULL UNIQUE CHECK (length(token_hash) = 32),
@@ -137,7 +138,20 @@ CREATE TABLE rate_counters (
     PRIMARY KEY (key, window_no)
 );
 CREATE INDEX rate_counters_expires_at ON rate_counters (expires_at);
-"];
+",
+    // Version 2: OAuth clients registered at run time (`tessera clients
+    // create`). The registration is the core's JSON text, kept byte for
+    // byte, so a new client setting needs no migration.
+    r"
+CREATE TABLE clients (
+    client_id    text   NOT NULL PRIMARY KEY,
+    created_at   bigint NOT NULL,
+    revoked_at   bigint,
+    registration text   NOT NULL
+);
+CREATE INDEX clients_created_at ON clients (created_at, client_id);
+",
+];
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
