@@ -315,3 +315,25 @@ pub(crate) async fn execute<C: GenericClient>(
 pub(crate) fn count32(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
+
+#[cfg(feature = "testing")]
+impl PostgresStore {
+    /// The applied migrations, in order (test support).
+    pub async fn schema_versions(&self) -> StoreResult<Vec<i32>> {
+        with_client!(self, |c| {
+            query(c, "SELECT version FROM schema_version ORDER BY version", &[])
+                .await?
+                .iter()
+                .map(|r| codec::col::<i32>(r, 0, "version"))
+                .collect::<StoreResult<Vec<_>>>()?
+        })
+    }
+
+    /// Runs `sql` in the store's schema (test support: corrupting or
+    /// inspecting what the store keeps).
+    pub async fn execute_for_test(&self, sql: &str) -> StoreResult<()> {
+        with_client!(self, |c| {
+            c.batch_execute(sql).await?;
+        })
+    }
+}
