@@ -1,4 +1,4 @@
-//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`): one grammar for
+//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`, `postgres://…`): one grammar for
 //! the service's `--store` and the library's `SessionLayer::from_store_url`,
 //! so an app and the service can name the same store the same way. Opening
 //! the store is up to each face (it needs the driver crates).
@@ -22,11 +22,18 @@ pub enum StoreUrl {
     /// the whole URL, as the Redis store reads it (its options — `prefix`,
     /// `buckets`, `grace_secs`, … — are in `tessera-redis`).
     Redis(String),
+    /// `postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB[?OPTIONS]` (also
+    /// `postgresql://`): the whole URL, as the PostgreSQL store reads it
+    /// (its options — `statement_timeout_ms`, `pool_size`, `schema`, … —
+    /// are in `tessera-postgres`).
+    Postgres(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StoreUrlError {
-    #[error("{0:?} is not a store URL; expected memory://, sqlite://PATH or redis://HOST:PORT")]
+    #[error(
+        "{0:?} is not a store URL; expected memory://, sqlite://PATH, redis://HOST:PORT or postgres://HOST/DB"
+    )]
     NotAUrl(String),
     #[error(
         "sqlite:// needs a file path, e.g. sqlite://./data/tessera.db or sqlite:///var/lib/tessera/tessera.db"
@@ -38,7 +45,7 @@ pub enum StoreUrlError {
     SqliteQuery(String),
     #[error(
         "the {0}:// store is not available in this version yet; use redis://, rediss://, redis+cluster://, \
-         redis+sentinel://, sqlite://PATH or memory://"
+         redis+sentinel://, postgres://, sqlite://PATH or memory://"
     )]
     NotYetSupported(String),
     #[error("this build was compiled without the SQLite store (feature `sqlite`)")]
@@ -47,7 +54,17 @@ pub enum StoreUrlError {
     RedisNotBuilt,
     #[error("{0}:// needs a host, e.g. {0}://127.0.0.1:6379/0")]
     RedisNoHost(String),
-    #[error("unknown store scheme {0:?}; expected memory://, sqlite://PATH or redis://HOST:PORT")]
+    #[error("this build was compiled without the PostgreSQL store (feature `postgres`)")]
+    PostgresNotBuilt,
+    #[error("{0}:// needs a host and a database, e.g. {0}://tessera@127.0.0.1:5432/tessera")]
+    PostgresNoHost(String),
+    /// The store's own options in the URL are wrong (checked by the store
+    /// crate, which knows them).
+    #[error("{0}")]
+    BadOptions(String),
+    #[error(
+        "unknown store scheme {0:?}; expected memory://, sqlite://PATH, redis://HOST:PORT or postgres://HOST/DB"
+    )]
     UnknownScheme(String),
 }
 
@@ -82,6 +99,16 @@ impl StoreUrl {
                     return Err(StoreUrlError::RedisNoHost(s.to_owned()));
                 }
                 Ok(StoreUrl::Redis(url.to_owned()))
+            }
+            s @ ("postgres" | "postgresql") => {
+                let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                let host = rest[..host_end]
+                    .rsplit_once('@')
+                    .map_or(&rest[..host_end], |(_, h)| h);
+                if host.is_empty() {
+                    return Err(StoreUrlError::PostgresNoHost(s.to_owned()));
+                }
+                Ok(StoreUrl::Postgres(url.to_owned()))
             }
             s @ ("rediss+sentinel" | "rediss+cluster") => Err(StoreUrlError::NotYetSupported(s.to_owned())),
             other => Err(StoreUrlError::UnknownScheme(other.to_owned())),
@@ -118,6 +145,12 @@ mod tests {
         ] {
             assert_eq!(StoreUrl::parse(url), Ok(StoreUrl::Redis(url.to_owned())));
         }
+        for url in [
+            "postgres://tessera:pw@db.example:5432/tessera?pool_size=8",
+            "postgresql://127.0.0.1/tessera",
+        ] {
+            assert_eq!(StoreUrl::parse(url), Ok(StoreUrl::Postgres(url.to_owned())));
+        }
     }
 
     #[test]
@@ -141,8 +174,12 @@ mod tests {
             Err(StoreUrlError::RedisNoHost("rediss".into()))
         );
         assert_eq!(
-            StoreUrl::parse("postgres://db"),
-            Err(StoreUrlError::UnknownScheme("postgres".into()))
+            StoreUrl::parse("mysql://db"),
+            Err(StoreUrlError::UnknownScheme("mysql".into()))
+        );
+        assert_eq!(
+            StoreUrl::parse("postgres:///tessera"),
+            Err(StoreUrlError::PostgresNoHost("postgres".into()))
         );
         assert!(matches!(
             StoreUrl::parse("./data/t.db"),

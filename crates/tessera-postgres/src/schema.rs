@@ -160,6 +160,11 @@ pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// [`SCHEMA_VERSION`], creating `schema` first if given.
 pub(crate) async fn migrate(client: &mut deadpool_postgres::Object, schema: Option<&str>) -> StoreResult<()> {
     let tx = client.transaction().await.map_err(crate::error::map)?;
+    // Not the "already exists, skipping" notices of every start after the
+    // first.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(crate::error::map)?;
     // One lock per schema: nodes of different deployments sharing a
     // database do not wait for each other.
     tx.execute(

@@ -1,4 +1,4 @@
-//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`) and opening the
+//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`, `postgres://…`) and opening the
 //! store they name.
 
 use std::path::PathBuf;
@@ -24,22 +24,33 @@ pub enum OpenError {
 /// every call is timed. For `sqlite://` the file's directory is created.
 /// A `redis://` store connects on first use (so the service can start
 /// while Redis is down and answer 503 until it is back); opening it needs
-/// a Tokio runtime (a blocking task of one is fine).
+/// a Tokio runtime (a blocking task of one is fine). A `postgres://` store
+/// likewise connects (and migrates its schema) on first use.
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenError> {
     let url = config.store_url();
     match parse(&url)? {
         StoreUrl::Memory => Ok(Arc::new(InstrumentedStore::new(MemoryStore::new()))),
         StoreUrl::Sqlite(path) => open_sqlite(config, &url, path),
         StoreUrl::Redis(redis) => open_redis(&redis),
+        StoreUrl::Postgres(pg) => open_postgres(&pg),
     }
 }
 
 /// Parses a store URL this build can open (`sqlite://` needs the `sqlite`
-/// feature, `redis://` the `redis` feature).
+/// feature, `redis://` the `redis` feature, `postgres://` the `postgres`
+/// feature).
 pub fn parse(url: &str) -> Result<StoreUrl, StoreUrlError> {
     match StoreUrl::parse(url)? {
         StoreUrl::Sqlite(_) if !cfg!(feature = "sqlite") => Err(StoreUrlError::SqliteNotBuilt),
         StoreUrl::Redis(_) if !cfg!(feature = "redis") => Err(StoreUrlError::RedisNotBuilt),
+        StoreUrl::Postgres(_) if !cfg!(feature = "postgres") => Err(StoreUrlError::PostgresNotBuilt),
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres(pg) => {
+            // The store's options (pool_size, statement_timeout_ms, …), so
+            // `tessera config check` refuses what `serve` would.
+            tessera_postgres::PostgresOptions::from_url(&pg).map_err(|e| StoreUrlError::BadOptions(e.0))?;
+            Ok(StoreUrl::Postgres(pg))
+        }
         u => Ok(u),
     }
 }
@@ -56,6 +67,20 @@ fn open_redis(url: &str) -> Result<Arc<dyn Store>, OpenError> {
 #[cfg(not(feature = "redis"))]
 fn open_redis(_url: &str) -> Result<Arc<dyn Store>, OpenError> {
     Err(StoreUrlError::RedisNotBuilt.into())
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str) -> Result<Arc<dyn Store>, OpenError> {
+    let store = tessera_postgres::PostgresStore::open_lazy(url).map_err(|e| OpenError::Open {
+        url: crate::config::mask_url_password(url),
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(InstrumentedStore::new(store)))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_url: &str) -> Result<Arc<dyn Store>, OpenError> {
+    Err(StoreUrlError::PostgresNotBuilt.into())
 }
 
 #[cfg(feature = "sqlite")]

@@ -17,6 +17,7 @@ mod harness;
 mod listener;
 mod many_nodes;
 mod parity;
+mod postgres;
 mod rate_limits;
 mod redis;
 mod restart;
