@@ -39,6 +39,7 @@ mod sessions;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -66,8 +67,12 @@ struct Inner {
     options: PostgresOptions,
     /// The URL without its password, for errors and `Debug`.
     masked_url: String,
-    /// Set once this process has brought the schema up to date.
-    migrated: tokio::sync::OnceCell<()>,
+    /// Whether this process has brought the schema up to date; cleared
+    /// when a table turns out to be missing (the database was replaced by
+    /// an empty one under us), so the next call creates them again.
+    migrated: AtomicBool,
+    /// Held while migrating, so a process's callers migrate once.
+    migrating: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -149,7 +154,8 @@ impl PostgresStore {
                 pool,
                 options,
                 masked_url,
-                migrated: tokio::sync::OnceCell::new(),
+                migrated: AtomicBool::new(false),
+                migrating: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -169,14 +175,28 @@ impl PostgresStore {
                 pool_error(&e)
             ))
         })?;
-        if !self.inner.migrated.initialized() {
-            let schema = self.inner.options.schema.as_deref();
-            self.inner
-                .migrated
-                .get_or_try_init(|| schema::migrate(&mut client, schema))
-                .await?;
+        if !self.inner.migrated.load(Ordering::Acquire) {
+            let _turn = self.inner.migrating.lock().await;
+            if !self.inner.migrated.load(Ordering::Acquire) {
+                schema::migrate(&mut client, self.inner.options.schema.as_deref()).await?;
+                self.inner.migrated.store(true, Ordering::Release);
+            }
         }
         Ok(client)
+    }
+
+    /// Looks at a failed call: a missing table means the schema is gone
+    /// (the database was dropped and created again, or restored from
+    /// before Tessera), and the next call migrates again instead of
+    /// failing forever.
+    pub(crate) fn failed(&self, f: Fail) -> StoreError {
+        if let Fail::Pg(e) = &f
+            && e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+        {
+            tracing::warn!("a PostgreSQL table is missing; the schema is checked again on the next call");
+            self.inner.migrated.store(false, Ordering::Release);
+        }
+        StoreError::from(f)
     }
 
     /// Runs one store operation within a deadline: the statement timeout
@@ -196,7 +216,9 @@ impl PostgresStore {
     async fn ping_db(&self) -> StoreResult<()> {
         self.bounded(async {
             let c = self.client().await?;
-            query_one(&c, "SELECT 1", &[]).await?;
+            query_one(&c, "SELECT 1 FROM schema_version LIMIT 1", &[])
+                .await
+                .map_err(|f| self.failed(f))?;
             Ok(())
         })
         .await
@@ -248,7 +270,7 @@ macro_rules! transaction {
                             attempt += 1;
                             tracing::debug!(attempt, "PostgreSQL aborted a transaction; running it again");
                         }
-                        Err(f) => break Err(::tessera_core::StoreError::from(f)),
+                        Err(f) => break Err(store.failed(f)),
                     }
                 }
             })
@@ -267,7 +289,7 @@ macro_rules! with_client {
                 let client = store.client().await?;
                 let $c = &client;
                 let result: ::std::result::Result<_, $crate::error::Fail> = async { Ok($body) }.await;
-                result.map_err(::tessera_core::StoreError::from)
+                result.map_err(|f| store.failed(f))
             })
             .await
     }};

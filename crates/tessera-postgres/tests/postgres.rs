@@ -266,3 +266,24 @@ fn bad_store_options_fail_at_open() {
     assert!(e.to_string().contains("pool_size"), "{e}");
     assert_eq!(PostgresOptions::default().pool_size, 16);
 }
+
+/// A database emptied under a running store (dropped and created again,
+/// or restored from before Tessera): calls fail as unavailable, and the
+/// store creates its tables again by itself instead of failing forever.
+#[tokio::test]
+async fn a_schema_dropped_under_a_running_store_is_created_again() {
+    let schema = support::fresh_schema();
+    let url = support::with_schema(&support::server_url(), &schema);
+    let store = support::store_at(&url).await;
+    let other = support::store_at(&url).await;
+    other
+        .execute_for_test(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .expect("drop");
+    assert!(matches!(
+        store.count_active(T0).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert_eq!(store.count_active(T0).await.expect("migrated again"), 0);
+    store.ping().await.expect("ping");
+}
