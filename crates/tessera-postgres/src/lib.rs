@@ -29,6 +29,7 @@ mod options;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 
 mod events;
 mod keys;
@@ -44,8 +45,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tessera_core::{StoreError, StoreResult};
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
 pub use options::{MAX_POOL_SIZE, OptionsError, PostgresOptions, mask_password};
 
@@ -131,9 +132,10 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("tessera");
         }
+        let tls = tls::connector(options.tls_ca.as_deref())?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 // A connection the server closed is dropped when handed
                 // back; a half-open one fails its next statement, which
@@ -356,6 +358,18 @@ impl PostgresStore {
     pub async fn execute_for_test(&self, sql: &str) -> StoreResult<()> {
         with_client!(self, |c| {
             c.batch_execute(sql).await?;
+        })
+    }
+}
+
+#[cfg(feature = "testing")]
+impl PostgresStore {
+    /// Whether this store's connections to the database use TLS (test
+    /// support).
+    pub async fn tls_in_use(&self) -> StoreResult<bool> {
+        with_client!(self, |c| {
+            let row = query_one(c, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await?;
+            codec::col::<bool>(&row, 0, "ssl")?
         })
     }
 }

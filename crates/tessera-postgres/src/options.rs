@@ -1,5 +1,6 @@
 //! The store's options and their place in the store URL.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Options of a [`PostgresStore`](crate::PostgresStore). In a store URL they
@@ -7,8 +8,13 @@ use std::time::Duration;
 /// driver: `postgres://tessera:pw@db:5432/tessera?statement_timeout_ms=2000&pool_size=32`.
 ///
 /// The other query parameters the driver knows (`application_name`,
-/// `sslmode=disable|prefer`, `options`, `keepalives`, `target_session_attrs`,
-/// several `host`s, …) pass through unchanged.
+/// `options`, `keepalives`, `target_session_attrs`, several `host`s, …)
+/// pass through unchanged.
+///
+/// `sslmode` is `disable`, `prefer` (the default: TLS if the server offers
+/// it) or `require`; `verify-ca` and `verify-full` are taken as `require`.
+/// Whenever TLS is used the server's certificate chain and name are
+/// checked, against `tls_ca` or the system's trust store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresOptions {
     /// Every statement this store runs is cancelled by the server after
@@ -26,6 +32,9 @@ pub struct PostgresOptions {
     /// `search_path`, normally `public`); created if missing. Deployments
     /// sharing one database use different schemas.
     pub schema: Option<String>,
+    /// A PEM file of the CA certificates to trust for TLS (`tls_ca`),
+    /// instead of the system's (a private CA, a cloud provider's bundle).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for PostgresOptions {
@@ -35,6 +44,7 @@ impl Default for PostgresOptions {
             connect_timeout: Duration::from_secs(5),
             pool_size: 16,
             schema: None,
+            tls_ca: None,
         }
     }
 }
@@ -93,10 +103,15 @@ impl PostgresOptions {
                         "connect_timeout: use connect_timeout_ms (milliseconds)".into(),
                     ));
                 }
-                "sslmode" if !matches!(v.as_ref(), "disable" | "prefer") => {
+                "tls_ca" => options.tls_ca = Some(PathBuf::from(v.as_ref())),
+                // The driver knows three modes; certificates are always
+                // checked in full, which is what these two ask for and more.
+                "sslmode" if matches!(v.as_ref(), "verify-ca" | "verify-full") => {
+                    rest.push(("sslmode".to_owned(), "require".to_owned()));
+                }
+                "sslmode" if !matches!(v.as_ref(), "disable" | "prefer" | "require") => {
                     return Err(OptionsError(format!(
-                        "sslmode={v}: TLS to PostgreSQL is not supported by this build; use \
-                         sslmode=disable on a trusted network, or a TLS tunnel (stunnel, a service mesh)"
+                        "sslmode={v}: one of disable, prefer, require, verify-ca, verify-full"
                     )));
                 }
                 _ => rest.push((k.into_owned(), v.into_owned())),
@@ -191,13 +206,23 @@ mod tests {
             ("postgres://h/db?schema=Bad-Name", "schema"),
             ("postgres://h/db?schema=pg_catalog", "schema"),
             ("postgres://h/db?connect_timeout=5", "connect_timeout_ms"),
-            ("postgres://h/db?sslmode=require", "TLS"),
+            ("postgres://h/db?sslmode=allow", "sslmode"),
             ("redis://h/", "not a PostgreSQL URL"),
             ("postgres:///db", "needs a host"),
         ] {
             let e = PostgresOptions::from_url(url).unwrap_err();
             assert!(e.0.contains(says), "{url}: {e}");
         }
+    }
+
+    #[test]
+    fn sslmode_and_tls_ca() {
+        let (config, o) =
+            PostgresOptions::from_url("postgres://h/db?sslmode=verify-full&tls_ca=/etc/ca.pem").unwrap();
+        assert_eq!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        assert_eq!(o.tls_ca, Some(PathBuf::from("/etc/ca.pem")));
+        let (config, _) = PostgresOptions::from_url("postgres://h/db?sslmode=disable").unwrap();
+        assert_eq!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
     }
 
     #[test]

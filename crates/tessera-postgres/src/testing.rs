@@ -36,6 +36,8 @@ pub struct Server {
     /// The loopback port it listens on.
     pub port: u16,
     dir: PathBuf,
+    /// More `postgres` arguments it was started with.
+    extra: String,
     // Kept so the watchdog's stdin (the pipe) stays open while we live.
     watchdog: Child,
 }
@@ -50,11 +52,16 @@ impl Server {
     /// do) and waits until it has exited; its data is kept for
     /// [`Stopped::start_again`].
     pub fn stop(self) -> Stopped {
-        let Server { port, dir, watchdog } = self;
+        let Server {
+            port,
+            dir,
+            extra,
+            watchdog,
+        } = self;
         // The watchdog of a stopped server must not remove the data.
         std::fs::write(dir.join("keep"), b"").expect("mark the data directory to keep");
         stop_watchdog(watchdog);
-        Stopped { port, dir }
+        Stopped { port, dir, extra }
     }
 }
 
@@ -62,13 +69,15 @@ impl Server {
 pub struct Stopped {
     pub port: u16,
     dir: PathBuf,
+    extra: String,
 }
 
 impl Stopped {
     /// Starts it again on the same port and data directory.
     pub fn start_again(self) -> Server {
         let _ = std::fs::remove_file(self.dir.join("keep"));
-        run_on(&bin_dir(), self.dir, self.port).expect("restart the private PostgreSQL server on its port")
+        run_on(&bin_dir(), self.dir, self.port, &self.extra)
+            .expect("restart the private PostgreSQL server on its port")
     }
 }
 
@@ -169,11 +178,11 @@ fn init() -> (PathBuf, PathBuf) {
 /// Starts `postgres` on `dir`'s cluster under a watchdog shell that stops
 /// it (fast shutdown) when our end of its stdin closes, then removes the
 /// directory unless a `keep` file is in it.
-fn run_on(bin: &Path, dir: PathBuf, port: u16) -> Option<Server> {
+fn run_on(bin: &Path, dir: PathBuf, port: u16, extra: &str) -> Option<Server> {
     let script = format!(
         "{postgres} -D {data} -p {port} -c listen_addresses=127.0.0.1 -k {dir} -c fsync=off \
          -c synchronous_commit=off -c full_page_writes=off -c max_connections=500 \
-         -c shared_buffers=32MB >>{dir}/server.log 2>&1 & pid=$!; \
+         -c shared_buffers=32MB {extra} >>{dir}/server.log 2>&1 & pid=$!; \
          cat >/dev/null; kill -INT $pid; wait $pid; \
          [ -e {dir}/keep ] || rm -rf {dir}",
         postgres = quote(&bin.join("postgres")),
@@ -195,7 +204,12 @@ fn run_on(bin: &Path, dir: PathBuf, port: u16) -> Option<Server> {
         // Ours if our server has written its pid file (another test
         // process may hold the port).
         if ready && dir.join("data/postmaster.pid").exists() {
-            return Some(Server { port, dir, watchdog });
+            return Some(Server {
+                port,
+                dir,
+                extra: extra.to_owned(),
+                watchdog,
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -213,8 +227,43 @@ fn stop_watchdog(mut watchdog: Child) {
 /// dropped), for tests that stop the database under a store.
 pub fn private_server() -> Server {
     let (bin, dir) = init();
+    start_cluster(&bin, dir, "")
+}
+
+/// A private cluster that also accepts TLS (`ssl=on`) with this
+/// certificate and key (PEM), for the TLS tests.
+pub fn private_tls_server(cert_pem: &str, key_pem: &str) -> Server {
+    let (bin, dir) = init();
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&cert, cert_pem).expect("write the server certificate");
+    std::fs::write(&key, key_pem).expect("write the server key");
+    // PostgreSQL refuses a key file others can read.
+    let mode = Command::new("chmod")
+        .arg("600")
+        .arg(&key)
+        .status()
+        .expect("run chmod");
+    assert!(mode.success(), "chmod 600 {}", key.display());
+    if is_root() {
+        let owned = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&cert)
+            .arg(&key)
+            .status()
+            .expect("run chown");
+        assert!(owned.success(), "chown the TLS files to postgres");
+    }
+    let extra = format!(
+        "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        quote(&cert),
+        quote(&key)
+    );
+    start_cluster(&bin, dir, &extra)
+}
+
+fn start_cluster(bin: &Path, dir: PathBuf, extra: &str) -> Server {
     for _ in 0..5 {
-        if let Some(s) = run_on(&bin, dir.clone(), free_port()) {
+        if let Some(s) = run_on(bin, dir.clone(), free_port(), extra) {
             return s;
         }
         let _ = std::fs::remove_file(dir.join("keep"));

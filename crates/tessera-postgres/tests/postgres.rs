@@ -287,3 +287,65 @@ async fn a_schema_dropped_under_a_running_store_is_created_again() {
     assert_eq!(store.count_active(T0).await.expect("migrated again"), 0);
     store.ping().await.expect("ping");
 }
+
+/// A test CA, and a server certificate for 127.0.0.1 it signed.
+fn pki(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{name} test CA"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+    let ca_file = dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&ca_file, ca.pem()).expect("write ca");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca).expect("sign");
+    (ca_file, cert.pem(), key.serialize_pem())
+}
+
+/// `sslmode=require` with the CA that signed the server's certificate
+/// connects over TLS; with another CA, or with the system's trust store
+/// (which does not know a private CA), the store refuses the server and
+/// answers unavailable rather than talk to it.
+#[tokio::test]
+async fn tls_with_a_private_ca_works_and_an_untrusted_server_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = pki(dir.path(), "right");
+    let (other_ca, _, _) = pki(dir.path(), "wrong");
+    let server = support::private_tls_server(&cert, &key);
+    let base = format!("{}?connect_timeout_ms=2000", server.url());
+
+    let url = format!("{base}&sslmode=require&tls_ca={}", ca.display());
+    let store = support::store_at(&url).await;
+    assert!(
+        store.tls_in_use().await.expect("pg_stat_ssl"),
+        "the connection uses TLS"
+    );
+    assert_eq!(store.count_active(T0).await.expect("works over TLS"), 0);
+
+    for (what, url) in [
+        (
+            "another CA",
+            format!("{base}&sslmode=verify-full&tls_ca={}", other_ca.display()),
+        ),
+        ("the system's trust store", format!("{base}&sslmode=require")),
+    ] {
+        let store = PostgresStore::open_lazy(&url).expect("open");
+        match store.ping().await {
+            Err(StoreError::Unavailable(why)) => println!("{what}: refused: {why}"),
+            r => panic!("{what}: expected the server to be refused, got {r:?}"),
+        }
+    }
+
+    let plain = support::store_at(&format!("{base}&sslmode=disable")).await;
+    assert!(
+        !plain.tls_in_use().await.expect("pg_stat_ssl"),
+        "sslmode=disable is plain TCP"
+    );
+}

@@ -229,7 +229,7 @@ fn invalid_policies_and_values_are_refused() {
         ("TESSERA_STORE", "redis:///0"),
         ("TESSERA_STORE", "postgres:///tessera"),
         ("TESSERA_STORE", "postgres://db/tessera?pool_size=0"),
-        ("TESSERA_STORE", "postgres://db/tessera?sslmode=require"),
+        ("TESSERA_STORE", "postgres://db/tessera?sslmode=allow"),
         ("TESSERA_SWEEPER_BATCH_SIZE", "0"),
         ("TESSERA_EVENTS_RETENTION_DAYS", "36501"),
         ("TESSERA_HTTP_REQUEST_TIMEOUT_SECS", "0"),
