@@ -74,10 +74,21 @@ pub struct Stopped {
 
 impl Stopped {
     /// Starts it again on the same port and data directory.
-    pub fn start_again(self) -> Server {
-        let _ = std::fs::remove_file(self.dir.join("keep"));
-        run_on(&bin_dir(), self.dir, self.port, &self.extra)
+    pub fn start_again(mut self) -> Server {
+        let dir = std::mem::take(&mut self.dir);
+        let _ = std::fs::remove_file(dir.join("keep"));
+        run_on(&bin_dir(), dir, self.port, &self.extra)
             .expect("restart the private PostgreSQL server on its port")
+    }
+}
+
+impl Drop for Stopped {
+    /// A stopped server never started again (a test that failed in
+    /// between) leaves no directory behind.
+    fn drop(&mut self) {
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
