@@ -152,14 +152,30 @@ fn valid_schema(s: &str) -> bool {
         && !s.starts_with("pg_")
 }
 
-/// `url` with its password replaced by `***`, for logs and errors.
+/// `url` with its password (in the user part or a `password` query
+/// parameter) replaced by `***`, for logs and errors.
 pub fn mask_password(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            if u.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k.eq_ignore_ascii_case("password") {
+                            "***".to_owned()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             u.to_string()
         }
-        Ok(u) => u.to_string(),
         // Not a URL: nothing we can find a password in; say nothing of it.
         Err(_) => "(unparseable PostgreSQL URL)".to_owned(),
     }
@@ -231,5 +247,8 @@ mod tests {
         assert!(!m.contains("hunter2"), "{m}");
         assert!(m.contains("u:***@h:5432/db"), "{m}");
         assert!(!mask_password("not a url hunter2").contains("hunter2"));
+        let m = mask_password("postgres://h/db?user=u&password=hunter2&pool_size=2");
+        assert!(!m.contains("hunter2"), "{m}");
+        assert!(m.contains("pool_size=2"), "{m}");
     }
 }
