@@ -349,3 +349,35 @@ async fn tls_with_a_private_ca_works_and_an_untrusted_server_is_refused() {
         "sslmode=disable is plain TCP"
     );
 }
+
+/// A database that holds a lock the store needs (a long migration, an
+/// operator's `LOCK TABLE`) makes calls fail as unavailable once
+/// `statement_timeout_ms` has passed, instead of queueing forever; the
+/// store works again as soon as the lock is gone.
+#[tokio::test]
+async fn a_locked_table_fails_closed_after_the_statement_timeout() {
+    let schema = support::fresh_schema();
+    let url = support::with_schema(&support::server_url(), &schema);
+    let store = support::store_at(&format!("{url}&statement_timeout_ms=300")).await;
+    let (mut client, conn) = tokio_postgres::connect(&support::server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("raw connection");
+    tokio::spawn(conn);
+    let tx = client.transaction().await.expect("begin");
+    tx.batch_execute(&format!("LOCK TABLE {schema}.sessions IN ACCESS EXCLUSIVE MODE"))
+        .await
+        .expect("lock");
+    let start = Instant::now();
+    match store.count_active(T0).await {
+        Err(StoreError::Unavailable(why)) => println!("refused after {:?}: {why}", start.elapsed()),
+        r => panic!("expected unavailable, got {r:?}"),
+    }
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(250),
+        "{took:?}: the timeout, not another error"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    tx.rollback().await.expect("unlock");
+    assert_eq!(store.count_active(T0).await.expect("works again"), 0);
+}
