@@ -1,22 +1,24 @@
 //! The event log: appending (for the writes of the other files), the
 //! paged and cursor reads of the feed, and retention.
 //!
-//! Ids come from the single row of `event_counter`, incremented by the
-//! appending transaction itself, not from a sequence. A sequence hands out
-//! ids at insert time, and transactions commit in another order: with ids
-//! 5 and 6 taken by two open transactions, 6 can commit first, a follower
-//! reads it and moves its cursor to 6, and then 5 commits, behind the
-//! cursor, never to be read. The counter row instead stays locked by the
-//! transaction that incremented it until that one commits; the next
-//! appender waits for the lock and reads the committed value, so ids are
-//! handed out in commit order, and when a follower sees id `n` every event
-//! below `n` is already visible to it. Ids are never reused: the counter
-//! only grows, whatever retention deletes.
+//! Ids come from a sequence, handed out when a writer appends, and
+//! transactions commit in another order: with ids 5 and 6 taken by two open
+//! transactions, 6 can commit first, a follower reads it and moves its
+//! cursor to 6, and 5 then commits behind the cursor, never to be read. So
+//! the log has a lock (a transaction-level advisory lock per schema):
+//! writers take it *shared* just before they take their ids and keep it
+//! until they commit, and readers of the log take it *exclusive* before
+//! they read. A reader therefore waits until every writer that holds ids
+//! has committed (or rolled back), and writers that come after it take
+//! ids greater than every id it can see: when a follower sees id `n`, no
+//! id below `n` can still appear. Writers share the lock, so their commits
+//! still share WAL flushes (group commit); only a read of the log makes
+//! appends pause, for the time of that one read.
 //!
-//! The price is that transactions that append events commit one at a
-//! time. Every write appends its events last, just before committing, so
-//! the lock is held for one statement and the commit (and never while
-//! waiting for another lock: it is always the last one taken).
+//! Ids are never reused (a sequence never goes back), though an id may be
+//! skipped (a transaction that took it and then failed). Every write takes
+//! the lock last, just before its commit, and readers take nothing else,
+//! so the lock is never part of a deadlock.
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -27,13 +29,20 @@ use tokio_postgres::types::ToSql;
 
 use crate::codec::decode_event;
 use crate::error::Fail;
-use crate::{PostgresStore, count32, execute, query, query_one, transaction, with_client};
+use crate::{PostgresStore, count32, execute, query, query_one, transaction};
 
-const APPEND: &str = "WITH c AS (UPDATE event_counter SET last_id = last_id + $1 RETURNING last_id) \
-     INSERT INTO events (id, at, kind, subject, handle, reason) \
-     SELECT c.last_id - $1 + e.ord, e.at, e.kind, e.subject, e.handle, e.reason \
-     FROM c, unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-         WITH ORDINALITY AS e(at, kind, subject, handle, reason, ord)";
+/// The log's lock, for the store's schema.
+const LOG_LOCK_SHARED: &str =
+    "SELECT pg_advisory_xact_lock_shared(hashtextextended('tessera-events:' || current_schema(), 0))";
+const LOG_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('tessera-events:' || current_schema(), 0))";
+
+/// `$1` new ids. The lock statement comes first, so no id is taken
+/// before it is held.
+const TAKE_IDS: &str = "SELECT nextval('event_ids') FROM generate_series(1, $1::bigint)";
+
+const INSERT: &str = "INSERT INTO events (id, at, kind, subject, handle, reason) \
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])";
 
 /// Appends `events` in order, in the caller's transaction. Call it last
 /// (see the module docs).
@@ -41,7 +50,15 @@ pub(crate) async fn append<C: GenericClient>(c: &C, events: &[NewEvent]) -> Resu
     if events.is_empty() {
         return Ok(());
     }
-    let n = events.len() as i64;
+    execute(c, LOG_LOCK_SHARED, &[]).await?;
+    let mut ids: Vec<i64> = query(c, TAKE_IDS, &[&(events.len() as i64)])
+        .await?
+        .iter()
+        .map(|r| crate::codec::col::<i64>(r, 0, "event id"))
+        .collect::<StoreResult<_>>()?;
+    // Each `nextval` is greater than the one before; in order, they number
+    // the events in the order given.
+    ids.sort_unstable();
     let at: Vec<i64> = events.iter().map(|e| e.at.unix_millis()).collect();
     let kind: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     let subject: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
@@ -50,7 +67,7 @@ pub(crate) async fn append<C: GenericClient>(c: &C, events: &[NewEvent]) -> Resu
         .iter()
         .map(|e| e.reason.map(RevokeReason::as_str))
         .collect();
-    execute(c, APPEND, &[&n, &at, &kind, &subject, &handle, &reason]).await?;
+    execute(c, INSERT, &[&ids, &at, &kind, &subject, &handle, &reason]).await?;
     Ok(())
 }
 
@@ -103,8 +120,9 @@ impl EventStore for PostgresStore {
             sql.push_str(&format!(" AND kind = ${}", params.len()));
         }
         sql.push_str(" ORDER BY id LIMIT $2");
-        with_client!(self, |c| {
-            query(c, &sql, &params)
+        transaction!(self, |tx| {
+            execute(&tx, LOG_LOCK, &[]).await?;
+            query(&tx, &sql, &params)
                 .await?
                 .iter()
                 .map(decode_event)
@@ -114,12 +132,13 @@ impl EventStore for PostgresStore {
 
     async fn events_cursor_since(&self, kind: EventKind, since: Timestamp) -> StoreResult<u64> {
         let since = since.unix_millis();
-        let cursor: i64 = with_client!(self, |c| {
+        let cursor: i64 = transaction!(self, |tx| {
+            execute(&tx, LOG_LOCK, &[]).await?;
             let row = if kind == EventKind::Revoked {
                 // The literal lets the planner use the partial index on `at`.
-                query_one(c, REVOKED_CURSOR_SINCE, &[&since]).await?
+                query_one(&tx, REVOKED_CURSOR_SINCE, &[&since]).await?
             } else {
-                query_one(c, CURSOR_SINCE, &[&since, &kind.as_str()]).await?
+                query_one(&tx, CURSOR_SINCE, &[&since, &kind.as_str()]).await?
             };
             crate::codec::col::<i64>(&row, 0, "event cursor")?
         })?;
@@ -127,8 +146,11 @@ impl EventStore for PostgresStore {
     }
 
     async fn delete_events_before(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u32> {
-        let n = with_client!(self, |c| {
-            execute(c, DELETE_BEFORE, &[&cutoff.unix_millis(), &i64::from(batch)]).await?
+        // Under the log's lock too, so what is deleted is a prefix of
+        // everything committed, never ahead of an id still to appear.
+        let n = transaction!(self, |tx| {
+            execute(&tx, LOG_LOCK, &[]).await?;
+            execute(&tx, DELETE_BEFORE, &[&cutoff.unix_millis(), &i64::from(batch)]).await?
         })?;
         Ok(count32(n))
     }

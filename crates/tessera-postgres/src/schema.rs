@@ -20,7 +20,8 @@ use tessera_core::{StoreError, StoreResult};
 /// - `sessions.expires_at` is a stored generated column, so the index the
 ///   sweeper and `count_active` use can never disagree with the expiries
 ///   it derives from.
-/// - Event ids come from `event_counter`, not a sequence: see `events.rs`.
+/// - Event ids come from a sequence, read in commit order under an
+///   advisory lock: see `events.rs`.
 /// - A family belongs to its session and its tokens to the family: the
 ///   sweeper deletes a session and the cascade takes the rest in the same
 ///   statement.
@@ -53,11 +54,9 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_subject ON sessions (subject);
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
 
-CREATE TABLE event_counter (
-    singleton boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (singleton),
-    last_id   bigint  NOT NULL
-);
-INSERT INTO event_counter (singleton, last_id) VALUES (true, 0);
+-- Event ids; never reused (a sequence never goes back), see `events.rs`
+-- for how readers still see them in commit order.
+CREATE SEQUENCE event_ids AS bigint START WITH 1 MINVALUE 1;
 
 CREATE TABLE events (
     id      bigint NOT NULL PRIMARY KEY,

@@ -184,9 +184,9 @@ async fn a_schema_newer_than_this_build_is_refused() {
     }
 }
 
-/// The property the event counter exists for: a follower that moves its
-/// cursor to the newest id it read never misses an event committed later,
-/// because ids are handed out in commit order.
+/// The property the log's lock exists for: a follower that moves its
+/// cursor to the newest id it read never misses an event committed later
+/// with a smaller id (see `events.rs`).
 #[tokio::test]
 async fn a_follower_of_the_event_log_never_misses_an_event_committed_under_concurrency() {
     let store = Arc::new(support::fresh_store().await);
