@@ -41,14 +41,34 @@ const LOG_LOCK: &str =
 /// before it is held.
 const TAKE_IDS: &str = "SELECT nextval('event_ids') FROM generate_series(1, $1::bigint)";
 
+const INSERT_ONE: &str = "INSERT INTO events (id, at, kind, subject, handle, reason) \
+     VALUES (nextval('event_ids'), $1, $2, $3, $4, $5)";
+
 const INSERT: &str = "INSERT INTO events (id, at, kind, subject, handle, reason) \
      SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])";
 
 /// Appends `events` in order, in the caller's transaction. Call it last
 /// (see the module docs).
 pub(crate) async fn append<C: GenericClient>(c: &C, events: &[NewEvent]) -> Result<(), Fail> {
-    if events.is_empty() {
-        return Ok(());
+    match events {
+        [] => return Ok(()),
+        [e] => {
+            // The usual case, one event: the lock and the insert go out
+            // together (one round trip); the server runs them in order, so
+            // the id is taken with the lock held, and a failed lock aborts
+            // the transaction, failing the insert with it.
+            let (at, kind, reason) = (
+                e.at.unix_millis(),
+                e.kind.as_str(),
+                e.reason.map(RevokeReason::as_str),
+            );
+            let lock = execute(c, LOG_LOCK_SHARED, &[]);
+            let params: [&(dyn ToSql + Sync); 5] = [&at, &kind, &e.subject, &e.handle, &reason];
+            let insert = execute(c, INSERT_ONE, &params);
+            futures::try_join!(lock, insert)?;
+            return Ok(());
+        }
+        _ => {}
     }
     execute(c, LOG_LOCK_SHARED, &[]).await?;
     let mut ids: Vec<i64> = query(c, TAKE_IDS, &[&(events.len() as i64)])
