@@ -9,8 +9,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tessera_core::{
-    ApiKeyRecord, ApiKeyScope, AuthInfo, DeviceInfo, Event, EventKind, NewEvent, RefreshFamily, Revocation,
-    RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord, StoreError, StoreResult, Timestamp, TokenHash,
+    ApiKeyRecord, ApiKeyScope, AuthInfo, ClientRecord, DeviceInfo, Event, EventKind, NewEvent, RefreshFamily,
+    Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord, StoreError, StoreResult,
+    Timestamp, TokenHash,
 };
 
 /// The first byte of every value this store writes; a value that starts
@@ -406,6 +407,43 @@ pub(crate) fn decode_api_keys(b: &[u8]) -> StoreResult<Vec<ApiKeyRecord>> {
                     .filter_map(|s| s.parse().ok())
                     .collect(),
             ),
+        })
+        .collect())
+}
+
+// ------------------------------------------------------------ clients
+
+#[derive(Serialize, Deserialize)]
+struct WireClient {
+    client_id: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+    /// Kept byte for byte: the store never reads it.
+    registration: String,
+}
+
+pub(crate) fn encode_clients(clients: &[ClientRecord]) -> StoreResult<Vec<u8>> {
+    let wire: Vec<WireClient> = clients
+        .iter()
+        .map(|c| WireClient {
+            client_id: c.client_id.clone(),
+            created_at: ms(c.created_at),
+            revoked_at: c.revoked_at.map(ms),
+            registration: c.registration.clone(),
+        })
+        .collect();
+    encode("clients", &wire)
+}
+
+pub(crate) fn decode_clients(b: &[u8]) -> StoreResult<Vec<ClientRecord>> {
+    let wire: Vec<WireClient> = decode("clients", b)?;
+    Ok(wire
+        .into_iter()
+        .map(|w| ClientRecord {
+            client_id: w.client_id,
+            created_at: ts(w.created_at),
+            revoked_at: w.revoked_at.map(ts),
+            registration: w.registration,
         })
         .collect())
 }

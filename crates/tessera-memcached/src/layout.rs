@@ -19,6 +19,7 @@
 //! | `e:ID` | one event | `add` (a reader may `add` a tombstone first, see below) |
 //! | `k` | every signing key | `cas` loop |
 //! | `a` | every API key | `cas` loop |
+//! | `c` | every OAuth client registered at run time | `cas` loop |
 //! | `l:NAME` | a lease: holder and expiry | `add` / `cas` / `delete` on a CAS |
 //! | `m:DIGEST` | a single-use marker and its expiry | `add`; an expired one is replaced by `cas` |
 //! | `w:DIGEST:WINDOW` | a rate-limit window count | `incr` that creates it with its expiry |
@@ -192,6 +193,10 @@ impl<'a> Keys<'a> {
 
     pub(crate) fn api_keys(&self) -> String {
         format!("{}a", self.prefix)
+    }
+
+    pub(crate) fn clients(&self) -> String {
+        format!("{}c", self.prefix)
     }
 
     pub(crate) fn lease(&self, lease: &str) -> String {

@@ -1,6 +1,8 @@
 //! `memcached://` — Tessera's store over one memcached.
 //!
-//! [`MemcachedStore`] implements every store capability of `tessera_core`.
+//! [`MemcachedStore`] implements every store capability of `tessera_core`
+//! (sessions, refresh families, signing keys, API keys, OAuth clients, the
+//! event log, leases, single-use markers, rate-limit counters, health).
 //! Memcached has no transactions, no scripts and no way to list keys, so
 //! each multi-record operation is a sequence of single-key steps made safe
 //! by compare-and-swap (`gets`/`cas`, here the meta protocol's `c`/`C`

@@ -1,4 +1,4 @@
-//! The small capabilities: signing keys and API keys (each kind one record
+//! The small capabilities: signing keys, API keys and OAuth clients (each kind one record
 //! changed by CAS loops: a deployment has a handful), leases, single-use
 //! markers, rate-limit counters, health.
 
@@ -8,14 +8,14 @@ use async_trait::async_trait;
 use memcache::exp::Ttl;
 use tessera_core::store::{WindowTotals, ttl_millis};
 use tessera_core::{
-    ApiKeyRecord, ApiKeyStore, LeaseStore, RateLimitStore, ReplayStore, SigningKeyRecord, SigningKeyStore,
-    StoreError, StoreHealth, StoreResult, Timestamp, TokenHash,
+    ApiKeyRecord, ApiKeyStore, ClientRecord, ClientStore, LeaseStore, RateLimitStore, ReplayStore,
+    SigningKeyRecord, SigningKeyStore, StoreError, StoreHealth, StoreResult, Timestamp, TokenHash,
 };
 
 use crate::MemcachedStore;
 use crate::codec::{
-    Expiry, WireLease, decode, decode_api_keys, decode_signing_keys, encode, encode_api_keys,
-    encode_signing_keys,
+    Expiry, WireLease, decode, decode_api_keys, decode_clients, decode_signing_keys, encode, encode_api_keys,
+    encode_clients, encode_signing_keys,
 };
 use crate::conn::ttl_secs;
 
@@ -177,6 +177,53 @@ impl ApiKeyStore for MemcachedStore {
             |keys| match keys.iter_mut().find(|k| k.id == id && k.revoked_at.is_none()) {
                 Some(k) => {
                     k.revoked_at = Some(now);
+                    Ok(Step::Write(true))
+                }
+                None => Ok(Step::Answer(false)),
+            },
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl ClientStore for MemcachedStore {
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        self.update_list(&self.key().clients(), decode_clients, encode_clients, |clients| {
+            if clients.iter().any(|c| c.client_id == client.client_id) {
+                return Err(StoreError::Duplicate);
+            }
+            clients.push(client.clone());
+            Ok(Step::Write(()))
+        })
+        .await
+    }
+
+    async fn client_by_id(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        Ok(self
+            .read_list(&self.key().clients(), decode_clients)
+            .await?
+            .into_iter()
+            .find(|c| c.client_id == client_id))
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        let mut clients = self.read_list(&self.key().clients(), decode_clients).await?;
+        clients.sort_by(|a, b| (a.created_at, &a.client_id).cmp(&(b.created_at, &b.client_id)));
+        Ok(clients)
+    }
+
+    async fn revoke_client(&self, client_id: &str, now: Timestamp) -> StoreResult<bool> {
+        self.update_list(
+            &self.key().clients(),
+            decode_clients,
+            encode_clients,
+            |clients| match clients
+                .iter_mut()
+                .find(|c| c.client_id == client_id && c.revoked_at.is_none())
+            {
+                Some(c) => {
+                    c.revoked_at = Some(now);
                     Ok(Step::Write(true))
                 }
                 None => Ok(Step::Answer(false)),
