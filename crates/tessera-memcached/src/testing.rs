@@ -77,8 +77,9 @@ fn stop_watchdog(mut watchdog: Child) {
 }
 
 /// One plain-text command on a fresh connection, its answer up to `END`
-/// (or the first line for anything else).
+/// (`stats …`, `lru_crawler metadump …`) or its first line (anything else).
 pub fn text_command(port: u16, command: &str) -> std::io::Result<Vec<String>> {
+    let multi = command.starts_with("stats") || command.starts_with("lru_crawler metadump");
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(format!("{command}\r\n").as_bytes())?;
@@ -90,7 +91,7 @@ pub fn text_command(port: u16, command: &str) -> std::io::Result<Vec<String>> {
             break;
         }
         let line = line.trim_end().to_owned();
-        let end = line == "END" || !(line.starts_with("STAT ") || line.starts_with("ITEM "));
+        let end = line == "END" || (!multi && !line.starts_with("STAT ")) || line.starts_with("ERROR");
         out.push(line);
         if end {
             break;
