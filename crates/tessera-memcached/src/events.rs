@@ -25,32 +25,66 @@ fn parse_u64(b: &[u8]) -> Option<u64> {
 }
 
 impl MemcachedStore {
-    /// The last id handed out (0 for none).
-    async fn event_top(&self) -> StoreResult<u64> {
-        Ok(self
-            .conn()
-            .get(&self.key().event_seq())
-            .await?
-            .and_then(|i| parse_u64(&i.value))
-            .unwrap_or(0))
+    /// The log's base and the count of ids handed out from it (see
+    /// [`layout`](crate::layout#the-event-log)); `None` for a log never
+    /// written to.
+    async fn event_counter(&self) -> StoreResult<Option<(u64, u64)>> {
+        let keys = [self.key().event_base(), self.key().event_seq()];
+        let mut items = self.conn().get_many(&keys).await?.into_iter();
+        let base = items.next().flatten().and_then(|i| parse_u64(&i.value));
+        let n = items.next().flatten().and_then(|i| parse_u64(&i.value));
+        Ok(base.map(|b| (b, n.unwrap_or(0))))
     }
 
-    /// The first id not deleted by retention (1 for none deleted).
+    /// The last id handed out (0 for a log never written to).
+    async fn event_top(&self) -> StoreResult<u64> {
+        Ok(self
+            .event_counter()
+            .await?
+            .map_or(0, |(b, n)| b.saturating_add(n)))
+    }
+
+    /// The first id not deleted by retention, and the CAS of the record
+    /// that says so (none before the first retention run).
     async fn event_first(&self) -> StoreResult<(u64, Option<u64>)> {
+        let base = self.event_counter().await?.map_or(0, |(b, _)| b);
         Ok(match self.conn().get(&self.key().event_first()).await? {
-            Some(i) => (parse_u64(&i.value).unwrap_or(1).max(1), Some(i.cas)),
-            None => (1, None),
+            Some(i) => (parse_u64(&i.value).unwrap_or(0).max(base + 1), Some(i.cas)),
+            None => (base + 1, None),
         })
     }
 
-    /// A new event id.
+    /// The log's base, set now if there is none: the wall clock in
+    /// microseconds, so ids handed out after memcached lost everything
+    /// are still above every id handed out before (a revocation-feed
+    /// follower's cursor stays valid). Whichever process adds it first
+    /// sets it for all.
+    async fn event_base(&self) -> StoreResult<u64> {
+        let key = self.key().event_base();
+        loop {
+            if let Some(b) = self.conn().get(&key).await?.and_then(|i| parse_u64(&i.value)) {
+                return Ok(b);
+            }
+            // The store's own ordering, not a domain time: the wall clock
+            // is what survives a memcached restart.
+            let micros = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX >> 12));
+            self.conn()
+                .add(&key, micros.max(1).to_string().as_bytes(), Ttl::NEVER)
+                .await?;
+        }
+    }
+
+    /// A new event id: the base plus the count, bumped.
     async fn next_event_id(&self) -> StoreResult<u64> {
         let key = self.key().event_seq();
         loop {
-            if let Some(id) = self.conn().incr(&key, 1).await? {
-                return Ok(id);
+            let base = self.event_base().await?;
+            if let Some(n) = self.conn().incr(&key, 1).await? {
+                return Ok(base.saturating_add(n));
             }
-            // No counter yet (a fresh server, or it was lost): start one.
+            // No count yet (a fresh log, or memcached lost it): start one.
             self.conn().add(&key, b"0", Ttl::NEVER).await?;
         }
     }

@@ -15,7 +15,7 @@
 //! | `f:ID` | a refresh-token family | `add` (create), `cas` (rotate, revoke, clear) |
 //! | `r:HASH` | refresh token hash → family and generation | `add`; a stale one is replaced by `cas` |
 //! | `sf:HANDLE` | the session's family ids | `cas` loop |
-//! | `e:seq` / `e:first` | the last event id handed out / the first not deleted | `incr` / `cas` |
+//! | `e:base`, `e:seq`, `e:first` | event ids: the base, how many were handed out, the first not deleted | `add`, `incr`, `cas` |
 //! | `e:ID` | one event | `add` (a reader may `add` a tombstone first, see below) |
 //! | `k` | every signing key | `cas` loop |
 //! | `a` | every API key | `cas` loop |
@@ -76,8 +76,12 @@
 //!
 //! # The event log
 //!
-//! Ids come from `incr e:seq`; each event is its own key `e:ID`, written
-//! with `add`. A reader that finds an id at or below `e:seq` still empty
+//! An id is `e:base` plus `incr e:seq`; each event is its own key `e:ID`,
+//! written with `add`. The base is the wall clock in microseconds when the
+//! log was first written to (set once, by `add`), so after memcached lost
+//! everything (a restart) new ids are still above every id handed out
+//! before, and a revocation-feed follower's cursor does not skip the new
+//! events; ids therefore do not start at 1 but at the base plus 1. A reader that finds an id at or below `e:seq` still empty
 //! (its writer is between `incr` and `add`, or died there, or memcached
 //! evicted it) writes a tombstone there with `add` and moves on; a writer
 //! whose `add` then fails takes a new id. So a follower's cursor never
@@ -177,6 +181,10 @@ impl<'a> Keys<'a> {
 
     pub(crate) fn event_seq(&self) -> String {
         format!("{}e:seq", self.prefix)
+    }
+
+    pub(crate) fn event_base(&self) -> String {
+        format!("{}e:base", self.prefix)
     }
 
     pub(crate) fn event_first(&self) -> String {

@@ -174,7 +174,15 @@ async fn an_event_id_taken_by_a_writer_that_died_does_not_stall_the_log() {
     let store = support::store_on(&url, &prefix).await;
     let (_, rec) = session("alice", T0);
     insert(&store, &rec).await;
-    // A writer took id 2 (`incr`) and died before its `add`.
+    let first = store
+        .events(&EventQuery {
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events")[0]
+        .id;
+    // A writer took the next id (`incr`) and died before its `add`.
     let answer = text_command(port_of(&url), &format!("incr {prefix}e:seq 1")).expect("incr");
     assert_eq!(answer, vec!["2".to_owned()]);
     store
@@ -189,9 +197,13 @@ async fn an_event_id_taken_by_a_writer_that_died_does_not_stall_the_log() {
         .await
         .expect("events");
     let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
-    assert_eq!(ids, vec![1, 3], "the hole is skipped, the later event is read");
+    assert_eq!(
+        ids,
+        vec![first, first + 2],
+        "the hole is skipped, the later event is read"
+    );
     // The dead writer's late `add` cannot slip in behind a reader's cursor.
-    let late = text_command(port_of(&url), &format!("add {prefix}e:2 0 0 1\r\nx")).expect("add");
+    let late = text_command(port_of(&url), &format!("add {prefix}e:{} 0 0 1\r\nx", first + 1)).expect("add");
     assert_eq!(late, vec!["NOT_STORED".to_owned()]);
 }
 
@@ -220,4 +232,45 @@ async fn a_leftover_token_pointer_neither_finds_a_session_nor_blocks_its_hash() 
         .expect("get")
         .expect("found");
     assert_eq!(found.handle, again.handle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_ids_after_memcached_lost_everything_stay_above_the_old_ones() {
+    // Its own server: `flush_all` is what a restart does to the data.
+    let server = support::private_server();
+    let store = support::store_on(&server.url(), "flush:").await;
+    let (_, rec) = session("alice", T0);
+    let all = |store: MemcachedStore| async move {
+        store
+            .events(&EventQuery {
+                limit: 100,
+                ..EventQuery::default()
+            })
+            .await
+            .expect("events")
+    };
+    insert(&store, &rec).await;
+    let before = all(store.clone()).await;
+    let cursor = before.last().expect("the created event").id;
+
+    assert_eq!(
+        text_command(server.port, "flush_all").expect("flush_all"),
+        vec!["OK".to_owned()]
+    );
+    let (_, again) = session("bob", T0);
+    insert(&store, &again).await;
+    let after = store
+        .events(&EventQuery {
+            after: cursor,
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events after the follower's cursor");
+    assert_eq!(
+        after.len(),
+        1,
+        "a follower at {cursor} sees the new event: {after:?}"
+    );
+    assert!(after[0].id > cursor);
 }
