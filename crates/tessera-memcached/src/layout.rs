@@ -3,15 +3,16 @@
 //!
 //! Every key starts with the URL's `prefix` (default `tessera:`). A name
 //! that is not a plain identifier (a subject, an odd handle) appears in a
-//! key as `~` and the hex SHA-256 of its bytes, so keys stay within
-//! memcached's 250 printable bytes whatever the name.
+//! key as `~` and the SHA-256 of its bytes, so keys stay within
+//! memcached's 250 printable bytes whatever the name. Token hashes and
+//! digests appear in base64url.
 //!
 //! | key | value | written by |
 //! |---|---|---|
 //! | `s:HANDLE` | the session record | `add` (create), `cas` (every change) |
 //! | `t:HASH` | session token hash → handle | `add`; a stale one is replaced by `cas` |
 //! | `u:SUBJECT` | the subject's handles (+ those marked evicted) | `cas` loop |
-//! | `g:N` | handles of shard N of 64 (every session) | `cas` loop |
+//! | `g:N` | handles of shard N of 1024 (every session) | `cas` loop |
 //! | `f:ID` | a refresh-token family | `add` (create), `cas` (rotate, revoke, clear) |
 //! | `r:HASH` | refresh token hash → family and generation | `add`; a stale one is replaced by `cas` |
 //! | `sf:HANDLE` | the session's family ids | `cas` loop |
@@ -94,7 +95,7 @@
 use aws_lc_rs::digest;
 
 /// Shards of the global session index (`g:N`).
-pub(crate) const SHARDS: u32 = 64;
+pub(crate) const SHARDS: u32 = 1024;
 
 /// How far before `since` `events_cursor_since` keeps walking back, for
 /// events appended by processes whose clocks ran behind.
@@ -105,18 +106,18 @@ pub const CURSOR_SKEW_MS: i64 = 5 * 60 * 1000;
 /// `expired` events before memcached drops them.
 pub(crate) const EXPIRY_SLACK_SECS: i64 = 24 * 3600;
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
+/// 32 bytes (a token hash, a digest) as they appear in a key: base64url,
+/// 43 characters.
+fn b64(bytes: &[u8]) -> String {
+    tessera_core::b64url::encode(bytes)
+}
+
+fn sha256(s: &str) -> String {
+    b64(digest::digest(&digest::SHA256, s.as_bytes()).as_ref())
 }
 
 /// A name as it appears in a key: itself if it is a short plain
-/// identifier, else `~` and its SHA-256 in hex.
+/// identifier, else `~` and its SHA-256 in base64url.
 fn name(s: &str) -> String {
     let plain = !s.is_empty()
         && s.len() <= 100
@@ -125,7 +126,7 @@ fn name(s: &str) -> String {
     if plain {
         s.to_owned()
     } else {
-        format!("~{}", hex(digest::digest(&digest::SHA256, s.as_bytes()).as_ref()))
+        format!("~{}", sha256(s))
     }
 }
 
@@ -151,16 +152,12 @@ impl<'a> Keys<'a> {
     }
 
     pub(crate) fn session_token(&self, hash: &[u8; 32]) -> String {
-        format!("{}t:{}", self.prefix, hex(hash))
+        format!("{}t:{}", self.prefix, b64(hash))
     }
 
     pub(crate) fn subject(&self, subject: &str) -> String {
         // Always hashed: a subject is opaque user data.
-        format!(
-            "{}u:{}",
-            self.prefix,
-            hex(digest::digest(&digest::SHA256, subject.as_bytes()).as_ref())
-        )
+        format!("{}u:{}", self.prefix, sha256(subject))
     }
 
     pub(crate) fn shard(&self, n: u32) -> String {
@@ -172,7 +169,7 @@ impl<'a> Keys<'a> {
     }
 
     pub(crate) fn refresh_token(&self, hash: &[u8; 32]) -> String {
-        format!("{}r:{}", self.prefix, hex(hash))
+        format!("{}r:{}", self.prefix, b64(hash))
     }
 
     pub(crate) fn families_of(&self, handle: &str) -> String {
@@ -212,11 +209,11 @@ impl<'a> Keys<'a> {
     }
 
     pub(crate) fn marker(&self, digest: &[u8; 32]) -> String {
-        format!("{}m:{}", self.prefix, hex(digest))
+        format!("{}m:{}", self.prefix, b64(digest))
     }
 
     pub(crate) fn counter(&self, digest: &[u8; 32], window: u64) -> String {
-        format!("{}w:{}:{window}", self.prefix, hex(digest))
+        format!("{}w:{}:{window}", self.prefix, b64(digest))
     }
 }
 
@@ -229,8 +226,8 @@ mod tests {
         let k = Keys::new("p:");
         assert_eq!(k.session("ses_abc-_9"), "p:s:ses_abc-_9");
         let odd = k.session("a b*\n");
-        assert!(odd.starts_with("p:s:~") && odd.len() == 5 + 64, "{odd}");
+        assert!(odd.starts_with("p:s:~") && odd.len() == 5 + 43, "{odd}");
         assert!(k.session(&"x".repeat(1000)).len() < 100);
-        assert_eq!(k.subject("alice").len(), 4 + 64);
+        assert_eq!(k.subject("alice").len(), 4 + 43);
     }
 }
