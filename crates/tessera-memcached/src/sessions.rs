@@ -239,20 +239,23 @@ impl MemcachedStore {
             }
             let mut evict = Vec::new();
             if let Some(max) = opts.max_per_subject {
-                let others: Vec<String> = idx
-                    .entries
-                    .iter()
-                    .filter(|h| **h != s.handle && !idx.evicted.contains(h))
-                    .cloned()
-                    .collect();
-                let mut active: Vec<SessionRecord> = self
-                    .load_sessions(&others)
-                    .await?
-                    .into_iter()
-                    .flatten()
-                    .map(|(r, _)| r)
-                    .filter(|r| r.subject == s.subject && r.is_active(opts.now))
-                    .collect();
+                let others: Vec<String> = idx.entries.iter().filter(|h| **h != s.handle).cloned().collect();
+                let mut active = Vec::new();
+                for (h, r) in others.iter().zip(self.load_sessions(&others).await?) {
+                    match r {
+                        Some((r, _)) => {
+                            if r.subject == s.subject && r.is_active(opts.now) && !idx.evicted.contains(h) {
+                                active.push(r);
+                            }
+                        }
+                        // Gone (swept by a process that died before it
+                        // updated this index, or evicted): prune it here.
+                        None => {
+                            remove(&mut idx.entries, h);
+                            remove(&mut idx.evicted, h);
+                        }
+                    }
+                }
                 // The new session counts and is never evicted.
                 let excess = (active.len() + 1).saturating_sub(max as usize);
                 active.sort_by(|a, b| (a.created_at, &a.handle).cmp(&(b.created_at, &b.handle)));
