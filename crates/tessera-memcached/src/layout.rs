@@ -130,6 +130,20 @@ fn name(s: &str) -> String {
     }
 }
 
+/// Global index shards per pipelined read when walking every session.
+const SHARD_GROUP: u32 = 64;
+
+/// Every shard, in groups of [`SHARD_GROUP`], starting at `start` and
+/// wrapping around.
+pub(crate) fn shard_groups(start: u32) -> Vec<Vec<u32>> {
+    (0..SHARDS)
+        .map(|i| (start + i) % SHARDS)
+        .collect::<Vec<_>>()
+        .chunks(SHARD_GROUP as usize)
+        .map(<[u32]>::to_vec)
+        .collect()
+}
+
 /// The global index shard of a handle.
 pub(crate) fn shard_of(handle: &str) -> u32 {
     let d = digest::digest(&digest::SHA256, handle.as_bytes());

@@ -53,6 +53,8 @@ pub struct MemcachedStore {
 struct Inner {
     conn: Conn,
     options: MemcachedOptions,
+    /// The global index shard where the next sweep starts.
+    sweep_cursor: std::sync::atomic::AtomicU32,
 }
 
 impl fmt::Debug for MemcachedStore {
@@ -88,6 +90,7 @@ impl MemcachedStore {
             inner: Arc::new(Inner {
                 conn: Conn::new(&options),
                 options,
+                sweep_cursor: std::sync::atomic::AtomicU32::new(0),
             }),
         }
     }

@@ -13,7 +13,7 @@ use tessera_core::{
 use crate::MemcachedStore;
 use crate::codec::{Pointer, decode, decode_family, encode, encode_family};
 use crate::conn::{Item, ttl_secs};
-use crate::layout::EXPIRY_SLACK_SECS;
+use crate::layout::{EXPIRY_SLACK_SECS, shard_groups};
 use crate::sessions::session_ttl;
 
 /// A family's time to live when its session is not found: families go
@@ -93,16 +93,19 @@ impl MemcachedStore {
         Ok(())
     }
 
-    /// Every family of every stored session.
-    async fn all_families(&self) -> StoreResult<Vec<(RefreshFamily, u64)>> {
+    /// The families of `handles` (pipelined: their lists, then the
+    /// families).
+    async fn families_of_sessions(&self, handles: &[String]) -> StoreResult<Vec<(RefreshFamily, u64)>> {
+        let list_keys: Vec<String> = handles.iter().map(|h| self.key().families_of(h)).collect();
+        let mut ids = Vec::new();
+        for item in self.conn().get_many(&list_keys).await?.into_iter().flatten() {
+            ids.extend(decode::<crate::codec::Index>("index", &item.value)?.entries);
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.key().family(id)).collect();
         let mut out = Vec::new();
-        for h in self.all_handles().await? {
-            let idx = self.read_index(&self.key().families_of(&h)).await?;
-            let keys: Vec<String> = idx.entries.iter().map(|id| self.key().family(id)).collect();
-            for (id, item) in idx.entries.iter().zip(self.conn().get_many(&keys).await?) {
-                if let Some(i) = item {
-                    out.push((decode_family(id, &i.value)?, i.cas));
-                }
+        for (id, item) in ids.iter().zip(self.conn().get_many(&keys).await?) {
+            if let Some(i) = item {
+                out.push((decode_family(id, &i.value)?, i.cas));
             }
         }
         Ok(out)
@@ -215,26 +218,34 @@ impl RefreshStore for MemcachedStore {
 
     async fn clear_sealed_successors(&self, rotated_before: Timestamp, batch: u32) -> StoreResult<u32> {
         let mut n = 0u32;
-        for (f, _) in self.all_families().await? {
-            if n >= batch {
-                break;
-            }
-            if f.current_sealed.is_none() || f.rotated_at >= rotated_before {
-                continue;
-            }
-            let key = self.key().family(&f.id);
-            let ttl = self.family_ttl(&f.handle).await?;
-            loop {
-                let Some((mut cur, cas)) = self.load_family(&f.id).await? else {
-                    break;
-                };
-                if cur.current_sealed.is_none() || cur.rotated_at >= rotated_before {
-                    break;
+        for group in shard_groups(0) {
+            let handles: Vec<String> = self
+                .group_sessions(&group)
+                .await?
+                .into_iter()
+                .map(|(s, _)| s.handle)
+                .collect();
+            for (f, _) in self.families_of_sessions(&handles).await? {
+                if n >= batch {
+                    return Ok(n);
                 }
-                cur.current_sealed = None;
-                if self.conn().cas(&key, &encode_family(&cur)?, cas, ttl).await? {
-                    n += 1;
-                    break;
+                if f.current_sealed.is_none() || f.rotated_at >= rotated_before {
+                    continue;
+                }
+                let key = self.key().family(&f.id);
+                let ttl = self.family_ttl(&f.handle).await?;
+                loop {
+                    let Some((mut cur, cas)) = self.load_family(&f.id).await? else {
+                        break;
+                    };
+                    if cur.current_sealed.is_none() || cur.rotated_at >= rotated_before {
+                        break;
+                    }
+                    cur.current_sealed = None;
+                    if self.conn().cas(&key, &encode_family(&cur)?, cas, ttl).await? {
+                        n += 1;
+                        break;
+                    }
                 }
             }
         }

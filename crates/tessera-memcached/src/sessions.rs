@@ -3,6 +3,7 @@
 //! interrupted state is harmless).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use memcache::exp::Ttl;
@@ -14,7 +15,7 @@ use tessera_core::{
 use crate::MemcachedStore;
 use crate::codec::{Index, Pointer, decode, decode_session, encode, encode_session};
 use crate::conn::{Item, ttl_secs};
-use crate::layout::{EXPIRY_SLACK_SECS, SHARDS, shard_of};
+use crate::layout::{EXPIRY_SLACK_SECS, SHARDS, shard_groups, shard_of};
 
 /// A session's time to live in memcached: until its own expiry (counted
 /// from its last activity, which is about now) plus the sweeper's slack.
@@ -169,24 +170,26 @@ impl MemcachedStore {
         Ok(())
     }
 
-    /// Every handle in the global index.
-    pub(crate) async fn all_handles(&self) -> StoreResult<Vec<String>> {
-        let keys: Vec<String> = (0..SHARDS).map(|n| self.key().shard(n)).collect();
-        let mut out = Vec::new();
-        for item in self.conn().get_many(&keys).await?.into_iter().flatten() {
-            let idx: Index = decode("index", &item.value)?;
-            out.extend(idx.entries);
-        }
-        Ok(out)
+    /// The handles of global index shards `shards`, per shard.
+    async fn shard_handles(&self, shards: &[u32]) -> StoreResult<Vec<Vec<String>>> {
+        let keys: Vec<String> = shards.iter().map(|&n| self.key().shard(n)).collect();
+        self.conn()
+            .get_many(&keys)
+            .await?
+            .into_iter()
+            .map(|item| match item {
+                Some(i) => Ok(decode::<Index>("index", &i.value)?.entries),
+                None => Ok(Vec::new()),
+            })
+            .collect()
     }
 
-    /// Every stored session, with handles the index names but whose
-    /// record is gone removed from the index on the way.
-    pub(crate) async fn all_sessions(&self) -> StoreResult<Vec<(SessionRecord, u64)>> {
-        let handles = self.all_handles().await?;
+    /// The stored sessions named by `handles`; handles whose record is gone
+    /// are removed from their global index shard on the way.
+    async fn sessions_of(&self, handles: &[String]) -> StoreResult<Vec<(SessionRecord, u64)>> {
         let mut out = Vec::with_capacity(handles.len());
         let mut gone = Vec::new();
-        for (h, s) in handles.iter().zip(self.load_sessions(&handles).await?) {
+        for (h, s) in handles.iter().zip(self.load_sessions(handles).await?) {
             match s {
                 Some(s) => out.push(s),
                 None => gone.push(h.clone()),
@@ -199,6 +202,13 @@ impl MemcachedStore {
             .await?;
         }
         Ok(out)
+    }
+
+    /// The stored sessions of a group of global index shards (one
+    /// pipelined read of their indexes, then of their sessions).
+    pub(crate) async fn group_sessions(&self, shards: &[u32]) -> StoreResult<Vec<(SessionRecord, u64)>> {
+        let handles: Vec<String> = self.shard_handles(shards).await?.into_iter().flatten().collect();
+        self.sessions_of(&handles).await
     }
 
     /// Removes a deleted session from the indexes and its token pointer.
@@ -559,38 +569,61 @@ impl SessionStore for MemcachedStore {
     }
 
     async fn revoke_all_active(&self, reason: RevokeReason, now: Timestamp, batch: u32) -> StoreResult<u32> {
-        let mut targets: Vec<String> = self
-            .all_sessions()
-            .await?
-            .into_iter()
-            .filter(|(s, _)| s.is_active(now))
-            .map(|(s, _)| s.handle)
-            .take(batch as usize)
-            .collect();
-        targets.sort_unstable();
-        let done = self.revoke_handles(&targets, reason, now, Some(now)).await?;
-        Ok(u32::try_from(done.len()).unwrap_or(u32::MAX))
+        let mut done = 0u32;
+        for group in shard_groups(0) {
+            let mut targets: Vec<String> = self
+                .group_sessions(&group)
+                .await?
+                .into_iter()
+                .filter(|(s, _)| s.is_active(now))
+                .map(|(s, _)| s.handle)
+                .take((batch - done) as usize)
+                .collect();
+            targets.sort_unstable();
+            let revoked = self.revoke_handles(&targets, reason, now, Some(now)).await?;
+            done += u32::try_from(revoked.len()).unwrap_or(u32::MAX);
+            if done >= batch {
+                break;
+            }
+        }
+        Ok(done)
     }
 
     async fn sweep(&self, now: Timestamp, batch: u32) -> StoreResult<u32> {
+        // Successive sweeps go on where the last stopped, so a backlog of
+        // expired sessions is not re-read from the first shard every time.
+        let start = self.inner.sweep_cursor.load(Ordering::Relaxed) % SHARDS;
         let mut n = 0u32;
-        for (s, cas) in self.all_sessions().await? {
-            if n >= batch {
-                break;
+        for group in shard_groups(start) {
+            for (s, cas) in self.group_sessions(&group).await? {
+                if n >= batch {
+                    break;
+                }
+                if s.is_expired(now) && self.sweep_one(&s, cas, now).await? {
+                    n += 1;
+                }
             }
-            if s.is_expired(now) && self.sweep_one(&s, cas, now).await? {
-                n += 1;
+            if n >= batch {
+                // This group may hold more: start there next time.
+                if let Some(&first) = group.first() {
+                    self.inner.sweep_cursor.store(first, Ordering::Relaxed);
+                }
+                return Ok(n);
             }
         }
         Ok(n)
     }
 
     async fn count_active(&self, now: Timestamp) -> StoreResult<u64> {
-        Ok(self
-            .all_sessions()
-            .await?
-            .iter()
-            .filter(|(s, _)| s.is_active(now))
-            .count() as u64)
+        let mut n = 0u64;
+        for group in shard_groups(0) {
+            n += self
+                .group_sessions(&group)
+                .await?
+                .iter()
+                .filter(|(s, _)| s.is_active(now))
+                .count() as u64;
+        }
+        Ok(n)
     }
 }
