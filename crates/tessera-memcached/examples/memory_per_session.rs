@@ -7,7 +7,8 @@
 //! refresh family for each through the store, then prints from memcached's
 //! own counters: `stats` `bytes` (the items' sizes, memcached's item header
 //! included) and `curr_items` before and after, divided by COUNT, and the
-//! bytes per kind of key from `lru_crawler metadump all`.
+//! bytes per kind of key from `lru_crawler metadump all`; then how long
+//! `count_active` and a sweep with nothing to delete take at that size.
 //!
 //! `cargo run -p tessera-memcached --example memory_per_session [-- COUNT]`
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::json;
+use tessera_core::SessionStore;
 use tessera_core::secret::{self, SecretToken, TokenKind};
 use tessera_core::{Clock, CreateSession, RefreshFamily, RefreshStore, SessionPolicy, Sessions, SystemClock};
 use tessera_memcached::testing::{self as support, text_command};
@@ -137,5 +139,13 @@ async fn main() {
             *size as f64 / n
         );
     }
+    // What walking the global index costs at this size.
+    let now = SystemClock.now();
+    let t = std::time::Instant::now();
+    let active = store.count_active(now).await.expect("count_active");
+    println!("count_active: {active} in {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let swept = store.sweep(now, 1000).await.expect("sweep");
+    println!("sweep with nothing expired: {swept} in {:?}", t.elapsed());
     drop(server);
 }
