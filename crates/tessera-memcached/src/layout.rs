@@ -45,9 +45,10 @@
 //!   rollback or a sweep finds nothing and is replaced when its hash is
 //!   claimed again; it expires with its record.
 //! - **Revocation** is written on the session record itself (`cas`, the
-//!   version bumped) before anything else, so from that step on every verification on
-//!   every node refuses the session; a `touch` or `update` built on the old
-//!   record fails its CAS instead of writing it back un-revoked. Its
+//!   version bumped) before anything else, so from that step on every
+//!   verification on every node refuses the session; a `touch` or `update`
+//!   built on the old record fails its CAS instead of writing it back
+//!   un-revoked. Its
 //!   `revoked` event follows; dying in between loses the event (the
 //!   revocation feed then misses it), never the revocation.
 //! - **The session limit**: the creating process decides which sessions to
@@ -59,16 +60,18 @@
 //!   they expire (the subject has more sessions than the limit), and the
 //!   next create for the subject does not count them.
 //! - **Index records** (`u:`, `g:`, `sf:`) may name records that are gone
-//!   (a sweep that died half-way, an eviction): readers skip those and the
-//!   sweep prunes them.
+//!   (a sweep that died half-way, an eviction): readers skip those; every
+//!   walk of the global index (sweep, count) prunes its entries, and the
+//!   next create of the subject prunes the subject's.
 //! - **Rotation**: the successor's `r:` pointer is added first (a taken
 //!   hash is [`Duplicate`](tessera_core::StoreError::Duplicate), nothing
 //!   else written), then the family's `cas` from the expected generation,
 //!   which is the commit point: of concurrent rotations exactly one wins,
 //!   and the losers delete their pointers. The session slide and the
-//!   events follow; a failure there is returned, with the rotation done
-//!   (the client retries inside the grace window and gets the same
-//!   successor).
+//!   events follow; once committed the rotation answers true whatever they
+//!   do (a failure is logged: the next verification slides the session,
+//!   the event is lost), since the client's old token is consumed and must
+//!   get its successor.
 //! - **Sweep**: a session is deleted with `delete` on its CAS (so it was
 //!   not changed since it was judged expired, and only one sweeper wins
 //!   it), then its `expired` event, families, pointers and index entries
@@ -82,7 +85,8 @@
 //! log was first written to (set once, by `add`), so after memcached lost
 //! everything (a restart) new ids are still above every id handed out
 //! before, and a revocation-feed follower's cursor does not skip the new
-//! events; ids therefore do not start at 1 but at the base plus 1. A reader that finds an id at or below `e:seq` still empty
+//! events; ids therefore do not start at 1 but at the base plus 1. A
+//! reader that finds an id at or below the last one handed out still empty
 //! (its writer is between `incr` and `add`, or died there, or memcached
 //! evicted it) writes a tombstone there with `add` and moves on; a writer
 //! whose `add` then fails takes a new id. So a follower's cursor never

@@ -30,9 +30,12 @@ impl MemcachedStore {
 
     /// How long a family of session `handle` lives in memcached.
     async fn family_ttl(&self, handle: &str) -> StoreResult<Ttl> {
-        Ok(match self.load_session(handle).await? {
-            Some((s, _)) => session_ttl(&s),
-            None => ttl_secs(ORPHAN_FAMILY_TTL_SECS + EXPIRY_SLACK_SECS),
+        Ok(match self.load_session(handle).await {
+            Ok(Some((s, _))) => session_ttl(&s),
+            // Only a time to live: a session that is gone or unreadable
+            // does not stop its family's own writes.
+            Ok(None) | Err(StoreError::Corrupt(_)) => ttl_secs(ORPHAN_FAMILY_TTL_SECS + EXPIRY_SLACK_SECS),
+            Err(e) => return Err(e),
         })
     }
 
@@ -208,11 +211,20 @@ impl RefreshStore for MemcachedStore {
             }
             return Ok(false);
         }
-        if let Some(t) = &rotation.touch {
-            self.touch_record(t.handle, t.token_hash, t.last_seen_at, t.idle_expires_at)
-                .await?;
+        // Committed: the client must get its successor whatever happens
+        // now (its old token is consumed; under strict rotation a retry
+        // would count as reuse). A slide that fails is made up by the next
+        // verification; an event that fails is lost from the log.
+        if let Some(t) = &rotation.touch
+            && let Err(e) = self
+                .touch_record(t.handle, t.token_hash, t.last_seen_at, t.idle_expires_at)
+                .await
+        {
+            tracing::warn!(error = %e, family = rotation.family_id, "rotated, but the session's slide failed");
         }
-        self.append(events).await?;
+        if let Err(e) = self.append(events).await {
+            tracing::warn!(error = %e, family = rotation.family_id, "rotated, but its events were not appended");
+        }
         Ok(true)
     }
 

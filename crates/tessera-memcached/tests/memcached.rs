@@ -6,9 +6,11 @@
 
 use std::sync::Arc;
 
-use tessera_conformance::support::{T0, created_event, insert, session};
+use tessera_conformance::support::{T0, created_event, insert, refresh_family, session};
+use tessera_core::secret::{SecretToken, TokenKind};
 use tessera_core::{
-    EventQuery, EventStore, NewEvent, RevokeReason, SessionStore, StoreError, StoreHealth, TokenHash,
+    EventQuery, EventStore, NewEvent, RefreshStore, RevokeReason, Rotation, SessionStore, StoreError,
+    StoreHealth, TokenHash, Touch,
 };
 use tessera_memcached::MemcachedStore;
 use tessera_memcached::testing::{self as support, text_command};
@@ -273,4 +275,51 @@ async fn event_ids_after_memcached_lost_everything_stay_above_the_old_ones() {
         "a follower at {cursor} sees the new event: {after:?}"
     );
     assert!(after[0].id > cursor);
+}
+
+/// A rotation is committed by the family's CAS; what follows (the session
+/// slide, the events) must not turn it into a failure, or the client would
+/// lose the successor of a token that is already consumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_rotation_answers_true_even_if_the_session_slide_fails() {
+    let url = support::server_url();
+    let prefix = support::fresh_prefix();
+    let store = support::store_on(&url, &prefix).await;
+    let (_, rec) = session("alice", T0);
+    insert(&store, &rec).await;
+    let (first, family) = refresh_family(&rec, T0);
+    store
+        .create_refresh_family(&family, &first.hash(), &[])
+        .await
+        .expect("create family");
+    // The session record becomes unreadable (the slide will fail on it).
+    let answer = text_command(
+        port_of(&url),
+        &format!("set {prefix}s:{} 0 0 3\r\nbad", rec.handle),
+    )
+    .expect("set");
+    assert_eq!(answer, vec!["STORED".to_owned()]);
+
+    let next = SecretToken::generate(TokenKind::Refresh);
+    let at = T0.plus_millis(1000);
+    let touch = Touch {
+        handle: &rec.handle,
+        token_hash: &rec.token_hash,
+        last_seen_at: at,
+        idle_expires_at: at.plus_millis(60_000),
+    };
+    let rotated = store
+        .rotate_refresh(
+            &Rotation::new(&family.id, 0, &next.hash(), at).touching(touch),
+            &[],
+        )
+        .await
+        .expect("a committed rotation is not an error");
+    assert!(rotated);
+    let found = store
+        .find_refresh(&next.hash())
+        .await
+        .expect("find")
+        .expect("the successor");
+    assert_eq!((found.family.generation, found.generation), (1, 1));
 }
