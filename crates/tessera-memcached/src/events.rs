@@ -49,8 +49,11 @@ impl MemcachedStore {
     async fn event_first(&self) -> StoreResult<(u64, Option<u64>)> {
         let base = self.event_counter().await?.map_or(0, |(b, _)| b);
         Ok(match self.conn().get(&self.key().event_first()).await? {
-            Some(i) => (parse_u64(&i.value).unwrap_or(0).max(base + 1), Some(i.cas)),
-            None => (base + 1, None),
+            Some(i) => (
+                parse_u64(&i.value).unwrap_or(0).max(base.saturating_add(1)),
+                Some(i.cas),
+            ),
+            None => (base.saturating_add(1), None),
         })
     }
 
@@ -160,7 +163,10 @@ impl EventStore for MemcachedStore {
                     out.push(e);
                 }
             }
-            next = end.saturating_add(1);
+            if end >= top {
+                break;
+            }
+            next = end + 1;
         }
         Ok(out)
     }
@@ -224,6 +230,10 @@ impl EventStore for MemcachedStore {
                         continue;
                     }
                 }
+            }
+            if id == top {
+                id = top.saturating_add(1);
+                break;
             }
             id += 1;
         }

@@ -21,7 +21,7 @@ use crate::conn::ttl_secs;
 
 /// Seconds from `now` to `until` (the caller's clock), at least one.
 fn secs_until(until: Timestamp, now: Timestamp) -> i64 {
-    until.millis_since(now).max(0) / 1000 + 1
+    (until.unix_millis().saturating_sub(now.unix_millis()).max(0) / 1000).saturating_add(1)
 }
 
 /// The outcome of one step of a CAS loop over a list record.

@@ -21,7 +21,11 @@ use crate::layout::{EXPIRY_SLACK_SECS, SHARDS, shard_groups, shard_of};
 /// from its last activity, which is about now) plus the sweeper's slack.
 pub(crate) fn session_ttl(s: &SessionRecord) -> Ttl {
     let until = s.absolute_expires_at.max(s.idle_expires_at);
-    ttl_secs(until.millis_since(s.last_seen_at).max(0) / 1000 + 1 + EXPIRY_SLACK_SECS)
+    let left = until
+        .unix_millis()
+        .saturating_sub(s.last_seen_at.unix_millis())
+        .max(0);
+    ttl_secs((left / 1000).saturating_add(1 + EXPIRY_SLACK_SECS))
 }
 
 impl MemcachedStore {
@@ -66,8 +70,40 @@ impl MemcachedStore {
                 return Ok(None);
             }
             let mut next = cur;
-            next.version += 1;
+            next.version = bump(next.version)?;
             next.revoked = Some(Revocation { at: now, reason });
+            if self
+                .conn()
+                .cas(&key, &encode_session(&next)?, cas, session_ttl(&next))
+                .await?
+            {
+                return Ok(Some(next));
+            }
+        }
+    }
+
+    /// Revokes session `handle` as replaced, only if it is at `version` and
+    /// not revoked; the record as revoked, or `None` (a conflict).
+    async fn replace_session(
+        &self,
+        handle: &str,
+        version: u64,
+        now: Timestamp,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let key = self.key().session(handle);
+        loop {
+            let Some((cur, cas)) = self.load_session(handle).await? else {
+                return Ok(None);
+            };
+            if cur.version != version || cur.revoked.is_some() {
+                return Ok(None);
+            }
+            let mut next = cur;
+            next.version = bump(next.version)?;
+            next.revoked = Some(Revocation {
+                at: now,
+                reason: RevokeReason::Replaced,
+            });
             if self
                 .conn()
                 .cas(&key, &encode_session(&next)?, cas, session_ttl(&next))
@@ -352,6 +388,13 @@ impl MemcachedStore {
     }
 }
 
+/// The version after a change the store makes itself.
+fn bump(version: u64) -> StoreResult<u64> {
+    version
+        .checked_add(1)
+        .ok_or_else(|| crate::codec::corrupt("session", "version at its maximum"))
+}
+
 fn remove(list: &mut Vec<String>, h: &str) -> bool {
     let before = list.len();
     list.retain(|x| x != h);
@@ -395,45 +438,15 @@ impl SessionStore for MemcachedStore {
         }
         let mut first_events = Vec::new();
         if let Some((h, v)) = &opts.replace {
-            let replaced = loop {
-                let ok = match self.load_session(h).await {
-                    Ok(Some((cur, cas))) if cur.version == *v && cur.revoked.is_none() => {
-                        let mut next = cur;
-                        next.version += 1;
-                        next.revoked = Some(Revocation {
-                            at: opts.now,
-                            reason: RevokeReason::Replaced,
-                        });
-                        match encode_session(&next) {
-                            Ok(value) => match self
-                                .conn()
-                                .cas(&self.key().session(h), &value, cas, session_ttl(&next))
-                                .await
-                            {
-                                Ok(true) => Ok(Some(Some(next))),
-                                Ok(false) => Ok(None),
-                                Err(e) => Err(e),
-                            },
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Ok(_) => Ok(Some(None)),
-                    Err(e) => Err(e),
-                };
-                match ok {
-                    Ok(Some(r)) => break r,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        let _ = self.rollback_create(session, true).await;
-                        return Err(e);
-                    }
-                }
-            };
-            match replaced {
-                Some(r) => first_events.push(NewEvent::revoked(&r, RevokeReason::Replaced, opts.now)),
-                None => {
+            match self.replace_session(h, *v, opts.now).await {
+                Ok(Some(r)) => first_events.push(NewEvent::revoked(&r, RevokeReason::Replaced, opts.now)),
+                Ok(None) => {
                     self.rollback_create(session, true).await?;
                     return Ok(CreateOutcome::Conflict);
+                }
+                Err(e) => {
+                    let _ = self.rollback_create(session, true).await;
+                    return Err(e);
                 }
             }
         }
