@@ -143,7 +143,8 @@ impl RefreshStore for MemcachedStore {
             }
         }
         let id = family.id.clone();
-        self.update_index(&self.key().families_of(&family.handle), |idx| {
+        // The list lives as long as the session (set again with each family).
+        self.update_index_ttl(&self.key().families_of(&family.handle), ttl, |idx| {
             if idx.entries.contains(&id) {
                 false
             } else {

@@ -116,9 +116,16 @@ impl MemcachedStore {
 
     /// Changes the index record at `key` by `f` (which answers whether it
     /// changed anything), retrying on concurrent changes.
-    pub(crate) async fn update_index(
+    pub(crate) async fn update_index(&self, key: &str, f: impl FnMut(&mut Index) -> bool) -> StoreResult<()> {
+        self.update_index_ttl(key, Ttl::NEVER, f).await
+    }
+
+    /// [`update_index`](Self::update_index) for an index record that
+    /// expires (`ttl`, set again at every change).
+    pub(crate) async fn update_index_ttl(
         &self,
         key: &str,
+        ttl: Ttl,
         mut f: impl FnMut(&mut Index) -> bool,
     ) -> StoreResult<()> {
         loop {
@@ -128,7 +135,7 @@ impl MemcachedStore {
                     if !f(&mut idx) {
                         return Ok(());
                     }
-                    if self.conn().add(key, &encode("index", &idx)?, Ttl::NEVER).await? {
+                    if self.conn().add(key, &encode("index", &idx)?, ttl).await? {
                         return Ok(());
                     }
                 }
@@ -141,7 +148,7 @@ impl MemcachedStore {
                         self.conn().delete_cas(key, item.cas).await?
                     } else {
                         self.conn()
-                            .cas(key, &encode("index", &idx)?, item.cas, Ttl::NEVER)
+                            .cas(key, &encode("index", &idx)?, item.cas, ttl)
                             .await?
                     };
                     if done {
