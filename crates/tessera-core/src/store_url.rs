@@ -1,5 +1,6 @@
-//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`, `postgres://…`): one grammar for
-//! the service's `--store` and the library's `SessionLayer::from_store_url`,
+//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`, `postgres://…`,
+//! `memcached://…`): one grammar for the service's `--store` and the
+//! library's `SessionLayer::from_store_url`,
 //! so an app and the service can name the same store the same way. Opening
 //! the store is up to each face (it needs the driver crates).
 
@@ -22,6 +23,10 @@ pub enum StoreUrl {
     /// the whole URL, as the Redis store reads it (its options — `prefix`,
     /// `buckets`, `grace_secs`, … — are in `tessera-redis`).
     Redis(String),
+    /// `memcached://HOST[:PORT][?OPTIONS]`: the whole URL, as the Memcached
+    /// store reads it (its options — `prefix`, `timeout_ms`, … — are in
+    /// `tessera-memcached`).
+    Memcached(String),
     /// `postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB[?OPTIONS]` (also
     /// `postgresql://`): the whole URL, as the PostgreSQL store reads it
     /// (its options — `statement_timeout_ms`, `pool_size`, `schema`, … —
@@ -32,7 +37,7 @@ pub enum StoreUrl {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StoreUrlError {
     #[error(
-        "{0:?} is not a store URL; expected memory://, sqlite://PATH, redis://HOST:PORT or postgres://HOST/DB"
+        "{0:?} is not a store URL; expected memory://, sqlite://PATH, redis://HOST:PORT, postgres://HOST/DB or memcached://HOST"
     )]
     NotAUrl(String),
     #[error(
@@ -45,7 +50,7 @@ pub enum StoreUrlError {
     SqliteQuery(String),
     #[error(
         "the {0}:// store is not available in this version yet; use redis://, rediss://, redis+cluster://, \
-         redis+sentinel://, postgres://, sqlite://PATH or memory://"
+         redis+sentinel://, postgres://, memcached://, sqlite://PATH or memory://"
     )]
     NotYetSupported(String),
     #[error("this build was compiled without the SQLite store (feature `sqlite`)")]
@@ -54,6 +59,10 @@ pub enum StoreUrlError {
     RedisNotBuilt,
     #[error("{0}:// needs a host, e.g. {0}://127.0.0.1:6379/0")]
     RedisNoHost(String),
+    #[error("this build was compiled without the Memcached store (feature `memcached`)")]
+    MemcachedNotBuilt,
+    #[error("memcached:// needs a host, e.g. memcached://127.0.0.1:11211")]
+    MemcachedNoHost,
     #[error("this build was compiled without the PostgreSQL store (feature `postgres`)")]
     PostgresNotBuilt,
     #[error("{0}:// needs a host and a database, e.g. {0}://tessera@127.0.0.1:5432/tessera")]
@@ -63,7 +72,7 @@ pub enum StoreUrlError {
     #[error("{0}")]
     BadOptions(String),
     #[error(
-        "unknown store scheme {0:?}; expected memory://, sqlite://PATH, redis://HOST:PORT or postgres://HOST/DB"
+        "unknown store scheme {0:?}; expected memory://, sqlite://PATH, redis://HOST:PORT, postgres://HOST/DB or memcached://HOST"
     )]
     UnknownScheme(String),
 }
@@ -110,6 +119,13 @@ impl StoreUrl {
                 }
                 Ok(StoreUrl::Postgres(url.to_owned()))
             }
+            "memcached" => {
+                let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                if rest[..host_end].is_empty() {
+                    return Err(StoreUrlError::MemcachedNoHost);
+                }
+                Ok(StoreUrl::Memcached(url.to_owned()))
+            }
             s @ ("rediss+sentinel" | "rediss+cluster") => Err(StoreUrlError::NotYetSupported(s.to_owned())),
             other => Err(StoreUrlError::UnknownScheme(other.to_owned())),
         }
@@ -151,6 +167,25 @@ mod tests {
         ] {
             assert_eq!(StoreUrl::parse(url), Ok(StoreUrl::Postgres(url.to_owned())));
         }
+    }
+
+    #[test]
+    fn parses_memcached_urls() {
+        for url in [
+            "memcached://127.0.0.1:11211",
+            "memcached://cache?prefix=app:",
+            "MEMCACHED://h/",
+        ] {
+            assert_eq!(StoreUrl::parse(url), Ok(StoreUrl::Memcached(url.to_owned())));
+        }
+        assert_eq!(
+            StoreUrl::parse("memcached://"),
+            Err(StoreUrlError::MemcachedNoHost)
+        );
+        assert_eq!(
+            StoreUrl::parse("memcached://?prefix=a"),
+            Err(StoreUrlError::MemcachedNoHost)
+        );
     }
 
     #[test]

@@ -24,25 +24,27 @@ pub enum OpenError {
 /// every call is timed. For `sqlite://` the file's directory is created.
 /// A `redis://` store connects on first use (so the service can start
 /// while Redis is down and answer 503 until it is back); opening it needs
-/// a Tokio runtime (a blocking task of one is fine). A `postgres://` store
-/// likewise connects (and migrates its schema) on first use.
+/// a Tokio runtime (a blocking task of one is fine).
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenError> {
     let url = config.store_url();
     match parse(&url)? {
         StoreUrl::Memory => Ok(Arc::new(InstrumentedStore::new(MemoryStore::new()))),
         StoreUrl::Sqlite(path) => open_sqlite(config, &url, path),
         StoreUrl::Redis(redis) => open_redis(&redis),
+        StoreUrl::Memcached(memcached) => open_memcached(&memcached),
         StoreUrl::Postgres(pg) => open_postgres(&pg),
     }
 }
 
 /// Parses a store URL this build can open (`sqlite://` needs the `sqlite`
 /// feature, `redis://` the `redis` feature, `postgres://` the `postgres`
+/// feature, `memcached://` the `memcached`
 /// feature).
 pub fn parse(url: &str) -> Result<StoreUrl, StoreUrlError> {
     match StoreUrl::parse(url)? {
         StoreUrl::Sqlite(_) if !cfg!(feature = "sqlite") => Err(StoreUrlError::SqliteNotBuilt),
         StoreUrl::Redis(_) if !cfg!(feature = "redis") => Err(StoreUrlError::RedisNotBuilt),
+        StoreUrl::Memcached(_) if !cfg!(feature = "memcached") => Err(StoreUrlError::MemcachedNotBuilt),
         StoreUrl::Postgres(_) if !cfg!(feature = "postgres") => Err(StoreUrlError::PostgresNotBuilt),
         #[cfg(feature = "postgres")]
         StoreUrl::Postgres(pg) => {
@@ -69,6 +71,25 @@ fn open_redis(_url: &str) -> Result<Arc<dyn Store>, OpenError> {
     Err(StoreUrlError::RedisNotBuilt.into())
 }
 
+/// A `memcached://` store dials on first use too: the service starts while
+/// memcached is down and answers 503 until it is back.
+#[cfg(feature = "memcached")]
+fn open_memcached(url: &str) -> Result<Arc<dyn Store>, OpenError> {
+    let store = tessera_memcached::MemcachedStore::open_lazy(url).map_err(|e| OpenError::Open {
+        url: url.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(InstrumentedStore::new(store)))
+}
+
+#[cfg(not(feature = "memcached"))]
+fn open_memcached(_url: &str) -> Result<Arc<dyn Store>, OpenError> {
+    Err(StoreUrlError::MemcachedNotBuilt.into())
+}
+
+/// A `postgres://` store connects (and migrates its schema) on first use:
+/// the service starts while the database is down and answers 503 until it
+/// is back.
 #[cfg(feature = "postgres")]
 fn open_postgres(url: &str) -> Result<Arc<dyn Store>, OpenError> {
     let store = tessera_postgres::PostgresStore::open_lazy(url).map_err(|e| OpenError::Open {

@@ -31,6 +31,7 @@ use serde_json::Value;
 use tessera_core::dpop::{DpopError, ProofHeader, ProofRequest};
 use tessera_core::model::Binding;
 use tessera_core::secret::{self, TokenKind};
+use tessera_core::tokens::{ACCESS_TOKEN_TYPE, ExchangeRequest, TOKEN_EXCHANGE_GRANT};
 use tessera_core::{
     ApiKeyScope, Client, ClientKind, ClientRegistry, Introspection, IssuedTokens, OAuthError,
 };
@@ -242,6 +243,9 @@ struct TokenBody<'a> {
     refresh_token: Option<&'a str>,
     #[serde(skip_serializing_if = "str::is_empty")]
     scope: &'a str,
+    /// RFC 8693 §2.2.1: what a token exchange issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
 }
 
 fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
@@ -251,6 +255,7 @@ fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
         expires_in: t.expires_in,
         refresh_token: t.refresh_token.as_ref().map(|r| r.expose()),
         scope: &t.scope,
+        issued_token_type: None,
     }
 }
 
@@ -262,7 +267,7 @@ fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
     security((), ("client_basic" = []), ("dpop" = []), ("client_basic" = [], "dpop" = [])),
     request_body(content = crate::openapi::schemas::TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "New tokens; the refresh token rotated", body = crate::openapi::schemas::TokenResponse,
+        (status = 200, description = "New tokens: the refresh token rotated, or the exchanged access token (RFC 8693, with `issued_token_type`)", body = crate::openapi::schemas::TokenResponse,
             headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"),
                 ("DPoP-Nonce" = String, description = "A nonce for the next DPoP proof"))),
         (status = 400, response = crate::openapi::OAuthBadRequest),
@@ -271,7 +276,8 @@ fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
         (status = 503, response = crate::openapi::OAuthUnavailable),
     ),
 )]
-/// `POST /oauth2/token`: `grant_type=refresh_token` only (MD-07).
+/// `POST /oauth2/token`: `grant_type=refresh_token` (MD-07) and RFC 8693
+/// token exchange.
 pub async fn token(State(state): State<AppState>, req: Request) -> Response {
     answer(token_inner(&state, req).await)
 }
@@ -287,16 +293,18 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
         });
     let ip = state.limits.client_ip(req.headers(), req.extensions());
     let (headers, form) = read_form(req).await?;
-    let grant = form
-        .get("grant_type")
-        .ok_or_else(|| OAuthFailure::request("grant_type is required"))?;
-    if grant != "refresh_token" {
-        return Err(OAuthFailure::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "only grant_type=refresh_token is supported",
-        ));
-    }
+    let grant = match form.get("grant_type") {
+        None => return Err(OAuthFailure::request("grant_type is required")),
+        Some("refresh_token") => Grant::Refresh,
+        Some(TOKEN_EXCHANGE_GRANT) => Grant::Exchange,
+        Some(_) => {
+            return Err(OAuthFailure::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                format!("supported grant types: refresh_token, {TOKEN_EXCHANGE_GRANT}"),
+            ));
+        }
+    };
     // RFC 9449 §4.3 check 1: at most one proof.
     let proof = match dpop_proof(&headers) {
         ProofHeader::None => None,
@@ -310,25 +318,35 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
         }
     };
     let presented = presented_client(&headers, &form)?;
-    let refresh_token = form
-        .get("refresh_token")
-        .ok_or_else(|| OAuthFailure::request("refresh_token is required"))?;
     let registry = state.oauth.tokens.clients();
-    let client = match authenticate_limited(state, &presented, &ip)? {
-        Some(c) => c,
-        None => match refresh_token_client(state, refresh_token).await? {
-            Some(id) => implied_client(registry, &id)?,
-            None => {
-                return Err(OAuthFailure::from_core(
-                    OAuthError::InvalidGrant("unknown refresh token"),
-                    false,
-                ));
+    let authenticated = authenticate_limited(state, &presented, &ip)?;
+    let client = match (grant, authenticated) {
+        (_, Some(c)) => c,
+        // A public client names itself through its refresh token.
+        (Grant::Refresh, None) => {
+            let refresh_token = form
+                .get("refresh_token")
+                .ok_or_else(|| OAuthFailure::request("refresh_token is required"))?;
+            match refresh_token_client(state, refresh_token).await? {
+                Some(id) => implied_client(registry, &id)?,
+                None => {
+                    return Err(OAuthFailure::from_core(
+                        OAuthError::InvalidGrant("unknown refresh token"),
+                        false,
+                    ));
+                }
             }
-        },
+        }
+        // Whoever exchanges a token must say who it is (RFC 8693 §2.1).
+        (Grant::Exchange, None) => {
+            return Err(OAuthFailure::client(
+                false,
+                "token exchange needs an authenticated client",
+            ));
+        }
     };
     // The proof is checked (and its `jti` spent) only for an authenticated
-    // client, and before the refresh token is: a bad proof consumes
-    // nothing.
+    // client, and before any token is: a bad proof consumes nothing.
     let holder = match proof {
         Some(proof) => {
             let req = ProofRequest {
@@ -346,13 +364,50 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
         }
         None => cert,
     };
-    let issued = state
-        .oauth
-        .tokens
-        .refresh_with(refresh_token, client, form.get("scope"), holder.as_ref())
-        .await
-        .map_err(|e| OAuthFailure::from_core(e, presented.is_basic()))?;
-    let mut res = axum::Json(token_body(&issued)).into_response();
+    let tokens = &state.oauth.tokens;
+    let resources = form.get_all("resource");
+    let issued = match grant {
+        Grant::Refresh => {
+            let refresh_token = form
+                .get("refresh_token")
+                .ok_or_else(|| OAuthFailure::request("refresh_token is required"))?;
+            tokens
+                .refresh_with(
+                    refresh_token,
+                    client,
+                    form.get("scope"),
+                    &resources,
+                    holder.as_ref(),
+                )
+                .await
+        }
+        Grant::Exchange => {
+            let audience = form.get_all("audience");
+            let subject_token = form
+                .get("subject_token")
+                .ok_or_else(|| OAuthFailure::request("subject_token is required"))?;
+            let subject_token_type = form
+                .get("subject_token_type")
+                .ok_or_else(|| OAuthFailure::request("subject_token_type is required"))?;
+            let req = ExchangeRequest {
+                subject_token,
+                subject_token_type,
+                actor_token: form.get("actor_token"),
+                actor_token_type: form.get("actor_token_type"),
+                requested_token_type: form.get("requested_token_type"),
+                scope: form.get("scope"),
+                audience: &audience,
+                resource: &resources,
+            };
+            tokens.exchange(&req, client, holder.as_ref()).await
+        }
+    }
+    .map_err(|e| OAuthFailure::from_core(e, presented.is_basic()))?;
+    let mut body = token_body(&issued);
+    if grant == Grant::Exchange {
+        body.issued_token_type = Some(ACCESS_TOKEN_TYPE);
+    }
+    let mut res = axum::Json(body).into_response();
     // RFC 9449 §8.2: a nonce for the next request may come with a success.
     if let Some(nonce) = state.oauth.dpop_token.fresh_nonce()
         && let Ok(v) = HeaderValue::from_str(&nonce)
@@ -360,6 +415,14 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
         res.headers_mut().insert(DPOP_NONCE, v);
     }
     Ok(res)
+}
+
+/// The grants `/oauth2/token` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    Refresh,
+    /// RFC 8693.
+    Exchange,
 }
 
 /// A refused proof at the token endpoint (RFC 9449 §5, §8): 400

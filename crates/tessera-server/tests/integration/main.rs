@@ -16,6 +16,7 @@ mod forward_auth;
 mod harness;
 mod listener;
 mod many_nodes;
+mod memcached;
 mod parity;
 mod postgres;
 mod rate_limits;

@@ -1,5 +1,5 @@
 //! Opening a store from a URL (`memory://`, `sqlite://PATH`, `redis://…`,
-//! `postgres://…`),
+//! `postgres://…`, `memcached://…`),
 //! the same grammar as the service's `--store` (`tessera_core::store_url`),
 //! so an app and the service can share one SQLite file or one Redis.
 
@@ -18,14 +18,14 @@ impl From<StoreUrlError> for ConfigError {
 }
 
 /// Opens the store `url` names; for `sqlite://` the file's directory is
-/// created. A `redis://` store (feature `redis`) and a `postgres://` store
-/// (feature `postgres`) connect on first use and must be opened within a
-/// Tokio runtime.
+/// created. A `redis://` store (feature `redis`) connects on first use and
+/// must be opened within a Tokio runtime.
 pub fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, ConfigError> {
     match url {
         StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreUrl::Sqlite(path) => open_sqlite(path),
         StoreUrl::Redis(url) => open_redis(url),
+        StoreUrl::Memcached(url) => open_memcached(url),
         StoreUrl::Postgres(url) => open_postgres(url),
     }
 }
@@ -39,6 +39,18 @@ fn open_redis(url: &str) -> Result<Arc<dyn Store>, ConfigError> {
 #[cfg(not(feature = "redis"))]
 fn open_redis(_url: &str) -> Result<Arc<dyn Store>, ConfigError> {
     Err(StoreUrlError::RedisNotBuilt.into())
+}
+
+#[cfg(feature = "memcached")]
+fn open_memcached(url: &str) -> Result<Arc<dyn Store>, ConfigError> {
+    let store =
+        tessera_memcached::MemcachedStore::open_lazy(url).map_err(|e| ConfigError::Store(e.to_string()))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "memcached"))]
+fn open_memcached(_url: &str) -> Result<Arc<dyn Store>, ConfigError> {
+    Err(StoreUrlError::MemcachedNotBuilt.into())
 }
 
 #[cfg(feature = "postgres")]

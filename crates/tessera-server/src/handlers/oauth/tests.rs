@@ -20,6 +20,7 @@ use crate::config::{ClientConfig, ClientKindConfig, Config};
 
 mod dbsc;
 mod dpop;
+mod exchange;
 mod mtls;
 mod rate_limits;
 
@@ -775,7 +776,10 @@ async fn md_01_to_md_04_and_md_07_metadata() {
     ] {
         assert!(m.body[k].as_array().is_some_and(|a| !a.is_empty()), "{k}");
     }
-    assert_eq!(m.body["grant_types_supported"], json!(["refresh_token"]));
+    assert_eq!(
+        m.body["grant_types_supported"],
+        json!(["refresh_token", "urn:ietf:params:oauth:grant-type:token-exchange"])
+    );
     // MD-04: no `none` in any *_signing_alg_values_supported.
     for (k, v) in m.body.as_object().unwrap() {
         if k.ends_with("_signing_alg_values_supported") {
