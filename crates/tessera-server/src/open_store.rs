@@ -87,9 +87,8 @@ fn open_memcached(_url: &str) -> Result<Arc<dyn Store>, OpenError> {
     Err(StoreUrlError::MemcachedNotBuilt.into())
 }
 
-/// A `postgres://` store connects (and migrates its schema) on first use:
-/// the service starts while the database is down and answers 503 until it
-/// is back.
+/// A `postgres://` store connects (and migrates its schema) on first use,
+/// and answers 503 while the database is down, recovering by itself.
 #[cfg(feature = "postgres")]
 fn open_postgres(url: &str) -> Result<Arc<dyn Store>, OpenError> {
     let store = tessera_postgres::PostgresStore::open_lazy(url).map_err(|e| OpenError::Open {
