@@ -62,10 +62,13 @@ pub(crate) async fn append<C: GenericClient>(c: &C, events: &[NewEvent]) -> Resu
                 e.kind.as_str(),
                 e.reason.map(RevokeReason::as_str),
             );
-            let lock = execute(c, LOG_LOCK_SHARED, &[]);
+            // Both prepared first, so each query below is sent when first
+            // polled, in the order given: no prepare round trip of one can
+            // let the other overtake it.
+            let lock = c.prepare_cached(LOG_LOCK_SHARED).await?;
+            let insert = c.prepare_cached(INSERT_ONE).await?;
             let params: [&(dyn ToSql + Sync); 5] = [&at, &kind, &e.subject, &e.handle, &reason];
-            let insert = execute(c, INSERT_ONE, &params);
-            futures::try_join!(lock, insert)?;
+            futures::try_join!(c.execute(&lock, &[]), c.execute(&insert, &params))?;
             return Ok(());
         }
         _ => {}
