@@ -10,7 +10,7 @@
 //! bytes per kind of key from `lru_crawler metadump all`; then how long
 //! `count_active` and a sweep with nothing to delete take at that size.
 //!
-//! `cargo run -p tessera-memcached --example memory_per_session [-- COUNT]`
+//! `cargo run -p tessera-memcached --example memcached_memory_per_session [-- COUNT]`
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
