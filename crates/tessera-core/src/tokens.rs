@@ -10,6 +10,7 @@
 //! Any other use of a consumed token is theft: the session is revoked and a
 //! `refresh_token_reuse` event recorded.
 
+mod client_credentials;
 mod error;
 mod introspect;
 mod issue;

@@ -315,7 +315,8 @@ pub struct EventPage {
 
 #[derive(Serialize, ToSchema)]
 pub struct Revocation {
-    /// The revoked session (`sid` of its access tokens).
+    /// The revoked session (`sid` of its access tokens; a client's own
+    /// `client_credentials` tokens have none and are not in this feed).
     pub sid: String,
     #[schema(format = DateTime)]
     pub revoked_at: String,
@@ -339,17 +340,38 @@ pub struct RevocationPage {
 /// The form of `POST /oauth2/token`.
 #[derive(Deserialize, ToSchema)]
 pub struct TokenForm {
-    /// Only `refresh_token`.
+    /// `refresh_token`, or `client_credentials` (a confidential client
+    /// registered for it, authenticated; never a refresh token back).
+    #[schema(pattern = "^(refresh_token|client_credentials)$")]
     pub grant_type: String,
-    pub refresh_token: String,
-    /// Narrows the scope (RFC 6749 §6).
+    /// Required with `grant_type=refresh_token`.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// `refresh_token`: narrows the scope (RFC 6749 §6).
+    /// `client_credentials`: scopes within the client's registered ones
+    /// (default: all of them); otherwise `invalid_scope`.
     #[serde(default)]
     pub scope: Option<String>,
-    /// `client_secret_post`, or a public client naming itself.
+    /// `client_credentials`: one audience within the client's registered
+    /// ones (default: its only one, else `[oauth] default_audience`);
+    /// otherwise `invalid_target`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// `client_secret_post`, or a public client naming itself; with a
+    /// client assertion, the assertion's `sub` if sent.
     #[serde(default)]
     pub client_id: Option<String>,
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// `private_key_jwt` (RFC 7523 §2.2):
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+    #[serde(default)]
+    pub client_assertion_type: Option<String>,
+    /// `private_key_jwt`: a JWT signed with a key of the client's `jwks`
+    /// (`iss` = `sub` = client id, `aud` the issuer or the token endpoint,
+    /// `exp` at most 5 minutes ahead, `jti` single-use).
+    #[serde(default)]
+    pub client_assertion: Option<String>,
 }
 
 /// The form of `POST /oauth2/revoke` and `POST /oauth2/introspect`.
@@ -363,6 +385,11 @@ pub struct TokenHintForm {
     pub client_id: Option<String>,
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// `private_key_jwt`, as at the token endpoint.
+    #[serde(default)]
+    pub client_assertion_type: Option<String>,
+    #[serde(default)]
+    pub client_assertion: Option<String>,
 }
 
 /// A successful token answer (RFC 6749 §5.1).
