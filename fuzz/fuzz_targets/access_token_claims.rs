@@ -125,6 +125,7 @@ fuzz_target!(|input: Input| {
         cnf: input
             .cnf
             .map(|c| c.map_or(Value::Null, |jkt| json!({ "jkt": jkt }))),
+        act: None,
     };
 
     let token = if input.via_mint {

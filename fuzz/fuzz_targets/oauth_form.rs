@@ -10,7 +10,7 @@
 //! Invariants: never panics; a body is read only with the form content
 //! type; the strict decoder agrees with the WHATWG parser
 //! (`form_urlencoded`) on every body it accepts; parameter names are
-//! unique and at most 32; an empty value reads as absent; the parameters
+//! unique (but `resource` and `audience`, which may repeat) and at most 32; an empty value reads as absent; the parameters
 //! re-encoded read back the same; Basic credentials name a non-empty
 //! client, `client_id` in the form is the client read; every refusal is a
 //! 400, 401 or 413 with a printable description.
@@ -19,6 +19,8 @@
 use http::{HeaderMap, HeaderValue, header};
 use libfuzzer_sys::fuzz_target;
 use tessera_server::handlers::oauth::fuzzing::{Credentials, read_request};
+
+const REPEATABLE: &[&str] = &["resource", "audience"];
 
 fn printable(s: &str) -> bool {
     !s.chars().any(char::is_control)
@@ -60,8 +62,14 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     assert_eq!(read.params, whatwg);
     assert!(read.params.len() <= 32);
-    for (i, (k, v)) in read.params.iter().enumerate() {
-        assert!(!read.params[..i].iter().any(|(o, _)| o == k), "duplicate {k:?}");
+    for (i, (k, _)) in read.params.iter().enumerate() {
+        let first = read.params.iter().position(|(o, _)| o == k).expect("itself");
+        // Only RFC 8707 `resource` and RFC 8693 `audience` may repeat; a
+        // handler reading one value gets the first.
+        if !REPEATABLE.contains(&k.as_str()) {
+            assert_eq!(first, i, "duplicate {k:?}");
+        }
+        let v = &read.params[first].1;
         assert_eq!(read.got[i].as_deref(), (!v.is_empty()).then_some(v.as_str()));
     }
 

@@ -23,6 +23,7 @@
 //! | [`refresh_cases!`] | [`cases::refresh`] | `RefreshStore + EventStore` |
 //! | [`signing_keys_cases!`] | [`cases::signing_keys`] | `SigningKeyStore` |
 //! | [`api_keys_cases!`] | [`cases::api_keys`] | `ApiKeyStore` |
+//! | [`clients_cases!`] | [`cases::clients`] | `ClientStore` |
 //! | [`events_cases!`] | [`cases::events`] | `SessionStore + EventStore` |
 //! | [`leases_cases!`] | [`cases::leases`] | `LeaseStore` |
 //! | [`replay_cases!`] | [`cases::replay`] | `ReplayStore` |
@@ -85,6 +86,7 @@ macro_rules! conformance_suite {
         $crate::refresh_cases!(@complete $factory);
         $crate::signing_keys_cases!(@complete $factory);
         $crate::api_keys_cases!(@complete $factory);
+        $crate::clients_cases!(@complete $factory);
         $crate::events_cases!(@complete $factory);
         $crate::leases_cases!(@complete $factory);
         $crate::replay_cases!(@complete $factory);
@@ -163,6 +165,18 @@ macro_rules! api_keys_cases {
         $crate::__cases! { api_keys; $($how)+;
             store_api_keys_fresh_store_is_empty,
             store_api_keys,
+        }
+    };
+}
+
+/// [`ClientStore`](tessera_core::ClientStore): [`cases::clients`].
+#[macro_export]
+macro_rules! clients_cases {
+    ($($how:tt)+) => {
+        $crate::__cases! { clients; $($how)+;
+            store_clients_fresh_store_is_empty,
+            store_clients,
+            concurrent_client_inserts_one_wins,
         }
     };
 }

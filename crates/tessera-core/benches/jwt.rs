@@ -33,6 +33,7 @@ fn claims() -> AccessClaims {
         acr: Some("2".into()),
         amr: Some(vec!["pwd".into(), "otp".into()]),
         cnf: None,
+        act: None,
     }
 }
 

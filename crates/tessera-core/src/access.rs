@@ -200,6 +200,10 @@ pub struct AccessClaims {
     /// ([`Expected::accept_sender_constrained`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Value>,
+    /// RFC 8693 §4.1 actor: who acts for `sub` (`{"sub": …}`, nested for a
+    /// chain of delegations), on tokens issued by token exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Value>,
 }
 
 fn blank(s: &Option<String>) -> bool {

@@ -46,17 +46,17 @@ pub use keys::{KeyManager, KeyPolicy};
 pub use lease::DutyLease;
 pub use memory::MemoryStore;
 pub use model::{
-    ApiKeyRecord, ApiKeyScope, AuthInfo, Binding, DeviceInfo, Event, EventKind, NewEvent, RefreshFamily,
-    RefreshLookup, Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord,
+    ApiKeyRecord, ApiKeyScope, AuthInfo, Binding, ClientRecord, DeviceInfo, Event, EventKind, NewEvent,
+    RefreshFamily, RefreshLookup, Revocation, RevokeReason, SessionRecord, SigningAlg, SigningKeyRecord,
 };
 pub use policy::SessionPolicy;
 pub use seal::Sealer;
 pub use secret::{SecretToken, TokenHash, TokenKind};
 pub use sessions::{AuthInput, CreateSession, DeviceInput, IssuedSession, Sessions, TtlInput};
 pub use store::{
-    ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, LeaseStore, RateLimitStore,
-    RefreshStore, ReplayStore, Rotation, SessionStore, SigningKeyStore, Store, StoreError, StoreHealth,
-    StoreResult, Touch,
+    ApiKeyStore, ClientStore, CreateOptions, CreateOutcome, EventQuery, EventStore, LeaseStore,
+    RateLimitStore, RefreshStore, ReplayStore, Rotation, SessionStore, SigningKeyStore, Store, StoreError,
+    StoreHealth, StoreResult, Touch,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use tokens::{Introspection, IssuedTokens, OAuthError, TokenPolicy, TokenRequest, TokenService};

@@ -17,13 +17,13 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 
 use crate::model::{
-    ApiKeyRecord, Event, EventKind, NewEvent, RefreshFamily, RefreshLookup, Revocation, RevokeReason,
-    SessionRecord, SigningKeyRecord,
+    ApiKeyRecord, ClientRecord, Event, EventKind, NewEvent, RefreshFamily, RefreshLookup, Revocation,
+    RevokeReason, SessionRecord, SigningKeyRecord,
 };
 use crate::secret::TokenHash;
 use crate::store::{
-    ApiKeyStore, CreateOptions, CreateOutcome, EventQuery, EventStore, RefreshStore, Rotation, SessionStore,
-    SigningKeyStore, StoreError, StoreHealth, StoreResult, Touch,
+    ApiKeyStore, ClientStore, CreateOptions, CreateOutcome, EventQuery, EventStore, RefreshStore, Rotation,
+    SessionStore, SigningKeyStore, StoreError, StoreHealth, StoreResult, Touch,
 };
 use crate::time::Timestamp;
 
@@ -78,6 +78,7 @@ struct Inner {
     /// event, and ids are never reused.
     last_event_id: u64,
     api_keys: Vec<ApiKeyRecord>,
+    clients: Vec<ClientRecord>,
     families: HashMap<String, Arc<RefreshFamily>>,
     /// Every refresh token hash ever issued → (family, generation).
     refresh_tokens: ByDigest<(String, u64)>,

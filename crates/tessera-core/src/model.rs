@@ -302,6 +302,19 @@ impl ApiKeyRecord {
     }
 }
 
+/// An OAuth client registered at run time ([`ClientStore`](crate::ClientStore)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    /// 1–128 printable characters.
+    pub client_id: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    /// The registration (kind, secret hash, keys, scopes, audiences, …) as
+    /// JSON text; the client registry reads it, stores keep it as it is.
+    /// It holds no secret: a client secret is kept only as its hash.
+    pub registration: String,
+}
+
 /// What an API key may do (SPEC §4.1). Least privilege: a key holds only
 /// the scopes it was created with; `admin` covers every other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

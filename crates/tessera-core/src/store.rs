@@ -11,6 +11,7 @@
 //! | [`RefreshStore`] | refresh-token families (over sessions) | [`TokenService`](crate::TokenService) |
 //! | [`SigningKeyStore`] | access-token signing keys | [`KeyManager`](crate::KeyManager) |
 //! | [`ApiKeyStore`] | backend API keys | the service's API-key check |
+//! | [`ClientStore`] | OAuth clients registered at run time | the client registry |
 //! | [`EventStore`] | the event log (reads and retention) | [`EventLog`](crate::EventLog) |
 //! | [`LeaseStore`] | leases: who does a cluster-wide duty now | [`DutyLease`](crate::lease::DutyLease) |
 //! | [`ReplayStore`] | single-use markers (DPoP `jti`, …) | [`dpop`](crate::dpop) |
@@ -36,6 +37,7 @@
 //! several (or `dyn Store`) never needs a qualified call.
 
 mod api_keys;
+mod clients;
 mod events;
 mod keys;
 mod leases;
@@ -47,6 +49,7 @@ mod sessions;
 use async_trait::async_trait;
 
 pub use api_keys::ApiKeyStore;
+pub use clients::ClientStore;
 pub use events::{EventQuery, EventStore};
 pub use keys::SigningKeyStore;
 pub use leases::{LeaseStore, ttl_millis};
@@ -86,6 +89,7 @@ pub trait Store:
     + RefreshStore
     + SigningKeyStore
     + ApiKeyStore
+    + ClientStore
     + EventStore
     + LeaseStore
     + ReplayStore
@@ -99,6 +103,7 @@ impl<T> Store for T where
         + RefreshStore
         + SigningKeyStore
         + ApiKeyStore
+        + ClientStore
         + EventStore
         + LeaseStore
         + ReplayStore

@@ -12,10 +12,12 @@
 
 mod client_credentials;
 mod error;
+mod exchange;
 mod introspect;
 mod issue;
 mod refresh;
 mod scope;
+mod target;
 mod types;
 
 use std::sync::Arc;
@@ -27,9 +29,11 @@ use crate::sessions::Sessions;
 use crate::store::RefreshStore;
 
 pub use error::OAuthError;
+pub use exchange::{ACCESS_TOKEN_TYPE, ExchangeRequest, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT};
 pub use introspect::Introspection;
 pub use issue::REFRESH_FAMILY_PREFIX;
 pub use scope::parse_scope;
+pub use target::{MAX_AUDIENCES, resource_syntax};
 pub use types::{IssuedTokens, TokenPolicy, TokenRequest};
 
 /// Longest reuse grace window. The window exists for a client's retry and a

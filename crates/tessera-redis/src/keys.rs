@@ -1,4 +1,4 @@
-//! [`SigningKeyStore`] and [`ApiKeyStore`] on Redis.
+//! [`SigningKeyStore`], [`ApiKeyStore`] and [`ClientStore`] on Redis.
 
 use super::*;
 
@@ -91,4 +91,66 @@ impl ApiKeyStore for RedisStore {
         inv.arg(id.as_bytes()).arg(millis(now));
         Ok(int(self.run(&inv).await?, "revoke_api_key")? == 1)
     }
+}
+
+#[async_trait]
+impl ClientStore for RedisStore {
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        let mut inv = self.script(&SCRIPTS.client_insert).await?;
+        inv.arg(client.client_id.as_bytes())
+            .arg(millis(client.created_at))
+            .arg(
+                client
+                    .revoked_at
+                    .map(|t| millis(t).to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(client.registration.as_bytes());
+        match int(self.run(&inv).await?, "insert_client")? {
+            1 => Ok(()),
+            -1 => Err(StoreError::Duplicate),
+            n => Err(corrupt("insert_client", format!("unexpected answer {n}"))),
+        }
+    }
+
+    async fn client_by_id(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        let mut inv = self.script(&SCRIPTS.client_get).await?;
+        inv.arg(client_id.as_bytes());
+        Ok(clients(self.run(&inv).await?)?.pop())
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        let inv = self.script(&SCRIPTS.client_get).await?;
+        clients(self.run(&inv).await?)
+    }
+
+    async fn revoke_client(&self, client_id: &str, now: Timestamp) -> StoreResult<bool> {
+        let mut inv = self.script(&SCRIPTS.client_revoke).await?;
+        inv.arg(client_id.as_bytes()).arg(millis(now));
+        Ok(int(self.run(&inv).await?, "revoke_client")? == 1)
+    }
+}
+
+/// `client_get.lua`'s answer: id, [created at, revoked at or nil,
+/// registration] per client.
+fn clients(v: Value) -> StoreResult<Vec<ClientRecord>> {
+    const WHAT: &str = "client";
+    pairs(v, WHAT)?
+        .into_iter()
+        .map(|(id, fields)| {
+            let mut f = array(fields, WHAT)?.into_iter();
+            let mut next = || f.next().unwrap_or(Value::Nil);
+            let created_at = Timestamp::from_unix_millis(int(next(), WHAT)?);
+            let revoked_at = match next() {
+                Value::Nil => None,
+                v => Some(Timestamp::from_unix_millis(int(v, WHAT)?)),
+            };
+            Ok(ClientRecord {
+                client_id: text(id, WHAT)?,
+                created_at,
+                revoked_at,
+                registration: text(next(), WHAT)?,
+            })
+        })
+        .collect()
 }

@@ -21,6 +21,7 @@
 //! | `c` | sorted set | families holding a sealed successor, by rotation time |
 //! | `k`‹kid› / `K` | hash / sorted set | signing keys; their order by activation |
 //! | `a`‹id› / `A` / `L` | hash / hash / sorted set | API keys; hash → id; order by creation |
+//! | `o`‹id› / `O` | hash / sorted set | OAuth clients registered at run time: `c` created at, `x` revoked at, `g` registration; their order by creation |
 //! | `m` | hash | layout metadata: `f` format, `b` bucket count |
 //! | `i` | pub/sub channel (not a key) | invalidations: the token index fields (16 bytes each) of the sessions a script changed ([`cache`](crate::cache)) |
 //! | `d`‹name› | string, TTL | a lease (`LeaseStore`): "‹expires at ms› ‹holder›" |

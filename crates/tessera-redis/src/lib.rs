@@ -47,10 +47,10 @@ use async_trait::async_trait;
 use redis::{Cmd, ScriptInvocation, Value};
 use tessera_core::store::WindowTotals;
 use tessera_core::{
-    ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
-    LeaseStore, NewEvent, RateLimitStore, RefreshFamily, RefreshLookup, RefreshStore, ReplayStore,
-    RevokeReason, Rotation, SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore, StoreError,
-    StoreHealth, StoreResult, Timestamp, TokenHash,
+    ApiKeyRecord, ApiKeyStore, ClientRecord, ClientStore, CreateOptions, CreateOutcome, Event, EventKind,
+    EventQuery, EventStore, LeaseStore, NewEvent, RateLimitStore, RefreshFamily, RefreshLookup, RefreshStore,
+    ReplayStore, RevokeReason, Rotation, SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore,
+    StoreError, StoreHealth, StoreResult, Timestamp, TokenHash,
 };
 
 pub use cache::{CacheOptions, CacheStats};

@@ -207,7 +207,7 @@ fn metadata(issuer: &str, dpop: &DpopPolicy, mtls: bool) -> Value {
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
-        "grant_types_supported": tessera_core::clients::KNOWN_GRANT_TYPES,
+        "grant_types_supported": ["refresh_token", "client_credentials", tessera_core::tokens::TOKEN_EXCHANGE_GRANT],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         // Introspection also takes a backend API key as a Bearer token.

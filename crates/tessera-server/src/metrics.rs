@@ -462,6 +462,25 @@ impl<S: ApiKeyStore> ApiKeyStore for InstrumentedStore<S> {
 }
 
 #[async_trait]
+impl<S: tessera_core::ClientStore> tessera_core::ClientStore for InstrumentedStore<S> {
+    async fn insert_client(&self, client: &tessera_core::ClientRecord) -> StoreResult<()> {
+        timed("insert_client", self.inner.insert_client(client)).await
+    }
+
+    async fn client_by_id(&self, client_id: &str) -> StoreResult<Option<tessera_core::ClientRecord>> {
+        timed("client_by_id", self.inner.client_by_id(client_id)).await
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<tessera_core::ClientRecord>> {
+        timed("list_clients", self.inner.list_clients()).await
+    }
+
+    async fn revoke_client(&self, client_id: &str, now: Timestamp) -> StoreResult<bool> {
+        timed("revoke_client", self.inner.revoke_client(client_id, now)).await
+    }
+}
+
+#[async_trait]
 impl<S: LeaseStore> LeaseStore for InstrumentedStore<S> {
     async fn acquire_lease(
         &self,

@@ -86,7 +86,7 @@ Session Credentials and the operations endpoints. Errors are RFC 9457 problem do
     tags(
         (name = "sessions", description = "Backend API: sessions (API key with the `sessions` scope)"),
         (name = "events", description = "Backend API: the audit log and the revocation feed"),
-        (name = "oauth", description = "OAuth 2.0: refresh, revocation, introspection, keys, metadata"),
+        (name = "oauth", description = "OAuth 2.0: refresh, token exchange (RFC 8693), resource indicators (RFC 8707), revocation, introspection, keys, metadata"),
         (name = "forward-auth", description = "For reverse proxies: verify the browser's session, log out"),
         (name = "dbsc", description = "Device Bound Session Credentials, same-origin through the proxy"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
@@ -304,7 +304,7 @@ shared_answer!(
     OAuthBadRequest,
     OAuthError,
     JSON,
-    "`invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, `invalid_dpop_proof` or `use_dpop_nonce` (RFC 6749 §5.2, RFC 9449)",
+    "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, `invalid_dpop_proof` or `use_dpop_nonce` (RFC 6749 §5.2, RFC 8707, RFC 8693, RFC 9449)",
     (
         "DPoP-Nonce",
         "With `use_dpop_nonce`: the nonce the next proof must carry."

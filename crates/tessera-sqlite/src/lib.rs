@@ -44,10 +44,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tessera_core::store::WindowTotals;
 use tessera_core::{
-    ApiKeyRecord, ApiKeyStore, CreateOptions, CreateOutcome, Event, EventKind, EventQuery, EventStore,
-    LeaseStore, NewEvent, RateLimitStore, RefreshFamily, RefreshLookup, RefreshStore, ReplayStore,
-    RevokeReason, Rotation, SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore, StoreError,
-    StoreHealth, StoreResult, Timestamp, TokenHash,
+    ApiKeyRecord, ApiKeyStore, ClientRecord, ClientStore, CreateOptions, CreateOutcome, Event, EventKind,
+    EventQuery, EventStore, LeaseStore, NewEvent, RateLimitStore, RefreshFamily, RefreshLookup, RefreshStore,
+    ReplayStore, RevokeReason, Rotation, SessionRecord, SessionStore, SigningKeyRecord, SigningKeyStore,
+    StoreError, StoreHealth, StoreResult, Timestamp, TokenHash,
 };
 
 use crate::codec::{FamilyRow, SessionRow};
@@ -430,6 +430,28 @@ impl ApiKeyStore for SqliteStore {
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
         let id = id.to_owned();
         self.writer.call(move |c| ops::revoke_api_key(c, &id, now)).await
+    }
+}
+
+#[async_trait]
+impl ClientStore for SqliteStore {
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        let client = client.clone();
+        self.writer.call(move |c| ops::insert_client(c, &client)).await
+    }
+
+    async fn client_by_id(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        let id = client_id.to_owned();
+        self.readers.with(move |c| ops::client_by_id(c, &id)).await
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        self.readers.with(ops::list_clients).await
+    }
+
+    async fn revoke_client(&self, client_id: &str, now: Timestamp) -> StoreResult<bool> {
+        let id = client_id.to_owned();
+        self.writer.call(move |c| ops::revoke_client(c, &id, now)).await
     }
 }
 

@@ -14,6 +14,7 @@ use tessera_core::StoreResult;
 
 use crate::error::SqlResultExt;
 
+mod clients;
 mod events;
 mod keys;
 mod leases;
@@ -21,6 +22,7 @@ mod refresh;
 mod replay;
 mod sessions;
 
+pub(crate) use clients::{client_by_id, insert_client, list_clients, revoke_client};
 pub(crate) use events::{append_events, delete_events_before, events, events_cursor_since};
 pub(crate) use keys::{
     api_key_by_hash, delete_signing_key, insert_api_key, insert_signing_key, list_api_keys, revoke_api_key,

@@ -322,6 +322,17 @@ CREATE TABLE rate_counters (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX rate_counters_expires_at ON rate_counters (expires_at);
 ",
+    // Version 11: OAuth clients registered at run time
+    // (`tessera_core::ClientStore`). The registration is the core's JSON
+    // text, kept as it is, so a new client setting needs no migration.
+    r"
+CREATE TABLE clients (
+    client_id    TEXT NOT NULL PRIMARY KEY,
+    created_at   INTEGER NOT NULL,
+    revoked_at   INTEGER,
+    registration TEXT NOT NULL
+) STRICT;
+",
 ];
 
 /// The schema version this build writes.

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use serde_json::Map;
 use tessera_core::{
-    ApiKeyStore, AuthInfo, CreateOptions, DeviceInfo, EventQuery, EventStore, RefreshStore, Rotation,
-    SessionRecord, SessionStore, StoreError, StoreHealth, Timestamp, TokenHash,
+    ApiKeyStore, AuthInfo, ClientStore, CreateOptions, DeviceInfo, EventQuery, EventStore, RefreshStore,
+    Rotation, SessionRecord, SessionStore, StoreError, StoreHealth, Timestamp, TokenHash,
 };
 
 use super::*;
@@ -209,8 +209,12 @@ async fn a_version_1_database_is_upgraded_in_place() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, schema::SCHEMA_VERSION);
-    assert_eq!(version, 10);
+    assert_eq!(version, 11);
     assert_eq!(*store.get(&record(1).handle).await.unwrap().unwrap(), record(1));
+    assert!(
+        store.list_clients().await.unwrap().is_empty(),
+        "version 11 added the clients"
+    );
 
     let now = Timestamp::from_unix_secs(1_000_000);
     let family = tessera_core::RefreshFamily {

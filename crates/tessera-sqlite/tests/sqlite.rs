@@ -89,7 +89,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     drop(open(&path));
-    assert_eq!(user_version(&path), 10);
+    assert_eq!(user_version(&path), 11);
     let tables: Vec<String> = raw(&path)
         .prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
@@ -103,6 +103,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
         tables,
         [
             "api_keys",
+            "clients",
             "ended_sessions",
             "events",
             "leases",
@@ -120,7 +121,7 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
         let s = open(&path);
         s.ping().await.unwrap();
     }
-    assert_eq!(user_version(&path), 10);
+    assert_eq!(user_version(&path), 11);
     let mode: String = raw(&path)
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();

@@ -12,6 +12,7 @@
 //! - [`model`]: random sequences of operations against a reference model.
 
 pub mod api_keys;
+pub mod clients;
 pub mod concurrency;
 pub mod domain;
 pub mod events;

@@ -23,6 +23,7 @@ fn base(now: i64) -> AccessClaims {
         acr: None,
         amr: None,
         cnf: None,
+        act: None,
     }
 }
 

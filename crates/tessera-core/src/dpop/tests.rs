@@ -594,6 +594,7 @@ fn claims_bound(cnf: Option<Value>) -> crate::access::AccessClaims {
         acr: None,
         amr: None,
         cnf,
+        act: None,
     }
 }
 

@@ -85,3 +85,41 @@ impl ApiKeyStore for MemoryStore {
         }
     }
 }
+
+#[async_trait]
+impl ClientStore for MemoryStore {
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        let mut g = self.write();
+        if g.clients.iter().any(|c| c.client_id == client.client_id) {
+            return Err(StoreError::Duplicate);
+        }
+        g.clients.push(client.clone());
+        Ok(())
+    }
+
+    async fn client_by_id(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        Ok(self
+            .read()
+            .clients
+            .iter()
+            .find(|c| c.client_id == client_id)
+            .cloned())
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        let mut clients = self.read().clients.clone();
+        clients.sort_by(|a, b| (a.created_at, &a.client_id).cmp(&(b.created_at, &b.client_id)));
+        Ok(clients)
+    }
+
+    async fn revoke_client(&self, client_id: &str, now: Timestamp) -> StoreResult<bool> {
+        let mut g = self.write();
+        match g.clients.iter_mut().find(|c| c.client_id == client_id) {
+            Some(c) if c.revoked_at.is_none() => {
+                c.revoked_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}

@@ -33,15 +33,17 @@ impl TokenService {
     /// Issues a `client_credentials` access token to `client`, already
     /// authenticated. `scope`: space-separated, each allowed for the client;
     /// absent, the client's registered scopes (none when it is allowed any,
-    /// `"*"`). `audience`: one allowed for the client; absent, its only
-    /// registered audience, else `[oauth] default_audience` if allowed,
-    /// else `invalid_target`. `holder`: the DPoP key or certificate the
-    /// token is bound to.
+    /// `"*"`). `audience` or RFC 8707 `resource`s: as
+    /// [`resolve_target`](Self::resolve_target) allows for the client;
+    /// neither, the client's only registered audience, else `[oauth]
+    /// default_audience` if allowed, else `invalid_target`. `holder`: the
+    /// DPoP key or certificate the token is bound to.
     pub async fn client_credentials(
         &self,
         client: &Client,
         scope: Option<&str>,
-        audience: Option<&str>,
+        audience: &[String],
+        resources: &[String],
         holder: Option<&Binding>,
     ) -> Result<IssuedTokens, OAuthError> {
         if client.kind != ClientKind::Confidential || !client.allows_grant(GRANT_CLIENT_CREDENTIALS) {
@@ -59,7 +61,11 @@ impl TokenService {
             }
             None => client.scopes.iter().filter(|s| *s != "*").cloned().collect(),
         };
-        let audience = self.client_audience(client, audience)?;
+        let audience = match (audience, resources) {
+            ([], []) => vec![self.client_audience(client)?],
+            ([], r) => self.resolve_target(client, None, r)?,
+            (a, r) => self.resolve_target(client, Some(&Audience::new(a.to_vec())), r)?,
+        };
         if holder.is_none() && self.policy.sender_constrained_only {
             return Err(OAuthError::InvalidDpopProof(
                 "this deployment issues only sender-constrained tokens: send a DPoP proof or a client certificate"
@@ -79,7 +85,7 @@ impl TokenService {
         let claims = AccessClaims {
             iss: self.policy.issuer.clone(),
             sub: client.client_id.clone(),
-            aud: Audience::one(audience),
+            aud: Audience::new(audience),
             exp: now.plus_secs(self.policy.access_token_ttl_secs).unix_secs(),
             iat: now.unix_secs(),
             nbf: None,
@@ -91,6 +97,7 @@ impl TokenService {
             acr: None,
             amr: None,
             cnf: holder.and_then(Binding::cnf),
+            act: None,
         };
         let access_token = mint(&signer, &claims).map_err(|e| OAuthError::Unavailable(e.to_string()))?;
         Ok(IssuedTokens {
@@ -102,25 +109,16 @@ impl TokenService {
         })
     }
 
-    fn client_audience(&self, client: &Client, asked: Option<&str>) -> Result<String, OAuthError> {
-        let aud = match asked {
-            Some(a) => a.to_owned(),
-            None => match client.audiences.as_slice() {
-                [one] if one != "*" => one.clone(),
-                _ => self.policy.default_audience.clone(),
-            },
+    /// The audience of a request that names none.
+    fn client_audience(&self, client: &Client) -> Result<String, OAuthError> {
+        let aud = match client.audiences.as_slice() {
+            [one] if one != "*" => one.clone(),
+            _ => self.policy.default_audience.clone(),
         };
-        if aud.is_empty() || aud.len() > 256 || aud.chars().any(char::is_control) {
-            return Err(OAuthError::InvalidTarget(
-                "audience must be 1-256 printable characters".into(),
-            ));
-        }
         if !client.allows_audience(&aud) {
-            return Err(OAuthError::InvalidTarget(if asked.is_some() {
-                format!("audience {aud:?} is not allowed for this client")
-            } else {
-                "name the audience: this client has several, and not the default one".into()
-            }));
+            return Err(OAuthError::InvalidTarget(
+                "name the audience: this client has several, and not the default one".into(),
+            ));
         }
         Ok(aud)
     }

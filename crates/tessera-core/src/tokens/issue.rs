@@ -9,8 +9,6 @@ use crate::time::Timestamp;
 
 use super::{IssuedTokens, OAuthError, TokenRequest, TokenService, parse_scope};
 
-const MAX_AUDIENCES: usize = 8;
-
 pub const REFRESH_FAMILY_PREFIX: &str = "rtf_";
 
 /// A request's client, scope, audience and DPoP binding.
@@ -115,7 +113,11 @@ impl TokenService {
                 "scope {s:?} is not allowed for this client"
             )));
         }
-        let audience = self.audience_for(client, req.audience.as_ref())?;
+        let resources = req.resource.as_ref().map(Audience::as_slice).unwrap_or_default();
+        if req.resource.as_ref().is_some_and(Audience::is_empty) {
+            return Err(OAuthError::InvalidTarget("resource names no resource".into()));
+        }
+        let audience = self.resolve_target(client, req.audience.as_ref(), resources)?;
         let holder = match req.dpop_jkt.as_deref() {
             Some(jkt) => Some(Binding::dpop(jkt).map_err(|e| OAuthError::InvalidRequest(e.into()))?),
             None if client.dpop_bound_access_tokens => {
@@ -159,32 +161,8 @@ impl TokenService {
             acr: Some(session.auth.level.to_string()),
             amr: (!session.auth.methods.is_empty()).then(|| session.auth.methods.clone()),
             cnf: holder.and_then(Binding::cnf),
+            act: None,
         };
         mint(&signer, &claims).map_err(|e| OAuthError::Unavailable(e.to_string()))
-    }
-
-    fn audience_for(&self, client: &Client, req: Option<&Audience>) -> Result<Vec<String>, OAuthError> {
-        let aud = match req {
-            Some(a) => a.as_slice().to_vec(),
-            None => vec![self.policy.default_audience.clone()],
-        };
-        if aud.is_empty() || aud.len() > MAX_AUDIENCES {
-            return Err(OAuthError::InvalidTarget(format!(
-                "between 1 and {MAX_AUDIENCES} audiences"
-            )));
-        }
-        for a in &aud {
-            if a.is_empty() || a.len() > 256 || a.chars().any(char::is_control) {
-                return Err(OAuthError::InvalidTarget(
-                    "audience must be 1-256 printable characters".into(),
-                ));
-            }
-            if !client.allows_audience(a) {
-                return Err(OAuthError::InvalidTarget(format!(
-                    "audience {a:?} is not allowed for this client"
-                )));
-            }
-        }
-        Ok(aud)
     }
 }

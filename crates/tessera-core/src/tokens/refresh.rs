@@ -23,19 +23,21 @@ impl TokenService {
         client: &Client,
         scope: Option<&str>,
     ) -> Result<IssuedTokens, OAuthError> {
-        self.refresh_with(presented, client, scope, None).await
+        self.refresh_with(presented, client, scope, &[], None).await
     }
 
     /// [`refresh`](Self::refresh) by a caller that proved possession of a
     /// key (`holder`: the DPoP proof's key, else the connection's client
     /// certificate). A refresh token bound to a key is refused without
     /// that same key (RFC 9449 §5, RFC 8705 §4); the new access token is
-    /// bound to `holder`.
+    /// bound to `holder`. `resources` (RFC 8707) narrow its audience to
+    /// some of those the grant was issued for.
     pub async fn refresh_with(
         &self,
         presented: &str,
         client: &Client,
         scope: Option<&str>,
+        resources: &[String],
         holder: Option<&Binding>,
     ) -> Result<IssuedTokens, OAuthError> {
         if !client.refresh_tokens {
@@ -95,6 +97,7 @@ impl TokenService {
             }
             None => None,
         };
+        let audience = Self::narrow_audience(&lookup.family.audience, resources)?;
 
         for _ in 0..CAS_ATTEMPTS {
             let fam = lookup.family.clone();
@@ -111,7 +114,7 @@ impl TokenService {
                 // token is consumed, the client gets its successor. (A failure
                 // after the commit would leave the client holding a consumed
                 // token, whose retry at grace 0 is taken as theft.)
-                let access_token = self.mint_for(&session, client, &at_scope, &fam.audience, holder, now)?;
+                let access_token = self.mint_for(&session, client, &at_scope, &audience, holder, now)?;
                 let successor = SecretToken::generate(TokenKind::Refresh);
                 let successor_hash = successor.hash();
                 // Kept sealed only when a retry may need it back: at grace 0
@@ -167,7 +170,7 @@ impl TokenService {
                     .ok()
                     .map(|h| SecretToken::from_parts(text, h))
                     .ok_or_else(|| OAuthError::Unavailable("sealed refresh token is malformed".into()))?;
-                return self.respond(&session, client, &fam, at_scope, successor, holder, now);
+                return self.respond(&session, client, (at_scope, &audience), successor, holder, now);
             }
 
             // A consumed token outside the grace: theft. End the session and
@@ -241,13 +244,12 @@ impl TokenService {
         &self,
         session: &SessionRecord,
         client: &Client,
-        fam: &RefreshFamily,
-        scope: Vec<String>,
+        (scope, audience): (Vec<String>, &[String]),
         successor: SecretToken,
         holder: Option<&Binding>,
         now: Timestamp,
     ) -> Result<IssuedTokens, OAuthError> {
-        let access_token = self.mint_for(session, client, &scope, &fam.audience, holder, now)?;
+        let access_token = self.mint_for(session, client, &scope, audience, holder, now)?;
         Ok(IssuedTokens {
             access_token,
             token_type: Binding::token_type(holder),

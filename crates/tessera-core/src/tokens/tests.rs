@@ -1,5 +1,5 @@
 use super::*;
-use crate::access::Audience;
+use crate::access::{AccessClaims, Audience};
 use crate::clients::{Client, ClientKind};
 use crate::error::Error;
 use crate::keys::KeyPolicy;
@@ -42,6 +42,20 @@ fn keyless_service_on(
     clients: Vec<Client>,
     grace: i64,
 ) -> TokenService {
+    let policy = TokenPolicy {
+        reuse_grace_secs: grace,
+        ..TokenPolicy::default()
+    };
+    keyless_service_with(store, keys, clock, clients, policy)
+}
+
+fn keyless_service_with(
+    store: Arc<dyn RefreshStore>,
+    keys: Arc<dyn SigningKeyStore>,
+    clock: &ManualClock,
+    clients: Vec<Client>,
+    policy: TokenPolicy,
+) -> TokenService {
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
     let sessions = Sessions::new(store.clone(), clock_arc.clone(), SessionPolicy::default());
     let sealer = Arc::new(Sealer::new(&Sealer::generate_key()));
@@ -51,10 +65,6 @@ fn keyless_service_on(
         sealer.clone(),
         KeyPolicy::default(),
     ));
-    let policy = TokenPolicy {
-        reuse_grace_secs: grace,
-        ..TokenPolicy::default()
-    };
     TokenService::new(
         sessions,
         store,
@@ -324,6 +334,7 @@ async fn rt_14_client_without_refresh_tokens_gets_none() {
                 scope: Some("read".into()),
                 audience: Some(Audience::new(vec!["api".into()])),
                 dpop_jkt: None,
+                resource: None,
             },
         )
         .await
@@ -338,6 +349,7 @@ async fn rt_14_client_without_refresh_tokens_gets_none() {
                 scope: Some("admin".into()),
                 audience: None,
                 dpop_jkt: None,
+                resource: None,
             },
         )
         .await
@@ -836,7 +848,7 @@ async fn dp_19_dpop_jkt_binds_the_access_token_and_the_refresh_token() {
     assert_eq!(e.code(), "invalid_dpop_proof", "{e}");
     let e = h
         .svc
-        .refresh_with(rt.expose(), &client, None, Some(&dpop(OTHER_JKT)))
+        .refresh_with(rt.expose(), &client, None, &[], Some(&dpop(OTHER_JKT)))
         .await
         .unwrap_err();
     assert_eq!(e.code(), "invalid_grant", "{e}");
@@ -846,6 +858,7 @@ async fn dp_19_dpop_jkt_binds_the_access_token_and_the_refresh_token() {
             rt.expose(),
             &client,
             None,
+            &[],
             Some(&Binding::Mtls { x5t_s256: JKT.into() }),
         )
         .await
@@ -854,7 +867,7 @@ async fn dp_19_dpop_jkt_binds_the_access_token_and_the_refresh_token() {
     // With the key: rotated, and the new access token bound again.
     let n = h
         .svc
-        .refresh_with(rt.expose(), &client, None, Some(&dpop(JKT)))
+        .refresh_with(rt.expose(), &client, None, &[], Some(&dpop(JKT)))
         .await
         .unwrap();
     assert_eq!(n.token_type, "DPoP");
@@ -894,6 +907,7 @@ async fn unbound_refresh_token_with_a_proof_binds_the_access_token_and_the_famil
             t.refresh_token.unwrap().expose(),
             &default_client(&h),
             None,
+            &[],
             Some(&dpop(JKT)),
         )
         .await
@@ -911,12 +925,18 @@ async fn unbound_refresh_token_with_a_proof_binds_the_access_token_and_the_famil
     assert_eq!(e.code(), "invalid_dpop_proof");
     let e = h
         .svc
-        .refresh_with(rt.expose(), &default_client(&h), None, Some(&dpop(OTHER_JKT)))
+        .refresh_with(
+            rt.expose(),
+            &default_client(&h),
+            None,
+            &[],
+            Some(&dpop(OTHER_JKT)),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), "invalid_grant");
     h.svc
-        .refresh_with(rt.expose(), &default_client(&h), None, Some(&dpop(JKT)))
+        .refresh_with(rt.expose(), &default_client(&h), None, &[], Some(&dpop(JKT)))
         .await
         .unwrap();
 }
@@ -944,6 +964,7 @@ async fn confidential_clients_refresh_tokens_stay_unbound() {
                 scope: Some("read".into()),
                 audience: Some(Audience::one("api")),
                 dpop_jkt: Some(JKT.into()),
+                resource: None,
             },
         )
         .await
@@ -999,6 +1020,7 @@ async fn dp_20_client_that_must_use_dpop() {
                 scope: Some("read".into()),
                 audience: Some(Audience::one("api")),
                 dpop_jkt: Some(JKT.into()),
+                resource: None,
             },
         )
         .await
@@ -1008,7 +1030,7 @@ async fn dp_20_client_that_must_use_dpop() {
     let e = h.svc.refresh(rt.expose(), &client, None).await.unwrap_err();
     assert_eq!(e.code(), "invalid_dpop_proof");
     h.svc
-        .refresh_with(rt.expose(), &client, None, Some(&dpop(JKT)))
+        .refresh_with(rt.expose(), &client, None, &[], Some(&dpop(JKT)))
         .await
         .unwrap();
 }
@@ -1031,7 +1053,7 @@ async fn mt_01_certificate_binds_the_tokens() {
     assert_eq!(e.code(), "invalid_grant", "without the certificate");
     let n = h
         .svc
-        .refresh_with(rt.expose(), &client, None, Some(&cert))
+        .refresh_with(rt.expose(), &client, None, &[], Some(&cert))
         .await
         .unwrap();
     assert!(cnf_of(&h, &n.access_token).is_some());
@@ -1108,7 +1130,7 @@ async fn client_credentials_token_names_the_client_and_has_no_session_or_refresh
     svc.audiences = vec!["api".into()];
     let h = setup_with(vec![svc], 10).await;
     let c = h.svc.find_client("svc").await.unwrap().unwrap();
-    let t = h.svc.client_credentials(&c, None, None, None).await.unwrap();
+    let t = h.svc.client_credentials(&c, None, &[], &[], None).await.unwrap();
     assert!(t.refresh_token.is_none());
     assert_eq!(t.token_type, "Bearer");
     // No scope asked: the registered ones; no audience: the only one.
@@ -1147,24 +1169,28 @@ async fn client_credentials_scope_and_audience_stay_within_the_registration() {
     let c = h.svc.find_client("svc").await.unwrap().unwrap();
     let t = h
         .svc
-        .client_credentials(&c, Some("read"), Some("billing"), None)
+        .client_credentials(&c, Some("read"), &["billing".into()], &[], None)
         .await
         .unwrap();
     assert_eq!(t.scope, "read");
     let e = h
         .svc
-        .client_credentials(&c, Some("read admin"), None, None)
+        .client_credentials(&c, Some("read admin"), &[], &[], None)
         .await
         .unwrap_err();
     assert_eq!(e.code(), "invalid_scope");
     let e = h
         .svc
-        .client_credentials(&c, None, Some("other"), None)
+        .client_credentials(&c, None, &["other".into()], &[], None)
         .await
         .unwrap_err();
     assert_eq!(e.code(), "invalid_target");
     // Several audiences, none asked, the default one not among them.
-    let e = h.svc.client_credentials(&c, None, None, None).await.unwrap_err();
+    let e = h
+        .svc
+        .client_credentials(&c, None, &[], &[], None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "invalid_target");
 }
 
@@ -1176,14 +1202,14 @@ async fn client_credentials_needs_a_confidential_client_registered_for_it() {
     let c = h.svc.find_client("nogrant").await.unwrap().unwrap();
     let e = h
         .svc
-        .client_credentials(&c, None, Some("api"), None)
+        .client_credentials(&c, None, &["api".into()], &[], None)
         .await
         .unwrap_err();
     assert_eq!(e.code(), "unauthorized_client");
     let public = default_client(&h);
     let e = h
         .svc
-        .client_credentials(&public, None, None, None)
+        .client_credentials(&public, None, &[], &[], None)
         .await
         .unwrap_err();
     assert_eq!(e.code(), "unauthorized_client");
@@ -1203,7 +1229,7 @@ async fn client_credentials_token_dies_with_its_client() {
     .await;
     let c = issuing.find_client("svc").await.unwrap().unwrap();
     let t = issuing
-        .client_credentials(&c, None, Some("api"), None)
+        .client_credentials(&c, None, &["api".into()], &[], None)
         .await
         .unwrap();
     // The same store and keys, the client no longer registered.
@@ -1229,7 +1255,7 @@ async fn client_credentials_binds_to_the_holder() {
     let holder = Binding::dpop(jkt).unwrap();
     let t = h
         .svc
-        .client_credentials(&c, None, Some("api"), Some(&holder))
+        .client_credentials(&c, None, &["api".into()], &[], Some(&holder))
         .await
         .unwrap();
     assert_eq!(t.token_type, "DPoP");
@@ -1238,4 +1264,350 @@ async fn client_credentials_binds_to_the_holder() {
         .verify_access_token(&t.access_token, &h.svc.own_token_rules())
         .unwrap();
     assert_eq!(claims.cnf.unwrap()["jkt"], jkt);
+}
+// ---------------------------------------------------------------- RFC 8707 and RFC 8693
+
+const RS_A: &str = "https://rs-a.example";
+const RS_B: &str = "https://rs-b.example";
+
+/// A service over two registered resources and `gateway`, a confidential
+/// client allowed `read write`, the audiences `orders` and `rs-a`.
+async fn setup_targets() -> H {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(MemoryStore::new());
+    let mut gateway = confidential("gateway", "s3cret", false);
+    gateway.audiences = vec!["orders".into(), RS_A.into()];
+    let policy = TokenPolicy {
+        resources: vec![RS_A.into(), RS_B.into()],
+        ..TokenPolicy::default()
+    };
+    let svc = keyless_service_with(store.clone(), store.clone(), &clock, vec![gateway], policy);
+    svc.keys().ensure_key().await.unwrap();
+    svc.keys().reload().await.unwrap();
+    H { svc, clock, store }
+}
+
+fn claims_of(h: &H, at: &str) -> AccessClaims {
+    h.svc.verify_access_token(at, &h.svc.own_token_rules()).unwrap()
+}
+
+fn exchange_of<'a>(subject: &'a str) -> ExchangeRequest<'a> {
+    ExchangeRequest {
+        subject_token: subject,
+        subject_token_type: ACCESS_TOKEN_TYPE,
+        ..ExchangeRequest::default()
+    }
+}
+
+fn gateway(h: &H) -> Client {
+    h.svc.clients().get("gateway").unwrap().clone()
+}
+
+#[tokio::test]
+async fn jw_16_resource_limits_the_audience_to_that_resource() {
+    let h = setup_targets().await;
+    let (s, _) = login(&h, "read").await;
+    let t = h
+        .svc
+        .issue_for_session(
+            &s.session,
+            &TokenRequest {
+                resource: Some(Audience::one(RS_A)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let c = claims_of(&h, &t.access_token);
+    assert_eq!(
+        c.aud.as_slice(),
+        [RS_A.to_owned()],
+        "aud is only the resource asked for"
+    );
+    // Presented at another resource server, the token is refused.
+    let at_b = crate::access::Expected {
+        audience: crate::access::AudienceRule::Contains(RS_B),
+        ..h.svc.own_token_rules()
+    };
+    assert!(
+        h.svc.verify_access_token(&t.access_token, &at_b).is_err(),
+        "rs-b refuses it"
+    );
+    // A refresh narrows to a granted resource and refuses another one.
+    let rt = t.refresh_token.unwrap();
+    let n = h
+        .svc
+        .refresh_with(rt.expose(), &default_client(&h), None, &[RS_B.into()], None)
+        .await;
+    assert_eq!(
+        n.unwrap_err().code(),
+        "invalid_target",
+        "a refresh never widens the audience"
+    );
+    let n = h
+        .svc
+        .refresh_with(rt.expose(), &default_client(&h), None, &[RS_A.into()], None)
+        .await
+        .unwrap();
+    assert_eq!(claims_of(&h, &n.access_token).aud.as_slice(), [RS_A.to_owned()]);
+}
+
+#[tokio::test]
+async fn jw_16_unknown_or_disallowed_resources_are_invalid_target() {
+    let h = setup_targets().await;
+    let (s, _) = login(&h, "read").await;
+    let ask = |client: Option<&str>, resource: &[&str]| TokenRequest {
+        client_id: client.map(str::to_owned),
+        resource: Some(Audience::new(resource.iter().map(|r| (*r).to_owned()).collect())),
+        ..Default::default()
+    };
+    for (client, resource, why) in [
+        (None, &["https://unknown.example"][..], "not registered"),
+        (None, &["https://rs-a.example/#x"][..], "fragment"),
+        (None, &["rs-a"][..], "not absolute"),
+        (None, &[][..], "empty list"),
+        (
+            Some("gateway"),
+            &[RS_B][..],
+            "registered but not allowed for the client",
+        ),
+    ] {
+        let e = h
+            .svc
+            .issue_for_session(&s.session, &ask(client, resource))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_target", "{why}: {e}");
+        assert_eq!(
+            h.svc.check_request(&ask(client, resource)).unwrap_err().code(),
+            "invalid_target"
+        );
+    }
+    // Both `audience` and `resource`: one way of naming the target.
+    let both = TokenRequest {
+        audience: Some(Audience::one("api")),
+        resource: Some(Audience::one(RS_A)),
+        ..Default::default()
+    };
+    assert_eq!(h.svc.check_request(&both).unwrap_err().code(), "invalid_request");
+    // The client's own explicit audience counts as registered.
+    let mut t = ask(Some("gateway"), &[RS_A]);
+    t.scope = Some("read".into());
+    assert!(h.svc.check_request(&t).is_ok());
+}
+
+#[tokio::test]
+async fn token_exchange_narrows_to_one_audience_with_act() {
+    let h = setup_targets().await;
+    let (s, t) = login(&h, "read write admin").await;
+    let gw = gateway(&h);
+    let aud = ["orders".to_owned()];
+    let req = ExchangeRequest {
+        scope: Some("read"),
+        audience: &aud,
+        ..exchange_of(&t.access_token)
+    };
+    let out = h.svc.exchange(&req, &gw, None).await.unwrap();
+    assert!(
+        out.refresh_token.is_none(),
+        "an exchange never issues a refresh token"
+    );
+    assert_eq!(out.scope, "read");
+    let c = claims_of(&h, &out.access_token);
+    let before = claims_of(&h, &t.access_token);
+    assert_eq!(c.sub, "alice");
+    assert_eq!(
+        c.sid.as_deref(), Some(s.session.handle.as_str()),
+        "revoking the session revokes the exchanged token"
+    );
+    assert_eq!(c.client_id, "gateway");
+    assert_eq!(c.aud.as_slice(), aud);
+    assert_eq!(
+        c.act,
+        Some(serde_json::json!({"sub": "gateway"})),
+        "the gateway acts for alice"
+    );
+    assert!(c.exp <= before.exp, "never outlives the subject token");
+    assert_eq!(
+        (c.acr, c.amr, c.auth_time),
+        (before.acr, before.amr, before.auth_time)
+    );
+
+    // No scope: what both the subject token and the client allow.
+    let req = ExchangeRequest {
+        audience: &aud,
+        ..exchange_of(&t.access_token)
+    };
+    assert_eq!(h.svc.exchange(&req, &gw, None).await.unwrap().scope, "read write");
+
+    // A chain: exchanging the exchanged token nests the earlier actor.
+    let again = ExchangeRequest {
+        resource: &[RS_A.to_owned()],
+        ..exchange_of(&out.access_token)
+    };
+    let twice = h.svc.exchange(&again, &gw, None).await.unwrap();
+    let c2 = claims_of(&h, &twice.access_token);
+    assert_eq!(c2.aud.as_slice(), [RS_A.to_owned()]);
+    assert_eq!(
+        c2.act,
+        Some(serde_json::json!({"sub": "gateway", "act": {"sub": "gateway"}}))
+    );
+
+    // The session ends: so do its exchanged tokens, and exchanging them.
+    h.svc
+        .sessions()
+        .revoke(&s.session.handle, RevokeReason::Revoked)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.svc.introspect(&out.access_token).await.unwrap(),
+        Introspection::Inactive
+    );
+    let e = h.svc.exchange(&req, &gw, None).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_grant");
+}
+
+#[tokio::test]
+async fn token_exchange_refuses_widening_and_more_than_one_audience() {
+    let h = setup_targets().await;
+    let (_, t) = login(&h, "read").await;
+    let gw = gateway(&h);
+    let orders = ["orders".to_owned()];
+    let two = ["orders".to_owned(), "api".to_owned()];
+    let rs_a = [RS_A.to_owned()];
+    let billing = ["billing".to_owned()];
+    let unknown = ["https://unknown.example".to_owned()];
+    let cases: Vec<(ExchangeRequest<'_>, &str, &str)> = vec![
+        (
+            ExchangeRequest {
+                scope: Some("read write"),
+                audience: &orders,
+                ..exchange_of(&t.access_token)
+            },
+            "invalid_scope",
+            "widening the scope",
+        ),
+        (
+            ExchangeRequest {
+                audience: &[],
+                ..exchange_of(&t.access_token)
+            },
+            "invalid_target",
+            "no audience",
+        ),
+        (
+            ExchangeRequest {
+                audience: &two,
+                ..exchange_of(&t.access_token)
+            },
+            "invalid_target",
+            "two audiences",
+        ),
+        (
+            ExchangeRequest {
+                audience: &orders,
+                resource: &rs_a,
+                ..exchange_of(&t.access_token)
+            },
+            "invalid_target",
+            "audience and resource",
+        ),
+        (
+            ExchangeRequest {
+                audience: &billing,
+                ..exchange_of(&t.access_token)
+            },
+            "invalid_target",
+            "audience not allowed for the client",
+        ),
+        (
+            ExchangeRequest {
+                resource: &unknown,
+                ..exchange_of(&t.access_token)
+            },
+            "invalid_target",
+            "unknown resource",
+        ),
+        (
+            ExchangeRequest {
+                audience: &orders,
+                ..exchange_of("not-a-token")
+            },
+            "invalid_grant",
+            "a subject token that is not ours",
+        ),
+        (
+            ExchangeRequest {
+                audience: &orders,
+                subject_token_type: "urn:ietf:params:oauth:token-type:saml2",
+                ..exchange_of(&t.access_token)
+            },
+            "invalid_request",
+            "another token type",
+        ),
+        (
+            ExchangeRequest {
+                audience: &orders,
+                requested_token_type: Some("urn:ietf:params:oauth:token-type:refresh_token"),
+                ..exchange_of(&t.access_token)
+            },
+            "invalid_request",
+            "asking for a refresh token",
+        ),
+        (
+            ExchangeRequest {
+                audience: &orders,
+                actor_token: Some(&t.access_token),
+                ..exchange_of(&t.access_token)
+            },
+            "invalid_request",
+            "actor_token without its type",
+        ),
+        (
+            ExchangeRequest {
+                audience: &orders,
+                actor_token: Some(&t.access_token),
+                actor_token_type: Some(ACCESS_TOKEN_TYPE),
+                ..exchange_of(&t.access_token)
+            },
+            "invalid_grant",
+            "an actor token of another client",
+        ),
+    ];
+    for (req, code, why) in cases {
+        let e = h.svc.exchange(&req, &gw, None).await.unwrap_err();
+        assert_eq!(e.code(), code, "{why}: {e}");
+    }
+    // Public clients cannot exchange.
+    let req = ExchangeRequest {
+        audience: &orders,
+        ..exchange_of(&t.access_token)
+    };
+    let e = h.svc.exchange(&req, &default_client(&h), None).await.unwrap_err();
+    assert_eq!(e.code(), "unauthorized_client");
+    // An expired subject token is not exchanged.
+    h.clock.advance_secs(301);
+    let e = h.svc.exchange(&req, &gw, None).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_grant");
+}
+
+#[tokio::test]
+async fn token_exchange_binds_the_new_token_to_the_callers_key() {
+    let h = setup_targets().await;
+    let (_, t) = login(&h, "read").await;
+    let orders = ["orders".to_owned()];
+    let req = ExchangeRequest {
+        audience: &orders,
+        ..exchange_of(&t.access_token)
+    };
+    let out = h
+        .svc
+        .exchange(&req, &gateway(&h), Some(&dpop(JKT)))
+        .await
+        .unwrap();
+    assert_eq!(out.token_type, "DPoP");
+    assert_eq!(
+        cnf_of(&h, &out.access_token),
+        Some(serde_json::json!({"jkt": JKT}))
+    );
 }

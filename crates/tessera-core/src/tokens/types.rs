@@ -20,6 +20,10 @@ pub struct TokenPolicy {
     pub reuse_grace_secs: i64,
     /// `aud` when a request names none.
     pub default_audience: String,
+    /// RFC 8707 resource indicators the issuer knows (`[oauth]
+    /// resources`): absolute URIs a client allowed them may name as
+    /// `resource`.
+    pub resources: Vec<String>,
     /// Issue only sender-constrained tokens (ASVS L3, checklist MT-07):
     /// every token request must bind to a DPoP key or a client
     /// certificate.
@@ -33,6 +37,7 @@ impl Default for TokenPolicy {
             access_token_ttl_secs: 300,
             reuse_grace_secs: 10,
             default_audience: "tessera".into(),
+            resources: Vec::new(),
             sender_constrained_only: false,
         }
     }
@@ -51,6 +56,11 @@ pub struct TokenRequest {
     /// One audience or several.
     #[serde(default)]
     pub audience: Option<Audience>,
+    /// RFC 8707 resource indicators (one or several absolute URIs): the
+    /// access token's `aud` is exactly these. Not together with
+    /// `audience`.
+    #[serde(default)]
+    pub resource: Option<Audience>,
     /// RFC 7638 thumbprint of the client's DPoP key (SPEC §4.1): the
     /// tokens issued are bound to that key from the first one on.
     #[serde(default)]

@@ -1046,6 +1046,22 @@ impl ApiKeyStore for DownStore {
 }
 
 #[async_trait]
+impl tessera_core::ClientStore for DownStore {
+    async fn insert_client(&self, _: &tessera_core::ClientRecord) -> StoreResult<()> {
+        down()
+    }
+    async fn client_by_id(&self, _: &str) -> StoreResult<Option<tessera_core::ClientRecord>> {
+        down()
+    }
+    async fn list_clients(&self) -> StoreResult<Vec<tessera_core::ClientRecord>> {
+        down()
+    }
+    async fn revoke_client(&self, _: &str, _: Timestamp) -> StoreResult<bool> {
+        down()
+    }
+}
+
+#[async_trait]
 impl tessera_core::ReplayStore for DownStore {
     async fn use_once(&self, _: &[u8; 32], _: Timestamp, _: Timestamp) -> StoreResult<bool> {
         down()

@@ -84,6 +84,12 @@ pub(super) const ENV_KEYS: &[EnvKey] = env_keys! {
     "TESSERA_OAUTH_ISSUER" => |c, v| c.oauth.issuer = Some(v.trim().to_owned());
     "TESSERA_OAUTH_ACCESS_TOKEN_TTL_SECS" => |c, v| c.oauth.access_token_ttl_secs = parse(v)?;
     "TESSERA_OAUTH_DEFAULT_AUDIENCE" => |c, v| c.oauth.default_audience = v.to_owned();
+    "TESSERA_OAUTH_RESOURCES" => |c, v| c.oauth.resources = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
     "TESSERA_OAUTH_JWKS_MAX_AGE_SECS" => |c, v| c.oauth.jwks_max_age_secs = parse(v)?;
     "TESSERA_OAUTH_SENDER_CONSTRAINED_ONLY" => |c, v| c.oauth.sender_constrained_only = parse(v)?;
     "TESSERA_REFRESH_REUSE_GRACE_SECS" => |c, v| c.refresh.reuse_grace_secs = parse(v)?;

@@ -185,6 +185,7 @@ fn every_key_has_an_env_variable() {
     };
     // Optional keys are left out when unset; set them so each is counted.
     c.oauth.issuer = Some("https://auth.example".into());
+    c.oauth.resources = vec!["https://api.example".into()];
     c.keys.encryption_key = Some("k".into());
     c.keys.encryption_key_file = Some("f".into());
     c.cookie.domain = Some("app.example".into());

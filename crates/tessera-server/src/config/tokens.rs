@@ -29,6 +29,11 @@ pub struct OAuthConfig {
     pub access_token_ttl_secs: i64,
     /// `aud` when a token request names none.
     pub default_audience: String,
+    /// RFC 8707 resource indicators this issuer knows: absolute URIs (no
+    /// fragment) a client allowed them (its `audiences`, or `"*"`) may ask
+    /// for as `resource`; any other `resource` is `invalid_target`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
     /// `Cache-Control: max-age` of the JWKS; must be below
     /// `[keys] prepublish_secs`, so verifiers see a new key before it signs.
     pub jwks_max_age_secs: i64,
@@ -45,6 +50,7 @@ impl Default for OAuthConfig {
             issuer: None,
             access_token_ttl_secs: p.access_token_ttl_secs,
             default_audience: p.default_audience,
+            resources: p.resources,
             jwks_max_age_secs: 300,
             sender_constrained_only: false,
         }
@@ -328,6 +334,7 @@ impl Config {
             access_token_ttl_secs: self.oauth.access_token_ttl_secs,
             reuse_grace_secs: self.refresh.reuse_grace_secs,
             default_audience: self.oauth.default_audience.clone(),
+            resources: self.oauth.resources.clone(),
             sender_constrained_only: self.oauth.sender_constrained_only,
         }
     }
@@ -371,6 +378,10 @@ impl Config {
         let aud = &o.default_audience;
         if aud.is_empty() || aud.len() > 256 || aud.chars().any(char::is_control) {
             return Err("[oauth] default_audience must be 1-256 printable characters".into());
+        }
+        for r in &o.resources {
+            tessera_core::tokens::resource_syntax(r)
+                .map_err(|why| format!("[oauth] resources: {r:?}: {why}"))?;
         }
         if o.jwks_max_age_secs < 0 || o.jwks_max_age_secs >= self.keys.prepublish_secs {
             return Err(format!(

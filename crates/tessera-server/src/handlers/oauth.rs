@@ -34,14 +34,13 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
+use tessera_core::clients::{
+    ASSERTION_TYPE_JWT_BEARER, AssertionError, ClientAuthError, GRANT_CLIENT_CREDENTIALS, assertion_client_id,
+};
 use tessera_core::dpop::{DpopError, ProofHeader, ProofRequest};
 use tessera_core::model::Binding;
 use tessera_core::secret::{self, TokenKind};
-
-use tessera_core::clients::{
-    ASSERTION_TYPE_JWT_BEARER, AssertionError, ClientAuthError, GRANT_CLIENT_CREDENTIALS,
-    GRANT_REFRESH_TOKEN, assertion_client_id,
-};
+use tessera_core::tokens::{ACCESS_TOKEN_TYPE, ExchangeRequest, TOKEN_EXCHANGE_GRANT};
 use tessera_core::{ApiKeyScope, Client, ClientKind, Introspection, IssuedTokens, OAuthError};
 use tessera_http::bearer::{ClientCertThumbprint, DPOP_NONCE, dpop_proof};
 
@@ -340,6 +339,9 @@ struct TokenBody<'a> {
     refresh_token: Option<&'a str>,
     #[serde(skip_serializing_if = "str::is_empty")]
     scope: &'a str,
+    /// RFC 8693 §2.2.1: what a token exchange issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
 }
 
 fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
@@ -349,6 +351,7 @@ fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
         expires_in: t.expires_in,
         refresh_token: t.refresh_token.as_ref().map(|r| r.expose()),
         scope: &t.scope,
+        issued_token_type: None,
     }
 }
 
@@ -360,7 +363,7 @@ fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
     security((), ("client_basic" = []), ("dpop" = []), ("client_basic" = [], "dpop" = [])),
     request_body(content = crate::openapi::schemas::TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "New tokens: the refresh token rotated (`refresh_token`), or an access token alone (`client_credentials`)", body = crate::openapi::schemas::TokenResponse,
+        (status = 200, description = "New tokens: the refresh token rotated, an access token alone (`client_credentials`), or the exchanged access token (RFC 8693, with `issued_token_type`)", body = crate::openapi::schemas::TokenResponse,
             headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"),
                 ("DPoP-Nonce" = String, description = "A nonce for the next DPoP proof"))),
         (status = 400, response = crate::openapi::OAuthBadRequest),
@@ -369,8 +372,8 @@ fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
         (status = 503, response = crate::openapi::OAuthUnavailable),
     ),
 )]
-/// `POST /oauth2/token`: `grant_type=refresh_token` or
-/// `client_credentials` (MD-07).
+/// `POST /oauth2/token`: `grant_type=refresh_token` (MD-07),
+/// `client_credentials` and RFC 8693 token exchange.
 pub async fn token(State(state): State<AppState>, req: Request) -> Response {
     answer(token_inner(&state, req).await)
 }
@@ -386,9 +389,19 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
         });
     let ip = state.limits.client_ip(req.headers(), req.extensions());
     let (headers, form) = read_form(req).await?;
-    let grant = form
-        .get("grant_type")
-        .ok_or_else(|| OAuthFailure::request("grant_type is required"))?;
+    let grant = match form.get("grant_type") {
+        None => return Err(OAuthFailure::request("grant_type is required")),
+        Some("refresh_token") => Grant::Refresh,
+        Some(GRANT_CLIENT_CREDENTIALS) => Grant::ClientCredentials,
+        Some(TOKEN_EXCHANGE_GRANT) => Grant::Exchange,
+        Some(_) => {
+            return Err(OAuthFailure::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                format!("supported grant types: refresh_token, client_credentials, {TOKEN_EXCHANGE_GRANT}"),
+            ));
+        }
+    };
     // RFC 9449 §4.3 check 1: at most one proof.
     let proof = match dpop_proof(&headers) {
         ProofHeader::None => None,
@@ -401,51 +414,51 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
             ));
         }
     };
-    let req = TokenCall {
-        headers: &headers,
-        form: &form,
-        ip: &ip,
-        proof,
-        cert,
-    };
-    let issued = match grant {
-        GRANT_REFRESH_TOKEN => refresh_grant(state, &req).await?,
-        GRANT_CLIENT_CREDENTIALS => client_credentials_grant(state, &req).await?,
-        _ => {
-            return Err(OAuthFailure::new(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "supported grant types: refresh_token, client_credentials",
+    let presented = presented_client(&headers, &form)?;
+    let authenticated = authenticate_limited(state, &presented, &ip).await?;
+    let client = match (grant, authenticated) {
+        (_, Some(c)) => c,
+        // A public client names itself through its refresh token.
+        (Grant::Refresh, None) => {
+            let refresh_token = form
+                .get("refresh_token")
+                .ok_or_else(|| OAuthFailure::request("refresh_token is required"))?;
+            match refresh_token_client(state, refresh_token).await? {
+                Some(id) => implied_client(state, &id).await?,
+                None => {
+                    return Err(OAuthFailure::from_core(
+                        OAuthError::InvalidGrant("unknown refresh token"),
+                        false,
+                    ));
+                }
+            }
+        }
+        // Whoever exchanges a token must say who it is (RFC 8693 §2.1).
+        (Grant::Exchange, None) => {
+            return Err(OAuthFailure::client(
+                false,
+                "token exchange needs an authenticated client",
             ));
         }
+        // A client asking for itself must prove it is itself.
+        (Grant::ClientCredentials, None) => {
+            return Err(OAuthFailure {
+                challenge: Some(BASIC_CHALLENGE),
+                ..OAuthFailure::client(false, "client_credentials needs client authentication")
+            });
+        }
     };
-    let mut res = axum::Json(token_body(&issued)).into_response();
-    // RFC 9449 §8.2: a nonce for the next request may come with a success.
-    if let Some(nonce) = state.oauth.dpop_token.fresh_nonce()
-        && let Ok(v) = HeaderValue::from_str(&nonce)
+    // RFC 6749 §4.4: confidential clients registered for the grant only (a
+    // public client has nothing to authenticate with); refused before a
+    // DPoP proof is spent.
+    if grant == Grant::ClientCredentials
+        && (client.kind != ClientKind::Confidential || !client.allows_grant(GRANT_CLIENT_CREDENTIALS))
     {
-        res.headers_mut().insert(DPOP_NONCE, v);
+        return Err(OAuthFailure::from_core(OAuthError::UnauthorizedClient, false));
     }
-    Ok(res)
-}
-
-/// What every grant of the token endpoint reads.
-struct TokenCall<'a> {
-    headers: &'a HeaderMap,
-    form: &'a Form,
-    ip: &'a IpSubject,
-    /// The `DPoP` header, if one.
-    proof: Option<&'a str>,
-    /// The connection's client certificate, as a binding.
-    cert: Option<Binding>,
-}
-
-/// The key the new tokens are bound to: the DPoP proof's (checked and its
-/// `jti` spent here), else the connection's certificate. Called only for
-/// an authenticated client, and before the grant is used: a bad proof
-/// consumes nothing.
-async fn holder(state: &AppState, call: &TokenCall<'_>) -> Result<Option<Binding>, OAuthFailure> {
-    match call.proof {
+    // The proof is checked (and its `jti` spent) only for an authenticated
+    // client, and before any token is: a bad proof consumes nothing.
+    let holder = match proof {
         Some(proof) => {
             let req = ProofRequest {
                 method: "POST",
@@ -458,69 +471,77 @@ async fn holder(state: &AppState, call: &TokenCall<'_>) -> Result<Option<Binding
                 .verify(proof, &req)
                 .await
                 .map_err(|e| dpop_failure(state, e))?;
-            Ok(Some(Binding::Dpop { jkt: checked.jkt }))
+            Some(Binding::Dpop { jkt: checked.jkt })
         }
-        None => Ok(call.cert.clone()),
-    }
-}
-
-/// `grant_type=refresh_token`: rotation (SPEC §1).
-async fn refresh_grant(state: &AppState, call: &TokenCall<'_>) -> Result<IssuedTokens, OAuthFailure> {
-    let presented = presented_client(call.headers, call.form)?;
-    let refresh_token = call
-        .form
-        .get("refresh_token")
-        .ok_or_else(|| OAuthFailure::request("refresh_token is required"))?;
-    let client = match authenticate_limited(state, &presented, call.ip).await? {
-        Some(c) => c,
-        None => match refresh_token_client(state, refresh_token).await? {
-            Some(id) => implied_client(state, &id).await?,
-            None => {
-                return Err(OAuthFailure::from_core(
-                    OAuthError::InvalidGrant("unknown refresh token"),
-                    false,
-                ));
-            }
-        },
+        None => cert,
     };
-    let holder = holder(state, call).await?;
-    state
-        .oauth
-        .tokens
-        .refresh_with(refresh_token, &client, call.form.get("scope"), holder.as_ref())
-        .await
-        .map_err(|e| OAuthFailure::from_core(e, presented.is_basic()))
+    let tokens = &state.oauth.tokens;
+    let resources = form.get_all("resource");
+    let issued = match grant {
+        Grant::Refresh => {
+            let refresh_token = form
+                .get("refresh_token")
+                .ok_or_else(|| OAuthFailure::request("refresh_token is required"))?;
+            tokens
+                .refresh_with(
+                    refresh_token,
+                    &client,
+                    form.get("scope"),
+                    &resources,
+                    holder.as_ref(),
+                )
+                .await
+        }
+        Grant::Exchange => {
+            let audience = form.get_all("audience");
+            let subject_token = form
+                .get("subject_token")
+                .ok_or_else(|| OAuthFailure::request("subject_token is required"))?;
+            let subject_token_type = form
+                .get("subject_token_type")
+                .ok_or_else(|| OAuthFailure::request("subject_token_type is required"))?;
+            let req = ExchangeRequest {
+                subject_token,
+                subject_token_type,
+                actor_token: form.get("actor_token"),
+                actor_token_type: form.get("actor_token_type"),
+                requested_token_type: form.get("requested_token_type"),
+                scope: form.get("scope"),
+                audience: &audience,
+                resource: &resources,
+            };
+            tokens.exchange(&req, &client, holder.as_ref()).await
+        }
+        Grant::ClientCredentials => {
+            let audience = form.get_all("audience");
+            tokens
+                .client_credentials(&client, form.get("scope"), &audience, &resources, holder.as_ref())
+                .await
+        }
+    }
+    .map_err(|e| OAuthFailure::from_core(e, presented.is_basic()))?;
+    let mut body = token_body(&issued);
+    if grant == Grant::Exchange {
+        body.issued_token_type = Some(ACCESS_TOKEN_TYPE);
+    }
+    let mut res = axum::Json(body).into_response();
+    // RFC 9449 §8.2: a nonce for the next request may come with a success.
+    if let Some(nonce) = state.oauth.dpop_token.fresh_nonce()
+        && let Ok(v) = HeaderValue::from_str(&nonce)
+    {
+        res.headers_mut().insert(DPOP_NONCE, v);
+    }
+    Ok(res)
 }
 
-/// `grant_type=client_credentials` (RFC 6749 §4.4): an authenticated
-/// confidential client registered for the grant gets an access token for
-/// itself, never a refresh token. A public client is `unauthorized_client`.
-async fn client_credentials_grant(
-    state: &AppState,
-    call: &TokenCall<'_>,
-) -> Result<IssuedTokens, OAuthFailure> {
-    let presented = presented_client(call.headers, call.form)?;
-    let client = authenticate_limited(state, &presented, call.ip)
-        .await?
-        .ok_or_else(|| OAuthFailure {
-            challenge: Some(BASIC_CHALLENGE),
-            ..OAuthFailure::client(false, "client_credentials needs client authentication")
-        })?;
-    if client.kind != ClientKind::Confidential || !client.allows_grant(GRANT_CLIENT_CREDENTIALS) {
-        return Err(OAuthFailure::from_core(OAuthError::UnauthorizedClient, false));
-    }
-    let holder = holder(state, call).await?;
-    state
-        .oauth
-        .tokens
-        .client_credentials(
-            &client,
-            call.form.get("scope"),
-            call.form.get("audience"),
-            holder.as_ref(),
-        )
-        .await
-        .map_err(|e| OAuthFailure::from_core(e, presented.is_basic()))
+/// The grants `/oauth2/token` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    Refresh,
+    /// RFC 6749 §4.4.
+    ClientCredentials,
+    /// RFC 8693.
+    Exchange,
 }
 
 /// A refused proof at the token endpoint (RFC 9449 §5, §8): 400

@@ -136,7 +136,10 @@ fn tokens_error(e: OAuthError) -> ApiError {
             ApiError::StoreUnavailable
         }
         OAuthError::InvalidScope(m) => ApiError::validation(format!("tokens.scope: {m}")),
-        OAuthError::InvalidTarget(m) => ApiError::validation(format!("tokens.audience: {m}")),
+        // RFC 8707's `invalid_target`, named so a client can tell it apart.
+        OAuthError::InvalidTarget(m) => {
+            ApiError::validation(format!("tokens.audience or tokens.resource: invalid_target: {m}"))
+        }
         OAuthError::InvalidRequest(m) => ApiError::validation(format!("tokens.client_id: {m}")),
         other => ApiError::validation(format!("tokens: {other}")),
     }

@@ -111,6 +111,12 @@ pub struct TokensRequest {
     pub scope: Option<String>,
     #[serde(default)]
     pub audience: Option<Audience>,
+    /// RFC 8707 resource indicators (absolute URIs registered in `[oauth]
+    /// resources` or among the client's audiences): the access token's
+    /// `aud` is exactly these. Not together with `audience`; unknown or
+    /// not allowed: 400 naming `invalid_target`.
+    #[serde(default)]
+    pub resource: Option<Audience>,
     /// RFC 7638 thumbprint of the client's DPoP key: the tokens are bound
     /// to it from the first one on.
     #[serde(default)]
@@ -337,26 +343,54 @@ pub struct RevocationPage {
 
 // ------------------------------------------------------------------ OAuth
 
-/// The form of `POST /oauth2/token`.
+/// The form of `POST /oauth2/token`: `refresh_token` (RFC 6749 §6) or
+/// token exchange (RFC 8693 §2.1). `resource` (RFC 8707) and `audience`
+/// may be repeated; every other parameter at most once.
 #[derive(Deserialize, ToSchema)]
 pub struct TokenForm {
-    /// `refresh_token`, or `client_credentials` (a confidential client
-    /// registered for it, authenticated; never a refresh token back).
-    #[schema(pattern = "^(refresh_token|client_credentials)$")]
+    /// `refresh_token`, `client_credentials` (a confidential client
+    /// registered for it, authenticated; never a refresh token back) or
+    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    #[schema(
+        pattern = "^(refresh_token|client_credentials|urn:ietf:params:oauth:grant-type:token-exchange)$"
+    )]
     pub grant_type: String,
-    /// Required with `grant_type=refresh_token`.
+    /// The refresh grant's token.
     #[serde(default)]
     pub refresh_token: Option<String>,
-    /// `refresh_token`: narrows the scope (RFC 6749 §6).
-    /// `client_credentials`: scopes within the client's registered ones
-    /// (default: all of them); otherwise `invalid_scope`.
+    /// Narrows the scope (RFC 6749 §6); a token exchange's scope, within
+    /// the subject token's (RFC 8693); `client_credentials`: scopes within
+    /// the client's registered ones (default: all of them), otherwise
+    /// `invalid_scope`.
     #[serde(default)]
     pub scope: Option<String>,
-    /// `client_credentials`: one audience within the client's registered
-    /// ones (default: its only one, else `[oauth] default_audience`);
-    /// otherwise `invalid_target`.
+    /// RFC 8707 resource indicator (an absolute URI): the access token's
+    /// `aud`. On a refresh, one the grant was issued for; on an exchange,
+    /// the one downstream audience. Unknown or not allowed:
+    /// `invalid_target`.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// RFC 8693: the downstream audience of an exchanged token (a logical
+    /// name; exactly one `audience` or `resource`). `client_credentials`:
+    /// one audience within the client's registered ones (default: its only
+    /// one, else `[oauth] default_audience`), otherwise `invalid_target`.
     #[serde(default)]
     pub audience: Option<String>,
+    /// RFC 8693: the access token being exchanged.
+    #[serde(default)]
+    pub subject_token: Option<String>,
+    /// `urn:ietf:params:oauth:token-type:access_token` (or `…:jwt`).
+    #[serde(default)]
+    pub subject_token_type: Option<String>,
+    /// RFC 8693: an access token of the acting party, issued to the
+    /// calling client; its `sub` becomes the new token's `act.sub`.
+    #[serde(default)]
+    pub actor_token: Option<String>,
+    #[serde(default)]
+    pub actor_token_type: Option<String>,
+    /// Only `urn:ietf:params:oauth:token-type:access_token`.
+    #[serde(default)]
+    pub requested_token_type: Option<String>,
     /// `client_secret_post`, or a public client naming itself; with a
     /// client assertion, the assertion's `sub` if sent.
     #[serde(default)]
@@ -403,6 +437,10 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// RFC 8693 §2.2.1, on a token exchange's answer:
+    /// `urn:ietf:params:oauth:token-type:access_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
 }
 
 /// RFC 7662 §2.2: exactly `{"active": false}` for a token that is not

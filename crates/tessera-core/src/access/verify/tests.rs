@@ -138,6 +138,7 @@ async fn good_tokens_verify_with_both_key_sources_for_every_alg() {
             acr: None,
             amr: None,
             cnf: None,
+            act: None,
         };
         let token = crate::access::mint(&f.signer, &minted).unwrap();
         assert_eq!(f.verify_both(&token, &EXPECTED).unwrap(), minted, "{alg:?}");

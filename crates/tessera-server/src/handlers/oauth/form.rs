@@ -7,6 +7,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use super::{MAX_PARAMS, OAuthFailure};
 use crate::extract::BodyLimit;
 
+/// Parameters that may be given more than once: RFC 8707 §2 `resource`
+/// and RFC 8693 §2.1 `audience` (one value per target). Every other
+/// parameter is refused when repeated (RFC 6749 §3.1, §3.2).
+const REPEATABLE: &[&str] = &["resource", "audience"];
+
 /// A decoded `application/x-www-form-urlencoded` body.
 #[derive(Debug, Default)]
 pub(super) struct Form(pub(super) Vec<(String, String)>);
@@ -21,6 +26,16 @@ impl Form {
             .filter(|v| !v.is_empty())
     }
 
+    /// Every value of a parameter that may repeat (RFC 8707 `resource`,
+    /// RFC 8693 `audience`), empty ones left out.
+    pub(super) fn get_all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     pub(super) fn parse(body: &[u8]) -> Result<Form, OAuthFailure> {
         let text = std::str::from_utf8(body).map_err(|_| OAuthFailure::request("the body is not UTF-8"))?;
         let mut out: Vec<(String, String)> = Vec::new();
@@ -29,7 +44,7 @@ impl Form {
             let bad = || OAuthFailure::request("the body is not valid application/x-www-form-urlencoded");
             let k = form_decode(k).ok_or_else(bad)?;
             let v = form_decode(v).ok_or_else(bad)?;
-            if out.iter().any(|(o, _)| *o == k) {
+            if !REPEATABLE.contains(&k.as_str()) && out.iter().any(|(o, _)| *o == k) {
                 return Err(OAuthFailure::request(format!(
                     "parameter {k} is given more than once"
                 )));

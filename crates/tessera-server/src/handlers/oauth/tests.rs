@@ -21,6 +21,7 @@ use crate::config::{ClientConfig, ClientKindConfig, Config};
 mod client_credentials;
 mod dbsc;
 mod dpop;
+mod exchange;
 mod mtls;
 mod rate_limits;
 
@@ -780,7 +781,11 @@ async fn md_01_to_md_04_and_md_07_metadata() {
     }
     assert_eq!(
         m.body["grant_types_supported"],
-        json!(["refresh_token", "client_credentials"])
+        json!([
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ])
     );
     for k in ["token", "revocation", "introspection"] {
         let methods = &m.body[format!("{k}_endpoint_auth_methods_supported")];
