@@ -3,6 +3,7 @@
 
 mod assertion;
 mod jwks;
+mod registration;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ pub use assertion::{
     check_assertion, replay_marker,
 };
 pub use jwks::{ASSERTION_ALGS, ClientJwks, JwksError, MAX_CLIENT_KEYS, assertion_alg_names};
+pub use registration::Registration;
 
 /// `grant_type=refresh_token` (RFC 6749 §6).
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";

@@ -145,6 +145,14 @@ impl OAuth {
         }
     }
 
+    /// Serves the clients registered at run time in `store` too
+    /// (`tessera clients create`), beside `[[clients]]`.
+    #[must_use]
+    pub fn with_client_store(mut self, store: Arc<dyn tessera_core::ClientStore>) -> Self {
+        self.tokens = self.tokens.with_client_store(store);
+        self
+    }
+
     /// Makes sure there is a key to sign with: normally [`start`] loaded
     /// it; an application built without calling it (a test, an embedder)
     /// creates or loads it on first use.

@@ -6,15 +6,35 @@
 use std::sync::Arc;
 
 use crate::access::{AccessClaims, Audience, mint, new_jti};
-use crate::clients::{Client, ClientKind, GRANT_CLIENT_CREDENTIALS};
+use crate::clients::{Client, ClientKind, GRANT_CLIENT_CREDENTIALS, Registration};
 use crate::model::Binding;
 
 use super::{IssuedTokens, OAuthError, TokenService, parse_scope};
 
 impl TokenService {
-    /// The registration of `client_id`: the configured clients.
+    /// The registration of `client_id`: a configured client, else one
+    /// stored at run time and not revoked. A stored registration that
+    /// cannot be read counts as no client (and is logged).
     pub async fn find_client(&self, client_id: &str) -> Result<Option<Arc<Client>>, OAuthError> {
-        Ok(self.clients.get_arc(client_id))
+        if let Some(c) = self.clients.get_arc(client_id) {
+            return Ok(Some(c));
+        }
+        let Some(store) = &self.stored_clients else {
+            return Ok(None);
+        };
+        let Some(record) = store.client_by_id(client_id).await? else {
+            return Ok(None);
+        };
+        if record.revoked_at.is_some() {
+            return Ok(None);
+        }
+        match Registration::client(&record) {
+            Ok(c) => Ok(Some(Arc::new(c))),
+            Err(e) => {
+                tracing::error!(client_id, error = %e, "stored client registration is not usable");
+                Ok(None)
+            }
+        }
     }
 
     /// Whether a session-less token (`client_credentials`) still stands:

@@ -1417,7 +1417,8 @@ async fn token_exchange_narrows_to_one_audience_with_act() {
     let before = claims_of(&h, &t.access_token);
     assert_eq!(c.sub, "alice");
     assert_eq!(
-        c.sid.as_deref(), Some(s.session.handle.as_str()),
+        c.sid.as_deref(),
+        Some(s.session.handle.as_str()),
         "revoking the session revokes the exchanged token"
     );
     assert_eq!(c.client_id, "gateway");

@@ -345,3 +345,89 @@ async fn client_credentials_token_is_dpop_bound_with_a_proof() {
     assert_eq!(r.str("token_type"), "DPoP");
     assert!(t.h.claims(r.str("access_token")).cnf.unwrap()["jkt"].is_string());
 }
+
+/// [`harness_with`], keeping the store to register clients in.
+async fn harness_and_store(config: Config) -> (H, Arc<dyn Store>) {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(Timestamp::from_unix_secs(1_800_000_000));
+    let app = build_with_clock(config, store.clone(), Arc::new(clock.clone()));
+    crate::issuer::start(&app.state.oauth).await.unwrap();
+    let h = H {
+        router: app.router,
+        state: app.state,
+        key: String::new(),
+        clock,
+    };
+    (h, store)
+}
+
+#[tokio::test]
+async fn stored_clients_authenticate_until_revoked_and_config_wins() {
+    use tessera_core::clients::Registration;
+    use tessera_core::model::ClientRecord;
+    let (h, store) = harness_and_store(test_config()).await;
+    let mut stored = tessera_core::Client {
+        client_id: "stored".into(),
+        kind: tessera_core::ClientKind::Confidential,
+        secret_sha256: Some(TokenHash::of_secret(b"stored-secret").0),
+        scopes: vec!["read".into()],
+        audiences: vec!["api".into()],
+        refresh_tokens: false,
+        dpop_bound_access_tokens: false,
+        jwks: None,
+        grant_types: vec!["client_credentials".into()],
+    };
+    let record = |c: &tessera_core::Client| ClientRecord {
+        client_id: c.client_id.clone(),
+        created_at: h.clock.now(),
+        revoked_at: None,
+        registration: Registration::of(c).to_json(),
+    };
+    store.insert_client(&record(&stored)).await.unwrap();
+    // A stored client with the id of a configured one is shadowed.
+    stored.client_id = "backend".into();
+    store.insert_client(&record(&stored)).await.unwrap();
+
+    let r = h
+        .form(
+            "/oauth2/token",
+            "grant_type=client_credentials",
+            Some(&basic("stored", "stored-secret")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let at = r.str("access_token").to_owned();
+    let introspect = |who: &'static str, secret: &'static str| {
+        let at = at.clone();
+        let h = &h;
+        async move {
+            h.form(
+                "/oauth2/introspect",
+                &format!("token={at}"),
+                Some(&basic(who, secret)),
+            )
+            .await
+        }
+    };
+    assert_eq!(introspect("stored", "stored-secret").await.body["active"], true);
+    h.form(
+        "/oauth2/token",
+        "grant_type=client_credentials",
+        Some(&basic("backend", "stored-secret")),
+    )
+    .await
+    .assert_oauth_error(401, "invalid_client");
+
+    // Revoked in the store: refused at once, and its token inactive.
+    assert!(store.revoke_client("stored", h.clock.now()).await.unwrap());
+    h.form(
+        "/oauth2/token",
+        "grant_type=client_credentials",
+        Some(&basic("stored", "stored-secret")),
+    )
+    .await
+    .assert_oauth_error(401, "invalid_client");
+    let r = introspect("rs", "rs-secret").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body, json!({"active": false}));
+}
