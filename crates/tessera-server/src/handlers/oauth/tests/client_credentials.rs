@@ -431,3 +431,52 @@ async fn stored_clients_authenticate_until_revoked_and_config_wins() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body, json!({"active": false}));
 }
+
+#[tokio::test]
+async fn gn_04_a_private_key_jwt_client_counts_under_its_own_limit() {
+    let key = Key::new();
+    let mut config = test_config();
+    config.clients.push(jwt_client(&key));
+    config.rate_limits.oauth_per_ip = crate::config::LimitConfig::new(1, 60);
+    config.rate_limits.oauth_per_client = crate::config::LimitConfig::new(3, 60);
+    let t = Cc {
+        h: harness_with(config).await,
+        key,
+    };
+    // Three requests authenticated by assertion: beyond the per-address
+    // limit of one, within the client's three.
+    for _ in 0..3 {
+        let r = t.jwt_token(&t.assertion()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    t.jwt_token(&t.assertion())
+        .await
+        .assert_oauth_error(429, "slow_down");
+}
+
+#[tokio::test]
+async fn mt_07_private_key_jwt_is_accepted_in_the_sender_constrained_profile() {
+    let key = Key::new();
+    let mut config = test_config();
+    config.oauth.sender_constrained_only = true;
+    let mut secret = secret_client();
+    secret.client_id = "svc".into();
+    config.clients.push(secret);
+    config.clients.push(jwt_client(&key));
+    let t = Cc {
+        h: harness_with(config).await,
+        key,
+    };
+    // A shared secret is refused outright.
+    t.h.form(
+        "/oauth2/token",
+        "grant_type=client_credentials",
+        Some(&basic("svc", "svc-secret")),
+    )
+    .await
+    .assert_oauth_error(401, "invalid_client");
+    // An assertion authenticates; the token must still be bound.
+    t.jwt_token(&t.assertion())
+        .await
+        .assert_oauth_error(400, "invalid_dpop_proof");
+}
