@@ -480,3 +480,21 @@ async fn mt_07_private_key_jwt_is_accepted_in_the_sender_constrained_profile() {
         .await
         .assert_oauth_error(400, "invalid_dpop_proof");
 }
+
+#[tokio::test]
+async fn mt_01_client_credentials_over_mtls_binds_the_token_to_the_certificate() {
+    let t = cc().await;
+    let x5t = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+    let mut req = Request::post("/oauth2/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::AUTHORIZATION, basic("svc", "svc-secret"))
+        .body(Body::from("grant_type=client_credentials"))
+        .unwrap();
+    req.extensions_mut()
+        .insert(tessera_http::bearer::ClientCertThumbprint(x5t.to_owned()));
+    let r = t.h.send(req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.str("token_type"), "Bearer");
+    let cnf = t.h.claims(r.str("access_token")).cnf.unwrap();
+    assert_eq!(cnf["x5t#S256"], x5t);
+}
