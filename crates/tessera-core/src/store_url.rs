@@ -22,6 +22,10 @@ pub enum StoreUrl {
     /// the whole URL, as the Redis store reads it (its options — `prefix`,
     /// `buckets`, `grace_secs`, … — are in `tessera-redis`).
     Redis(String),
+    /// `memcached://HOST[:PORT][?OPTIONS]`: the whole URL, as the Memcached
+    /// store reads it (its options — `prefix`, `timeout_ms`, … — are in
+    /// `tessera-memcached`).
+    Memcached(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,6 +51,10 @@ pub enum StoreUrlError {
     RedisNotBuilt,
     #[error("{0}:// needs a host, e.g. {0}://127.0.0.1:6379/0")]
     RedisNoHost(String),
+    #[error("this build was compiled without the Memcached store (feature `memcached`)")]
+    MemcachedNotBuilt,
+    #[error("memcached:// needs a host, e.g. memcached://127.0.0.1:11211")]
+    MemcachedNoHost,
     #[error("unknown store scheme {0:?}; expected memory://, sqlite://PATH or redis://HOST:PORT")]
     UnknownScheme(String),
 }
@@ -83,6 +91,13 @@ impl StoreUrl {
                 }
                 Ok(StoreUrl::Redis(url.to_owned()))
             }
+            "memcached" => {
+                let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                if rest[..host_end].is_empty() {
+                    return Err(StoreUrlError::MemcachedNoHost);
+                }
+                Ok(StoreUrl::Memcached(url.to_owned()))
+            }
             s @ ("rediss+sentinel" | "rediss+cluster") => Err(StoreUrlError::NotYetSupported(s.to_owned())),
             other => Err(StoreUrlError::UnknownScheme(other.to_owned())),
         }
@@ -118,6 +133,25 @@ mod tests {
         ] {
             assert_eq!(StoreUrl::parse(url), Ok(StoreUrl::Redis(url.to_owned())));
         }
+    }
+
+    #[test]
+    fn parses_memcached_urls() {
+        for url in [
+            "memcached://127.0.0.1:11211",
+            "memcached://cache?prefix=app:",
+            "MEMCACHED://h/",
+        ] {
+            assert_eq!(StoreUrl::parse(url), Ok(StoreUrl::Memcached(url.to_owned())));
+        }
+        assert_eq!(
+            StoreUrl::parse("memcached://"),
+            Err(StoreUrlError::MemcachedNoHost)
+        );
+        assert_eq!(
+            StoreUrl::parse("memcached://?prefix=a"),
+            Err(StoreUrlError::MemcachedNoHost)
+        );
     }
 
     #[test]

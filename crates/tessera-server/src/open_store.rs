@@ -31,15 +31,18 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenError> {
         StoreUrl::Memory => Ok(Arc::new(InstrumentedStore::new(MemoryStore::new()))),
         StoreUrl::Sqlite(path) => open_sqlite(config, &url, path),
         StoreUrl::Redis(redis) => open_redis(&redis),
+        StoreUrl::Memcached(memcached) => open_memcached(&memcached),
     }
 }
 
 /// Parses a store URL this build can open (`sqlite://` needs the `sqlite`
-/// feature, `redis://` the `redis` feature).
+/// feature, `redis://` the `redis` feature, `memcached://` the `memcached`
+/// feature).
 pub fn parse(url: &str) -> Result<StoreUrl, StoreUrlError> {
     match StoreUrl::parse(url)? {
         StoreUrl::Sqlite(_) if !cfg!(feature = "sqlite") => Err(StoreUrlError::SqliteNotBuilt),
         StoreUrl::Redis(_) if !cfg!(feature = "redis") => Err(StoreUrlError::RedisNotBuilt),
+        StoreUrl::Memcached(_) if !cfg!(feature = "memcached") => Err(StoreUrlError::MemcachedNotBuilt),
         u => Ok(u),
     }
 }
@@ -56,6 +59,22 @@ fn open_redis(url: &str) -> Result<Arc<dyn Store>, OpenError> {
 #[cfg(not(feature = "redis"))]
 fn open_redis(_url: &str) -> Result<Arc<dyn Store>, OpenError> {
     Err(StoreUrlError::RedisNotBuilt.into())
+}
+
+/// A `memcached://` store dials on first use too: the service starts while
+/// memcached is down and answers 503 until it is back.
+#[cfg(feature = "memcached")]
+fn open_memcached(url: &str) -> Result<Arc<dyn Store>, OpenError> {
+    let store = tessera_memcached::MemcachedStore::open_lazy(url).map_err(|e| OpenError::Open {
+        url: url.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(InstrumentedStore::new(store)))
+}
+
+#[cfg(not(feature = "memcached"))]
+fn open_memcached(_url: &str) -> Result<Arc<dyn Store>, OpenError> {
+    Err(StoreUrlError::MemcachedNotBuilt.into())
 }
 
 #[cfg(feature = "sqlite")]

@@ -16,6 +16,7 @@ mod forward_auth;
 mod harness;
 mod listener;
 mod many_nodes;
+mod memcached;
 mod oauth_client;
 mod parity;
 mod rate_limits;

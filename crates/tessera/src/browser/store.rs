@@ -24,6 +24,7 @@ pub fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, ConfigError> {
         StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreUrl::Sqlite(path) => open_sqlite(path),
         StoreUrl::Redis(url) => open_redis(url),
+        StoreUrl::Memcached(url) => open_memcached(url),
     }
 }
 
@@ -36,6 +37,18 @@ fn open_redis(url: &str) -> Result<Arc<dyn Store>, ConfigError> {
 #[cfg(not(feature = "redis"))]
 fn open_redis(_url: &str) -> Result<Arc<dyn Store>, ConfigError> {
     Err(StoreUrlError::RedisNotBuilt.into())
+}
+
+#[cfg(feature = "memcached")]
+fn open_memcached(url: &str) -> Result<Arc<dyn Store>, ConfigError> {
+    let store =
+        tessera_memcached::MemcachedStore::open_lazy(url).map_err(|e| ConfigError::Store(e.to_string()))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "memcached"))]
+fn open_memcached(_url: &str) -> Result<Arc<dyn Store>, ConfigError> {
+    Err(StoreUrlError::MemcachedNotBuilt.into())
 }
 
 #[cfg(feature = "sqlite")]
