@@ -214,6 +214,18 @@ fn no_amr(v: &Option<Vec<String>>) -> bool {
     v.as_deref().is_none_or(<[String]>::is_empty)
 }
 
+impl AccessClaims {
+    /// What the revocation feed names when this token is revoked: its
+    /// session, or for a session-less (`client_credentials`) token its
+    /// client ([`client_revocation_key`](crate::clients::client_revocation_key)).
+    pub fn revocation_key(&self) -> std::borrow::Cow<'_, str> {
+        match &self.sid {
+            Some(sid) => std::borrow::Cow::Borrowed(sid),
+            None => std::borrow::Cow::Owned(crate::clients::client_revocation_key(&self.client_id)),
+        }
+    }
+}
+
 /// A fresh `jti`: 128 random bits, base64url (22 characters).
 pub fn new_jti() -> String {
     new_id("")

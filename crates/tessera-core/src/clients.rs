@@ -198,6 +198,15 @@ impl Client {
 
 pub const DEFAULT_CLIENT_ID: &str = "default";
 
+/// Prefix of a revoked client's entry in the revocation feed (its `sid`
+/// member): session handles start with `ses_`, so the two never meet.
+pub const CLIENT_REVOCATION_PREFIX: &str = "client:";
+
+/// The feed entry that revokes `client_id`'s session-less tokens.
+pub fn client_revocation_key(client_id: &str) -> String {
+    format!("{CLIENT_REVOCATION_PREFIX}{client_id}")
+}
+
 /// Why a client could not be authenticated (→ `invalid_client`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ClientAuthError {

@@ -1,7 +1,9 @@
 //! `tessera clients create|list|revoke`: OAuth clients registered at run
 //! time in the store (core's `ClientStore`), beside `[[clients]]`. Running
 //! services read the store on each client authentication, so a new or
-//! revoked client counts at once on every node.
+//! revoked client counts at once on every node; a revocation is also a
+//! `revoked` event named `client:<id>`, which the revocation feed carries to
+//! resource servers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,8 +12,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use clap::Subcommand;
-use tessera_core::clients::{ClientJwks, GRANT_CLIENT_CREDENTIALS, KNOWN_GRANT_TYPES, Registration};
-use tessera_core::model::ClientRecord;
+use tessera_core::clients::{
+    ClientJwks, GRANT_CLIENT_CREDENTIALS, KNOWN_GRANT_TYPES, Registration, client_revocation_key,
+};
+use tessera_core::model::{ClientRecord, EventKind, NewEvent, RevokeReason};
 use tessera_core::{Client, ClientKind, Clock, Store, StoreError, SystemClock, TokenHash};
 
 use crate::config::Config;
@@ -52,8 +56,9 @@ pub enum ClientsCommand {
     /// a secret).
     List,
     /// Revoke a stored client: its authentication fails at once on every
-    /// node, introspection answers its tokens inactive, and resource
-    /// servers refuse them at the latest at `exp`.
+    /// node, introspection answers its tokens inactive, and the revocation
+    /// feed names it (`client:<id>`), so resource servers refuse its tokens
+    /// too.
     Revoke {
         /// The client id.
         client_id: String,
@@ -191,8 +196,24 @@ pub async fn run(cmd: ClientsCommand, config: &Config, store: Arc<dyn Store>) ->
                 .await
                 .context("cannot revoke the client")?
             {
+                // The revocation feed carries it too, so resource servers
+                // following it refuse the client's tokens within a second.
+                let key = client_revocation_key(&client_id);
+                let event = NewEvent {
+                    at: now,
+                    kind: EventKind::Revoked,
+                    subject: key.clone(),
+                    handle: key,
+                    reason: Some(RevokeReason::Operator),
+                };
+                if let Err(e) = store.append_events(&[event]).await {
+                    eprintln!(
+                        "tessera: revoked client {client_id}, but could not add it to the revocation feed ({e}): resource servers refuse its tokens only at their expiry"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
                 eprintln!(
-                    "revoked client {client_id}: refused at once on every node; its access tokens are inactive at introspection and expire within [oauth] access_token_ttl_secs at resource servers"
+                    "revoked client {client_id}: refused at once on every node, its access tokens inactive at introspection and in the revocation feed"
                 );
             } else {
                 eprintln!("tessera: no active stored client {client_id}");

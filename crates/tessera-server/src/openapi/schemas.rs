@@ -321,8 +321,10 @@ pub struct EventPage {
 
 #[derive(Serialize, ToSchema)]
 pub struct Revocation {
-    /// The revoked session (`sid` of its access tokens; a client's own
-    /// `client_credentials` tokens have none and are not in this feed).
+    /// The revoked session (`sid` of its access tokens), or `client:<id>`
+    /// for a revoked service client (`tessera clients revoke`), whose
+    /// `client_credentials` tokens carry no `sid`: refuse a token without
+    /// `sid` whose `client_id` is `<id>`.
     pub sid: String,
     #[schema(format = DateTime)]
     pub revoked_at: String,

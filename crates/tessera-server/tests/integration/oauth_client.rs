@@ -148,6 +148,16 @@ async fn cli_registered_client_works_on_the_running_node_until_revoked() {
     assert!(status.success(), "{stderr}");
     let (ok, out) = flow(&srv, "py-stored", &key);
     assert!(!ok && out.contains("client_credentials: HTTP 401"), "{out}");
+    // And the revocation feed names it, for resource servers.
+    let feed = srv.get("/v1/revocations").await.json();
+    assert!(
+        feed["revocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["sid"] == "client:py-stored"),
+        "{feed}"
+    );
     // A secret client: the secret is printed once, and works.
     let (status, secret, stderr) = srv.cli(&["clients", "create", "svc-secret", "--audience", "api"]);
     assert!(status.success(), "{stderr}");

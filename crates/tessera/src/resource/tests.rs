@@ -943,6 +943,32 @@ fn cache_rechecks_revocation_on_every_hit() {
 }
 
 #[test]
+fn a_client_token_is_revoked_by_its_clients_feed_entry() {
+    let key = TestKey::ed("k1");
+    let (v, _) = verifier(&[&key]);
+    // A service client's own token: no sid, sub = client_id.
+    let client_token = |id: &str| {
+        let c = with(
+            with(without(claims(), "sid"), "client_id", json!(id)),
+            "sub",
+            json!(id),
+        );
+        key.token(&key.header(), &c)
+    };
+    let (svc, other) = (client_token("svc"), client_token("other"));
+    v.verify_sync(&svc).unwrap();
+    v.verify_sync(&other).unwrap();
+    // A session handle equal to the client id revokes nothing of it.
+    v.insert_revocation("svc", NOW + 3600);
+    v.verify_sync(&svc).unwrap();
+    // `tessera clients revoke svc` puts `client:svc` in the feed: the
+    // cached token is refused on its next use, the other client's is not.
+    v.insert_revocation("client:svc", NOW + 3600);
+    assert_eq!(err(&v, &svc), VerifyError::Revoked);
+    v.verify_sync(&other).unwrap();
+}
+
+#[test]
 fn cache_is_bounded_and_follows_key_removal() {
     let key = TestKey::ed("k1");
     let other = TestKey::ed("k2");

@@ -91,14 +91,10 @@ pub(crate) fn verify(
     first_sight(inner, token, cache_key, accept_bound)
 }
 
-/// Whether the feed revoked the token's session. A token without one (a
-/// client's own, `client_credentials`) is not in the feed: it is
-/// short-lived and ends at `exp` once its client is revoked.
+/// Whether the feed revoked the token's session, or, for a token without
+/// one (a service client's own, `client_credentials`), its client.
 fn is_revoked(inner: &Inner, claims: &access::AccessClaims) -> bool {
-    claims
-        .sid
-        .as_deref()
-        .is_some_and(|sid| inner.revocations.is_revoked(sid))
+    inner.revocations.is_revoked(&claims.revocation_key())
 }
 
 fn first_sight(
