@@ -442,10 +442,10 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
         }
         // A client asking for itself must prove it is itself.
         (Grant::ClientCredentials, None) => {
-            return Err(OAuthFailure {
-                challenge: Some(BASIC_CHALLENGE),
-                ..OAuthFailure::client(false, "client_credentials needs client authentication")
-            });
+            return Err(OAuthFailure::client(
+                false,
+                "client_credentials needs client authentication",
+            ));
         }
     };
     // RFC 6749 §4.4: confidential clients registered for the grant only (a
