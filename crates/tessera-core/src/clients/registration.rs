@@ -107,3 +107,61 @@ impl Registration {
         Ok(client)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::TokenHash;
+    use crate::time::Timestamp;
+
+    const JWK: &str = r#"{"kty": "EC", "crv": "P-256", "x": "Rxw-dYxJBChbun5TEY7Q9SSt6wdX0lvS-Oew1236cUw", "y": "3VIPesqKi5F6zDf1HejwybvjrYWDgucC3CWhLQn3qFg"}"#;
+
+    fn record(client_id: &str, registration: String) -> ClientRecord {
+        ClientRecord {
+            client_id: client_id.into(),
+            created_at: Timestamp::from_unix_secs(1),
+            revoked_at: None,
+            registration,
+        }
+    }
+
+    #[test]
+    fn a_registration_reads_back_as_the_client_it_was_written_from() {
+        let secret = Client {
+            client_id: "svc".into(),
+            kind: ClientKind::Confidential,
+            secret_sha256: Some(TokenHash::of_secret(b"s").0),
+            scopes: vec!["read".into()],
+            audiences: vec!["api".into()],
+            refresh_tokens: false,
+            dpop_bound_access_tokens: true,
+            jwks: None,
+            grant_types: vec!["client_credentials".into()],
+        };
+        let json = Registration::of(&secret).to_json();
+        assert!(!json.contains("\"s\""), "{json}");
+        assert_eq!(Registration::client(&record("svc", json)).unwrap(), secret);
+        let keys = Client {
+            secret_sha256: None,
+            jwks: Some(ClientJwks::from_json(&format!("{{\"keys\": [{JWK}]}}")).unwrap()),
+            ..secret
+        };
+        let json = Registration::of(&keys).to_json();
+        assert!(json.contains("private_key_jwt"), "{json}");
+        assert_eq!(Registration::client(&record("svc", json)).unwrap(), keys);
+    }
+
+    #[test]
+    fn unusable_registrations_are_refused() {
+        for bad in [
+            "",
+            "{}",
+            r#"{"token_endpoint_auth_method": "private_key_jwt", "scopes": [], "audiences": [], "grant_types": []}"#,
+            r#"{"token_endpoint_auth_method": "none", "secret_sha256": "ab", "scopes": [], "audiences": [], "grant_types": []}"#,
+            r#"{"token_endpoint_auth_method": "client_secret_basic", "secret_sha256": "zz", "scopes": [], "audiences": [], "grant_types": []}"#,
+            r#"{"token_endpoint_auth_method": "client_secret_basic", "scopes": [], "audiences": [], "grant_types": [], "later": 1}"#,
+        ] {
+            assert!(Registration::client(&record("svc", bad.into())).is_err(), "{bad}");
+        }
+    }
+}
