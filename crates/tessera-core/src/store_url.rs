@@ -1,5 +1,6 @@
-//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`): one grammar for
-//! the service's `--store` and the library's `SessionLayer::from_store_url`,
+//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`, `postgres://…`,
+//! `memcached://…`): one grammar for the service's `--store` and the
+//! library's `SessionLayer::from_store_url`,
 //! so an app and the service can name the same store the same way. Opening
 //! the store is up to each face (it needs the driver crates).
 
@@ -26,11 +27,18 @@ pub enum StoreUrl {
     /// store reads it (its options — `prefix`, `timeout_ms`, … — are in
     /// `tessera-memcached`).
     Memcached(String),
+    /// `postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB[?OPTIONS]` (also
+    /// `postgresql://`): the whole URL, as the PostgreSQL store reads it
+    /// (its options — `statement_timeout_ms`, `pool_size`, `schema`, … —
+    /// are in `tessera-postgres`).
+    Postgres(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StoreUrlError {
-    #[error("{0:?} is not a store URL; expected memory://, sqlite://PATH or redis://HOST:PORT")]
+    #[error(
+        "{0:?} is not a store URL; expected memory://, sqlite://PATH, redis://HOST:PORT, postgres://HOST/DB or memcached://HOST"
+    )]
     NotAUrl(String),
     #[error(
         "sqlite:// needs a file path, e.g. sqlite://./data/tessera.db or sqlite:///var/lib/tessera/tessera.db"
@@ -42,7 +50,7 @@ pub enum StoreUrlError {
     SqliteQuery(String),
     #[error(
         "the {0}:// store is not available in this version yet; use redis://, rediss://, redis+cluster://, \
-         redis+sentinel://, sqlite://PATH or memory://"
+         redis+sentinel://, postgres://, memcached://, sqlite://PATH or memory://"
     )]
     NotYetSupported(String),
     #[error("this build was compiled without the SQLite store (feature `sqlite`)")]
@@ -55,7 +63,17 @@ pub enum StoreUrlError {
     MemcachedNotBuilt,
     #[error("memcached:// needs a host, e.g. memcached://127.0.0.1:11211")]
     MemcachedNoHost,
-    #[error("unknown store scheme {0:?}; expected memory://, sqlite://PATH or redis://HOST:PORT")]
+    #[error("this build was compiled without the PostgreSQL store (feature `postgres`)")]
+    PostgresNotBuilt,
+    #[error("{0}:// needs a host and a database, e.g. {0}://tessera@127.0.0.1:5432/tessera")]
+    PostgresNoHost(String),
+    /// The store's own options in the URL are wrong (checked by the store
+    /// crate, which knows them).
+    #[error("{0}")]
+    BadOptions(String),
+    #[error(
+        "unknown store scheme {0:?}; expected memory://, sqlite://PATH, redis://HOST:PORT, postgres://HOST/DB or memcached://HOST"
+    )]
     UnknownScheme(String),
 }
 
@@ -90,6 +108,16 @@ impl StoreUrl {
                     return Err(StoreUrlError::RedisNoHost(s.to_owned()));
                 }
                 Ok(StoreUrl::Redis(url.to_owned()))
+            }
+            s @ ("postgres" | "postgresql") => {
+                let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                let host = rest[..host_end]
+                    .rsplit_once('@')
+                    .map_or(&rest[..host_end], |(_, h)| h);
+                if host.is_empty() {
+                    return Err(StoreUrlError::PostgresNoHost(s.to_owned()));
+                }
+                Ok(StoreUrl::Postgres(url.to_owned()))
             }
             "memcached" => {
                 let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -133,6 +161,12 @@ mod tests {
         ] {
             assert_eq!(StoreUrl::parse(url), Ok(StoreUrl::Redis(url.to_owned())));
         }
+        for url in [
+            "postgres://tessera:pw@db.example:5432/tessera?pool_size=8",
+            "postgresql://127.0.0.1/tessera",
+        ] {
+            assert_eq!(StoreUrl::parse(url), Ok(StoreUrl::Postgres(url.to_owned())));
+        }
     }
 
     #[test]
@@ -175,8 +209,12 @@ mod tests {
             Err(StoreUrlError::RedisNoHost("rediss".into()))
         );
         assert_eq!(
-            StoreUrl::parse("postgres://db"),
-            Err(StoreUrlError::UnknownScheme("postgres".into()))
+            StoreUrl::parse("mysql://db"),
+            Err(StoreUrlError::UnknownScheme("mysql".into()))
+        );
+        assert_eq!(
+            StoreUrl::parse("postgres:///tessera"),
+            Err(StoreUrlError::PostgresNoHost("postgres".into()))
         );
         assert!(matches!(
             StoreUrl::parse("./data/t.db"),

@@ -1,4 +1,4 @@
-//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`) and opening the
+//! Store URLs (`memory://`, `sqlite://PATH`, `redis://…`, `postgres://…`) and opening the
 //! store they name.
 
 use std::path::PathBuf;
@@ -32,17 +32,27 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenError> {
         StoreUrl::Sqlite(path) => open_sqlite(config, &url, path),
         StoreUrl::Redis(redis) => open_redis(&redis),
         StoreUrl::Memcached(memcached) => open_memcached(&memcached),
+        StoreUrl::Postgres(pg) => open_postgres(&pg),
     }
 }
 
 /// Parses a store URL this build can open (`sqlite://` needs the `sqlite`
-/// feature, `redis://` the `redis` feature, `memcached://` the `memcached`
+/// feature, `redis://` the `redis` feature, `postgres://` the `postgres`
+/// feature, `memcached://` the `memcached`
 /// feature).
 pub fn parse(url: &str) -> Result<StoreUrl, StoreUrlError> {
     match StoreUrl::parse(url)? {
         StoreUrl::Sqlite(_) if !cfg!(feature = "sqlite") => Err(StoreUrlError::SqliteNotBuilt),
         StoreUrl::Redis(_) if !cfg!(feature = "redis") => Err(StoreUrlError::RedisNotBuilt),
         StoreUrl::Memcached(_) if !cfg!(feature = "memcached") => Err(StoreUrlError::MemcachedNotBuilt),
+        StoreUrl::Postgres(_) if !cfg!(feature = "postgres") => Err(StoreUrlError::PostgresNotBuilt),
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres(pg) => {
+            // The store's options (pool_size, statement_timeout_ms, …), so
+            // `tessera config check` refuses what `serve` would.
+            tessera_postgres::PostgresOptions::from_url(&pg).map_err(|e| StoreUrlError::BadOptions(e.0))?;
+            Ok(StoreUrl::Postgres(pg))
+        }
         u => Ok(u),
     }
 }
@@ -75,6 +85,22 @@ fn open_memcached(url: &str) -> Result<Arc<dyn Store>, OpenError> {
 #[cfg(not(feature = "memcached"))]
 fn open_memcached(_url: &str) -> Result<Arc<dyn Store>, OpenError> {
     Err(StoreUrlError::MemcachedNotBuilt.into())
+}
+
+/// A `postgres://` store connects (and migrates its schema) on first use,
+/// and answers 503 while the database is down, recovering by itself.
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str) -> Result<Arc<dyn Store>, OpenError> {
+    let store = tessera_postgres::PostgresStore::open_lazy(url).map_err(|e| OpenError::Open {
+        url: crate::config::mask_url_password(url),
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(InstrumentedStore::new(store)))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_url: &str) -> Result<Arc<dyn Store>, OpenError> {
+    Err(StoreUrlError::PostgresNotBuilt.into())
 }
 
 #[cfg(feature = "sqlite")]

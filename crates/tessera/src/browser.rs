@@ -211,10 +211,12 @@ impl SessionLayer {
         }
     }
 
-    /// Opens the store a URL names (`memory://`, `sqlite://PATH`, and with
-    /// feature `redis` `redis://…`/`rediss://…`; the same format as the
-    /// service's, so both can share one SQLite file or one Redis) with the
-    /// system clock. A Redis store must be opened within a Tokio runtime.
+    /// Opens the store a URL names (`memory://`, `sqlite://PATH`, with
+    /// feature `redis` `redis://…`/`rediss://…`, with feature `postgres`
+    /// `postgres://…`; the same format as the service's, so both can share
+    /// one SQLite file, one Redis or one PostgreSQL database) with the
+    /// system clock. A Redis or PostgreSQL store must be opened within a
+    /// Tokio runtime.
     pub fn from_store_url(
         url: &str,
         policy: SessionPolicy,

@@ -153,11 +153,15 @@ impl Config {
     }
 }
 
-/// `scheme://user:secret@host` → `scheme://user:****@host`.
+/// `scheme://user:secret@host` → `scheme://user:****@host`; a `password`
+/// query parameter (which a `postgres://` URL may carry instead) is masked
+/// too.
 pub fn mask_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
+    let rest = mask_password_parameter(rest);
+    let rest = rest.as_str();
     let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(auth_end);
     match authority.rsplit_once('@') {
@@ -170,6 +174,27 @@ pub fn mask_url_password(url: &str) -> String {
             };
             format!("{scheme}://{masked}@{host}{tail}")
         }
-        None => url.to_owned(),
+        None => format!("{scheme}://{rest}"),
     }
+}
+
+/// `…?a=1&password=secret&b=2` → `…?a=1&password=****&b=2`.
+fn mask_password_parameter(rest: &str) -> String {
+    let Some((head, query)) = rest.split_once('?') else {
+        return rest.to_owned();
+    };
+    let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=****"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    let mut out = format!("{head}?{}", masked.join("&"));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
 }

@@ -228,7 +228,9 @@ fn invalid_policies_and_values_are_refused() {
         ("TESSERA_COOKIE_NAME", "bad name"),
         ("TESSERA_STORE", "rediss+sentinel://localhost:26379/mymaster"),
         ("TESSERA_STORE", "redis:///0"),
-        ("TESSERA_STORE", "postgres://x"),
+        ("TESSERA_STORE", "postgres:///tessera"),
+        ("TESSERA_STORE", "postgres://db/tessera?pool_size=0"),
+        ("TESSERA_STORE", "postgres://db/tessera?sslmode=allow"),
         ("TESSERA_SWEEPER_BATCH_SIZE", "0"),
         ("TESSERA_EVENTS_RETENTION_DAYS", "36501"),
         ("TESSERA_HTTP_REQUEST_TIMEOUT_SECS", "0"),
@@ -241,6 +243,8 @@ fn invalid_policies_and_values_are_refused() {
         "redis://localhost:6379/0?prefix=app",
         "redis+cluster://10.0.0.1:7000,10.0.0.2:7000/?prefix=app",
         "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster",
+        "postgres://tessera:pw@db:5432/tessera?statement_timeout_ms=2000&pool_size=8&schema=app",
+        "postgresql://db/tessera",
     ] {
         let redis = Config::load(None, env(&[("TESSERA_STORE", url)]), &Overrides::default());
         assert!(redis.is_ok(), "{url}: {redis:?}");
@@ -342,6 +346,24 @@ fn masked_toml_round_trips_and_hides_passwords() {
     assert_eq!(back.store_url(), c.store_url());
     assert_eq!(back.session, c.session);
     assert_eq!(mask_url_password("sqlite://./data/x.db"), "sqlite://./data/x.db");
+}
+
+#[test]
+fn masked_toml_hides_a_postgres_password_in_the_userinfo_or_the_query() {
+    let c = Config {
+        store: Some("postgres://tessera:hunter2@db:5432/tessera?pool_size=8".into()),
+        ..Config::default()
+    };
+    let shown = c.to_masked_toml();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        shown.contains("postgres://tessera:****@db:5432/tessera?pool_size=8"),
+        "{shown}"
+    );
+    assert_eq!(
+        mask_url_password("postgresql://db/tessera?user=t&password=hunter2&sslmode=disable"),
+        "postgresql://db/tessera?user=t&password=****&sslmode=disable"
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ mod many_nodes;
 mod memcached;
 mod oauth_client;
 mod parity;
+mod postgres;
 mod rate_limits;
 mod redis;
 mod restart;

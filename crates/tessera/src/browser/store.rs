@@ -1,4 +1,5 @@
-//! Opening a store from a URL (`memory://`, `sqlite://PATH`, `redis://…`),
+//! Opening a store from a URL (`memory://`, `sqlite://PATH`, `redis://…`,
+//! `postgres://…`, `memcached://…`),
 //! the same grammar as the service's `--store` (`tessera_core::store_url`),
 //! so an app and the service can share one SQLite file or one Redis.
 
@@ -25,6 +26,7 @@ pub fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, ConfigError> {
         StoreUrl::Sqlite(path) => open_sqlite(path),
         StoreUrl::Redis(url) => open_redis(url),
         StoreUrl::Memcached(url) => open_memcached(url),
+        StoreUrl::Postgres(url) => open_postgres(url),
     }
 }
 
@@ -49,6 +51,18 @@ fn open_memcached(url: &str) -> Result<Arc<dyn Store>, ConfigError> {
 #[cfg(not(feature = "memcached"))]
 fn open_memcached(_url: &str) -> Result<Arc<dyn Store>, ConfigError> {
     Err(StoreUrlError::MemcachedNotBuilt.into())
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str) -> Result<Arc<dyn Store>, ConfigError> {
+    let store =
+        tessera_postgres::PostgresStore::open_lazy(url).map_err(|e| ConfigError::Store(e.to_string()))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_url: &str) -> Result<Arc<dyn Store>, ConfigError> {
+    Err(StoreUrlError::PostgresNotBuilt.into())
 }
 
 #[cfg(feature = "sqlite")]

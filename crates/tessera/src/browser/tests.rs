@@ -1177,7 +1177,7 @@ fn config_validation() {
     assert!(CsrfKey::from_base64url("short").is_err());
     assert!(CsrfKey::from_base64url(&"A".repeat(43)).is_ok());
     assert!(StoreUrl::parse("memory://").is_ok());
-    assert!(StoreUrl::parse("postgres://x").is_err());
+    assert!(StoreUrl::parse("mysql://x").is_err());
     assert!(
         SessionLayer::from_store_url("memory://", SessionPolicy::default(), CookieConfig::default()).is_ok()
     );
