@@ -110,6 +110,22 @@ def dbsc_proofs():
                                                 {"jti": challenge}, lambda m: es256(EC, m)).encode())
 
 
+def client_assertions():
+    """private_key_jwt assertions by the client `fuzz-svc`, whose registered
+    key is the fixed P-256 key (the client_assertion target's JWKS)."""
+    t = "client_assertion"
+    now = 1_800_000_000
+    claims = {"iss": "fuzz-svc", "sub": "fuzz-svc", "aud": "https://auth.example/oauth2/token",
+              "iat": now, "exp": now + 60, "jti": "seed-1"}
+    sign = lambda m: es256(EC, m)
+    write(t, "valid_es256", jws({"alg": "ES256", "typ": "JWT", "kid": "k1"}, claims, sign))
+    write(t, "valid_no_kid_issuer_aud", jws({"alg": "ES256"}, dict(claims, aud=["https://auth.example"]), sign))
+    write(t, "expired", jws({"alg": "ES256", "kid": "k1"}, dict(claims, exp=now - 120), sign))
+    write(t, "hs256_public_key_secret", f"{seg({'alg': 'HS256'})}.{seg(claims)}.AAAA")
+    write(t, "jwks", json.dumps({"keys": [dict(ec_jwk(EC), kid="k1")]}))
+
+
 if __name__ == "__main__":
     access_tokens()
     dbsc_proofs()
+    client_assertions()

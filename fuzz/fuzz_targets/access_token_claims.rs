@@ -57,7 +57,8 @@ struct Input {
     nbf: Option<Time>,
     jti: String,
     client_id: String,
-    sid: String,
+    /// `None`: a client's own token (no session).
+    sid: Option<String>,
     scope: Option<String>,
     auth_time: Option<i64>,
     acr: Option<String>,
@@ -72,7 +73,7 @@ struct Input {
 
 /// The claim rules in their documented order, on the claims as read back.
 fn model(c: &AccessClaims, e: &Expected<'_>) -> Result<(), VerifyError> {
-    if c.sub.is_empty() || c.sid.is_empty() || c.client_id.is_empty() || c.jti.is_empty() {
+    if c.sub.is_empty() || c.sid.as_deref().is_some_and(str::is_empty) || c.client_id.is_empty() || c.jti.is_empty() {
         return Err(VerifyError::InvalidClaims);
     }
     if c.iss != e.issuer {

@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
             let segments: Vec<&str> = token.split('.').collect();
             assert_eq!(segments.len(), 3);
             assert!(segments.iter().all(|s| b64url(s)), "{token:?}");
-            assert!(!c.sub.is_empty() && !c.sid.is_empty() && !c.client_id.is_empty() && !c.jti.is_empty());
+            assert!(!c.sub.is_empty() && !c.sid.as_deref().is_some_and(str::is_empty) && !c.client_id.is_empty() && !c.jti.is_empty());
             assert_eq!(c.iss, ISSUER);
             assert!(c.aud.contains(AUDIENCE));
             assert!(NOW < c.exp.saturating_add(LEEWAY));

@@ -93,6 +93,16 @@ fuzz_target!(|data: &[u8]| {
                 param("client_secret").filter(|s| !s.is_empty())
             );
         }
+        Ok(Credentials::Assertion { id, assertion }) => {
+            // private_key_jwt: no Authorization, both parameters, and the
+            // client it names (read from the unverified assertion) is the
+            // form's client_id when one is sent.
+            assert_eq!(read.scheme, "none");
+            let param = |n: &str| read.params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+            assert_eq!(param("client_assertion"), Some(assertion.as_str()));
+            assert!(param("client_id").is_none_or(|c| c.is_empty() || c == id));
+            assert!(!id.is_empty() && id.len() <= 128);
+        }
         Ok(Credentials::None) => assert_eq!(read.scheme, "none"),
         Err((status, code, description)) => {
             assert!(matches!(

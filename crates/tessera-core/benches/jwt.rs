@@ -27,7 +27,7 @@ fn claims() -> AccessClaims {
         nbf: None,
         jti: new_jti(),
         client_id: "default".into(),
-        sid: "ses_Qx3m9ZtN0bVv1yLk2pWc8A".into(),
+        sid: Some("ses_Qx3m9ZtN0bVv1yLk2pWc8A".into()),
         scope: Some("read write".into()),
         auth_time: Some(now - 30),
         acr: Some("2".into()),

@@ -5,7 +5,8 @@
 //! stays with the callers; the token checks are all here.
 //!
 //! Header `{"typ":"at+jwt","alg":<key alg>,"kid":…}`; claims `iss sub aud exp
-//! iat jti client_id sid`, plus `scope` (space-separated, only when
+//! iat jti client_id`, `sid` (the session; absent for a client's own token),
+//! plus `scope` (space-separated, only when
 //! non-empty), `auth_time`, `acr`, `amr` (only when non-empty) and `cnf`
 //! when known.
 //!
@@ -28,8 +29,8 @@
 //!    `HS256`, `es256`, … never match).
 //! 4. The signature, with aws-lc-rs (jsonwebtoken's own backend), over the
 //!    exact signing input, against a public key parsed once at import.
-//! 5. Only then the claims: `sub`, `sid`, `client_id`, `jti` present and not
-//!    empty, `iat` present; `iss` byte-exact; `aud` as [`AudienceRule`]
+//! 5. Only then the claims: `sub`, `client_id`, `jti` present and not
+//!    empty, `sid` not empty when present, `iat` present; `iss` byte-exact; `aud` as [`AudienceRule`]
 //!    says; `exp` required, `nbf` and `iat` not in the future, each with the
 //!    caller's leeway (≤ 60 s); a sender-constrained token (`cnf`) refused
 //!    unless the caller accepts it.
@@ -177,7 +178,11 @@ pub struct AccessClaims {
     pub jti: String,
     pub client_id: String,
     /// The session handle (`ses_…`): revoking the session revokes the token.
-    pub sid: String,
+    /// Absent from a token a client obtained for itself
+    /// (`client_credentials`): there is no session; revoking the client
+    /// ends it (introspection at once, resource servers at `exp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// Space-separated scopes; omitted when `None` or empty.
     #[serde(default, skip_serializing_if = "blank")]
     pub scope: Option<String>,
@@ -207,6 +212,18 @@ fn blank(s: &Option<String>) -> bool {
 
 fn no_amr(v: &Option<Vec<String>>) -> bool {
     v.as_deref().is_none_or(<[String]>::is_empty)
+}
+
+impl AccessClaims {
+    /// What the revocation feed names when this token is revoked: its
+    /// session, or for a session-less (`client_credentials`) token its
+    /// client ([`client_revocation_key`](crate::clients::client_revocation_key)).
+    pub fn revocation_key(&self) -> std::borrow::Cow<'_, str> {
+        match &self.sid {
+            Some(sid) => std::borrow::Cow::Borrowed(sid),
+            None => std::borrow::Cow::Owned(crate::clients::client_revocation_key(&self.client_id)),
+        }
+    }
 }
 
 /// A fresh `jti`: 128 random bits, base64url (22 characters).

@@ -1,11 +1,54 @@
 //! The OAuth client registry (SPEC §4.3): who may ask for tokens, for which
-//! scopes and audiences, and whether they get refresh tokens.
+//! scopes and audiences, with which grants, and how they authenticate.
+
+mod assertion;
+mod jwks;
+mod registration;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
 use crate::secret::TokenHash;
+
+pub use assertion::{
+    ASSERTION_TYPE_JWT_BEARER, AssertionError, AssertionRules, CheckedAssertion, ClientAssertions,
+    MAX_ASSERTION_BYTES, MAX_ASSERTION_JTI_BYTES, MAX_ASSERTION_LIFETIME_SECS, assertion_client_id,
+    check_assertion, replay_marker,
+};
+pub use jwks::{ASSERTION_ALGS, ClientJwks, JwksError, MAX_CLIENT_KEYS, assertion_alg_names};
+pub use registration::Registration;
+
+/// `grant_type=refresh_token` (RFC 6749 §6).
+pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+/// `grant_type=client_credentials` (RFC 6749 §4.4): a confidential client
+/// acting for itself.
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+/// The grant types a client's registration may list.
+pub const KNOWN_GRANT_TYPES: &[&str] = &[GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS];
+
+/// How a client authenticates (RFC 7591 §2 `token_endpoint_auth_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    /// A public client: nothing to prove.
+    None,
+    /// `client_secret_basic` or `client_secret_post` (either is accepted).
+    ClientSecret,
+    /// `private_key_jwt` (RFC 7523 §2.2): an assertion signed with a key of
+    /// the client's `jwks`.
+    PrivateKeyJwt,
+}
+
+impl ClientAuthMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientAuthMethod::None => "none",
+            ClientAuthMethod::ClientSecret => "client_secret_basic",
+            ClientAuthMethod::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
 
 /// RFC 6749 §2.1 client types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +76,12 @@ pub struct Client {
     /// this client must carry a DPoP proof (or, at session creation, a
     /// `dpop_jkt`).
     pub dpop_bound_access_tokens: bool,
+    /// Public keys for `private_key_jwt` (confidential clients without a
+    /// secret only).
+    pub jwks: Option<ClientJwks>,
+    /// The grants the client may use at the token endpoint
+    /// ([`KNOWN_GRANT_TYPES`]).
+    pub grant_types: Vec<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -45,6 +94,8 @@ impl std::fmt::Debug for Client {
             .field("audiences", &self.audiences)
             .field("refresh_tokens", &self.refresh_tokens)
             .field("dpop_bound_access_tokens", &self.dpop_bound_access_tokens)
+            .field("jwks", &self.jwks)
+            .field("grant_types", &self.grant_types)
             .finish()
     }
 }
@@ -61,7 +112,68 @@ impl Client {
             audiences: vec!["*".into()],
             refresh_tokens: true,
             dpop_bound_access_tokens: false,
+            jwks: None,
+            grant_types: vec![GRANT_REFRESH_TOKEN.into()],
         }
+    }
+
+    /// How this client authenticates.
+    pub fn auth_method(&self) -> ClientAuthMethod {
+        match (self.kind, self.jwks.is_some()) {
+            (ClientKind::Public, _) => ClientAuthMethod::None,
+            (ClientKind::Confidential, true) => ClientAuthMethod::PrivateKeyJwt,
+            (ClientKind::Confidential, false) => ClientAuthMethod::ClientSecret,
+        }
+    }
+
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// Checks the registration's consistency: the id's form, exactly one
+    /// way to authenticate for a confidential client (a secret or keys,
+    /// never both), none for a public one, known grants, and
+    /// `client_credentials` for confidential clients only.
+    pub fn validate(&self) -> Result<(), String> {
+        let id = &self.client_id;
+        if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+            return Err(format!("client_id {id:?} must be 1-128 printable characters"));
+        }
+        match (self.kind, &self.secret_sha256, &self.jwks) {
+            (ClientKind::Confidential, None, None) => {
+                return Err(format!(
+                    "confidential client {id} needs secret_sha256 or (with private_key_jwt) jwks"
+                ));
+            }
+            (ClientKind::Confidential, Some(_), Some(_)) => {
+                return Err(format!(
+                    "client {id}: a client authenticates with a secret or with private_key_jwt, not both"
+                ));
+            }
+            (ClientKind::Public, Some(_), _) => {
+                return Err(format!("public client {id} must not have a secret"));
+            }
+            (ClientKind::Public, _, Some(_)) => {
+                return Err(format!("public client {id} must not have jwks"));
+            }
+            _ => {}
+        }
+        if let Some(g) = self
+            .grant_types
+            .iter()
+            .find(|g| !KNOWN_GRANT_TYPES.contains(&g.as_str()))
+        {
+            return Err(format!(
+                "client {id}: unknown grant type {g:?} (known: {})",
+                KNOWN_GRANT_TYPES.join(", ")
+            ));
+        }
+        if self.kind == ClientKind::Public && self.allows_grant(GRANT_CLIENT_CREDENTIALS) {
+            return Err(format!(
+                "public client {id} cannot use client_credentials (it has nothing to authenticate with)"
+            ));
+        }
+        Ok(())
     }
 
     pub fn allows_scope(&self, scope: &str) -> bool {
@@ -86,6 +198,15 @@ impl Client {
 
 pub const DEFAULT_CLIENT_ID: &str = "default";
 
+/// Prefix of a revoked client's entry in the revocation feed (its `sid`
+/// member): session handles start with `ses_`, so the two never meet.
+pub const CLIENT_REVOCATION_PREFIX: &str = "client:";
+
+/// The feed entry that revokes `client_id`'s session-less tokens.
+pub fn client_revocation_key(client_id: &str) -> String {
+    format!("{CLIENT_REVOCATION_PREFIX}{client_id}")
+}
+
 /// Why a client could not be authenticated (→ `invalid_client`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ClientAuthError {
@@ -99,7 +220,7 @@ pub enum ClientAuthError {
 
 #[derive(Debug, Clone)]
 pub struct ClientRegistry {
-    clients: HashMap<String, Client>,
+    clients: HashMap<String, Arc<Client>>,
 }
 
 impl ClientRegistry {
@@ -108,52 +229,60 @@ impl ClientRegistry {
     pub fn new(clients: Vec<Client>) -> Result<Self, String> {
         let mut map = HashMap::new();
         for c in clients {
-            if c.client_id.is_empty() || c.client_id.len() > 128 || c.client_id.chars().any(char::is_control)
-            {
-                return Err(format!(
-                    "client_id {:?} must be 1-128 printable characters",
-                    c.client_id
-                ));
-            }
-            match (c.kind, &c.secret_sha256) {
-                (ClientKind::Confidential, None) => {
-                    return Err(format!("confidential client {} needs secret_sha256", c.client_id));
-                }
-                (ClientKind::Public, Some(_)) => {
-                    return Err(format!("public client {} must not have a secret", c.client_id));
-                }
-                _ => {}
-            }
-            if map.insert(c.client_id.clone(), c.clone()).is_some() {
-                return Err(format!("client {} is configured twice", c.client_id));
+            c.validate()?;
+            let id = c.client_id.clone();
+            if map.insert(id.clone(), Arc::new(c)).is_some() {
+                return Err(format!("client {id} is configured twice"));
             }
         }
         map.entry(DEFAULT_CLIENT_ID.to_owned())
-            .or_insert_with(Client::default_client);
+            .or_insert_with(|| Arc::new(Client::default_client()));
         Ok(Self { clients: map })
     }
 
     pub fn get(&self, client_id: &str) -> Option<&Client> {
-        self.clients.get(client_id)
+        self.clients.get(client_id).map(|c| &**c)
+    }
+
+    /// The shared registration of `client_id`.
+    pub fn get_arc(&self, client_id: &str) -> Option<Arc<Client>> {
+        self.clients.get(client_id).cloned()
     }
 
     /// Authenticates a client at an OAuth endpoint: confidential clients
     /// must present their secret, public clients present none.
     pub fn authenticate(&self, client_id: &str, secret: Option<&str>) -> Result<&Client, ClientAuthError> {
-        let c = self.clients.get(client_id).ok_or(ClientAuthError::Unknown)?;
+        let c = self.get(client_id).ok_or(ClientAuthError::Unknown)?;
+        c.authenticate_secret(secret).map(|()| c)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Client> {
+        self.clients.values().map(|c| &**c)
+    }
+}
+
+impl Client {
+    /// Checks a presented secret (or its absence) against this
+    /// registration. A `private_key_jwt` client never authenticates with a
+    /// secret; without one it is [`ClientAuthError::Missing`] (its assertion
+    /// is checked by [`ClientAssertions`]).
+    pub fn authenticate_secret(&self, secret: Option<&str>) -> Result<(), ClientAuthError> {
+        let c = self;
+        if c.jwks.is_some() {
+            return Err(match secret {
+                None => ClientAuthError::Missing,
+                Some(_) => ClientAuthError::BadSecret,
+            });
+        }
         match (c.kind, secret) {
             (ClientKind::Confidential, None) => Err(ClientAuthError::Missing),
-            (ClientKind::Confidential, Some(s)) if c.secret_matches(s) => Ok(c),
+            (ClientKind::Confidential, Some(s)) if c.secret_matches(s) => Ok(()),
             (ClientKind::Confidential, Some(_)) => Err(ClientAuthError::BadSecret),
-            (ClientKind::Public, None) => Ok(c),
+            (ClientKind::Public, None) => Ok(()),
             // A public client has no secret; one that sends one is confused
             // or spoofing a confidential client.
             (ClientKind::Public, Some(_)) => Err(ClientAuthError::BadSecret),
         }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Client> {
-        self.clients.values()
     }
 }
 
@@ -170,6 +299,8 @@ mod tests {
             audiences: vec!["api".into()],
             refresh_tokens: false,
             dpop_bound_access_tokens: false,
+            jwks: None,
+            grant_types: vec![GRANT_CLIENT_CREDENTIALS.into()],
         }
     }
 

@@ -10,6 +10,7 @@
 //! Any other use of a consumed token is theft: the session is revoked and a
 //! `refresh_token_reuse` event recorded.
 
+mod client_credentials;
 mod error;
 mod exchange;
 mod introspect;
@@ -25,7 +26,7 @@ use crate::clients::ClientRegistry;
 use crate::keys::KeyManager;
 use crate::seal::Sealer;
 use crate::sessions::Sessions;
-use crate::store::RefreshStore;
+use crate::store::{ClientStore, RefreshStore};
 
 pub use error::OAuthError;
 pub use exchange::{ACCESS_TOKEN_TYPE, ExchangeRequest, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT};
@@ -50,6 +51,9 @@ pub struct TokenService {
     families: Arc<dyn RefreshStore>,
     keys: Arc<KeyManager>,
     clients: Arc<ClientRegistry>,
+    /// Clients registered at run time (`tessera clients create`), looked
+    /// up when the configuration has no client of that id.
+    stored_clients: Option<Arc<dyn ClientStore>>,
     sealer: Arc<Sealer>,
     policy: Arc<TokenPolicy>,
 }
@@ -84,9 +88,19 @@ impl TokenService {
             families,
             keys,
             clients,
+            stored_clients: None,
             sealer,
             policy: Arc::new(policy),
         }
+    }
+
+    /// Also serves the clients `store` holds (the configuration's win on an
+    /// id they share). Each lookup reads the store, so a client revoked
+    /// there is refused by every process at once.
+    #[must_use]
+    pub fn with_client_store(mut self, store: Arc<dyn ClientStore>) -> Self {
+        self.stored_clients = Some(store);
+        self
     }
 
     pub fn policy(&self) -> &TokenPolicy {

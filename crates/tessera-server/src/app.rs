@@ -106,7 +106,8 @@ pub fn build_with_sealer(
         store.clone(),
         clock,
         sealer,
-    );
+    )
+    .with_client_store(store.clone());
     let dbsc = config.dbsc.enabled.then(|| {
         tessera_core::dbsc::Dbsc::new(
             sessions.clone(),

@@ -74,6 +74,9 @@ pub enum Command {
     /// Access-token signing keys in the store.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// OAuth clients registered at run time (beside [[clients]]).
+    #[command(subcommand)]
+    Clients(clients::ClientsCommand),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -221,6 +224,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Keys(KeysCommand::Revoke { kid }) => {
             crate::issuer::keys_revoke(&config, open(&config)?, &kid).await
         }
+        Command::Clients(cmd) => clients::run(cmd, &config, open(&config)?).await,
         Command::Sessions(cmd) => {
             let store = open(&config)?;
             let sessions = Sessions::new(store, Arc::new(SystemClock), config.policy());
@@ -363,6 +367,8 @@ where
 {
     Cli::try_parse_from(args)
 }
+
+mod clients;
 
 #[cfg(test)]
 mod tests;

@@ -36,8 +36,8 @@ pub use tls::{CertApiClient, ClientAuth, TlsConfig};
 /// library's.
 pub use tessera_http::cookies::{CookieConfig, SameSite};
 pub use tokens::{
-    ClientConfig, ClientKindConfig, KEY_ENCRYPTION_KEY_FILE, KeyAlg, KeysConfig, LEEWAY_SECS, OAuthConfig,
-    RefreshConfig,
+    AuthMethodConfig, ClientConfig, ClientKindConfig, KEY_ENCRYPTION_KEY_FILE, KeyAlg, KeysConfig,
+    LEEWAY_SECS, OAuthConfig, RefreshConfig,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+use tessera_core::clients::{ClientAssertions, assertion_alg_names};
 use tessera_core::dpop::{BoundedReplayCache, DpopPolicy, DpopVerifier, NonceIssuer, NonceUse};
 use tessera_core::keys::{KeyError, KeyInfo};
 use tessera_core::{
@@ -44,6 +45,9 @@ pub struct OAuth {
     /// DPoP proofs at `/auth/verify`: `jti`s in a bounded in-memory cache
     /// (no store write per request).
     pub dpop_resource: DpopVerifier,
+    /// `private_key_jwt` client assertions (RFC 7523): `jti`s in the shared
+    /// store, so an assertion is used once across every process.
+    pub assertions: ClientAssertions,
     /// The key-encryption key: signing keys at rest, and the stateless
     /// nonces, challenges and bound cookies every process must accept.
     pub sealer: Arc<Sealer>,
@@ -81,6 +85,14 @@ impl OAuth {
             config.key_policy(),
         ));
         let d = &config.dpop;
+        let issuer = config.issuer();
+        let token_endpoint = format!("{issuer}/oauth2/token");
+        let assertions = ClientAssertions::new(
+            replay.clone(),
+            clock.clone(),
+            vec![issuer.clone(), token_endpoint.clone()],
+            LEEWAY_SECS,
+        );
         let mut dpop_token = DpopVerifier::new(config.dpop_policy(), replay, clock.clone());
         if d.token_nonce {
             dpop_token = dpop_token.with_nonces(NonceIssuer::new(
@@ -106,7 +118,6 @@ impl OAuth {
             tessera_core::ClientRegistry::new(Vec::new()).unwrap_or_else(|_| unreachable_registry())
         });
         let policy = config.token_policy();
-        let issuer = policy.issuer.clone();
         let tokens = TokenService::new(
             sessions,
             families,
@@ -126,11 +137,20 @@ impl OAuth {
                 config.tls.client_ca_file.is_some(),
             ),
             issuer_path: issuer_path(&issuer).to_owned(),
-            token_endpoint: format!("{issuer}/oauth2/token"),
+            token_endpoint,
             dpop_token,
             dpop_resource,
+            assertions,
             sealer: sealer_for_state,
         }
+    }
+
+    /// Serves the clients registered at run time in `store` too
+    /// (`tessera clients create`), beside `[[clients]]`.
+    #[must_use]
+    pub fn with_client_store(mut self, store: Arc<dyn tessera_core::ClientStore>) -> Self {
+        self.tokens = self.tokens.with_client_store(store);
+        self
     }
 
     /// Makes sure there is a key to sign with: normally [`start`] loaded
@@ -182,18 +202,28 @@ fn issuer_path(issuer: &str) -> &str {
 /// the service root. There is no authorization endpoint, so neither
 /// `response_types_supported` nor PKCE metadata is advertised.
 fn metadata(issuer: &str, dpop: &DpopPolicy, mtls: bool) -> Value {
-    let auth_methods = json!(["client_secret_basic", "client_secret_post", "none"]);
+    let auth_methods = json!([
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "none"
+    ]);
+    let signing_algs = assertion_alg_names();
     json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/oauth2/token"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
-        "grant_types_supported": ["refresh_token", tessera_core::tokens::TOKEN_EXCHANGE_GRANT],
+        "grant_types_supported": ["refresh_token", "client_credentials", tessera_core::tokens::TOKEN_EXCHANGE_GRANT],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         // Introspection also takes a backend API key as a Bearer token.
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        // RFC 8414 §2: the algorithms of `private_key_jwt` assertions.
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
         // RFC 9449 §5.1.
         "dpop_signing_alg_values_supported": dpop.algs.iter().map(|a| a.name()).collect::<Vec<_>>(),
         // RFC 8705 §3.3: with client certificates asked for, tokens

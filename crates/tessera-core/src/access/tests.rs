@@ -17,7 +17,7 @@ fn base(now: i64) -> AccessClaims {
         nbf: None,
         jti: new_jti(),
         client_id: "default".into(),
-        sid: "ses_abc".into(),
+        sid: Some("ses_abc".into()),
         scope: None,
         auth_time: None,
         acr: None,

@@ -65,7 +65,7 @@ impl Expected<'_> {
     /// The claim checks, on claims whose signature verified.
     fn check(&self, claims: &AccessClaims, now: i64) -> Result<(), VerifyError> {
         if claims.sub.is_empty()
-            || claims.sid.is_empty()
+            || claims.sid.as_deref().is_some_and(str::is_empty)
             || claims.client_id.is_empty()
             || claims.jti.is_empty()
         {

@@ -588,7 +588,7 @@ fn claims_bound(cnf: Option<Value>) -> crate::access::AccessClaims {
         nbf: None,
         jti: "j".into(),
         client_id: "default".into(),
-        sid: "ses_x".into(),
+        sid: Some("ses_x".into()),
         scope: None,
         auth_time: None,
         acr: None,

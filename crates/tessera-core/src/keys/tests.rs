@@ -61,7 +61,7 @@ fn claims() -> AccessClaims {
         nbf: None,
         jti: new_jti(),
         client_id: "default".into(),
-        sid: "ses_x".into(),
+        sid: Some("ses_x".into()),
         scope: Some("read write".into()),
         auth_time: Some(now - 10),
         acr: Some("2".into()),

@@ -212,10 +212,17 @@ impl TokenService {
         let claims = self
             .verify_access_token(token, &self.own_token_rules())
             .map_err(|_| inactive())?;
-        match self.sessions.lookup(&claims.sid).await? {
-            Some(s) if s.is_active(self.sessions.now()) => Ok(claims),
-            _ => Err(inactive()),
-        }
+        // A client's own (`client_credentials`) token has no session: it
+        // stands while its client is registered.
+        let live = match &claims.sid {
+            Some(sid) => self
+                .sessions
+                .lookup(sid)
+                .await?
+                .is_some_and(|s| s.is_active(self.sessions.now())),
+            None => self.client_token_live(&claims).await?,
+        };
+        if live { Ok(claims) } else { Err(inactive()) }
     }
 
     /// Exactly one downstream audience, from `audience` or `resource`.

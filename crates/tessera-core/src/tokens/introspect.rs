@@ -63,7 +63,10 @@ impl TokenService {
     /// RFC 7009. Any valid token of this client ends its session (access
     /// tokens carry only `sid`, so ending the session is how their access
     /// tokens die everywhere the revocation feed reaches). Unknown tokens,
-    /// and tokens of other clients, are a silent no-op.
+    /// and tokens of other clients, are a silent no-op; so is a client's
+    /// own `client_credentials` token, which has no session: it is
+    /// short-lived, and ends early only with its client (`tessera clients
+    /// revoke`).
     pub async fn revoke(&self, presented: &str, client: &Client) -> Result<(), OAuthError> {
         if let Ok(hash) = secret::parse(TokenKind::Refresh, presented.as_bytes()) {
             if let Some(l) = self.families.find_refresh(&hash).await?
@@ -79,8 +82,9 @@ impl TokenService {
         }
         if let Ok(claims) = self.verify_access_token(presented, &self.own_token_rules())
             && claims.client_id == client.client_id
+            && let Some(sid) = &claims.sid
         {
-            self.revoke_session(&claims.sid).await?;
+            self.revoke_session(sid).await?;
         }
         Ok(())
     }
@@ -130,10 +134,19 @@ impl TokenService {
         let Ok(claims) = self.verify_access_token(presented, &self.own_token_rules()) else {
             return Ok(Introspection::Inactive);
         };
-        // Revocation and expiry of the session count too (RV-11).
-        match self.sessions.lookup(&claims.sid).await? {
-            Some(s) if s.is_active(now) => {}
-            _ => return Ok(Introspection::Inactive),
+        // Revocation and expiry of the session count too (RV-11); a
+        // client's own token lives as long as the client's registration
+        // (revoking the client makes it inactive at once).
+        match &claims.sid {
+            Some(sid) => match self.sessions.lookup(sid).await? {
+                Some(s) if s.is_active(now) => {}
+                _ => return Ok(Introspection::Inactive),
+            },
+            None => {
+                if !self.client_token_live(&claims).await? {
+                    return Ok(Introspection::Inactive);
+                }
+            }
         }
         let Ok(Value::Object(mut m)) = serde_json::to_value(&claims) else {
             return Ok(Introspection::Inactive);

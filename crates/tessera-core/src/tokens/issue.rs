@@ -155,7 +155,7 @@ impl TokenService {
             nbf: None,
             jti: new_jti(),
             client_id: client.client_id.clone(),
-            sid: session.handle.clone(),
+            sid: Some(session.handle.clone()),
             scope: (!scope.is_empty()).then(|| scope.join(" ")),
             auth_time: Some(session.auth.time.unix_secs()),
             acr: Some(session.auth.level.to_string()),

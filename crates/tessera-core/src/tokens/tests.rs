@@ -95,6 +95,8 @@ fn confidential(id: &str, secret: &str, refresh: bool) -> Client {
         audiences: vec!["api".into()],
         refresh_tokens: refresh,
         dpop_bound_access_tokens: false,
+        jwks: None,
+        grant_types: vec!["refresh_token".into()],
     }
 }
 
@@ -155,7 +157,7 @@ async fn jw_13_access_token_carries_rfc_9068_claims() {
         .expect("own token verifies");
     assert_eq!(claims.iss, h.svc.policy().issuer);
     assert_eq!(claims.sub, "alice");
-    assert_eq!(claims.sid, s.session.handle);
+    assert_eq!(claims.sid.as_deref(), Some(s.session.handle.as_str()));
     assert_eq!(claims.client_id, "default");
     assert_eq!(claims.scope.as_deref(), Some("read write"));
     assert_eq!(claims.exp - claims.iat, 300);
@@ -1112,6 +1114,157 @@ async fn rt_02_a_crash_inside_the_theft_response_never_leaves_the_session_valid(
     );
 }
 
+// ------------------------------------------------------------------ client_credentials
+
+fn service_client(id: &str) -> Client {
+    Client {
+        audiences: vec!["api".into(), "billing".into()],
+        grant_types: vec!["client_credentials".into()],
+        ..confidential(id, "s3cret", false)
+    }
+}
+
+#[tokio::test]
+async fn client_credentials_token_names_the_client_and_has_no_session_or_refresh_token() {
+    let mut svc = service_client("svc");
+    svc.audiences = vec!["api".into()];
+    let h = setup_with(vec![svc], 10).await;
+    let c = h.svc.find_client("svc").await.unwrap().unwrap();
+    let t = h.svc.client_credentials(&c, None, &[], &[], None).await.unwrap();
+    assert!(t.refresh_token.is_none());
+    assert_eq!(t.token_type, "Bearer");
+    // No scope asked: the registered ones; no audience: the only one.
+    assert_eq!(t.scope, "read write");
+    let claims = h
+        .svc
+        .verify_access_token(&t.access_token, &h.svc.own_token_rules())
+        .unwrap();
+    assert_eq!(claims.sub, "svc");
+    assert_eq!(claims.client_id, "svc");
+    assert_eq!(claims.sid, None);
+    assert_eq!(claims.aud, Audience::one("api"));
+    assert_eq!((claims.auth_time, claims.acr.as_deref()), (None, None));
+    let Introspection::Active(m) = h.svc.introspect(&t.access_token).await.unwrap() else {
+        panic!("inactive");
+    };
+    assert_eq!(m["sub"], "svc");
+    assert!(!m.contains_key("sid"));
+    // RFC 7009 on a session-less token: a no-op, the token stays active.
+    h.svc.revoke(&t.access_token, &c).await.unwrap();
+    assert!(matches!(
+        h.svc.introspect(&t.access_token).await.unwrap(),
+        Introspection::Active(_)
+    ));
+    // Expired: inactive.
+    h.clock.advance_secs(h.svc.policy().access_token_ttl_secs);
+    assert_eq!(
+        h.svc.introspect(&t.access_token).await.unwrap(),
+        Introspection::Inactive
+    );
+}
+
+#[tokio::test]
+async fn client_credentials_scope_and_audience_stay_within_the_registration() {
+    let h = setup_with(vec![service_client("svc")], 10).await;
+    let c = h.svc.find_client("svc").await.unwrap().unwrap();
+    let t = h
+        .svc
+        .client_credentials(&c, Some("read"), &["billing".into()], &[], None)
+        .await
+        .unwrap();
+    assert_eq!(t.scope, "read");
+    let e = h
+        .svc
+        .client_credentials(&c, Some("read admin"), &[], &[], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_scope");
+    let e = h
+        .svc
+        .client_credentials(&c, None, &["other".into()], &[], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_target");
+    // Several audiences, none asked, the default one not among them.
+    let e = h
+        .svc
+        .client_credentials(&c, None, &[], &[], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_target");
+}
+
+#[tokio::test]
+async fn client_credentials_needs_a_confidential_client_registered_for_it() {
+    let mut no_grant = service_client("nogrant");
+    no_grant.grant_types = vec!["refresh_token".into()];
+    let h = setup_with(vec![no_grant], 10).await;
+    let c = h.svc.find_client("nogrant").await.unwrap().unwrap();
+    let e = h
+        .svc
+        .client_credentials(&c, None, &["api".into()], &[], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "unauthorized_client");
+    let public = default_client(&h);
+    let e = h
+        .svc
+        .client_credentials(&public, None, &[], &[], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "unauthorized_client");
+}
+
+#[tokio::test]
+async fn client_credentials_token_dies_with_its_client() {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(MemoryStore::new());
+    let issuing = service_on(
+        store.clone(),
+        store.clone(),
+        &clock,
+        vec![service_client("svc")],
+        10,
+    )
+    .await;
+    let c = issuing.find_client("svc").await.unwrap().unwrap();
+    let t = issuing
+        .client_credentials(&c, None, &["api".into()], &[], None)
+        .await
+        .unwrap();
+    // The same store and keys, the client no longer registered.
+    let after = TokenService::new(
+        issuing.sessions().clone(),
+        store,
+        issuing.keys().clone(),
+        Arc::new(ClientRegistry::new(vec![]).unwrap()),
+        Arc::new(Sealer::new(&Sealer::generate_key())),
+        TokenPolicy::default(),
+    );
+    assert_eq!(
+        after.introspect(&t.access_token).await.unwrap(),
+        Introspection::Inactive
+    );
+}
+
+#[tokio::test]
+async fn client_credentials_binds_to_the_holder() {
+    let h = setup_with(vec![service_client("svc")], 10).await;
+    let c = h.svc.find_client("svc").await.unwrap().unwrap();
+    let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+    let holder = Binding::dpop(jkt).unwrap();
+    let t = h
+        .svc
+        .client_credentials(&c, None, &["api".into()], &[], Some(&holder))
+        .await
+        .unwrap();
+    assert_eq!(t.token_type, "DPoP");
+    let claims = h
+        .svc
+        .verify_access_token(&t.access_token, &h.svc.own_token_rules())
+        .unwrap();
+    assert_eq!(claims.cnf.unwrap()["jkt"], jkt);
+}
 // ---------------------------------------------------------------- RFC 8707 and RFC 8693
 
 const RS_A: &str = "https://rs-a.example";
@@ -1264,7 +1417,8 @@ async fn token_exchange_narrows_to_one_audience_with_act() {
     let before = claims_of(&h, &t.access_token);
     assert_eq!(c.sub, "alice");
     assert_eq!(
-        c.sid, s.session.handle,
+        c.sid.as_deref(),
+        Some(s.session.handle.as_str()),
         "revoking the session revokes the exchanged token"
     );
     assert_eq!(c.client_id, "gateway");

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use tessera_core::clients::{ClientJwks, GRANT_REFRESH_TOKEN};
 use tessera_core::tokens::MAX_REUSE_GRACE_SECS;
 use tessera_core::{Client, ClientKind, ClientRegistry, KeyPolicy, Sealer, SigningAlg, TokenPolicy};
 
@@ -134,6 +135,20 @@ fn yes() -> bool {
     true
 }
 
+fn refresh_grant() -> Vec<String> {
+    vec![GRANT_REFRESH_TOKEN.into()]
+}
+
+string_enum!(
+    /// RFC 7591 `token_endpoint_auth_method`.
+    AuthMethodConfig {
+        None => "none",
+        ClientSecretBasic => "client_secret_basic",
+        ClientSecretPost => "client_secret_post",
+        PrivateKeyJwt => "private_key_jwt",
+    } default None
+);
+
 /// One `[[clients]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +171,20 @@ pub struct ClientConfig {
     /// RFC 9449 §5.2: the client must always use DPoP.
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
+    /// How the client authenticates; by default what its entry implies
+    /// (`none` for a public client, `client_secret_basic` with
+    /// `secret_sha256`, `private_key_jwt` with `jwks`). `client_secret_basic`
+    /// and `client_secret_post` are interchangeable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<AuthMethodConfig>,
+    /// The public keys of a `private_key_jwt` client: a JWK Set, as a TOML
+    /// table (`jwks = { keys = [ { kty = "EC", … } ] }`) or as JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// The grants the client may use: `refresh_token` (default),
+    /// `client_credentials` (confidential clients only).
+    #[serde(default = "refresh_grant")]
+    pub grant_types: Vec<String>,
 }
 
 impl ClientConfig {
@@ -169,18 +198,56 @@ impl ClientConfig {
                 )
             })?),
         };
-        Ok(Client {
+        let jwks = match &self.jwks {
+            None => None,
+            Some(serde_json::Value::String(text)) => Some(ClientJwks::from_json(text)),
+            Some(v) => Some(ClientJwks::from_value(v)),
+        }
+        .transpose()
+        .map_err(|e| format!("client {}: {e}", self.client_id))?;
+        let kind = match self.kind {
+            ClientKindConfig::Public => ClientKind::Public,
+            ClientKindConfig::Confidential => ClientKind::Confidential,
+        };
+        let implied = match (kind, &secret_sha256, &jwks) {
+            (ClientKind::Public, ..) => AuthMethodConfig::None,
+            (ClientKind::Confidential, _, Some(_)) => AuthMethodConfig::PrivateKeyJwt,
+            (ClientKind::Confidential, ..) => AuthMethodConfig::ClientSecretBasic,
+        };
+        if let Some(m) = self.token_endpoint_auth_method {
+            let fits = match m {
+                AuthMethodConfig::ClientSecretBasic | AuthMethodConfig::ClientSecretPost => {
+                    implied == AuthMethodConfig::ClientSecretBasic
+                }
+                other => other == implied,
+            };
+            if !fits {
+                return Err(format!(
+                    "client {}: token_endpoint_auth_method = \"{}\" needs {}",
+                    self.client_id,
+                    m.as_str(),
+                    match m {
+                        AuthMethodConfig::None => "kind = \"public\" and no secret_sha256 or jwks",
+                        AuthMethodConfig::PrivateKeyJwt =>
+                            "kind = \"confidential\" and jwks (and no secret_sha256)",
+                        _ => "kind = \"confidential\" and secret_sha256 (and no jwks)",
+                    }
+                ));
+            }
+        }
+        let client = Client {
             client_id: self.client_id.clone(),
-            kind: match self.kind {
-                ClientKindConfig::Public => ClientKind::Public,
-                ClientKindConfig::Confidential => ClientKind::Confidential,
-            },
+            kind,
             secret_sha256,
             scopes: self.scopes.clone(),
             audiences: self.audiences.clone(),
-            refresh_tokens: self.refresh_tokens,
+            refresh_tokens: self.refresh_tokens && self.grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN),
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
-        })
+            jwks,
+            grant_types: self.grant_types.clone(),
+        };
+        client.validate()?;
+        Ok(client)
     }
 }
 

@@ -11,9 +11,14 @@
 //! `WWW-Authenticate: Basic realm="tessera"` when HTTP Basic was used), and
 //! `temporarily_unavailable` 503 when the store is down.
 //!
-//! Client authentication: `client_secret_basic` (RFC 6749 §2.3.1: id and
-//! secret form-urlencoded, then Base64), `client_secret_post`, or a public
-//! client naming itself with `client_id`. A public client may also omit
+//! Client authentication, one place for all three endpoints
+//! ([`authenticate`]): `client_secret_basic` (RFC 6749 §2.3.1: id and
+//! secret form-urlencoded, then Base64), `client_secret_post`,
+//! `private_key_jwt` (RFC 7523 §2.2: `client_assertion_type` =
+//! `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` and
+//! `client_assertion`, checked by core's `ClientAssertions`, every refusal
+//! the same 401 `invalid_client`), or a public client naming itself with
+//! `client_id`. A public client may also omit
 //! `client_id`: the client the presented token was issued to is used (it
 //! has no secret to prove anyway); a confidential client's token then gets
 //! 401 `invalid_client`.
@@ -28,13 +33,15 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
+use tessera_core::clients::{
+    ASSERTION_TYPE_JWT_BEARER, AssertionError, ClientAuthError, GRANT_CLIENT_CREDENTIALS, assertion_client_id,
+};
 use tessera_core::dpop::{DpopError, ProofHeader, ProofRequest};
 use tessera_core::model::Binding;
 use tessera_core::secret::{self, TokenKind};
 use tessera_core::tokens::{ACCESS_TOKEN_TYPE, ExchangeRequest, TOKEN_EXCHANGE_GRANT};
-use tessera_core::{
-    ApiKeyScope, Client, ClientKind, ClientRegistry, Introspection, IssuedTokens, OAuthError,
-};
+use tessera_core::{ApiKeyScope, Client, ClientKind, Introspection, IssuedTokens, OAuthError};
 use tessera_http::bearer::{ClientCertThumbprint, DPOP_NONCE, dpop_proof};
 
 use crate::app::AppState;
@@ -102,8 +109,20 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 #[derive(Debug, PartialEq, Eq)]
 enum Presented {
     None,
-    Basic { id: String, secret: Option<String> },
-    Post { id: String, secret: Option<String> },
+    Basic {
+        id: String,
+        secret: Option<String>,
+    },
+    Post {
+        id: String,
+        secret: Option<String>,
+    },
+    /// A `private_key_jwt` assertion; `id` is the client it names (its
+    /// unverified `sub`, equal to the form's `client_id` if one was sent).
+    Assertion {
+        id: String,
+        assertion: String,
+    },
 }
 
 impl Presented {
@@ -117,6 +136,9 @@ impl Presented {
 fn presented_client(headers: &HeaderMap, form: &Form) -> Result<Presented, OAuthFailure> {
     let form_id = form.get("client_id");
     let form_secret = form.get("client_secret");
+    if let Some(p) = presented_assertion(headers, form)? {
+        return Ok(p);
+    }
     match authorization(headers) {
         Authorization::Basic(b64) => {
             let malformed = || OAuthFailure::client(true, "malformed Basic credentials");
@@ -155,37 +177,111 @@ fn presented_client(headers: &HeaderMap, form: &Form) -> Result<Presented, OAuth
     }
 }
 
-/// Authenticates presented credentials; `Ok(None)` when none were presented.
-/// Under `[oauth] sender_constrained_only` a client secret is refused
-/// (ASVS 10.4.16: asymmetric client authentication only).
-fn authenticate<'r>(state: &'r AppState, presented: &Presented) -> Result<Option<&'r Client>, OAuthFailure> {
-    let registry = state.oauth.tokens.clients();
-    let (id, secret, basic) = match presented {
-        Presented::None => return Ok(None),
-        Presented::Basic { id, secret } => (id, secret, true),
-        Presented::Post { id, secret } => (id, secret, false),
+/// A `private_key_jwt` assertion in the form (RFC 7523 §2.2), if any:
+/// both parameters, the registered assertion type, no other client
+/// credentials beside it, and a `client_id` (optional) naming the
+/// assertion's subject.
+fn presented_assertion(headers: &HeaderMap, form: &Form) -> Result<Option<Presented>, OAuthFailure> {
+    let kind = form.get("client_assertion_type");
+    let assertion = form.get("client_assertion");
+    let (kind, assertion) = match (kind, assertion) {
+        (None, None) => return Ok(None),
+        (Some(k), Some(a)) => (k, a),
+        _ => {
+            return Err(OAuthFailure::request(
+                "client_assertion_type and client_assertion go together",
+            ));
+        }
     };
-    if secret.is_some() && state.oauth.tokens.policy().sender_constrained_only {
+    if form.get("client_secret").is_some() || !matches!(authorization(headers), Authorization::None) {
+        return Err(OAuthFailure::request(
+            "use one client authentication method, not a client assertion and another",
+        ));
+    }
+    let refused = || OAuthFailure::client(false, "client authentication failed");
+    if kind != ASSERTION_TYPE_JWT_BEARER {
+        tracing::debug!("client authentication failed: unsupported client_assertion_type");
+        return Err(refused());
+    }
+    let Some(id) = assertion_client_id(assertion) else {
+        tracing::debug!("client authentication failed: unreadable client assertion");
+        return Err(refused());
+    };
+    if form.get("client_id").is_some_and(|f| f != id) {
+        tracing::debug!("client authentication failed: client_id differs from the assertion's sub");
+        return Err(refused());
+    }
+    Ok(Some(Presented::Assertion {
+        id,
+        assertion: assertion.to_owned(),
+    }))
+}
+
+/// Client authentication, the one place for the token, revocation and
+/// introspection endpoints: `Ok(None)` when no credentials were presented.
+/// Under `[oauth] sender_constrained_only` a client secret is refused
+/// (ASVS 10.4.16: asymmetric client authentication only); a
+/// `private_key_jwt` assertion is asymmetric. Every refusal is the same
+/// 401 `invalid_client`; the reason goes to the debug log only.
+async fn authenticate(state: &AppState, presented: &Presented) -> Result<Option<Arc<Client>>, OAuthFailure> {
+    let (id, basic) = match presented {
+        Presented::None => return Ok(None),
+        Presented::Basic { id, .. } => (id, true),
+        Presented::Post { id, .. } | Presented::Assertion { id, .. } => (id, false),
+    };
+    let refused = |why: &dyn std::fmt::Display| {
+        tracing::debug!(reason = %why, "client authentication failed");
+        OAuthFailure::client(basic, "client authentication failed")
+    };
+    if let Presented::Basic { secret: Some(_), .. } | Presented::Post { secret: Some(_), .. } = presented
+        && state.oauth.tokens.policy().sender_constrained_only
+    {
         return Err(OAuthFailure::client(
             basic,
             "client secrets are not accepted here (sender-constrained profile)",
         ));
     }
-    registry
-        .authenticate(id, secret.as_deref())
-        .map(Some)
-        .map_err(|e| {
-            tracing::debug!(reason = %e, "client authentication failed");
-            OAuthFailure::client(basic, "client authentication failed")
-        })
+    let client = state
+        .oauth
+        .tokens
+        .find_client(id)
+        .await
+        .map_err(|e| OAuthFailure::from_core(e, basic))?
+        .ok_or_else(|| refused(&ClientAuthError::Unknown))?;
+    match presented {
+        Presented::Assertion { assertion, .. } => {
+            match state.oauth.assertions.verify(&client, assertion).await {
+                Ok(_) => {}
+                Err(AssertionError::Unavailable(why)) => {
+                    tracing::error!(error = %why, "client assertion replay check unavailable");
+                    return Err(OAuthFailure::unavailable());
+                }
+                Err(e) => return Err(refused(&e)),
+            }
+        }
+        Presented::Basic { secret, .. } | Presented::Post { secret, .. } => {
+            client
+                .authenticate_secret(secret.as_deref())
+                .map_err(|e| refused(&e))?;
+        }
+        Presented::None => {}
+    }
+    Ok(Some(client))
 }
 
 /// A client that presented nothing: the public client `client_id` names
 /// (the token's), or `invalid_client` for a confidential one.
-fn implied_client<'r>(registry: &'r ClientRegistry, client_id: &str) -> Result<&'r Client, OAuthFailure> {
-    registry
-        .authenticate(client_id, None)
-        .map_err(|_| OAuthFailure::client(false, "client authentication is required"))
+async fn implied_client(state: &AppState, client_id: &str) -> Result<Arc<Client>, OAuthFailure> {
+    let required = || OAuthFailure::client(false, "client authentication is required");
+    let client = state
+        .oauth
+        .tokens
+        .find_client(client_id)
+        .await
+        .map_err(|e| OAuthFailure::from_core(e, false))?
+        .ok_or_else(required)?;
+    client.authenticate_secret(None).map_err(|_| required())?;
+    Ok(client)
 }
 
 /// The abuse limits of the OAuth endpoints: an authenticated confidential
@@ -205,13 +301,13 @@ fn limit_oauth(state: &AppState, ip: &IpSubject, authenticated: Option<&Client>)
 /// Client authentication and the abuse limit it decides, in that order:
 /// a failed authentication counts against the address before it is
 /// reported.
-fn authenticate_limited<'r>(
-    state: &'r AppState,
+async fn authenticate_limited(
+    state: &AppState,
     presented: &Presented,
     ip: &IpSubject,
-) -> Result<Option<&'r Client>, OAuthFailure> {
-    let authenticated = authenticate(state, presented);
-    limit_oauth(state, ip, authenticated.as_ref().ok().copied().flatten())?;
+) -> Result<Option<Arc<Client>>, OAuthFailure> {
+    let authenticated = authenticate(state, presented).await;
+    limit_oauth(state, ip, authenticated.as_ref().ok().and_then(Option::as_deref))?;
     authenticated
 }
 
@@ -267,7 +363,7 @@ fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
     security((), ("client_basic" = []), ("dpop" = []), ("client_basic" = [], "dpop" = [])),
     request_body(content = crate::openapi::schemas::TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "New tokens: the refresh token rotated, or the exchanged access token (RFC 8693, with `issued_token_type`)", body = crate::openapi::schemas::TokenResponse,
+        (status = 200, description = "New tokens: the refresh token rotated, an access token alone (`client_credentials`), or the exchanged access token (RFC 8693, with `issued_token_type`)", body = crate::openapi::schemas::TokenResponse,
             headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"),
                 ("DPoP-Nonce" = String, description = "A nonce for the next DPoP proof"))),
         (status = 400, response = crate::openapi::OAuthBadRequest),
@@ -276,8 +372,8 @@ fn token_body(t: &IssuedTokens) -> TokenBody<'_> {
         (status = 503, response = crate::openapi::OAuthUnavailable),
     ),
 )]
-/// `POST /oauth2/token`: `grant_type=refresh_token` (MD-07) and RFC 8693
-/// token exchange.
+/// `POST /oauth2/token`: `grant_type=refresh_token` (MD-07),
+/// `client_credentials` and RFC 8693 token exchange.
 pub async fn token(State(state): State<AppState>, req: Request) -> Response {
     answer(token_inner(&state, req).await)
 }
@@ -296,12 +392,13 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
     let grant = match form.get("grant_type") {
         None => return Err(OAuthFailure::request("grant_type is required")),
         Some("refresh_token") => Grant::Refresh,
+        Some(GRANT_CLIENT_CREDENTIALS) => Grant::ClientCredentials,
         Some(TOKEN_EXCHANGE_GRANT) => Grant::Exchange,
         Some(_) => {
             return Err(OAuthFailure::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                format!("supported grant types: refresh_token, {TOKEN_EXCHANGE_GRANT}"),
+                format!("supported grant types: refresh_token, client_credentials, {TOKEN_EXCHANGE_GRANT}"),
             ));
         }
     };
@@ -318,8 +415,7 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
         }
     };
     let presented = presented_client(&headers, &form)?;
-    let registry = state.oauth.tokens.clients();
-    let authenticated = authenticate_limited(state, &presented, &ip)?;
+    let authenticated = authenticate_limited(state, &presented, &ip).await?;
     let client = match (grant, authenticated) {
         (_, Some(c)) => c,
         // A public client names itself through its refresh token.
@@ -328,7 +424,7 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
                 .get("refresh_token")
                 .ok_or_else(|| OAuthFailure::request("refresh_token is required"))?;
             match refresh_token_client(state, refresh_token).await? {
-                Some(id) => implied_client(registry, &id)?,
+                Some(id) => implied_client(state, &id).await?,
                 None => {
                     return Err(OAuthFailure::from_core(
                         OAuthError::InvalidGrant("unknown refresh token"),
@@ -344,7 +440,22 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
                 "token exchange needs an authenticated client",
             ));
         }
+        // A client asking for itself must prove it is itself.
+        (Grant::ClientCredentials, None) => {
+            return Err(OAuthFailure::client(
+                false,
+                "client_credentials needs client authentication",
+            ));
+        }
     };
+    // RFC 6749 §4.4: confidential clients registered for the grant only (a
+    // public client has nothing to authenticate with); refused before a
+    // DPoP proof is spent.
+    if grant == Grant::ClientCredentials
+        && (client.kind != ClientKind::Confidential || !client.allows_grant(GRANT_CLIENT_CREDENTIALS))
+    {
+        return Err(OAuthFailure::from_core(OAuthError::UnauthorizedClient, false));
+    }
     // The proof is checked (and its `jti` spent) only for an authenticated
     // client, and before any token is: a bad proof consumes nothing.
     let holder = match proof {
@@ -374,7 +485,7 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
             tokens
                 .refresh_with(
                     refresh_token,
-                    client,
+                    &client,
                     form.get("scope"),
                     &resources,
                     holder.as_ref(),
@@ -399,7 +510,13 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
                 audience: &audience,
                 resource: &resources,
             };
-            tokens.exchange(&req, client, holder.as_ref()).await
+            tokens.exchange(&req, &client, holder.as_ref()).await
+        }
+        Grant::ClientCredentials => {
+            let audience = form.get_all("audience");
+            tokens
+                .client_credentials(&client, form.get("scope"), &audience, &resources, holder.as_ref())
+                .await
         }
     }
     .map_err(|e| OAuthFailure::from_core(e, presented.is_basic()))?;
@@ -421,6 +538,8 @@ async fn token_inner(state: &AppState, req: Request) -> Result<Response, OAuthFa
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Grant {
     Refresh,
+    /// RFC 6749 §4.4.
+    ClientCredentials,
     /// RFC 8693.
     Exchange,
 }
@@ -474,11 +593,10 @@ async fn revoke_inner(state: &AppState, req: Request) -> Result<Response, OAuthF
     let token = form
         .get("token")
         .ok_or_else(|| OAuthFailure::request("token is required"))?;
-    let registry = state.oauth.tokens.clients();
-    let client = match authenticate_limited(state, &presented, &ip)? {
+    let client = match authenticate_limited(state, &presented, &ip).await? {
         Some(c) => c,
         None => match token_client(state, token).await? {
-            Some(id) => implied_client(registry, &id)?,
+            Some(id) => implied_client(state, &id).await?,
             // Not one of ours: nothing to revoke, and no oracle.
             None => return Ok(StatusCode::OK.into_response()),
         },
@@ -486,7 +604,7 @@ async fn revoke_inner(state: &AppState, req: Request) -> Result<Response, OAuthF
     state
         .oauth
         .tokens
-        .revoke(token, client)
+        .revoke(token, &client)
         .await
         .map_err(|e| OAuthFailure::from_core(e, presented.is_basic()))?;
     state.oauth.revoked.notify_waiters();
@@ -496,12 +614,12 @@ async fn revoke_inner(state: &AppState, req: Request) -> Result<Response, OAuthF
 // ------------------------------------------------------------------ introspect
 
 /// Who asks an introspection question.
-enum Caller<'r> {
+enum Caller {
     /// A backend API key: may learn about any token.
     Backend,
     /// A confidential client (a resource server): learns only about tokens
     /// for audiences it is allowed (RV-12).
-    Client(&'r Client),
+    Client(Arc<Client>),
 }
 
 #[utoipa::path(
@@ -579,10 +697,12 @@ async fn introspect_inner(state: &AppState, req: Request) -> Result<Response, OA
         }
         _ => {
             let presented = presented_client(&headers, &form)?;
-            let client = authenticate_limited(state, &presented, &ip)?.ok_or_else(|| OAuthFailure {
-                challenge: Some("Basic realm=\"tessera\", Bearer"),
-                ..OAuthFailure::client(false, "authenticate as a confidential client or with an API key")
-            })?;
+            let client = authenticate_limited(state, &presented, &ip)
+                .await?
+                .ok_or_else(|| OAuthFailure {
+                    challenge: Some("Basic realm=\"tessera\", Bearer"),
+                    ..OAuthFailure::client(false, "authenticate as a confidential client or with an API key")
+                })?;
             if client.kind != ClientKind::Confidential {
                 return Err(OAuthFailure::client(
                     presented.is_basic(),
@@ -696,6 +816,7 @@ pub mod fuzzing {
         None,
         Basic { id: String, secret: Option<String> },
         Post { id: String, secret: Option<String> },
+        Assertion { id: String, assertion: String },
     }
 
     /// What `/oauth2/token|revoke|introspect` read before any store access.
@@ -732,6 +853,7 @@ pub mod fuzzing {
                 Presented::None => Credentials::None,
                 Presented::Basic { id, secret } => Credentials::Basic { id, secret },
                 Presented::Post { id, secret } => Credentials::Post { id, secret },
+                Presented::Assertion { id, assertion } => Credentials::Assertion { id, assertion },
             })
             .map_err(failure);
         let scheme = match authorization(&headers) {

@@ -2,8 +2,9 @@
 //! `GET /v1/revocations?after=CURSOR&wait=SECS`.
 //!
 //! Resource servers verify access tokens locally; this feed tells them which
-//! sessions (`sid`) were revoked and until when their access tokens could
-//! still be presented: `until` = revoked_at + access-token TTL + 60 s. It is
+//! sessions (`sid`) were revoked, or which service clients (`client:<id>`:
+//! their `client_credentials` tokens carry no `sid`), and until when their
+//! access tokens could still be presented: `until` = revoked_at + access-token TTL + 60 s. It is
 //! read from the event log (events of kind `revoked`), so it covers every
 //! way a session ends early (logout, revoke-all, RFC 7009, reuse detection,
 //! the per-subject limit, replacement at login) and every process sharing

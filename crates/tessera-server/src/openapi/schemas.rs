@@ -321,7 +321,10 @@ pub struct EventPage {
 
 #[derive(Serialize, ToSchema)]
 pub struct Revocation {
-    /// The revoked session (`sid` of its access tokens).
+    /// The revoked session (`sid` of its access tokens), or `client:<id>`
+    /// for a revoked service client (`tessera clients revoke`), whose
+    /// `client_credentials` tokens carry no `sid`: refuse a token without
+    /// `sid` whose `client_id` is `<id>`.
     pub sid: String,
     #[schema(format = DateTime)]
     pub revoked_at: String,
@@ -347,14 +350,20 @@ pub struct RevocationPage {
 /// may be repeated; every other parameter at most once.
 #[derive(Deserialize, ToSchema)]
 pub struct TokenForm {
-    /// `refresh_token` or `urn:ietf:params:oauth:grant-type:token-exchange`.
-    #[schema(pattern = "^(refresh_token|urn:ietf:params:oauth:grant-type:token-exchange)$")]
+    /// `refresh_token`, `client_credentials` (a confidential client
+    /// registered for it, authenticated; never a refresh token back) or
+    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    #[schema(
+        pattern = "^(refresh_token|client_credentials|urn:ietf:params:oauth:grant-type:token-exchange)$"
+    )]
     pub grant_type: String,
     /// The refresh grant's token.
     #[serde(default)]
     pub refresh_token: Option<String>,
     /// Narrows the scope (RFC 6749 §6); a token exchange's scope, within
-    /// the subject token's (RFC 8693).
+    /// the subject token's (RFC 8693); `client_credentials`: scopes within
+    /// the client's registered ones (default: all of them), otherwise
+    /// `invalid_scope`.
     #[serde(default)]
     pub scope: Option<String>,
     /// RFC 8707 resource indicator (an absolute URI): the access token's
@@ -364,7 +373,9 @@ pub struct TokenForm {
     #[serde(default)]
     pub resource: Option<String>,
     /// RFC 8693: the downstream audience of an exchanged token (a logical
-    /// name; exactly one `audience` or `resource`).
+    /// name; exactly one `audience` or `resource`). `client_credentials`:
+    /// one audience within the client's registered ones (default: its only
+    /// one, else `[oauth] default_audience`), otherwise `invalid_target`.
     #[serde(default)]
     pub audience: Option<String>,
     /// RFC 8693: the access token being exchanged.
@@ -382,11 +393,21 @@ pub struct TokenForm {
     /// Only `urn:ietf:params:oauth:token-type:access_token`.
     #[serde(default)]
     pub requested_token_type: Option<String>,
-    /// `client_secret_post`, or a public client naming itself.
+    /// `client_secret_post`, or a public client naming itself; with a
+    /// client assertion, the assertion's `sub` if sent.
     #[serde(default)]
     pub client_id: Option<String>,
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// `private_key_jwt` (RFC 7523 §2.2):
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+    #[serde(default)]
+    pub client_assertion_type: Option<String>,
+    /// `private_key_jwt`: a JWT signed with a key of the client's `jwks`
+    /// (`iss` = `sub` = client id, `aud` the issuer or the token endpoint,
+    /// `exp` at most 5 minutes ahead, `jti` single-use).
+    #[serde(default)]
+    pub client_assertion: Option<String>,
 }
 
 /// The form of `POST /oauth2/revoke` and `POST /oauth2/introspect`.
@@ -400,6 +421,11 @@ pub struct TokenHintForm {
     pub client_id: Option<String>,
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// `private_key_jwt`, as at the token endpoint.
+    #[serde(default)]
+    pub client_assertion_type: Option<String>,
+    #[serde(default)]
+    pub client_assertion: Option<String>,
 }
 
 /// A successful token answer (RFC 6749 §5.1).

@@ -17,6 +17,7 @@ mod harness;
 mod listener;
 mod many_nodes;
 mod memcached;
+mod oauth_client;
 mod parity;
 mod postgres;
 mod rate_limits;

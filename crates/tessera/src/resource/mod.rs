@@ -47,7 +47,10 @@
 //! `exp`/`nbf`/`iat` with [`VerifierConfig::leeway_secs`], required claims,
 //! and `cnf`: [`Verifier::verify`] refuses a sender-constrained token, which
 //! only [`Verifier::verify_request`] accepts, see below).
-//! Finally the session (`sid`) must not be in the revocation set. An unknown
+//! Finally the session (`sid`) must not be in the revocation set; for a
+//! token without `sid` (a service client's own, `client_credentials`), its
+//! client (`client:<client_id>`, which `tessera clients revoke` puts in the
+//! feed). An unknown
 //! `kid` triggers at most one JWKS refetch per
 //! [`VerifierConfig::jwks_min_refetch_interval`], single-flight.
 //!

@@ -209,7 +209,7 @@ fn good_tokens_verify_with_every_algorithm() {
             .verify_sync(&key.good())
             .unwrap_or_else(|e| panic!("{}: {e}", key.alg));
         assert_eq!(t.claims.sub, "user-1");
-        assert_eq!(t.claims.sid, SID);
+        assert_eq!(t.claims.sid.as_deref(), Some(SID));
         assert_eq!(t.claims.aud, Audience::one(AUD));
         assert_eq!(t.scopes, vec!["read".to_owned(), "write".to_owned()]);
         assert!(t.has_scope("write") && !t.has_scope("admin"));
@@ -781,13 +781,17 @@ fn required_claims_and_sender_constraint() {
     let key = TestKey::ed("k1");
     let (v, _) = verifier(&[&key]);
     let t = |c: Value| key.token(&key.header(), &c);
-    for claim in ["sub", "sid", "client_id", "jti", "iat", "iss", "aud", "exp"] {
+    for claim in ["sub", "client_id", "jti", "iat", "iss", "aud", "exp"] {
         assert_eq!(
             err(&v, &t(without(claims(), claim))),
             VerifyError::InvalidClaims,
             "{claim}"
         );
     }
+    // No `sid`: a client's own (client_credentials) token, valid until
+    // `exp`; an empty one is refused below.
+    let client_token = v.verify_sync(&t(without(claims(), "sid"))).unwrap();
+    assert_eq!(client_token.claims.sid, None);
     for claim in ["sub", "sid", "client_id", "jti"] {
         assert_eq!(
             err(&v, &t(with(claims(), claim, json!("")))),
@@ -936,6 +940,32 @@ fn cache_rechecks_revocation_on_every_hit() {
     v2.insert_revocation(SID, NOW + 3600);
     assert_eq!(err(&v2, &t), VerifyError::Revoked);
     assert_eq!(v2.inner.cache.len(), 0);
+}
+
+#[test]
+fn a_client_token_is_revoked_by_its_clients_feed_entry() {
+    let key = TestKey::ed("k1");
+    let (v, _) = verifier(&[&key]);
+    // A service client's own token: no sid, sub = client_id.
+    let client_token = |id: &str| {
+        let c = with(
+            with(without(claims(), "sid"), "client_id", json!(id)),
+            "sub",
+            json!(id),
+        );
+        key.token(&key.header(), &c)
+    };
+    let (svc, other) = (client_token("svc"), client_token("other"));
+    v.verify_sync(&svc).unwrap();
+    v.verify_sync(&other).unwrap();
+    // A session handle equal to the client id revokes nothing of it.
+    v.insert_revocation("svc", NOW + 3600);
+    v.verify_sync(&svc).unwrap();
+    // `tessera clients revoke svc` puts `client:svc` in the feed: the
+    // cached token is refused on its next use, the other client's is not.
+    v.insert_revocation("client:svc", NOW + 3600);
+    assert_eq!(err(&v, &svc), VerifyError::Revoked);
+    v.verify_sync(&other).unwrap();
 }
 
 #[test]

@@ -78,7 +78,7 @@ pub(crate) fn verify(
             }
             let epoch = inner.revocations.epoch();
             if entry.epoch() != epoch {
-                if inner.revocations.is_revoked(&entry.verified.claims.sid) {
+                if is_revoked(inner, &entry.verified.claims) {
                     return Some(Err(VerifyError::Revoked));
                 }
                 entry.set_epoch(epoch);
@@ -89,6 +89,12 @@ pub(crate) fn verify(
         return result;
     }
     first_sight(inner, token, cache_key, accept_bound)
+}
+
+/// Whether the feed revoked the token's session, or, for a token without
+/// one (a service client's own, `client_credentials`), its client.
+fn is_revoked(inner: &Inner, claims: &access::AccessClaims) -> bool {
+    inner.revocations.is_revoked(&claims.revocation_key())
 }
 
 fn first_sight(
@@ -105,7 +111,7 @@ fn first_sight(
     // Revocation. The epoch is read before the lookup, so the cache entry
     // never claims a check newer than the one made.
     let epoch = inner.revocations.epoch();
-    if inner.revocations.is_revoked(&claims.sid) {
+    if is_revoked(inner, &claims) {
         return Err(VerifyError::Revoked);
     }
 

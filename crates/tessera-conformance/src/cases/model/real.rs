@@ -253,7 +253,7 @@ impl<S: SessionStore + RefreshStore + SigningKeyStore + EventStore> Real<S> {
                 Some(i) => Answer::Access(
                     self.svc
                         .verify_access_token(&self.access_tokens[i], &self.svc.own_token_rules())
-                        .map(|c| c.sid)
+                        .map(|c| c.sid.unwrap_or_default())
                         .map_err(|e| format!("{e:?}")),
                 ),
             },

@@ -132,7 +132,7 @@ async fn good_tokens_verify_with_both_key_sources_for_every_alg() {
             nbf: None,
             jti: crate::access::new_jti(),
             client_id: "default".into(),
-            sid: "ses_y".into(),
+            sid: Some("ses_y".into()),
             scope: None,
             auth_time: None,
             acr: None,

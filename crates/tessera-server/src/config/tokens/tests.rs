@@ -2,6 +2,7 @@ use std::ffi::OsString;
 
 use super::super::{ConfigError, Overrides};
 use super::*;
+use tessera_core::clients::ClientAuthMethod;
 
 fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let mut vars: Vec<(OsString, OsString)> = pairs
@@ -164,4 +165,95 @@ fn reuse_grace_is_capped_at_60_secs() {
     assert_eq!(c.token_policy().reuse_grace_secs, 60);
     let e = load(&[("TESSERA_REFRESH_REUSE_GRACE_SECS", "61")]).unwrap_err();
     assert!(e.to_string().contains("between 0 and 60"), "{e}");
+}
+
+const EC_JWK: &str = r#"{"kty": "EC", "crv": "P-256", "x": "Rxw-dYxJBChbun5TEY7Q9SSt6wdX0lvS-Oew1236cUw", "y": "3VIPesqKi5F6zDf1HejwybvjrYWDgucC3CWhLQn3qFg"}"#;
+
+#[test]
+fn service_clients_parse_with_jwks_as_a_table_or_as_json_text() {
+    let text = format!(
+        r#"
+[[clients]]
+client_id = "svc"
+kind = "confidential"
+secret_sha256 = "{}"
+grant_types = ["client_credentials"]
+token_endpoint_auth_method = "client_secret_post"
+
+[[clients]]
+client_id = "jwt-table"
+kind = "confidential"
+token_endpoint_auth_method = "private_key_jwt"
+grant_types = ["client_credentials"]
+[[clients.jwks.keys]]
+kty = "EC"
+crv = "P-256"
+x = "Rxw-dYxJBChbun5TEY7Q9SSt6wdX0lvS-Oew1236cUw"
+y = "3VIPesqKi5F6zDf1HejwybvjrYWDgucC3CWhLQn3qFg"
+
+[[clients]]
+client_id = "jwt-text"
+kind = "confidential"
+jwks = '{{"keys": [{EC_JWK}]}}'
+grant_types = ["client_credentials", "refresh_token"]
+"#,
+        "ab".repeat(32)
+    );
+    let c = Config::from_toml(&text).unwrap();
+    c.validate().unwrap();
+    let r = c.client_registry().unwrap();
+    let svc = r.get("svc").unwrap();
+    assert_eq!(svc.auth_method(), ClientAuthMethod::ClientSecret);
+    assert!(svc.allows_grant("client_credentials") && !svc.allows_grant("refresh_token"));
+    // No refresh_token grant: no refresh tokens, whatever refresh_tokens says.
+    assert!(!svc.refresh_tokens);
+    for id in ["jwt-table", "jwt-text"] {
+        let j = r.get(id).unwrap();
+        assert_eq!(j.auth_method(), ClientAuthMethod::PrivateKeyJwt, "{id}");
+        assert_eq!(j.jwks.as_ref().map(|k| k.len()), Some(1), "{id}");
+    }
+    assert_eq!(r.get("jwt-table").unwrap().jwks, r.get("jwt-text").unwrap().jwks);
+    // The built-in default client keeps its refresh grant.
+    assert!(r.get("default").unwrap().allows_grant("refresh_token"));
+}
+
+#[test]
+fn inconsistent_service_clients_are_refused() {
+    let secret = "ab".repeat(32);
+    let jwks = format!("'{{\"keys\": [{EC_JWK}]}}'");
+    for (entry, why) in [
+        (
+            format!("kind = \"confidential\"\nsecret_sha256 = \"{secret}\"\njwks = {jwks}"),
+            "not both",
+        ),
+        (
+            format!(
+                "kind = \"confidential\"\nsecret_sha256 = \"{secret}\"\ntoken_endpoint_auth_method = \"private_key_jwt\""
+            ),
+            "private_key_jwt",
+        ),
+        (
+            format!(
+                "kind = \"confidential\"\njwks = {jwks}\ntoken_endpoint_auth_method = \"client_secret_basic\""
+            ),
+            "client_secret_basic",
+        ),
+        (format!("jwks = {jwks}"), "must not have jwks"),
+        (
+            "grant_types = [\"client_credentials\"]".into(),
+            "cannot use client_credentials",
+        ),
+        ("grant_types = [\"password\"]".into(), "unknown grant type"),
+        (
+            "kind = \"confidential\"\njwks = '{\"keys\": [{\"kty\": \"oct\", \"k\": \"c2VjcmV0\"}]}'".into(),
+            "private member",
+        ),
+    ] {
+        let text = format!("[[clients]]\nclient_id = \"c\"\n{entry}\n");
+        let e = match Config::from_toml(&text) {
+            Err(e) => e.to_string(),
+            Ok(c) => c.validate().unwrap_err().to_string(),
+        };
+        assert!(e.contains(why), "{entry}: {e}");
+    }
 }

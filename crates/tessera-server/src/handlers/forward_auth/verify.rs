@@ -52,7 +52,9 @@ enum Identity {
     Session(Arc<SessionRecord>),
     AccessToken {
         subject: String,
-        handle: String,
+        /// `None` for a client's own (`client_credentials`) token: no
+        /// session, so no `X-Tessera-Session`.
+        handle: Option<String>,
         level: u8,
     },
 }
@@ -65,10 +67,10 @@ impl Identity {
         }
     }
 
-    fn handle(&self) -> &str {
+    fn handle(&self) -> Option<&str> {
         match self {
-            Identity::Session(rec) => &rec.handle,
-            Identity::AccessToken { handle, .. } => handle,
+            Identity::Session(rec) => Some(&rec.handle),
+            Identity::AccessToken { handle, .. } => handle.as_deref(),
         }
     }
 
@@ -396,21 +398,29 @@ async fn verify_access_token(
     let claims = tokens
         .verify_access_token(token, &expected)
         .map_err(|e| TokenRefusal::refuse(state, Some(scheme), "invalid_token", e.description()))?;
-    let session = state
-        .sessions
-        .lookup(&claims.sid)
-        .await
-        .map_err(|e| Refusal::Api(ApiError::from(e), "error"))?;
-    match session {
-        Some(s) if s.is_active(state.sessions.now()) && s.subject == claims.sub => {}
-        _ => {
-            return Err(TokenRefusal::refuse(
-                state,
-                Some(scheme),
-                "invalid_token",
-                tessera_core::access::VerifyError::Revoked.description(),
-            ));
+    // A session's token stands while its session does; a client's own
+    // token while its client is registered.
+    let live = match &claims.sid {
+        Some(sid) => {
+            let session = state
+                .sessions
+                .lookup(sid)
+                .await
+                .map_err(|e| Refusal::Api(ApiError::from(e), "error"))?;
+            session.is_some_and(|s| s.is_active(state.sessions.now()) && s.subject == claims.sub)
         }
+        None => tokens.client_token_live(&claims).await.map_err(|e| {
+            tracing::error!(error = %e, "client registry unavailable");
+            Refusal::Api(ApiError::StoreUnavailable, "error")
+        })?,
+    };
+    if !live {
+        return Err(TokenRefusal::refuse(
+            state,
+            Some(scheme),
+            "invalid_token",
+            tessera_core::access::VerifyError::Revoked.description(),
+        ));
     }
     // The proxied URL and the forwarded certificate matter only to a bound
     // token; an unbound Bearer token (the common case) skips building them.
@@ -502,10 +512,12 @@ fn identity_response(id: &Identity) -> Response {
         Ok(v) => h.insert(X_TESSERA_SUBJECT, v),
         Err(_) => return ApiError::Internal.into_response(),
     };
-    match HeaderValue::from_str(id.handle()) {
-        Ok(v) => h.insert(X_TESSERA_SESSION, v),
-        Err(_) => return ApiError::Internal.into_response(),
-    };
+    if let Some(handle) = id.handle() {
+        match HeaderValue::from_str(handle) {
+            Ok(v) => h.insert(X_TESSERA_SESSION, v),
+            Err(_) => return ApiError::Internal.into_response(),
+        };
+    }
     h.insert(X_TESSERA_AUTH_LEVEL, HeaderValue::from(u16::from(id.level())));
     res
 }

@@ -18,6 +18,7 @@ use crate::app::{AppState, build_with_clock};
 use crate::auth::create_api_key;
 use crate::config::{ClientConfig, ClientKindConfig, Config};
 
+mod client_credentials;
 mod dbsc;
 mod dpop;
 mod exchange;
@@ -73,6 +74,9 @@ fn client(id: &str, kind: ClientKindConfig, secret: Option<&str>) -> ClientConfi
         audiences: vec!["*".into()],
         refresh_tokens: true,
         dpop_bound_access_tokens: false,
+        token_endpoint_auth_method: None,
+        jwks: None,
+        grant_types: vec!["refresh_token".into()],
     }
 }
 
@@ -229,7 +233,7 @@ async fn jw_13_tokens_on_create() {
     assert!(r.str("refresh_token").starts_with("tsr_"), "{}", r.text);
     assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
     let c = h.claims(r.str("access_token"));
-    assert_eq!(c.sid, r.body["session"]["handle"].as_str().unwrap());
+    assert_eq!(c.sid.as_deref(), r.body["session"]["handle"].as_str());
     assert_eq!(c.sub, "alice");
     assert_eq!(c.client_id, "default");
     assert_eq!(c.iss, "http://127.0.0.1:8080");
@@ -484,7 +488,6 @@ async fn md_07_password_and_other_grants_are_unsupported() {
     for grant in [
         "password&username=a&password=b",
         "authorization_code&code=x",
-        "client_credentials",
         "implicit",
         "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer",
     ] {
@@ -778,8 +781,24 @@ async fn md_01_to_md_04_and_md_07_metadata() {
     }
     assert_eq!(
         m.body["grant_types_supported"],
-        json!(["refresh_token", "urn:ietf:params:oauth:grant-type:token-exchange"])
+        json!([
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ])
     );
+    for k in ["token", "revocation", "introspection"] {
+        let methods = &m.body[format!("{k}_endpoint_auth_methods_supported")];
+        assert!(
+            methods.as_array().unwrap().iter().any(|a| a == "private_key_jwt"),
+            "{k}"
+        );
+        assert_eq!(
+            m.body[format!("{k}_endpoint_auth_signing_alg_values_supported")],
+            json!(["ES256", "EdDSA", "PS256", "RS256"]),
+            "{k}"
+        );
+    }
     // MD-04: no `none` in any *_signing_alg_values_supported.
     for (k, v) in m.body.as_object().unwrap() {
         if k.ends_with("_signing_alg_values_supported") {

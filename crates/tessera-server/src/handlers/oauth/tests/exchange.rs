@@ -125,7 +125,11 @@ async fn token_exchange_over_http() {
     assert!(x.body.get("refresh_token").is_none(), "{}", x.text);
     let c = h.claims(x.str("access_token"));
     assert_eq!(
-        (c.sub.as_str(), c.client_id.as_str(), c.sid.as_str()),
+        (
+            c.sub.as_str(),
+            c.client_id.as_str(),
+            c.sid.as_deref().unwrap_or("")
+        ),
         ("alice", "backend", handle.as_str())
     );
     assert_eq!(c.aud.as_slice(), ["orders".to_owned()]);
