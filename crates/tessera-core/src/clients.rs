@@ -25,8 +25,15 @@ pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 /// `grant_type=client_credentials` (RFC 6749 §4.4): a confidential client
 /// acting for itself.
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+/// RFC 8693 token exchange: a confidential client trading an access token
+/// for a narrower one.
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// The grant types a client's registration may list.
-pub const KNOWN_GRANT_TYPES: &[&str] = &[GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS];
+pub const KNOWN_GRANT_TYPES: &[&str] = &[
+    GRANT_REFRESH_TOKEN,
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_TOKEN_EXCHANGE,
+];
 
 /// How a client authenticates (RFC 7591 §2 `token_endpoint_auth_method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,10 +175,12 @@ impl Client {
                 KNOWN_GRANT_TYPES.join(", ")
             ));
         }
-        if self.kind == ClientKind::Public && self.allows_grant(GRANT_CLIENT_CREDENTIALS) {
-            return Err(format!(
-                "public client {id} cannot use client_credentials (it has nothing to authenticate with)"
-            ));
+        for g in [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE] {
+            if self.kind == ClientKind::Public && self.allows_grant(g) {
+                return Err(format!(
+                    "public client {id} cannot use {g} (it has nothing to authenticate with)"
+                ));
+            }
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use crate::model::Binding;
 use super::{IssuedTokens, OAuthError, TokenService, parse_scope};
 
 /// The `grant_type` of RFC 8693 §2.1.
-pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const TOKEN_EXCHANGE_GRANT: &str = crate::clients::GRANT_TOKEN_EXCHANGE;
 /// RFC 8693 §3 token type of an access token; what the exchange issues.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// RFC 8693 §3 token type of a JWT: our access tokens are JWTs, so this
@@ -59,15 +59,16 @@ impl TokenService {
     /// - bound to `holder` (a DPoP key or client certificate) if any;
     /// - never accompanied by a refresh token.
     ///
-    /// Only confidential clients exchange tokens: a public client cannot
-    /// prove who is acting.
+    /// Only confidential clients whose registration lists the grant
+    /// (`grant_types`) exchange tokens: a public client cannot prove who is
+    /// acting, and least privilege keeps the grant off by default.
     pub async fn exchange(
         &self,
         req: &ExchangeRequest<'_>,
         client: &Client,
         holder: Option<&Binding>,
     ) -> Result<IssuedTokens, OAuthError> {
-        if client.kind != ClientKind::Confidential {
+        if client.kind != ClientKind::Confidential || !client.allows_grant(TOKEN_EXCHANGE_GRANT) {
             return Err(OAuthError::UnauthorizedClient);
         }
         if !our_token_type(req.subject_token_type) {

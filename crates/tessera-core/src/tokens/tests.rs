@@ -1277,6 +1277,7 @@ async fn setup_targets() -> H {
     let store = Arc::new(MemoryStore::new());
     let mut gateway = confidential("gateway", "s3cret", false);
     gateway.audiences = vec!["orders".into(), RS_A.into()];
+    gateway.grant_types = vec![TOKEN_EXCHANGE_GRANT.into()];
     let policy = TokenPolicy {
         resources: vec![RS_A.into(), RS_B.into()],
         ..TokenPolicy::default()

@@ -182,7 +182,9 @@ pub struct ClientConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
     /// The grants the client may use: `refresh_token` (default),
-    /// `client_credentials` (confidential clients only).
+    /// `client_credentials` and
+    /// `urn:ietf:params:oauth:grant-type:token-exchange` (confidential
+    /// clients only).
     #[serde(default = "refresh_grant")]
     pub grant_types: Vec<String>,
 }

@@ -177,3 +177,79 @@ async fn cli_registered_client_works_on_the_running_node_until_revoked() {
     assert!(!list.contains(secret), "{list}");
     srv.finish().await;
 }
+
+/// RFC 8693 with the independent client: a service holding its own key
+/// (`private_key_jwt`) trades a user's access token for a narrower one for
+/// one downstream audience, and for a registered resource (RFC 8707); the
+/// script checks `act`, the scope, `aud`, the expiry and every refusal
+/// (`invalid_scope`, `invalid_target`, `invalid_grant`, `invalid_client`).
+/// Logging the user out afterwards ends the exchanged token too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c8693_independent_python_token_exchange_with_private_key_jwt() {
+    require_python();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, jwks) = keygen(dir.path());
+    let clients = format!(
+        "[{{client_id = \"py-gw\", kind = \"confidential\", token_endpoint_auth_method = \"private_key_jwt\", \
+         jwks = '{jwks}', grant_types = [\"client_credentials\", \"urn:ietf:params:oauth:grant-type:token-exchange\"], \
+         scopes = [\"read\", \"write\"], audiences = [\"orders\", \"https://orders.example\"]}}]"
+    );
+    let srv = TestServer::start(
+        Opts::default()
+            .env("TESSERA_CLIENTS", &clients)
+            .env("TESSERA_OAUTH_RESOURCES", "https://orders.example,https://billing.example"),
+    )
+    .await;
+    // alice logs in through the app; the gateway receives her access token.
+    let login = srv
+        .create(serde_json::json!({"subject": "alice", "tokens": {"scope": "read write profile"}}))
+        .await;
+    let at = login.resp.json()["access_token"].as_str().unwrap().to_owned();
+    srv.note_secrets(&at);
+    let token_file = dir.path().join("subject-token");
+    std::fs::write(&token_file, &at).unwrap();
+    let run = || {
+        python(&[
+            "token-exchange",
+            "--base",
+            &srv.base,
+            "--client-id",
+            "py-gw",
+            "--key",
+            key.to_str().unwrap(),
+            "--subject-token-file",
+            token_file.to_str().unwrap(),
+            "--audience",
+            "orders",
+            "--scope",
+            "read",
+            "--resource",
+            "https://orders.example",
+        ])
+    };
+    let out = run();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "oauth-client.py failed:\n{text}\nserver log:\n{}", srv.logs());
+    for line in [
+        "exchanged: token_type=Bearer sub=alice aud=orders scope=read act.sub=py-gw refresh_token=none",
+        "introspection: active=true act.sub=py-gw",
+        "resource: aud=https://orders.example",
+        "wider scope: 400 invalid_scope",
+        "two audiences: 400 invalid_target",
+        "unregistered resource: 400 invalid_target",
+        "not an access token: 400 invalid_grant",
+        "no client authentication: 401 invalid_client",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    // alice logs out: her token can no longer be exchanged.
+    srv.delete(&format!("/v1/sessions/{}", login.handle)).await.assert_status(204);
+    let out = run();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && text.contains("invalid_grant"), "{text}");
+    srv.finish().await;
+}

@@ -81,21 +81,20 @@ fn client(id: &str, kind: ClientKindConfig, secret: Option<&str>) -> ClientConfi
 }
 
 fn test_config() -> Config {
+    let exchange = "urn:ietf:params:oauth:grant-type:token-exchange".to_owned();
     let mut rs = client("rs", ClientKindConfig::Confidential, Some("rs-secret"));
     rs.audiences = vec!["api".into()];
     rs.refresh_tokens = false;
+    rs.grant_types = vec![exchange.clone()];
+    let mut backend = client("backend", ClientKindConfig::Confidential, Some("backend-secret"));
+    backend.grant_types.push(exchange);
     let mut spa = client("spa", ClientKindConfig::Public, None);
     spa.scopes = vec!["read".into(), "write".into()];
     let mut norefresh = client("norefresh", ClientKindConfig::Public, None);
     norefresh.refresh_tokens = false;
     Config {
         store: Some("memory://".into()),
-        clients: vec![
-            rs,
-            spa,
-            norefresh,
-            client("backend", ClientKindConfig::Confidential, Some("backend-secret")),
-        ],
+        clients: vec![rs, spa, norefresh, backend],
         ..Config::default()
     }
 }
