@@ -194,11 +194,10 @@ async fn c8693_independent_python_token_exchange_with_private_key_jwt() {
          jwks = '{jwks}', grant_types = [\"client_credentials\", \"urn:ietf:params:oauth:grant-type:token-exchange\"], \
          scopes = [\"read\", \"write\"], audiences = [\"orders\", \"https://orders.example\"]}}]"
     );
-    let srv = TestServer::start(
-        Opts::default()
-            .env("TESSERA_CLIENTS", &clients)
-            .env("TESSERA_OAUTH_RESOURCES", "https://orders.example,https://billing.example"),
-    )
+    let srv = TestServer::start(Opts::default().env("TESSERA_CLIENTS", &clients).env(
+        "TESSERA_OAUTH_RESOURCES",
+        "https://orders.example,https://billing.example",
+    ))
     .await;
     // alice logs in through the app; the gateway receives her access token.
     let login = srv
@@ -233,7 +232,11 @@ async fn c8693_independent_python_token_exchange_with_private_key_jwt() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "oauth-client.py failed:\n{text}\nserver log:\n{}", srv.logs());
+    assert!(
+        out.status.success(),
+        "oauth-client.py failed:\n{text}\nserver log:\n{}",
+        srv.logs()
+    );
     for line in [
         "exchanged: token_type=Bearer sub=alice aud=orders scope=read act.sub=py-gw refresh_token=none",
         "introspection: active=true act.sub=py-gw",
@@ -247,7 +250,9 @@ async fn c8693_independent_python_token_exchange_with_private_key_jwt() {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
     // alice logs out: her token can no longer be exchanged.
-    srv.delete(&format!("/v1/sessions/{}", login.handle)).await.assert_status(204);
+    srv.delete(&format!("/v1/sessions/{}", login.handle))
+        .await
+        .assert_status(204);
     let out = run();
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success() && text.contains("invalid_grant"), "{text}");
