@@ -45,15 +45,34 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let sealer = crate::issuer::load_sealer(&config, true)?;
     let clock: Arc<dyn tessera_core::Clock> = Arc::new(tessera_core::SystemClock);
     let leases = Leases::new(store.clone(), clock.clone(), &config);
-    let app = app::build_with_sealer(config.clone(), store, clock, sealer);
-    bootstrap_api_key_once(
-        &app.state.api_keys,
-        &config.data_dir,
-        &app.state.sessions,
-        &leases.bootstrap,
-    )
-    .await?;
-    crate::issuer::start(&app.state.oauth).await?;
+    let mut app = app::build_with_sealer(config.clone(), store.clone(), clock, sealer);
+    let startup = Startup {
+        state: app.state.clone(),
+        data_dir: config.data_dir.clone(),
+        bootstrap: leases.bootstrap.clone(),
+    };
+    // A store that does not answer yet (containers start in any order) is
+    // waited for while serving: every request that needs it answers 503
+    // and `/readyz` fails until the start-up work is done. A store that
+    // answers makes any start-up failure fatal at once, as before.
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let waiting = match store.ping().await {
+        Ok(()) => {
+            startup.run().await?;
+            started.store(true, std::sync::atomic::Ordering::Release);
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the store does not answer: serving 503 until it does, then finishing the start");
+            app.state.health = Arc::new(StartGate {
+                store: app.state.health.clone(),
+                started: started.clone(),
+            });
+            Some(tokio::spawn(
+                startup.when_the_store_answers(store, started.clone()),
+            ))
+        }
+    };
 
     let tls = if config.tls.enabled() {
         Some(Arc::new(crate::tls::Tls::load(&config.tls)?))
@@ -116,6 +135,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("in-flight requests did not finish in {deadline:?}; stopping anyway");
     }
     abort_all(&tasks);
+    if let Some(w) = waiting {
+        w.abort();
+    }
     leases.release().await;
     tracing::info!("stopped");
     Ok(())
@@ -132,7 +154,7 @@ pub struct Leases {
     /// Signing-key rotation and pruning.
     pub keys: Arc<DutyLease>,
     /// The bootstrap API key of an empty store.
-    pub bootstrap: DutyLease,
+    pub bootstrap: Arc<DutyLease>,
 }
 
 /// How long the first start may wait for another process that is creating
@@ -159,7 +181,7 @@ impl Leases {
                 "keys",
                 rounds(config.keys.reload_interval_secs),
             )),
-            bootstrap: DutyLease::new(store, clock, "bootstrap", BOOTSTRAP_LEASE),
+            bootstrap: Arc::new(DutyLease::new(store, clock, "bootstrap", BOOTSTRAP_LEASE)),
         }
     }
 
@@ -170,6 +192,81 @@ impl Leases {
             if let Err(e) = lease.release().await {
                 tracing::debug!(duty = lease.name(), error = %e, "cannot release the lease; it runs out by itself");
             }
+        }
+    }
+}
+
+/// What `serve` does with the store before it is ready: the bootstrap API
+/// key of an empty store, and the signing keys.
+struct Startup {
+    state: app::AppState,
+    data_dir: PathBuf,
+    bootstrap: Arc<DutyLease>,
+}
+
+impl Startup {
+    async fn run(&self) -> anyhow::Result<()> {
+        bootstrap_api_key_once(
+            &self.state.api_keys,
+            &self.data_dir,
+            &self.state.sessions,
+            &self.bootstrap,
+        )
+        .await?;
+        crate::issuer::start(&self.state.oauth).await
+    }
+
+    /// Retries [`run`](Self::run) until it succeeds while the store is
+    /// unreachable (every second at first, at most every 5 s). A failure
+    /// while the store answers is not the store's: it is logged and the
+    /// process exits, as a failure at start would have.
+    async fn when_the_store_answers(
+        self,
+        store: Arc<dyn tessera_core::Store>,
+        started: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            if store.ping().await.is_err() {
+                continue;
+            }
+            match self.run().await {
+                Ok(()) => {
+                    started.store(true, std::sync::atomic::Ordering::Release);
+                    tracing::info!("the store answers: start finished");
+                    return;
+                }
+                Err(e) if store.ping().await.is_err() => {
+                    tracing::warn!(error = %format!("{e:#}"), "the store went away again during the start; retrying");
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot finish the start");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+}
+
+/// `/readyz` while the start waits for the store: not ready until the
+/// start-up work is done, even once the store answers.
+struct StartGate {
+    store: Arc<dyn tessera_core::StoreHealth>,
+    started: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl tessera_core::StoreHealth for StartGate {
+    async fn ping(&self) -> tessera_core::StoreResult<()> {
+        self.store.ping().await?;
+        if self.started.load(std::sync::atomic::Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(tessera_core::StoreError::Unavailable(
+                "the service is still starting".into(),
+            ))
         }
     }
 }
