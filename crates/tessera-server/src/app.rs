@@ -38,6 +38,9 @@ pub struct AppStateInner {
     pub api_keys: ApiKeys,
     /// Whether the store answers (`/readyz`).
     pub health: Arc<dyn StoreHealth>,
+    /// Whether the start-up work is done (`/readyz`): false while `serve`
+    /// waits for a store that did not answer at start.
+    pub started: Arc<std::sync::atomic::AtomicBool>,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     /// Access/refresh tokens, signing keys, OAuth endpoints.
@@ -126,6 +129,7 @@ pub fn build_with_sealer(
         api_keys: ApiKeys::new(store.clone(), Duration::from_secs(config.http.api_key_cache_secs))
             .with_cert_clients(&config.tls.api_clients),
         health: store,
+        started: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         config: Arc::new(config),
         metrics: crate::metrics::handle(),
     }));

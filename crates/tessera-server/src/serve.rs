@@ -45,7 +45,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let sealer = crate::issuer::load_sealer(&config, true)?;
     let clock: Arc<dyn tessera_core::Clock> = Arc::new(tessera_core::SystemClock);
     let leases = Leases::new(store.clone(), clock.clone(), &config);
-    let mut app = app::build_with_sealer(config.clone(), store.clone(), clock, sealer);
+    let app = app::build_with_sealer(config.clone(), store.clone(), clock, sealer);
     let startup = Startup {
         state: app.state.clone(),
         data_dir: config.data_dir.clone(),
@@ -55,22 +55,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // waited for while serving: every request that needs it answers 503
     // and `/readyz` fails until the start-up work is done. A store that
     // answers makes any start-up failure fatal at once, as before.
-    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let waiting = match store.ping().await {
         Ok(()) => {
             startup.run().await?;
-            started.store(true, std::sync::atomic::Ordering::Release);
             None
         }
         Err(e) => {
             tracing::warn!(error = %e, "the store does not answer: serving 503 until it does, then finishing the start");
-            app.state.health = Arc::new(StartGate {
-                store: app.state.health.clone(),
-                started: started.clone(),
-            });
-            Some(tokio::spawn(
-                startup.when_the_store_answers(store, started.clone()),
-            ))
+            app.state
+                .started
+                .store(false, std::sync::atomic::Ordering::Release);
+            Some(tokio::spawn(startup.when_the_store_answers(store)))
         }
     };
 
@@ -220,11 +215,7 @@ impl Startup {
     /// unreachable (every second at first, at most every 5 s). A failure
     /// while the store answers is not the store's: it is logged and the
     /// process exits, as a failure at start would have.
-    async fn when_the_store_answers(
-        self,
-        store: Arc<dyn tessera_core::Store>,
-        started: Arc<std::sync::atomic::AtomicBool>,
-    ) {
+    async fn when_the_store_answers(self, store: Arc<dyn tessera_core::Store>) {
         let mut wait = Duration::from_secs(1);
         loop {
             tokio::time::sleep(wait).await;
@@ -234,7 +225,9 @@ impl Startup {
             }
             match self.run().await {
                 Ok(()) => {
-                    started.store(true, std::sync::atomic::Ordering::Release);
+                    self.state
+                        .started
+                        .store(true, std::sync::atomic::Ordering::Release);
                     tracing::info!("the store answers: start finished");
                     return;
                 }
@@ -246,27 +239,6 @@ impl Startup {
                     std::process::exit(1);
                 }
             }
-        }
-    }
-}
-
-/// `/readyz` while the start waits for the store: not ready until the
-/// start-up work is done, even once the store answers.
-struct StartGate {
-    store: Arc<dyn tessera_core::StoreHealth>,
-    started: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[async_trait::async_trait]
-impl tessera_core::StoreHealth for StartGate {
-    async fn ping(&self) -> tessera_core::StoreResult<()> {
-        self.store.ping().await?;
-        if self.started.load(std::sync::atomic::Ordering::Acquire) {
-            Ok(())
-        } else {
-            Err(tessera_core::StoreError::Unavailable(
-                "the service is still starting".into(),
-            ))
         }
     }
 }

@@ -21,9 +21,12 @@ pub async fn healthz() -> Json<Value> {
         (status = 200, description = "The store answers", body = crate::openapi::schemas::Status),
         (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
-/// The store answers.
+/// The store answers, and the start-up work that needs it is done.
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     state.health.ping().await?;
+    if !state.started.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(tessera_core::StoreError::Unavailable("the service is still starting".into()).into());
+    }
     Ok(Json(json!({ "status": "ready" })))
 }
 
