@@ -404,8 +404,8 @@ fn write_new_secret_file(path: &Path, text: &str) -> std::io::Result<()> {
 /// Checks a `tokens` request of `POST /v1/sessions` exactly as issuance
 /// will, before the session is created, so a bad request leaves nothing
 /// behind.
-pub fn check_token_request(tokens: &TokenService, req: &TokenRequest) -> Result<(), OAuthError> {
-    tokens.check_request(req)
+pub async fn check_token_request(tokens: &TokenService, req: &TokenRequest) -> Result<(), OAuthError> {
+    tokens.check_request(req).await
 }
 
 // ------------------------------------------------------------------ CLI

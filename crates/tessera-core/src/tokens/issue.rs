@@ -1,6 +1,8 @@
 //! Issuing tokens for a session: resolving a request's client, scope and
 //! audience, and minting access tokens (also for the refresh grant).
 
+use std::sync::Arc;
+
 use crate::access::{AccessClaims, Audience, mint, new_jti};
 use crate::clients::{Client, ClientKind, DEFAULT_CLIENT_ID};
 use crate::model::{Binding, RefreshFamily, SessionRecord};
@@ -12,7 +14,7 @@ use super::{IssuedTokens, OAuthError, TokenRequest, TokenService, parse_scope};
 pub const REFRESH_FAMILY_PREFIX: &str = "rtf_";
 
 /// A request's client, scope, audience and DPoP binding.
-type Resolved<'a> = (&'a Client, Vec<String>, Vec<String>, Option<Binding>);
+type Resolved = (Arc<Client>, Vec<String>, Vec<String>, Option<Binding>);
 
 impl TokenService {
     /// Issues an access token (and, if the client gets them, a refresh-token
@@ -39,7 +41,8 @@ impl TokenService {
         req: &TokenRequest,
         cert: Option<Binding>,
     ) -> Result<IssuedTokens, OAuthError> {
-        let (client, scope, audience, holder) = self.resolve_request(req)?;
+        let (client, scope, audience, holder) = self.resolve_request(req).await?;
+        let client = &*client;
         let holder = holder.or(cert);
         if holder.is_none() && self.policy.sender_constrained_only {
             return Err(OAuthError::InvalidDpopProof(
@@ -85,8 +88,8 @@ impl TokenService {
 
     /// Checks a token request exactly as [`issue_for_session`](Self::issue_for_session)
     /// will, so a caller can refuse it before writing anything.
-    pub fn check_request(&self, req: &TokenRequest) -> Result<(), OAuthError> {
-        let (.., holder) = self.resolve_request(req)?;
+    pub async fn check_request(&self, req: &TokenRequest) -> Result<(), OAuthError> {
+        let (.., holder) = self.resolve_request(req).await?;
         // Session creation has no certificate to bind to (see
         // `issue_for_session_with`): under the sender-constrained profile
         // the request itself must name the key.
@@ -100,12 +103,13 @@ impl TokenService {
 
     /// The client, scope and audience a request names, each allowed for the
     /// client (least privilege: exactly what was asked for), and the DPoP
-    /// key it binds the tokens to.
-    fn resolve_request(&self, req: &TokenRequest) -> Result<Resolved<'_>, OAuthError> {
+    /// key it binds the tokens to. The client is a configured one or one
+    /// registered at run time (`tessera clients create`) and not revoked.
+    async fn resolve_request(&self, req: &TokenRequest) -> Result<Resolved, OAuthError> {
         let client_id = req.client_id.as_deref().unwrap_or(DEFAULT_CLIENT_ID);
         let client = self
-            .clients
-            .get(client_id)
+            .find_client(client_id)
+            .await?
             .ok_or_else(|| OAuthError::InvalidRequest(format!("unknown client_id {client_id:?}")))?;
         let scope = parse_scope(req.scope.as_deref())?;
         if let Some(s) = scope.iter().find(|s| !client.allows_scope(s)) {
@@ -117,7 +121,7 @@ impl TokenService {
         if req.resource.as_ref().is_some_and(Audience::is_empty) {
             return Err(OAuthError::InvalidTarget("resource names no resource".into()));
         }
-        let audience = self.resolve_target(client, req.audience.as_ref(), resources)?;
+        let audience = self.resolve_target(&client, req.audience.as_ref(), resources)?;
         let holder = match req.dpop_jkt.as_deref() {
             Some(jkt) => Some(Binding::dpop(jkt).map_err(|e| OAuthError::InvalidRequest(e.into()))?),
             None if client.dpop_bound_access_tokens => {

@@ -1380,7 +1380,11 @@ async fn jw_16_unknown_or_disallowed_resources_are_invalid_target() {
             .unwrap_err();
         assert_eq!(e.code(), "invalid_target", "{why}: {e}");
         assert_eq!(
-            h.svc.check_request(&ask(client, resource)).unwrap_err().code(),
+            h.svc
+                .check_request(&ask(client, resource))
+                .await
+                .unwrap_err()
+                .code(),
             "invalid_target"
         );
     }
@@ -1390,11 +1394,14 @@ async fn jw_16_unknown_or_disallowed_resources_are_invalid_target() {
         resource: Some(Audience::one(RS_A)),
         ..Default::default()
     };
-    assert_eq!(h.svc.check_request(&both).unwrap_err().code(), "invalid_request");
+    assert_eq!(
+        h.svc.check_request(&both).await.unwrap_err().code(),
+        "invalid_request"
+    );
     // The client's own explicit audience counts as registered.
     let mut t = ask(Some("gateway"), &[RS_A]);
     t.scope = Some("read".into());
-    assert!(h.svc.check_request(&t).is_ok());
+    assert!(h.svc.check_request(&t).await.is_ok());
 }
 
 #[tokio::test]
@@ -1611,5 +1618,68 @@ async fn token_exchange_binds_the_new_token_to_the_callers_key() {
     assert_eq!(
         cnf_of(&h, &out.access_token),
         Some(serde_json::json!({"jkt": JKT}))
+    );
+}
+
+/// A client registered at run time (`tessera clients create`, the
+/// `ClientStore`) is a client of `tokens` at login as much as of the token
+/// endpoint; once revoked it is unknown to both.
+#[tokio::test]
+async fn a_stored_client_gets_tokens_at_login_until_it_is_revoked() {
+    use crate::store::ClientStore;
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(MemoryStore::new());
+    let svc = service_on(store.clone(), store.clone(), &clock, vec![], 10)
+        .await
+        .with_client_store(store.clone());
+    let mut reports = confidential("reports", "s3cret", false);
+    reports.grant_types = vec!["client_credentials".into()];
+    let record = crate::model::ClientRecord {
+        client_id: "reports".into(),
+        created_at: T0,
+        revoked_at: None,
+        registration: crate::clients::Registration::of(&reports).to_json(),
+    };
+    store.insert_client(&record).await.unwrap();
+    let s = svc
+        .sessions()
+        .create(CreateSession {
+            subject: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let req = TokenRequest {
+        client_id: Some("reports".into()),
+        scope: Some("read".into()),
+        audience: Some(Audience::one("api")),
+        ..Default::default()
+    };
+    svc.check_request(&req).await.unwrap();
+    let t = svc.issue_for_session(&s.session, &req).await.unwrap();
+    assert_eq!(
+        svc.verify_access_token(&t.access_token, &svc.own_token_rules())
+            .unwrap()
+            .client_id,
+        "reports"
+    );
+    assert!(
+        t.refresh_token.is_none(),
+        "a stored client never gets refresh tokens"
+    );
+    // Its registration still binds: a scope it was not given is refused.
+    let wider = TokenRequest {
+        scope: Some("admin".into()),
+        ..req.clone()
+    };
+    assert_eq!(
+        svc.check_request(&wider).await.unwrap_err().code(),
+        "invalid_scope"
+    );
+
+    store.revoke_client("reports", T0).await.unwrap();
+    assert_eq!(
+        svc.check_request(&req).await.unwrap_err().code(),
+        "invalid_request"
     );
 }

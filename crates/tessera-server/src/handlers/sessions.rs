@@ -247,7 +247,9 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     // Checked before anything is written: a bad `tokens` leaves no session.
     if let Some(t) = &req.tokens {
-        crate::issuer::check_token_request(&state.oauth.tokens, t).map_err(tokens_error)?;
+        crate::issuer::check_token_request(&state.oauth.tokens, t)
+            .await
+            .map_err(tokens_error)?;
     }
     let issued = state
         .sessions
@@ -332,7 +334,9 @@ pub async fn elevate(
     Json(req): Json<ElevateRequest>,
 ) -> ApiResult<impl IntoResponse> {
     if let Some(t) = &req.tokens {
-        crate::issuer::check_token_request(&state.oauth.tokens, t).map_err(tokens_error)?;
+        crate::issuer::check_token_request(&state.oauth.tokens, t)
+            .await
+            .map_err(tokens_error)?;
     }
     // `[dbsc] required_level`: sensitive levels only from a device-bound
     // session (SPEC §4.5).
