@@ -233,6 +233,20 @@ impl ClientStore for MemcachedStore {
     }
 }
 
+/// The lease `holder` takes at `now` for `ttl`: its expiry and the value
+/// stored.
+fn lease_value(holder: &str, ttl: Duration, now: Timestamp) -> StoreResult<(Timestamp, Vec<u8>)> {
+    let until = now.plus_millis(ttl_millis(ttl));
+    let value = encode(
+        "lease",
+        &WireLease {
+            holder: holder.to_owned(),
+            expires_at: until.unix_millis(),
+        },
+    )?;
+    Ok((until, value))
+}
+
 #[async_trait]
 impl LeaseStore for MemcachedStore {
     async fn acquire_lease(
@@ -243,14 +257,7 @@ impl LeaseStore for MemcachedStore {
         now: Timestamp,
     ) -> StoreResult<bool> {
         let key = self.key().lease(name);
-        let until = now.plus_millis(ttl_millis(ttl));
-        let value = encode(
-            "lease",
-            &WireLease {
-                holder: holder.to_owned(),
-                expires_at: until.unix_millis(),
-            },
-        )?;
+        let (until, value) = lease_value(holder, ttl, now)?;
         let item_ttl = ttl_secs(secs_until(until, now));
         loop {
             let Some(item) = self.conn().get(&key).await? else {
@@ -277,14 +284,7 @@ impl LeaseStore for MemcachedStore {
         now: Timestamp,
     ) -> StoreResult<bool> {
         let key = self.key().lease(name);
-        let until = now.plus_millis(ttl_millis(ttl));
-        let value = encode(
-            "lease",
-            &WireLease {
-                holder: holder.to_owned(),
-                expires_at: until.unix_millis(),
-            },
-        )?;
+        let (until, value) = lease_value(holder, ttl, now)?;
         loop {
             let Some(item) = self.conn().get(&key).await? else {
                 return Ok(false);
