@@ -131,6 +131,8 @@ macro_rules! refresh_cases {
             store_refresh_fresh_store_is_empty,
             store_refresh_family_round_trip,
             store_refresh_family_duplicate_writes_nothing,
+            store_create_with_refresh_family_stores_both,
+            store_create_with_refresh_family_writes_nothing_when_either_fails,
             store_refresh_revoke_family,
             store_refresh_families_of,
             store_sweep_deletes_refresh_families,

@@ -59,4 +59,7 @@ pub use store::{
     StoreHealth, StoreResult, Touch,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
-pub use tokens::{Introspection, IssuedTokens, OAuthError, TokenPolicy, TokenRequest, TokenService};
+pub use tokens::{
+    Introspection, IssuedTokens, LoginError, OAuthError, PreparedTokens, TokenPolicy, TokenRequest,
+    TokenService,
+};

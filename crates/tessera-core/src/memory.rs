@@ -110,6 +110,57 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// [`SessionStore::create`] under the caller's write lock.
+    fn create(
+        &mut self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+    ) -> StoreResult<CreateOutcome> {
+        if self.handles.contains_key(&session.handle) || self.sessions.contains_key(&session.token_hash) {
+            return Err(StoreError::Duplicate);
+        }
+        if let Some((h, v)) = &opts.replace {
+            match self.session(h) {
+                Some(p) if p.version == *v && p.revoked.is_none() => {}
+                _ => return Ok(CreateOutcome::Conflict),
+            }
+            self.revoke(h, RevokeReason::Replaced, opts.now);
+        }
+        self.put(session.clone());
+        self.by_subject
+            .entry(session.subject.clone())
+            .or_default()
+            .insert(session.handle.clone());
+        for e in events {
+            self.push_event(e.clone());
+        }
+        let mut evicted = Vec::new();
+        if let Some(max) = opts.max_per_subject {
+            let mut active = self.active_of(&session.subject, opts.now);
+            let excess = active.len().saturating_sub(max as usize);
+            active.retain(|s| s.handle != session.handle);
+            active.sort_by(|a, b| (a.created_at, &a.handle).cmp(&(b.created_at, &b.handle)));
+            for s in active.into_iter().take(excess) {
+                self.revoke(&s.handle, RevokeReason::SessionLimit, opts.now);
+                evicted.push(s.handle.clone());
+            }
+        }
+        Ok(CreateOutcome::Created { evicted })
+    }
+
+    /// Whether a family with this id or first token hash exists.
+    fn family_exists(&self, family: &RefreshFamily, first: &TokenHash) -> bool {
+        self.families.contains_key(&family.id) || self.refresh_tokens.contains_key(first)
+    }
+
+    /// Stores a family the caller checked with [`family_exists`](Self::family_exists).
+    fn insert_family(&mut self, family: &RefreshFamily, first: &TokenHash) {
+        self.families.insert(family.id.clone(), Arc::new(family.clone()));
+        self.refresh_tokens
+            .insert(*first, (family.id.clone(), family.generation));
+        self.family_tokens.insert(family.id.clone(), vec![*first]);
+    }
     fn push_event(&mut self, e: NewEvent) {
         self.last_event_id += 1;
         self.events.push(Event {
@@ -215,37 +266,7 @@ impl SessionStore for MemoryStore {
         opts: &CreateOptions,
         events: &[NewEvent],
     ) -> StoreResult<CreateOutcome> {
-        let mut g = self.write();
-        if g.handles.contains_key(&session.handle) || g.sessions.contains_key(&session.token_hash) {
-            return Err(StoreError::Duplicate);
-        }
-        if let Some((h, v)) = &opts.replace {
-            match g.session(h) {
-                Some(p) if p.version == *v && p.revoked.is_none() => {}
-                _ => return Ok(CreateOutcome::Conflict),
-            }
-            g.revoke(h, RevokeReason::Replaced, opts.now);
-        }
-        g.put(session.clone());
-        g.by_subject
-            .entry(session.subject.clone())
-            .or_default()
-            .insert(session.handle.clone());
-        for e in events {
-            g.push_event(e.clone());
-        }
-        let mut evicted = Vec::new();
-        if let Some(max) = opts.max_per_subject {
-            let mut active = g.active_of(&session.subject, opts.now);
-            let excess = active.len().saturating_sub(max as usize);
-            active.retain(|s| s.handle != session.handle);
-            active.sort_by(|a, b| (a.created_at, &a.handle).cmp(&(b.created_at, &b.handle)));
-            for s in active.into_iter().take(excess) {
-                g.revoke(&s.handle, RevokeReason::SessionLimit, opts.now);
-                evicted.push(s.handle.clone());
-            }
-        }
-        Ok(CreateOutcome::Created { evicted })
+        self.write().create(session, opts, events)
     }
 
     async fn get(&self, handle: &str) -> StoreResult<Option<Arc<SessionRecord>>> {

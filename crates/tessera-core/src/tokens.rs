@@ -31,7 +31,7 @@ use crate::store::{ClientStore, RefreshStore};
 pub use error::OAuthError;
 pub use exchange::{ACCESS_TOKEN_TYPE, ExchangeRequest, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT};
 pub use introspect::Introspection;
-pub use issue::REFRESH_FAMILY_PREFIX;
+pub use issue::{LoginError, PreparedTokens, REFRESH_FAMILY_PREFIX};
 pub use scope::parse_scope;
 pub use target::{MAX_AUDIENCES, resource_syntax};
 pub use types::{IssuedTokens, TokenPolicy, TokenRequest};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use memcache::exp::Ttl;
 use tessera_core::{
-    NewEvent, RefreshFamily, RefreshLookup, RefreshStore, Revocation, RevokeReason, Rotation, StoreError,
-    StoreResult, Timestamp, TokenHash,
+    CreateOptions, CreateOutcome, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, Revocation,
+    RevokeReason, Rotation, SessionRecord, SessionStore, StoreError, StoreResult, Timestamp, TokenHash,
 };
 
 use crate::MemcachedStore;
@@ -85,6 +85,59 @@ impl MemcachedStore {
         Ok(())
     }
 
+    /// Stores a new family: its record, its first token's pointer and its
+    /// place in the session's list ([`StoreError::Duplicate`] with nothing
+    /// left behind if the id or the token exists).
+    async fn insert_family(&self, family: &RefreshFamily, first: &TokenHash, ttl: Ttl) -> StoreResult<()> {
+        let key = self.key().family(&family.id);
+        if !self.conn().add(&key, &encode_family(family)?, ttl).await? {
+            return Err(StoreError::Duplicate);
+        }
+        match self
+            .claim_refresh_token(first, &family.id, family.generation, ttl)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                self.conn().delete(&key).await?;
+                return Err(StoreError::Duplicate);
+            }
+            Err(e) => {
+                let _ = self.conn().delete(&key).await;
+                return Err(e);
+            }
+        }
+        let id = family.id.clone();
+        // The list lives as long as the session (set again with each family).
+        self.update_index_ttl(&self.key().families_of(&family.handle), ttl, |idx| {
+            if idx.entries.contains(&id) {
+                false
+            } else {
+                idx.entries.push(id.clone());
+                true
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Undoes [`insert_family`](Self::insert_family) of a login whose
+    /// session was not stored. The list is that of the handle, which may be
+    /// another session's when the handle was the duplicate: only this
+    /// family leaves it.
+    async fn remove_new_family(&self, family: &RefreshFamily, first: &TokenHash) -> StoreResult<()> {
+        self.drop_refresh_token(first, &family.id, family.generation)
+            .await?;
+        self.conn().delete(&self.key().family(&family.id)).await?;
+        let ttl = self.family_ttl(&family.handle).await?;
+        self.update_index_ttl(&self.key().families_of(&family.handle), ttl, |idx| {
+            let before = idx.entries.len();
+            idx.entries.retain(|id| *id != family.id);
+            idx.entries.len() != before
+        })
+        .await
+    }
+
     /// Deletes every family of a session (its pointers expire with them).
     pub(crate) async fn delete_families_of(&self, handle: &str) -> StoreResult<()> {
         let key = self.key().families_of(handle);
@@ -124,36 +177,30 @@ impl RefreshStore for MemcachedStore {
         events: &[NewEvent],
     ) -> StoreResult<()> {
         let ttl = self.family_ttl(&family.handle).await?;
-        let key = self.key().family(&family.id);
-        if !self.conn().add(&key, &encode_family(family)?, ttl).await? {
-            return Err(StoreError::Duplicate);
-        }
-        match self
-            .claim_refresh_token(first, &family.id, family.generation, ttl)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                self.conn().delete(&key).await?;
-                return Err(StoreError::Duplicate);
-            }
-            Err(e) => {
-                let _ = self.conn().delete(&key).await;
-                return Err(e);
-            }
-        }
-        let id = family.id.clone();
-        // The list lives as long as the session (set again with each family).
-        self.update_index_ttl(&self.key().families_of(&family.handle), ttl, |idx| {
-            if idx.entries.contains(&id) {
-                false
-            } else {
-                idx.entries.push(id.clone());
-                true
-            }
-        })
-        .await?;
+        self.insert_family(family, first, ttl).await?;
         self.append(events).await
+    }
+
+    async fn create_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<CreateOutcome> {
+        // No transaction spans keys, so the family goes first: a login cut
+        // off half-way leaves at most a family whose session never came
+        // (its token is refused like one of a swept session, and it expires
+        // when the session would have), never a session without the
+        // family its refresh token needs.
+        self.insert_family(family, first, session_ttl(session)).await?;
+        let out = self.create(session, opts, events).await;
+        if !matches!(out, Ok(CreateOutcome::Created { .. })) {
+            // Best effort: what is left behind is the harmless state above.
+            let _ = self.remove_new_family(family, first).await;
+        }
+        out
     }
 
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {

@@ -4,18 +4,20 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use tessera_core::{
-    NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason, Rotation, SessionRecord, StoreError,
-    StoreResult, Timestamp, TokenHash,
+    CreateOptions, CreateOutcome, NewEvent, RefreshFamily, RefreshLookup, RefreshStore, RevokeReason,
+    Rotation, SessionRecord, StoreError, StoreResult, Timestamp, TokenHash,
 };
 use tokio_postgres::error::SqlState;
 
 use crate::codec::{
-    FAMILY_COLUMNS, FamilyRow, col, decode_family, decode_session, family_columns, session_columns, to_i64,
+    FAMILY_COLUMNS, FamilyRow, SessionRow, col, decode_family, decode_session, family_columns,
+    session_columns, to_i64,
 };
 use crate::error::Fail;
 use crate::events::append;
-use crate::sessions::touch;
+use crate::sessions::{create_in, touch};
 use crate::{PostgresStore, count32, execute, query, query_opt, transaction, with_client};
 
 fn lookup(row: &tokio_postgres::Row) -> StoreResult<RefreshLookup> {
@@ -24,6 +26,37 @@ fn lookup(row: &tokio_postgres::Row) -> StoreResult<RefreshLookup> {
         generation: u64::try_from(generation).map_err(|_| crate::codec::corrupt("generation", generation))?,
         family: Arc::new(decode_family(row, 1)?),
     })
+}
+
+/// Stores a family and its first token inside the caller's transaction.
+async fn insert_family<C: GenericClient + Sync>(tx: &C, row: &FamilyRow, first: &[u8]) -> Result<(), Fail> {
+    let inserted = execute(
+        tx,
+        concat!(
+            "INSERT INTO refresh_families (",
+            family_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ),
+        &row.params(),
+    )
+    .await;
+    if let Err(Fail::Pg(e)) = &inserted
+        && e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
+    {
+        // The session is gone (the sweeper may just have deleted it).
+        return Err(Fail::Store(StoreError::Unavailable(format!(
+            "refresh family for session {}, which is not stored",
+            row.handle
+        ))));
+    }
+    inserted?;
+    execute(
+        tx,
+        "INSERT INTO refresh_tokens (hash, family_id, generation) VALUES ($1, $2, $3)",
+        &[&first, &row.id, &row.generation],
+    )
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -37,33 +70,30 @@ impl RefreshStore for PostgresStore {
         let row = FamilyRow::encode(family)?;
         let first = first.as_bytes().as_slice();
         transaction!(self, |tx| {
-            let inserted = execute(
-                &tx,
-                concat!(
-                    "INSERT INTO refresh_families (",
-                    family_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-                ),
-                &row.params(),
-            )
-            .await;
-            if let Err(Fail::Pg(e)) = &inserted
-                && e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
-            {
-                // The session is gone (the sweeper may just have deleted it).
-                return Err(Fail::Store(StoreError::Unavailable(format!(
-                    "refresh family for session {}, which is not stored",
-                    row.handle
-                ))));
-            }
-            inserted?;
-            execute(
-                &tx,
-                "INSERT INTO refresh_tokens (hash, family_id, generation) VALUES ($1, $2, $3)",
-                &[&first, &row.id, &row.generation],
-            )
-            .await?;
+            insert_family(&tx, &row, first).await?;
             append(&tx, events).await?;
+        })
+    }
+
+    async fn create_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<CreateOutcome> {
+        let session = SessionRow::encode(session)?;
+        let row = FamilyRow::encode(family)?;
+        let first = first.as_bytes().as_slice();
+        transaction!(self, |tx| {
+            let out = create_in(&tx, &session, opts, events).await?;
+            if matches!(out, CreateOutcome::Created { .. }) {
+                // A duplicate fails here and the rollback takes the
+                // session with it.
+                insert_family(&tx, &row, first).await?;
+            }
+            out
         })
     }
 

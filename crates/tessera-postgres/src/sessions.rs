@@ -57,6 +57,114 @@ fn records(rows: &[tokio_postgres::Row]) -> StoreResult<Vec<Arc<SessionRecord>>>
     rows.iter().map(|r| decode_session(r, 0).map(Arc::new)).collect()
 }
 
+/// [`SessionStore::create`] inside the caller's transaction (alone, or
+/// with the refresh family of a login that hands out tokens). A duplicate
+/// is [`StoreError::Duplicate`], and the caller's rollback undoes the
+/// replacement's revocation with it.
+pub(crate) async fn create_in<C: GenericClient + Sync>(
+    tx: &C,
+    row: &SessionRow,
+    opts: &CreateOptions,
+    events: &[NewEvent],
+) -> Result<CreateOutcome, Fail> {
+    let now = opts.now;
+    if opts.max_per_subject.is_some() {
+        // Creates of one subject take turns, so each counts the
+        // sessions the one before it committed: concurrent logins
+        // cannot both see room under the limit. A hash collision
+        // between subjects only makes them take turns too.
+        execute(
+            tx,
+            "SELECT pg_advisory_xact_lock(hashtextextended('tessera-subject:' || $1, 0))",
+            &[&row.subject],
+        )
+        .await?;
+    }
+    let mut log: Vec<NewEvent> = Vec::with_capacity(events.len() + 1);
+    if let Some((handle, version)) = &opts.replace {
+        // A version beyond i64 cannot be stored, so it cannot match.
+        let hit = match i64::try_from(*version) {
+            Ok(v) => {
+                query_opt(
+                    tx,
+                    REVOKE_AT_VERSION,
+                    &[handle, &now.unix_millis(), &RevokeReason::Replaced.as_str(), &v],
+                )
+                .await?
+            }
+            Err(_) => None,
+        };
+        match hit {
+            Some(r) => {
+                let subject: String = col(&r, 0, "subject")?;
+                log.push(revoked(&subject, handle, RevokeReason::Replaced, now));
+            }
+            None => {
+                // A duplicate is reported even when `replace` also
+                // misses: it is the more serious of the two.
+                let dup = query_opt(
+                    tx,
+                    "SELECT 1 FROM sessions WHERE handle = $1 OR token_hash = $2 LIMIT 1",
+                    &[&row.handle, &row.token_hash],
+                )
+                .await?;
+                return match dup {
+                    Some(_) => Err(Fail::Store(StoreError::Duplicate)),
+                    None => Ok(CreateOutcome::Conflict),
+                };
+            }
+        }
+    }
+    // A duplicate handle or hash fails here and the rollback takes
+    // the replacement's revocation with it.
+    execute(tx, INSERT, &row.params()).await?;
+    log.extend_from_slice(events);
+
+    let mut evicted = Vec::new();
+    if let Some(max) = opts.max_per_subject {
+        // The new session counts toward the limit (if it is itself
+        // active) but is never evicted: skipping the newest
+        // `max - 1` others (or `max`, if it does not count) leaves
+        // the ones to revoke.
+        let at = now.unix_millis();
+        let new_is_active = row.revoked_at.is_none() && row.idle_expires_at.min(row.absolute_expires_at) > at;
+        let keep = (i64::from(max) - i64::from(new_is_active)).max(0);
+        let victims = query(
+            tx,
+            "SELECT handle FROM sessions \
+                 WHERE subject = $1 AND revoked_at IS NULL AND expires_at > $2 AND handle <> $4 \
+                 ORDER BY created_at DESC, handle DESC OFFSET $3",
+            &[&row.subject, &at, &keep, &row.handle],
+        )
+        .await?;
+        // Oldest first, as the contract orders evictions.
+        let victims: Vec<String> = victims
+            .iter()
+            .rev()
+            .map(|r| col(r, 0, "handle"))
+            .collect::<StoreResult<_>>()?;
+        if !victims.is_empty() {
+            let done = query(
+                tx,
+                "UPDATE sessions SET version = version + 1, revoked_at = $2, revoke_reason = $3 \
+                     WHERE handle = ANY($1) AND revoked_at IS NULL RETURNING handle",
+                &[&victims, &at, &RevokeReason::SessionLimit.as_str()],
+            )
+            .await?;
+            let done: Vec<String> = done
+                .iter()
+                .map(|r| col(r, 0, "handle"))
+                .collect::<StoreResult<_>>()?;
+            for h in victims.into_iter().filter(|h| done.contains(h)) {
+                log.push(revoked(&row.subject, &h, RevokeReason::SessionLimit, now));
+                evicted.push(h);
+            }
+        }
+    }
+    append(tx, &log).await?;
+    Ok(CreateOutcome::Created { evicted })
+}
+
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn create(
@@ -66,105 +174,7 @@ impl SessionStore for PostgresStore {
         events: &[NewEvent],
     ) -> StoreResult<CreateOutcome> {
         let row = SessionRow::encode(session)?;
-        let now = opts.now;
-        transaction!(self, |tx| {
-            if opts.max_per_subject.is_some() {
-                // Creates of one subject take turns, so each counts the
-                // sessions the one before it committed: concurrent logins
-                // cannot both see room under the limit. A hash collision
-                // between subjects only makes them take turns too.
-                execute(
-                    &tx,
-                    "SELECT pg_advisory_xact_lock(hashtextextended('tessera-subject:' || $1, 0))",
-                    &[&row.subject],
-                )
-                .await?;
-            }
-            let mut log: Vec<NewEvent> = Vec::with_capacity(events.len() + 1);
-            if let Some((handle, version)) = &opts.replace {
-                // A version beyond i64 cannot be stored, so it cannot match.
-                let hit = match i64::try_from(*version) {
-                    Ok(v) => {
-                        query_opt(
-                            &tx,
-                            REVOKE_AT_VERSION,
-                            &[handle, &now.unix_millis(), &RevokeReason::Replaced.as_str(), &v],
-                        )
-                        .await?
-                    }
-                    Err(_) => None,
-                };
-                match hit {
-                    Some(r) => {
-                        let subject: String = col(&r, 0, "subject")?;
-                        log.push(revoked(&subject, handle, RevokeReason::Replaced, now));
-                    }
-                    None => {
-                        // A duplicate is reported even when `replace` also
-                        // misses: it is the more serious of the two.
-                        let dup = query_opt(
-                            &tx,
-                            "SELECT 1 FROM sessions WHERE handle = $1 OR token_hash = $2 LIMIT 1",
-                            &[&row.handle, &row.token_hash],
-                        )
-                        .await?;
-                        return match dup {
-                            Some(_) => Err(Fail::Store(StoreError::Duplicate)),
-                            None => Ok(CreateOutcome::Conflict),
-                        };
-                    }
-                }
-            }
-            // A duplicate handle or hash fails here and the rollback takes
-            // the replacement's revocation with it.
-            execute(&tx, INSERT, &row.params()).await?;
-            log.extend_from_slice(events);
-
-            let mut evicted = Vec::new();
-            if let Some(max) = opts.max_per_subject {
-                // The new session counts toward the limit (if it is itself
-                // active) but is never evicted: skipping the newest
-                // `max - 1` others (or `max`, if it does not count) leaves
-                // the ones to revoke.
-                let at = now.unix_millis();
-                let new_is_active =
-                    row.revoked_at.is_none() && row.idle_expires_at.min(row.absolute_expires_at) > at;
-                let keep = (i64::from(max) - i64::from(new_is_active)).max(0);
-                let victims = query(
-                    &tx,
-                    "SELECT handle FROM sessions \
-                     WHERE subject = $1 AND revoked_at IS NULL AND expires_at > $2 AND handle <> $4 \
-                     ORDER BY created_at DESC, handle DESC OFFSET $3",
-                    &[&row.subject, &at, &keep, &row.handle],
-                )
-                .await?;
-                // Oldest first, as the contract orders evictions.
-                let victims: Vec<String> = victims
-                    .iter()
-                    .rev()
-                    .map(|r| col(r, 0, "handle"))
-                    .collect::<StoreResult<_>>()?;
-                if !victims.is_empty() {
-                    let done = query(
-                        &tx,
-                        "UPDATE sessions SET version = version + 1, revoked_at = $2, revoke_reason = $3 \
-                         WHERE handle = ANY($1) AND revoked_at IS NULL RETURNING handle",
-                        &[&victims, &at, &RevokeReason::SessionLimit.as_str()],
-                    )
-                    .await?;
-                    let done: Vec<String> = done
-                        .iter()
-                        .map(|r| col(r, 0, "handle"))
-                        .collect::<StoreResult<_>>()?;
-                    for h in victims.into_iter().filter(|h| done.contains(h)) {
-                        log.push(revoked(&row.subject, &h, RevokeReason::SessionLimit, now));
-                        evicted.push(h);
-                    }
-                }
-            }
-            append(&tx, &log).await?;
-            CreateOutcome::Created { evicted }
-        })
+        transaction!(self, |tx| { create_in(&tx, &row, opts, events).await? })
     }
 
     async fn get(&self, handle: &str) -> StoreResult<Option<Arc<SessionRecord>>> {

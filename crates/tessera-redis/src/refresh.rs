@@ -3,6 +3,27 @@
 
 use super::*;
 
+/// The ten arguments of a new family (lua/family_write.lua).
+fn push_family_args(
+    inv: &mut ScriptInvocation<'_>,
+    family: &RefreshFamily,
+    first: &TokenHash,
+) -> StoreResult<()> {
+    inv.arg(family.id.as_bytes())
+        .arg(pack_handle(&family.handle))
+        .arg(codec::encode_family(family)?)
+        .arg(family.generation.to_string())
+        .arg(millis(family.rotated_at))
+        .arg(family.current_sealed.as_deref().unwrap_or_default())
+        .arg(if family.current_sealed.is_some() { "1" } else { "0" })
+        .arg(&first.0[..]);
+    match family.revoked {
+        Some(r) => inv.arg(millis(r.at)).arg(reason_code(r.reason)),
+        None => inv.arg("").arg(""),
+    };
+    Ok(())
+}
+
 #[async_trait]
 impl RefreshStore for RedisStore {
     async fn create_refresh_family(
@@ -12,18 +33,7 @@ impl RefreshStore for RedisStore {
         events: &[NewEvent],
     ) -> StoreResult<()> {
         let mut inv = self.script(&SCRIPTS.family_create).await?;
-        inv.arg(family.id.as_bytes())
-            .arg(pack_handle(&family.handle))
-            .arg(codec::encode_family(family)?)
-            .arg(family.generation.to_string())
-            .arg(millis(family.rotated_at))
-            .arg(family.current_sealed.as_deref().unwrap_or_default())
-            .arg(if family.current_sealed.is_some() { "1" } else { "0" })
-            .arg(&first.0[..]);
-        match family.revoked {
-            Some(r) => inv.arg(millis(r.at)).arg(reason_code(r.reason)),
-            None => inv.arg("").arg(""),
-        };
+        push_family_args(&mut inv, family, first)?;
         Self::push_events(&mut inv, events)?;
         let out = array(self.run(&inv).await?, "create_refresh_family")?;
         match text(
@@ -43,6 +53,20 @@ impl RefreshStore for RedisStore {
                 format!("unexpected answer {other:?}"),
             )),
         }
+    }
+
+    async fn create_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<CreateOutcome> {
+        let mut inv = self.script(&SCRIPTS.create_with_family).await?;
+        push_family_args(&mut inv, family, first)?;
+        Self::push_create_args(&mut inv, session, opts, events)?;
+        self.create_outcome(&inv).await
     }
 
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {

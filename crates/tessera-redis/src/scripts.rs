@@ -9,6 +9,8 @@ use redis::Script;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 const TOUCH: &str = include_str!("lua/touch.lua");
+const FAMILY_WRITE: &str = include_str!("lua/family_write.lua");
+const CREATE: &str = include_str!("lua/create.lua");
 
 fn with_prelude(parts: &[&str]) -> Script {
     let mut code = String::from(PRELUDE);
@@ -50,6 +52,7 @@ fn changing_sessions(parts: &[&str]) -> Script {
 
 pub(crate) struct Scripts {
     pub create: Script,
+    pub create_with_family: Script,
     pub get_by_token: Script,
     pub touch: Script,
     pub update: Script,
@@ -84,7 +87,15 @@ pub(crate) struct Scripts {
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    create: changing_sessions(&[include_str!("lua/create.lua")]),
+    create: changing_sessions(&[CREATE]),
+    // create.lua runs as a function inside it, so its returns come back
+    // to the tail, which adds the family only after a create.
+    create_with_family: changing_sessions(&[
+        FAMILY_WRITE,
+        include_str!("lua/create_with_family_head.lua"),
+        CREATE,
+        include_str!("lua/create_with_family_tail.lua"),
+    ]),
     get_by_token: with_prelude(&[include_str!("lua/get_by_token.lua")]),
     touch: changing_sessions(&[TOUCH, include_str!("lua/touch_main.lua")]),
     update: changing_sessions(&[include_str!("lua/update.lua")]),
@@ -93,7 +104,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     revoke_all: changing_sessions(&[include_str!("lua/revoke_all.lua")]),
     sweep: changing_sessions(&[include_str!("lua/sweep.lua")]),
     count_active: with_prelude(&[include_str!("lua/count_active.lua")]),
-    family_create: with_prelude(&[include_str!("lua/family_create.lua")]),
+    family_create: with_prelude(&[FAMILY_WRITE, include_str!("lua/family_create.lua")]),
     family_find: with_prelude(&[include_str!("lua/family_find.lua")]),
     family_rotate: changing_sessions(&[TOUCH, include_str!("lua/family_rotate.lua")]),
     family_clear_sealed: with_prelude(&[include_str!("lua/family_clear_sealed.lua")]),

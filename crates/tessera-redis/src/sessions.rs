@@ -3,18 +3,16 @@
 
 use super::*;
 
-#[async_trait]
-impl SessionStore for RedisStore {
-    async fn create(
-        &self,
+impl RedisStore {
+    /// The arguments of create.lua.
+    pub(crate) fn push_create_args(
+        inv: &mut ScriptInvocation<'_>,
         session: &SessionRecord,
         opts: &CreateOptions,
         events: &[NewEvent],
-    ) -> StoreResult<CreateOutcome> {
-        let record = codec::encode_session(session)?;
-        let mut inv = self.script(&SCRIPTS.create).await?;
+    ) -> StoreResult<()> {
         inv.arg(pack_handle(&session.handle))
-            .arg(record)
+            .arg(codec::encode_session(session)?)
             .arg(millis(opts.now));
         match &opts.replace {
             Some((h, v)) => inv.arg(pack_handle(h)).arg(v.to_string()),
@@ -24,8 +22,12 @@ impl SessionStore for RedisStore {
             Some(m) => inv.arg(m),
             None => inv.arg(""),
         };
-        Self::push_events(&mut inv, events)?;
-        let out = array(self.run_changing(&inv).await?, "create")?;
+        Self::push_events(inv, events)
+    }
+
+    /// Runs a script that ends in create.lua and reads its answer.
+    pub(crate) async fn create_outcome(&self, inv: &ScriptInvocation<'_>) -> StoreResult<CreateOutcome> {
+        let out = array(self.run_changing(inv).await?, "create")?;
         let mut it = out.into_iter();
         match text(it.next().unwrap_or(Value::Nil), "create")?.as_str() {
             "dup" => Err(StoreError::Duplicate),
@@ -40,6 +42,20 @@ impl SessionStore for RedisStore {
             }),
             other => Err(corrupt("create", format!("unexpected answer {other:?}"))),
         }
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(
+        &self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+    ) -> StoreResult<CreateOutcome> {
+        let mut inv = self.script(&SCRIPTS.create).await?;
+        Self::push_create_args(&mut inv, session, opts, events)?;
+        self.create_outcome(&inv).await
     }
 
     async fn get(&self, handle: &str) -> StoreResult<Option<Arc<SessionRecord>>> {

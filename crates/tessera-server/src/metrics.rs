@@ -344,6 +344,22 @@ impl<S: RefreshStore> RefreshStore for InstrumentedStore<S> {
         .await
     }
 
+    async fn create_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<CreateOutcome> {
+        timed(
+            "create_with_refresh_family",
+            self.inner
+                .create_with_refresh_family(session, opts, events, family, first),
+        )
+        .await
+    }
+
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
         timed("find_refresh", self.inner.find_refresh(hash)).await
     }

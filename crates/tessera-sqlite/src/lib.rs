@@ -268,6 +268,36 @@ impl RefreshStore for SqliteStore {
             .await
     }
 
+    async fn create_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<CreateOutcome> {
+        let job = ops::Create {
+            row: SessionRow::encode(session)?,
+            replace: opts.replace.clone(),
+            max_per_subject: opts.max_per_subject,
+            now: opts.now,
+            events: events.to_vec(),
+        };
+        let family = FamilyRow::encode(family)?;
+        let first = *first.as_bytes();
+        // One writer job, so one savepoint: an error from the family's
+        // inserts (a duplicate) rolls the session back with it.
+        self.writer
+            .call(move |c| {
+                let out = ops::create(c, &job)?;
+                if matches!(out, CreateOutcome::Created { .. }) {
+                    ops::create_refresh_family(c, &family, &first, &[])?;
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
         let hash = *hash.as_bytes();
         let found = self.readers.with(move |c| ops::find_refresh(c, &hash)).await?;

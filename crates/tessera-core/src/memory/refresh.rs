@@ -11,17 +11,34 @@ impl RefreshStore for MemoryStore {
         events: &[NewEvent],
     ) -> StoreResult<()> {
         let mut g = self.write();
-        if g.families.contains_key(&family.id) || g.refresh_tokens.contains_key(first) {
+        if g.family_exists(family, first) {
             return Err(StoreError::Duplicate);
         }
-        g.families.insert(family.id.clone(), Arc::new(family.clone()));
-        g.refresh_tokens
-            .insert(*first, (family.id.clone(), family.generation));
-        g.family_tokens.insert(family.id.clone(), vec![*first]);
+        g.insert_family(family, first);
         for e in events {
             g.push_event(e.clone());
         }
         Ok(())
+    }
+
+    async fn create_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<CreateOutcome> {
+        let mut g = self.write();
+        // Checked first: a duplicate writes nothing, not even the session.
+        if g.family_exists(family, first) {
+            return Err(StoreError::Duplicate);
+        }
+        let out = g.create(session, opts, events)?;
+        if matches!(out, CreateOutcome::Created { .. }) {
+            g.insert_family(family, first);
+        }
+        Ok(out)
     }
 
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {

@@ -10,9 +10,11 @@ use super::validate::{
 };
 use super::{AuthInput, CreateSession, IssuedSession, Sessions};
 use crate::error::{Error, Result};
-use crate::model::{AuthInfo, Binding, EventKind, NewEvent, Revocation, RevokeReason, SessionRecord};
+use crate::model::{
+    AuthInfo, Binding, EventKind, NewEvent, RefreshFamily, Revocation, RevokeReason, SessionRecord,
+};
 use crate::secret::{self, SESSION_HANDLE_PREFIX, SecretToken, TokenHash, TokenKind};
-use crate::store::{CreateOptions, CreateOutcome, StoreError, StoreResult, Touch};
+use crate::store::{CreateOptions, CreateOutcome, RefreshStore, StoreError, StoreResult, Touch};
 use crate::time::Timestamp;
 
 /// How many times an operation retries after losing a compare-and-swap.
@@ -24,6 +26,31 @@ impl Sessions {
     /// data carried over only if it is the same subject's (request data wins
     /// on conflicting keys); another subject's data is dropped.
     pub async fn create(&self, req: CreateSession) -> Result<IssuedSession> {
+        self.create_inner(req, None).await
+    }
+
+    /// [`create`](Self::create), storing a refresh-token family with the
+    /// new session in the same atomic step
+    /// ([`RefreshStore::create_with_refresh_family`]): a login that hands
+    /// out a refresh token either leaves both or neither, whatever stops
+    /// it. `family` is a template: its `handle`, `session_token_hash`,
+    /// `created_at` and `rotated_at` are taken from the new session.
+    /// `families` must be the store this is over (or a wrapper of it).
+    pub async fn create_with_refresh_family(
+        &self,
+        req: CreateSession,
+        families: &dyn RefreshStore,
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> Result<IssuedSession> {
+        self.create_inner(req, Some((families, family, first))).await
+    }
+
+    async fn create_inner(
+        &self,
+        req: CreateSession,
+        with_family: Option<(&dyn RefreshStore, &RefreshFamily, &TokenHash)>,
+    ) -> Result<IssuedSession> {
         let subject = validate_subject(&req.subject)?;
         let auth_in = req.auth.unwrap_or_default();
         let level = validate_level(auth_in.level, self.policy.max_auth_level)?;
@@ -90,7 +117,22 @@ impl Sessions {
                 now,
             };
             let events = [NewEvent::new(EventKind::Created, &record, now)];
-            match self.store.create(&record, &opts, &events).await {
+            let written = match with_family {
+                None => self.store.create(&record, &opts, &events).await,
+                Some((families, template, first)) => {
+                    let family = RefreshFamily {
+                        handle: record.handle.clone(),
+                        session_token_hash: record.token_hash,
+                        created_at: now,
+                        rotated_at: now,
+                        ..template.clone()
+                    };
+                    families
+                        .create_with_refresh_family(&record, &opts, &events, &family, first)
+                        .await
+                }
+            };
+            match written {
                 Ok(CreateOutcome::Created { evicted }) => {
                     if !evicted.is_empty() {
                         tracing::info!(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{SessionStore, StoreResult, Touch};
+use super::{CreateOptions, CreateOutcome, SessionStore, StoreResult, Touch};
 use crate::model::{Binding, NewEvent, RefreshFamily, RefreshLookup, RevokeReason, SessionRecord};
 use crate::secret::TokenHash;
 use crate::time::Timestamp;
@@ -89,6 +89,29 @@ pub trait RefreshStore: SessionStore {
         first: &TokenHash,
         events: &[NewEvent],
     ) -> StoreResult<()>;
+
+    /// [`SessionStore::create`] of `session` together with
+    /// [`create_refresh_family`](Self::create_refresh_family) of `family`
+    /// (whose `handle` is `session.handle`), in one atomic step: a login
+    /// that also hands out a refresh token. Either both are stored or
+    /// neither: when the create writes nothing (a duplicate session,
+    /// [`CreateOutcome::Conflict`]) no family is stored, and a duplicate
+    /// family id or `first` hash is
+    /// [`StoreError::Duplicate`](super::StoreError::Duplicate) with
+    /// nothing written, not even the session. `events` are the session's;
+    /// the family appends none.
+    ///
+    /// It exists because the two separate writes leave, after a crash
+    /// between them, a session with no refresh family: a login nobody
+    /// received that still counts against the subject's session limit.
+    async fn create_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        opts: &CreateOptions,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<CreateOutcome>;
 
     /// The family a refresh token belongs to and the generation it was
     /// issued as; consumed tokens keep pointing at their family (that is how

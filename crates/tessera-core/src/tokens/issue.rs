@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use crate::access::{AccessClaims, Audience, mint, new_jti};
 use crate::clients::{Client, ClientKind, DEFAULT_CLIENT_ID};
-use crate::model::{Binding, RefreshFamily, SessionRecord};
-use crate::secret::{self, SecretToken, TokenKind};
+use crate::model::{Binding, RefreshFamily, RevokeReason, SessionRecord};
+use crate::secret::{self, SecretToken, TokenHash, TokenKind};
+use crate::sessions::{CreateSession, IssuedSession};
 use crate::time::Timestamp;
 
 use super::{IssuedTokens, OAuthError, TokenRequest, TokenService, parse_scope};
@@ -15,6 +16,39 @@ pub const REFRESH_FAMILY_PREFIX: &str = "rtf_";
 
 /// A request's client, scope, audience and DPoP binding.
 type Resolved = (Arc<Client>, Vec<String>, Vec<String>, Option<Binding>);
+
+/// A token request checked and resolved, its refresh token drawn, nothing
+/// written yet: what [`TokenService::prepare`] gives
+/// [`TokenService::login`].
+pub struct PreparedTokens {
+    client: Arc<Client>,
+    scope: Vec<String>,
+    audience: Vec<String>,
+    holder: Option<Binding>,
+    /// The refresh token and its family's template (no session yet).
+    refresh: Option<(SecretToken, RefreshFamily)>,
+}
+
+impl std::fmt::Debug for PreparedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedTokens")
+            .field("client_id", &self.client.client_id)
+            .field("scope", &self.scope)
+            .field("audience", &self.audience)
+            .field("refresh", &self.refresh.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`TokenService::login`] failed: the session could not be created,
+/// or it was but its tokens could not be issued (it is revoked again).
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error(transparent)]
+    Session(#[from] crate::error::Error),
+    #[error(transparent)]
+    Tokens(#[from] OAuthError),
+}
 
 impl TokenService {
     /// Issues an access token (and, if the client gets them, a refresh-token
@@ -41,22 +75,51 @@ impl TokenService {
         req: &TokenRequest,
         cert: Option<Binding>,
     ) -> Result<IssuedTokens, OAuthError> {
+        let mut prepared = self.prepare_with(req, cert).await?;
+        if let Some((token, family)) = &mut prepared.refresh {
+            let now = self.sessions.now();
+            family.handle = session.handle.clone();
+            family.session_token_hash = session.token_hash;
+            family.created_at = now;
+            family.rotated_at = now;
+            self.families
+                .create_refresh_family(family, &token.hash(), &[])
+                .await?;
+        }
+        self.finish(prepared, session)
+    }
+
+    /// The first half of issuing tokens at login: checks a token request
+    /// exactly as [`issue_for_session`](Self::issue_for_session) would and
+    /// draws the refresh token, writing nothing, so a bad request leaves
+    /// no session behind and [`login`](Self::login) can store the refresh
+    /// family together with the session.
+    pub async fn prepare(&self, req: &TokenRequest) -> Result<PreparedTokens, OAuthError> {
+        // Session creation has no certificate to bind to (see
+        // `issue_for_session_with`): under the sender-constrained profile
+        // the request itself must name the key.
+        self.prepare_with(req, None).await
+    }
+
+    async fn prepare_with(
+        &self,
+        req: &TokenRequest,
+        cert: Option<Binding>,
+    ) -> Result<PreparedTokens, OAuthError> {
         let (client, scope, audience, holder) = self.resolve_request(req).await?;
-        let client = &*client;
         let holder = holder.or(cert);
         if holder.is_none() && self.policy.sender_constrained_only {
             return Err(OAuthError::InvalidDpopProof(
                 "this deployment issues only sender-constrained tokens: bind them with dpop_jkt".into(),
             ));
         }
-        let now = self.sessions.now();
-        let access_token = self.mint_for(session, client, &scope, &audience, holder.as_ref(), now)?;
-        let refresh_token = if client.refresh_tokens {
-            let token = SecretToken::generate(TokenKind::Refresh);
+        let refresh = client.refresh_tokens.then(|| {
+            let now = self.sessions.now();
             let family = RefreshFamily {
                 id: secret::new_id(REFRESH_FAMILY_PREFIX),
-                handle: session.handle.clone(),
-                session_token_hash: session.token_hash,
+                // The session's, filled in when it exists.
+                handle: String::new(),
+                session_token_hash: TokenHash([0; 32]),
                 client_id: client.client_id.clone(),
                 scope: scope.clone(),
                 audience: audience.clone(),
@@ -70,18 +133,71 @@ impl TokenService {
                 },
                 revoked: None,
             };
-            self.families
-                .create_refresh_family(&family, &token.hash(), &[])
-                .await?;
-            Some(token)
-        } else {
-            None
+            (SecretToken::generate(TokenKind::Refresh), family)
+        });
+        Ok(PreparedTokens {
+            client,
+            scope,
+            audience,
+            holder,
+            refresh,
+        })
+    }
+
+    /// A login that hands out tokens: creates the session as
+    /// [`Sessions::create`](crate::Sessions::create) does, with the refresh
+    /// family (if the client gets refresh tokens) stored in the same atomic
+    /// step, then mints the access token. Without a signing key nothing
+    /// is written; if minting fails all the same (the key went in between),
+    /// the session is revoked again, so nothing usable is left.
+    pub async fn login(
+        &self,
+        req: CreateSession,
+        prepared: PreparedTokens,
+    ) -> Result<(IssuedSession, IssuedTokens), LoginError> {
+        self.keys
+            .signer()
+            .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+        let issued = match &prepared.refresh {
+            Some((token, family)) => {
+                self.sessions
+                    .create_with_refresh_family(req, &*self.families, family, &token.hash())
+                    .await?
+            }
+            None => self.sessions.create(req).await?,
         };
+        match self.finish(prepared, &issued.session) {
+            Ok(tokens) => Ok((issued, tokens)),
+            Err(e) => {
+                if let Err(r) = self
+                    .sessions
+                    .revoke(&issued.session.handle, RevokeReason::Revoked)
+                    .await
+                {
+                    tracing::error!(error = %r, handle = %issued.session.handle, "cannot revoke a session whose tokens failed");
+                }
+                Err(LoginError::Tokens(e))
+            }
+        }
+    }
+
+    /// Mints the access token of prepared tokens for `session`, whose
+    /// refresh family (if any) is stored.
+    fn finish(&self, prepared: PreparedTokens, session: &SessionRecord) -> Result<IssuedTokens, OAuthError> {
+        let PreparedTokens {
+            client,
+            scope,
+            audience,
+            holder,
+            refresh,
+        } = prepared;
+        let now = self.sessions.now();
+        let access_token = self.mint_for(session, &client, &scope, &audience, holder.as_ref(), now)?;
         Ok(IssuedTokens {
             access_token,
             token_type: Binding::token_type(holder.as_ref()),
             expires_in: self.policy.access_token_ttl_secs,
-            refresh_token,
+            refresh_token: refresh.map(|(token, _)| token),
             scope: scope.join(" "),
         })
     }
@@ -89,16 +205,7 @@ impl TokenService {
     /// Checks a token request exactly as [`issue_for_session`](Self::issue_for_session)
     /// will, so a caller can refuse it before writing anything.
     pub async fn check_request(&self, req: &TokenRequest) -> Result<(), OAuthError> {
-        let (.., holder) = self.resolve_request(req).await?;
-        // Session creation has no certificate to bind to (see
-        // `issue_for_session_with`): under the sender-constrained profile
-        // the request itself must name the key.
-        if holder.is_none() && self.policy.sender_constrained_only {
-            return Err(OAuthError::InvalidDpopProof(
-                "this deployment issues only sender-constrained tokens: bind them with dpop_jkt".into(),
-            ));
-        }
-        Ok(())
+        self.prepare(req).await.map(|_| ())
     }
 
     /// The client, scope and audience a request names, each allowed for the

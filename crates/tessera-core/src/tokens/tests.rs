@@ -608,8 +608,12 @@ impl LoggedReads {
         Ok(())
     }
 
+    /// Counts only while armed: the crash is after the next write.
     fn written(&self) {
-        self.wrote.store(true, std::sync::atomic::Ordering::SeqCst);
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.crash_after_write.load(SeqCst) {
+            self.wrote.store(true, SeqCst);
+        }
     }
 
     fn note(&self, read: &'static str) {
@@ -630,7 +634,9 @@ impl SessionStore for LoggedReads {
         e: &[NewEvent],
     ) -> crate::store::StoreResult<crate::store::CreateOutcome> {
         self.gate()?;
-        self.inner.create(s, o, e).await
+        let out = self.inner.create(s, o, e).await?;
+        self.written();
+        Ok(out)
     }
     async fn get(&self, handle: &str) -> crate::store::StoreResult<Option<Arc<SessionRecord>>> {
         self.gate()?;
@@ -701,6 +707,22 @@ impl RefreshStore for LoggedReads {
     ) -> crate::store::StoreResult<()> {
         self.gate()?;
         self.inner.create_refresh_family(family, first, events).await
+    }
+    async fn create_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        opts: &crate::store::CreateOptions,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> crate::store::StoreResult<crate::store::CreateOutcome> {
+        self.gate()?;
+        let out = self
+            .inner
+            .create_with_refresh_family(session, opts, events, family, first)
+            .await?;
+        self.written();
+        Ok(out)
     }
     async fn find_refresh(
         &self,
@@ -1112,6 +1134,65 @@ async fn rt_02_a_crash_inside_the_theft_response_never_leaves_the_session_valid(
         matches!(verified, Err(crate::Error::SessionRevoked)),
         "after a crash between the theft response's writes the session must be ended: {verified:?}"
     );
+}
+
+/// A login with tokens is one store write: a crash right after it leaves
+/// the session with its refresh family. As two writes (the session, then
+/// the family) a `kill -9` between them left sessions whose refresh token
+/// was never stored, listed for their subject (the crash loop found them).
+#[tokio::test]
+async fn a_login_with_tokens_stores_the_session_and_its_refresh_family_in_one_write() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(LoggedReads::default());
+    let svc = service_on(store.clone(), Arc::new(MemoryStore::new()), &clock, vec![], 0).await;
+    let prepared = svc.prepare(&TokenRequest::default()).await.unwrap();
+
+    store.crash_after_write.store(true, SeqCst);
+    let login = svc
+        .login(
+            CreateSession {
+                subject: "alice".into(),
+                ..Default::default()
+            },
+            prepared,
+        )
+        .await;
+    store.crash_after_write.store(false, SeqCst);
+    let (s, t) = login.expect("nothing after the one write may fail the login");
+
+    let families = store.refresh_families_of(&s.session.handle).await.unwrap();
+    assert_eq!(families.len(), 1, "the family was stored in the session's write");
+    assert_eq!(families[0].session_token_hash, s.session.token_hash);
+    assert_eq!(families[0].created_at, s.session.created_at);
+    let c = svc.clients().get("default").unwrap().clone();
+    svc.refresh(t.refresh_token.unwrap().expose(), &c, None)
+        .await
+        .expect("its refresh token works");
+}
+
+/// Without a signing key a login with tokens writes nothing: no session
+/// is left behind for tokens that cannot be issued.
+#[tokio::test]
+async fn a_login_with_tokens_and_no_signing_key_writes_nothing() {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(MemoryStore::new());
+    let svc = keyless_service_on(store.clone(), Arc::new(MemoryStore::new()), &clock, vec![], 0);
+    let prepared = svc.prepare(&TokenRequest::default()).await.unwrap();
+    let r = svc
+        .login(
+            CreateSession {
+                subject: "alice".into(),
+                ..Default::default()
+            },
+            prepared,
+        )
+        .await;
+    assert!(
+        matches!(r, Err(LoginError::Tokens(OAuthError::Unavailable(_)))),
+        "{r:?}"
+    );
+    assert!(store.list_by_subject("alice").await.unwrap().is_empty());
 }
 
 // ------------------------------------------------------------------ client_credentials

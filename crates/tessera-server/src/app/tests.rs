@@ -970,6 +970,16 @@ impl RefreshStore for DownStore {
     ) -> StoreResult<()> {
         down()
     }
+    async fn create_with_refresh_family(
+        &self,
+        _: &SessionRecord,
+        _: &CreateOptions,
+        _: &[NewEvent],
+        _: &tessera_core::RefreshFamily,
+        _: &TokenHash,
+    ) -> StoreResult<CreateOutcome> {
+        down()
+    }
     async fn find_refresh(&self, _: &TokenHash) -> StoreResult<Option<tessera_core::RefreshLookup>> {
         down()
     }

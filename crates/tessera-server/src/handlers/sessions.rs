@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use tessera_core::tokens::TokenRequest as TokensRequest;
 use tessera_core::{
     AuthInput, CreateSession, DeviceInput, Event, EventKind, EventQuery, IssuedSession, IssuedTokens,
-    OAuthError, RevokeReason, SessionRecord, TtlInput,
+    LoginError, OAuthError, RevokeReason, SessionRecord, TtlInput,
 };
 use tessera_http::cookies::session_cookie;
 use tessera_http::session_view::PublicSession;
@@ -245,24 +245,30 @@ pub async fn create(
     State(state): State<AppState>,
     Json(req): Json<CreateRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    // Checked before anything is written: a bad `tokens` leaves no session.
-    if let Some(t) = &req.tokens {
-        crate::issuer::check_token_request(&state.oauth.tokens, t)
-            .await
-            .map_err(tokens_error)?;
-    }
-    let issued = state
-        .sessions
-        .create(CreateSession {
-            subject: req.subject,
-            auth: req.auth,
-            device: req.device,
-            data: req.data,
-            ttl: req.ttl,
-            previous_session_token: req.previous_session_token,
-        })
-        .await?;
-    let tokens = issue_tokens(&state, &issued, req.tokens.as_ref()).await?;
+    let login = CreateSession {
+        subject: req.subject,
+        auth: req.auth,
+        device: req.device,
+        data: req.data,
+        ttl: req.ttl,
+        previous_session_token: req.previous_session_token,
+    };
+    let (issued, tokens) = match &req.tokens {
+        None => (state.sessions.create(login).await?, None),
+        Some(t) => {
+            // Checked, and a signing key made sure of, before anything is
+            // written: a bad `tokens` leaves no session. The refresh family
+            // is then stored with the session in one step, so no crash
+            // leaves a session whose refresh token was never stored.
+            state.oauth.ensure_signer().await.map_err(tokens_error)?;
+            let prepared = state.oauth.tokens.prepare(t).await.map_err(tokens_error)?;
+            match state.oauth.tokens.login(login, prepared).await {
+                Ok((issued, tokens)) => (issued, Some(tokens)),
+                Err(LoginError::Session(e)) => return Err(e.into()),
+                Err(LoginError::Tokens(e)) => return Err(tokens_error(e)),
+            }
+        }
+    };
     let mut body = issued_body(&state, &issued, tokens.as_ref());
     if req.dbsc
         && let Some(dbsc) = &state.dbsc

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use tessera_core::secret::{self, SESSION_HANDLE_PREFIX};
 use tessera_core::tokens::TokenService;
 use tessera_core::{
-    AuthInput, Client, ClientRegistry, CreateSession, EventQuery, EventStore, Introspection, KeyManager,
-    KeyPolicy, ManualClock, RefreshStore, RevokeReason, Sealer, SecretToken, SessionPolicy, SessionRecord,
-    SessionStore, Sessions, SigningAlg, SigningKeyStore, TokenKind, TokenPolicy, TokenRequest, TtlInput,
+    AuthInput, Client, ClientRegistry, CreateSession, EventQuery, EventStore, Introspection, IssuedSession,
+    KeyManager, KeyPolicy, LoginError, ManualClock, OAuthError, RefreshStore, RevokeReason, Sealer,
+    SecretToken, SessionPolicy, SessionRecord, SessionStore, Sessions, SigningAlg, SigningKeyStore,
+    TokenKind, TokenPolicy, TokenRequest, TtlInput,
 };
 
 use super::ops::{Op, Pick, Presented, SUBJECTS};
@@ -150,22 +151,32 @@ impl<S: SessionStore + RefreshStore + SigningKeyStore + EventStore> Real<S> {
                         .map(|p| pick_from(&self.session_tokens, p, TokenKind::Session)),
                     ..CreateSession::default()
                 };
-                match self.sessions.create(req).await {
-                    Ok(issued) => {
+                // With tokens, as the service logs in: the session and its
+                // refresh family in one step (`TokenService::login`).
+                let created = if refresh {
+                    match self.login(req).await {
+                        Ok(issued) => Ok((issued, Some(Ok(())))),
+                        Err(LoginError::Session(e)) => Err(err(error_kind(&e))),
+                        Err(LoginError::Tokens(e)) => Err(err(e.code())),
+                    }
+                } else {
+                    self.sessions
+                        .create(req)
+                        .await
+                        .map(|issued| (issued, None))
+                        .map_err(|e| err(error_kind(&e)))
+                };
+                match created {
+                    Ok((issued, tokens)) => {
                         self.handles.push(issued.session.handle.clone());
                         self.session_tokens.push(issued.token.expose().to_owned());
                         fresh.handle = Some(issued.session.handle.clone());
-                        let tokens = if refresh {
-                            Some(self.issue(&issued.session).await)
-                        } else {
-                            None
-                        };
                         Answer::Session {
                             view: view(&issued.session),
                             tokens,
                         }
                     }
-                    Err(e) => err(error_kind(&e)),
+                    Err(answer) => answer,
                 }
             }
             Op::Verify(t) => {
@@ -320,16 +331,18 @@ impl<S: SessionStore + RefreshStore + SigningKeyStore + EventStore> Real<S> {
         (answer, fresh)
     }
 
-    async fn issue(&mut self, session: &SessionRecord) -> Result<(), &'static str> {
-        let t = self
-            .svc
-            .issue_for_session(session, &TokenRequest::default())
-            .await
-            .map_err(|e| e.code())?;
+    /// A login with the default client's tokens, keeping them.
+    async fn login(&mut self, req: CreateSession) -> Result<IssuedSession, LoginError> {
+        let prepared = self.svc.prepare(&TokenRequest::default()).await?;
+        let (issued, t) = self.svc.login(req, prepared).await?;
         self.access_tokens.push(t.access_token);
-        let rt = t.refresh_token.ok_or("no refresh token for the default client")?;
+        let rt = t.refresh_token.ok_or_else(|| {
+            LoginError::Tokens(OAuthError::Unavailable(
+                "no refresh token for the default client".into(),
+            ))
+        })?;
         self.refresh_tokens.push(rt.expose().to_owned());
-        Ok(())
+        Ok(issued)
     }
 
     async fn introspect(&self, token: &str) -> Answer {

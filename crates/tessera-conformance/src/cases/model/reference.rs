@@ -347,6 +347,11 @@ impl Reference {
         refresh: bool,
         handle: String,
     ) -> Answer {
+        // A login with tokens checks for a signing key before anything
+        // else and, without one, writes nothing.
+        if refresh && self.signer().is_none() {
+            return err("temporarily_unavailable");
+        }
         if level == 0 || level > MAX_LEVEL {
             return err("validation_failed");
         }

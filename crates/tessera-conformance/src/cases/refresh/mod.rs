@@ -6,9 +6,11 @@
 //! its session, e.g. with a foreign key).
 
 mod families;
+mod login;
 mod rotate;
 
 pub use families::*;
+pub use login::*;
 pub use rotate::*;
 
 use tessera_core::{
