@@ -133,6 +133,7 @@ macro_rules! refresh_cases {
             store_refresh_family_duplicate_writes_nothing,
             store_create_with_refresh_family_stores_both,
             store_create_with_refresh_family_writes_nothing_when_either_fails,
+            store_update_with_refresh_family_stores_both_or_neither,
             store_refresh_revoke_family,
             store_refresh_families_of,
             store_sweep_deletes_refresh_families,

@@ -149,6 +149,32 @@ impl Inner {
         Ok(CreateOutcome::Created { evicted })
     }
 
+    /// [`SessionStore::update`] under the caller's write lock.
+    fn update(
+        &mut self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> StoreResult<bool> {
+        let Some(cur) = self.session(&session.handle).cloned() else {
+            return Ok(false);
+        };
+        if cur.version != expected_version {
+            return Ok(false);
+        }
+        if cur.token_hash != session.token_hash && self.sessions.contains_key(&session.token_hash) {
+            return Err(StoreError::Duplicate);
+        }
+        let mut next = session.clone();
+        next.last_seen_at = next.last_seen_at.max(cur.last_seen_at);
+        next.idle_expires_at = next.idle_expires_at.max(cur.idle_expires_at);
+        self.put(next);
+        for e in events {
+            self.push_event(e.clone());
+        }
+        Ok(true)
+    }
+
     /// Whether a family with this id or first token hash exists.
     fn family_exists(&self, family: &RefreshFamily, first: &TokenHash) -> bool {
         self.families.contains_key(&family.id) || self.refresh_tokens.contains_key(first)
@@ -298,24 +324,7 @@ impl SessionStore for MemoryStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
-        let mut g = self.write();
-        let Some(cur) = g.session(&session.handle).cloned() else {
-            return Ok(false);
-        };
-        if cur.version != expected_version {
-            return Ok(false);
-        }
-        if cur.token_hash != session.token_hash && g.sessions.contains_key(&session.token_hash) {
-            return Err(StoreError::Duplicate);
-        }
-        let mut next = session.clone();
-        next.last_seen_at = next.last_seen_at.max(cur.last_seen_at);
-        next.idle_expires_at = next.idle_expires_at.max(cur.idle_expires_at);
-        g.put(next);
-        for e in events {
-            g.push_event(e.clone());
-        }
-        Ok(true)
+        self.write().update(session, expected_version, events)
     }
 
     async fn list_by_subject(&self, subject: &str) -> StoreResult<Vec<Arc<SessionRecord>>> {

@@ -203,6 +203,25 @@ impl RefreshStore for MemcachedStore {
         out
     }
 
+    async fn update_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<bool> {
+        // The family first, for the reason given in
+        // `create_with_refresh_family`: cut off half-way, a step-up leaves
+        // at most a family whose session never got the token it names.
+        self.insert_family(family, first, session_ttl(session)).await?;
+        let out = self.update(session, expected_version, events).await;
+        if !matches!(out, Ok(true)) {
+            let _ = self.remove_new_family(family, first).await;
+        }
+        out
+    }
+
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
         let Some(item) = self.conn().get(&self.key().refresh_token(&hash.0)).await? else {
             return Ok(None);

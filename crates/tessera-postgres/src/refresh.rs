@@ -17,7 +17,7 @@ use crate::codec::{
 };
 use crate::error::Fail;
 use crate::events::append;
-use crate::sessions::{create_in, touch};
+use crate::sessions::{create_in, touch, update_in};
 use crate::{PostgresStore, count32, execute, query, query_opt, transaction, with_client};
 
 fn lookup(row: &tokio_postgres::Row) -> StoreResult<RefreshLookup> {
@@ -94,6 +94,26 @@ impl RefreshStore for PostgresStore {
                 insert_family(&tx, &row, first).await?;
             }
             out
+        })
+    }
+
+    async fn update_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<bool> {
+        let session = SessionRow::encode(session)?;
+        let row = FamilyRow::encode(family)?;
+        let first = first.as_bytes().as_slice();
+        transaction!(self, |tx| {
+            let swapped = update_in(&tx, &session, expected_version, events).await?;
+            if swapped {
+                insert_family(&tx, &row, first).await?;
+            }
+            swapped
         })
     }
 

@@ -165,6 +165,41 @@ pub(crate) async fn create_in<C: GenericClient + Sync>(
     Ok(CreateOutcome::Created { evicted })
 }
 
+/// [`SessionStore::update`] inside the caller's transaction: whether it
+/// swapped (if not, it wrote nothing).
+pub(crate) async fn update_in<C: GenericClient + Sync>(
+    tx: &C,
+    row: &SessionRow,
+    expected_version: u64,
+    events: &[NewEvent],
+) -> Result<bool, Fail> {
+    // A version beyond i64 cannot be stored, so it cannot match.
+    let Ok(expected) = i64::try_from(expected_version) else {
+        return Ok(false);
+    };
+    let mut params: Vec<&(dyn ToSql + Sync)> = row.params().to_vec();
+    params.push(&expected);
+    // GREATEST: a touch that landed between the caller's read and this
+    // write is kept, not rolled back.
+    let n = execute(
+        tx,
+        "UPDATE sessions SET token_hash = $2, subject = $3, version = $4, created_at = $5, \
+             last_seen_at = GREATEST(last_seen_at, $6), idle_timeout_ms = $7, \
+             idle_expires_at = GREATEST(idle_expires_at, $8), absolute_expires_at = $9, \
+             auth_level = $10, auth_methods = $11, auth_time = $12, device_user_agent = $13, \
+             device_ip = $14, device_label = $15, binding = $16, data = $17, revoked_at = $18, \
+             revoke_reason = $19 \
+         WHERE handle = $1 AND version = $20",
+        &params,
+    )
+    .await?;
+    if n == 0 {
+        return Ok(false);
+    }
+    append(tx, events).await?;
+    Ok(true)
+}
+
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn create(
@@ -223,32 +258,9 @@ impl SessionStore for PostgresStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
-        let Ok(expected) = i64::try_from(expected_version) else {
-            return Ok(false);
-        };
         let row = SessionRow::encode(session)?;
         transaction!(self, |tx| {
-            let mut params: Vec<&(dyn ToSql + Sync)> = row.params().to_vec();
-            params.push(&expected);
-            // GREATEST: a touch that landed between the caller's read and
-            // this write is kept, not rolled back.
-            let n = execute(
-                &tx,
-                "UPDATE sessions SET token_hash = $2, subject = $3, version = $4, created_at = $5, \
-                     last_seen_at = GREATEST(last_seen_at, $6), idle_timeout_ms = $7, \
-                     idle_expires_at = GREATEST(idle_expires_at, $8), absolute_expires_at = $9, \
-                     auth_level = $10, auth_methods = $11, auth_time = $12, device_user_agent = $13, \
-                     device_ip = $14, device_label = $15, binding = $16, data = $17, revoked_at = $18, \
-                     revoke_reason = $19 \
-                 WHERE handle = $1 AND version = $20",
-                &params,
-            )
-            .await?;
-            if n == 0 {
-                return Ok(false);
-            }
-            append(&tx, events).await?;
-            true
+            update_in(&tx, &row, expected_version, events).await?
         })
     }
 

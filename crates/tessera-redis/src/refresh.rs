@@ -69,6 +69,20 @@ impl RefreshStore for RedisStore {
         self.create_outcome(&inv).await
     }
 
+    async fn update_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<bool> {
+        let mut inv = self.script(&SCRIPTS.update_with_family).await?;
+        push_family_args(&mut inv, family, first)?;
+        Self::push_update_args(&mut inv, session, expected_version, events)?;
+        self.update_outcome(&inv).await
+    }
+
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
         Ok(self.find(hash, false).await?.map(|(l, _)| l))
     }

@@ -11,6 +11,7 @@ const PRELUDE: &str = include_str!("lua/prelude.lua");
 const TOUCH: &str = include_str!("lua/touch.lua");
 const FAMILY_WRITE: &str = include_str!("lua/family_write.lua");
 const CREATE: &str = include_str!("lua/create.lua");
+const UPDATE: &str = include_str!("lua/update.lua");
 
 fn with_prelude(parts: &[&str]) -> Script {
     let mut code = String::from(PRELUDE);
@@ -56,6 +57,7 @@ pub(crate) struct Scripts {
     pub get_by_token: Script,
     pub touch: Script,
     pub update: Script,
+    pub update_with_family: Script,
     pub list_by_subject: Script,
     pub revoke_subject: Script,
     pub revoke_all: Script,
@@ -98,7 +100,13 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     ]),
     get_by_token: with_prelude(&[include_str!("lua/get_by_token.lua")]),
     touch: changing_sessions(&[TOUCH, include_str!("lua/touch_main.lua")]),
-    update: changing_sessions(&[include_str!("lua/update.lua")]),
+    update: changing_sessions(&[UPDATE]),
+    update_with_family: changing_sessions(&[
+        FAMILY_WRITE,
+        include_str!("lua/update_with_family_head.lua"),
+        UPDATE,
+        include_str!("lua/update_with_family_tail.lua"),
+    ]),
     list_by_subject: with_prelude(&[include_str!("lua/list_by_subject.lua")]),
     revoke_subject: changing_sessions(&[include_str!("lua/revoke_subject.lua")]),
     revoke_all: changing_sessions(&[include_str!("lua/revoke_all.lua")]),

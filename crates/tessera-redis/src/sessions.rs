@@ -25,6 +25,32 @@ impl RedisStore {
         Self::push_events(inv, events)
     }
 
+    /// The arguments of update.lua.
+    pub(crate) fn push_update_args(
+        inv: &mut ScriptInvocation<'_>,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> StoreResult<()> {
+        inv.arg(pack_handle(&session.handle))
+            .arg(codec::encode_session(session)?)
+            .arg(expected_version.to_string());
+        Self::push_events(inv, events)
+    }
+
+    /// Runs a script that ends in update.lua and reads its answer.
+    pub(crate) async fn update_outcome(&self, inv: &ScriptInvocation<'_>) -> StoreResult<bool> {
+        match int(self.run_changing(inv).await?, "update")? {
+            1 => Ok(true),
+            0 => {
+                self.settle().await;
+                Ok(false)
+            }
+            -1 => Err(StoreError::Duplicate),
+            n => Err(corrupt("update", format!("unexpected answer {n}"))),
+        }
+    }
+
     /// Runs a script that ends in create.lua and reads its answer.
     pub(crate) async fn create_outcome(&self, inv: &ScriptInvocation<'_>) -> StoreResult<CreateOutcome> {
         let out = array(self.run_changing(inv).await?, "create")?;
@@ -113,21 +139,9 @@ impl SessionStore for RedisStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> StoreResult<bool> {
-        let record = codec::encode_session(session)?;
         let mut inv = self.script(&SCRIPTS.update).await?;
-        inv.arg(pack_handle(&session.handle))
-            .arg(record)
-            .arg(expected_version.to_string());
-        Self::push_events(&mut inv, events)?;
-        match int(self.run_changing(&inv).await?, "update")? {
-            1 => Ok(true),
-            0 => {
-                self.settle().await;
-                Ok(false)
-            }
-            -1 => Err(StoreError::Duplicate),
-            n => Err(corrupt("update", format!("unexpected answer {n}"))),
-        }
+        Self::push_update_args(&mut inv, session, expected_version, events)?;
+        self.update_outcome(&inv).await
     }
 
     async fn list_by_subject(&self, subject: &str) -> StoreResult<Vec<Arc<SessionRecord>>> {

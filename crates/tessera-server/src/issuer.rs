@@ -15,7 +15,7 @@ use tessera_core::dpop::{BoundedReplayCache, DpopPolicy, DpopVerifier, NonceIssu
 use tessera_core::keys::{KeyError, KeyInfo};
 use tessera_core::{
     Clock, KeyManager, OAuthError, RefreshStore, ReplayStore, Sealer, Sessions, SigningKeyStore, Timestamp,
-    TokenRequest, TokenService,
+    TokenService,
 };
 use tokio::sync::Notify;
 use zeroize::Zeroizing;
@@ -399,13 +399,6 @@ fn write_new_secret_file(path: &Path, text: &str) -> std::io::Result<()> {
     let mut f = opts.open(path)?;
     writeln!(f, "{text}")?;
     f.sync_all()
-}
-
-/// Checks a `tokens` request of `POST /v1/sessions` exactly as issuance
-/// will, before the session is created, so a bad request leaves nothing
-/// behind.
-pub async fn check_token_request(tokens: &TokenService, req: &TokenRequest) -> Result<(), OAuthError> {
-    tokens.check_request(req).await
 }
 
 // ------------------------------------------------------------------ CLI

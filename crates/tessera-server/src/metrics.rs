@@ -360,6 +360,22 @@ impl<S: RefreshStore> RefreshStore for InstrumentedStore<S> {
         .await
     }
 
+    async fn update_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<bool> {
+        timed(
+            "update_with_refresh_family",
+            self.inner
+                .update_with_refresh_family(session, expected_version, events, family, first),
+        )
+        .await
+    }
+
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
         timed("find_refresh", self.inner.find_refresh(hash)).await
     }

@@ -298,6 +298,30 @@ impl RefreshStore for SqliteStore {
             .await
     }
 
+    async fn update_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<bool> {
+        let row = SessionRow::encode(session)?;
+        let events = events.to_vec();
+        let family = FamilyRow::encode(family)?;
+        let first = *first.as_bytes();
+        // One writer job, one savepoint (see `create_with_refresh_family`).
+        self.writer
+            .call(move |c| {
+                let swapped = ops::update(c, &row, expected_version, &events)?;
+                if swapped {
+                    ops::create_refresh_family(c, &family, &first, &[])?;
+                }
+                Ok(swapped)
+            })
+            .await
+    }
+
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
         let hash = *hash.as_bytes();
         let found = self.readers.with(move |c| ops::find_refresh(c, &hash)).await?;

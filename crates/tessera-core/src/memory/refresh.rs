@@ -41,6 +41,25 @@ impl RefreshStore for MemoryStore {
         Ok(out)
     }
 
+    async fn update_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<bool> {
+        let mut g = self.write();
+        if g.family_exists(family, first) {
+            return Err(StoreError::Duplicate);
+        }
+        let swapped = g.update(session, expected_version, events)?;
+        if swapped {
+            g.insert_family(family, first);
+        }
+        Ok(swapped)
+    }
+
     async fn find_refresh(&self, hash: &TokenHash) -> StoreResult<Option<RefreshLookup>> {
         Ok(self.read().find_refresh(hash))
     }

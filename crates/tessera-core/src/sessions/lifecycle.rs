@@ -17,6 +17,17 @@ use crate::secret::{self, SESSION_HANDLE_PREFIX, SecretToken, TokenHash, TokenKi
 use crate::store::{CreateOptions, CreateOutcome, RefreshStore, StoreError, StoreResult, Touch};
 use crate::time::Timestamp;
 
+/// A refresh family template filled in for the session it is stored with.
+fn family_of(template: &RefreshFamily, session: &SessionRecord, now: Timestamp) -> RefreshFamily {
+    RefreshFamily {
+        handle: session.handle.clone(),
+        session_token_hash: session.token_hash,
+        created_at: now,
+        rotated_at: now,
+        ..template.clone()
+    }
+}
+
 /// How many times an operation retries after losing a compare-and-swap.
 const CAS_ATTEMPTS: usize = 8;
 
@@ -120,13 +131,7 @@ impl Sessions {
             let written = match with_family {
                 None => self.store.create(&record, &opts, &events).await,
                 Some((families, template, first)) => {
-                    let family = RefreshFamily {
-                        handle: record.handle.clone(),
-                        session_token_hash: record.token_hash,
-                        created_at: now,
-                        rotated_at: now,
-                        ..template.clone()
-                    };
+                    let family = family_of(template, &record, now);
                     families
                         .create_with_refresh_family(&record, &opts, &events, &family, first)
                         .await
@@ -216,6 +221,32 @@ impl Sessions {
     /// replaces the token, keeping the handle. The old token stops working
     /// in the same atomic step.
     pub async fn elevate(&self, presented: &str, auth: AuthInput) -> Result<IssuedSession> {
+        self.elevate_inner(presented, auth, None).await
+    }
+
+    /// [`elevate`](Self::elevate), storing a refresh-token family with the
+    /// elevated session in the same atomic step
+    /// ([`RefreshStore::update_with_refresh_family`]); `family` is a
+    /// template as for
+    /// [`create_with_refresh_family`](Self::create_with_refresh_family).
+    pub async fn elevate_with_refresh_family(
+        &self,
+        presented: &str,
+        auth: AuthInput,
+        families: &dyn RefreshStore,
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> Result<IssuedSession> {
+        self.elevate_inner(presented, auth, Some((families, family, first)))
+            .await
+    }
+
+    async fn elevate_inner(
+        &self,
+        presented: &str,
+        auth: AuthInput,
+        with_family: Option<(&dyn RefreshStore, &RefreshFamily, &TokenHash)>,
+    ) -> Result<IssuedSession> {
         let level = validate_level(auth.level, self.policy.max_auth_level)?;
         let hash = session_hash(presented)?;
         for _ in 0..CAS_ATTEMPTS {
@@ -234,7 +265,16 @@ impl Sessions {
             next.last_seen_at = now;
             next.idle_expires_at = now.plus_millis(rec.idle_timeout_ms).min(rec.absolute_expires_at);
             let events = [NewEvent::new(EventKind::Elevated, &next, now)];
-            match self.store.update(&next, rec.version, &events).await {
+            let written = match with_family {
+                None => self.store.update(&next, rec.version, &events).await,
+                Some((families, template, first)) => {
+                    let family = family_of(template, &next, now);
+                    families
+                        .update_with_refresh_family(&next, rec.version, &events, &family, first)
+                        .await
+                }
+            };
+            match written {
                 Ok(true) => {
                     return Ok(IssuedSession {
                         session: Arc::new(next),

@@ -113,6 +113,22 @@ pub trait RefreshStore: SessionStore {
         first: &TokenHash,
     ) -> StoreResult<CreateOutcome>;
 
+    /// [`SessionStore::update`] of `session` together with
+    /// [`create_refresh_family`](Self::create_refresh_family) of `family`
+    /// (whose `handle` is `session.handle`), in one atomic step: a step-up
+    /// that also hands out a refresh token. Returns whether it swapped; if
+    /// it did not, no family is stored either. A duplicate family id or
+    /// `first` hash is [`StoreError::Duplicate`](super::StoreError::Duplicate)
+    /// with nothing written.
+    async fn update_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> StoreResult<bool>;
+
     /// The family a refresh token belongs to and the generation it was
     /// issued as; consumed tokens keep pointing at their family (that is how
     /// reuse is detected) until the family is deleted.

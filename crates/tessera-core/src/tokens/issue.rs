@@ -7,7 +7,7 @@ use crate::access::{AccessClaims, Audience, mint, new_jti};
 use crate::clients::{Client, ClientKind, DEFAULT_CLIENT_ID};
 use crate::model::{Binding, RefreshFamily, RevokeReason, SessionRecord};
 use crate::secret::{self, SecretToken, TokenHash, TokenKind};
-use crate::sessions::{CreateSession, IssuedSession};
+use crate::sessions::{AuthInput, CreateSession, IssuedSession};
 use crate::time::Timestamp;
 
 use super::{IssuedTokens, OAuthError, TokenRequest, TokenService, parse_scope};
@@ -40,8 +40,9 @@ impl std::fmt::Debug for PreparedTokens {
     }
 }
 
-/// Why [`TokenService::login`] failed: the session could not be created,
-/// or it was but its tokens could not be issued (it is revoked again).
+/// Why [`TokenService::login`] or [`TokenService::elevate`] failed: the
+/// session could not be written, or it was but its tokens could not be
+/// issued (it is revoked again).
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error(transparent)]
@@ -166,6 +167,40 @@ impl TokenService {
             }
             None => self.sessions.create(req).await?,
         };
+        self.finish_or_revoke(prepared, issued).await
+    }
+
+    /// Step-up that hands out tokens: [`Sessions::elevate`](crate::Sessions::elevate)
+    /// with the new refresh family stored in the same atomic step, as
+    /// [`login`](Self::login) does for a new session.
+    pub async fn elevate(
+        &self,
+        presented: &str,
+        auth: AuthInput,
+        prepared: PreparedTokens,
+    ) -> Result<(IssuedSession, IssuedTokens), LoginError> {
+        self.keys
+            .signer()
+            .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+        let issued = match &prepared.refresh {
+            Some((token, family)) => {
+                self.sessions
+                    .elevate_with_refresh_family(presented, auth, &*self.families, family, &token.hash())
+                    .await?
+            }
+            None => self.sessions.elevate(presented, auth).await?,
+        };
+        self.finish_or_revoke(prepared, issued).await
+    }
+
+    /// Mints the access token for a session just written with its family;
+    /// if that fails after all, the session is revoked, so nothing usable
+    /// is left behind.
+    async fn finish_or_revoke(
+        &self,
+        prepared: PreparedTokens,
+        issued: IssuedSession,
+    ) -> Result<(IssuedSession, IssuedTokens), LoginError> {
         match self.finish(prepared, &issued.session) {
             Ok(tokens) => Ok((issued, tokens)),
             Err(e) => {

@@ -724,6 +724,22 @@ impl RefreshStore for LoggedReads {
         self.written();
         Ok(out)
     }
+    async fn update_with_refresh_family(
+        &self,
+        session: &SessionRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+        family: &RefreshFamily,
+        first: &TokenHash,
+    ) -> crate::store::StoreResult<bool> {
+        self.gate()?;
+        let out = self
+            .inner
+            .update_with_refresh_family(session, expected_version, events, family, first)
+            .await?;
+        self.written();
+        Ok(out)
+    }
     async fn find_refresh(
         &self,
         hash: &TokenHash,
@@ -1165,6 +1181,44 @@ async fn a_login_with_tokens_stores_the_session_and_its_refresh_family_in_one_wr
     assert_eq!(families.len(), 1, "the family was stored in the session's write");
     assert_eq!(families[0].session_token_hash, s.session.token_hash);
     assert_eq!(families[0].created_at, s.session.created_at);
+    let c = svc.clients().get("default").unwrap().clone();
+    svc.refresh(t.refresh_token.unwrap().expose(), &c, None)
+        .await
+        .expect("its refresh token works");
+}
+
+/// Step-up with tokens is one store write too: the elevated session and
+/// its new refresh family.
+#[tokio::test]
+async fn a_step_up_with_tokens_stores_the_session_and_its_refresh_family_in_one_write() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(LoggedReads::default());
+    let svc = service_on(store.clone(), Arc::new(MemoryStore::new()), &clock, vec![], 0).await;
+    let (s, _) = login_on(&svc, "").await;
+    let prepared = svc.prepare(&TokenRequest::default()).await.unwrap();
+
+    store.crash_after_write.store(true, SeqCst);
+    let stepped = svc
+        .elevate(
+            s.token.expose(),
+            AuthInput {
+                level: Some(2),
+                methods: vec!["otp".into()],
+            },
+            prepared,
+        )
+        .await;
+    store.crash_after_write.store(false, SeqCst);
+    let (e, t) = stepped.expect("nothing after the one write may fail the step-up");
+
+    assert_eq!(e.session.auth.level, 2);
+    let families = store.refresh_families_of(&s.session.handle).await.unwrap();
+    let new: Vec<_> = families
+        .iter()
+        .filter(|f| f.session_token_hash == e.session.token_hash)
+        .collect();
+    assert_eq!(new.len(), 1, "the new family was stored in the session's write");
     let c = svc.clients().get("default").unwrap().clone();
     svc.refresh(t.refresh_token.unwrap().expose(), &c, None)
         .await

@@ -980,6 +980,16 @@ impl RefreshStore for DownStore {
     ) -> StoreResult<CreateOutcome> {
         down()
     }
+    async fn update_with_refresh_family(
+        &self,
+        _: &SessionRecord,
+        _: u64,
+        _: &[NewEvent],
+        _: &tessera_core::RefreshFamily,
+        _: &TokenHash,
+    ) -> StoreResult<bool> {
+        down()
+    }
     async fn find_refresh(&self, _: &TokenHash) -> StoreResult<Option<tessera_core::RefreshLookup>> {
         down()
     }

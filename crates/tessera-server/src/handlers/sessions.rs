@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use tessera_core::tokens::TokenRequest as TokensRequest;
 use tessera_core::{
     AuthInput, CreateSession, DeviceInput, Event, EventKind, EventQuery, IssuedSession, IssuedTokens,
-    LoginError, OAuthError, RevokeReason, SessionRecord, TtlInput,
+    LoginError, OAuthError, PreparedTokens, RevokeReason, SessionRecord, TtlInput,
 };
 use tessera_http::cookies::session_cookie;
 use tessera_http::session_view::PublicSession;
@@ -145,31 +145,17 @@ fn tokens_error(e: OAuthError) -> ApiError {
     }
 }
 
-/// Issues the requested tokens for a session this request just created or
-/// elevated. The request was checked beforehand, so only an outage fails
-/// here; then the session is revoked again rather than left behind.
-async fn issue_tokens(
-    state: &AppState,
-    issued: &IssuedSession,
-    req: Option<&TokensRequest>,
-) -> ApiResult<Option<IssuedTokens>> {
-    let Some(req) = req else { return Ok(None) };
-    let result = match state.oauth.ensure_signer().await {
-        Ok(()) => state.oauth.tokens.issue_for_session(&issued.session, req).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(t) => Ok(Some(t)),
-        Err(e) => {
-            if let Err(r) = state
-                .sessions
-                .revoke(&issued.session.handle, RevokeReason::Revoked)
-                .await
-            {
-                tracing::error!(error = %r, handle = %issued.session.handle, "cannot revoke a session whose tokens failed");
-            }
-            Err(tokens_error(e))
-        }
+/// A `tokens` request checked as issuance will check it, with a signing
+/// key made sure of, before the session is written.
+async fn prepare_tokens(state: &AppState, req: &TokensRequest) -> ApiResult<PreparedTokens> {
+    state.oauth.ensure_signer().await.map_err(tokens_error)?;
+    state.oauth.tokens.prepare(req).await.map_err(tokens_error)
+}
+
+fn login_error(e: LoginError) -> ApiError {
+    match e {
+        LoginError::Session(e) => e.into(),
+        LoginError::Tokens(e) => tokens_error(e),
     }
 }
 
@@ -256,17 +242,18 @@ pub async fn create(
     let (issued, tokens) = match &req.tokens {
         None => (state.sessions.create(login).await?, None),
         Some(t) => {
-            // Checked, and a signing key made sure of, before anything is
-            // written: a bad `tokens` leaves no session. The refresh family
-            // is then stored with the session in one step, so no crash
-            // leaves a session whose refresh token was never stored.
-            state.oauth.ensure_signer().await.map_err(tokens_error)?;
-            let prepared = state.oauth.tokens.prepare(t).await.map_err(tokens_error)?;
-            match state.oauth.tokens.login(login, prepared).await {
-                Ok((issued, tokens)) => (issued, Some(tokens)),
-                Err(LoginError::Session(e)) => return Err(e.into()),
-                Err(LoginError::Tokens(e)) => return Err(tokens_error(e)),
-            }
+            // Checked before anything is written: a bad `tokens` leaves no
+            // session. The refresh family is then stored with the session
+            // in one step, so no crash leaves a session whose refresh token
+            // was never stored.
+            let prepared = prepare_tokens(&state, t).await?;
+            let (issued, tokens) = state
+                .oauth
+                .tokens
+                .login(login, prepared)
+                .await
+                .map_err(login_error)?;
+            (issued, Some(tokens))
         }
     };
     let mut body = issued_body(&state, &issued, tokens.as_ref());
@@ -339,11 +326,11 @@ pub async fn elevate(
     State(state): State<AppState>,
     Json(req): Json<ElevateRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    if let Some(t) = &req.tokens {
-        crate::issuer::check_token_request(&state.oauth.tokens, t)
-            .await
-            .map_err(tokens_error)?;
-    }
+    // Checked, and a signing key made sure of, before anything is written.
+    let prepared = match &req.tokens {
+        Some(t) => Some(prepare_tokens(&state, t).await?),
+        None => None,
+    };
     // `[dbsc] required_level`: sensitive levels only from a device-bound
     // session (SPEC §4.5).
     if let Some(dbsc) = &state.dbsc
@@ -357,8 +344,18 @@ pub async fn elevate(
             )));
         }
     }
-    let issued = state.sessions.elevate(&req.session_token, req.auth).await?;
-    let tokens = issue_tokens(&state, &issued, req.tokens.as_ref()).await?;
+    let (issued, tokens) = match prepared {
+        None => (state.sessions.elevate(&req.session_token, req.auth).await?, None),
+        Some(p) => {
+            let (issued, tokens) = state
+                .oauth
+                .tokens
+                .elevate(&req.session_token, req.auth, p)
+                .await
+                .map_err(login_error)?;
+            (issued, Some(tokens))
+        }
+    };
     let body =
         serde_json::to_vec(&issued_body(&state, &issued, tokens.as_ref())).map_err(|_| ApiError::Internal)?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body))

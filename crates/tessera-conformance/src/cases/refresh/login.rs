@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use tessera_core::{CreateOptions, CreateOutcome, EventKind, RefreshStore, SessionRecord, StoreError};
+use tessera_core::{
+    CreateOptions, CreateOutcome, EventKind, NewEvent, RefreshStore, SessionRecord, StoreError,
+};
 
 use super::*;
 use crate::support::*;
@@ -191,5 +193,111 @@ pub async fn store_create_with_refresh_family_writes_nothing_when_either_fails<
     assert_eq!(
         login_traces(s, &rec, &first.hash()).await,
         (true, true, true, true, 1)
+    );
+}
+
+async fn assert_unchanged<S: RefreshStore + EventStore>(
+    s: &S,
+    a: &SessionRecord,
+    old: &RefreshFamily,
+    what: &str,
+) {
+    assert_eq!(&get(s, &a.handle).await, a, "{what}: the session is unchanged");
+    assert_eq!(
+        families_of(s, &a.handle).await,
+        vec![old.clone()],
+        "{what}: no new family"
+    );
+}
+
+pub async fn store_update_with_refresh_family_stores_both_or_neither<S: RefreshStore + EventStore>(
+    store: Arc<S>,
+) {
+    let s = &*store;
+    let (_, a) = session("alice", T0);
+    let (_, b) = session("bob", T0);
+    insert(s, &a).await;
+    insert(s, &b).await;
+    let (taken, old) = refresh_family(&a, T0);
+    create_family(s, &old, &taken.hash(), &[]).await;
+    let now = T0.plus_millis(MIN);
+
+    // The step-up: a new token and level under the same handle.
+    let fresh_token = refresh_token();
+    let mut next = a.clone();
+    next.version += 1;
+    next.token_hash = refresh_token().hash();
+    next.auth.level = 2;
+    next.auth.time = now;
+    let events = [NewEvent::new(EventKind::Elevated, &next, now)];
+    let (first, family) = refresh_family(&next, now);
+
+    // Lost compare-and-swap: false, and no family.
+    let before = all_events(s).await;
+    let r = s
+        .update_with_refresh_family(&next, a.version + 5, &events, &family, &first.hash())
+        .await;
+    assert!(
+        !r.expect("a lost swap is an outcome"),
+        "a stale version does not swap"
+    );
+    assert!(
+        lookup(s, &first.hash()).await.is_none(),
+        "a lost swap stores no family"
+    );
+    assert_unchanged(s, &a, &old, "a lost swap").await;
+    assert_eq!(all_events(s).await, before, "a lost swap appends no event");
+
+    // A taken family id or first token: Duplicate, and no swap.
+    let mut same_id = family.clone();
+    same_id.id = old.id.clone();
+    for (what, fam, first) in [
+        ("family id", &same_id, fresh_token.hash()),
+        ("first token", &family, taken.hash()),
+    ] {
+        let r = s
+            .update_with_refresh_family(&next, a.version, &events, fam, &first)
+            .await;
+        assert!(
+            matches!(r, Err(StoreError::Duplicate)),
+            "a taken {what} must be StoreError::Duplicate, got {r:?}"
+        );
+        assert_unchanged(s, &a, &old, "a taken family").await;
+        assert_eq!(all_events(s).await, before, "a taken {what} appends no event");
+    }
+
+    // A taken session token: Duplicate, and no family.
+    let mut clash = next.clone();
+    clash.token_hash = b.token_hash;
+    let r = s
+        .update_with_refresh_family(&clash, a.version, &events, &family, &first.hash())
+        .await;
+    assert!(matches!(r, Err(StoreError::Duplicate)), "got {r:?}");
+    assert!(
+        lookup(s, &first.hash()).await.is_none(),
+        "a taken token stores no family"
+    );
+    assert_unchanged(s, &a, &old, "a taken session token").await;
+
+    // Both, in one step.
+    let r = s
+        .update_with_refresh_family(&next, a.version, &events, &family, &first.hash())
+        .await;
+    assert!(r.expect("update_with_refresh_family"), "swapped");
+    assert_eq!(get(s, &a.handle).await, next);
+    assert_eq!(lookup(s, &first.hash()).await, Some((family.clone(), 0)));
+    assert_eq!(
+        families_of(s, &a.handle).await,
+        by_id(vec![old.clone(), family.clone()])
+    );
+    let kinds: Vec<_> = events_after(s, before.len())
+        .await
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![EventKind::Elevated],
+        "the session's event, nothing for the family"
     );
 }
