@@ -93,7 +93,7 @@
 //! passes an event that appears later below it. Queries walk ids, 200 per
 //! round trip: a filtered query costs the events from its cursor up to the
 //! limit-th match, `events_cursor_since` the events of the window plus
-//! [`CURSOR_SKEW_MS`](crate::layout::CURSOR_SKEW_MS) before it. Retention
+//! [`CURSOR_SKEW_MS`] before it. Retention
 //! deletes from `e:first` on and then advances it.
 
 use aws_lc_rs::digest;

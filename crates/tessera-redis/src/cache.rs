@@ -29,7 +29,7 @@
 //!   own expiry on every read.
 //! - **A lost compare-and-swap waits.** When a conditional write finds the
 //!   session changed (another node wrote it), the caller may hold a copy
-//!   read just before the invalidation arrived; [`SessionCache::barrier`]
+//!   read just before the invalidation arrived; `SessionCache::barrier`
 //!   sends a `PING` on the subscription and returns once everything
 //!   published before it has been applied, so the caller's retry reads
 //!   the new record.

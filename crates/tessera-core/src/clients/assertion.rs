@@ -137,7 +137,7 @@ fn typ_ok(typ: Option<&str>) -> bool {
 }
 
 /// The stateless checks of an assertion by `client_id` against its `jwks`,
-/// at `now` (see the [module docs](self)).
+/// at `now` (see this module's docs).
 pub fn check_assertion(
     client_id: &str,
     jwks: &ClientJwks,

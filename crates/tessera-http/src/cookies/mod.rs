@@ -1,6 +1,6 @@
 //! The session cookie (SPEC §4.2): its configuration here, reading it from
 //! `Cookie` request headers in [`header`] and [`read`], writing `Set-Cookie`
-//! in [`write`].
+//! in [`write`](mod@write).
 
 use std::fmt;
 use std::str::FromStr;
