@@ -196,8 +196,10 @@ impl RefreshStore for MemcachedStore {
         // family its refresh token needs.
         self.insert_family(family, first, session_ttl(session)).await?;
         let out = self.create(session, opts, events).await;
-        if !matches!(out, Ok(CreateOutcome::Created { .. })) {
-            // Best effort: what is left behind is the harmless state above.
+        // Taken back only when the session certainly was not stored: after
+        // another error it may have been (`create` keeps a session once it
+        // is in place), and a family left over is the harmless case.
+        if matches!(out, Ok(CreateOutcome::Conflict) | Err(StoreError::Duplicate)) {
             let _ = self.remove_new_family(family, first).await;
         }
         out
@@ -216,7 +218,7 @@ impl RefreshStore for MemcachedStore {
         // at most a family whose session never got the token it names.
         self.insert_family(family, first, session_ttl(session)).await?;
         let out = self.update(session, expected_version, events).await;
-        if !matches!(out, Ok(true)) {
+        if matches!(out, Ok(false) | Err(StoreError::Duplicate)) {
             let _ = self.remove_new_family(family, first).await;
         }
         out
