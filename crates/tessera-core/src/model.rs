@@ -415,6 +415,21 @@ pub struct RefreshFamily {
     pub revoked: Option<Revocation>,
 }
 
+impl RefreshFamily {
+    /// This family (a template drawn before its session existed) as issued
+    /// for `session` at `now`.
+    #[must_use]
+    pub fn issued_for(&self, session: &SessionRecord, now: Timestamp) -> Self {
+        Self {
+            handle: session.handle.clone(),
+            session_token_hash: session.token_hash,
+            created_at: now,
+            rotated_at: now,
+            ..self.clone()
+        }
+    }
+}
+
 /// What a presented refresh token's hash points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshLookup {

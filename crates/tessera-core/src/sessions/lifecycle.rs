@@ -17,16 +17,9 @@ use crate::secret::{self, SESSION_HANDLE_PREFIX, SecretToken, TokenHash, TokenKi
 use crate::store::{CreateOptions, CreateOutcome, RefreshStore, StoreError, StoreResult, Touch};
 use crate::time::Timestamp;
 
-/// A refresh family template filled in for the session it is stored with.
-fn family_of(template: &RefreshFamily, session: &SessionRecord, now: Timestamp) -> RefreshFamily {
-    RefreshFamily {
-        handle: session.handle.clone(),
-        session_token_hash: session.token_hash,
-        created_at: now,
-        rotated_at: now,
-        ..template.clone()
-    }
-}
+/// A refresh family to store with the session being written: the store to
+/// write both through, the family's template and its first token's hash.
+type WithFamily<'a> = Option<(&'a dyn RefreshStore, &'a RefreshFamily, &'a TokenHash)>;
 
 /// How many times an operation retries after losing a compare-and-swap.
 const CAS_ATTEMPTS: usize = 8;
@@ -57,11 +50,7 @@ impl Sessions {
         self.create_inner(req, Some((families, family, first))).await
     }
 
-    async fn create_inner(
-        &self,
-        req: CreateSession,
-        with_family: Option<(&dyn RefreshStore, &RefreshFamily, &TokenHash)>,
-    ) -> Result<IssuedSession> {
+    async fn create_inner(&self, req: CreateSession, with_family: WithFamily<'_>) -> Result<IssuedSession> {
         let subject = validate_subject(&req.subject)?;
         let auth_in = req.auth.unwrap_or_default();
         let level = validate_level(auth_in.level, self.policy.max_auth_level)?;
@@ -131,7 +120,7 @@ impl Sessions {
             let written = match with_family {
                 None => self.store.create(&record, &opts, &events).await,
                 Some((families, template, first)) => {
-                    let family = family_of(template, &record, now);
+                    let family = template.issued_for(&record, now);
                     families
                         .create_with_refresh_family(&record, &opts, &events, &family, first)
                         .await
@@ -245,7 +234,7 @@ impl Sessions {
         &self,
         presented: &str,
         auth: AuthInput,
-        with_family: Option<(&dyn RefreshStore, &RefreshFamily, &TokenHash)>,
+        with_family: WithFamily<'_>,
     ) -> Result<IssuedSession> {
         let level = validate_level(auth.level, self.policy.max_auth_level)?;
         let hash = session_hash(presented)?;
@@ -268,7 +257,7 @@ impl Sessions {
             let written = match with_family {
                 None => self.store.update(&next, rec.version, &events).await,
                 Some((families, template, first)) => {
-                    let family = family_of(template, &next, now);
+                    let family = template.issued_for(&next, now);
                     families
                         .update_with_refresh_family(&next, rec.version, &events, &family, first)
                         .await

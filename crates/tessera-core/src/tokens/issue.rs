@@ -76,15 +76,11 @@ impl TokenService {
         req: &TokenRequest,
         cert: Option<Binding>,
     ) -> Result<IssuedTokens, OAuthError> {
-        let mut prepared = self.prepare_with(req, cert).await?;
-        if let Some((token, family)) = &mut prepared.refresh {
-            let now = self.sessions.now();
-            family.handle = session.handle.clone();
-            family.session_token_hash = session.token_hash;
-            family.created_at = now;
-            family.rotated_at = now;
+        let prepared = self.prepare_with(req, cert).await?;
+        if let Some((token, template)) = &prepared.refresh {
+            let family = template.issued_for(session, self.sessions.now());
             self.families
-                .create_refresh_family(family, &token.hash(), &[])
+                .create_refresh_family(&family, &token.hash(), &[])
                 .await?;
         }
         self.finish(prepared, session)
@@ -156,9 +152,7 @@ impl TokenService {
         req: CreateSession,
         prepared: PreparedTokens,
     ) -> Result<(IssuedSession, IssuedTokens), LoginError> {
-        self.keys
-            .signer()
-            .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+        self.signer_ready()?;
         let issued = match &prepared.refresh {
             Some((token, family)) => {
                 self.sessions
@@ -179,9 +173,7 @@ impl TokenService {
         auth: AuthInput,
         prepared: PreparedTokens,
     ) -> Result<(IssuedSession, IssuedTokens), LoginError> {
-        self.keys
-            .signer()
-            .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+        self.signer_ready()?;
         let issued = match &prepared.refresh {
             Some((token, family)) => {
                 self.sessions
@@ -237,10 +229,13 @@ impl TokenService {
         })
     }
 
-    /// Checks a token request exactly as [`issue_for_session`](Self::issue_for_session)
-    /// will, so a caller can refuse it before writing anything.
-    pub async fn check_request(&self, req: &TokenRequest) -> Result<(), OAuthError> {
-        self.prepare(req).await.map(|_| ())
+    /// Whether there is a key to mint with, checked before a login writes
+    /// anything.
+    fn signer_ready(&self) -> Result<(), OAuthError> {
+        self.keys
+            .signer()
+            .map(|_| ())
+            .map_err(|e| OAuthError::Unavailable(e.to_string()))
     }
 
     /// The client, scope and audience a request names, each allowed for the

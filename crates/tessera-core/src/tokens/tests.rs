@@ -1515,11 +1515,7 @@ async fn jw_16_unknown_or_disallowed_resources_are_invalid_target() {
             .unwrap_err();
         assert_eq!(e.code(), "invalid_target", "{why}: {e}");
         assert_eq!(
-            h.svc
-                .check_request(&ask(client, resource))
-                .await
-                .unwrap_err()
-                .code(),
+            h.svc.prepare(&ask(client, resource)).await.unwrap_err().code(),
             "invalid_target"
         );
     }
@@ -1529,14 +1525,11 @@ async fn jw_16_unknown_or_disallowed_resources_are_invalid_target() {
         resource: Some(Audience::one(RS_A)),
         ..Default::default()
     };
-    assert_eq!(
-        h.svc.check_request(&both).await.unwrap_err().code(),
-        "invalid_request"
-    );
+    assert_eq!(h.svc.prepare(&both).await.unwrap_err().code(), "invalid_request");
     // The client's own explicit audience counts as registered.
     let mut t = ask(Some("gateway"), &[RS_A]);
     t.scope = Some("read".into());
-    assert!(h.svc.check_request(&t).await.is_ok());
+    assert!(h.svc.prepare(&t).await.is_ok());
 }
 
 #[tokio::test]
@@ -1790,7 +1783,7 @@ async fn a_stored_client_gets_tokens_at_login_until_it_is_revoked() {
         audience: Some(Audience::one("api")),
         ..Default::default()
     };
-    svc.check_request(&req).await.unwrap();
+    svc.prepare(&req).await.unwrap();
     let t = svc.issue_for_session(&s.session, &req).await.unwrap();
     assert_eq!(
         svc.verify_access_token(&t.access_token, &svc.own_token_rules())
@@ -1807,14 +1800,8 @@ async fn a_stored_client_gets_tokens_at_login_until_it_is_revoked() {
         scope: Some("admin".into()),
         ..req.clone()
     };
-    assert_eq!(
-        svc.check_request(&wider).await.unwrap_err().code(),
-        "invalid_scope"
-    );
+    assert_eq!(svc.prepare(&wider).await.unwrap_err().code(), "invalid_scope");
 
     store.revoke_client("reports", T0).await.unwrap();
-    assert_eq!(
-        svc.check_request(&req).await.unwrap_err().code(),
-        "invalid_request"
-    );
+    assert_eq!(svc.prepare(&req).await.unwrap_err().code(), "invalid_request");
 }
